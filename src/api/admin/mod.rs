@@ -1,0 +1,49 @@
+//! The native API: health (and, later, stores, agents' job polling, jobs, metrics).
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health));
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `degraded`.
+    status: String,
+    /// `ok` or the database error.
+    database: String,
+    backend: String,
+    version: String,
+}
+
+#[utoipa::path(get, path = "/health", tag = "Native: health",
+    responses((status = 200, description = "Alive and the database answers", body = Health),
+              (status = 503, description = "Alive but the database does not answer", body = Health)))]
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let engine = state.engine.clone();
+    let db = web::block(move || -> Result<(), String> {
+        use diesel::connection::SimpleConnection;
+        let mut c = engine.pool.get().map_err(|e| e.to_string())?;
+        c.batch_execute("SELECT 1").map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    let ok = db.is_ok();
+    let body = Health {
+        status: if ok { "ok".into() } else { "degraded".into() },
+        database: db.err().unwrap_or_else(|| "ok".into()),
+        backend: state.engine.backend.name().into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let mut r = if ok {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    r.content_type("application/json; charset=utf-8")
+        .body(serde_json::to_string(&body).unwrap_or_default())
+}

@@ -1,0 +1,5 @@
+//! HTTP dialects: thin adapters that parse, authenticate, call the engine and map errors to
+//! each dialect's own shape.
+pub mod admin;
+pub mod body;
+pub mod venafi;

@@ -1,0 +1,349 @@
+//! `/vedauth` token endpoints, the legacy `/vedsdk/authorize/` API key, and the version probe.
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{VenafiError, authenticate, json_body, json_ok, presented_token};
+use crate::app::AppState;
+use crate::auth::{self, AuthError, IssuedToken, Scopes};
+use crate::config::parse_duration;
+
+/// `POST /vedauth/authorize/oauth` request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct OAuthRequest {
+    username: String,
+    password: String,
+    /// Application id (vcert sends `vcert-sdk`).
+    client_id: Option<String>,
+    /// TPP scope string, e.g. `certificate:manage,revoke`.
+    scope: Option<String>,
+    state: Option<String>,
+}
+
+/// Token grant answer (also for refresh).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    access_token: String,
+    refresh_token: Option<String>,
+    /// Expiry, Unix seconds.
+    expires: i64,
+    expires_in: i64,
+    refresh_until: i64,
+    scope: String,
+    token_type: String,
+    identity: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct RefreshRequest {
+    refresh_token: String,
+    client_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthErrorBody {
+    error: String,
+    error_description: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(non_snake_case)]
+pub struct VerifyResponse {
+    access_issued_on_ISO8601: String,
+    access_issued_on_unix_time: i64,
+    application: String,
+    expires_ISO8601: String,
+    expires_unix_time: i64,
+    grant_issued_on_ISO8601: String,
+    grant_issued_on_unix_time: i64,
+    identity: String,
+    scope: String,
+    /// Seconds left.
+    valid_for: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct LegacyLoginRequest {
+    username: String,
+    password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct LegacyLoginResponse {
+    #[serde(rename = "APIKey")]
+    api_key: String,
+    /// `/Date(<ms>)/`
+    valid_until: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct VersionResponse {
+    version: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct RevokeResponse {
+    revoked: bool,
+}
+
+fn invalid_grant(msg: &str) -> VenafiError {
+    VenafiError::OAuth(StatusCode::BAD_REQUEST, "invalid_grant", msg.to_string())
+}
+
+fn token_response(t: &IssuedToken, user_guid: &str) -> TokenResponse {
+    TokenResponse {
+        access_token: t.access_token.clone(),
+        refresh_token: t.refresh_token.clone(),
+        expires: t.expires_at.and_utc().timestamp(),
+        expires_in: (t.expires_at - t.issued_at).num_seconds(),
+        refresh_until: t
+            .refresh_until
+            .unwrap_or(t.expires_at)
+            .and_utc()
+            .timestamp(),
+        scope: t.scope.to_string(),
+        token_type: "Bearer".into(),
+        identity: format!("local:{{{user_guid}}}"),
+    }
+}
+
+fn lifetimes(state: &AppState) -> (std::time::Duration, std::time::Duration) {
+    let s = &state.engine.settings.auth;
+    (
+        parse_duration(&s.token_lifetime).unwrap_or(std::time::Duration::from_secs(90 * 86400)),
+        parse_duration(&s.refresh_lifetime).unwrap_or(std::time::Duration::from_secs(365 * 86400)),
+    )
+}
+
+#[utoipa::path(post, path = "/vedauth/authorize/oauth", tag = "Venafi: authorization",
+    request_body = OAuthRequest,
+    responses((status = 200, body = TokenResponse), (status = 400, description = "Bad credentials or scope", body = OAuthErrorBody)))]
+pub async fn oauth(
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, VenafiError> {
+    let body = json_body(payload, &state)
+        .await
+        .map_err(|e| invalid_grant(&e.to_string()))?;
+    let bad = |e: crate::api::body::BodyError| {
+        VenafiError::OAuth(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
+    };
+    let username = body.nonblank("username").map_err(bad)?.ok_or_else(|| {
+        VenafiError::OAuth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "username is required".into(),
+        )
+    })?;
+    let password = body.str("password").map_err(bad)?.unwrap_or_default();
+    let client_id = body
+        .nonblank("client_id")
+        .map_err(bad)?
+        .unwrap_or_else(|| "renewgate".into());
+    let scope_text = body
+        .nonblank("scope")
+        .map_err(bad)?
+        .unwrap_or_else(|| auth::scopes::DEFAULT_USER.into());
+    let requested = Scopes::parse(&scope_text).map_err(|e| {
+        VenafiError::OAuth(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            format!("Invalid scope '{scope_text}': {e}"),
+        )
+    })?;
+    let (life, refresh_life) = lifetimes(&state);
+    let engine = state.engine.clone();
+    let result = web::block(
+        move || -> Result<Result<(IssuedToken, String), AuthError>, VenafiError> {
+            let mut conn = engine.pool.get()?;
+            Ok(
+                auth::check_password(&mut conn, &username, &password).and_then(|user| {
+                    auth::issue_token(
+                        &mut conn,
+                        &user,
+                        &requested,
+                        &client_id,
+                        "oauth",
+                        life,
+                        Some(refresh_life),
+                    )
+                    .map(|t| (t, user.guid))
+                }),
+            )
+        },
+    )
+    .await??;
+    match result {
+        Ok((t, guid)) => {
+            tracing::info!(scope = %t.scope, "access token granted");
+            Ok(json_ok(&token_response(&t, &guid)))
+        }
+        Err(AuthError::Scope(_)) => Err(VenafiError::OAuth(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "Failed to issue grant: User is not authorized for the requested scope".into(),
+        )),
+        Err(AuthError::Db(e)) => Err(VenafiError::Internal(e.to_string())),
+        Err(_) => Err(invalid_grant("Username/password combination not valid")),
+    }
+}
+
+#[utoipa::path(post, path = "/vedauth/authorize/token", tag = "Venafi: authorization",
+    request_body = RefreshRequest,
+    responses((status = 200, body = TokenResponse), (status = 400, body = OAuthErrorBody)))]
+pub async fn refresh(
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, VenafiError> {
+    let body = json_body(payload, &state)
+        .await
+        .map_err(|e| invalid_grant(&e.to_string()))?;
+    let refresh = body
+        .nonblank("refresh_token")
+        .map_err(|e| invalid_grant(&e.to_string()))?
+        .ok_or_else(|| invalid_grant("refresh_token is required"))?;
+    let client_id = body
+        .nonblank("client_id")
+        .map_err(|e| invalid_grant(&e.to_string()))?
+        .unwrap_or_else(|| "renewgate".into());
+    let (life, refresh_life) = lifetimes(&state);
+    let engine = state.engine.clone();
+    let result = web::block(
+        move || -> Result<Result<(IssuedToken, String), AuthError>, VenafiError> {
+            let mut conn = engine.pool.get()?;
+            let t = auth::refresh_token(&mut conn, &refresh, &client_id, life, refresh_life);
+            Ok(t.and_then(|t| {
+                let p = auth::authenticate_token(&mut conn, &t.access_token)?;
+                Ok((t, p.user_guid))
+            }))
+        },
+    )
+    .await??;
+    match result {
+        Ok((t, guid)) => Ok(json_ok(&token_response(&t, &guid))),
+        Err(AuthError::Scope(m)) => Err(invalid_grant(&m)),
+        Err(AuthError::Db(e)) => Err(VenafiError::Internal(e.to_string())),
+        Err(_) => Err(invalid_grant(
+            "Grant has been revoked, has expired, or the refresh token is invalid",
+        )),
+    }
+}
+
+#[utoipa::path(get, path = "/vedauth/authorize/verify", tag = "Venafi: authorization",
+    responses((status = 200, body = VerifyResponse), (status = 401, body = OAuthErrorBody)),
+    security(("bearer" = [])))]
+pub async fn verify(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, VenafiError> {
+    let p = authenticate(&req, &state, "", None).await?;
+    let issued = p.token_issued_at.unwrap_or_default().and_utc();
+    let expires = p.token_expires_at.unwrap_or_default().and_utc();
+    let iso = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    Ok(json_ok(&VerifyResponse {
+        access_issued_on_ISO8601: iso(issued),
+        access_issued_on_unix_time: issued.timestamp(),
+        application: p.client_id.clone(),
+        expires_ISO8601: iso(expires),
+        expires_unix_time: expires.timestamp(),
+        grant_issued_on_ISO8601: iso(issued),
+        grant_issued_on_unix_time: issued.timestamp(),
+        identity: format!("local:{{{}}}", p.user_guid),
+        scope: p.scopes.to_string(),
+        valid_for: (expires - chrono::Utc::now()).num_seconds().max(0),
+    }))
+}
+
+#[utoipa::path(get, path = "/vedauth/revoke/token", tag = "Venafi: authorization",
+    responses((status = 200, body = RevokeResponse), (status = 401, body = OAuthErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, VenafiError> {
+    let p = authenticate(&req, &state, "", None).await?;
+    let engine = state.engine.clone();
+    web::block(move || -> Result<(), VenafiError> {
+        let mut conn = engine.pool.get()?;
+        if let Some(id) = p.token_id {
+            auth::revoke_token_id(&mut conn, id)
+                .map_err(|e| VenafiError::Internal(e.to_string()))?;
+        }
+        Ok(())
+    })
+    .await??;
+    let _ = presented_token(&req);
+    Ok(json_ok(&RevokeResponse { revoked: true }))
+}
+
+#[utoipa::path(post, path = "/vedsdk/authorize", tag = "Venafi: authorization",
+    request_body = LegacyLoginRequest,
+    responses((status = 200, body = LegacyLoginResponse), (status = 401, body = crate::api::venafi::certificates::ErrorBody)))]
+pub async fn legacy_login(
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, VenafiError> {
+    let body = json_body(payload, &state).await?;
+    let username = body
+        .nonblank("username")?
+        .ok_or_else(|| VenafiError::BadRequest("Username is required.".into()))?;
+    let password = body.str("password")?.unwrap_or_default();
+    let (life, _) = lifetimes(&state);
+    let engine = state.engine.clone();
+    let result = web::block(
+        move || -> Result<Result<IssuedToken, AuthError>, VenafiError> {
+            let mut conn = engine.pool.get()?;
+            Ok(
+                auth::check_password(&mut conn, &username, &password).and_then(|user| {
+                    let max = Scopes::parse(&user.max_scope).map_err(|e| AuthError::Scope(e.0))?;
+                    // The legacy API key has the user's whole scope and a UUID shape, as TPP's had.
+                    let mut t = auth::issue_token(
+                        &mut conn,
+                        &user,
+                        &max,
+                        "legacy-api-key",
+                        "apikey",
+                        life,
+                        None,
+                    )?;
+                    t.access_token = t.access_token.clone();
+                    Ok(t)
+                }),
+            )
+        },
+    )
+    .await??;
+    match result {
+        Ok(t) => Ok(json_ok(&LegacyLoginResponse {
+            api_key: t.access_token,
+            valid_until: format!("/Date({})/", t.expires_at.and_utc().timestamp_millis()),
+        })),
+        Err(AuthError::Db(e)) => Err(VenafiError::Internal(e.to_string())),
+        Err(_) => Err(VenafiError::OAuth(
+            StatusCode::UNAUTHORIZED,
+            "invalid_grant",
+            "Username/password combination not valid".into(),
+        )),
+    }
+}
+
+#[utoipa::path(get, path = "/vedsdk/systemstatus/version", tag = "Venafi: system",
+    responses((status = 200, body = VersionResponse), (status = 401, body = OAuthErrorBody)),
+    security(("bearer" = [])))]
+pub async fn version(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, VenafiError> {
+    authenticate(&req, &state, "", None).await?;
+    Ok(json_ok(&VersionResponse {
+        version: state.engine.settings.venafi.version.clone(),
+    }))
+}

@@ -1,0 +1,931 @@
+//! `/vedsdk/certificates/*`: request, retrieve, renew, search, checkpolicy, details, dntoguid.
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use super::error::{QUEUED_FOR_RENEWAL, WORK_TO_DO_TIMEOUT};
+use super::{VenafiError, authenticate, json_body, json_ok};
+use crate::api::body::LenientBody;
+use crate::app::AppState;
+use crate::ca::{EcCurve, KeySpec, SanSet};
+use crate::db::models::{CertObject, CertVersion};
+use crate::engine::inventory::{self, CertBundle, CertRef};
+use crate::engine::queue::JobOutcome;
+use crate::engine::renew::{EnrollRequest, RenewRequest, SubjectSpec};
+use crate::engine::{Engine, RenewError, csr, policy, state as obj_state};
+use crate::formats::{self, OutputFormat, OutputOptions};
+
+/// `{"Error": "...", "Success": false}`
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ErrorBody {
+    error: String,
+    success: bool,
+}
+
+/// SAN entry: Type 0 = UPN, 1 = e-mail, 2 = DNS, 6 = URI, 7 = IP.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct SubjectAltNameDoc {
+    r#type: i32,
+    name: String,
+}
+
+/// `POST /vedsdk/certificates/request` (keys are matched case-insensitively; booleans and
+/// integers may be strings).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct CertificateRequestDoc {
+    #[serde(rename = "PolicyDN")]
+    policy_dn: String,
+    object_name: Option<String>,
+    #[serde(rename = "PKCS10")]
+    pkcs10: Option<String>,
+    subject: Option<String>,
+    subject_alt_names: Option<Vec<SubjectAltNameDoc>>,
+    organization: Option<String>,
+    organizational_unit: Option<Vec<String>>,
+    city: Option<String>,
+    state: Option<String>,
+    country: Option<String>,
+    /// `RSA` or `ECC`.
+    key_algorithm: Option<String>,
+    key_bit_size: Option<i64>,
+    /// `P256`, `P384`, `P521`.
+    elliptic_curve: Option<String>,
+    pkix_parameter_set: Option<String>,
+    management_type: Option<String>,
+    /// Seconds to wait for issuance (0–120).
+    work_to_do_timeout: Option<i64>,
+    format: Option<String>,
+    include_chain: Option<bool>,
+    root_first_order: Option<bool>,
+    include_private_key: Option<bool>,
+    password: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct CertificateRequestResponse {
+    #[serde(rename = "CertificateDN")]
+    certificate_dn: String,
+    guid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate_data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filename: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct RetrieveRequestDoc {
+    #[serde(rename = "CertificateDN")]
+    certificate_dn: String,
+    /// `Base64`, `Base64 (PKCS #8)`, `DER`, `PKCS #7`, `PKCS #12`, `JKS`.
+    format: String,
+    include_chain: Option<bool>,
+    root_first_order: Option<bool>,
+    include_private_key: Option<bool>,
+    password: Option<String>,
+    keystore_password: Option<String>,
+    friendly_name: Option<String>,
+    work_to_do_timeout: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct RetrieveResponse {
+    /// base64 of the file bytes.
+    certificate_data: String,
+    filename: String,
+    format: String,
+}
+
+/// Not ready yet (202) or failed (500).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProcessingStatus {
+    stage: i64,
+    status: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct RenewRequestDoc {
+    #[serde(rename = "CertificateDN")]
+    certificate_dn: String,
+    #[serde(rename = "PKCS10")]
+    pkcs10: Option<String>,
+    subject: Option<String>,
+    subject_alt_names: Option<Vec<SubjectAltNameDoc>>,
+    reenable: Option<bool>,
+    work_to_do_timeout: Option<i64>,
+    /// The caller's copy of the current certificate (base64).
+    certificate_data: Option<String>,
+    format: Option<String>,
+    include_chain: Option<bool>,
+    root_first_order: Option<bool>,
+    include_private_key: Option<bool>,
+    password: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct RenewResponse {
+    success: bool,
+    #[serde(rename = "CertificateDN")]
+    certificate_dn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate_data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filename: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct CheckPolicyRequest {
+    #[serde(rename = "PolicyDN")]
+    policy_dn: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct DnToGuidRequest {
+    #[serde(rename = "ObjectDN")]
+    object_dn: String,
+}
+
+// Loosely typed answers (checkpolicy, search, details) are documented as objects with their
+// keys; `Value` keeps the vendor's exact key spellings.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct CheckPolicyResponse {
+    #[schema(value_type = Object)]
+    policy: Value,
+    #[schema(value_type = Option<String>)]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct SearchResponse {
+    #[schema(value_type = Vec<Object>)]
+    certificates: Vec<Value>,
+    data_range: String,
+    total_count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DnToGuidResponse {
+    #[serde(rename = "ClassName")]
+    class_name: String,
+    #[serde(rename = "GUID")]
+    guid: String,
+    #[serde(rename = "Result")]
+    result: i64,
+    #[serde(rename = "Revision")]
+    revision: i64,
+}
+
+fn run_blocking<T: Send + 'static>(
+    engine: &Arc<Engine>,
+    f: impl FnOnce(&Engine, &mut crate::db::DbConn) -> Result<T, VenafiError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, VenafiError>> {
+    let engine = engine.clone();
+    async move {
+        web::block(move || {
+            let mut conn = engine.pool.get()?;
+            f(&engine, &mut conn)
+        })
+        .await?
+    }
+}
+
+/// WorkToDoTimeout: absent → the configured default; 0–120 s.
+fn work_to_do_timeout(body: &LenientBody, state: &AppState) -> Result<u64, VenafiError> {
+    match body.int("WorkToDoTimeout")? {
+        None => Ok(state.engine.settings.venafi.work_to_do_timeout),
+        Some(n) if (0..=120).contains(&n) => Ok(n as u64),
+        Some(n) => Err(VenafiError::BadRequest(format!(
+            "WorkToDoTimeout must be between 0 and 120 seconds; got {n}."
+        ))),
+    }
+}
+
+/// Output options from a Retrieve/Renew/Request body. `renew_defaults` applies Renew's
+/// IncludePrivateKey default (true only for key-carrying container formats with a Password).
+fn output_options(
+    body: &LenientBody,
+    default_format: Option<OutputFormat>,
+    renew_defaults: bool,
+) -> Result<OutputOptions, VenafiError> {
+    let format = match body.nonblank("Format")? {
+        Some(f) => OutputFormat::parse(&f)
+            .ok_or_else(|| VenafiError::BadRequest(format!("Invalid Format value: {f}.")))?,
+        None => {
+            default_format.ok_or_else(|| VenafiError::BadRequest("Format is required.".into()))?
+        }
+    };
+    let password = body.str("Password")?.filter(|p| !p.is_empty());
+    let explicit_key = body.bool("IncludePrivateKey")?;
+    let include_private_key = match explicit_key {
+        Some(v) => v,
+        None => {
+            renew_defaults
+                && matches!(
+                    format,
+                    OutputFormat::Base64Pkcs8 | OutputFormat::Pkcs12 | OutputFormat::Jks
+                )
+                && password.is_some()
+        }
+    };
+    let opts = OutputOptions {
+        format,
+        include_chain: body.bool("IncludeChain")?.unwrap_or(false),
+        root_first: body.bool("RootFirstOrder")?.unwrap_or(false),
+        include_private_key,
+        password,
+        keystore_password: body.str("KeystorePassword")?.filter(|p| !p.is_empty()),
+        friendly_name: body.nonblank("FriendlyName")?,
+    };
+    formats::validate(&opts)?;
+    Ok(opts)
+}
+
+const KEY_NOT_IN_VAULT: &str =
+    "Failed to lookup private key, error: Failed to lookup private key vault id";
+
+fn render_version(
+    engine: &Engine,
+    v: &CertVersion,
+    opts: &OutputOptions,
+) -> Result<formats::Rendered, VenafiError> {
+    let bundle = CertBundle::load(v, &engine.master, opts.include_private_key)?;
+    if opts.include_private_key && bundle.key.is_none() {
+        return Err(VenafiError::BadRequest(KEY_NOT_IN_VAULT.into()));
+    }
+    if opts.include_private_key {
+        tracing::info!(certificate = v.id, "private key released in a download");
+    }
+    Ok(formats::render(&bundle, opts)?)
+}
+
+fn subject_alt_names(body: &LenientBody) -> Result<SanSet, VenafiError> {
+    let mut s = SanSet::default();
+    for item in body.array("SubjectAltNames")? {
+        let Value::Object(m) = item else {
+            return Err(VenafiError::BadRequest(
+                "SubjectAltNames entries must be objects with Type and Name.".into(),
+            ));
+        };
+        let e = LenientBody::from_map(m);
+        let t = e
+            .int("Type")?
+            .ok_or_else(|| VenafiError::BadRequest("SubjectAltNames entry without Type.".into()))?;
+        let name = e
+            .nonblank("Name")?
+            .ok_or_else(|| VenafiError::BadRequest("SubjectAltNames entry without Name.".into()))?;
+        match t {
+            0 => s.upn.push(name),
+            1 => s.email.push(name),
+            2 => s.dns.push(name),
+            6 => s.uri.push(name),
+            7 => {
+                name.parse::<std::net::IpAddr>().map_err(|_| {
+                    VenafiError::BadRequest(format!(
+                        "SubjectAltNames: {name} is not an IP address."
+                    ))
+                })?;
+                s.ip.push(name)
+            }
+            other => {
+                return Err(VenafiError::BadRequest(format!(
+                    "SubjectAltNames: unknown Type {other}."
+                )));
+            }
+        }
+    }
+    Ok(s)
+}
+
+fn string_list(body: &LenientBody, key: &str) -> Result<Vec<String>, VenafiError> {
+    match body.get(key) {
+        None => Ok(vec![]),
+        Some(Value::Array(a)) => Ok(a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()),
+        Some(_) => Ok(body.nonblank(key)?.into_iter().collect()),
+    }
+}
+
+fn key_spec(body: &LenientBody) -> Result<Option<KeySpec>, VenafiError> {
+    if let Some(oid) = body.nonblank("PkixParameterSet")? {
+        return KeySpec::from_pkix_parameter_set(&oid)
+            .map(Some)
+            .ok_or_else(|| {
+                VenafiError::BadRequest(format!("Unsupported PkixParameterSet {oid}."))
+            });
+    }
+    match body
+        .nonblank("KeyAlgorithm")?
+        .map(|a| a.to_ascii_uppercase())
+    {
+        None => Ok(None),
+        Some(a) if a == "RSA" => {
+            let bits = body.int("KeyBitSize")?.unwrap_or(2048);
+            if ![2048, 3072, 4096].contains(&bits) {
+                return Err(VenafiError::BadRequest(format!(
+                    "Unsupported KeyBitSize {bits}."
+                )));
+            }
+            Ok(Some(KeySpec::Rsa(bits as u32)))
+        }
+        Some(a) if a == "ECC" || a == "EC" || a == "ECDSA" => {
+            let curve = body
+                .nonblank("EllipticCurve")?
+                .unwrap_or_else(|| "P256".into());
+            EcCurve::parse(&curve)
+                .map(|c| Some(KeySpec::Ec(c)))
+                .ok_or_else(|| {
+                    VenafiError::BadRequest(format!("Unsupported EllipticCurve {curve}."))
+                })
+        }
+        Some(a) => Err(VenafiError::BadRequest(format!(
+            "Unsupported KeyAlgorithm {a}."
+        ))),
+    }
+}
+
+fn parse_csr(body: &LenientBody) -> Result<Option<openssl::x509::X509Req>, VenafiError> {
+    match body.nonblank("PKCS10")? {
+        Some(text) => Ok(Some(csr::parse_pkcs10(&text)?)),
+        None => Ok(None),
+    }
+}
+
+#[utoipa::path(post, path = "/vedsdk/Certificates/Request", tag = "Venafi: certificates",
+    request_body = CertificateRequestDoc,
+    responses((status = 200, body = CertificateRequestResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
+    security(("bearer" = [])))]
+pub async fn request(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, VenafiError> {
+    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let body = json_body(payload, &state).await?;
+    let policy_dn = body
+        .nonblank("PolicyDN")?
+        .ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
+    let timeout = work_to_do_timeout(&body, &state)?;
+    let opts = output_options(&body, Some(OutputFormat::Base64), false)?;
+    let csr = parse_csr(&body)?;
+    let subject = SubjectSpec {
+        common_name: body.nonblank("Subject")?,
+        organization: body.nonblank("Organization")?,
+        org_units: string_list(&body, "OrganizationalUnit")?,
+        city: body.nonblank("City")?,
+        state: body.nonblank("State")?,
+        country: body.nonblank("Country")?,
+    };
+    let enroll = EnrollRequest {
+        policy_dn,
+        object_name: body.nonblank("ObjectName")?,
+        csr,
+        subject,
+        sans: subject_alt_names(&body)?,
+        key_spec: key_spec(&body)?,
+        management_type: body.nonblank("ManagementType")?,
+    };
+    let accepted = run_blocking(&state.engine, move |e, c| Ok(e.enroll(c, enroll)?)).await?;
+    let mut resp = CertificateRequestResponse {
+        certificate_dn: accepted.object.dn.clone(),
+        guid: format!("{{{}}}", accepted.object.guid),
+        certificate_data: None,
+        filename: None,
+        format: None,
+    };
+    if timeout > 0 {
+        if let JobOutcome::Done(Some(cert_id)) = state
+            .engine
+            .wait_for_job(accepted.job_id, Duration::from_secs(timeout))
+            .await?
+        {
+            let r = run_blocking(&state.engine, move |e, c| {
+                let v = certificate_by_id(c, cert_id)?;
+                render_version(e, &v, &opts)
+            })
+            .await?;
+            resp.certificate_data = Some(B64.encode(&r.bytes));
+            resp.filename = Some(r.filename);
+            resp.format = Some(r.format.vendor_name().into());
+        }
+    }
+    Ok(json_ok(&resp))
+}
+
+fn certificate_by_id(c: &mut crate::db::DbConn, id: i64) -> Result<CertVersion, VenafiError> {
+    use crate::db::schema::certificates;
+    use diesel::prelude::*;
+    Ok(certificates::table
+        .find(id)
+        .select(CertVersion::as_select())
+        .first(c)?)
+}
+
+/// Retrieve's three answers: the file, "not ready" (202) or "failed" (500, as TPP documents).
+enum RetrieveAnswer {
+    Ready(formats::Rendered),
+    Pending(i64, String),
+    Failed(String, String),
+}
+
+async fn retrieve_common(
+    state: &AppState,
+    body: LenientBody,
+) -> Result<RetrieveAnswer, VenafiError> {
+    let dn = body
+        .nonblank("CertificateDN")?
+        .ok_or(VenafiError::Renew(RenewError::MissingDn))?;
+    let opts = output_options(&body, None, false)?;
+    let timeout = body.int("WorkToDoTimeout")?.unwrap_or(0).clamp(0, 120) as u64;
+    let dn2 = dn.clone();
+    let obj = run_blocking(&state.engine, move |_, c| {
+        inventory::find_object(c, &CertRef::Dn(dn2.clone()))?
+            .ok_or(VenafiError::Renew(RenewError::DoesNotExist(dn2)))
+    })
+    .await?;
+    if let (Some(job_id), true) = (
+        obj.pending_job_id,
+        timeout > 0 && obj.state == obj_state::PROCESSING,
+    ) {
+        state
+            .engine
+            .wait_for_job(job_id, Duration::from_secs(timeout))
+            .await?;
+    }
+    run_blocking(&state.engine, move |e, c| {
+        let obj = inventory::find_object(c, &CertRef::Dn(dn.clone()))?
+            .ok_or(VenafiError::Renew(RenewError::DoesNotExist(dn.clone())))?;
+        object_answer(e, c, &obj, &opts)
+    })
+    .await
+}
+
+fn object_answer(
+    e: &Engine,
+    c: &mut crate::db::DbConn,
+    obj: &CertObject,
+    opts: &OutputOptions,
+) -> Result<RetrieveAnswer, VenafiError> {
+    match obj.state.as_str() {
+        obj_state::PROCESSING => {
+            let job = obj
+                .pending_job_id
+                .map(|id| inventory::job(c, id))
+                .transpose()?
+                .flatten();
+            let (stage, status) = match job.as_ref().map(|j| j.state.as_str()) {
+                Some("running") => (500, "Post CSR".to_string()),
+                _ if obj.current_cert_id.is_some() => (100, QUEUED_FOR_RENEWAL.to_string()),
+                _ => (
+                    100,
+                    "WebSDK CertRequest Module Requested Certificate".to_string(),
+                ),
+            };
+            Ok(RetrieveAnswer::Pending(stage, status))
+        }
+        obj_state::ERROR => Ok(RetrieveAnswer::Failed(
+            obj.dn.clone(),
+            format!(
+                "Post CSR failed with error: {}",
+                obj.last_error.clone().unwrap_or_default()
+            ),
+        )),
+        _ => match inventory::current_version(c, obj)? {
+            Some(v) => Ok(RetrieveAnswer::Ready(render_version(e, &v, opts)?)),
+            None => Ok(RetrieveAnswer::Pending(0, "Waiting for new CSR.".into())),
+        },
+    }
+}
+
+fn pending_response(stage: i64, status: String) -> HttpResponse {
+    HttpResponse::build(StatusCode::ACCEPTED)
+        .content_type("application/json; charset=utf-8")
+        .body(json!({"Stage": stage, "Status": status}).to_string())
+}
+
+fn failed_response(stage: i64, status: String) -> HttpResponse {
+    HttpResponse::build(StatusCode::INTERNAL_SERVER_ERROR)
+        .content_type("application/json; charset=utf-8")
+        .body(json!({"Stage": stage, "Status": status}).to_string())
+}
+
+#[utoipa::path(post, path = "/vedsdk/Certificates/Retrieve", tag = "Venafi: certificates",
+    request_body = RetrieveRequestDoc,
+    responses(
+        (status = 200, body = RetrieveResponse),
+        (status = 202, description = "Not issued yet: call again", body = ProcessingStatus),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = super::authorize::OAuthErrorBody),
+        (status = 403, body = super::authorize::OAuthErrorBody),
+        (status = 500, description = "Issuance failed (documented by the vendor)", body = ProcessingStatus)),
+    security(("bearer" = [])))]
+pub async fn retrieve_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, VenafiError> {
+    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let body = json_body(payload, &state).await?;
+    Ok(match retrieve_common(&state, body).await? {
+        RetrieveAnswer::Ready(r) => json_ok(&RetrieveResponse {
+            certificate_data: B64.encode(&r.bytes),
+            filename: r.filename,
+            format: r.format.vendor_name().into(),
+        }),
+        RetrieveAnswer::Pending(stage, status) => pending_response(stage, status),
+        RetrieveAnswer::Failed(_, status) => failed_response(500, status),
+    })
+}
+
+#[utoipa::path(get, path = "/vedsdk/Certificates/Retrieve", tag = "Venafi: certificates",
+    params(("CertificateDN" = String, Query), ("Format" = String, Query), ("IncludeChain" = Option<bool>, Query),
+           ("RootFirstOrder" = Option<bool>, Query), ("IncludePrivateKey" = Option<bool>, Query), ("Password" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "The file itself", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 202, body = ProcessingStatus),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = super::authorize::OAuthErrorBody),
+        (status = 403, body = super::authorize::OAuthErrorBody),
+        (status = 500, body = ProcessingStatus)),
+    security(("bearer" = [])))]
+pub async fn retrieve_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, VenafiError> {
+    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let body = LenientBody::from_query(req.query_string());
+    Ok(match retrieve_common(&state, body).await? {
+        RetrieveAnswer::Ready(r) => HttpResponse::Ok()
+            .content_type(r.format.mime())
+            .insert_header((
+                "Content-Disposition",
+                format!("attachment; filename=\"{}\"", r.filename),
+            ))
+            .body(r.bytes),
+        RetrieveAnswer::Pending(stage, status) => pending_response(stage, status),
+        RetrieveAnswer::Failed(_, status) => failed_response(500, status),
+    })
+}
+
+#[utoipa::path(post, path = "/vedsdk/Certificates/Renew", tag = "Venafi: certificates",
+    request_body = RenewRequestDoc,
+    responses(
+        (status = 200, description = "Accepted (and, with WorkToDoTimeout, issued)", body = RenewResponse),
+        (status = 202, description = "Accepted, not issued within WorkToDoTimeout", body = ErrorBody),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = super::authorize::OAuthErrorBody),
+        (status = 403, body = super::authorize::OAuthErrorBody)),
+    security(("bearer" = [])))]
+pub async fn renew(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, VenafiError> {
+    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let body = json_body(payload, &state).await?;
+    let dn = body
+        .nonblank("CertificateDN")?
+        .ok_or(VenafiError::Renew(RenewError::MissingDn))?;
+    let timeout = work_to_do_timeout(&body, &state)?;
+    // Output parameters are validated before anything is queued.
+    let opts = output_options(&body, Some(OutputFormat::Base64), true)?;
+    let csr = parse_csr(&body)?;
+    let subject_cn = body.nonblank("Subject")?;
+    let sans = subject_alt_names(&body)?;
+    let certificate_data =
+        match body.nonblank("CertificateData")? {
+            Some(d) => Some(B64.decode(d.trim()).map_err(|_| {
+                VenafiError::BadRequest("CertificateData is not valid base64.".into())
+            })?),
+            None => None,
+        };
+    let renew_req = RenewRequest {
+        certificate: CertRef::Dn(dn.clone()),
+        csr,
+        subject: subject_cn.map(|cn| SubjectSpec {
+            common_name: Some(cn),
+            ..Default::default()
+        }),
+        sans: if sans.is_empty() { None } else { Some(sans) },
+        reenable: body.bool("Reenable")?.unwrap_or(false),
+        certificate_data,
+    };
+    let explicit_key = body.bool("IncludePrivateKey")?.unwrap_or(false);
+    let accepted = run_blocking(&state.engine, move |e, c| {
+        if explicit_key {
+            // An explicit request for the key must be answerable before anything is queued.
+            if let Some(o) = inventory::find_object(c, &renew_req.certificate)? {
+                if o.csr_origin != crate::engine::renew::CSR_SERVICE {
+                    return Err(VenafiError::BadRequest(KEY_NOT_IN_VAULT.into()));
+                }
+            }
+        }
+        Ok(e.renew(c, renew_req)?)
+    })
+    .await?;
+    let dn = accepted.object.dn.clone();
+    tracing::info!(
+        object = accepted.object.id,
+        job = accepted.job_id,
+        "renewal accepted"
+    );
+    if timeout == 0 {
+        return Ok(json_ok(&RenewResponse {
+            success: true,
+            certificate_dn: dn,
+            certificate_data: None,
+            filename: None,
+            format: None,
+        }));
+    }
+    match state
+        .engine
+        .wait_for_job(accepted.job_id, Duration::from_secs(timeout))
+        .await?
+    {
+        JobOutcome::Done(Some(cert_id)) => {
+            let r = run_blocking(&state.engine, move |e, c| {
+                let v = certificate_by_id(c, cert_id)?;
+                let mut opts = opts;
+                if v.key_enc.is_none() {
+                    // Renew's default: the answer simply carries no key when there is none.
+                    opts.include_private_key = false;
+                }
+                render_version(e, &v, &opts)
+            })
+            .await?;
+            Ok(json_ok(&RenewResponse {
+                success: true,
+                certificate_dn: dn,
+                certificate_data: Some(B64.encode(&r.bytes)),
+                filename: Some(r.filename),
+                format: Some(r.format.vendor_name().into()),
+            }))
+        }
+        JobOutcome::Failed(msg) => Err(VenafiError::BadRequest(format!(
+            "Certificate {dn} has encountered an error while processing, Status: Post CSR failed with error: {msg}, Stage: 500."
+        ))),
+        _ => Ok(HttpResponse::build(StatusCode::ACCEPTED)
+            .content_type("application/json; charset=utf-8")
+            .body(json!({"Error": WORK_TO_DO_TIMEOUT, "Success": false}).to_string())),
+    }
+}
+
+fn x509_summary(obj: &CertObject, v: Option<&CertVersion>) -> Value {
+    let (sans, cn) = match v.and_then(|v| openssl::x509::X509::from_der(&v.der).ok()) {
+        Some(c) => (
+            SanSet::of_cert(&c),
+            crate::ca::common_name(c.subject_name()),
+        ),
+        None => (SanSet::default(), String::new()),
+    };
+    let iso =
+        |t: chrono::NaiveDateTime| t.and_utc().format("%Y-%m-%dT%H:%M:%S.0000000Z").to_string();
+    json!({
+        "CreatedOn": iso(obj.created_at),
+        "DN": obj.dn,
+        "Guid": format!("{{{}}}", obj.guid),
+        "Name": obj.name,
+        "ParentDn": obj.policy_dn,
+        "SchemaClass": "X509 Certificate",
+        "X509": v.map(|v| json!({
+            "CN": cn,
+            "Issuer": v.issuer_dn,
+            "SANS": {"DNS": sans.dns, "IP": sans.ip, "Email": sans.email, "URI": sans.uri, "UPN": sans.upn},
+            "Serial": v.serial,
+            "Thumbprint": v.thumbprint,
+            "ValidFrom": iso(v.not_before),
+            "ValidTo": iso(v.not_after),
+        })).unwrap_or(Value::Null),
+        "_links": [{"Details": format!("/vedsdk/certificates/{{{}}}", obj.guid)}],
+    })
+}
+
+#[utoipa::path(get, path = "/vedsdk/Certificates/", tag = "Venafi: certificates",
+    params(("Thumbprint" = Option<String>, Query, description = "SHA-1 thumbprint (hex; case, spaces and colons ignored)"),
+           ("Limit" = Option<i64>, Query), ("Offset" = Option<i64>, Query)),
+    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
+    security(("bearer" = [])))]
+pub async fn search(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, VenafiError> {
+    authenticate(&req, &state, "certificate", None).await?;
+    let q = LenientBody::from_query(req.query_string());
+    let thumbprint = q.nonblank("Thumbprint")?;
+    let limit = q.int("Limit")?.unwrap_or(100).clamp(1, 1000);
+    let offset = q.int("Offset")?.unwrap_or(0).max(0);
+    let (items, total) = run_blocking(&state.engine, move |_, c| {
+        use crate::db::schema::cert_objects;
+        use diesel::prelude::*;
+        match thumbprint {
+            Some(tp) => {
+                let found = inventory::objects_by_thumbprint(c, &tp)?;
+                let total = found.len() as i64;
+                Ok((
+                    found
+                        .iter()
+                        .map(|(o, v)| x509_summary(o, Some(v)))
+                        .collect::<Vec<_>>(),
+                    total,
+                ))
+            }
+            None => {
+                let total: i64 = cert_objects::table.count().get_result(c)?;
+                let objs: Vec<CertObject> = cert_objects::table
+                    .order(cert_objects::id.asc())
+                    .limit(limit)
+                    .offset(offset)
+                    .select(CertObject::as_select())
+                    .load(c)?;
+                let mut out = vec![];
+                for o in &objs {
+                    let v = inventory::current_version(c, o)?;
+                    out.push(x509_summary(o, v.as_ref()));
+                }
+                Ok((out, total))
+            }
+        }
+    })
+    .await?;
+    let n = items.len() as i64;
+    let body = SearchResponse {
+        certificates: items,
+        data_range: format!("Certificates {} to {}", offset + 1, offset + n),
+        total_count: total,
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("application/json; charset=utf-8")
+        .insert_header(("X-Record-Count", total.to_string()))
+        .body(serde_json::to_string(&body).unwrap_or_default()))
+}
+
+fn locked(v: Value) -> Value {
+    json!({"Locked": false, "Value": v})
+}
+
+#[utoipa::path(post, path = "/vedsdk/Certificates/CheckPolicy", tag = "Venafi: certificates",
+    request_body = CheckPolicyRequest,
+    responses((status = 200, body = CheckPolicyResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
+    security(("bearer" = [])))]
+pub async fn check_policy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, VenafiError> {
+    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let body = json_body(payload, &state).await?;
+    let dn = body
+        .nonblank("PolicyDN")?
+        .ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
+    let norm = policy::normalize_dn(&dn);
+    let exists = run_blocking(&state.engine, move |_, c| {
+        Ok(policy::find_folder(c, &norm)?.is_some())
+    })
+    .await?;
+    if !exists {
+        return Err(VenafiError::Renew(RenewError::PolicyDoesNotExist(
+            policy::normalize_dn(&dn),
+        )));
+    }
+    // A folder with nothing locked (the policy engine fills these in from its settings).
+    let policy = json!({
+        "CertificateAuthority": locked(Value::Null),
+        "CsrGeneration": locked(json!("UserProvided")),
+        "KeyGeneration": locked(json!("Central")),
+        "KeyPair": {
+            "KeyAlgorithm": locked(json!("RSA")),
+            "KeySize": locked(json!(2048)),
+            "EllipticCurve": locked(Value::Null),
+        },
+        "ManagementType": locked(json!("Enrollment")),
+        "PrivateKeyReuseAllowed": false,
+        "SubjAltNameDnsAllowed": true,
+        "SubjAltNameEmailAllowed": true,
+        "SubjAltNameIpAllowed": true,
+        "SubjAltNameUpnAllowed": true,
+        "SubjAltNameUriAllowed": true,
+        "Subject": {
+            "City": locked(Value::Null),
+            "Country": locked(Value::Null),
+            "Organization": locked(Value::Null),
+            "OrganizationalUnit": {"Locked": false, "Values": []},
+            "OrganizationalUnits": {"Locked": false, "Values": []},
+            "State": locked(Value::Null),
+        },
+        "UniqueSubjectEnforced": false,
+        "WhitelistedDomains": [],
+        "WildcardsAllowed": true,
+    });
+    Ok(json_ok(&CheckPolicyResponse {
+        policy,
+        error: None,
+    }))
+}
+
+#[utoipa::path(get, path = "/vedsdk/Certificates/{guid}", tag = "Venafi: certificates",
+    params(("guid" = String, Path, description = "Certificate object GUID, with or without braces")),
+    responses((status = 200, description = "Certificate object details", body = Object), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
+    security(("bearer" = [])))]
+pub async fn details(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, VenafiError> {
+    authenticate(&req, &state, "certificate", None).await?;
+    let guid = path.into_inner();
+    let v = run_blocking(&state.engine, move |_, c| {
+        let obj = inventory::find_object(c, &CertRef::Guid(guid.clone()))?
+            .ok_or_else(|| VenafiError::BadRequest(format!("Certificate {guid} does not exist or you do not have sufficient rights to the object.")))?;
+        let cur = inventory::current_version(c, &obj)?;
+        let job = obj.pending_job_id.map(|id| inventory::job(c, id)).transpose()?.flatten();
+        let mut s = x509_summary(&obj, cur.as_ref());
+        let m = s.as_object_mut().unwrap();
+        m.insert("ManagementType".into(), json!(obj.management_type));
+        m.insert("Disabled".into(), json!(obj.disabled));
+        m.insert("CertificateDetails".into(), m.get("X509").cloned().unwrap_or(Value::Null));
+        m.insert(
+            "ProcessingDetails".into(),
+            json!({
+                "InError": obj.state == obj_state::ERROR,
+                "InProcess": obj.state == obj_state::PROCESSING,
+                "Stage": if obj.state == obj_state::PROCESSING { 500 } else { -1 },
+                "Status": match obj.state.as_str() {
+                    obj_state::ERROR => format!("Post CSR failed with error: {}", obj.last_error.clone().unwrap_or_default()),
+                    obj_state::PROCESSING => if job.is_some_and(|j| j.state == "running") { "Post CSR".into() } else { QUEUED_FOR_RENEWAL.into() },
+                    _ => String::new(),
+                },
+            }),
+        );
+        m.insert("CsrOrigin".into(), json!(if obj.csr_origin == "service" { "ServiceGenerated" } else { "UserProvided" }));
+        Ok(s)
+    })
+    .await?;
+    Ok(json_ok(&v))
+}
+
+#[utoipa::path(post, path = "/vedsdk/Config/DnToGuid", tag = "Venafi: config",
+    request_body = DnToGuidRequest,
+    responses((status = 200, body = DnToGuidResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody)),
+    security(("bearer" = [])))]
+pub async fn dn_to_guid(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, VenafiError> {
+    authenticate(&req, &state, "certificate", None).await?;
+    let body = json_body(payload, &state).await?;
+    let dn = body
+        .nonblank("ObjectDN")?
+        .ok_or_else(|| VenafiError::BadRequest("ObjectDN is required.".into()))?;
+    let found = run_blocking(&state.engine, move |_, c| {
+        if let Some(o) = inventory::find_object(c, &CertRef::Dn(dn.clone()))? {
+            return Ok(Some(("X509 Certificate".to_string(), o.guid)));
+        }
+        Ok(policy::find_folder(c, &dn)?.map(|f| ("Policy".to_string(), f.guid)))
+    })
+    .await?;
+    Ok(match found {
+        Some((class, guid)) => json_ok(&DnToGuidResponse {
+            class_name: class,
+            guid: format!("{{{guid}}}"),
+            result: 1,
+            revision: 1,
+        }),
+        None => json_ok(&DnToGuidResponse {
+            class_name: String::new(),
+            guid: String::new(),
+            result: 400,
+            revision: 0,
+        }),
+    })
+}

@@ -1,0 +1,192 @@
+//! The Venafi error shape, and the one table of Venafi message texts.
+//!
+//! Bodies: `{"Error": "...", "Success": false}` for certificate calls, OAuth-style
+//! `{"error", "error_description"}` for /vedauth and token failures.
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::api::body::BodyError;
+use crate::engine::RenewError;
+use crate::formats::FormatError;
+
+#[derive(Debug)]
+pub enum VenafiError {
+    /// 400 `{"Error", "Success": false}` with the text from the message table.
+    Renew(RenewError),
+    /// 400 `{"Error", "Success": false}` with a free text.
+    BadRequest(String),
+    /// 401: missing, unknown, expired or revoked token.
+    Unauthorized,
+    /// 403 `insufficient_scope`, naming the scope the call needs.
+    InsufficientScope(String),
+    /// OAuth error body from /vedauth: (status, error, description).
+    OAuth(StatusCode, &'static str, String),
+    /// A server-side failure that is not the caller's fault.
+    Internal(String),
+}
+
+/// The message table: every Venafi text for an engine error lives here.
+pub fn message(e: &RenewError) -> String {
+    match e {
+        RenewError::MissingDn => "Missing CertificateDN.".into(),
+        RenewError::DoesNotExist(dn) => format!("Certificate {dn} does not exist."),
+        RenewError::AlreadyProcessing(dn) => {
+            format!("Certificate {dn} is already being processed.")
+        }
+        RenewError::ErrorState(dn) => {
+            format!("Certificate {dn} is in an error state and cannot be renewed.")
+        }
+        RenewError::MonitoringOnly(dn) => {
+            format!("Certificate {dn} is only enrolled for monitoring.")
+        }
+        RenewError::Disabled(_) => "Certificate renew error. Certificate is disabled.".into(),
+        RenewError::UserCsrRequired(dn) => {
+            format!(
+                "Certificate renew mismatch. Certificate {dn}, which originated from a User Provided CSR, requires a PKSC#10."
+            )
+        }
+        RenewError::InvalidManagementType(dn, mt) => {
+            format!(
+                "Certificate renewal failed. Certificate {dn} has an invalid Management type: {mt}."
+            )
+        }
+        RenewError::PolicyDoesNotExist(dn) => format!("PolicyDN: {dn} does not exist."),
+        RenewError::CsrNotBase64(m) => format!("PKCS#10 data not in base64 format; {m}"),
+        RenewError::CsrInvalidSignature => "Failed to store csr; Error: InvalidParms.".into(),
+        RenewError::StoreFailed(dn, err) => {
+            format!("Could not store renewal request on certificate {dn}{err}.")
+        }
+        RenewError::BadParameter(_, m) => m.clone(),
+        RenewError::CertificateMismatch(dn) => {
+            format!(
+                "CertificateData is not a certificate of {dn}: supply the object's current or an earlier version."
+            )
+        }
+        RenewError::Internal(m) => m.clone(),
+    }
+}
+
+/// Retrieve/Renew status texts.
+pub const QUEUED_FOR_RENEWAL: &str = "Queued for renewal.";
+pub const WORK_TO_DO_TIMEOUT: &str =
+    "Certificate processing took longer than WorkToDoTimeout. Call certificates/retrieve...";
+
+impl std::fmt::Display for VenafiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VenafiError::Renew(e) => f.write_str(&message(e)),
+            VenafiError::BadRequest(m) | VenafiError::Internal(m) => f.write_str(m),
+            VenafiError::Unauthorized => f.write_str("Invalid token format"),
+            VenafiError::InsufficientScope(s) => write!(f, "insufficient scope {s}"),
+            VenafiError::OAuth(_, e, d) => write!(f, "{e}: {d}"),
+        }
+    }
+}
+
+impl From<RenewError> for VenafiError {
+    fn from(e: RenewError) -> Self {
+        match e {
+            RenewError::Internal(m) => VenafiError::Internal(m),
+            other => VenafiError::Renew(other),
+        }
+    }
+}
+
+impl From<BodyError> for VenafiError {
+    fn from(e: BodyError) -> Self {
+        VenafiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<FormatError> for VenafiError {
+    fn from(e: FormatError) -> Self {
+        match e {
+            FormatError::Crypto(m) => VenafiError::Internal(m),
+            other => VenafiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<actix_web::error::BlockingError> for VenafiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        VenafiError::Internal(e.to_string())
+    }
+}
+
+impl From<r2d2::Error> for VenafiError {
+    fn from(e: r2d2::Error) -> Self {
+        VenafiError::Internal(format!("database unavailable: {e}"))
+    }
+}
+
+impl From<diesel::result::Error> for VenafiError {
+    fn from(e: diesel::result::Error) -> Self {
+        VenafiError::Internal(format!("database: {e}"))
+    }
+}
+
+impl ResponseError for VenafiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            VenafiError::Renew(_) | VenafiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            VenafiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            VenafiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            VenafiError::OAuth(s, _, _) => *s,
+            VenafiError::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = match self {
+            VenafiError::Unauthorized => {
+                json!({"error": "session_error", "error_description": "Invalid token format"})
+            }
+            VenafiError::InsufficientScope(scope) => json!({
+                "error": "insufficient_scope",
+                "error_description": format!("Grant rejected scope '{scope}'. Call POST Authorize/OAuth with the correct scope and restriction. Update the header with the new token and retry.")
+            }),
+            VenafiError::OAuth(_, e, d) => json!({"error": e, "error_description": d}),
+            VenafiError::Internal(m) => {
+                tracing::error!(error = %m, "internal error answering a Venafi call");
+                json!({"Error": "The gateway could not complete the request; try again later.", "Success": false})
+            }
+            other => json!({"Error": other.to_string(), "Success": false}),
+        };
+        let mut resp = HttpResponse::build(self.status_code());
+        if matches!(self, VenafiError::Unauthorized) {
+            resp.insert_header(("WWW-Authenticate", "Bearer realm=\"renewgate\""));
+        }
+        resp.content_type("application/json; charset=utf-8")
+            .body(body.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_messages_render_exactly() {
+        let dn = "\\VED\\Policy\\Web\\www.example.com".to_string();
+        assert_eq!(
+            message(&RenewError::ErrorState(dn.clone())),
+            "Certificate \\VED\\Policy\\Web\\www.example.com is in an error state and cannot be renewed."
+        );
+        assert_eq!(
+            message(&RenewError::AlreadyProcessing(dn.clone())),
+            format!("Certificate {dn} is already being processed.")
+        );
+        assert_eq!(message(&RenewError::MissingDn), "Missing CertificateDN.");
+        assert_eq!(
+            message(&RenewError::CsrInvalidSignature),
+            "Failed to store csr; Error: InvalidParms."
+        );
+        assert_eq!(
+            message(&RenewError::UserCsrRequired(dn.clone())),
+            format!(
+                "Certificate renew mismatch. Certificate {dn}, which originated from a User Provided CSR, requires a PKSC#10."
+            )
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! Builds the gateway: storage, CA, first admin, TLS identity, workers, and the actix App with
+//! every dialect's scope.
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Uri;
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::ca::KeySpec;
+use crate::config::Settings;
+use crate::db::{self, Backend};
+use crate::engine::{Engine, policy};
+use crate::secrets::{MasterKey, write_private_file};
+
+pub struct AppState {
+    pub engine: Arc<Engine>,
+}
+
+/// Opens the database, applies migrations, creates or loads the CAs, the root policy folder and
+/// the first admin. Returns the engine and, on the very first start, the admin's password.
+pub fn bootstrap(settings: Settings) -> anyhow::Result<(Arc<Engine>, Option<String>)> {
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let url = settings.database_url();
+    let backend = Backend::from_url(&url);
+    let master = MasterKey::load(&settings)?;
+    let pool = db::build_pool(&url, settings.db.pool_size.max(2))
+        .map_err(|e| anyhow::anyhow!("cannot open the {} database: {e}", backend.name()))?;
+    let mut conn = pool.get()?;
+    let applied = db::run_migrations(&mut conn)?;
+    if applied > 0 {
+        tracing::info!(
+            applied,
+            backend = backend.name(),
+            "database migrations applied"
+        );
+    }
+    let engine = Engine::new(pool.clone(), backend, master, settings.clone())?;
+    let spec = KeySpec::parse_config(&settings.ca.key_type)?;
+    let created = engine
+        .ca
+        .initialise(&mut conn, spec, &settings.ca.organization)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if created {
+        tracing::info!(key_type = %settings.ca.key_type, "created the root and issuing CAs");
+    }
+    db::write_tx(&mut conn, None, |c| {
+        policy::ensure_folder(c, policy::ROOT_DN)
+    })?;
+    let password =
+        crate::auth::create_first_admin(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(pw) = &password {
+        write_private_file(
+            &settings.initial_password_path(),
+            format!("{pw}\n").as_bytes(),
+        )?;
+    }
+    let bundle = crate::ca::BuiltinCa::bundle_pem(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::write(settings.ca_bundle_path(), bundle)?;
+    drop(conn);
+    Ok((Arc::new(engine), password))
+}
+
+/// Vendor routes are case-insensitive with an optional trailing slash: lower-case the path of
+/// /vedsdk, /vedauth, /cmsapi and /keyfactorapi requests and trim the slash before routing.
+/// (ACME and native paths keep their case: ACME ids are case-sensitive.)
+async fn normalize_vendor_path(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let path = req.path();
+    let lower = path.to_ascii_lowercase();
+    let vendor = ["/vedsdk", "/vedauth", "/cmsapi", "/keyfactorapi"]
+        .iter()
+        .any(|p| lower == *p || lower.starts_with(&format!("{p}/")));
+    if vendor {
+        let trimmed = lower.trim_end_matches('/');
+        let new_path = if trimmed.is_empty() { "/" } else { trimmed };
+        if new_path != path {
+            let pq = match req.query_string() {
+                "" => new_path.to_string(),
+                q => format!("{new_path}?{q}"),
+            };
+            let mut parts = req.head().uri.clone().into_parts();
+            parts.path_and_query = pq.parse().ok();
+            if let Ok(uri) = Uri::from_parts(parts) {
+                req.head_mut().uri = uri.clone();
+                req.match_info_mut().get_mut().update(&uri);
+            }
+        }
+    }
+    next.call(req).await
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    let p = req.path();
+    let body = if p.starts_with("/vedsdk") || p.starts_with("/vedauth") {
+        serde_json::json!({"Error": format!("The requested resource {p} was not found."), "Success": false})
+    } else {
+        serde_json::json!({"error": "not_found", "message": format!("No route for {p}")})
+    };
+    HttpResponse::NotFound()
+        .content_type("application/json; charset=utf-8")
+        .body(body.to_string())
+}
+
+pub fn configure_app(cfg: &mut web::ServiceConfig) {
+    crate::api::venafi::configure(cfg);
+    crate::api::admin::configure(cfg);
+}
+
+/// Prints the start banner: URLs and paths only; the password itself stays in its 0600 file.
+fn banner(settings: &Settings, first_start: bool) {
+    let url = settings.public_url();
+    let bundle = settings.ca_bundle_path();
+    let pwfile = settings.initial_password_path();
+    println!("Renewgate {} listening on {url}", env!("CARGO_PKG_VERSION"));
+    println!("  CA bundle (trust this in clients): {}", bundle.display());
+    println!("  OpenAPI: {url}/openapi.json   Swagger UI: {url}/docs/");
+    if first_start {
+        println!(
+            "  First start: user 'admin' created; its password is in {}",
+            pwfile.display()
+        );
+    }
+    if pwfile.exists() {
+        println!("  Get a token:");
+        println!(
+            "    curl --cacert {} -H 'Content-Type: application/json' \\\n      -d \"{{\\\"username\\\":\\\"admin\\\",\\\"password\\\":\\\"$(cat {})\\\",\\\"client_id\\\":\\\"renewgate\\\",\\\"scope\\\":\\\"certificate:manage\\\"}}\" \\\n      {url}/vedauth/authorize/oauth",
+            bundle.display(),
+            pwfile.display()
+        );
+    }
+}
+
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let bootstrap_settings = settings.clone();
+    let (engine, password) = web::block(move || bootstrap(bootstrap_settings)).await??;
+    let issuing = {
+        let e = engine.clone();
+        web::block(move || -> anyhow::Result<_> {
+            let mut c = e.pool.get()?;
+            e.ca.load_by_name(&mut c, crate::ca::builtin::ISSUING_CA)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .await??
+    };
+    let identity = crate::tls::server_identity(&settings, &issuing)?;
+    let acceptor = crate::tls::acceptor(&identity)?;
+    engine.start_workers();
+    let state = web::Data::new(AppState {
+        engine: engine.clone(),
+    });
+    let doc = crate::openapi::document();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(from_fn(normalize_vendor_path))
+            .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/health"))
+            .configure(configure_app)
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc.clone()))
+            .default_service(web::to(not_found))
+    })
+    .keep_alive(std::time::Duration::from_secs(75))
+    .bind_openssl(&settings.bind, acceptor)
+    .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
+    if settings.http.workers > 0 {
+        server = server.workers(settings.http.workers);
+    }
+    banner(&settings, password.is_some());
+    tracing::info!(bind = %settings.bind, backend = engine.backend.name(), workers = settings.queue.workers, "gateway started");
+    server.run().await?;
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! Credentials: users (argon2id password hashes) and tokens (random, stored as SHA-256).
+//!
+//! Argon2 runs only where a human password is presented (token grant, legacy login); every API
+//! request is authenticated by one indexed lookup of the token's SHA-256.
+pub mod scopes;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use chrono::{Duration as ChronoDuration, NaiveDateTime};
+use diesel::prelude::*;
+
+use crate::db::models::{NewToken, NewUser, Token, User};
+use crate::db::schema::{tokens, users};
+use crate::db::{DbConn, new_guid, now, write_tx};
+use crate::secrets::{random_b64, sha256_hex};
+pub use scopes::Scopes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid credentials")]
+    BadCredentials,
+    #[error("invalid or expired token")]
+    BadToken,
+    #[error("user {0} already exists")]
+    UserExists(String),
+    #[error("user {0} does not exist")]
+    NoSuchUser(String),
+    #[error("{0}")]
+    Scope(String),
+    #[error("database: {0}")]
+    Db(#[from] diesel::result::Error),
+    #[error("password hashing: {0}")]
+    Hash(String),
+}
+
+/// Who is calling, and with which scopes: the result of authenticating one request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: i64,
+    pub user_name: String,
+    pub user_guid: String,
+    pub scopes: Scopes,
+    pub token_id: Option<i64>,
+    pub client_id: String,
+    pub token_issued_at: Option<NaiveDateTime>,
+    pub token_expires_at: Option<NaiveDateTime>,
+}
+
+pub fn hash_password(pw: &str) -> Result<String, AuthError> {
+    let mut raw = [0u8; 16];
+    openssl::rand::rand_bytes(&mut raw).map_err(|e| AuthError::Hash(e.to_string()))?;
+    let salt = SaltString::encode_b64(&raw).map_err(|e| AuthError::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(pw.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Hash(e.to_string()))
+}
+
+pub fn verify_password(pw: &str, hash: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(h) => Argon2::default().verify_password(pw.as_bytes(), &h).is_ok(),
+        Err(_) => false,
+    }
+}
+
+pub fn add_user(
+    conn: &mut DbConn,
+    name: &str,
+    password: &str,
+    max_scope: &Scopes,
+) -> Result<User, AuthError> {
+    let hash = hash_password(password)?;
+    write_tx(conn, None, |c| insert_user(c, name, &hash, max_scope))?;
+    find_user(conn, name)?.ok_or_else(|| AuthError::NoSuchUser(name.to_string()))
+}
+
+/// Inserts a user with an already computed hash (inside the caller's transaction).
+pub fn insert_user(
+    c: &mut DbConn,
+    name: &str,
+    hash: &str,
+    max_scope: &Scopes,
+) -> Result<(), AuthError> {
+    let lower = name.to_ascii_lowercase();
+    let exists: i64 = users::table
+        .filter(users::name_lower.eq(&lower))
+        .count()
+        .get_result(c)?;
+    if exists > 0 {
+        return Err(AuthError::UserExists(name.to_string()));
+    }
+    diesel::insert_into(users::table)
+        .values(NewUser {
+            guid: &new_guid(),
+            name,
+            name_lower: &lower,
+            password_hash: hash,
+            max_scope: &max_scope.to_string(),
+            folders: "",
+            created_at: now(),
+        })
+        .execute(c)?;
+    Ok(())
+}
+
+/// On an empty user table, creates `admin` with every scope and returns its random password.
+/// Runs under a database lock so that two instances starting together create one admin.
+pub fn create_first_admin(conn: &mut DbConn) -> Result<Option<String>, AuthError> {
+    if user_count(conn)? > 0 {
+        return Ok(None);
+    }
+    let password = random_b64(18).replace(['+', '/'], "x");
+    let hash = hash_password(&password)?;
+    let all = Scopes::parse(scopes::ALL).map_err(|e| AuthError::Scope(e.0))?;
+    write_tx(
+        conn,
+        Some(7262003),
+        |c| -> Result<Option<String>, AuthError> {
+            if user_count(c)? > 0 {
+                return Ok(None);
+            }
+            insert_user(c, "admin", &hash, &all)?;
+            Ok(Some(password.clone()))
+        },
+    )
+}
+
+pub fn find_user(conn: &mut DbConn, name: &str) -> Result<Option<User>, AuthError> {
+    Ok(users::table
+        .filter(users::name_lower.eq(name.to_ascii_lowercase()))
+        .select(User::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn user_count(conn: &mut DbConn) -> Result<i64, AuthError> {
+    Ok(users::table.count().get_result(conn)?)
+}
+
+/// Checks a user name and password (argon2id); the caller decides what the user may get.
+pub fn check_password(conn: &mut DbConn, name: &str, password: &str) -> Result<User, AuthError> {
+    let user = find_user(conn, name)?;
+    match user {
+        Some(u) if verify_password(password, &u.password_hash) => Ok(u),
+        Some(_) => Err(AuthError::BadCredentials),
+        None => {
+            // Same cost for unknown users, so timing does not reveal which names exist.
+            static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            let dummy = DUMMY
+                .get_or_init(|| hash_password("renewgate-timing-equaliser").unwrap_or_default());
+            let _ = verify_password(password, dummy);
+            Err(AuthError::BadCredentials)
+        }
+    }
+}
+
+/// A newly issued token pair; the secrets exist only here and in the caller's answer.
+pub struct IssuedToken {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub issued_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub refresh_until: Option<NaiveDateTime>,
+    pub scope: Scopes,
+}
+
+/// Issues a token for `user` with `requested` scopes, which must be within the user's maximum.
+pub fn issue_token(
+    conn: &mut DbConn,
+    user: &User,
+    requested: &Scopes,
+    client_id: &str,
+    kind: &str,
+    lifetime: std::time::Duration,
+    refresh_lifetime: Option<std::time::Duration>,
+) -> Result<IssuedToken, AuthError> {
+    let max = Scopes::parse(&user.max_scope).map_err(|e| AuthError::Scope(e.0))?;
+    if let Some(missing) = max.first_missing(requested) {
+        return Err(AuthError::Scope(missing));
+    }
+    let access = random_b64(16);
+    let refresh = refresh_lifetime.map(|_| random_b64(16));
+    let issued_at = now();
+    let expires_at = issued_at + ChronoDuration::seconds(lifetime.as_secs() as i64);
+    let refresh_until =
+        refresh_lifetime.map(|d| issued_at + ChronoDuration::seconds(d.as_secs() as i64));
+    let access_hash = sha256_hex(access.as_bytes());
+    let refresh_hash = refresh.as_ref().map(|r| sha256_hex(r.as_bytes()));
+    diesel::insert_into(tokens::table)
+        .values(NewToken {
+            user_id: user.id,
+            access_hash: &access_hash,
+            refresh_hash: refresh_hash.as_deref(),
+            scope: &requested.to_string(),
+            client_id,
+            kind,
+            issued_at,
+            expires_at,
+            refresh_until,
+            revoked: false,
+        })
+        .execute(conn)?;
+    Ok(IssuedToken {
+        access_token: access,
+        refresh_token: refresh,
+        issued_at,
+        expires_at,
+        refresh_until,
+        scope: requested.clone(),
+    })
+}
+
+/// Exchanges a refresh token for a new pair; the old pair is revoked. `client_id` must match.
+pub fn refresh_token(
+    conn: &mut DbConn,
+    refresh: &str,
+    client_id: &str,
+    lifetime: std::time::Duration,
+    refresh_lifetime: std::time::Duration,
+) -> Result<IssuedToken, AuthError> {
+    let hash = sha256_hex(refresh.as_bytes());
+    let row: Option<(Token, User)> = tokens::table
+        .inner_join(users::table)
+        .filter(tokens::refresh_hash.eq(&hash))
+        .select((Token::as_select(), User::as_select()))
+        .first(conn)
+        .optional()?;
+    let Some((tok, user)) = row else {
+        return Err(AuthError::BadToken);
+    };
+    if tok.revoked || tok.refresh_until.is_none_or(|u| u < now()) {
+        return Err(AuthError::BadToken);
+    }
+    if !tok.client_id.eq_ignore_ascii_case(client_id) {
+        return Err(AuthError::Scope(
+            "The client_id value being requested with the refresh token does not match the client_id of the access token making the call".into(),
+        ));
+    }
+    let scope = Scopes::parse(&tok.scope).map_err(|e| AuthError::Scope(e.0))?;
+    diesel::update(tokens::table.find(tok.id))
+        .set(tokens::revoked.eq(true))
+        .execute(conn)?;
+    issue_token(
+        conn,
+        &user,
+        &scope,
+        &tok.client_id,
+        &tok.kind,
+        lifetime,
+        Some(refresh_lifetime),
+    )
+}
+
+/// The per-request check: one indexed lookup by SHA-256, no argon2.
+pub fn authenticate_token(conn: &mut DbConn, token: &str) -> Result<Principal, AuthError> {
+    let hash = sha256_hex(token.trim().as_bytes());
+    let row: Option<(Token, User)> = tokens::table
+        .inner_join(users::table)
+        .filter(tokens::access_hash.eq(&hash))
+        .select((Token::as_select(), User::as_select()))
+        .first(conn)
+        .optional()?;
+    let Some((tok, user)) = row else {
+        return Err(AuthError::BadToken);
+    };
+    if tok.revoked || tok.expires_at < now() {
+        return Err(AuthError::BadToken);
+    }
+    let scopes = Scopes::parse(&tok.scope).map_err(|_| AuthError::BadToken)?;
+    Ok(Principal {
+        user_id: user.id,
+        user_name: user.name,
+        user_guid: user.guid,
+        scopes,
+        token_id: Some(tok.id),
+        client_id: tok.client_id,
+        token_issued_at: Some(tok.issued_at),
+        token_expires_at: Some(tok.expires_at),
+    })
+}
+
+/// Revokes a token by its secret value. Returns false when no such token exists.
+pub fn revoke_token(conn: &mut DbConn, token: &str) -> Result<bool, AuthError> {
+    let hash = sha256_hex(token.trim().as_bytes());
+    let n = diesel::update(tokens::table.filter(tokens::access_hash.eq(&hash)))
+        .set(tokens::revoked.eq(true))
+        .execute(conn)?;
+    Ok(n > 0)
+}
+
+pub fn revoke_token_id(conn: &mut DbConn, id: i64) -> Result<(), AuthError> {
+    diesel::update(tokens::table.find(id))
+        .set(tokens::revoked.eq(true))
+        .execute(conn)?;
+    Ok(())
+}

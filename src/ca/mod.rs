@@ -1,0 +1,388 @@
+//! Certificate authorities: key specs, leaf building, and the built-in OpenSSL CA.
+pub mod builtin;
+
+use std::net::IpAddr;
+
+use foreign_types::{ForeignType, ForeignTypeRef};
+use openssl::asn1::{Asn1Integer, Asn1Time};
+use openssl::bn::{BigNum, MsbOption};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{Id, PKey, PKeyRef, Private, Public};
+use openssl::rsa::Rsa;
+use openssl::stack::Stack;
+use openssl::x509::extension::{
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+    SubjectKeyIdentifier,
+};
+use openssl::x509::{GeneralName, X509, X509Builder, X509NameRef, X509Ref, X509ReqRef};
+use serde::{Deserialize, Serialize};
+
+pub use builtin::{BuiltinCa, LoadedCa};
+
+/// Key algorithm and size/curve of a private key the gateway generates (or finds in a CSR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeySpec {
+    Rsa(u32),
+    Ec(EcCurve),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EcCurve {
+    P256,
+    P384,
+    P521,
+}
+
+impl EcCurve {
+    pub fn nid(self) -> Nid {
+        match self {
+            EcCurve::P256 => Nid::X9_62_PRIME256V1,
+            EcCurve::P384 => Nid::SECP384R1,
+            EcCurve::P521 => Nid::SECP521R1,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            EcCurve::P256 => "P256",
+            EcCurve::P384 => "P384",
+            EcCurve::P521 => "P521",
+        }
+    }
+    /// Accepts `P256`, `P-256`, `secp256r1`, `prime256v1`, `256`… (case-insensitive).
+    pub fn parse(s: &str) -> Option<EcCurve> {
+        let n: String = s
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        match n.as_str() {
+            "p256" | "secp256r1" | "prime256v1" | "256" | "ecp256" => Some(EcCurve::P256),
+            "p384" | "secp384r1" | "384" | "ecp384" => Some(EcCurve::P384),
+            "p521" | "secp521r1" | "521" | "ecp521" => Some(EcCurve::P521),
+            _ => None,
+        }
+    }
+    pub fn from_nid(nid: Nid) -> Option<EcCurve> {
+        match nid {
+            Nid::X9_62_PRIME256V1 => Some(EcCurve::P256),
+            Nid::SECP384R1 => Some(EcCurve::P384),
+            Nid::SECP521R1 => Some(EcCurve::P521),
+            _ => None,
+        }
+    }
+}
+
+impl KeySpec {
+    pub const DEFAULT: KeySpec = KeySpec::Rsa(2048);
+
+    /// The `ca.key_type` setting: `ec-p256`, `ec-p384`, `ec-p521`, `rsa-2048`, `rsa-3072`, `rsa-4096`.
+    pub fn parse_config(s: &str) -> anyhow::Result<KeySpec> {
+        let l = s.to_ascii_lowercase();
+        if let Some(c) = l.strip_prefix("ec-").and_then(EcCurve::parse) {
+            return Ok(KeySpec::Ec(c));
+        }
+        if let Some(bits) = l.strip_prefix("rsa-").and_then(|b| b.parse::<u32>().ok()) {
+            if [2048, 3072, 4096].contains(&bits) {
+                return Ok(KeySpec::Rsa(bits));
+            }
+        }
+        anyhow::bail!(
+            "unknown key type {s:?} (use ec-p256, ec-p384, ec-p521, rsa-2048, rsa-3072 or rsa-4096)"
+        )
+    }
+
+    /// Venafi's PkixParameterSet OIDs: RSA `1.3.6.1.4.1.28783.10.1.1.<bits>`, EC `…10.2.1.<bits>`.
+    pub fn from_pkix_parameter_set(oid: &str) -> Option<KeySpec> {
+        if let Some(bits) = oid.strip_prefix("1.3.6.1.4.1.28783.10.1.1.") {
+            return bits.parse().ok().map(KeySpec::Rsa);
+        }
+        match oid.strip_prefix("1.3.6.1.4.1.28783.10.2.1.")? {
+            "256" => Some(KeySpec::Ec(EcCurve::P256)),
+            "384" => Some(KeySpec::Ec(EcCurve::P384)),
+            "521" => Some(KeySpec::Ec(EcCurve::P521)),
+            _ => None,
+        }
+    }
+
+    pub fn of_key<T: openssl::pkey::HasPublic>(key: &PKeyRef<T>) -> Option<KeySpec> {
+        match key.id() {
+            Id::RSA => Some(KeySpec::Rsa(key.bits())),
+            Id::EC => {
+                let ec = key.ec_key().ok()?;
+                EcCurve::from_nid(ec.group().curve_name()?).map(KeySpec::Ec)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn algorithm_name(self) -> &'static str {
+        match self {
+            KeySpec::Rsa(_) => "RSA",
+            KeySpec::Ec(_) => "ECC",
+        }
+    }
+
+    pub fn generate(self) -> Result<PKey<Private>, openssl::error::ErrorStack> {
+        match self {
+            KeySpec::Rsa(bits) => PKey::from_rsa(Rsa::generate(bits)?),
+            KeySpec::Ec(curve) => {
+                let group = EcGroup::from_curve_name(curve.nid())?;
+                PKey::from_ec_key(EcKey::generate(&group)?)
+            }
+        }
+    }
+
+    /// The signature digest a CA with this key uses.
+    pub fn digest(self) -> MessageDigest {
+        match self {
+            KeySpec::Ec(EcCurve::P384) => MessageDigest::sha384(),
+            KeySpec::Ec(EcCurve::P521) => MessageDigest::sha512(),
+            _ => MessageDigest::sha256(),
+        }
+    }
+}
+
+/// Subject alternative names of a certificate or CSR, by type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SanSet {
+    pub dns: Vec<String>,
+    pub ip: Vec<String>,
+    pub email: Vec<String>,
+    pub uri: Vec<String>,
+    pub upn: Vec<String>,
+}
+
+impl SanSet {
+    pub fn is_empty(&self) -> bool {
+        self.dns.is_empty()
+            && self.ip.is_empty()
+            && self.email.is_empty()
+            && self.uri.is_empty()
+            && self.upn.is_empty()
+    }
+
+    fn from_general_names(names: &openssl::stack::StackRef<GeneralName>) -> SanSet {
+        let mut s = SanSet::default();
+        for n in names {
+            if let Some(d) = n.dnsname() {
+                s.dns.push(d.to_string());
+            } else if let Some(ip) = n.ipaddress() {
+                let addr = match ip.len() {
+                    4 => IpAddr::from(<[u8; 4]>::try_from(ip).unwrap()).to_string(),
+                    16 => IpAddr::from(<[u8; 16]>::try_from(ip).unwrap()).to_string(),
+                    _ => continue,
+                };
+                s.ip.push(addr);
+            } else if let Some(e) = n.email() {
+                s.email.push(e.to_string());
+            } else if let Some(u) = n.uri() {
+                s.uri.push(u.to_string());
+            }
+        }
+        s
+    }
+
+    pub fn of_cert(cert: &X509Ref) -> SanSet {
+        cert.subject_alt_names()
+            .map(|n| SanSet::from_general_names(&n))
+            .unwrap_or_default()
+    }
+
+    pub fn of_csr(req: &X509ReqRef) -> SanSet {
+        let Ok(exts) = req.extensions() else {
+            return SanSet::default();
+        };
+        for ext in &exts {
+            // SAFETY: `ext` is a valid X509_EXTENSION owned by `exts`; X509V3_EXT_d2i returns a
+            // newly allocated GENERAL_NAMES (or NULL) that we take ownership of.
+            unsafe {
+                let obj = openssl_sys::X509_EXTENSION_get_object(ext.as_ptr());
+                if openssl_sys::OBJ_obj2nid(obj) != Nid::SUBJECT_ALT_NAME.as_raw() {
+                    continue;
+                }
+                let p = openssl_sys::X509V3_EXT_d2i(ext.as_ptr())
+                    as *mut openssl_sys::stack_st_GENERAL_NAME;
+                if p.is_null() {
+                    continue;
+                }
+                let names: Stack<GeneralName> = Stack::from_ptr(p);
+                return SanSet::from_general_names(&names);
+            }
+        }
+        SanSet::default()
+    }
+
+    /// The SAN extension (added last in every issued certificate: vcert-python's renew drops SANs otherwise).
+    fn extension(
+        &self,
+        ctx: &openssl::x509::X509v3Context<'_>,
+    ) -> Result<Option<openssl::x509::X509Extension>, openssl::error::ErrorStack> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let mut b = SubjectAlternativeName::new();
+        for d in &self.dns {
+            b.dns(d);
+        }
+        for i in &self.ip {
+            b.ip(i);
+        }
+        for e in &self.email {
+            b.email(e);
+        }
+        for u in &self.uri {
+            b.uri(u);
+        }
+        for u in &self.upn {
+            // otherName UPN (1.3.6.1.4.1.311.20.2.3) as a UTF8String.
+            let oid = openssl::asn1::Asn1Object::from_str("1.3.6.1.4.1.311.20.2.3")?;
+            let mut der = vec![0x0c];
+            push_der_len(&mut der, u.len());
+            der.extend_from_slice(u.as_bytes());
+            b.other_name2(oid, &der);
+        }
+        b.build(ctx).map(Some)
+    }
+}
+
+fn push_der_len(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else if len < 0x100 {
+        out.extend_from_slice(&[0x81, len as u8]);
+    } else {
+        out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
+    }
+}
+
+/// What a leaf certificate is built from: the subject, SANs and public key (from a CSR, an
+/// earlier version or a generated key) and the validity.
+pub struct LeafTemplate<'a> {
+    pub subject: &'a X509NameRef,
+    pub sans: &'a SanSet,
+    pub public_key: &'a PKeyRef<Public>,
+    pub validity_secs: u64,
+}
+
+/// A random positive 127-bit serial from the OpenSSL CSPRNG.
+pub fn random_serial() -> Result<Asn1Integer, openssl::error::ErrorStack> {
+    let mut bn = BigNum::new()?;
+    bn.rand(127, MsbOption::MAYBE_ZERO, false)?;
+    bn.to_asn1_integer()
+}
+
+/// Builds and signs an end-entity certificate. Extension order: BasicConstraints, KeyUsage,
+/// ExtendedKeyUsage, SKI, AKI, then SAN last.
+pub fn build_leaf(
+    issuer_cert: &X509Ref,
+    issuer_key: &PKeyRef<Private>,
+    t: &LeafTemplate<'_>,
+) -> Result<X509, openssl::error::ErrorStack> {
+    let mut b = X509Builder::new()?;
+    b.set_version(2)?;
+    let serial = random_serial()?;
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(t.subject)?;
+    b.set_issuer_name(issuer_cert.subject_name())?;
+    b.set_pubkey(t.public_key)?;
+    let now = chrono::Utc::now().timestamp();
+    // One minute of back-dating absorbs small clock differences between gateway and clients.
+    let not_before = Asn1Time::from_unix(now - 60)?;
+    let mut not_after_ts = now + t.validity_secs as i64;
+    // Never outlive the issuer.
+    if let Ok(issuer_end) = asn1_to_unix(issuer_cert.not_after()) {
+        not_after_ts = not_after_ts.min(issuer_end);
+    }
+    let not_after = Asn1Time::from_unix(not_after_ts)?;
+    b.set_not_before(&not_before)?;
+    b.set_not_after(&not_after)?;
+    b.append_extension(BasicConstraints::new().critical().build()?)?;
+    let mut ku = KeyUsage::new();
+    ku.critical().digital_signature();
+    if t.public_key.id() == Id::RSA {
+        ku.key_encipherment();
+    }
+    b.append_extension(ku.build()?)?;
+    b.append_extension(
+        ExtendedKeyUsage::new()
+            .server_auth()
+            .client_auth()
+            .build()?,
+    )?;
+    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(issuer_cert), None))?;
+    b.append_extension(ski)?;
+    let aki = AuthorityKeyIdentifier::new()
+        .keyid(false)
+        .build(&b.x509v3_context(Some(issuer_cert), None))?;
+    b.append_extension(aki)?;
+    if let Some(san) = t
+        .sans
+        .extension(&b.x509v3_context(Some(issuer_cert), None))?
+    {
+        b.append_extension(san)?;
+    }
+    let digest = KeySpec::of_key(issuer_key)
+        .map(|k| k.digest())
+        .unwrap_or(MessageDigest::sha256());
+    b.sign(issuer_key, digest)?;
+    Ok(b.build())
+}
+
+pub fn asn1_to_unix(t: &openssl::asn1::Asn1TimeRef) -> Result<i64, openssl::error::ErrorStack> {
+    let epoch = Asn1Time::from_unix(0)?;
+    let d = epoch.diff(t)?;
+    Ok(d.days as i64 * 86400 + d.secs as i64)
+}
+
+pub fn asn1_to_naive(t: &openssl::asn1::Asn1TimeRef) -> chrono::NaiveDateTime {
+    let secs = asn1_to_unix(t).unwrap_or(0);
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|d| d.naive_utc())
+        .unwrap_or_default()
+}
+
+/// SHA-1 thumbprint, upper-case hex, as Venafi and Keyfactor print it.
+pub fn thumbprint(der: &[u8]) -> String {
+    hex::encode_upper(openssl::sha::sha1(der))
+}
+
+/// Serial as upper-case hex without leading zeros (as TPP's X509.Serial shows it).
+pub fn serial_hex(cert: &X509Ref) -> String {
+    cert.serial_number()
+        .to_bn()
+        .and_then(|b| b.to_hex_str().map(|s| s.to_string()))
+        .unwrap_or_default()
+        .to_uppercase()
+}
+
+/// SHA-256 of the SubjectPublicKeyInfo: the key-reuse fingerprint.
+pub fn public_key_fingerprint<T: openssl::pkey::HasPublic>(key: &PKeyRef<T>) -> String {
+    let der = key.public_key_to_der().unwrap_or_default();
+    crate::secrets::sha256_hex(&der)
+}
+
+/// The first CN of a name, or "".
+pub fn common_name(name: &X509NameRef) -> String {
+    name.entries_by_nid(Nid::COMMONNAME)
+        .next()
+        .and_then(|e| e.data().as_utf8().ok().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// RFC 2253-ish one-line form of a name ("CN=x, O=y"), for display.
+pub fn name_to_string(name: &X509NameRef) -> String {
+    let mut parts = vec![];
+    for e in name.entries() {
+        let key = e.object().nid().short_name().unwrap_or("?").to_string();
+        let val = e
+            .data()
+            .as_utf8()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        parts.push(format!("{key}={val}"));
+    }
+    parts.reverse();
+    parts.join(", ")
+}

@@ -1,0 +1,340 @@
+//! Typed settings: defaults < `renewgate.toml` (`--config`) < `RENEWGATE_*` environment.
+//!
+//! Every key has an environment name: `RENEWGATE_` + the key path upper-cased with `__` between
+//! levels (`queue.lease_secs` → `RENEWGATE_QUEUE__LEASE_SECS`).
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Data directory: SQLite file, master key, CA bundle, TLS files, initial admin password.
+    pub data_dir: PathBuf,
+    /// Listen address of the HTTPS server.
+    pub bind: String,
+    /// `postgres://…` selects PostgreSQL; anything else is a SQLite path. Default: `<data_dir>/renewgate.db`.
+    pub database_url: Option<String>,
+    /// Base64 of 32 bytes; used when `master_key_file` is unset.
+    pub master_key: Option<String>,
+    /// File holding base64 of 32 random bytes.
+    pub master_key_file: Option<PathBuf>,
+    /// URL printed in the banner and examples (default `https://<bind>`).
+    pub public_url: Option<String>,
+    pub tls: TlsSettings,
+    pub ca: CaSettings,
+    pub auth: AuthSettings,
+    pub venafi: VenafiSettings,
+    pub queue: QueueSettings,
+    pub issuance: IssuanceSettings,
+    pub db: DbSettings,
+    pub log: LogSettings,
+    pub http: HttpSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct TlsSettings {
+    /// Extra names (DNS or IP) for the gateway's own server certificate, beside localhost and 127.0.0.1.
+    pub names: Vec<String>,
+    /// A configured certificate (PEM, leaf then chain) and key replace the generated one.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CaSettings {
+    /// Key type of the built-in root and issuing CA created on first start: `ec-p256`, `ec-p384`, `rsa-2048`, `rsa-3072`, `rsa-4096`.
+    pub key_type: String,
+    /// Subject organisation of the built-in CAs.
+    pub organization: String,
+    /// Host part of Keyfactor-style CA configuration names (`<host>\<name>`); default: the machine's host name.
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// Lifetime of access tokens from `/vedauth/authorize/oauth` (duration such as `90d`, `12h`).
+    pub token_lifetime: String,
+    /// How long a refresh token may be used.
+    pub refresh_lifetime: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct VenafiSettings {
+    /// WorkToDoTimeout used when a request carries none (0–120 s).
+    pub work_to_do_timeout: u64,
+    /// Version reported by `/vedsdk/systemstatus/version` (vcert picks key fields from it).
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct QueueSettings {
+    /// Issuance workers in this instance; 0 makes an API-only instance that only accepts jobs.
+    pub workers: usize,
+    /// A claimed job not finished within this many seconds is claimed again (its worker died).
+    pub lease_secs: u64,
+    /// How often idle workers look at the jobs table (for jobs enqueued by other instances).
+    pub poll_ms: u64,
+    /// Attempts before a failing job puts its certificate in the error state.
+    pub max_attempts: i32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct IssuanceSettings {
+    /// Validity of issued certificates (a policy folder's `validity` overrides it).
+    pub validity: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DbSettings {
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LogSettings {
+    /// `text` (default) or `json`.
+    pub format: String,
+    /// tracing filter, e.g. `info` or `renewgate=debug`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// HTTP worker threads (default: number of CPUs).
+    pub workers: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("./data"),
+            bind: "127.0.0.1:8443".into(),
+            database_url: None,
+            master_key: None,
+            master_key_file: None,
+            public_url: None,
+            tls: TlsSettings::default(),
+            ca: CaSettings::default(),
+            auth: AuthSettings::default(),
+            venafi: VenafiSettings::default(),
+            queue: QueueSettings::default(),
+            issuance: IssuanceSettings::default(),
+            db: DbSettings::default(),
+            log: LogSettings::default(),
+            http: HttpSettings::default(),
+        }
+    }
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            names: vec![],
+            cert_file: None,
+            key_file: None,
+        }
+    }
+}
+impl Default for CaSettings {
+    fn default() -> Self {
+        CaSettings {
+            key_type: "ec-p256".into(),
+            organization: "Renewgate".into(),
+            host: None,
+        }
+    }
+}
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            token_lifetime: "90d".into(),
+            refresh_lifetime: "365d".into(),
+        }
+    }
+}
+impl Default for VenafiSettings {
+    fn default() -> Self {
+        VenafiSettings {
+            work_to_do_timeout: 0,
+            version: "25.1.0.2100".into(),
+        }
+    }
+}
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            workers: 2,
+            lease_secs: 60,
+            poll_ms: 500,
+            max_attempts: 3,
+        }
+    }
+}
+impl Default for IssuanceSettings {
+    fn default() -> Self {
+        IssuanceSettings {
+            validity: "90d".into(),
+        }
+    }
+}
+impl Default for DbSettings {
+    fn default() -> Self {
+        DbSettings { pool_size: 16 }
+    }
+}
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            max_body_bytes: 1024 * 1024,
+            workers: 0,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then the TOML file (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        let mut b = config::Config::builder();
+        if let Some(f) = file {
+            b = b.add_source(
+                config::File::from(f)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("RENEWGATE")
+                .prefix_separator("_")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("tls.names")
+                .try_parsing(true),
+        );
+        let s: Settings = b.build()?.try_deserialize()?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        parse_duration(&self.auth.token_lifetime)?;
+        parse_duration(&self.auth.refresh_lifetime)?;
+        parse_duration(&self.issuance.validity)?;
+        if self.venafi.work_to_do_timeout > 120 {
+            anyhow::bail!("venafi.work_to_do_timeout must be between 0 and 120 seconds");
+        }
+        crate::ca::KeySpec::parse_config(&self.ca.key_type)?;
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) if !u.is_empty() => u.clone(),
+            _ => self
+                .data_dir
+                .join("renewgate.db")
+                .to_string_lossy()
+                .into_owned(),
+        }
+    }
+
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => {
+                let bind = self
+                    .bind
+                    .replace("0.0.0.0", "127.0.0.1")
+                    .replace("[::]", "localhost");
+                format!("https://{bind}")
+            }
+        }
+    }
+
+    pub fn ca_bundle_path(&self) -> PathBuf {
+        self.data_dir.join("ca-bundle.pem")
+    }
+
+    pub fn initial_password_path(&self) -> PathBuf {
+        self.data_dir.join("initial-admin-password")
+    }
+}
+
+/// Parses `90d`, `12h`, `10m`, `30s`, `3y`, `2w` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&s[..i], s[i..].trim()),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid duration {s:?} (use e.g. 90d, 12h, 10m, 30s)"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        "w" => n * 7 * 86400,
+        "y" => n * 365 * 86400,
+        _ => anyhow::bail!("invalid duration {s:?} (use e.g. 90d, 12h, 10m, 30s)"),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90d").unwrap().as_secs(), 90 * 86400);
+        assert_eq!(parse_duration("30s").unwrap().as_secs(), 30);
+        assert_eq!(parse_duration("10m").unwrap().as_secs(), 600);
+        assert_eq!(parse_duration("12h").unwrap().as_secs(), 43200);
+        assert_eq!(parse_duration("45").unwrap().as_secs(), 45);
+        assert!(parse_duration("ten days").is_err());
+        assert!(parse_duration("5q").is_err());
+    }
+
+    #[test]
+    fn environment_names_follow_key_paths() {
+        // Runs in its own process-wide env; keys unique to this test.
+        unsafe {
+            std::env::set_var("RENEWGATE_QUEUE__LEASE_SECS", "7");
+            std::env::set_var("RENEWGATE_VENAFI__WORK_TO_DO_TIMEOUT", "11");
+            std::env::set_var("RENEWGATE_TLS__NAMES", "gw.example.com,10.0.0.5");
+        }
+        let s = Settings::load(None).unwrap();
+        assert_eq!(s.queue.lease_secs, 7);
+        assert_eq!(s.venafi.work_to_do_timeout, 11);
+        assert_eq!(
+            s.tls.names,
+            vec!["gw.example.com".to_string(), "10.0.0.5".to_string()]
+        );
+        unsafe {
+            std::env::remove_var("RENEWGATE_QUEUE__LEASE_SECS");
+            std::env::remove_var("RENEWGATE_VENAFI__WORK_TO_DO_TIMEOUT");
+            std::env::remove_var("RENEWGATE_TLS__NAMES");
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Storage: one diesel code base over SQLite (embedded default) and PostgreSQL (production).
+//!
+//! `DbConn` is a `MultiConnection`; the pool's manager picks the backend from the URL scheme itself,
+//! because diesel's own `establish` tries each backend in turn and throws the real error away.
+pub mod models;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type Pool = r2d2::Pool<ConnectionManager>;
+pub type PooledConn = r2d2::PooledConnection<ConnectionManager>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Backend {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{0}")]
+    Connection(#[from] diesel::ConnectionError),
+    #[error("{0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("migrations: {0}")]
+    Migration(String),
+}
+
+/// r2d2 manager that reports the real connection error and applies SQLite's pragmas.
+#[derive(Debug, Clone)]
+pub struct ConnectionManager {
+    url: String,
+    backend: Backend,
+}
+
+impl ConnectionManager {
+    pub fn new(url: &str) -> Self {
+        ConnectionManager {
+            url: url.to_string(),
+            backend: Backend::from_url(url),
+        }
+    }
+}
+
+/// Opens one connection for the given URL (also used by the CLI outside the pool).
+pub fn establish(url: &str) -> Result<DbConn, DbError> {
+    match Backend::from_url(url) {
+        Backend::Postgres => Ok(DbConn::Postgresql(PgConnection::establish(url)?)),
+        Backend::Sqlite => {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            let mut c = SqliteConnection::establish(path)?;
+            // WAL lets readers run beside the single writer; busy_timeout turns lock contention
+            // into waiting instead of SQLITE_BUSY errors; NORMAL is durable in WAL mode except
+            // for the last transactions before a power loss (not a process crash).
+            c.batch_execute(
+                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 15000; \
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(DbError::Query)?;
+            Ok(DbConn::Sqlite(c))
+        }
+    }
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = DbConn;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<DbConn, DbError> {
+        establish(&self.url)
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), DbError> {
+        conn.batch_execute("SELECT 1").map_err(DbError::Query)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+pub fn build_pool(url: &str, size: u32) -> Result<Pool, DbError> {
+    let manager = ConnectionManager::new(url);
+    // Fail fast with the real error rather than r2d2's generic timeout.
+    drop(manager.connect_once()?);
+    let pool = r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(20))
+        .build(manager)?;
+    Ok(pool)
+}
+
+impl ConnectionManager {
+    fn connect_once(&self) -> Result<DbConn, DbError> {
+        let _ = self.backend;
+        establish(&self.url)
+    }
+}
+
+pub fn run_migrations(conn: &mut DbConn) -> Result<usize, DbError> {
+    let applied = match conn {
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        DbConn::Postgresql(c) => {
+            // Several instances may start at once: serialise migrations with an advisory lock.
+            c.batch_execute("SELECT pg_advisory_lock(7262001)")
+                .map_err(DbError::Query)?;
+            let r = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.len());
+            c.batch_execute("SELECT pg_advisory_unlock(7262001)")
+                .map_err(DbError::Query)?;
+            r
+        }
+    };
+    applied.map_err(|e| DbError::Migration(e.to_string()))
+}
+
+/// Runs `f` in a write transaction that holds the database's writer lock from its start:
+/// `BEGIN IMMEDIATE` on SQLite (no lock upgrade deadlocks), and on PostgreSQL an ordinary
+/// transaction plus, when `lock_key` is given, a transaction-scoped advisory lock.
+pub fn write_tx<T, E, F>(conn: &mut DbConn, lock_key: Option<i64>, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        DbConn::Sqlite(_) => {
+            // Borrow juggling: immediate_transaction needs the concrete connection, `f` wants DbConn.
+            conn.batch_execute("BEGIN IMMEDIATE").map_err(E::from)?;
+            match f(conn) {
+                Ok(v) => {
+                    if let Err(e) = conn.batch_execute("COMMIT") {
+                        let _ = conn.batch_execute("ROLLBACK");
+                        return Err(E::from(e));
+                    }
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = conn.batch_execute("ROLLBACK");
+                    Err(e)
+                }
+            }
+        }
+        DbConn::Postgresql(_) => conn.transaction(|c| {
+            if let Some(k) = lock_key {
+                c.batch_execute(&format!("SELECT pg_advisory_xact_lock({k})"))
+                    .map_err(E::from)?;
+            }
+            f(c)
+        }),
+    }
+}
+
+pub fn now() -> chrono::NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+pub fn new_guid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

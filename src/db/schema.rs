@@ -1,0 +1,138 @@
+// One portable schema for both backends: BigInt ids (INTEGER on SQLite, BIGSERIAL on PostgreSQL),
+// GUIDs as Text, timestamps as naive UTC `Timestamp`, binary as `Binary` (BLOB / BYTEA).
+diesel::table! {
+    meta (key) {
+        key -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        guid -> Text,
+        name -> Text,
+        name_lower -> Text,
+        password_hash -> Text,
+        max_scope -> Text,
+        folders -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    tokens (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        access_hash -> Text,
+        refresh_hash -> Nullable<Text>,
+        scope -> Text,
+        client_id -> Text,
+        kind -> Text,
+        issued_at -> Timestamp,
+        expires_at -> Timestamp,
+        refresh_until -> Nullable<Timestamp>,
+        revoked -> Bool,
+    }
+}
+
+diesel::table! {
+    policy_folders (id) {
+        id -> BigInt,
+        guid -> Text,
+        dn -> Text,
+        dn_lower -> Text,
+        settings -> Text,
+        locked -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    cas (id) {
+        id -> BigInt,
+        name -> Text,
+        name_lower -> Text,
+        cert_pem -> Text,
+        key_enc -> Binary,
+        parent_id -> Nullable<BigInt>,
+        is_root -> Bool,
+        disabled -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    cert_objects (id) {
+        id -> BigInt,
+        guid -> Text,
+        dn -> Text,
+        dn_lower -> Text,
+        policy_dn -> Text,
+        name -> Text,
+        state -> Text,
+        disabled -> Bool,
+        management_type -> Text,
+        csr_origin -> Text,
+        key_spec -> Text,
+        current_cert_id -> Nullable<BigInt>,
+        pending_job_id -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    certificates (id) {
+        id -> BigInt,
+        guid -> Text,
+        object_id -> BigInt,
+        issuer_ca_id -> Nullable<BigInt>,
+        der -> Binary,
+        chain_pem -> Text,
+        serial -> Text,
+        thumbprint -> Text,
+        common_name -> Text,
+        issuer_dn -> Text,
+        not_before -> Timestamp,
+        not_after -> Timestamp,
+        public_key_sha256 -> Text,
+        key_enc -> Nullable<Binary>,
+        job_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    jobs (id) {
+        id -> BigInt,
+        guid -> Text,
+        kind -> Text,
+        object_id -> BigInt,
+        payload -> Text,
+        state -> Text,
+        attempts -> Integer,
+        run_after -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        result_cert_id -> Nullable<BigInt>,
+        error -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(tokens -> users (user_id));
+diesel::joinable!(certificates -> cert_objects (object_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    meta,
+    users,
+    tokens,
+    policy_folders,
+    cas,
+    cert_objects,
+    certificates,
+    jobs
+);

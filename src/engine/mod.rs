@@ -1,0 +1,65 @@
+//! The renewal engine: inventory, policy, enroll/renew, the durable job queue. No HTTP here and
+//! no vendor names beyond the domain's own (a certificate object has a DN because that is how
+//! every dialect names it).
+pub mod csr;
+pub mod error;
+pub mod inventory;
+pub mod policy;
+pub mod queue;
+pub mod renew;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ca::BuiltinCa;
+use crate::config::Settings;
+use crate::db::{Backend, Pool};
+use crate::secrets::MasterKey;
+
+pub use error::RenewError;
+
+/// Certificate object states.
+pub mod state {
+    pub const ACTIVE: &str = "active";
+    pub const PROCESSING: &str = "processing";
+    pub const ERROR: &str = "error";
+}
+
+/// Job states in the `jobs` table.
+pub mod job_state {
+    pub const QUEUED: &str = "queued";
+    pub const RUNNING: &str = "running";
+    pub const DONE: &str = "done";
+    pub const FAILED: &str = "failed";
+}
+
+/// Everything the engine needs, shared by the HTTP dialects, the CLI and the workers.
+pub struct Engine {
+    pub pool: Pool,
+    pub backend: Backend,
+    pub ca: BuiltinCa,
+    pub master: MasterKey,
+    pub settings: Settings,
+    pub default_validity: Duration,
+    pub signals: Arc<queue::Signals>,
+}
+
+impl Engine {
+    pub fn new(
+        pool: Pool,
+        backend: Backend,
+        master: MasterKey,
+        settings: Settings,
+    ) -> anyhow::Result<Engine> {
+        let default_validity = crate::config::parse_duration(&settings.issuance.validity)?;
+        Ok(Engine {
+            pool,
+            backend,
+            ca: BuiltinCa::new(master.clone()),
+            master,
+            settings,
+            default_validity,
+            signals: Arc::new(queue::Signals::default()),
+        })
+    }
+}

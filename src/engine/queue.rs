@@ -1,0 +1,461 @@
+//! The durable job queue: jobs live in the `jobs` table; workers claim them with a lease
+//! (`FOR UPDATE SKIP LOCKED` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite). An expired lease is
+//! claimed again, so a job accepted before a crash completes after restart; completion checks
+//! that the lease is still ours, so no job's result is committed twice.
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use diesel::prelude::*;
+use openssl::pkey::{PKey, Public};
+use openssl::x509::{X509Name, X509Req};
+
+use super::inventory::{self, KEY_PURPOSE};
+use super::renew::IssuePayload;
+use super::{Engine, job_state, state};
+use crate::ca::{LeafTemplate, SanSet, build_leaf};
+use crate::db::models::{Job, NewCertVersion};
+use crate::db::schema::{cert_objects, certificates, jobs};
+use crate::db::{DbConn, new_guid, now, write_tx};
+
+/// Wake-ups between request handlers and workers of this process. Other instances are reached
+/// by polling the table.
+#[derive(Default)]
+pub struct Signals {
+    enqueued: Mutex<u64>,
+    enqueued_cv: Condvar,
+    pub done: tokio::sync::Notify,
+}
+
+impl Signals {
+    pub fn job_enqueued(&self) {
+        *self.enqueued.lock().unwrap() += 1;
+        self.enqueued_cv.notify_all();
+    }
+
+    fn wait_for_work(&self, seen: &mut u64, timeout: Duration) {
+        let g = self.enqueued.lock().unwrap();
+        if *g != *seen {
+            *seen = *g;
+            return;
+        }
+        let (g, _) = self.enqueued_cv.wait_timeout(g, timeout).unwrap();
+        *seen = *g;
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    Pending,
+    Done(Option<i64>),
+    Failed(String),
+}
+
+#[derive(Debug, QueryableByName)]
+struct ClaimedId {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+}
+
+/// A failure while processing: `permanent` ones are not retried.
+#[derive(Debug)]
+pub struct JobFailure {
+    pub message: String,
+    pub permanent: bool,
+}
+
+impl JobFailure {
+    fn permanent(m: impl Into<String>) -> Self {
+        JobFailure {
+            message: m.into(),
+            permanent: true,
+        }
+    }
+    fn transient(m: impl Into<String>) -> Self {
+        JobFailure {
+            message: m.into(),
+            permanent: false,
+        }
+    }
+}
+
+impl Engine {
+    /// Starts `queue.workers` worker threads. Diesel is synchronous, so workers are threads.
+    pub fn start_workers(self: &Arc<Self>) {
+        let instance = format!("{}-{}", std::process::id(), &new_guid()[..8]);
+        for n in 0..self.settings.queue.workers {
+            let engine = self.clone();
+            let owner = format!("{instance}-w{n}");
+            std::thread::Builder::new()
+                .name(format!("renewgate-worker-{n}"))
+                .spawn(move || engine.worker_loop(&owner))
+                .expect("spawn worker thread");
+        }
+    }
+
+    fn worker_loop(&self, owner: &str) {
+        let mut seen = 0u64;
+        let poll = Duration::from_millis(self.settings.queue.poll_ms.max(10));
+        loop {
+            match self.run_one(owner) {
+                Ok(true) => continue,
+                Ok(false) => self.signals.wait_for_work(&mut seen, poll),
+                Err(e) => {
+                    tracing::warn!(error = %e, "queue worker: database error; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Claims and processes one job. Returns false when there was nothing to do.
+    pub fn run_one(&self, owner: &str) -> Result<bool, diesel::result::Error> {
+        let mut conn = match self.pool.get() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "queue worker: no database connection");
+                std::thread::sleep(Duration::from_secs(1));
+                return Ok(false);
+            }
+        };
+        let Some(job) = self.claim(&mut conn, owner)? else {
+            return Ok(false);
+        };
+        let started = Instant::now();
+        let result = self.issue(&mut conn, &job);
+        match result {
+            Ok(issued) => {
+                let committed = self.complete(&mut conn, &job, owner, issued)?;
+                if committed {
+                    tracing::info!(
+                        job = job.id,
+                        object = job.object_id,
+                        ms = started.elapsed().as_millis() as u64,
+                        "certificate issued"
+                    );
+                } else {
+                    tracing::warn!(
+                        job = job.id,
+                        "lease lost before completion; result discarded (another worker owns the job)"
+                    );
+                }
+            }
+            Err(f) => {
+                self.fail(&mut conn, &job, owner, &f)?;
+            }
+        }
+        self.signals.done.notify_waiters();
+        Ok(true)
+    }
+
+    fn claim(&self, conn: &mut DbConn, owner: &str) -> Result<Option<Job>, diesel::result::Error> {
+        let ts = now();
+        let lease_until = ts + chrono::Duration::seconds(self.settings.queue.lease_secs as i64);
+        let id: Option<i64> = match conn {
+            DbConn::Postgresql(c) => diesel::sql_query(
+                "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
+                 WHERE id = (SELECT id FROM jobs WHERE (state = 'queued' AND run_after <= $3) \
+                 OR (state = 'running' AND lease_until < $3) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id",
+            )
+            .bind::<diesel::sql_types::Text, _>(owner)
+            .bind::<diesel::sql_types::Timestamp, _>(lease_until)
+            .bind::<diesel::sql_types::Timestamp, _>(ts)
+            .get_result::<ClaimedId>(c)
+            .optional()?
+            .map(|r| r.id),
+            DbConn::Sqlite(_) => write_tx(conn, None, |c| -> Result<Option<i64>, diesel::result::Error> {
+                let candidate: Option<i64> = jobs::table
+                    .filter(
+                        jobs::state
+                            .eq(job_state::QUEUED)
+                            .and(jobs::run_after.le(ts))
+                            .or(jobs::state.eq(job_state::RUNNING).and(jobs::lease_until.lt(ts))),
+                    )
+                    .order(jobs::id.asc())
+                    .select(jobs::id)
+                    .first(c)
+                    .optional()?;
+                let Some(id) = candidate else { return Ok(None) };
+                diesel::update(jobs::table.find(id))
+                    .set((
+                        jobs::state.eq(job_state::RUNNING),
+                        jobs::lease_owner.eq(owner),
+                        jobs::lease_until.eq(lease_until),
+                        jobs::attempts.eq(jobs::attempts + 1),
+                        jobs::updated_at.eq(ts),
+                    ))
+                    .execute(c)?;
+                Ok(Some(id))
+            })?,
+        };
+        match id {
+            Some(id) => Ok(Some(
+                jobs::table.find(id).select(Job::as_select()).first(conn)?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The crypto: build and sign the new certificate (no transaction held meanwhile).
+    fn issue(&self, conn: &mut DbConn, job: &Job) -> Result<IssuedCert, JobFailure> {
+        let p: IssuePayload = serde_json::from_str(&job.payload)
+            .map_err(|e| JobFailure::permanent(format!("unreadable job payload: {e}")))?;
+        let ca = self.ca.issuer(conn, &p.ca).map_err(|e| match e {
+            crate::ca::builtin::CaError::Db(e) => JobFailure::transient(e.to_string()),
+            other => JobFailure::permanent(other.to_string()),
+        })?;
+        let crypto = |e: openssl::error::ErrorStack| JobFailure::permanent(format!("crypto: {e}"));
+        let b64 = |s: &str| {
+            B64.decode(s)
+                .map_err(|e| JobFailure::permanent(format!("job payload: {e}")))
+        };
+        let mut private_key = None;
+        let (subject, sans, public_key): (X509Name, SanSet, PKey<Public>) =
+            if let Some(csr) = &p.csr_der {
+                let req = X509Req::from_der(&b64(csr)?).map_err(crypto)?;
+                let pk = req.public_key().map_err(crypto)?;
+                let subject = X509Name::from_der(&req.subject_name().to_der().map_err(crypto)?)
+                    .map_err(crypto)?;
+                (subject, SanSet::of_csr(&req), pk)
+            } else {
+                let spec = p
+                    .generate_key
+                    .ok_or_else(|| JobFailure::permanent("job has neither a CSR nor a key type"))?;
+                let key = spec.generate().map_err(crypto)?;
+                let pk = PKey::public_key_from_der(&key.public_key_to_der().map_err(crypto)?)
+                    .map_err(crypto)?;
+                private_key = Some(key);
+                let subject_der = p
+                    .subject_der
+                    .as_deref()
+                    .ok_or_else(|| JobFailure::permanent("job has no subject"))?;
+                (
+                    X509Name::from_der(&b64(subject_der)?).map_err(crypto)?,
+                    p.sans.clone().unwrap_or_default(),
+                    pk,
+                )
+            };
+        let leaf = build_leaf(
+            &ca.cert,
+            &ca.key,
+            &LeafTemplate {
+                subject: &subject,
+                sans: &sans,
+                public_key: &public_key,
+                validity_secs: p.validity_secs,
+            },
+        )
+        .map_err(crypto)?;
+        let mut chain_pem = String::new();
+        for c in ca.chain() {
+            chain_pem.push_str(&String::from_utf8_lossy(&c.to_pem().map_err(crypto)?));
+        }
+        let key_enc = match &private_key {
+            Some(k) => Some(
+                self.master
+                    .seal(KEY_PURPOSE, &k.private_key_to_pkcs8().map_err(crypto)?)
+                    .map_err(|e| JobFailure::permanent(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(IssuedCert {
+            der: leaf.to_der().map_err(crypto)?,
+            chain_pem,
+            serial: crate::ca::serial_hex(&leaf),
+            common_name: crate::ca::common_name(leaf.subject_name()),
+            issuer_dn: crate::ca::name_to_string(leaf.issuer_name()),
+            not_before: crate::ca::asn1_to_naive(leaf.not_before()),
+            not_after: crate::ca::asn1_to_naive(leaf.not_after()),
+            public_key_sha256: crate::ca::public_key_fingerprint(&public_key),
+            key_enc,
+            ca_id: ca.id,
+        })
+    }
+
+    /// Commits the new version, makes it current and closes the job — all only if we still hold the lease.
+    fn complete(
+        &self,
+        conn: &mut DbConn,
+        job: &Job,
+        owner: &str,
+        c: IssuedCert,
+    ) -> Result<bool, diesel::result::Error> {
+        write_tx(conn, None, |tx| -> Result<bool, diesel::result::Error> {
+            let ts = now();
+            let n = diesel::update(
+                jobs::table
+                    .find(job.id)
+                    .filter(jobs::lease_owner.eq(owner))
+                    .filter(jobs::state.eq(job_state::RUNNING)),
+            )
+            .set((
+                jobs::state.eq(job_state::DONE),
+                jobs::updated_at.eq(ts),
+                jobs::error.eq(None::<String>),
+            ))
+            .execute(tx)?;
+            if n != 1 {
+                return Ok(false);
+            }
+            let guid = new_guid();
+            diesel::insert_into(certificates::table)
+                .values(NewCertVersion {
+                    guid: &guid,
+                    object_id: job.object_id,
+                    issuer_ca_id: Some(c.ca_id),
+                    der: &c.der,
+                    chain_pem: &c.chain_pem,
+                    serial: &c.serial,
+                    thumbprint: &crate::ca::thumbprint(&c.der),
+                    common_name: &c.common_name,
+                    issuer_dn: &c.issuer_dn,
+                    not_before: c.not_before,
+                    not_after: c.not_after,
+                    public_key_sha256: &c.public_key_sha256,
+                    key_enc: c.key_enc.as_deref(),
+                    job_id: Some(job.id),
+                    created_at: ts,
+                })
+                .execute(tx)?;
+            let cert_id: i64 = certificates::table
+                .filter(certificates::guid.eq(&guid))
+                .select(certificates::id)
+                .first(tx)?;
+            diesel::update(jobs::table.find(job.id))
+                .set(jobs::result_cert_id.eq(cert_id))
+                .execute(tx)?;
+            diesel::update(
+                cert_objects::table
+                    .find(job.object_id)
+                    .filter(cert_objects::pending_job_id.eq(job.id)),
+            )
+            .set((
+                cert_objects::current_cert_id.eq(cert_id),
+                cert_objects::state.eq(state::ACTIVE),
+                cert_objects::pending_job_id.eq(None::<i64>),
+                cert_objects::last_error.eq(None::<String>),
+                cert_objects::updated_at.eq(ts),
+            ))
+            .execute(tx)?;
+            Ok(true)
+        })
+    }
+
+    fn fail(
+        &self,
+        conn: &mut DbConn,
+        job: &Job,
+        owner: &str,
+        f: &JobFailure,
+    ) -> Result<(), diesel::result::Error> {
+        let give_up = f.permanent || job.attempts >= self.settings.queue.max_attempts;
+        tracing::warn!(job = job.id, object = job.object_id, error = %f.message, give_up, "issuance failed");
+        write_tx(conn, None, |tx| -> Result<(), diesel::result::Error> {
+            let ts = now();
+            let owned = jobs::table
+                .find(job.id)
+                .filter(jobs::lease_owner.eq(owner))
+                .filter(jobs::state.eq(job_state::RUNNING));
+            if give_up {
+                let n = diesel::update(owned)
+                    .set((
+                        jobs::state.eq(job_state::FAILED),
+                        jobs::error.eq(&f.message),
+                        jobs::updated_at.eq(ts),
+                    ))
+                    .execute(tx)?;
+                if n == 1 {
+                    diesel::update(
+                        cert_objects::table
+                            .find(job.object_id)
+                            .filter(cert_objects::pending_job_id.eq(job.id)),
+                    )
+                    .set((
+                        cert_objects::state.eq(state::ERROR),
+                        cert_objects::last_error.eq(&f.message),
+                        cert_objects::updated_at.eq(ts),
+                    ))
+                    .execute(tx)?;
+                }
+            } else {
+                let backoff = 2i64.pow(job.attempts.clamp(0, 8) as u32);
+                diesel::update(owned)
+                    .set((
+                        jobs::state.eq(job_state::QUEUED),
+                        jobs::error.eq(&f.message),
+                        jobs::run_after.eq(ts + chrono::Duration::seconds(backoff)),
+                        jobs::lease_owner.eq(None::<String>),
+                        jobs::lease_until.eq(None::<chrono::NaiveDateTime>),
+                        jobs::updated_at.eq(ts),
+                    ))
+                    .execute(tx)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Where a job stands.
+    pub fn job_outcome(
+        &self,
+        conn: &mut DbConn,
+        job_id: i64,
+    ) -> Result<JobOutcome, super::RenewError> {
+        let job = inventory::job(conn, job_id)?
+            .ok_or_else(|| super::RenewError::Internal(format!("job {job_id} vanished")))?;
+        Ok(match job.state.as_str() {
+            job_state::DONE => JobOutcome::Done(job.result_cert_id),
+            job_state::FAILED => JobOutcome::Failed(job.error.unwrap_or_default()),
+            _ => JobOutcome::Pending,
+        })
+    }
+
+    /// Waits up to `timeout` for a job to finish: woken by this process's workers, and polling
+    /// the row so that a job finished by another instance is seen too.
+    pub async fn wait_for_job(
+        self: &Arc<Self>,
+        job_id: i64,
+        timeout: Duration,
+    ) -> Result<JobOutcome, super::RenewError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.signals.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let engine = self.clone();
+            let outcome =
+                actix_web::web::block(move || -> Result<JobOutcome, super::RenewError> {
+                    let mut conn = engine.pool.get()?;
+                    engine.job_outcome(&mut conn, job_id)
+                })
+                .await
+                .map_err(|e| super::RenewError::Internal(e.to_string()))??;
+            if outcome != JobOutcome::Pending {
+                return Ok(outcome);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(JobOutcome::Pending);
+            }
+            let step = (deadline - now).min(Duration::from_millis(250));
+            tokio::select! {
+                _ = &mut notified => {},
+                _ = tokio::time::sleep(step) => {},
+            }
+        }
+    }
+}
+
+pub struct IssuedCert {
+    der: Vec<u8>,
+    chain_pem: String,
+    serial: String,
+    common_name: String,
+    issuer_dn: String,
+    not_before: chrono::NaiveDateTime,
+    not_after: chrono::NaiveDateTime,
+    public_key_sha256: String,
+    key_enc: Option<Vec<u8>>,
+    ca_id: i64,
+}

@@ -1,0 +1,55 @@
+//! The OpenAPI 3.1 document (utoipa), printed by `renewgate openapi` and served at /openapi.json.
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::api::{admin, venafi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Renewgate", description = "Certificate-renewal gateway: Venafi TPP, Keyfactor Command and ACME renew APIs over one inventory and one CA."),
+    paths(
+        venafi::authorize::oauth,
+        venafi::authorize::refresh,
+        venafi::authorize::verify,
+        venafi::authorize::revoke,
+        venafi::authorize::legacy_login,
+        venafi::authorize::version,
+        venafi::certificates::request,
+        venafi::certificates::retrieve_post,
+        venafi::certificates::retrieve_get,
+        venafi::certificates::renew,
+        venafi::certificates::search,
+        venafi::certificates::check_policy,
+        venafi::certificates::details,
+        venafi::certificates::dn_to_guid,
+        admin::health,
+    ),
+    modifiers(&SecuritySchemes)
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+pub fn json() -> String {
+    document()
+        .to_pretty_json()
+        .expect("OpenAPI document serialises")
+}
