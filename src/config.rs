@@ -35,6 +35,7 @@ pub struct Settings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
+#[derive(Default)]
 pub struct TlsSettings {
     /// Extra names (DNS or IP) for the gateway's own server certificate, beside localhost and 127.0.0.1.
     pub names: Vec<String>,
@@ -138,15 +139,6 @@ impl Default for Settings {
     }
 }
 
-impl Default for TlsSettings {
-    fn default() -> Self {
-        TlsSettings {
-            names: vec![],
-            cert_file: None,
-            key_file: None,
-        }
-    }
-}
 impl Default for CaSettings {
     fn default() -> Self {
         CaSettings {

@@ -55,31 +55,31 @@ pub fn server_identity(settings: &Settings, issuing: &LoadedCa) -> anyhow::Resul
     }
     let (cert_path, key_path) = paths(settings);
     let want = required_names(settings);
-    if let (Ok(cp), Ok(kp)) = (fs::read(&cert_path), fs::read(&key_path)) {
-        if let (Ok(chain), Ok(key)) = (X509::stack_from_pem(&cp), PKey::private_key_from_pem(&kp)) {
-            let ok = chain.first().is_some_and(|leaf| {
-                let have = SanSet::of_cert(leaf);
-                let signed = issuing
-                    .cert
-                    .public_key()
-                    .ok()
-                    .is_some_and(|pk| leaf.verify(&pk).unwrap_or(false));
-                let names = want
-                    .dns
-                    .iter()
-                    .all(|d| have.dns.iter().any(|h| h.eq_ignore_ascii_case(d)))
-                    && want.ip.iter().all(|i| {
-                        have.ip
-                            .iter()
-                            .any(|h| h.parse::<IpAddr>().ok() == i.parse::<IpAddr>().ok())
-                    });
-                let left = crate::ca::asn1_to_unix(leaf.not_after()).unwrap_or(0)
-                    - chrono::Utc::now().timestamp();
-                signed && names && left > 30 * 86400
-            });
-            if ok {
-                return Ok(ServerIdentity { chain, key });
-            }
+    if let (Ok(cp), Ok(kp)) = (fs::read(&cert_path), fs::read(&key_path))
+        && let (Ok(chain), Ok(key)) = (X509::stack_from_pem(&cp), PKey::private_key_from_pem(&kp))
+    {
+        let ok = chain.first().is_some_and(|leaf| {
+            let have = SanSet::of_cert(leaf);
+            let signed = issuing
+                .cert
+                .public_key()
+                .ok()
+                .is_some_and(|pk| leaf.verify(&pk).unwrap_or(false));
+            let names = want
+                .dns
+                .iter()
+                .all(|d| have.dns.iter().any(|h| h.eq_ignore_ascii_case(d)))
+                && want.ip.iter().all(|i| {
+                    have.ip
+                        .iter()
+                        .any(|h| h.parse::<IpAddr>().ok() == i.parse::<IpAddr>().ok())
+                });
+            let left = crate::ca::asn1_to_unix(leaf.not_after()).unwrap_or(0)
+                - chrono::Utc::now().timestamp();
+            signed && names && left > 30 * 86400
+        });
+        if ok {
+            return Ok(ServerIdentity { chain, key });
         }
     }
     let key = KeySpec::Ec(EcCurve::P256).generate()?;

@@ -162,10 +162,10 @@ impl BuiltinCa {
     }
 
     fn load_row(&self, conn: &mut DbConn, row: CaRow) -> Result<Arc<LoadedCa>, CaError> {
-        if let Some(ca) = self.cache.read().unwrap().get(&row.id) {
-            if ca.disabled == row.disabled {
-                return Ok(ca.clone());
-            }
+        if let Some(ca) = self.cache.read().unwrap().get(&row.id)
+            && ca.disabled == row.disabled
+        {
+            return Ok(ca.clone());
         }
         let cert = X509::from_pem(row.cert_pem.as_bytes())?;
         let der = self

@@ -83,10 +83,10 @@ impl KeySpec {
         if let Some(c) = l.strip_prefix("ec-").and_then(EcCurve::parse) {
             return Ok(KeySpec::Ec(c));
         }
-        if let Some(bits) = l.strip_prefix("rsa-").and_then(|b| b.parse::<u32>().ok()) {
-            if [2048, 3072, 4096].contains(&bits) {
-                return Ok(KeySpec::Rsa(bits));
-            }
+        if let Some(bits) = l.strip_prefix("rsa-").and_then(|b| b.parse::<u32>().ok())
+            && [2048, 3072, 4096].contains(&bits)
+        {
+            return Ok(KeySpec::Rsa(bits));
         }
         anyhow::bail!(
             "unknown key type {s:?} (use ec-p256, ec-p384, ec-p521, rsa-2048, rsa-3072 or rsa-4096)"
@@ -367,7 +367,7 @@ pub fn public_key_fingerprint<T: openssl::pkey::HasPublic>(key: &PKeyRef<T>) -> 
 pub fn common_name(name: &X509NameRef) -> String {
     name.entries_by_nid(Nid::COMMONNAME)
         .next()
-        .and_then(|e| e.data().as_utf8().ok().map(|s| s.to_string()))
+        .and_then(|e| e.data().to_string().ok())
         .unwrap_or_default()
 }
 
@@ -376,11 +376,7 @@ pub fn name_to_string(name: &X509NameRef) -> String {
     let mut parts = vec![];
     for e in name.entries() {
         let key = e.object().nid().short_name().unwrap_or("?").to_string();
-        let val = e
-            .data()
-            .as_utf8()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
+        let val = e.data().to_string().unwrap_or_default();
         parts.push(format!("{key}={val}"));
     }
     parts.reverse();

@@ -16,13 +16,11 @@ pub fn parse_pkcs10(text: &str) -> Result<X509Req, RenewError> {
     // Collect the base64 between the BEGIN and END markers (or everything if there are none),
     // tolerating markers and data on one line.
     let mut rest = unescaped.as_str();
-    if !in_block {
-        if let Some(i) = rest.find("-----BEGIN") {
-            rest = &rest[i + 10..];
-            if let Some(j) = rest.find("-----") {
-                rest = &rest[j + 5..];
-                in_block = true;
-            }
+    if !in_block && let Some(i) = rest.find("-----BEGIN") {
+        rest = &rest[i + 10..];
+        if let Some(j) = rest.find("-----") {
+            rest = &rest[j + 5..];
+            in_block = true;
         }
     }
     if !in_block {

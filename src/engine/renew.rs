@@ -399,7 +399,7 @@ impl Engine {
             ));
         }
         let key = key_pem
-            .map(|k| openssl::pkey::PKey::private_key_from_pem(k))
+            .map(openssl::pkey::PKey::private_key_from_pem)
             .transpose()
             .map_err(|_| {
                 RenewError::BadParameter(

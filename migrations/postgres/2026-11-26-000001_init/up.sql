@@ -102,7 +102,7 @@ CREATE TABLE jobs (
     object_id BIGINT NOT NULL,
     payload TEXT NOT NULL,
     state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT FALSE,
+    attempts INTEGER NOT NULL DEFAULT 0,
     run_after TIMESTAMP NOT NULL,
     lease_owner TEXT,
     lease_until TIMESTAMP,

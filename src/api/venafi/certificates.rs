@@ -422,21 +422,20 @@ pub async fn request(
         filename: None,
         format: None,
     };
-    if timeout > 0 {
-        if let JobOutcome::Done(Some(cert_id)) = state
+    if timeout > 0
+        && let JobOutcome::Done(Some(cert_id)) = state
             .engine
             .wait_for_job(accepted.job_id, Duration::from_secs(timeout))
             .await?
-        {
-            let r = run_blocking(&state.engine, move |e, c| {
-                let v = certificate_by_id(c, cert_id)?;
-                render_version(e, &v, &opts)
-            })
-            .await?;
-            resp.certificate_data = Some(B64.encode(&r.bytes));
-            resp.filename = Some(r.filename);
-            resp.format = Some(r.format.vendor_name().into());
-        }
+    {
+        let r = run_blocking(&state.engine, move |e, c| {
+            let v = certificate_by_id(c, cert_id)?;
+            render_version(e, &v, &opts)
+        })
+        .await?;
+        resp.certificate_data = Some(B64.encode(&r.bytes));
+        resp.filename = Some(r.filename);
+        resp.format = Some(r.format.vendor_name().into());
     }
     Ok(json_ok(&resp))
 }
@@ -454,7 +453,7 @@ fn certificate_by_id(c: &mut crate::db::DbConn, id: i64) -> Result<CertVersion, 
 enum RetrieveAnswer {
     Ready(formats::Rendered),
     Pending(i64, String),
-    Failed(String, String),
+    Failed(String),
 }
 
 async fn retrieve_common(
@@ -512,13 +511,10 @@ fn object_answer(
             };
             Ok(RetrieveAnswer::Pending(stage, status))
         }
-        obj_state::ERROR => Ok(RetrieveAnswer::Failed(
-            obj.dn.clone(),
-            format!(
-                "Post CSR failed with error: {}",
-                obj.last_error.clone().unwrap_or_default()
-            ),
-        )),
+        obj_state::ERROR => Ok(RetrieveAnswer::Failed(format!(
+            "Post CSR failed with error: {}",
+            obj.last_error.clone().unwrap_or_default()
+        ))),
         _ => match inventory::current_version(c, obj)? {
             Some(v) => Ok(RetrieveAnswer::Ready(render_version(e, &v, opts)?)),
             None => Ok(RetrieveAnswer::Pending(0, "Waiting for new CSR.".into())),
@@ -562,7 +558,7 @@ pub async fn retrieve_post(
             format: r.format.vendor_name().into(),
         }),
         RetrieveAnswer::Pending(stage, status) => pending_response(stage, status),
-        RetrieveAnswer::Failed(_, status) => failed_response(500, status),
+        RetrieveAnswer::Failed(status) => failed_response(500, status),
     })
 }
 
@@ -592,7 +588,7 @@ pub async fn retrieve_get(
             ))
             .body(r.bytes),
         RetrieveAnswer::Pending(stage, status) => pending_response(stage, status),
-        RetrieveAnswer::Failed(_, status) => failed_response(500, status),
+        RetrieveAnswer::Failed(status) => failed_response(500, status),
     })
 }
 
@@ -643,10 +639,10 @@ pub async fn renew(
     let accepted = run_blocking(&state.engine, move |e, c| {
         if explicit_key {
             // An explicit request for the key must be answerable before anything is queued.
-            if let Some(o) = inventory::find_object(c, &renew_req.certificate)? {
-                if o.csr_origin != crate::engine::renew::CSR_SERVICE {
-                    return Err(VenafiError::BadRequest(KEY_NOT_IN_VAULT.into()));
-                }
+            if let Some(o) = inventory::find_object(c, &renew_req.certificate)?
+                && o.csr_origin != crate::engine::renew::CSR_SERVICE
+            {
+                return Err(VenafiError::BadRequest(KEY_NOT_IN_VAULT.into()));
             }
         }
         Ok(e.renew(c, renew_req)?)

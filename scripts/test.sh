@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, the OpenAPI staleness check, and the integration suite over real
+# HTTPS against the real binary on SQLite and on PostgreSQL (real clients: vcert, openssl,
+# keytool, pyjks). Installs what it needs. Fails loudly if PostgreSQL cannot be reached.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+
+./scripts/install-build-deps.sh
+./scripts/setup-test-env.sh
+
+# PostgreSQL: the machine's server on 127.0.0.1:5432 (started here if it is installed but down).
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+fi
+pg_isready -h 127.0.0.1 -p 5432 || { echo "FATAL: PostgreSQL on 127.0.0.1:5432 is required by the test suite" >&2; exit 1; }
+
+# One debug build serves the unit tests and the integration suite.
+cargo build --all-targets --locked
+cargo fmt --all -- --check
+cargo test --locked -q
+
+./target/debug/renewgate openapi > target/openapi.generated.json
+if ! diff -q openapi/renewgate.json target/openapi.generated.json >/dev/null; then
+  echo "FATAL: openapi/renewgate.json is stale: run 'cargo run -- openapi > openapi/renewgate.json'" >&2
+  diff -u openapi/renewgate.json target/openapi.generated.json | head -40 >&2
+  exit 1
+fi
+
+for backend in sqlite postgres; do
+  echo "== integration suite on $backend =="
+  .venv/bin/python -m pytest tests/clients --backend "$backend" -q -p no:cacheprovider
+done
+echo "all tests passed in $(( $(date +%s) - start ))s"
