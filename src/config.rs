@@ -31,6 +31,22 @@ pub struct Settings {
     pub db: DbSettings,
     pub log: LogSettings,
     pub http: HttpSettings,
+    pub formats: FormatSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct FormatSettings {
+    /// PKCS#12 encryption when a request names none: `modern` (AES-256, SHA-256 MAC) or `legacy` (3DES, SHA-1 MAC).
+    pub pkcs12_profile: String,
+}
+
+impl Default for FormatSettings {
+    fn default() -> Self {
+        FormatSettings {
+            pkcs12_profile: "modern".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +151,7 @@ impl Default for Settings {
             db: DbSettings::default(),
             log: LogSettings::default(),
             http: HttpSettings::default(),
+            formats: FormatSettings::default(),
         }
     }
 }
@@ -235,6 +252,9 @@ impl Settings {
             anyhow::bail!("venafi.work_to_do_timeout must be between 0 and 120 seconds");
         }
         crate::ca::KeySpec::parse_config(&self.ca.key_type)?;
+        if crate::formats::Pkcs12Profile::parse(&self.formats.pkcs12_profile).is_none() {
+            anyhow::bail!("formats.pkcs12_profile must be modern or legacy");
+        }
         Ok(())
     }
 

@@ -1,7 +1,10 @@
 //! Output formats, independent of any dialect: a certificate bundle in, file bytes out.
 pub mod der;
+pub mod jks;
 pub mod password;
 pub mod pem;
+pub mod pkcs12;
+pub mod pkcs7;
 
 use crate::engine::inventory::CertBundle;
 
@@ -69,6 +72,23 @@ impl OutputFormat {
     }
 }
 
+/// PKCS#12 encryption profile (see pkcs12.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pkcs12Profile {
+    Modern,
+    Legacy,
+}
+
+impl Pkcs12Profile {
+    pub fn parse(s: &str) -> Option<Pkcs12Profile> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "modern" => Some(Pkcs12Profile::Modern),
+            "legacy" => Some(Pkcs12Profile::Legacy),
+            _ => None,
+        }
+    }
+}
+
 /// What the caller asked for.
 #[derive(Debug, Clone)]
 pub struct OutputOptions {
@@ -79,6 +99,7 @@ pub struct OutputOptions {
     pub password: Option<String>,
     pub keystore_password: Option<String>,
     pub friendly_name: Option<String>,
+    pub pkcs12_profile: Pkcs12Profile,
 }
 
 /// A rendered file.
@@ -93,8 +114,6 @@ pub struct Rendered {
 pub enum FormatError {
     #[error("{0}")]
     Invalid(String),
-    #[error("The {0} format is not available on this gateway yet.")]
-    Unsupported(&'static str),
     #[error("crypto: {0}")]
     Crypto(String),
 }
@@ -110,7 +129,7 @@ pub fn validate(opts: &OutputOptions) -> Result<(), FormatError> {
     if opts.include_private_key {
         if !opts.format.can_carry_key() {
             return Err(FormatError::Invalid(format!(
-                "The {} format cannot carry a private key.",
+                "The {} format cannot carry a private key: set IncludePrivateKey to false or choose Base64, Base64 (PKCS #8), PKCS #12 or JKS.",
                 opts.format.vendor_name()
             )));
         }
@@ -124,9 +143,32 @@ pub fn validate(opts: &OutputOptions) -> Result<(), FormatError> {
         }
     }
     match opts.format {
-        OutputFormat::Base64 | OutputFormat::Base64Pkcs8 | OutputFormat::Der => Ok(()),
-        other => Err(FormatError::Unsupported(other.vendor_name())),
+        OutputFormat::Jks => {
+            if opts.friendly_name.is_none() {
+                return Err(FormatError::Invalid(
+                    "FriendlyName is required for the JKS format (it is the key alias).".into(),
+                ));
+            }
+            match &opts.keystore_password {
+                None => {
+                    return Err(FormatError::Invalid(
+                        "KeystorePassword is required for the JKS format.".into(),
+                    ));
+                }
+                Some(p) => password::check_strength("KeystorePassword", p)?,
+            }
+        }
+        OutputFormat::Pkcs12 => match opts.password.as_ref().or(opts.keystore_password.as_ref()) {
+            None => {
+                return Err(FormatError::Invalid(
+                    "Password is required for the PKCS #12 format.".into(),
+                ));
+            }
+            Some(p) => password::check_strength("Password", p)?,
+        },
+        _ => {}
     }
+    Ok(())
 }
 
 /// File name from the CN (unsafe characters replaced) with the format's extension.
@@ -150,10 +192,23 @@ pub fn filename(cn: &str, ext: &str) -> String {
 pub fn render(bundle: &CertBundle, opts: &OutputOptions) -> Result<Rendered, FormatError> {
     validate(opts)?;
     let cn = crate::ca::common_name(bundle.leaf.subject_name());
+    let alias = opts.friendly_name.clone().unwrap_or_else(|| cn.clone());
     let (bytes, ext) = match opts.format {
         OutputFormat::Base64 | OutputFormat::Base64Pkcs8 => pem::render(bundle, opts)?,
         OutputFormat::Der => (der::render(bundle)?, "cer"),
-        other => return Err(FormatError::Unsupported(other.vendor_name())),
+        OutputFormat::Pkcs7 => (pkcs7::render(&ordered_certs(bundle, opts))?, "p7b"),
+        OutputFormat::Pkcs12 => {
+            let pw = opts
+                .password
+                .as_deref()
+                .or(opts.keystore_password.as_deref())
+                .unwrap_or_default();
+            (pkcs12::render(bundle, opts, pw, &alias)?, "pfx")
+        }
+        OutputFormat::Jks => {
+            let store_pw = opts.keystore_password.as_deref().unwrap_or_default();
+            (jks::render(bundle, opts, &alias, store_pw)?, "jks")
+        }
     };
     Ok(Rendered {
         bytes,

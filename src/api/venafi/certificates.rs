@@ -20,7 +20,7 @@ use crate::engine::inventory::{self, CertBundle, CertRef};
 use crate::engine::queue::JobOutcome;
 use crate::engine::renew::{EnrollRequest, RenewRequest, SubjectSpec};
 use crate::engine::{Engine, RenewError, csr, policy, state as obj_state};
-use crate::formats::{self, OutputFormat, OutputOptions};
+use crate::formats::{self, OutputFormat, OutputOptions, Pkcs12Profile};
 
 /// `{"Error": "...", "Success": false}`
 #[derive(Debug, Serialize, ToSchema)]
@@ -234,6 +234,7 @@ fn output_options(
     body: &LenientBody,
     default_format: Option<OutputFormat>,
     renew_defaults: bool,
+    settings: &crate::config::Settings,
 ) -> Result<OutputOptions, VenafiError> {
     let format = match body.nonblank("Format")? {
         Some(f) => OutputFormat::parse(&f)
@@ -263,6 +264,15 @@ fn output_options(
         password,
         keystore_password: body.str("KeystorePassword")?.filter(|p| !p.is_empty()),
         friendly_name: body.nonblank("FriendlyName")?,
+        pkcs12_profile: match body.nonblank("Pkcs12Profile")? {
+            Some(p) => Pkcs12Profile::parse(&p).ok_or_else(|| {
+                VenafiError::BadRequest(format!(
+                    "Invalid Pkcs12Profile value: {p}. Use modern or legacy."
+                ))
+            })?,
+            None => Pkcs12Profile::parse(&settings.formats.pkcs12_profile)
+                .unwrap_or(Pkcs12Profile::Modern),
+        },
     };
     formats::validate(&opts)?;
     Ok(opts)
@@ -395,7 +405,12 @@ pub async fn request(
         .nonblank("PolicyDN")?
         .ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
     let timeout = work_to_do_timeout(&body, &state)?;
-    let opts = output_options(&body, Some(OutputFormat::Base64), false)?;
+    let opts = output_options(
+        &body,
+        Some(OutputFormat::Base64),
+        false,
+        &state.engine.settings,
+    )?;
     let csr = parse_csr(&body)?;
     let subject = SubjectSpec {
         common_name: body.nonblank("Subject")?,
@@ -463,7 +478,7 @@ async fn retrieve_common(
     let dn = body
         .nonblank("CertificateDN")?
         .ok_or(VenafiError::Renew(RenewError::MissingDn))?;
-    let opts = output_options(&body, None, false)?;
+    let opts = output_options(&body, None, false, &state.engine.settings)?;
     let timeout = body.int("WorkToDoTimeout")?.unwrap_or(0).clamp(0, 120) as u64;
     let dn2 = dn.clone();
     let obj = run_blocking(&state.engine, move |_, c| {
@@ -613,7 +628,12 @@ pub async fn renew(
         .ok_or(VenafiError::Renew(RenewError::MissingDn))?;
     let timeout = work_to_do_timeout(&body, &state)?;
     // Output parameters are validated before anything is queued.
-    let opts = output_options(&body, Some(OutputFormat::Base64), true)?;
+    let opts = output_options(
+        &body,
+        Some(OutputFormat::Base64),
+        true,
+        &state.engine.settings,
+    )?;
     let csr = parse_csr(&body)?;
     let subject_cn = body.nonblank("Subject")?;
     let sans = subject_alt_names(&body)?;
