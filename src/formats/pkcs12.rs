@@ -27,10 +27,10 @@ pub fn render(
     let mut b = Pkcs12::builder();
     b.name(name);
     b.cert(&bundle.leaf);
-    if opts.include_private_key {
-        if let Some(k) = &bundle.key {
-            b.pkey(k);
-        }
+    if opts.include_private_key
+        && let Some(k) = &bundle.key
+    {
+        b.pkey(k);
     }
     if opts.include_chain && !bundle.chain.is_empty() {
         let mut st = Stack::new()?;
