@@ -31,31 +31,29 @@ pub fn bootstrap(settings: Settings) -> anyhow::Result<(Arc<Engine>, Option<Stri
     let mut conn = pool.get()?;
     let applied = db::run_migrations(&mut conn)?;
     if applied > 0 {
-        tracing::info!(
-            applied,
-            backend = backend.name(),
-            "database migrations applied"
-        );
+        tracing::info!(applied, backend = backend.name(), "database migrations applied");
     }
     let engine = Engine::new(pool.clone(), backend, master, settings.clone())?;
     let spec = KeySpec::parse_config(&settings.ca.key_type)?;
-    let created = engine
-        .ca
-        .initialise(&mut conn, spec, &settings.ca.organization)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let created =
+        engine.ca.initialise(&mut conn, spec, &settings.ca.organization).map_err(|e| anyhow::anyhow!("{e}"))?;
     if created {
         tracing::info!(key_type = %settings.ca.key_type, "created the root and issuing CAs");
     }
-    db::write_tx(&mut conn, None, |c| {
-        policy::ensure_folder(c, policy::ROOT_DN)
-    })?;
-    let password =
-        crate::auth::create_first_admin(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))?;
+    db::write_tx(&mut conn, None, |c| policy::ensure_folder(c, policy::ROOT_DN))?;
+    // The configuration file wins, at each start, for the folders and keys it names.
+    if let Some(path) = &settings.config_file {
+        for fp in crate::config::file_policies(path)? {
+            let unlock: Vec<String> = fp.settings.keys().filter(|k| !fp.locked.contains(k)).cloned().collect();
+            db::write_tx(&mut conn, None, |c| {
+                policy::merge_folder(c, &fp.dn, &fp.settings, &fp.locked, &unlock)
+                    .map_err(|e| anyhow::anyhow!("{}: [policy.'{}']: {e}", path.display(), fp.dn))
+            })?;
+        }
+    }
+    let password = crate::auth::create_first_admin(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(pw) = &password {
-        write_private_file(
-            &settings.initial_password_path(),
-            format!("{pw}\n").as_bytes(),
-        )?;
+        write_private_file(&settings.initial_password_path(), format!("{pw}\n").as_bytes())?;
     }
     let bundle = crate::ca::BuiltinCa::bundle_pem(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::write(settings.ca_bundle_path(), bundle)?;
@@ -91,7 +89,11 @@ async fn normalize_vendor_path(
             }
         }
     }
-    next.call(req).await
+    let res = next.call(req).await;
+    // Keep this worker thread's OpenSSL error queue clean: a stale entry left by a failed crypto
+    // call in a handler would make the next TLS read on the thread fail and drop a connection.
+    let _ = openssl::error::ErrorStack::get();
+    res
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
@@ -101,9 +103,7 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     } else {
         serde_json::json!({"error": "not_found", "message": format!("No route for {p}")})
     };
-    HttpResponse::NotFound()
-        .content_type("application/json; charset=utf-8")
-        .body(body.to_string())
+    HttpResponse::NotFound().content_type("application/json; charset=utf-8").body(body.to_string())
 }
 
 pub fn configure_app(cfg: &mut web::ServiceConfig) {
@@ -120,10 +120,7 @@ fn banner(settings: &Settings, first_start: bool) {
     println!("  CA bundle (trust this in clients): {}", bundle.display());
     println!("  OpenAPI: {url}/openapi.json   Swagger UI: {url}/docs/");
     if first_start {
-        println!(
-            "  First start: user 'admin' created; its password is in {}",
-            pwfile.display()
-        );
+        println!("  First start: user 'admin' created; its password is in {}", pwfile.display());
     }
     if pwfile.exists() {
         println!("  Get a token:");
@@ -142,23 +139,28 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         let e = engine.clone();
         web::block(move || -> anyhow::Result<_> {
             let mut c = e.pool.get()?;
-            e.ca.load_by_name(&mut c, crate::ca::builtin::ISSUING_CA)
-                .map_err(|e| anyhow::anyhow!("{e}"))
+            e.ca.load_by_name(&mut c, crate::ca::builtin::ISSUING_CA).map_err(|e| anyhow::anyhow!("{e}"))
         })
         .await??
     };
     let identity = crate::tls::server_identity(&settings, &issuing)?;
     let acceptor = crate::tls::acceptor(&identity)?;
     engine.start_workers();
-    let state = web::Data::new(AppState {
-        engine: engine.clone(),
-    });
+    let state = web::Data::new(AppState { engine: engine.clone() });
     let doc = crate::openapi::document();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                crate::api::admin::error::NativeError::bad_request(format!("invalid query: {e}")).into()
+            }))
             .wrap(from_fn(normalize_vendor_path))
-            .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/health"))
+            // Path only, never the query string: GET Retrieve may carry a Password there.
+            .wrap(
+                actix_web::middleware::Logger::new("%a %{method}xi %U %s %b %Dms")
+                    .custom_request_replace("method", |r| r.method().to_string())
+                    .exclude("/health"),
+            )
             .configure(configure_app)
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc.clone()))
             .default_service(web::to(not_found))

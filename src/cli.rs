@@ -60,6 +60,10 @@ pub enum UserCmd {
         password_stdin: bool,
         #[arg(long, default_value = auth::scopes::DEFAULT_USER)]
         scope: String,
+        /// Limit the user to a policy subtree: 'DN:PERMS' with PERMS a comma list of read, write,
+        /// key (Private Key Read); default read,write. Repeatable. Without it: every folder.
+        #[arg(long = "folder")]
+        folders: Vec<String>,
     },
 }
 
@@ -83,6 +87,8 @@ pub enum TokenCmd {
 pub enum CertCmd {
     /// Import certificates (PEM) into a policy folder; prints `<object id>\t<certificate id>\t<CertificateDN>` per object.
     Import(ImportArgs),
+    /// Disable a certificate object (a renewal then needs Reenable).
+    Disable { dn: String },
 }
 
 #[derive(Debug, Args)]
@@ -100,25 +106,41 @@ pub struct ImportArgs {
 pub enum CaCmd {
     /// Print the CA bundle (PEM).
     Show,
+    /// Create another issuing CA under the built-in root (key type from ca.key_type).
+    Add { name: String },
+    /// Stop issuing from a CA (issuance from it fails and puts certificates in the error state).
+    Disable { name: String },
+    /// Issue from a disabled CA again.
+    Enable { name: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCmd {
-    /// Create a policy folder (and its parents).
+    /// Create a policy folder (and its parents) and set values: `key=value` (lists comma-separated).
     Set {
         dn: String,
-        /// key=value settings.
+        /// key=value settings (domains, wildcards, organization, org_units, city, state, country,
+        /// key_algorithm, rsa_key_sizes, ec_curves, san_types, key_reuse, csr_origin,
+        /// management_type, validity, ca).
         settings: Vec<String>,
+        /// Lock a key (its value then overrides requests). Repeatable.
+        #[arg(long = "lock")]
+        lock: Vec<String>,
+        /// Unlock a key. Repeatable.
+        #[arg(long = "unlock")]
+        unlock: Vec<String>,
+        /// Remove a key's value from this folder. Repeatable.
+        #[arg(long = "unset")]
+        unset: Vec<String>,
     },
+    /// Print the effective settings of a folder, one `key = value` line each with the folder it comes from.
+    Show { dn: String },
 }
 
 pub fn init_tracing(settings: &Settings) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if settings.log.format.eq_ignore_ascii_case("json") {
         let _ = builder.json().try_init();
     } else {
@@ -163,12 +185,7 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
     }
     let mut conn = engine.pool.get()?;
     match cmd {
-        Command::User(UserCmd::Add {
-            name,
-            password,
-            password_stdin,
-            scope,
-        }) => {
+        Command::User(UserCmd::Add { name, password, password_stdin, scope, folders }) => {
             let pw = match (password, password_stdin) {
                 (Some(p), _) => p,
                 (None, true) => {
@@ -180,21 +197,18 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             };
             anyhow::ensure!(!pw.is_empty(), "the password is empty");
             let scopes = Scopes::parse(&scope).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
-            let user = auth::add_user(&mut conn, &name, &pw, &scopes)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let grants = folders
+                .iter()
+                .map(|f| auth::parse_folder_grant(f).map_err(|e| anyhow::anyhow!("--folder {f}: {e}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let user = auth::add_user(&mut conn, &name, &pw, &scopes, &grants).map_err(|e| anyhow::anyhow!("{e}"))?;
             eprintln!("user {} added with scope {}", user.name, user.max_scope);
             Ok(0)
         }
-        Command::Token(TokenCmd::Create {
-            user,
-            scope,
-            lifetime,
-        }) => {
-            let u = auth::find_user(&mut conn, &user)?
-                .ok_or_else(|| anyhow::anyhow!("user {user} does not exist"))?;
+        Command::Token(TokenCmd::Create { user, scope, lifetime }) => {
+            let u = auth::find_user(&mut conn, &user)?.ok_or_else(|| anyhow::anyhow!("user {user} does not exist"))?;
             let scopes = Scopes::parse(&scope).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
-            let life =
-                parse_duration(lifetime.as_deref().unwrap_or(&settings.auth.token_lifetime))?;
+            let life = parse_duration(lifetime.as_deref().unwrap_or(&settings.auth.token_lifetime))?;
             let t = auth::issue_token(&mut conn, &u, &scopes, "renewgate-cli", "cli", life, None)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{}", t.access_token);
@@ -210,17 +224,10 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             }
         }
         Command::Cert(CertCmd::Import(a)) => {
-            let pem =
-                std::fs::read(&a.file).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+            let pem = std::fs::read(&a.file).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
             let key = a.key.as_ref().map(std::fs::read).transpose()?;
             let rows = engine
-                .import(
-                    &mut conn,
-                    &a.policy,
-                    &pem,
-                    key.as_deref(),
-                    &a.management_type,
-                )
+                .import(&mut conn, &a.policy, &pem, key.as_deref(), &a.management_type)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             for (obj, cert, dn) in rows {
                 println!("{obj}\t{cert}\t{dn}");
@@ -231,17 +238,57 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             print!("{}", crate::ca::BuiltinCa::bundle_pem(&mut conn)?);
             Ok(0)
         }
-        Command::Policy(PolicyCmd::Set { dn, settings: kv }) => {
-            if !kv.is_empty() {
-                anyhow::bail!(
-                    "policy settings ({}) are not supported by this version; only folders can be created",
-                    kv.join(" ")
-                );
-            }
+        Command::Ca(CaCmd::Add { name }) => {
+            let spec = crate::ca::KeySpec::parse_config(&settings.ca.key_type)?;
+            engine
+                .ca
+                .add_issuing(&mut conn, &name, spec, &settings.ca.organization)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            std::fs::write(settings.ca_bundle_path(), crate::ca::BuiltinCa::bundle_pem(&mut conn)?)?;
+            eprintln!("issuing CA {name} created under root; CA bundle updated");
+            Ok(0)
+        }
+        Command::Ca(CaCmd::Disable { name }) => {
+            crate::ca::BuiltinCa::set_disabled(&mut conn, &name, true).map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("CA {name} disabled");
+            Ok(0)
+        }
+        Command::Ca(CaCmd::Enable { name }) => {
+            crate::ca::BuiltinCa::set_disabled(&mut conn, &name, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("CA {name} enabled");
+            Ok(0)
+        }
+        Command::Cert(CertCmd::Disable { dn }) => {
+            let n = engine.set_disabled(&mut conn, &dn, true).map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("{n} disabled");
+            Ok(0)
+        }
+        Command::Policy(PolicyCmd::Set { dn, settings: kv, lock, unlock, unset }) => {
             let norm = policy::normalize_dn(&dn);
-            let created =
-                crate::db::write_tx(&mut conn, None, |c| policy::ensure_folder(c, &norm))?;
-            eprintln!("{} {norm}", if created { "created" } else { "exists:" });
+            let mut set = std::collections::BTreeMap::new();
+            for item in &kv {
+                let (k, v) = item.split_once('=').ok_or_else(|| anyhow::anyhow!("expected key=value, got {item:?}"))?;
+                set.insert(k.trim().to_string(), serde_json::Value::String(v.trim().to_string()));
+            }
+            for k in &unset {
+                set.insert(k.trim().to_string(), serde_json::Value::Null);
+            }
+            crate::db::write_tx(&mut conn, None, |c| {
+                policy::merge_folder(c, &norm, &set, &lock, &unlock).map_err(|e| anyhow::anyhow!("{e}"))
+            })?;
+            eprintln!("policy folder {norm} updated");
+            Ok(0)
+        }
+        Command::Policy(PolicyCmd::Show { dn }) => {
+            let norm = policy::normalize_dn(&dn);
+            if policy::find_folder(&mut conn, &norm)?.is_none() {
+                anyhow::bail!("PolicyDN: {norm} does not exist.");
+            }
+            let eff = policy::effective(&mut conn, &norm)?;
+            println!("# effective policy of {norm}");
+            for line in eff.to_toml_lines() {
+                println!("{line}");
+            }
             Ok(0)
         }
         Command::Serve | Command::Migrate | Command::Openapi => unreachable!(),

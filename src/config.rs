@@ -32,6 +32,9 @@ pub struct Settings {
     pub log: LogSettings,
     pub http: HttpSettings,
     pub formats: FormatSettings,
+    /// The TOML file these settings were read from (its `[policy.'DN']` tables are applied at start).
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,9 +46,7 @@ pub struct FormatSettings {
 
 impl Default for FormatSettings {
     fn default() -> Self {
-        FormatSettings {
-            pkcs12_profile: "modern".into(),
-        }
+        FormatSettings { pkcs12_profile: "modern".into() }
     }
 }
 
@@ -152,50 +153,34 @@ impl Default for Settings {
             log: LogSettings::default(),
             http: HttpSettings::default(),
             formats: FormatSettings::default(),
+            config_file: None,
         }
     }
 }
 
 impl Default for CaSettings {
     fn default() -> Self {
-        CaSettings {
-            key_type: "ec-p256".into(),
-            organization: "Renewgate".into(),
-            host: None,
-        }
+        CaSettings { key_type: "ec-p256".into(), organization: "Renewgate".into(), host: None }
     }
 }
 impl Default for AuthSettings {
     fn default() -> Self {
-        AuthSettings {
-            token_lifetime: "90d".into(),
-            refresh_lifetime: "365d".into(),
-        }
+        AuthSettings { token_lifetime: "90d".into(), refresh_lifetime: "365d".into() }
     }
 }
 impl Default for VenafiSettings {
     fn default() -> Self {
-        VenafiSettings {
-            work_to_do_timeout: 0,
-            version: "25.1.0.2100".into(),
-        }
+        VenafiSettings { work_to_do_timeout: 0, version: "25.1.0.2100".into() }
     }
 }
 impl Default for QueueSettings {
     fn default() -> Self {
-        QueueSettings {
-            workers: 2,
-            lease_secs: 60,
-            poll_ms: 500,
-            max_attempts: 3,
-        }
+        QueueSettings { workers: 2, lease_secs: 60, poll_ms: 500, max_attempts: 3 }
     }
 }
 impl Default for IssuanceSettings {
     fn default() -> Self {
-        IssuanceSettings {
-            validity: "90d".into(),
-        }
+        IssuanceSettings { validity: "90d".into() }
     }
 }
 impl Default for DbSettings {
@@ -205,18 +190,12 @@ impl Default for DbSettings {
 }
 impl Default for LogSettings {
     fn default() -> Self {
-        LogSettings {
-            format: "text".into(),
-            level: "info".into(),
-        }
+        LogSettings { format: "text".into(), level: "info".into() }
     }
 }
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings {
-            max_body_bytes: 1024 * 1024,
-            workers: 0,
-        }
+        HttpSettings { max_body_bytes: 1024 * 1024, workers: 0 }
     }
 }
 
@@ -225,11 +204,7 @@ impl Settings {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
         let mut b = config::Config::builder();
         if let Some(f) = file {
-            b = b.add_source(
-                config::File::from(f)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
+            b = b.add_source(config::File::from(f).format(config::FileFormat::Toml).required(true));
         }
         b = b.add_source(
             config::Environment::with_prefix("RENEWGATE")
@@ -239,7 +214,8 @@ impl Settings {
                 .with_list_parse_key("tls.names")
                 .try_parsing(true),
         );
-        let s: Settings = b.build()?.try_deserialize()?;
+        let mut s: Settings = b.build()?.try_deserialize()?;
+        s.config_file = file.map(Path::to_path_buf);
         s.validate()?;
         Ok(s)
     }
@@ -261,11 +237,7 @@ impl Settings {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(u) if !u.is_empty() => u.clone(),
-            _ => self
-                .data_dir
-                .join("renewgate.db")
-                .to_string_lossy()
-                .into_owned(),
+            _ => self.data_dir.join("renewgate.db").to_string_lossy().into_owned(),
         }
     }
 
@@ -273,10 +245,7 @@ impl Settings {
         match &self.public_url {
             Some(u) => u.trim_end_matches('/').to_string(),
             None => {
-                let bind = self
-                    .bind
-                    .replace("0.0.0.0", "127.0.0.1")
-                    .replace("[::]", "localhost");
+                let bind = self.bind.replace("0.0.0.0", "127.0.0.1").replace("[::]", "localhost");
                 format!("https://{bind}")
             }
         }
@@ -291,6 +260,44 @@ impl Settings {
     }
 }
 
+/// One policy folder from the TOML file: `[policy.'\VED\Policy\Team A']` with setting keys and
+/// an optional `locked = ["key", …]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilePolicy {
+    pub dn: String,
+    pub settings: std::collections::BTreeMap<String, serde_json::Value>,
+    pub locked: Vec<String>,
+}
+
+/// Reads the `[policy]` tables of the configuration file (read separately from the typed
+/// settings because DNs are case-preserving map keys).
+pub fn file_policies(path: &Path) -> anyhow::Result<Vec<FilePolicy>> {
+    let text = std::fs::read_to_string(path)?;
+    let doc: toml::Table = toml::from_str(&text)?;
+    let Some(policy) = doc.get("policy") else { return Ok(vec![]) };
+    let table = policy.as_table().ok_or_else(|| anyhow::anyhow!("[policy] must be a table of folders"))?;
+    let mut out = vec![];
+    for (dn, v) in table {
+        let t = v.as_table().ok_or_else(|| anyhow::anyhow!("[policy.'{dn}'] must be a table"))?;
+        let mut settings = std::collections::BTreeMap::new();
+        let mut locked = vec![];
+        for (k, val) in t {
+            if k == "locked" {
+                locked = val
+                    .as_array()
+                    .ok_or_else(|| anyhow::anyhow!("[policy.'{dn}'] locked must be a list of keys"))?
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect();
+            } else {
+                settings.insert(k.clone(), serde_json::to_value(val)?);
+            }
+        }
+        out.push(FilePolicy { dn: dn.clone(), settings, locked });
+    }
+    Ok(out)
+}
+
 /// Parses `90d`, `12h`, `10m`, `30s`, `3y`, `2w` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
@@ -298,9 +305,7 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
         Some(i) => (&s[..i], s[i..].trim()),
         None => (s, "s"),
     };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| anyhow::anyhow!("invalid duration {s:?} (use e.g. 90d, 12h, 10m, 30s)"))?;
+    let n: u64 = num.parse().map_err(|_| anyhow::anyhow!("invalid duration {s:?} (use e.g. 90d, 12h, 10m, 30s)"))?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
@@ -339,10 +344,7 @@ mod tests {
         let s = Settings::load(None).unwrap();
         assert_eq!(s.queue.lease_secs, 7);
         assert_eq!(s.venafi.work_to_do_timeout, 11);
-        assert_eq!(
-            s.tls.names,
-            vec!["gw.example.com".to_string(), "10.0.0.5".to_string()]
-        );
+        assert_eq!(s.tls.names, vec!["gw.example.com".to_string(), "10.0.0.5".to_string()]);
         unsafe {
             std::env::remove_var("RENEWGATE_QUEUE__LEASE_SECS");
             std::env::remove_var("RENEWGATE_VENAFI__WORK_TO_DO_TIMEOUT");

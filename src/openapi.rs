@@ -22,7 +22,13 @@ use crate::api::{admin, venafi};
         venafi::certificates::check_policy,
         venafi::certificates::details,
         venafi::certificates::dn_to_guid,
+        venafi::certificates::reset,
+        venafi::certificates::revoke,
+        venafi::certificates::update,
         admin::health,
+        admin::policies::get,
+        admin::policies::put,
+        admin::policies::delete,
     ),
     modifiers(&SecuritySchemes)
 )]
@@ -33,14 +39,8 @@ struct SecuritySchemes;
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
-        components.add_security_scheme(
-            "basic",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
-        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
     }
 }
 
@@ -49,7 +49,5 @@ pub fn document() -> utoipa::openapi::OpenApi {
 }
 
 pub fn json() -> String {
-    document()
-        .to_pretty_json()
-        .expect("OpenAPI document serialises")
+    document().to_pretty_json().expect("OpenAPI document serialises")
 }

@@ -27,9 +27,7 @@ impl std::fmt::Debug for MasterKey {
 pub enum SecretError {
     #[error("master key: {0}")]
     Key(String),
-    #[error(
-        "cannot decrypt a stored secret: the master key does not match the one it was sealed with"
-    )]
+    #[error("cannot decrypt a stored secret: the master key does not match the one it was sealed with")]
     Open,
     #[error("crypto: {0}")]
     Crypto(#[from] openssl::error::ErrorStack),
@@ -39,12 +37,9 @@ const MAGIC: &[u8] = b"RG1";
 
 impl MasterKey {
     pub fn from_base64(s: &str) -> Result<MasterKey, SecretError> {
-        let raw = B64
-            .decode(s.trim())
-            .map_err(|_| SecretError::Key("not valid base64".into()))?;
-        let arr: [u8; 32] = raw
-            .try_into()
-            .map_err(|_| SecretError::Key("must be exactly 32 bytes (base64-encoded)".into()))?;
+        let raw = B64.decode(s.trim()).map_err(|_| SecretError::Key("not valid base64".into()))?;
+        let arr: [u8; 32] =
+            raw.try_into().map_err(|_| SecretError::Key("must be exactly 32 bytes (base64-encoded)".into()))?;
         Ok(MasterKey(arr))
     }
 
@@ -60,19 +55,16 @@ impl MasterKey {
         if let Some(path) = &settings.master_key_file {
             let s = fs::read_to_string(path)
                 .map_err(|e| SecretError::Key(format!("cannot read {}: {e}", path.display())))?;
-            return MasterKey::from_base64(&s)
-                .map_err(|e| SecretError::Key(format!("{}: {e}", path.display())));
+            return MasterKey::from_base64(&s).map_err(|e| SecretError::Key(format!("{}: {e}", path.display())));
         }
         if let Some(s) = &settings.master_key {
-            return MasterKey::from_base64(s)
-                .map_err(|e| SecretError::Key(format!("RENEWGATE_MASTER_KEY: {e}")));
+            return MasterKey::from_base64(s).map_err(|e| SecretError::Key(format!("RENEWGATE_MASTER_KEY: {e}")));
         }
         let path = settings.data_dir.join("master.key");
         if path.exists() {
             let s = fs::read_to_string(&path)
                 .map_err(|e| SecretError::Key(format!("cannot read {}: {e}", path.display())))?;
-            return MasterKey::from_base64(&s)
-                .map_err(|e| SecretError::Key(format!("{}: {e}", path.display())));
+            return MasterKey::from_base64(&s).map_err(|e| SecretError::Key(format!("{}: {e}", path.display())));
         }
         let key = MasterKey::generate()?;
         write_private_file(&path, format!("{}\n", B64.encode(key.0)).as_bytes())
@@ -84,14 +76,7 @@ impl MasterKey {
         let mut nonce = [0u8; 12];
         rand_bytes(&mut nonce)?;
         let mut tag = [0u8; 16];
-        let ct = encrypt_aead(
-            Cipher::aes_256_gcm(),
-            &self.0,
-            Some(&nonce),
-            purpose.as_bytes(),
-            plaintext,
-            &mut tag,
-        )?;
+        let ct = encrypt_aead(Cipher::aes_256_gcm(), &self.0, Some(&nonce), purpose.as_bytes(), plaintext, &mut tag)?;
         let mut out = Vec::with_capacity(MAGIC.len() + 12 + ct.len() + 16);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&nonce);
@@ -107,15 +92,8 @@ impl MasterKey {
         let body = &sealed[MAGIC.len()..];
         let (nonce, rest) = body.split_at(12);
         let (ct, tag) = rest.split_at(rest.len() - 16);
-        decrypt_aead(
-            Cipher::aes_256_gcm(),
-            &self.0,
-            Some(nonce),
-            purpose.as_bytes(),
-            ct,
-            tag,
-        )
-        .map_err(|_| SecretError::Open)
+        decrypt_aead(Cipher::aes_256_gcm(), &self.0, Some(nonce), purpose.as_bytes(), ct, tag)
+            .map_err(|_| SecretError::Open)
     }
 }
 
@@ -126,12 +104,7 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     }
     let tmp = path.with_extension("tmp");
     {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         f.write_all(contents)?;
         f.sync_all()?;
     }

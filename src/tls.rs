@@ -18,11 +18,8 @@ pub struct ServerIdentity {
 }
 
 fn required_names(settings: &Settings) -> SanSet {
-    let mut s = SanSet {
-        dns: vec!["localhost".into()],
-        ip: vec!["127.0.0.1".into(), "::1".into()],
-        ..Default::default()
-    };
+    let mut s =
+        SanSet { dns: vec!["localhost".into()], ip: vec!["127.0.0.1".into(), "::1".into()], ..Default::default() };
     for n in &settings.tls.names {
         let n = n.trim();
         if n.is_empty() {
@@ -60,22 +57,10 @@ pub fn server_identity(settings: &Settings, issuing: &LoadedCa) -> anyhow::Resul
     {
         let ok = chain.first().is_some_and(|leaf| {
             let have = SanSet::of_cert(leaf);
-            let signed = issuing
-                .cert
-                .public_key()
-                .ok()
-                .is_some_and(|pk| leaf.verify(&pk).unwrap_or(false));
-            let names = want
-                .dns
-                .iter()
-                .all(|d| have.dns.iter().any(|h| h.eq_ignore_ascii_case(d)))
-                && want.ip.iter().all(|i| {
-                    have.ip
-                        .iter()
-                        .any(|h| h.parse::<IpAddr>().ok() == i.parse::<IpAddr>().ok())
-                });
-            let left = crate::ca::asn1_to_unix(leaf.not_after()).unwrap_or(0)
-                - chrono::Utc::now().timestamp();
+            let signed = issuing.cert.public_key().ok().is_some_and(|pk| leaf.verify(&pk).unwrap_or(false));
+            let names = want.dns.iter().all(|d| have.dns.iter().any(|h| h.eq_ignore_ascii_case(d)))
+                && want.ip.iter().all(|i| have.ip.iter().any(|h| h.parse::<IpAddr>().ok() == i.parse::<IpAddr>().ok()));
+            let left = crate::ca::asn1_to_unix(leaf.not_after()).unwrap_or(0) - chrono::Utc::now().timestamp();
             signed && names && left > 30 * 86400
         });
         if ok {
@@ -84,21 +69,13 @@ pub fn server_identity(settings: &Settings, issuing: &LoadedCa) -> anyhow::Resul
     }
     let key = KeySpec::Ec(EcCurve::P256).generate()?;
     let mut nb = X509NameBuilder::new()?;
-    nb.append_entry_by_text(
-        "CN",
-        want.dns.last().map(String::as_str).unwrap_or("localhost"),
-    )?;
+    nb.append_entry_by_text("CN", want.dns.last().map(String::as_str).unwrap_or("localhost"))?;
     let name = nb.build();
     let public = PKey::public_key_from_der(&key.public_key_to_der()?)?;
     let leaf = build_leaf(
         &issuing.cert,
         &issuing.key,
-        &LeafTemplate {
-            subject: &name,
-            sans: &want,
-            public_key: &public,
-            validity_secs: 365 * 86400,
-        },
+        &LeafTemplate { subject: &name, sans: &want, public_key: &public, validity_secs: 365 * 86400 },
     )?;
     let mut pem = leaf.to_pem()?;
     for c in issuing.chain() {
@@ -108,12 +85,7 @@ pub fn server_identity(settings: &Settings, issuing: &LoadedCa) -> anyhow::Resul
     fs::write(&cert_path, &pem)?;
     write_private_file(&key_path, &key.private_key_to_pem_pkcs8()?)?;
     let mut chain = vec![leaf];
-    chain.extend(
-        issuing
-            .chain()
-            .into_iter()
-            .filter(|c| c.issued(c) != openssl::x509::X509VerifyResult::OK),
-    );
+    chain.extend(issuing.chain().into_iter().filter(|c| c.issued(c) != openssl::x509::X509VerifyResult::OK));
     Ok(ServerIdentity { chain, key })
 }
 

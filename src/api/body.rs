@@ -17,10 +17,7 @@ pub enum BodyError {
 impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BodyError::TooLarge(n) => write!(
-                f,
-                "The request body is larger than the {n} bytes this server accepts."
-            ),
+            BodyError::TooLarge(n) => write!(f, "The request body is larger than the {n} bytes this server accepts."),
             BodyError::Malformed(m) => write!(f, "The request body is not valid JSON: {m}"),
             BodyError::NotAnObject => f.write_str("The request body must be a JSON object."),
             BodyError::WrongType(k, t, v) => {
@@ -31,10 +28,7 @@ impl std::fmt::Display for BodyError {
 }
 
 /// Reads the whole payload, refusing more than `limit` bytes.
-pub async fn read_payload(
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<web::Bytes, BodyError> {
+pub async fn read_payload(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, BodyError> {
     let mut buf = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| BodyError::Malformed(e.to_string()))?;
@@ -56,8 +50,7 @@ impl LenientBody {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(LenientBody::default());
         }
-        let v: Value =
-            serde_json::from_slice(bytes).map_err(|e| BodyError::Malformed(e.to_string()))?;
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| BodyError::Malformed(e.to_string()))?;
         match v {
             Value::Object(m) => Ok(LenientBody::from_map(m)),
             _ => Err(BodyError::NotAnObject),
@@ -65,28 +58,17 @@ impl LenientBody {
     }
 
     pub fn from_map(m: Map<String, Value>) -> LenientBody {
-        LenientBody(
-            m.into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .collect(),
-        )
+        LenientBody(m.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect())
     }
 
     /// From query parameters (the GET variants).
     pub fn from_query(q: &str) -> LenientBody {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).unwrap_or_default();
-        LenientBody(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v)))
-                .collect(),
-        )
+        LenientBody(pairs.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v))).collect())
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0
-            .get(&key.to_ascii_lowercase())
-            .filter(|v| !v.is_null())
+        self.0.get(&key.to_ascii_lowercase()).filter(|v| !v.is_null())
     }
 
     /// A string (numbers and booleans are taken as their text).
@@ -96,11 +78,7 @@ impl LenientBody {
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
             Some(Value::Bool(b)) => Ok(Some(b.to_string())),
-            Some(other) => Err(BodyError::WrongType(
-                key.to_string(),
-                "a string",
-                short(other),
-            )),
+            Some(other) => Err(BodyError::WrongType(key.to_string(), "a string", short(other))),
         }
     }
 
@@ -118,17 +96,9 @@ impl LenientBody {
             Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" => Ok(Some(true)),
                 "false" | "0" | "no" | "" => Ok(Some(false)),
-                _ => Err(BodyError::WrongType(
-                    key.to_string(),
-                    "a boolean",
-                    format!("{s:?}"),
-                )),
+                _ => Err(BodyError::WrongType(key.to_string(), "a boolean", format!("{s:?}"))),
             },
-            Some(other) => Err(BodyError::WrongType(
-                key.to_string(),
-                "a boolean",
-                short(other),
-            )),
+            Some(other) => Err(BodyError::WrongType(key.to_string(), "a boolean", short(other))),
         }
     }
 
@@ -141,16 +111,12 @@ impl LenientBody {
                 .map(Some)
                 .ok_or_else(|| BodyError::WrongType(key.to_string(), "an integer", n.to_string())),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(s)) => {
-                s.trim().parse().map(Some).map_err(|_| {
-                    BodyError::WrongType(key.to_string(), "an integer", format!("{s:?}"))
-                })
-            }
-            Some(other) => Err(BodyError::WrongType(
-                key.to_string(),
-                "an integer",
-                short(other),
-            )),
+            Some(Value::String(s)) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| BodyError::WrongType(key.to_string(), "an integer", format!("{s:?}"))),
+            Some(other) => Err(BodyError::WrongType(key.to_string(), "an integer", short(other))),
         }
     }
 
@@ -158,22 +124,14 @@ impl LenientBody {
         match self.get(key) {
             None => Ok(vec![]),
             Some(Value::Array(a)) => Ok(a.clone()),
-            Some(other) => Err(BodyError::WrongType(
-                key.to_string(),
-                "an array",
-                short(other),
-            )),
+            Some(other) => Err(BodyError::WrongType(key.to_string(), "an array", short(other))),
         }
     }
 }
 
 fn short(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 40 {
-        format!("{}…", &s[..40])
-    } else {
-        s
-    }
+    if s.len() > 40 { format!("{}…", &s[..40]) } else { s }
 }
 
 #[cfg(test)]
@@ -182,7 +140,10 @@ mod tests {
 
     #[test]
     fn loose_types_and_case() {
-        let b = LenientBody::parse(br#"{"includechain":"true","ROOTFIRSTORDER":false,"WorkToDoTimeout":"60","Reenable":1,"x":null}"#).unwrap();
+        let b = LenientBody::parse(
+            br#"{"includechain":"true","ROOTFIRSTORDER":false,"WorkToDoTimeout":"60","Reenable":1,"x":null}"#,
+        )
+        .unwrap();
         assert_eq!(b.bool("IncludeChain").unwrap(), Some(true));
         assert_eq!(b.bool("RootFirstOrder").unwrap(), Some(false));
         assert_eq!(b.int("WorkToDoTimeout").unwrap(), Some(60));
@@ -193,14 +154,8 @@ mod tests {
 
     #[test]
     fn rejects_non_objects() {
-        assert_eq!(
-            LenientBody::parse(b"[1]").unwrap_err(),
-            BodyError::NotAnObject
-        );
-        assert!(matches!(
-            LenientBody::parse(b"{bad").unwrap_err(),
-            BodyError::Malformed(_)
-        ));
+        assert_eq!(LenientBody::parse(b"[1]").unwrap_err(), BodyError::NotAnObject);
+        assert!(matches!(LenientBody::parse(b"{bad").unwrap_err(), BodyError::Malformed(_)));
         assert!(LenientBody::parse(b"  ").is_ok());
     }
 }

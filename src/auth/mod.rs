@@ -33,6 +33,58 @@ pub enum AuthError {
     Hash(String),
 }
 
+/// A grant of permissions on a policy subtree (`renewgate user add --folder 'DN:read,write,key'`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FolderGrant {
+    pub dn: String,
+    /// `read`, `write`, `key` (Private Key Read).
+    pub perms: Vec<String>,
+}
+
+pub const PERMS: &[&str] = &["read", "write", "key"];
+
+/// Parses `DN:PERMS` (PERMS after the last `:`, default `read,write`).
+pub fn parse_folder_grant(s: &str) -> Result<FolderGrant, String> {
+    let (dn, perms) = match s.rsplit_once(':') {
+        Some((dn, p)) if p.split(',').all(|x| PERMS.contains(&x.trim().to_ascii_lowercase().as_str())) => {
+            (dn, p.split(',').map(|x| x.trim().to_ascii_lowercase()).collect::<Vec<_>>())
+        }
+        Some((_, p)) if !p.contains('\\') => return Err(format!("unknown permission in '{p}' (use read, write, key)")),
+        _ => (s, vec!["read".to_string(), "write".to_string()]),
+    };
+    Ok(FolderGrant { dn: crate::engine::policy::normalize_dn(dn), perms })
+}
+
+/// What a user may do where: `None` means every folder with every permission.
+#[derive(Debug, Clone, Default)]
+pub struct FolderAccess(pub Option<Vec<FolderGrant>>);
+
+impl FolderAccess {
+    pub fn of_user(u: &User) -> FolderAccess {
+        if u.folders.trim().is_empty() {
+            FolderAccess(None)
+        } else {
+            FolderAccess(Some(serde_json::from_str(&u.folders).unwrap_or_default()))
+        }
+    }
+    pub fn is_restricted(&self) -> bool {
+        self.0.is_some()
+    }
+    /// True when `perm` is granted on `folder_dn` (the grant's folder or any folder under it).
+    pub fn allows(&self, folder_dn: &str, perm: &str) -> bool {
+        match &self.0 {
+            None => true,
+            Some(grants) => {
+                let f = folder_dn.to_lowercase();
+                grants.iter().any(|g| {
+                    let gd = g.dn.to_lowercase();
+                    (f == gd || f.starts_with(&format!("{gd}\\"))) && g.perms.iter().any(|p| p == perm)
+                })
+            }
+        }
+    }
+}
+
 /// Who is calling, and with which scopes: the result of authenticating one request.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -44,6 +96,7 @@ pub struct Principal {
     pub client_id: String,
     pub token_issued_at: Option<NaiveDateTime>,
     pub token_expires_at: Option<NaiveDateTime>,
+    pub access: FolderAccess,
 }
 
 pub fn hash_password(pw: &str) -> Result<String, AuthError> {
@@ -68,24 +121,22 @@ pub fn add_user(
     name: &str,
     password: &str,
     max_scope: &Scopes,
+    folders: &[FolderGrant],
 ) -> Result<User, AuthError> {
     let hash = hash_password(password)?;
     write_tx(conn, None, |c| insert_user(c, name, &hash, max_scope))?;
+    if !folders.is_empty() {
+        diesel::update(users::table.filter(users::name_lower.eq(name.to_ascii_lowercase())))
+            .set(users::folders.eq(serde_json::to_string(folders).unwrap_or_default()))
+            .execute(conn)?;
+    }
     find_user(conn, name)?.ok_or_else(|| AuthError::NoSuchUser(name.to_string()))
 }
 
 /// Inserts a user with an already computed hash (inside the caller's transaction).
-pub fn insert_user(
-    c: &mut DbConn,
-    name: &str,
-    hash: &str,
-    max_scope: &Scopes,
-) -> Result<(), AuthError> {
+pub fn insert_user(c: &mut DbConn, name: &str, hash: &str, max_scope: &Scopes) -> Result<(), AuthError> {
     let lower = name.to_ascii_lowercase();
-    let exists: i64 = users::table
-        .filter(users::name_lower.eq(&lower))
-        .count()
-        .get_result(c)?;
+    let exists: i64 = users::table.filter(users::name_lower.eq(&lower)).count().get_result(c)?;
     if exists > 0 {
         return Err(AuthError::UserExists(name.to_string()));
     }
@@ -112,17 +163,13 @@ pub fn create_first_admin(conn: &mut DbConn) -> Result<Option<String>, AuthError
     let password = random_b64(18).replace(['+', '/'], "x");
     let hash = hash_password(&password)?;
     let all = Scopes::parse(scopes::ALL).map_err(|e| AuthError::Scope(e.0))?;
-    write_tx(
-        conn,
-        Some(7262003),
-        |c| -> Result<Option<String>, AuthError> {
-            if user_count(c)? > 0 {
-                return Ok(None);
-            }
-            insert_user(c, "admin", &hash, &all)?;
-            Ok(Some(password.clone()))
-        },
-    )
+    write_tx(conn, Some(7262003), |c| -> Result<Option<String>, AuthError> {
+        if user_count(c)? > 0 {
+            return Ok(None);
+        }
+        insert_user(c, "admin", &hash, &all)?;
+        Ok(Some(password.clone()))
+    })
 }
 
 pub fn find_user(conn: &mut DbConn, name: &str) -> Result<Option<User>, AuthError> {
@@ -146,8 +193,7 @@ pub fn check_password(conn: &mut DbConn, name: &str, password: &str) -> Result<U
         None => {
             // Same cost for unknown users, so timing does not reveal which names exist.
             static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-            let dummy = DUMMY
-                .get_or_init(|| hash_password("renewgate-timing-equaliser").unwrap_or_default());
+            let dummy = DUMMY.get_or_init(|| hash_password("renewgate-timing-equaliser").unwrap_or_default());
             let _ = verify_password(password, dummy);
             Err(AuthError::BadCredentials)
         }
@@ -182,8 +228,7 @@ pub fn issue_token(
     let refresh = refresh_lifetime.map(|_| random_b64(16));
     let issued_at = now();
     let expires_at = issued_at + ChronoDuration::seconds(lifetime.as_secs() as i64);
-    let refresh_until =
-        refresh_lifetime.map(|d| issued_at + ChronoDuration::seconds(d.as_secs() as i64));
+    let refresh_until = refresh_lifetime.map(|d| issued_at + ChronoDuration::seconds(d.as_secs() as i64));
     let access_hash = sha256_hex(access.as_bytes());
     let refresh_hash = refresh.as_ref().map(|r| sha256_hex(r.as_bytes()));
     diesel::insert_into(tokens::table)
@@ -237,18 +282,8 @@ pub fn refresh_token(
         ));
     }
     let scope = Scopes::parse(&tok.scope).map_err(|e| AuthError::Scope(e.0))?;
-    diesel::update(tokens::table.find(tok.id))
-        .set(tokens::revoked.eq(true))
-        .execute(conn)?;
-    issue_token(
-        conn,
-        &user,
-        &scope,
-        &tok.client_id,
-        &tok.kind,
-        lifetime,
-        Some(refresh_lifetime),
-    )
+    diesel::update(tokens::table.find(tok.id)).set(tokens::revoked.eq(true)).execute(conn)?;
+    issue_token(conn, &user, &scope, &tok.client_id, &tok.kind, lifetime, Some(refresh_lifetime))
 }
 
 /// The per-request check: one indexed lookup by SHA-256, no argon2.
@@ -267,7 +302,9 @@ pub fn authenticate_token(conn: &mut DbConn, token: &str) -> Result<Principal, A
         return Err(AuthError::BadToken);
     }
     let scopes = Scopes::parse(&tok.scope).map_err(|_| AuthError::BadToken)?;
+    let access = FolderAccess::of_user(&user);
     Ok(Principal {
+        access,
         user_id: user.id,
         user_name: user.name,
         user_guid: user.guid,
@@ -289,8 +326,6 @@ pub fn revoke_token(conn: &mut DbConn, token: &str) -> Result<bool, AuthError> {
 }
 
 pub fn revoke_token_id(conn: &mut DbConn, id: i64) -> Result<(), AuthError> {
-    diesel::update(tokens::table.find(id))
-        .set(tokens::revoked.eq(true))
-        .execute(conn)?;
+    diesel::update(tokens::table.find(id)).set(tokens::revoked.eq(true)).execute(conn)?;
     Ok(())
 }

@@ -6,18 +6,14 @@ use std::fmt;
 
 /// The scopes this gateway knows, with the restrictions each accepts.
 pub const KNOWN: &[(&str, &[&str])] = &[
-    (
-        "certificate",
-        &["manage", "revoke", "discover", "approve", "delete"],
-    ),
+    ("certificate", &["manage", "revoke", "discover", "approve", "delete"]),
     ("configuration", &["manage"]),
     ("security", &["manage"]),
     ("agent", &[]),
 ];
 
 /// Everything: what the first `admin` user gets.
-pub const ALL: &str =
-    "agent;certificate:approve,delete,discover,manage,revoke;configuration:manage;security:manage";
+pub const ALL: &str = "agent;certificate:approve,delete,discover,manage,revoke;configuration:manage;security:manage";
 /// What a user gets without `--scope`.
 pub const DEFAULT_USER: &str = "certificate:manage";
 
@@ -47,11 +43,7 @@ impl Scopes {
             };
             let entry = map.entry(name.clone()).or_default();
             if let Some(r) = restr {
-                for r in r
-                    .split(',')
-                    .map(|x| x.trim().to_ascii_lowercase())
-                    .filter(|x| !x.is_empty())
-                {
+                for r in r.split(',').map(|x| x.trim().to_ascii_lowercase()).filter(|x| !x.is_empty()) {
                     if !allowed.contains(&r.as_str()) {
                         return Err(ScopeError(format!("unknown restriction '{name}:{r}'")));
                     }
@@ -129,14 +121,10 @@ mod tests {
         assert!(max.covers(&Scopes::parse("certificate").unwrap()));
         assert!(!max.covers(&Scopes::parse("certificate:delete").unwrap()));
         assert_eq!(
-            max.first_missing(&Scopes::parse("certificate:manage,delete").unwrap())
-                .as_deref(),
+            max.first_missing(&Scopes::parse("certificate:manage,delete").unwrap()).as_deref(),
             Some("certificate:delete")
         );
-        assert_eq!(
-            max.to_string(),
-            "certificate:manage,revoke;configuration:manage"
-        );
+        assert_eq!(max.to_string(), "certificate:manage,revoke;configuration:manage");
     }
 
     #[test]
@@ -155,10 +143,6 @@ mod tests {
         assert!(Scopes::parse("certificat:manage").is_err());
         assert!(Scopes::parse("certificate:fly").is_err());
         assert!(Scopes::parse("").is_err());
-        assert!(
-            Scopes::parse("Certificate:Manage")
-                .unwrap()
-                .allows("certificate", Some("manage"))
-        );
+        assert!(Scopes::parse("Certificate:Manage").unwrap().allows("certificate", Some("manage")));
     }
 }

@@ -10,9 +10,7 @@ use diesel::prelude::*;
 use openssl::asn1::Asn1Time;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
-use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, KeyUsage, SubjectKeyIdentifier,
-};
+use openssl::x509::extension::{AuthorityKeyIdentifier, BasicConstraints, KeyUsage, SubjectKeyIdentifier};
 use openssl::x509::{X509, X509Builder, X509NameBuilder};
 
 use super::{KeySpec, random_serial};
@@ -72,35 +70,19 @@ pub struct BuiltinCa {
 
 impl BuiltinCa {
     pub fn new(master: MasterKey) -> Self {
-        BuiltinCa {
-            master,
-            cache: RwLock::new(HashMap::new()),
-        }
+        BuiltinCa { master, cache: RwLock::new(HashMap::new()) }
     }
 
     /// Creates root and issuing CAs on an empty database (under a lock), then checks that the
     /// master key opens them.
-    pub fn initialise(
-        &self,
-        conn: &mut DbConn,
-        spec: KeySpec,
-        organization: &str,
-    ) -> Result<bool, CaError> {
+    pub fn initialise(&self, conn: &mut DbConn, spec: KeySpec, organization: &str) -> Result<bool, CaError> {
         let created = write_tx(conn, Some(CA_INIT_LOCK), |c| -> Result<bool, CaError> {
-            let existing: i64 = cas::table
-                .filter(cas::name_lower.eq(ROOT_CA))
-                .count()
-                .get_result(c)?;
+            let existing: i64 = cas::table.filter(cas::name_lower.eq(ROOT_CA)).count().get_result(c)?;
             if existing > 0 {
                 return Ok(false);
             }
-            let (root_cert, root_key) = make_ca_cert(
-                spec,
-                &format!("{organization} Root CA"),
-                organization,
-                None,
-                20 * 365,
-            )?;
+            let (root_cert, root_key) =
+                make_ca_cert(spec, &format!("{organization} Root CA"), organization, None, 20 * 365)?;
             let root_id = self.insert_ca(c, ROOT_CA, &root_cert, &root_key, None, true)?;
             let (iss_cert, iss_key) = make_ca_cert(
                 spec,
@@ -117,6 +99,40 @@ impl BuiltinCa {
         Ok(created)
     }
 
+    /// Creates another issuing CA, signed by the built-in root.
+    pub fn add_issuing(&self, conn: &mut DbConn, name: &str, spec: KeySpec, organization: &str) -> Result<(), CaError> {
+        if name.trim().is_empty() || name.contains('\\') {
+            return Err(CaError::Other("a CA name must be non-empty and contain no '\\'".into()));
+        }
+        let root = self.load_by_name(conn, ROOT_CA)?;
+        let root_id = root.id;
+        write_tx(conn, Some(CA_INIT_LOCK), |c| -> Result<(), CaError> {
+            let exists: i64 = cas::table.filter(cas::name_lower.eq(name.to_ascii_lowercase())).count().get_result(c)?;
+            if exists > 0 {
+                return Err(CaError::Other(format!("CA {name} already exists")));
+            }
+            let (cert, key) = make_ca_cert(
+                spec,
+                &format!("{organization} {name} CA"),
+                organization,
+                Some((&root.cert, &root.key)),
+                10 * 365,
+            )?;
+            self.insert_ca(c, name, &cert, &key, Some(root_id), false)?;
+            Ok(())
+        })
+    }
+
+    pub fn set_disabled(conn: &mut DbConn, name: &str, disabled: bool) -> Result<(), CaError> {
+        let n = diesel::update(cas::table.filter(cas::name_lower.eq(name.to_ascii_lowercase())))
+            .set(cas::disabled.eq(disabled))
+            .execute(conn)?;
+        if n == 0 {
+            return Err(CaError::NotFound(name.to_string()));
+        }
+        Ok(())
+    }
+
     fn insert_ca(
         &self,
         c: &mut DbConn,
@@ -128,10 +144,7 @@ impl BuiltinCa {
     ) -> Result<i64, CaError> {
         let pem = String::from_utf8(cert.to_pem()?).map_err(|e| CaError::Other(e.to_string()))?;
         let key_der = key.private_key_to_pkcs8()?;
-        let sealed = self
-            .master
-            .seal(CA_KEY_PURPOSE, &key_der)
-            .map_err(|e| CaError::Other(e.to_string()))?;
+        let sealed = self.master.seal(CA_KEY_PURPOSE, &key_der).map_err(|e| CaError::Other(e.to_string()))?;
         let lower = name.to_ascii_lowercase();
         diesel::insert_into(cas::table)
             .values(NewCa {
@@ -145,10 +158,7 @@ impl BuiltinCa {
                 created_at: now(),
             })
             .execute(c)?;
-        Ok(cas::table
-            .filter(cas::name_lower.eq(&lower))
-            .select(cas::id)
-            .first(c)?)
+        Ok(cas::table.filter(cas::name_lower.eq(&lower)).select(cas::id).first(c)?)
     }
 
     pub fn load_by_name(&self, conn: &mut DbConn, name: &str) -> Result<Arc<LoadedCa>, CaError> {
@@ -168,32 +178,20 @@ impl BuiltinCa {
             return Ok(ca.clone());
         }
         let cert = X509::from_pem(row.cert_pem.as_bytes())?;
-        let der = self
-            .master
-            .open(CA_KEY_PURPOSE, &row.key_enc)
-            .map_err(|_| CaError::WrongMasterKey(row.name.clone()))?;
+        let der =
+            self.master.open(CA_KEY_PURPOSE, &row.key_enc).map_err(|_| CaError::WrongMasterKey(row.name.clone()))?;
         let key = PKey::private_key_from_der(&der)?;
         let mut parents = vec![];
         let mut parent = row.parent_id;
         while let Some(pid) = parent {
-            let p: CaRow = cas::table
-                .find(pid)
-                .select(CaRow::as_select())
-                .first(conn)?;
+            let p: CaRow = cas::table.find(pid).select(CaRow::as_select()).first(conn)?;
             parents.push(X509::from_pem(p.cert_pem.as_bytes())?);
             parent = p.parent_id;
             if parents.len() > 8 {
                 break;
             }
         }
-        let ca = Arc::new(LoadedCa {
-            id: row.id,
-            name: row.name,
-            cert,
-            key,
-            parents,
-            disabled: row.disabled,
-        });
+        let ca = Arc::new(LoadedCa { id: row.id, name: row.name, cert, key, parents, disabled: row.disabled });
         self.cache.write().unwrap().insert(row.id, ca.clone());
         Ok(ca)
     }
@@ -209,10 +207,8 @@ impl BuiltinCa {
 
     /// PEM of every root and issuing CA certificate: what clients trust.
     pub fn bundle_pem(conn: &mut DbConn) -> Result<String, CaError> {
-        let rows: Vec<(String, bool)> = cas::table
-            .order(cas::id.asc())
-            .select((cas::cert_pem, cas::is_root))
-            .load(conn)?;
+        let rows: Vec<(String, bool)> =
+            cas::table.order(cas::id.asc()).select((cas::cert_pem, cas::is_root)).load(conn)?;
         // Roots first, then intermediates: a bundle a human can read top-down.
         let mut out = String::new();
         for (pem, _) in rows.iter().filter(|r| r.1) {
@@ -260,30 +256,15 @@ pub fn make_ca_cert(
         BasicConstraints::new().critical().ca().build()?
     };
     b.append_extension(bc)?;
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .key_cert_sign()
-            .crl_sign()
-            .digital_signature()
-            .build()?,
-    )?;
-    let ski =
-        SubjectKeyIdentifier::new().build(&b.x509v3_context(issuer.map(|i| i.0.as_ref()), None))?;
+    b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().digital_signature().build()?)?;
+    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(issuer.map(|i| i.0.as_ref()), None))?;
     b.append_extension(ski)?;
     if let Some((ic, _)) = issuer {
-        let aki = AuthorityKeyIdentifier::new()
-            .keyid(false)
-            .build(&b.x509v3_context(Some(ic), None))?;
+        let aki = AuthorityKeyIdentifier::new().keyid(false).build(&b.x509v3_context(Some(ic), None))?;
         b.append_extension(aki)?;
     }
     let (sign_key, digest) = match issuer {
-        Some((_, k)) => (
-            k,
-            KeySpec::of_key(k)
-                .map(|s| s.digest())
-                .unwrap_or(MessageDigest::sha256()),
-        ),
+        Some((_, k)) => (k, KeySpec::of_key(k).map(|s| s.digest()).unwrap_or(MessageDigest::sha256())),
         None => (&key, spec.digest()),
     };
     b.sign(sign_key, digest)?;

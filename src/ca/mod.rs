@@ -13,8 +13,7 @@ use openssl::pkey::{Id, PKey, PKeyRef, Private, Public};
 use openssl::rsa::Rsa;
 use openssl::stack::Stack;
 use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-    SubjectKeyIdentifier,
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
 };
 use openssl::x509::{GeneralName, X509, X509Builder, X509NameRef, X509Ref, X509ReqRef};
 use serde::{Deserialize, Serialize};
@@ -52,11 +51,7 @@ impl EcCurve {
     }
     /// Accepts `P256`, `P-256`, `secp256r1`, `prime256v1`, `256`… (case-insensitive).
     pub fn parse(s: &str) -> Option<EcCurve> {
-        let n: String = s
-            .to_ascii_lowercase()
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect();
+        let n: String = s.to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
         match n.as_str() {
             "p256" | "secp256r1" | "prime256v1" | "256" | "ecp256" => Some(EcCurve::P256),
             "p384" | "secp384r1" | "384" | "ecp384" => Some(EcCurve::P384),
@@ -88,9 +83,7 @@ impl KeySpec {
         {
             return Ok(KeySpec::Rsa(bits));
         }
-        anyhow::bail!(
-            "unknown key type {s:?} (use ec-p256, ec-p384, ec-p521, rsa-2048, rsa-3072 or rsa-4096)"
-        )
+        anyhow::bail!("unknown key type {s:?} (use ec-p256, ec-p384, ec-p521, rsa-2048, rsa-3072 or rsa-4096)")
     }
 
     /// Venafi's PkixParameterSet OIDs: RSA `1.3.6.1.4.1.28783.10.1.1.<bits>`, EC `…10.2.1.<bits>`.
@@ -156,11 +149,7 @@ pub struct SanSet {
 
 impl SanSet {
     pub fn is_empty(&self) -> bool {
-        self.dns.is_empty()
-            && self.ip.is_empty()
-            && self.email.is_empty()
-            && self.uri.is_empty()
-            && self.upn.is_empty()
+        self.dns.is_empty() && self.ip.is_empty() && self.email.is_empty() && self.uri.is_empty() && self.upn.is_empty()
     }
 
     fn from_general_names(names: &openssl::stack::StackRef<GeneralName>) -> SanSet {
@@ -185,9 +174,7 @@ impl SanSet {
     }
 
     pub fn of_cert(cert: &X509Ref) -> SanSet {
-        cert.subject_alt_names()
-            .map(|n| SanSet::from_general_names(&n))
-            .unwrap_or_default()
+        cert.subject_alt_names().map(|n| SanSet::from_general_names(&n)).unwrap_or_default()
     }
 
     pub fn of_csr(req: &X509ReqRef) -> SanSet {
@@ -202,8 +189,7 @@ impl SanSet {
                 if openssl_sys::OBJ_obj2nid(obj) != Nid::SUBJECT_ALT_NAME.as_raw() {
                     continue;
                 }
-                let p = openssl_sys::X509V3_EXT_d2i(ext.as_ptr())
-                    as *mut openssl_sys::stack_st_GENERAL_NAME;
+                let p = openssl_sys::X509V3_EXT_d2i(ext.as_ptr()) as *mut openssl_sys::stack_st_GENERAL_NAME;
                 if p.is_null() {
                     continue;
                 }
@@ -305,27 +291,15 @@ pub fn build_leaf(
         ku.key_encipherment();
     }
     b.append_extension(ku.build()?)?;
-    b.append_extension(
-        ExtendedKeyUsage::new()
-            .server_auth()
-            .client_auth()
-            .build()?,
-    )?;
+    b.append_extension(ExtendedKeyUsage::new().server_auth().client_auth().build()?)?;
     let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(issuer_cert), None))?;
     b.append_extension(ski)?;
-    let aki = AuthorityKeyIdentifier::new()
-        .keyid(false)
-        .build(&b.x509v3_context(Some(issuer_cert), None))?;
+    let aki = AuthorityKeyIdentifier::new().keyid(false).build(&b.x509v3_context(Some(issuer_cert), None))?;
     b.append_extension(aki)?;
-    if let Some(san) = t
-        .sans
-        .extension(&b.x509v3_context(Some(issuer_cert), None))?
-    {
+    if let Some(san) = t.sans.extension(&b.x509v3_context(Some(issuer_cert), None))? {
         b.append_extension(san)?;
     }
-    let digest = KeySpec::of_key(issuer_key)
-        .map(|k| k.digest())
-        .unwrap_or(MessageDigest::sha256());
+    let digest = KeySpec::of_key(issuer_key).map(|k| k.digest()).unwrap_or(MessageDigest::sha256());
     b.sign(issuer_key, digest)?;
     Ok(b.build())
 }
@@ -338,9 +312,7 @@ pub fn asn1_to_unix(t: &openssl::asn1::Asn1TimeRef) -> Result<i64, openssl::erro
 
 pub fn asn1_to_naive(t: &openssl::asn1::Asn1TimeRef) -> chrono::NaiveDateTime {
     let secs = asn1_to_unix(t).unwrap_or(0);
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map(|d| d.naive_utc())
-        .unwrap_or_default()
+    chrono::DateTime::from_timestamp(secs, 0).map(|d| d.naive_utc()).unwrap_or_default()
 }
 
 /// SHA-1 thumbprint, upper-case hex, as Venafi and Keyfactor print it.
@@ -350,11 +322,7 @@ pub fn thumbprint(der: &[u8]) -> String {
 
 /// Serial as upper-case hex without leading zeros (as TPP's X509.Serial shows it).
 pub fn serial_hex(cert: &X509Ref) -> String {
-    cert.serial_number()
-        .to_bn()
-        .and_then(|b| b.to_hex_str().map(|s| s.to_string()))
-        .unwrap_or_default()
-        .to_uppercase()
+    cert.serial_number().to_bn().and_then(|b| b.to_hex_str().map(|s| s.to_string())).unwrap_or_default().to_uppercase()
 }
 
 /// SHA-256 of the SubjectPublicKeyInfo: the key-reuse fingerprint.
@@ -365,10 +333,7 @@ pub fn public_key_fingerprint<T: openssl::pkey::HasPublic>(key: &PKeyRef<T>) -> 
 
 /// The first CN of a name, or "".
 pub fn common_name(name: &X509NameRef) -> String {
-    name.entries_by_nid(Nid::COMMONNAME)
-        .next()
-        .and_then(|e| e.data().to_string().ok())
-        .unwrap_or_default()
+    name.entries_by_nid(Nid::COMMONNAME).next().and_then(|e| e.data().to_string().ok()).unwrap_or_default()
 }
 
 /// RFC 2253-ish one-line form of a name ("CN=x, O=y"), for display.

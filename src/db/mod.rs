@@ -68,10 +68,7 @@ pub struct ConnectionManager {
 
 impl ConnectionManager {
     pub fn new(url: &str) -> Self {
-        ConnectionManager {
-            url: url.to_string(),
-            backend: Backend::from_url(url),
-        }
+        ConnectionManager { url: url.to_string(), backend: Backend::from_url(url) }
     }
 }
 
@@ -136,13 +133,9 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<usize, DbError> {
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
         DbConn::Postgresql(c) => {
             // Several instances may start at once: serialise migrations with an advisory lock.
-            c.batch_execute("SELECT pg_advisory_lock(7262001)")
-                .map_err(DbError::Query)?;
-            let r = c
-                .run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map(|v| v.len());
-            c.batch_execute("SELECT pg_advisory_unlock(7262001)")
-                .map_err(DbError::Query)?;
+            c.batch_execute("SELECT pg_advisory_lock(7262001)").map_err(DbError::Query)?;
+            let r = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len());
+            c.batch_execute("SELECT pg_advisory_unlock(7262001)").map_err(DbError::Query)?;
             r
         }
     };
@@ -177,8 +170,7 @@ where
         }
         DbConn::Postgresql(_) => conn.transaction(|c| {
             if let Some(k) = lock_key {
-                c.batch_execute(&format!("SELECT pg_advisory_xact_lock({k})"))
-                    .map_err(E::from)?;
+                c.batch_execute(&format!("SELECT pg_advisory_xact_lock({k})")).map_err(E::from)?;
             }
             f(c)
         }),

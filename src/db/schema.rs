@@ -105,6 +105,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    revocations (certificate_id) {
+        certificate_id -> BigInt,
+        reason -> Integer,
+        comments -> Text,
+        revoked_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    csrs (id) {
+        id -> BigInt,
+        object_id -> BigInt,
+        job_id -> BigInt,
+        der -> Binary,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     jobs (id) {
         id -> BigInt,
         guid -> Text,

@@ -7,10 +7,7 @@ use openssl::x509::X509Req;
 use super::error::RenewError;
 
 pub fn parse_pkcs10(text: &str) -> Result<X509Req, RenewError> {
-    let unescaped = text
-        .replace("\\r\\n", "\n")
-        .replace("\\n", "\n")
-        .replace("\\r", "\n");
+    let unescaped = text.replace("\\r\\n", "\n").replace("\\n", "\n").replace("\\r", "\n");
     let mut body = String::with_capacity(unescaped.len());
     let mut in_block = !unescaped.contains("-----BEGIN");
     // Collect the base64 between the BEGIN and END markers (or everything if there are none),
@@ -24,9 +21,7 @@ pub fn parse_pkcs10(text: &str) -> Result<X509Req, RenewError> {
         }
     }
     if !in_block {
-        return Err(RenewError::CsrNotBase64(
-            "no CERTIFICATE REQUEST block found".into(),
-        ));
+        return Err(RenewError::CsrNotBase64("no CERTIFICATE REQUEST block found".into()));
     }
     let end = rest.find("-----END").unwrap_or(rest.len());
     for c in rest[..end].chars() {
@@ -37,18 +32,17 @@ pub fn parse_pkcs10(text: &str) -> Result<X509Req, RenewError> {
     if body.is_empty() {
         return Err(RenewError::CsrNotBase64("the PKCS#10 data is empty".into()));
     }
-    let der = B64.decode(body.as_bytes()).map_err(|e| {
-        RenewError::CsrNotBase64(format!("The input is not a valid Base-64 string. {e}"))
-    })?;
-    let req = X509Req::from_der(&der).map_err(|_| {
-        RenewError::CsrNotBase64(
-            "The data is not a valid PKCS#10 certificate signing request.".into(),
-        )
-    })?;
-    let key = req
-        .public_key()
-        .map_err(|_| RenewError::CsrInvalidSignature)?;
-    match req.verify(&key) {
+    let der = B64
+        .decode(body.as_bytes())
+        .map_err(|e| RenewError::CsrNotBase64(format!("The input is not a valid Base-64 string. {e}")))?;
+    let req = X509Req::from_der(&der)
+        .map_err(|_| RenewError::CsrNotBase64("The data is not a valid PKCS#10 certificate signing request.".into()))?;
+    let key = req.public_key().map_err(|_| RenewError::CsrInvalidSignature)?;
+    let verified = req.verify(&key);
+    // A failed verification leaves errors on this thread's OpenSSL error queue; left there, they
+    // would be picked up by the next TLS read on the same worker thread and kill its connection.
+    let _ = openssl::error::ErrorStack::get();
+    match verified {
         Ok(true) => Ok(req),
         _ => Err(RenewError::CsrInvalidSignature),
     }
@@ -61,9 +55,7 @@ mod tests {
     use openssl::x509::{X509NameBuilder, X509ReqBuilder};
 
     fn sample_csr_pem() -> String {
-        let key = crate::ca::KeySpec::Ec(crate::ca::EcCurve::P256)
-            .generate()
-            .unwrap();
+        let key = crate::ca::KeySpec::Ec(crate::ca::EcCurve::P256).generate().unwrap();
         let mut nb = X509NameBuilder::new().unwrap();
         nb.append_entry_by_text("CN", "a.example.com").unwrap();
         let mut b = X509ReqBuilder::new().unwrap();
@@ -87,14 +79,8 @@ mod tests {
 
     #[test]
     fn rejects_garbage_and_bad_signatures() {
-        assert!(matches!(
-            parse_pkcs10("not base64 !!!"),
-            Err(RenewError::CsrNotBase64(_))
-        ));
-        assert!(matches!(
-            parse_pkcs10("aGVsbG8="),
-            Err(RenewError::CsrNotBase64(_))
-        ));
+        assert!(matches!(parse_pkcs10("not base64 !!!"), Err(RenewError::CsrNotBase64(_))));
+        assert!(matches!(parse_pkcs10("aGVsbG8="), Err(RenewError::CsrNotBase64(_))));
         // Flip a byte inside the signature: still parses, no longer verifies.
         let pem = sample_csr_pem();
         let req = X509Req::from_pem(pem.as_bytes()).unwrap();
@@ -102,9 +88,6 @@ mod tests {
         let n = der.len();
         der[n - 3] ^= 0x01;
         let b64 = B64.encode(&der);
-        assert!(matches!(
-            parse_pkcs10(&b64),
-            Err(RenewError::CsrInvalidSignature) | Err(RenewError::CsrNotBase64(_))
-        ));
+        assert!(matches!(parse_pkcs10(&b64), Err(RenewError::CsrInvalidSignature) | Err(RenewError::CsrNotBase64(_))));
     }
 }

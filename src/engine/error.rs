@@ -32,6 +32,15 @@ pub enum RenewError {
     /// The stored certificate data given by the caller is not a version of the object.
     #[error("the supplied certificate is not a version of {0}")]
     CertificateMismatch(String),
+    #[error("policy violation: {0:?}")]
+    Policy(super::validate::PolicyViolation),
+    #[error("failed to re-enable the certificate: {0}")]
+    ReenableFailed(String),
+    #[error("failed to write the CSR: {0}")]
+    CsrWriteFailed(String),
+    /// Outside the caller's folders, or absent: one answer for both so nothing leaks.
+    #[error("certificate {0} does not exist or the caller has no rights to it")]
+    NoRights(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

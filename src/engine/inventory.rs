@@ -24,30 +24,18 @@ pub enum CertRef {
 }
 
 pub fn normalize_thumbprint(t: &str) -> String {
-    t.chars()
-        .filter(|c| c.is_ascii_hexdigit())
-        .collect::<String>()
-        .to_ascii_uppercase()
+    t.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>().to_ascii_uppercase()
 }
 
 pub fn normalize_guid(g: &str) -> String {
-    g.trim()
-        .trim_start_matches('{')
-        .trim_end_matches('}')
-        .to_ascii_lowercase()
+    g.trim().trim_start_matches('{').trim_end_matches('}').to_ascii_lowercase()
 }
 
 pub fn find_object(conn: &mut DbConn, r: &CertRef) -> Result<Option<CertObject>, RenewError> {
     let q = cert_objects::table.select(CertObject::as_select());
     let obj = match r {
-        CertRef::Dn(dn) => q
-            .filter(cert_objects::dn_lower.eq(dn.trim().to_lowercase()))
-            .first(conn)
-            .optional()?,
-        CertRef::Guid(g) => q
-            .filter(cert_objects::guid.eq(normalize_guid(g)))
-            .first(conn)
-            .optional()?,
+        CertRef::Dn(dn) => q.filter(cert_objects::dn_lower.eq(dn.trim().to_lowercase())).first(conn).optional()?,
+        CertRef::Guid(g) => q.filter(cert_objects::guid.eq(normalize_guid(g))).first(conn).optional()?,
         CertRef::ObjectId(id) => q.filter(cert_objects::id.eq(id)).first(conn).optional()?,
         CertRef::Thumbprint(t) => {
             let oid: Option<i64> = certificates::table
@@ -62,11 +50,8 @@ pub fn find_object(conn: &mut DbConn, r: &CertRef) -> Result<Option<CertObject>,
             }
         }
         CertRef::CertificateId(cid) => {
-            let oid: Option<i64> = certificates::table
-                .find(cid)
-                .select(certificates::object_id)
-                .first(conn)
-                .optional()?;
+            let oid: Option<i64> =
+                certificates::table.find(cid).select(certificates::object_id).first(conn).optional()?;
             match oid {
                 Some(id) => q.filter(cert_objects::id.eq(id)).first(conn).optional()?,
                 None => None,
@@ -96,16 +81,9 @@ pub fn objects_by_thumbprint(
     Ok(out)
 }
 
-pub fn current_version(
-    conn: &mut DbConn,
-    obj: &CertObject,
-) -> Result<Option<CertVersion>, RenewError> {
+pub fn current_version(conn: &mut DbConn, obj: &CertObject) -> Result<Option<CertVersion>, RenewError> {
     match obj.current_cert_id {
-        Some(id) => Ok(certificates::table
-            .find(id)
-            .select(CertVersion::as_select())
-            .first(conn)
-            .optional()?),
+        Some(id) => Ok(certificates::table.find(id).select(CertVersion::as_select()).first(conn).optional()?),
         None => Ok(None),
     }
 }
@@ -119,11 +97,7 @@ pub fn versions(conn: &mut DbConn, object_id: i64) -> Result<Vec<CertVersion>, R
 }
 
 pub fn job(conn: &mut DbConn, id: i64) -> Result<Option<Job>, RenewError> {
-    Ok(jobs::table
-        .find(id)
-        .select(Job::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(jobs::table.find(id).select(Job::as_select()).first(conn).optional()?)
 }
 
 /// A version's certificate, chain and (if the gateway holds it) private key, decrypted.
@@ -135,22 +109,13 @@ pub struct CertBundle {
 }
 
 impl CertBundle {
-    pub fn load(
-        v: &CertVersion,
-        master: &MasterKey,
-        with_key: bool,
-    ) -> Result<CertBundle, RenewError> {
+    pub fn load(v: &CertVersion, master: &MasterKey, with_key: bool) -> Result<CertBundle, RenewError> {
         let leaf = X509::from_der(&v.der)?;
-        let chain = if v.chain_pem.trim().is_empty() {
-            vec![]
-        } else {
-            X509::stack_from_pem(v.chain_pem.as_bytes())?
-        };
+        let chain = if v.chain_pem.trim().is_empty() { vec![] } else { X509::stack_from_pem(v.chain_pem.as_bytes())? };
         let key = match (&v.key_enc, with_key) {
             (Some(sealed), true) => {
-                let der = master
-                    .open(KEY_PURPOSE, sealed)
-                    .map_err(|e| RenewError::Internal(format!("private key: {e}")))?;
+                let der =
+                    master.open(KEY_PURPOSE, sealed).map_err(|e| RenewError::Internal(format!("private key: {e}")))?;
                 Some(PKey::private_key_from_der(&der)?)
             }
             _ => None,

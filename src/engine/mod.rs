@@ -7,6 +7,7 @@ pub mod inventory;
 pub mod policy;
 pub mod queue;
 pub mod renew;
+pub mod validate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,12 +46,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(
-        pool: Pool,
-        backend: Backend,
-        master: MasterKey,
-        settings: Settings,
-    ) -> anyhow::Result<Engine> {
+    pub fn new(pool: Pool, backend: Backend, master: MasterKey, settings: Settings) -> anyhow::Result<Engine> {
         let default_validity = crate::config::parse_duration(&settings.issuance.validity)?;
         Ok(Engine {
             pool,

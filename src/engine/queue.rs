@@ -68,16 +68,10 @@ pub struct JobFailure {
 
 impl JobFailure {
     fn permanent(m: impl Into<String>) -> Self {
-        JobFailure {
-            message: m.into(),
-            permanent: true,
-        }
+        JobFailure { message: m.into(), permanent: true }
     }
     fn transient(m: impl Into<String>) -> Self {
-        JobFailure {
-            message: m.into(),
-            permanent: false,
-        }
+        JobFailure { message: m.into(), permanent: false }
     }
 }
 
@@ -191,9 +185,7 @@ impl Engine {
             })?,
         };
         match id {
-            Some(id) => Ok(Some(
-                jobs::table.find(id).select(Job::as_select()).first(conn)?,
-            )),
+            Some(id) => Ok(Some(jobs::table.find(id).select(Job::as_select()).first(conn)?)),
             None => Ok(None),
         }
     }
@@ -207,45 +199,35 @@ impl Engine {
             other => JobFailure::permanent(other.to_string()),
         })?;
         let crypto = |e: openssl::error::ErrorStack| JobFailure::permanent(format!("crypto: {e}"));
-        let b64 = |s: &str| {
-            B64.decode(s)
-                .map_err(|e| JobFailure::permanent(format!("job payload: {e}")))
-        };
+        let b64 = |s: &str| B64.decode(s).map_err(|e| JobFailure::permanent(format!("job payload: {e}")));
         let mut private_key = None;
-        let (subject, sans, public_key): (X509Name, SanSet, PKey<Public>) =
-            if let Some(csr) = &p.csr_der {
-                let req = X509Req::from_der(&b64(csr)?).map_err(crypto)?;
-                let pk = req.public_key().map_err(crypto)?;
-                let subject = X509Name::from_der(&req.subject_name().to_der().map_err(crypto)?)
-                    .map_err(crypto)?;
-                (subject, SanSet::of_csr(&req), pk)
-            } else {
-                let spec = p
-                    .generate_key
-                    .ok_or_else(|| JobFailure::permanent("job has neither a CSR nor a key type"))?;
-                let key = spec.generate().map_err(crypto)?;
-                let pk = PKey::public_key_from_der(&key.public_key_to_der().map_err(crypto)?)
-                    .map_err(crypto)?;
-                private_key = Some(key);
-                let subject_der = p
-                    .subject_der
-                    .as_deref()
-                    .ok_or_else(|| JobFailure::permanent("job has no subject"))?;
-                (
-                    X509Name::from_der(&b64(subject_der)?).map_err(crypto)?,
-                    p.sans.clone().unwrap_or_default(),
-                    pk,
-                )
+        // The subject and SANs to issue were settled at acceptance (policy applied); the CSR
+        // contributes its public key.
+        let payload_subject = p
+            .subject_der
+            .as_deref()
+            .map(|d| b64(d).and_then(|der| X509Name::from_der(&der).map_err(crypto)))
+            .transpose()?;
+        let (subject, sans, public_key): (X509Name, SanSet, PKey<Public>) = if let Some(csr) = &p.csr_der {
+            let req = X509Req::from_der(&b64(csr)?).map_err(crypto)?;
+            let pk = req.public_key().map_err(crypto)?;
+            let subject = match payload_subject {
+                Some(s) => s,
+                None => X509Name::from_der(&req.subject_name().to_der().map_err(crypto)?).map_err(crypto)?,
             };
+            (subject, p.sans.clone().unwrap_or_else(|| SanSet::of_csr(&req)), pk)
+        } else {
+            let spec = p.generate_key.ok_or_else(|| JobFailure::permanent("job has neither a CSR nor a key type"))?;
+            let key = spec.generate().map_err(crypto)?;
+            let pk = PKey::public_key_from_der(&key.public_key_to_der().map_err(crypto)?).map_err(crypto)?;
+            private_key = Some(key);
+            let subject = payload_subject.ok_or_else(|| JobFailure::permanent("job has no subject"))?;
+            (subject, p.sans.clone().unwrap_or_default(), pk)
+        };
         let leaf = build_leaf(
             &ca.cert,
             &ca.key,
-            &LeafTemplate {
-                subject: &subject,
-                sans: &sans,
-                public_key: &public_key,
-                validity_secs: p.validity_secs,
-            },
+            &LeafTemplate { subject: &subject, sans: &sans, public_key: &public_key, validity_secs: p.validity_secs },
         )
         .map_err(crypto)?;
         let mut chain_pem = String::new();
@@ -285,16 +267,9 @@ impl Engine {
         write_tx(conn, None, |tx| -> Result<bool, diesel::result::Error> {
             let ts = now();
             let n = diesel::update(
-                jobs::table
-                    .find(job.id)
-                    .filter(jobs::lease_owner.eq(owner))
-                    .filter(jobs::state.eq(job_state::RUNNING)),
+                jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(job_state::RUNNING)),
             )
-            .set((
-                jobs::state.eq(job_state::DONE),
-                jobs::updated_at.eq(ts),
-                jobs::error.eq(None::<String>),
-            ))
+            .set((jobs::state.eq(job_state::DONE), jobs::updated_at.eq(ts), jobs::error.eq(None::<String>)))
             .execute(tx)?;
             if n != 1 {
                 return Ok(false);
@@ -319,58 +294,36 @@ impl Engine {
                     created_at: ts,
                 })
                 .execute(tx)?;
-            let cert_id: i64 = certificates::table
-                .filter(certificates::guid.eq(&guid))
-                .select(certificates::id)
-                .first(tx)?;
-            diesel::update(jobs::table.find(job.id))
-                .set(jobs::result_cert_id.eq(cert_id))
+            let cert_id: i64 =
+                certificates::table.filter(certificates::guid.eq(&guid)).select(certificates::id).first(tx)?;
+            diesel::update(jobs::table.find(job.id)).set(jobs::result_cert_id.eq(cert_id)).execute(tx)?;
+            diesel::update(cert_objects::table.find(job.object_id).filter(cert_objects::pending_job_id.eq(job.id)))
+                .set((
+                    cert_objects::current_cert_id.eq(cert_id),
+                    cert_objects::state.eq(state::ACTIVE),
+                    cert_objects::pending_job_id.eq(None::<i64>),
+                    cert_objects::last_error.eq(None::<String>),
+                    cert_objects::updated_at.eq(ts),
+                ))
                 .execute(tx)?;
-            diesel::update(
-                cert_objects::table
-                    .find(job.object_id)
-                    .filter(cert_objects::pending_job_id.eq(job.id)),
-            )
-            .set((
-                cert_objects::current_cert_id.eq(cert_id),
-                cert_objects::state.eq(state::ACTIVE),
-                cert_objects::pending_job_id.eq(None::<i64>),
-                cert_objects::last_error.eq(None::<String>),
-                cert_objects::updated_at.eq(ts),
-            ))
-            .execute(tx)?;
             Ok(true)
         })
     }
 
-    fn fail(
-        &self,
-        conn: &mut DbConn,
-        job: &Job,
-        owner: &str,
-        f: &JobFailure,
-    ) -> Result<(), diesel::result::Error> {
+    fn fail(&self, conn: &mut DbConn, job: &Job, owner: &str, f: &JobFailure) -> Result<(), diesel::result::Error> {
         let give_up = f.permanent || job.attempts >= self.settings.queue.max_attempts;
         tracing::warn!(job = job.id, object = job.object_id, error = %f.message, give_up, "issuance failed");
         write_tx(conn, None, |tx| -> Result<(), diesel::result::Error> {
             let ts = now();
-            let owned = jobs::table
-                .find(job.id)
-                .filter(jobs::lease_owner.eq(owner))
-                .filter(jobs::state.eq(job_state::RUNNING));
+            let owned =
+                jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(job_state::RUNNING));
             if give_up {
                 let n = diesel::update(owned)
-                    .set((
-                        jobs::state.eq(job_state::FAILED),
-                        jobs::error.eq(&f.message),
-                        jobs::updated_at.eq(ts),
-                    ))
+                    .set((jobs::state.eq(job_state::FAILED), jobs::error.eq(&f.message), jobs::updated_at.eq(ts)))
                     .execute(tx)?;
                 if n == 1 {
                     diesel::update(
-                        cert_objects::table
-                            .find(job.object_id)
-                            .filter(cert_objects::pending_job_id.eq(job.id)),
+                        cert_objects::table.find(job.object_id).filter(cert_objects::pending_job_id.eq(job.id)),
                     )
                     .set((
                         cert_objects::state.eq(state::ERROR),
@@ -397,11 +350,7 @@ impl Engine {
     }
 
     /// Where a job stands.
-    pub fn job_outcome(
-        &self,
-        conn: &mut DbConn,
-        job_id: i64,
-    ) -> Result<JobOutcome, super::RenewError> {
+    pub fn job_outcome(&self, conn: &mut DbConn, job_id: i64) -> Result<JobOutcome, super::RenewError> {
         let job = inventory::job(conn, job_id)?
             .ok_or_else(|| super::RenewError::Internal(format!("job {job_id} vanished")))?;
         Ok(match job.state.as_str() {
@@ -424,13 +373,12 @@ impl Engine {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let engine = self.clone();
-            let outcome =
-                actix_web::web::block(move || -> Result<JobOutcome, super::RenewError> {
-                    let mut conn = engine.pool.get()?;
-                    engine.job_outcome(&mut conn, job_id)
-                })
-                .await
-                .map_err(|e| super::RenewError::Internal(e.to_string()))??;
+            let outcome = actix_web::web::block(move || -> Result<JobOutcome, super::RenewError> {
+                let mut conn = engine.pool.get()?;
+                engine.job_outcome(&mut conn, job_id)
+            })
+            .await
+            .map_err(|e| super::RenewError::Internal(e.to_string()))??;
             if outcome != JobOutcome::Pending {
                 return Ok(outcome);
             }

@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use super::error::RenewError;
 use super::inventory::{self, CertRef};
 use super::policy;
+use super::validate::{self, PolicyViolation};
 use super::{Engine, job_state, state};
 use crate::ca::{KeySpec, SanSet};
 use crate::db::models::{CertObject, NewCertObject, NewCertVersion, NewJob};
-use crate::db::schema::{cert_objects, certificates, jobs};
+use crate::db::schema::{cert_objects, certificates, csrs, jobs};
 use crate::db::{DbConn, new_guid, now, write_tx};
 
 /// Subject fields given by a caller (service-generated CSRs).
@@ -32,9 +33,8 @@ impl SubjectSpec {
         let mut b = X509NameBuilder::new()?;
         let mut add = |k: &str, v: &Option<String>| -> Result<(), RenewError> {
             if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-                b.append_entry_by_text(k, v).map_err(|_| {
-                    RenewError::BadParameter(k.to_string(), format!("invalid value {v:?}"))
-                })?;
+                b.append_entry_by_text(k, v)
+                    .map_err(|_| RenewError::BadParameter(k.to_string(), format!("invalid value {v:?}")))?;
             }
             Ok(())
         };
@@ -101,10 +101,7 @@ pub const CSR_SERVICE: &str = "service";
 pub const MANAGEMENT_TYPES: &[&str] = &["Enrollment", "Provisioning", "Monitoring", "Unassigned"];
 
 pub fn canonical_management_type(s: &str) -> Option<&'static str> {
-    MANAGEMENT_TYPES
-        .iter()
-        .copied()
-        .find(|m| m.eq_ignore_ascii_case(s.trim()))
+    MANAGEMENT_TYPES.iter().copied().find(|m| m.eq_ignore_ascii_case(s.trim()))
 }
 
 fn to_b64<T>(v: Result<Vec<u8>, T>) -> Result<String, RenewError>
@@ -115,26 +112,80 @@ where
 }
 
 impl Engine {
+    /// Works out what to issue for a request in a folder: checks CSR origin, key reuse and the
+    /// policy, applies locked values and defaults, and returns the job payload.
+    #[allow(clippy::too_many_arguments)]
+    fn plan_issue(
+        &self,
+        c: &mut DbConn,
+        p: &policy::EffectivePolicy,
+        csr: Option<&X509Req>,
+        subject: SubjectSpec,
+        sans: SanSet,
+        requested_key: Option<KeySpec>,
+        object_id: Option<i64>,
+        reason: &str,
+    ) -> Result<(IssuePayload, &'static str, Option<KeySpec>), RenewError> {
+        let origin_folder = p.get("csr_origin").map(|s| s.folder.clone()).unwrap_or_else(|| p.dn.clone());
+        match (csr.is_some(), p.csr_origin().as_str()) {
+            (false, "user") => return Err(RenewError::Policy(PolicyViolation::CsrRequired(origin_folder))),
+            (true, "service") => return Err(RenewError::Policy(PolicyViolation::ServiceCsrRequired(origin_folder))),
+            _ => {}
+        }
+        let key_spec = match csr {
+            Some(req) => {
+                let pk = req.public_key()?;
+                let spec = KeySpec::of_key(&pk).ok_or_else(|| {
+                    RenewError::BadParameter(
+                        "PKCS10".into(),
+                        "the CSR's key type is not supported (RSA or EC P-256/P-384/P-521)".into(),
+                    )
+                })?;
+                if let Some(oid) = object_id
+                    && !p.key_reuse()
+                {
+                    let fp = crate::ca::public_key_fingerprint(&pk);
+                    let reused: i64 = certificates::table
+                        .filter(certificates::object_id.eq(oid))
+                        .filter(certificates::public_key_sha256.eq(&fp))
+                        .count()
+                        .get_result(c)?;
+                    if reused > 0 {
+                        return Err(RenewError::Policy(PolicyViolation::KeyReuse));
+                    }
+                }
+                spec
+            }
+            None => p.default_key_spec(requested_key),
+        };
+        let final_subject = validate::check(p, &subject, &sans, Some(key_spec)).map_err(RenewError::Policy)?;
+        let payload = IssuePayload {
+            csr_der: csr.map(|r| to_b64(r.to_der())).transpose()?,
+            subject_der: Some(to_b64(final_subject.to_name()?.to_der())?),
+            sans: Some(sans),
+            generate_key: if csr.is_none() { Some(key_spec) } else { None },
+            ca: p.ca(),
+            validity_secs: p.validity(self.default_validity).as_secs(),
+            reason: reason.into(),
+        };
+        Ok((
+            payload,
+            if csr.is_some() { CSR_USER } else { CSR_SERVICE },
+            if csr.is_none() { Some(key_spec) } else { None },
+        ))
+    }
+
     /// Starts an enrollment: creates the object (or reuses one with the same DN that is idle)
     /// and enqueues its issuance.
     pub fn enroll(&self, conn: &mut DbConn, req: EnrollRequest) -> Result<Accepted, RenewError> {
         let policy_dn = policy::normalize_dn(&req.policy_dn);
+        let csr_subject = req.csr.as_ref().map(|c| validate::subject_of(c.subject_name()));
         let name = req
             .object_name
             .clone()
             .filter(|n| !n.trim().is_empty())
-            .or_else(|| {
-                req.subject
-                    .common_name
-                    .clone()
-                    .filter(|n| !n.trim().is_empty())
-            })
-            .or_else(|| {
-                req.csr
-                    .as_ref()
-                    .map(|c| crate::ca::common_name(c.subject_name()))
-                    .filter(|n| !n.is_empty())
-            })
+            .or_else(|| req.subject.common_name.clone().filter(|n| !n.trim().is_empty()))
+            .or_else(|| csr_subject.as_ref().and_then(|s| s.common_name.clone()).filter(|n| !n.is_empty()))
             .ok_or_else(|| {
                 RenewError::BadParameter(
                     "ObjectName".into(),
@@ -142,70 +193,45 @@ impl Engine {
                 )
             })?;
         if name.contains('\\') {
-            return Err(RenewError::BadParameter(
-                "ObjectName".into(),
-                "must not contain '\\'".into(),
-            ));
+            return Err(RenewError::BadParameter("ObjectName".into(), "ObjectName must not contain '\\'.".into()));
         }
         let dn = format!("{policy_dn}\\{}", name.trim());
-        let (payload, csr_origin, key_spec) = match &req.csr {
-            Some(csr) => (
-                IssuePayload {
-                    csr_der: Some(to_b64(csr.to_der())?),
-                    subject_der: None,
-                    sans: None,
-                    generate_key: None,
-                    ca: crate::ca::builtin::ISSUING_CA.into(),
-                    validity_secs: self.default_validity.as_secs(),
-                    reason: "enroll".into(),
-                },
-                CSR_USER,
-                None,
-            ),
-            None => {
-                let spec = req.key_spec.unwrap_or(KeySpec::DEFAULT);
-                let mut subject = req.subject.clone();
-                if subject.common_name.is_none() {
-                    subject.common_name = Some(name.clone());
+        let (subject, sans) = match (&req.csr, csr_subject) {
+            (Some(csr), Some(s)) => (s, SanSet::of_csr(csr)),
+            _ => {
+                let mut s = req.subject.clone();
+                if s.common_name.is_none() {
+                    s.common_name = Some(name.trim().to_string());
                 }
-                (
-                    IssuePayload {
-                        csr_der: None,
-                        subject_der: Some(to_b64(subject.to_name()?.to_der())?),
-                        sans: Some(req.sans.clone()),
-                        generate_key: Some(spec),
-                        ca: crate::ca::builtin::ISSUING_CA.into(),
-                        validity_secs: self.default_validity.as_secs(),
-                        reason: "enroll".into(),
-                    },
-                    CSR_SERVICE,
-                    Some(spec),
-                )
+                (s, req.sans.clone())
             }
         };
-        let payload_json =
-            serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
-        let mgmt = req
-            .management_type
-            .as_deref()
-            .map(|m| {
-                canonical_management_type(m).ok_or_else(|| {
-                    RenewError::BadParameter(
-                        "ManagementType".into(),
-                        format!("unknown management type {m:?}"),
-                    )
-                })
-            })
-            .transpose()?
-            .unwrap_or("Enrollment");
-        let key_spec_json = key_spec
-            .map(|k| serde_json::to_string(&k).unwrap_or_default())
-            .unwrap_or_default();
-        write_tx(conn, None, |c| -> Result<Accepted, RenewError> {
+        let accepted = write_tx(conn, None, |c| -> Result<Accepted, RenewError> {
             if policy::find_folder(c, &policy_dn)?.is_none() {
                 return Err(RenewError::PolicyDoesNotExist(policy_dn.clone()));
             }
+            let p = policy::effective(c, &policy_dn)?;
             let existing = inventory::find_object(c, &CertRef::Dn(dn.clone()))?;
+            let (payload, csr_origin, key_spec) = self.plan_issue(
+                c,
+                &p,
+                req.csr.as_ref(),
+                subject.clone(),
+                sans.clone(),
+                req.key_spec,
+                existing.as_ref().map(|o| o.id),
+                "enroll",
+            )?;
+            let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
+            let key_spec_json = key_spec.map(|k| serde_json::to_string(&k).unwrap_or_default()).unwrap_or_default();
+            let mgmt = match req.management_type.as_deref() {
+                Some(m) => canonical_management_type(m)
+                    .ok_or_else(|| {
+                        RenewError::BadParameter("ManagementType".into(), format!("Unknown ManagementType {m}."))
+                    })?
+                    .to_string(),
+                None => p.management_type(),
+            };
             let obj_id = match existing {
                 Some(o) => {
                     if o.state == state::PROCESSING {
@@ -216,6 +242,7 @@ impl Engine {
                             cert_objects::csr_origin.eq(csr_origin),
                             cert_objects::key_spec.eq(&key_spec_json),
                             cert_objects::disabled.eq(false),
+                            cert_objects::state.eq(state::ACTIVE),
                         ))
                         .execute(c)?;
                     o.id
@@ -232,7 +259,7 @@ impl Engine {
                             name: name.trim(),
                             state: state::ACTIVE,
                             disabled: false,
-                            management_type: mgmt,
+                            management_type: &mgmt,
                             csr_origin,
                             key_spec: &key_spec_json,
                             current_cert_id: None,
@@ -242,48 +269,51 @@ impl Engine {
                             updated_at: ts,
                         })
                         .execute(c)?;
-                    cert_objects::table
-                        .filter(cert_objects::guid.eq(&guid))
-                        .select(cert_objects::id)
-                        .first(c)?
+                    cert_objects::table.filter(cert_objects::guid.eq(&guid)).select(cert_objects::id).first(c)?
                 }
             };
-            let job_id = enqueue(c, obj_id, &payload_json)?;
+            let job_id = enqueue(c, obj_id, &payload_json).map_err(|e| match e {
+                RenewError::StoreFailed(_, m) => RenewError::StoreFailed(dn.clone(), m),
+                other => other,
+            })?;
+            if let Some(csr) = &req.csr {
+                store_csr(c, obj_id, job_id, csr)?;
+            }
             let object = inventory::find_object(c, &CertRef::ObjectId(obj_id))?
                 .ok_or_else(|| RenewError::Internal("object vanished".into()))?;
             Ok(Accepted { object, job_id })
-        })
-        .inspect(|_| self.signals.job_enqueued())
+        })?;
+        self.signals.job_enqueued();
+        Ok(accepted)
+    }
+
+    /// Checks the state rules of a renewal (without changing anything).
+    pub fn check_renewable(obj: &CertObject, reenable: bool) -> Result<(), RenewError> {
+        if obj.state == state::PROCESSING {
+            return Err(RenewError::AlreadyProcessing(obj.dn.clone()));
+        }
+        if obj.state == state::ERROR {
+            return Err(RenewError::ErrorState(obj.dn.clone()));
+        }
+        match obj.management_type.as_str() {
+            "Enrollment" => {}
+            "Monitoring" => return Err(RenewError::MonitoringOnly(obj.dn.clone())),
+            other => return Err(RenewError::InvalidManagementType(obj.dn.clone(), other.to_string())),
+        }
+        if obj.disabled && !reenable {
+            return Err(RenewError::Disabled(obj.dn.clone()));
+        }
+        Ok(())
     }
 
     /// Starts a renewal of an existing object. The new version becomes current only when issued.
     pub fn renew(&self, conn: &mut DbConn, req: RenewRequest) -> Result<Accepted, RenewError> {
         let accepted = write_tx(conn, None, |c| -> Result<Accepted, RenewError> {
-            let obj = inventory::find_object(c, &req.certificate)?.ok_or_else(|| {
-                match &req.certificate {
-                    CertRef::Dn(dn) => RenewError::DoesNotExist(dn.clone()),
-                    other => RenewError::DoesNotExist(format!("{other:?}")),
-                }
+            let obj = inventory::find_object(c, &req.certificate)?.ok_or_else(|| match &req.certificate {
+                CertRef::Dn(dn) => RenewError::DoesNotExist(dn.clone()),
+                other => RenewError::DoesNotExist(format!("{other:?}")),
             })?;
-            if obj.state == state::PROCESSING {
-                return Err(RenewError::AlreadyProcessing(obj.dn));
-            }
-            if obj.state == state::ERROR {
-                return Err(RenewError::ErrorState(obj.dn));
-            }
-            match obj.management_type.as_str() {
-                "Enrollment" => {}
-                "Monitoring" => return Err(RenewError::MonitoringOnly(obj.dn)),
-                other => {
-                    return Err(RenewError::InvalidManagementType(
-                        obj.dn.clone(),
-                        other.to_string(),
-                    ));
-                }
-            }
-            if obj.disabled && !req.reenable {
-                return Err(RenewError::Disabled(obj.dn));
-            }
+            Self::check_renewable(&obj, req.reenable)?;
             let current = inventory::current_version(c, &obj)?;
             if let Some(data) = &req.certificate_data {
                 let given = X509::from_der(data)
@@ -299,15 +329,49 @@ impl Engine {
                     return Err(RenewError::CertificateMismatch(obj.dn));
                 }
             }
-            let payload = self.renewal_payload(&obj, current.as_ref(), &req)?;
-            let payload_json =
-                serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
+            if req.csr.is_none() && obj.csr_origin == CSR_USER {
+                return Err(RenewError::UserCsrRequired(obj.dn.clone()));
+            }
+            let p = policy::effective(c, &obj.policy_dn)?;
+            let cur_cert = current.as_ref().map(|v| X509::from_der(&v.der)).transpose()?;
+            let (subject, sans) = match &req.csr {
+                Some(csr) => (validate::subject_of(csr.subject_name()), SanSet::of_csr(csr)),
+                None => {
+                    let mut s = cur_cert
+                        .as_ref()
+                        .map(|c| validate::subject_of(c.subject_name()))
+                        .unwrap_or_else(|| SubjectSpec { common_name: Some(obj.name.clone()), ..Default::default() });
+                    if let Some(cn) = req.subject.as_ref().and_then(|r| r.common_name.clone()) {
+                        s.common_name = Some(cn);
+                    }
+                    let sans = match (&req.sans, &cur_cert) {
+                        (Some(x), _) if !x.is_empty() => x.clone(),
+                        (_, Some(cc)) => SanSet::of_cert(cc),
+                        _ => SanSet::default(),
+                    };
+                    (s, sans)
+                }
+            };
+            // A service-generated object keeps its key type (the folder's policy may override it).
+            let stored_spec: Option<KeySpec> = serde_json::from_str(&obj.key_spec)
+                .ok()
+                .or_else(|| cur_cert.as_ref().and_then(|cc| cc.public_key().ok().and_then(|k| KeySpec::of_key(&k))));
+            let (payload, _, _) =
+                self.plan_issue(c, &p, req.csr.as_ref(), subject, sans, stored_spec, Some(obj.id), "renew")?;
+            let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
             if req.reenable && obj.disabled {
                 diesel::update(cert_objects::table.find(obj.id))
                     .set(cert_objects::disabled.eq(false))
-                    .execute(c)?;
+                    .execute(c)
+                    .map_err(|e| RenewError::ReenableFailed(e.to_string()))?;
             }
-            let job_id = enqueue(c, obj.id, &payload_json)?;
+            let job_id = enqueue(c, obj.id, &payload_json).map_err(|e| match e {
+                RenewError::StoreFailed(_, m) => RenewError::StoreFailed(obj.dn.clone(), m),
+                other => other,
+            })?;
+            if let Some(csr) = &req.csr {
+                store_csr(c, obj.id, job_id, csr)?;
+            }
             let object = inventory::find_object(c, &CertRef::ObjectId(obj.id))?
                 .ok_or_else(|| RenewError::Internal("object vanished".into()))?;
             Ok(Accepted { object, job_id })
@@ -316,59 +380,95 @@ impl Engine {
         Ok(accepted)
     }
 
-    fn renewal_payload(
-        &self,
-        obj: &CertObject,
-        current: Option<&crate::db::models::CertVersion>,
-        req: &RenewRequest,
-    ) -> Result<IssuePayload, RenewError> {
-        let base = IssuePayload {
-            csr_der: None,
-            subject_der: None,
-            sans: None,
-            generate_key: None,
-            ca: crate::ca::builtin::ISSUING_CA.into(),
-            validity_secs: self.default_validity.as_secs(),
-            reason: "renew".into(),
-        };
-        if let Some(csr) = &req.csr {
-            return Ok(IssuePayload {
-                csr_der: Some(to_b64(csr.to_der())?),
-                ..base
-            });
-        }
-        if obj.csr_origin == CSR_USER {
-            return Err(RenewError::UserCsrRequired(obj.dn.clone()));
-        }
-        // Service-generated: a new key of the object's type; names from the request, else from
-        // the current certificate.
-        let spec: KeySpec = serde_json::from_str(&obj.key_spec).ok().unwrap_or_else(|| {
-            current
-                .and_then(|v| X509::from_der(&v.der).ok())
-                .and_then(|c| c.public_key().ok().and_then(|k| KeySpec::of_key(&k)))
-                .unwrap_or(KeySpec::DEFAULT)
-        });
-        let cur_cert = current.map(|v| X509::from_der(&v.der)).transpose()?;
-        let subject_der = match (&req.subject, &cur_cert) {
-            (Some(s), _) if s.common_name.is_some() => s.to_name()?.to_der()?,
-            (_, Some(c)) => c.subject_name().to_der()?,
-            _ => SubjectSpec {
-                common_name: Some(obj.name.clone()),
-                ..Default::default()
+    /// Disables (or enables) a certificate object by DN; returns its DN.
+    pub fn set_disabled(&self, conn: &mut DbConn, dn: &str, disabled: bool) -> Result<String, RenewError> {
+        let obj = inventory::find_object(conn, &CertRef::Dn(dn.to_string()))?
+            .ok_or_else(|| RenewError::DoesNotExist(dn.to_string()))?;
+        diesel::update(cert_objects::table.find(obj.id))
+            .set((cert_objects::disabled.eq(disabled), cert_objects::updated_at.eq(now())))
+            .execute(conn)?;
+        Ok(obj.dn)
+    }
+
+    /// Clears the error state of an object (Venafi Certificates/Reset); with `restart`, queues
+    /// its issuance again. Returns false when no reset was needed.
+    pub fn reset(&self, conn: &mut DbConn, r: &CertRef, restart: bool) -> Result<bool, RenewError> {
+        let done = write_tx(conn, None, |c| -> Result<bool, RenewError> {
+            let obj = inventory::find_object(c, r)?.ok_or_else(|| RenewError::DoesNotExist(format!("{r:?}")))?;
+            if obj.state != state::ERROR {
+                return Ok(false);
             }
-            .to_name()?
-            .to_der()?,
-        };
-        let sans = match (&req.sans, &cur_cert) {
-            (Some(s), _) if !s.is_empty() => s.clone(),
-            (_, Some(c)) => SanSet::of_cert(c),
-            _ => SanSet::default(),
-        };
-        Ok(IssuePayload {
-            subject_der: Some(B64.encode(subject_der)),
-            sans: Some(sans),
-            generate_key: Some(spec),
-            ..base
+            let failed_payload: Option<String> = match obj.pending_job_id {
+                Some(j) => jobs::table.find(j).select(jobs::payload).first(c).optional()?,
+                None => None,
+            };
+            diesel::update(cert_objects::table.find(obj.id))
+                .set((
+                    cert_objects::state.eq(state::ACTIVE),
+                    cert_objects::pending_job_id.eq(None::<i64>),
+                    cert_objects::last_error.eq(None::<String>),
+                    cert_objects::updated_at.eq(now()),
+                ))
+                .execute(c)?;
+            if restart && let Some(payload) = failed_payload {
+                enqueue(c, obj.id, &payload).map_err(|e| match e {
+                    RenewError::StoreFailed(_, m) => RenewError::StoreFailed(obj.dn.clone(), m),
+                    other => other,
+                })?;
+            }
+            Ok(true)
+        })?;
+        if done && restart {
+            self.signals.job_enqueued();
+        }
+        Ok(done)
+    }
+
+    /// Revokes the current certificate of an object (or the version with a thumbprint), with a
+    /// reason code (0–5); `disable` also disables the object. Returns false when it was already revoked.
+    pub fn revoke(
+        &self,
+        conn: &mut DbConn,
+        r: &CertRef,
+        reason: i32,
+        comments: &str,
+        disable: bool,
+    ) -> Result<bool, RenewError> {
+        use crate::db::schema::revocations;
+        write_tx(conn, None, |c| -> Result<bool, RenewError> {
+            let obj = inventory::find_object(c, r)?.ok_or_else(|| RenewError::DoesNotExist(format!("{r:?}")))?;
+            let cert_id = match r {
+                CertRef::Thumbprint(t) => certificates::table
+                    .filter(certificates::object_id.eq(obj.id))
+                    .filter(certificates::thumbprint.eq(inventory::normalize_thumbprint(t)))
+                    .select(certificates::id)
+                    .first::<i64>(c)
+                    .optional()?,
+                _ => obj.current_cert_id,
+            }
+            .ok_or_else(|| {
+                RenewError::BadParameter(
+                    "CertificateDN".into(),
+                    format!("Certificate {} has no issued certificate to revoke.", obj.dn),
+                )
+            })?;
+            let already: i64 =
+                revocations::table.filter(revocations::certificate_id.eq(cert_id)).count().get_result(c)?;
+            if disable {
+                diesel::update(cert_objects::table.find(obj.id)).set(cert_objects::disabled.eq(true)).execute(c)?;
+            }
+            if already > 0 {
+                return Ok(false);
+            }
+            diesel::insert_into(revocations::table)
+                .values((
+                    revocations::certificate_id.eq(cert_id),
+                    revocations::reason.eq(reason),
+                    revocations::comments.eq(comments),
+                    revocations::revoked_at.eq(now()),
+                ))
+                .execute(c)?;
+            Ok(true)
         })
     }
 
@@ -384,48 +484,27 @@ impl Engine {
     ) -> Result<Vec<(i64, i64, String)>, RenewError> {
         let policy_dn = policy::normalize_dn(policy_dn);
         let mgmt = canonical_management_type(management_type).ok_or_else(|| {
-            RenewError::BadParameter(
-                "management-type".into(),
-                format!("unknown management type {management_type:?}"),
-            )
+            RenewError::BadParameter("management-type".into(), format!("unknown management type {management_type:?}"))
         })?;
-        let certs = X509::stack_from_pem(pem).map_err(|_| {
-            RenewError::BadParameter("FILE".into(), "no PEM certificates found".into())
-        })?;
+        let certs = X509::stack_from_pem(pem)
+            .map_err(|_| RenewError::BadParameter("FILE".into(), "no PEM certificates found".into()))?;
         if certs.is_empty() {
-            return Err(RenewError::BadParameter(
-                "FILE".into(),
-                "no PEM certificates found".into(),
-            ));
+            return Err(RenewError::BadParameter("FILE".into(), "no PEM certificates found".into()));
         }
-        let key = key_pem
-            .map(openssl::pkey::PKey::private_key_from_pem)
-            .transpose()
-            .map_err(|_| {
-                RenewError::BadParameter(
-                    "key".into(),
-                    "not a PEM private key (unencrypted PKCS#8 or traditional)".into(),
-                )
-            })?;
+        let key = key_pem.map(openssl::pkey::PKey::private_key_from_pem).transpose().map_err(|_| {
+            RenewError::BadParameter("key".into(), "not a PEM private key (unencrypted PKCS#8 or traditional)".into())
+        })?;
         let is_ca = |c: &X509| -> bool {
             // Self-issued, or marked CA in BasicConstraints (openssl's check_purpose is not bound:
             // use the text form of the extension).
-            c.to_text()
-                .map(|t| String::from_utf8_lossy(&t).contains("CA:TRUE"))
-                .unwrap_or(false)
+            c.to_text().map(|t| String::from_utf8_lossy(&t).contains("CA:TRUE")).unwrap_or(false)
         };
         let (leaves, cas): (Vec<X509>, Vec<X509>) = certs.into_iter().partition(|c| !is_ca(c));
         if leaves.is_empty() {
-            return Err(RenewError::BadParameter(
-                "FILE".into(),
-                "the file holds only CA certificates".into(),
-            ));
+            return Err(RenewError::BadParameter("FILE".into(), "the file holds only CA certificates".into()));
         }
-        let chain_pem: String = cas
-            .iter()
-            .filter_map(|c| c.to_pem().ok())
-            .map(|p| String::from_utf8_lossy(&p).into_owned())
-            .collect();
+        let chain_pem: String =
+            cas.iter().filter_map(|c| c.to_pem().ok()).map(|p| String::from_utf8_lossy(&p).into_owned()).collect();
         let mut out = vec![];
         write_tx(conn, None, |c| -> Result<(), RenewError> {
             policy::ensure_folder(c, &policy_dn)?;
@@ -444,16 +523,10 @@ impl Engine {
                     None
                 };
                 let cn = crate::ca::common_name(leaf.subject_name());
-                let base = if cn.is_empty() {
-                    crate::ca::thumbprint(&der)
-                } else {
-                    cn
-                };
+                let base = if cn.is_empty() { crate::ca::thumbprint(&der) } else { cn };
                 let mut name = base.clone();
                 let mut n = 1;
-                while inventory::find_object(c, &CertRef::Dn(format!("{policy_dn}\\{name}")))?
-                    .is_some()
-                {
+                while inventory::find_object(c, &CertRef::Dn(format!("{policy_dn}\\{name}")))?.is_some() {
                     n += 1;
                     name = format!("{base} ({n})");
                 }
@@ -462,8 +535,7 @@ impl Engine {
                 let ts = now();
                 let spec = KeySpec::of_key(&pubkey);
                 let spec_json = if key_matches {
-                    spec.map(|s| serde_json::to_string(&s).unwrap_or_default())
-                        .unwrap_or_default()
+                    spec.map(|s| serde_json::to_string(&s).unwrap_or_default()).unwrap_or_default()
                 } else {
                     String::new()
                 };
@@ -486,10 +558,8 @@ impl Engine {
                         updated_at: ts,
                     })
                     .execute(c)?;
-                let obj_id: i64 = cert_objects::table
-                    .filter(cert_objects::guid.eq(&guid))
-                    .select(cert_objects::id)
-                    .first(c)?;
+                let obj_id: i64 =
+                    cert_objects::table.filter(cert_objects::guid.eq(&guid)).select(cert_objects::id).first(c)?;
                 let vguid = new_guid();
                 diesel::insert_into(certificates::table)
                     .values(NewCertVersion {
@@ -510,10 +580,8 @@ impl Engine {
                         created_at: ts,
                     })
                     .execute(c)?;
-                let cert_id: i64 = certificates::table
-                    .filter(certificates::guid.eq(&vguid))
-                    .select(certificates::id)
-                    .first(c)?;
+                let cert_id: i64 =
+                    certificates::table.filter(certificates::guid.eq(&vguid)).select(certificates::id).first(c)?;
                 diesel::update(cert_objects::table.find(obj_id))
                     .set(cert_objects::current_cert_id.eq(cert_id))
                     .execute(c)?;
@@ -526,6 +594,28 @@ impl Engine {
 }
 
 /// Inserts a queued job and marks the object `processing` (inside the caller's transaction).
+/// Stores a user-provided CSR beside its job (the "manual CSR" of the Venafi messages).
+fn store_csr(c: &mut DbConn, object_id: i64, job_id: i64, csr: &X509Req) -> Result<(), RenewError> {
+    diesel::insert_into(csrs::table)
+        .values((
+            csrs::object_id.eq(object_id),
+            csrs::job_id.eq(job_id),
+            csrs::der.eq(csr.to_der()?),
+            csrs::created_at.eq(now()),
+        ))
+        .execute(c)
+        .map_err(|e| RenewError::CsrWriteFailed(db_message(&e)))?;
+    Ok(())
+}
+
+/// The text of a database error as a vendor message shows it.
+pub fn db_message(e: &diesel::result::Error) -> String {
+    match e {
+        diesel::result::Error::DatabaseError(_, info) => info.message().to_string(),
+        other => other.to_string(),
+    }
+}
+
 fn enqueue(c: &mut DbConn, object_id: i64, payload: &str) -> Result<i64, RenewError> {
     let guid = new_guid();
     let ts = now();
@@ -541,29 +631,21 @@ fn enqueue(c: &mut DbConn, object_id: i64, payload: &str) -> Result<i64, RenewEr
             created_at: ts,
             updated_at: ts,
         })
-        .execute(c)?;
-    let job_id: i64 = jobs::table
-        .filter(jobs::guid.eq(&guid))
-        .select(jobs::id)
-        .first(c)?;
+        .execute(c)
+        .map_err(|e| RenewError::StoreFailed(String::new(), db_message(&e)))?;
+    let job_id: i64 = jobs::table.filter(jobs::guid.eq(&guid)).select(jobs::id).first(c)?;
     // The state guard makes "one renewal in flight" hold even between two instances.
-    let n = diesel::update(
-        cert_objects::table
-            .find(object_id)
-            .filter(cert_objects::state.ne(state::PROCESSING)),
-    )
-    .set((
-        cert_objects::state.eq(state::PROCESSING),
-        cert_objects::pending_job_id.eq(job_id),
-        cert_objects::last_error.eq(None::<String>),
-        cert_objects::updated_at.eq(ts),
-    ))
-    .execute(c)?;
+    let n = diesel::update(cert_objects::table.find(object_id).filter(cert_objects::state.ne(state::PROCESSING)))
+        .set((
+            cert_objects::state.eq(state::PROCESSING),
+            cert_objects::pending_job_id.eq(job_id),
+            cert_objects::last_error.eq(None::<String>),
+            cert_objects::updated_at.eq(ts),
+        ))
+        .execute(c)
+        .map_err(|e| RenewError::StoreFailed(String::new(), db_message(&e)))?;
     if n != 1 {
-        let dn: String = cert_objects::table
-            .find(object_id)
-            .select(cert_objects::dn)
-            .first(c)?;
+        let dn: String = cert_objects::table.find(object_id).select(cert_objects::dn).first(c)?;
         return Err(RenewError::AlreadyProcessing(dn));
     }
     Ok(job_id)

@@ -14,15 +14,9 @@ pub fn render(
 ) -> Result<Vec<u8>, FormatError> {
     let err = |e: jks::KeyStoreError| FormatError::Crypto(format!("JKS: {e:?}"));
     let cert = |x: &openssl::x509::X509| -> Result<jks::Certificate, FormatError> {
-        Ok(jks::Certificate {
-            cert_type: "X509".into(),
-            content: x.to_der()?,
-        })
+        Ok(jks::Certificate { cert_type: "X509".into(), content: x.to_der()? })
     };
-    let mut ks = jks::KeyStore::with_options(jks::KeyStoreOptions {
-        min_password_len: 1,
-        ..Default::default()
-    });
+    let mut ks = jks::KeyStore::with_options(jks::KeyStoreOptions { min_password_len: 1, ..Default::default() });
     let mut chain = vec![cert(&bundle.leaf)?];
     if opts.include_chain {
         for c in &bundle.chain {
@@ -37,22 +31,14 @@ pub fn render(
                 private_key: key.private_key_to_pkcs8()?,
                 certificate_chain: chain,
             };
-            ks.set_private_key_entry(alias, entry, key_password.as_bytes())
-                .map_err(err)?;
+            ks.set_private_key_entry(alias, entry, key_password.as_bytes()).map_err(err)?;
         }
         _ => {
             for (i, c) in chain.into_iter().enumerate() {
-                let a = if i == 0 {
-                    alias.to_string()
-                } else {
-                    format!("{alias}-ca{i}")
-                };
+                let a = if i == 0 { alias.to_string() } else { format!("{alias}-ca{i}") };
                 ks.set_trusted_certificate_entry(
                     &a,
-                    jks::TrustedCertificateEntry {
-                        creation_time: SystemTime::now(),
-                        certificate: c,
-                    },
+                    jks::TrustedCertificateEntry { creation_time: SystemTime::now(), certificate: c },
                 )
                 .map_err(err)?;
             }

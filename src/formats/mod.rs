@@ -22,11 +22,7 @@ pub enum OutputFormat {
 impl OutputFormat {
     /// Matched case-insensitively with spaces, `#`, parentheses and punctuation optional.
     pub fn parse(s: &str) -> Option<OutputFormat> {
-        let n: String = s
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect::<String>()
-            .to_ascii_lowercase();
+        let n: String = s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
         match n.as_str() {
             "base64" | "pem" => Some(OutputFormat::Base64),
             "base64pkcs8" | "pkcs8" => Some(OutputFormat::Base64Pkcs8),
@@ -62,13 +58,7 @@ impl OutputFormat {
 
     /// Formats that can carry a private key.
     pub fn can_carry_key(self) -> bool {
-        matches!(
-            self,
-            OutputFormat::Base64
-                | OutputFormat::Base64Pkcs8
-                | OutputFormat::Pkcs12
-                | OutputFormat::Jks
-        )
+        matches!(self, OutputFormat::Base64 | OutputFormat::Base64Pkcs8 | OutputFormat::Pkcs12 | OutputFormat::Jks)
     }
 }
 
@@ -135,9 +125,7 @@ pub fn validate(opts: &OutputOptions) -> Result<(), FormatError> {
         }
         match &opts.password {
             None => {
-                return Err(FormatError::Invalid(
-                    "Password is required when IncludePrivateKey is true.".into(),
-                ));
+                return Err(FormatError::Invalid("Password is required when IncludePrivateKey is true.".into()));
             }
             Some(p) => password::check_strength("Password", p)?,
         }
@@ -151,18 +139,14 @@ pub fn validate(opts: &OutputOptions) -> Result<(), FormatError> {
             }
             match &opts.keystore_password {
                 None => {
-                    return Err(FormatError::Invalid(
-                        "KeystorePassword is required for the JKS format.".into(),
-                    ));
+                    return Err(FormatError::Invalid("KeystorePassword is required for the JKS format.".into()));
                 }
                 Some(p) => password::check_strength("KeystorePassword", p)?,
             }
         }
         OutputFormat::Pkcs12 => match opts.password.as_ref().or(opts.keystore_password.as_ref()) {
             None => {
-                return Err(FormatError::Invalid(
-                    "Password is required for the PKCS #12 format.".into(),
-                ));
+                return Err(FormatError::Invalid("Password is required for the PKCS #12 format.".into()));
             }
             Some(p) => password::check_strength("Password", p)?,
         },
@@ -181,11 +165,7 @@ pub fn filename(cn: &str, ext: &str) -> String {
             _ => '_',
         })
         .collect();
-    let base = if base.is_empty() {
-        "certificate".to_string()
-    } else {
-        base
-    };
+    let base = if base.is_empty() { "certificate".to_string() } else { base };
     format!("{base}.{ext}")
 }
 
@@ -198,11 +178,7 @@ pub fn render(bundle: &CertBundle, opts: &OutputOptions) -> Result<Rendered, For
         OutputFormat::Der => (der::render(bundle)?, "cer"),
         OutputFormat::Pkcs7 => (pkcs7::render(&ordered_certs(bundle, opts))?, "p7b"),
         OutputFormat::Pkcs12 => {
-            let pw = opts
-                .password
-                .as_deref()
-                .or(opts.keystore_password.as_deref())
-                .unwrap_or_default();
+            let pw = opts.password.as_deref().or(opts.keystore_password.as_deref()).unwrap_or_default();
             (pkcs12::render(bundle, opts, pw, &alias)?, "pfx")
         }
         OutputFormat::Jks => {
@@ -210,11 +186,7 @@ pub fn render(bundle: &CertBundle, opts: &OutputOptions) -> Result<Rendered, For
             (jks::render(bundle, opts, &alias, store_pw)?, "jks")
         }
     };
-    Ok(Rendered {
-        bytes,
-        filename: filename(&cn, ext),
-        format: opts.format,
-    })
+    Ok(Rendered { bytes, filename: filename(&cn, ext), format: opts.format })
 }
 
 /// The certificates in output order: leaf then chain (root last), or the reverse.
@@ -235,14 +207,8 @@ mod tests {
 
     #[test]
     fn format_names_are_lenient() {
-        assert_eq!(
-            OutputFormat::parse("Base64 (PKCS #8)"),
-            Some(OutputFormat::Base64Pkcs8)
-        );
-        assert_eq!(
-            OutputFormat::parse("base64pkcs8"),
-            Some(OutputFormat::Base64Pkcs8)
-        );
+        assert_eq!(OutputFormat::parse("Base64 (PKCS #8)"), Some(OutputFormat::Base64Pkcs8));
+        assert_eq!(OutputFormat::parse("base64pkcs8"), Some(OutputFormat::Base64Pkcs8));
         assert_eq!(OutputFormat::parse("BASE64"), Some(OutputFormat::Base64));
         assert_eq!(OutputFormat::parse("PKCS #12"), Some(OutputFormat::Pkcs12));
         assert_eq!(OutputFormat::parse("pkcs7"), Some(OutputFormat::Pkcs7));

@@ -18,12 +18,7 @@ pub const MODERN_ITERATIONS: u32 = 10_000;
 /// `legacy` keeps OpenSSL's classic 2,048 for importers from that era.
 pub const LEGACY_ITERATIONS: u32 = 2_048;
 
-pub fn render(
-    bundle: &CertBundle,
-    opts: &OutputOptions,
-    password: &str,
-    name: &str,
-) -> Result<Vec<u8>, FormatError> {
+pub fn render(bundle: &CertBundle, opts: &OutputOptions, password: &str, name: &str) -> Result<Vec<u8>, FormatError> {
     let mut b = Pkcs12::builder();
     b.name(name);
     b.cert(&bundle.leaf);

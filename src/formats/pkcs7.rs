@@ -40,12 +40,7 @@ pub fn render(certs: &[X509]) -> Result<Vec<u8>, FormatError> {
             }
         }
         // No eContent: a detached, signer-less SignedData.
-        PKCS7_ctrl(
-            ptr,
-            PKCS7_OP_SET_DETACHED_SIGNATURE,
-            1,
-            std::ptr::null_mut(),
-        );
+        PKCS7_ctrl(ptr, PKCS7_OP_SET_DETACHED_SIGNATURE, 1, std::ptr::null_mut());
         Ok(p7.as_ref().to_der()?)
     }
 }

@@ -5,8 +5,14 @@ use utoipa::ToSchema;
 
 use crate::app::AppState;
 
+pub mod error;
+pub mod policies;
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health));
+    cfg.route("/health", web::get().to(health))
+        .route("/api/v1/policies", web::get().to(policies::get))
+        .route("/api/v1/policies", web::put().to(policies::put))
+        .route("/api/v1/policies", web::delete().to(policies::delete));
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -39,11 +45,6 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         backend: state.engine.backend.name().into(),
         version: env!("CARGO_PKG_VERSION").into(),
     };
-    let mut r = if ok {
-        HttpResponse::Ok()
-    } else {
-        HttpResponse::ServiceUnavailable()
-    };
-    r.content_type("application/json; charset=utf-8")
-        .body(serde_json::to_string(&body).unwrap_or_default())
+    let mut r = if ok { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
+    r.content_type("application/json; charset=utf-8").body(serde_json::to_string(&body).unwrap_or_default())
 }

@@ -104,11 +104,7 @@ fn token_response(t: &IssuedToken, user_guid: &str) -> TokenResponse {
         refresh_token: t.refresh_token.clone(),
         expires: t.expires_at.and_utc().timestamp(),
         expires_in: (t.expires_at - t.issued_at).num_seconds(),
-        refresh_until: t
-            .refresh_until
-            .unwrap_or(t.expires_at)
-            .and_utc()
-            .timestamp(),
+        refresh_until: t.refresh_until.unwrap_or(t.expires_at).and_utc().timestamp(),
         scope: t.scope.to_string(),
         token_type: "Bearer".into(),
         identity: format!("local:{{{user_guid}}}"),
@@ -126,60 +122,29 @@ fn lifetimes(state: &AppState) -> (std::time::Duration, std::time::Duration) {
 #[utoipa::path(post, path = "/vedauth/authorize/oauth", tag = "Venafi: authorization",
     request_body = OAuthRequest,
     responses((status = 200, body = TokenResponse), (status = 400, description = "Bad credentials or scope", body = OAuthErrorBody)))]
-pub async fn oauth(
-    state: web::Data<AppState>,
-    payload: web::Payload,
-) -> Result<HttpResponse, VenafiError> {
-    let body = json_body(payload, &state)
-        .await
-        .map_err(|e| invalid_grant(&e.to_string()))?;
-    let bad = |e: crate::api::body::BodyError| {
-        VenafiError::OAuth(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
-    };
-    let username = body.nonblank("username").map_err(bad)?.ok_or_else(|| {
-        VenafiError::OAuth(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "username is required".into(),
-        )
-    })?;
+pub async fn oauth(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, VenafiError> {
+    let body = json_body(payload, &state).await.map_err(|e| invalid_grant(&e.to_string()))?;
+    let bad =
+        |e: crate::api::body::BodyError| VenafiError::OAuth(StatusCode::BAD_REQUEST, "invalid_request", e.to_string());
+    let username = body
+        .nonblank("username")
+        .map_err(bad)?
+        .ok_or_else(|| VenafiError::OAuth(StatusCode::BAD_REQUEST, "invalid_request", "username is required".into()))?;
     let password = body.str("password").map_err(bad)?.unwrap_or_default();
-    let client_id = body
-        .nonblank("client_id")
-        .map_err(bad)?
-        .unwrap_or_else(|| "renewgate".into());
-    let scope_text = body
-        .nonblank("scope")
-        .map_err(bad)?
-        .unwrap_or_else(|| auth::scopes::DEFAULT_USER.into());
+    let client_id = body.nonblank("client_id").map_err(bad)?.unwrap_or_else(|| "renewgate".into());
+    let scope_text = body.nonblank("scope").map_err(bad)?.unwrap_or_else(|| auth::scopes::DEFAULT_USER.into());
     let requested = Scopes::parse(&scope_text).map_err(|e| {
-        VenafiError::OAuth(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            format!("Invalid scope '{scope_text}': {e}"),
-        )
+        VenafiError::OAuth(StatusCode::BAD_REQUEST, "invalid_scope", format!("Invalid scope '{scope_text}': {e}"))
     })?;
     let (life, refresh_life) = lifetimes(&state);
     let engine = state.engine.clone();
-    let result = web::block(
-        move || -> Result<Result<(IssuedToken, String), AuthError>, VenafiError> {
-            let mut conn = engine.pool.get()?;
-            Ok(
-                auth::check_password(&mut conn, &username, &password).and_then(|user| {
-                    auth::issue_token(
-                        &mut conn,
-                        &user,
-                        &requested,
-                        &client_id,
-                        "oauth",
-                        life,
-                        Some(refresh_life),
-                    )
-                    .map(|t| (t, user.guid))
-                }),
-            )
-        },
-    )
+    let result = web::block(move || -> Result<Result<(IssuedToken, String), AuthError>, VenafiError> {
+        let mut conn = engine.pool.get()?;
+        Ok(auth::check_password(&mut conn, &username, &password).and_then(|user| {
+            auth::issue_token(&mut conn, &user, &requested, &client_id, "oauth", life, Some(refresh_life))
+                .map(|t| (t, user.guid))
+        }))
+    })
     .await??;
     match result {
         Ok((t, guid)) => {
@@ -199,51 +164,37 @@ pub async fn oauth(
 #[utoipa::path(post, path = "/vedauth/authorize/token", tag = "Venafi: authorization",
     request_body = RefreshRequest,
     responses((status = 200, body = TokenResponse), (status = 400, body = OAuthErrorBody)))]
-pub async fn refresh(
-    state: web::Data<AppState>,
-    payload: web::Payload,
-) -> Result<HttpResponse, VenafiError> {
-    let body = json_body(payload, &state)
-        .await
-        .map_err(|e| invalid_grant(&e.to_string()))?;
+pub async fn refresh(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, VenafiError> {
+    let body = json_body(payload, &state).await.map_err(|e| invalid_grant(&e.to_string()))?;
     let refresh = body
         .nonblank("refresh_token")
         .map_err(|e| invalid_grant(&e.to_string()))?
         .ok_or_else(|| invalid_grant("refresh_token is required"))?;
-    let client_id = body
-        .nonblank("client_id")
-        .map_err(|e| invalid_grant(&e.to_string()))?
-        .unwrap_or_else(|| "renewgate".into());
+    let client_id =
+        body.nonblank("client_id").map_err(|e| invalid_grant(&e.to_string()))?.unwrap_or_else(|| "renewgate".into());
     let (life, refresh_life) = lifetimes(&state);
     let engine = state.engine.clone();
-    let result = web::block(
-        move || -> Result<Result<(IssuedToken, String), AuthError>, VenafiError> {
-            let mut conn = engine.pool.get()?;
-            let t = auth::refresh_token(&mut conn, &refresh, &client_id, life, refresh_life);
-            Ok(t.and_then(|t| {
-                let p = auth::authenticate_token(&mut conn, &t.access_token)?;
-                Ok((t, p.user_guid))
-            }))
-        },
-    )
+    let result = web::block(move || -> Result<Result<(IssuedToken, String), AuthError>, VenafiError> {
+        let mut conn = engine.pool.get()?;
+        let t = auth::refresh_token(&mut conn, &refresh, &client_id, life, refresh_life);
+        Ok(t.and_then(|t| {
+            let p = auth::authenticate_token(&mut conn, &t.access_token)?;
+            Ok((t, p.user_guid))
+        }))
+    })
     .await??;
     match result {
         Ok((t, guid)) => Ok(json_ok(&token_response(&t, &guid))),
         Err(AuthError::Scope(m)) => Err(invalid_grant(&m)),
         Err(AuthError::Db(e)) => Err(VenafiError::Internal(e.to_string())),
-        Err(_) => Err(invalid_grant(
-            "Grant has been revoked, has expired, or the refresh token is invalid",
-        )),
+        Err(_) => Err(invalid_grant("Grant has been revoked, has expired, or the refresh token is invalid")),
     }
 }
 
 #[utoipa::path(get, path = "/vedauth/authorize/verify", tag = "Venafi: authorization",
     responses((status = 200, body = VerifyResponse), (status = 401, body = OAuthErrorBody)),
     security(("bearer" = [])))]
-pub async fn verify(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, VenafiError> {
+pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     let p = authenticate(&req, &state, "", None).await?;
     let issued = p.token_issued_at.unwrap_or_default().and_utc();
     let expires = p.token_expires_at.unwrap_or_default().and_utc();
@@ -265,17 +216,13 @@ pub async fn verify(
 #[utoipa::path(get, path = "/vedauth/revoke/token", tag = "Venafi: authorization",
     responses((status = 200, body = RevokeResponse), (status = 401, body = OAuthErrorBody)),
     security(("bearer" = [])))]
-pub async fn revoke(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, VenafiError> {
+pub async fn revoke(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     let p = authenticate(&req, &state, "", None).await?;
     let engine = state.engine.clone();
     web::block(move || -> Result<(), VenafiError> {
         let mut conn = engine.pool.get()?;
         if let Some(id) = p.token_id {
-            auth::revoke_token_id(&mut conn, id)
-                .map_err(|e| VenafiError::Internal(e.to_string()))?;
+            auth::revoke_token_id(&mut conn, id).map_err(|e| VenafiError::Internal(e.to_string()))?;
         }
         Ok(())
     })
@@ -287,39 +234,22 @@ pub async fn revoke(
 #[utoipa::path(post, path = "/vedsdk/authorize", tag = "Venafi: authorization",
     request_body = LegacyLoginRequest,
     responses((status = 200, body = LegacyLoginResponse), (status = 401, body = crate::api::venafi::certificates::ErrorBody)))]
-pub async fn legacy_login(
-    state: web::Data<AppState>,
-    payload: web::Payload,
-) -> Result<HttpResponse, VenafiError> {
+pub async fn legacy_login(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, VenafiError> {
     let body = json_body(payload, &state).await?;
-    let username = body
-        .nonblank("username")?
-        .ok_or_else(|| VenafiError::BadRequest("Username is required.".into()))?;
+    let username = body.nonblank("username")?.ok_or_else(|| VenafiError::BadRequest("Username is required.".into()))?;
     let password = body.str("password")?.unwrap_or_default();
     let (life, _) = lifetimes(&state);
     let engine = state.engine.clone();
-    let result = web::block(
-        move || -> Result<Result<IssuedToken, AuthError>, VenafiError> {
-            let mut conn = engine.pool.get()?;
-            Ok(
-                auth::check_password(&mut conn, &username, &password).and_then(|user| {
-                    let max = Scopes::parse(&user.max_scope).map_err(|e| AuthError::Scope(e.0))?;
-                    // The legacy API key has the user's whole scope and a UUID shape, as TPP's had.
-                    let mut t = auth::issue_token(
-                        &mut conn,
-                        &user,
-                        &max,
-                        "legacy-api-key",
-                        "apikey",
-                        life,
-                        None,
-                    )?;
-                    t.access_token = t.access_token.clone();
-                    Ok(t)
-                }),
-            )
-        },
-    )
+    let result = web::block(move || -> Result<Result<IssuedToken, AuthError>, VenafiError> {
+        let mut conn = engine.pool.get()?;
+        Ok(auth::check_password(&mut conn, &username, &password).and_then(|user| {
+            let max = Scopes::parse(&user.max_scope).map_err(|e| AuthError::Scope(e.0))?;
+            // The legacy API key has the user's whole scope and a UUID shape, as TPP's had.
+            let mut t = auth::issue_token(&mut conn, &user, &max, "legacy-api-key", "apikey", life, None)?;
+            t.access_token = t.access_token.clone();
+            Ok(t)
+        }))
+    })
     .await??;
     match result {
         Ok(t) => Ok(json_ok(&LegacyLoginResponse {
@@ -338,12 +268,7 @@ pub async fn legacy_login(
 #[utoipa::path(get, path = "/vedsdk/systemstatus/version", tag = "Venafi: system",
     responses((status = 200, body = VersionResponse), (status = 401, body = OAuthErrorBody)),
     security(("bearer" = [])))]
-pub async fn version(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, VenafiError> {
+pub async fn version(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     authenticate(&req, &state, "", None).await?;
-    Ok(json_ok(&VersionResponse {
-        version: state.engine.settings.venafi.version.clone(),
-    }))
+    Ok(json_ok(&VersionResponse { version: state.engine.settings.venafi.version.clone() }))
 }

@@ -14,6 +14,7 @@ use super::error::{QUEUED_FOR_RENEWAL, WORK_TO_DO_TIMEOUT};
 use super::{VenafiError, authenticate, json_body, json_ok};
 use crate::api::body::LenientBody;
 use crate::app::AppState;
+use crate::auth::Principal;
 use crate::ca::{EcCurve, KeySpec, SanSet};
 use crate::db::models::{CertObject, CertVersion};
 use crate::engine::inventory::{self, CertBundle, CertRef};
@@ -222,9 +223,7 @@ fn work_to_do_timeout(body: &LenientBody, state: &AppState) -> Result<u64, Venaf
     match body.int("WorkToDoTimeout")? {
         None => Ok(state.engine.settings.venafi.work_to_do_timeout),
         Some(n) if (0..=120).contains(&n) => Ok(n as u64),
-        Some(n) => Err(VenafiError::BadRequest(format!(
-            "WorkToDoTimeout must be between 0 and 120 seconds; got {n}."
-        ))),
+        Some(n) => Err(VenafiError::BadRequest(format!("WorkToDoTimeout must be between 0 and 120 seconds; got {n}."))),
     }
 }
 
@@ -237,11 +236,10 @@ fn output_options(
     settings: &crate::config::Settings,
 ) -> Result<OutputOptions, VenafiError> {
     let format = match body.nonblank("Format")? {
-        Some(f) => OutputFormat::parse(&f)
-            .ok_or_else(|| VenafiError::BadRequest(format!("Invalid Format value: {f}.")))?,
-        None => {
-            default_format.ok_or_else(|| VenafiError::BadRequest("Format is required.".into()))?
+        Some(f) => {
+            OutputFormat::parse(&f).ok_or_else(|| VenafiError::BadRequest(format!("Invalid Format value: {f}.")))?
         }
+        None => default_format.ok_or_else(|| VenafiError::BadRequest("Format is required.".into()))?,
     };
     let password = body.str("Password")?.filter(|p| !p.is_empty());
     let explicit_key = body.bool("IncludePrivateKey")?;
@@ -249,10 +247,7 @@ fn output_options(
         Some(v) => v,
         None => {
             renew_defaults
-                && matches!(
-                    format,
-                    OutputFormat::Base64Pkcs8 | OutputFormat::Pkcs12 | OutputFormat::Jks
-                )
+                && matches!(format, OutputFormat::Base64Pkcs8 | OutputFormat::Pkcs12 | OutputFormat::Jks)
                 && password.is_some()
         }
     };
@@ -266,26 +261,18 @@ fn output_options(
         friendly_name: body.nonblank("FriendlyName")?,
         pkcs12_profile: match body.nonblank("Pkcs12Profile")? {
             Some(p) => Pkcs12Profile::parse(&p).ok_or_else(|| {
-                VenafiError::BadRequest(format!(
-                    "Invalid Pkcs12Profile value: {p}. Use modern or legacy."
-                ))
+                VenafiError::BadRequest(format!("Invalid Pkcs12Profile value: {p}. Use modern or legacy."))
             })?,
-            None => Pkcs12Profile::parse(&settings.formats.pkcs12_profile)
-                .unwrap_or(Pkcs12Profile::Modern),
+            None => Pkcs12Profile::parse(&settings.formats.pkcs12_profile).unwrap_or(Pkcs12Profile::Modern),
         },
     };
     formats::validate(&opts)?;
     Ok(opts)
 }
 
-const KEY_NOT_IN_VAULT: &str =
-    "Failed to lookup private key, error: Failed to lookup private key vault id";
+const KEY_NOT_IN_VAULT: &str = "Failed to lookup private key, error: Failed to lookup private key vault id";
 
-fn render_version(
-    engine: &Engine,
-    v: &CertVersion,
-    opts: &OutputOptions,
-) -> Result<formats::Rendered, VenafiError> {
+fn render_version(engine: &Engine, v: &CertVersion, opts: &OutputOptions) -> Result<formats::Rendered, VenafiError> {
     let bundle = CertBundle::load(v, &engine.master, opts.include_private_key)?;
     if opts.include_private_key && bundle.key.is_none() {
         return Err(VenafiError::BadRequest(KEY_NOT_IN_VAULT.into()));
@@ -300,34 +287,24 @@ fn subject_alt_names(body: &LenientBody) -> Result<SanSet, VenafiError> {
     let mut s = SanSet::default();
     for item in body.array("SubjectAltNames")? {
         let Value::Object(m) = item else {
-            return Err(VenafiError::BadRequest(
-                "SubjectAltNames entries must be objects with Type and Name.".into(),
-            ));
+            return Err(VenafiError::BadRequest("SubjectAltNames entries must be objects with Type and Name.".into()));
         };
         let e = LenientBody::from_map(m);
-        let t = e
-            .int("Type")?
-            .ok_or_else(|| VenafiError::BadRequest("SubjectAltNames entry without Type.".into()))?;
-        let name = e
-            .nonblank("Name")?
-            .ok_or_else(|| VenafiError::BadRequest("SubjectAltNames entry without Name.".into()))?;
+        let t = e.int("Type")?.ok_or_else(|| VenafiError::BadRequest("SubjectAltNames entry without Type.".into()))?;
+        let name =
+            e.nonblank("Name")?.ok_or_else(|| VenafiError::BadRequest("SubjectAltNames entry without Name.".into()))?;
         match t {
             0 => s.upn.push(name),
             1 => s.email.push(name),
             2 => s.dns.push(name),
             6 => s.uri.push(name),
             7 => {
-                name.parse::<std::net::IpAddr>().map_err(|_| {
-                    VenafiError::BadRequest(format!(
-                        "SubjectAltNames: {name} is not an IP address."
-                    ))
-                })?;
+                name.parse::<std::net::IpAddr>()
+                    .map_err(|_| VenafiError::BadRequest(format!("SubjectAltNames: {name} is not an IP address.")))?;
                 s.ip.push(name)
             }
             other => {
-                return Err(VenafiError::BadRequest(format!(
-                    "SubjectAltNames: unknown Type {other}."
-                )));
+                return Err(VenafiError::BadRequest(format!("SubjectAltNames: unknown Type {other}.")));
             }
         }
     }
@@ -337,10 +314,7 @@ fn subject_alt_names(body: &LenientBody) -> Result<SanSet, VenafiError> {
 fn string_list(body: &LenientBody, key: &str) -> Result<Vec<String>, VenafiError> {
     match body.get(key) {
         None => Ok(vec![]),
-        Some(Value::Array(a)) => Ok(a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect()),
+        Some(Value::Array(a)) => Ok(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
         Some(_) => Ok(body.nonblank(key)?.into_iter().collect()),
     }
 }
@@ -349,37 +323,24 @@ fn key_spec(body: &LenientBody) -> Result<Option<KeySpec>, VenafiError> {
     if let Some(oid) = body.nonblank("PkixParameterSet")? {
         return KeySpec::from_pkix_parameter_set(&oid)
             .map(Some)
-            .ok_or_else(|| {
-                VenafiError::BadRequest(format!("Unsupported PkixParameterSet {oid}."))
-            });
+            .ok_or_else(|| VenafiError::BadRequest(format!("Unsupported PkixParameterSet {oid}.")));
     }
-    match body
-        .nonblank("KeyAlgorithm")?
-        .map(|a| a.to_ascii_uppercase())
-    {
+    match body.nonblank("KeyAlgorithm")?.map(|a| a.to_ascii_uppercase()) {
         None => Ok(None),
         Some(a) if a == "RSA" => {
             let bits = body.int("KeyBitSize")?.unwrap_or(2048);
             if ![2048, 3072, 4096].contains(&bits) {
-                return Err(VenafiError::BadRequest(format!(
-                    "Unsupported KeyBitSize {bits}."
-                )));
+                return Err(VenafiError::BadRequest(format!("Unsupported KeyBitSize {bits}.")));
             }
             Ok(Some(KeySpec::Rsa(bits as u32)))
         }
         Some(a) if a == "ECC" || a == "EC" || a == "ECDSA" => {
-            let curve = body
-                .nonblank("EllipticCurve")?
-                .unwrap_or_else(|| "P256".into());
+            let curve = body.nonblank("EllipticCurve")?.unwrap_or_else(|| "P256".into());
             EcCurve::parse(&curve)
                 .map(|c| Some(KeySpec::Ec(c)))
-                .ok_or_else(|| {
-                    VenafiError::BadRequest(format!("Unsupported EllipticCurve {curve}."))
-                })
+                .ok_or_else(|| VenafiError::BadRequest(format!("Unsupported EllipticCurve {curve}.")))
         }
-        Some(a) => Err(VenafiError::BadRequest(format!(
-            "Unsupported KeyAlgorithm {a}."
-        ))),
+        Some(a) => Err(VenafiError::BadRequest(format!("Unsupported KeyAlgorithm {a}."))),
     }
 }
 
@@ -399,18 +360,15 @@ pub async fn request(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let body = json_body(payload, &state).await?;
-    let policy_dn = body
-        .nonblank("PolicyDN")?
-        .ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
+    let policy_dn =
+        body.nonblank("PolicyDN")?.ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
+    if !principal.access.allows(&policy::normalize_dn(&policy_dn), "write") {
+        return Err(VenafiError::Renew(RenewError::PolicyDoesNotExist(policy::normalize_dn(&policy_dn))));
+    }
     let timeout = work_to_do_timeout(&body, &state)?;
-    let opts = output_options(
-        &body,
-        Some(OutputFormat::Base64),
-        false,
-        &state.engine.settings,
-    )?;
+    let opts = output_options(&body, Some(OutputFormat::Base64), false, &state.engine.settings)?;
     let csr = parse_csr(&body)?;
     let subject = SubjectSpec {
         common_name: body.nonblank("Subject")?,
@@ -438,10 +396,8 @@ pub async fn request(
         format: None,
     };
     if timeout > 0
-        && let JobOutcome::Done(Some(cert_id)) = state
-            .engine
-            .wait_for_job(accepted.job_id, Duration::from_secs(timeout))
-            .await?
+        && let JobOutcome::Done(Some(cert_id)) =
+            state.engine.wait_for_job(accepted.job_id, Duration::from_secs(timeout)).await?
     {
         let r = run_blocking(&state.engine, move |e, c| {
             let v = certificate_by_id(c, cert_id)?;
@@ -455,13 +411,29 @@ pub async fn request(
     Ok(json_ok(&resp))
 }
 
+const NO_KEY_PERMISSION: &str =
+    "You do not have Private Key Read permission on this certificate; the private key cannot be included.";
+
+/// Looks an object up for a caller: absent, or outside the caller's folders for `perm`, gives
+/// one answer for a folder-limited caller so that nothing about other folders leaks.
+fn object_for(
+    c: &mut crate::db::DbConn,
+    p: &Principal,
+    r: &CertRef,
+    dn_text: &str,
+    perm: &str,
+) -> Result<CertObject, VenafiError> {
+    match inventory::find_object(c, r)? {
+        Some(o) if p.access.allows(&o.policy_dn, perm) => Ok(o),
+        _ if p.access.is_restricted() => Err(VenafiError::Renew(RenewError::NoRights(dn_text.to_string()))),
+        _ => Err(VenafiError::Renew(RenewError::DoesNotExist(dn_text.to_string()))),
+    }
+}
+
 fn certificate_by_id(c: &mut crate::db::DbConn, id: i64) -> Result<CertVersion, VenafiError> {
     use crate::db::schema::certificates;
     use diesel::prelude::*;
-    Ok(certificates::table
-        .find(id)
-        .select(CertVersion::as_select())
-        .first(c)?)
+    Ok(certificates::table.find(id).select(CertVersion::as_select()).first(c)?)
 }
 
 /// Retrieve's three answers: the file, "not ready" (202) or "failed" (500, as TPP documents).
@@ -473,27 +445,21 @@ enum RetrieveAnswer {
 
 async fn retrieve_common(
     state: &AppState,
+    principal: &Principal,
     body: LenientBody,
 ) -> Result<RetrieveAnswer, VenafiError> {
-    let dn = body
-        .nonblank("CertificateDN")?
-        .ok_or(VenafiError::Renew(RenewError::MissingDn))?;
+    let dn = body.nonblank("CertificateDN")?.ok_or(VenafiError::Renew(RenewError::MissingDn))?;
     let opts = output_options(&body, None, false, &state.engine.settings)?;
     let timeout = body.int("WorkToDoTimeout")?.unwrap_or(0).clamp(0, 120) as u64;
     let dn2 = dn.clone();
-    let obj = run_blocking(&state.engine, move |_, c| {
-        inventory::find_object(c, &CertRef::Dn(dn2.clone()))?
-            .ok_or(VenafiError::Renew(RenewError::DoesNotExist(dn2)))
-    })
-    .await?;
-    if let (Some(job_id), true) = (
-        obj.pending_job_id,
-        timeout > 0 && obj.state == obj_state::PROCESSING,
-    ) {
-        state
-            .engine
-            .wait_for_job(job_id, Duration::from_secs(timeout))
-            .await?;
+    let p2 = principal.clone();
+    let obj =
+        run_blocking(&state.engine, move |_, c| object_for(c, &p2, &CertRef::Dn(dn2.clone()), &dn2, "read")).await?;
+    if opts.include_private_key && !principal.access.allows(&obj.policy_dn, "key") {
+        return Err(VenafiError::BadRequest(NO_KEY_PERMISSION.into()));
+    }
+    if let (Some(job_id), true) = (obj.pending_job_id, timeout > 0 && obj.state == obj_state::PROCESSING) {
+        state.engine.wait_for_job(job_id, Duration::from_secs(timeout)).await?;
     }
     run_blocking(&state.engine, move |e, c| {
         let obj = inventory::find_object(c, &CertRef::Dn(dn.clone()))?
@@ -511,18 +477,11 @@ fn object_answer(
 ) -> Result<RetrieveAnswer, VenafiError> {
     match obj.state.as_str() {
         obj_state::PROCESSING => {
-            let job = obj
-                .pending_job_id
-                .map(|id| inventory::job(c, id))
-                .transpose()?
-                .flatten();
+            let job = obj.pending_job_id.map(|id| inventory::job(c, id)).transpose()?.flatten();
             let (stage, status) = match job.as_ref().map(|j| j.state.as_str()) {
                 Some("running") => (500, "Post CSR".to_string()),
                 _ if obj.current_cert_id.is_some() => (100, QUEUED_FOR_RENEWAL.to_string()),
-                _ => (
-                    100,
-                    "WebSDK CertRequest Module Requested Certificate".to_string(),
-                ),
+                _ => (100, "WebSDK CertRequest Module Requested Certificate".to_string()),
             };
             Ok(RetrieveAnswer::Pending(stage, status))
         }
@@ -564,9 +523,9 @@ pub async fn retrieve_post(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let body = json_body(payload, &state).await?;
-    Ok(match retrieve_common(&state, body).await? {
+    Ok(match retrieve_common(&state, &principal, body).await? {
         RetrieveAnswer::Ready(r) => json_ok(&RetrieveResponse {
             certificate_data: B64.encode(&r.bytes),
             filename: r.filename,
@@ -588,19 +547,13 @@ pub async fn retrieve_post(
         (status = 403, body = super::authorize::OAuthErrorBody),
         (status = 500, body = ProcessingStatus)),
     security(("bearer" = [])))]
-pub async fn retrieve_get(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, VenafiError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+pub async fn retrieve_get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let body = LenientBody::from_query(req.query_string());
-    Ok(match retrieve_common(&state, body).await? {
+    Ok(match retrieve_common(&state, &principal, body).await? {
         RetrieveAnswer::Ready(r) => HttpResponse::Ok()
             .content_type(r.format.mime())
-            .insert_header((
-                "Content-Disposition",
-                format!("attachment; filename=\"{}\"", r.filename),
-            ))
+            .insert_header(("Content-Disposition", format!("attachment; filename=\"{}\"", r.filename)))
             .body(r.bytes),
         RetrieveAnswer::Pending(stage, status) => pending_response(stage, status),
         RetrieveAnswer::Failed(status) => failed_response(500, status),
@@ -621,59 +574,50 @@ pub async fn renew(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let body = json_body(payload, &state).await?;
-    let dn = body
-        .nonblank("CertificateDN")?
-        .ok_or(VenafiError::Renew(RenewError::MissingDn))?;
+    let dn = body.nonblank("CertificateDN")?.ok_or(VenafiError::Renew(RenewError::MissingDn))?;
     let timeout = work_to_do_timeout(&body, &state)?;
     // Output parameters are validated before anything is queued.
-    let opts = output_options(
-        &body,
-        Some(OutputFormat::Base64),
-        true,
-        &state.engine.settings,
-    )?;
+    let opts = output_options(&body, Some(OutputFormat::Base64), true, &state.engine.settings)?;
     let csr = parse_csr(&body)?;
     let subject_cn = body.nonblank("Subject")?;
     let sans = subject_alt_names(&body)?;
-    let certificate_data =
-        match body.nonblank("CertificateData")? {
-            Some(d) => Some(B64.decode(d.trim()).map_err(|_| {
-                VenafiError::BadRequest("CertificateData is not valid base64.".into())
-            })?),
-            None => None,
-        };
+    let certificate_data = match body.nonblank("CertificateData")? {
+        Some(d) => Some(
+            B64.decode(d.trim()).map_err(|_| VenafiError::BadRequest("CertificateData is not valid base64.".into()))?,
+        ),
+        None => None,
+    };
     let renew_req = RenewRequest {
         certificate: CertRef::Dn(dn.clone()),
         csr,
-        subject: subject_cn.map(|cn| SubjectSpec {
-            common_name: Some(cn),
-            ..Default::default()
-        }),
+        subject: subject_cn.map(|cn| SubjectSpec { common_name: Some(cn), ..Default::default() }),
         sans: if sans.is_empty() { None } else { Some(sans) },
         reenable: body.bool("Reenable")?.unwrap_or(false),
         certificate_data,
     };
     let explicit_key = body.bool("IncludePrivateKey")?.unwrap_or(false);
-    let accepted = run_blocking(&state.engine, move |e, c| {
+    let p2 = principal.clone();
+    let dn2 = dn.clone();
+    let (accepted, may_read_key) = run_blocking(&state.engine, move |e, c| {
+        // Write permission on the object's folder (one answer for absent and forbidden).
+        let o = object_for(c, &p2, &renew_req.certificate, &dn2, "write")?;
+        let may_read_key = p2.access.allows(&o.policy_dn, "key");
         if explicit_key {
             // An explicit request for the key must be answerable before anything is queued.
-            if let Some(o) = inventory::find_object(c, &renew_req.certificate)?
-                && o.csr_origin != crate::engine::renew::CSR_SERVICE
-            {
+            if !may_read_key {
+                return Err(VenafiError::BadRequest(NO_KEY_PERMISSION.into()));
+            }
+            if o.csr_origin != crate::engine::renew::CSR_SERVICE {
                 return Err(VenafiError::BadRequest(KEY_NOT_IN_VAULT.into()));
             }
         }
-        Ok(e.renew(c, renew_req)?)
+        Ok((e.renew(c, renew_req)?, may_read_key))
     })
     .await?;
     let dn = accepted.object.dn.clone();
-    tracing::info!(
-        object = accepted.object.id,
-        job = accepted.job_id,
-        "renewal accepted"
-    );
+    tracing::info!(object = accepted.object.id, job = accepted.job_id, "renewal accepted");
     if timeout == 0 {
         return Ok(json_ok(&RenewResponse {
             success: true,
@@ -683,16 +627,12 @@ pub async fn renew(
             format: None,
         }));
     }
-    match state
-        .engine
-        .wait_for_job(accepted.job_id, Duration::from_secs(timeout))
-        .await?
-    {
+    match state.engine.wait_for_job(accepted.job_id, Duration::from_secs(timeout)).await? {
         JobOutcome::Done(Some(cert_id)) => {
             let r = run_blocking(&state.engine, move |e, c| {
                 let v = certificate_by_id(c, cert_id)?;
                 let mut opts = opts;
-                if v.key_enc.is_none() {
+                if v.key_enc.is_none() || !may_read_key {
                     // Renew's default: the answer simply carries no key when there is none.
                     opts.include_private_key = false;
                 }
@@ -718,14 +658,10 @@ pub async fn renew(
 
 fn x509_summary(obj: &CertObject, v: Option<&CertVersion>) -> Value {
     let (sans, cn) = match v.and_then(|v| openssl::x509::X509::from_der(&v.der).ok()) {
-        Some(c) => (
-            SanSet::of_cert(&c),
-            crate::ca::common_name(c.subject_name()),
-        ),
+        Some(c) => (SanSet::of_cert(&c), crate::ca::common_name(c.subject_name())),
         None => (SanSet::default(), String::new()),
     };
-    let iso =
-        |t: chrono::NaiveDateTime| t.and_utc().format("%Y-%m-%dT%H:%M:%S.0000000Z").to_string();
+    let iso = |t: chrono::NaiveDateTime| t.and_utc().format("%Y-%m-%dT%H:%M:%S.0000000Z").to_string();
     json!({
         "CreatedOn": iso(obj.created_at),
         "DN": obj.dn,
@@ -751,11 +687,8 @@ fn x509_summary(obj: &CertObject, v: Option<&CertVersion>) -> Value {
            ("Limit" = Option<i64>, Query), ("Offset" = Option<i64>, Query)),
     responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
     security(("bearer" = [])))]
-pub async fn search(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, VenafiError> {
-    authenticate(&req, &state, "certificate", None).await?;
+pub async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
+    let principal = authenticate(&req, &state, "certificate", None).await?;
     let q = LenientBody::from_query(req.query_string());
     let thumbprint = q.nonblank("Thumbprint")?;
     let limit = q.int("Limit")?.unwrap_or(100).clamp(1, 1000);
@@ -765,26 +698,41 @@ pub async fn search(
         use diesel::prelude::*;
         match thumbprint {
             Some(tp) => {
-                let found = inventory::objects_by_thumbprint(c, &tp)?;
+                let found: Vec<_> = inventory::objects_by_thumbprint(c, &tp)?
+                    .into_iter()
+                    .filter(|(o, _)| principal.access.allows(&o.policy_dn, "read"))
+                    .collect();
                 let total = found.len() as i64;
-                Ok((
-                    found
-                        .iter()
-                        .map(|(o, v)| x509_summary(o, Some(v)))
-                        .collect::<Vec<_>>(),
-                    total,
-                ))
+                Ok((found.iter().map(|(o, v)| x509_summary(o, Some(v))).collect::<Vec<_>>(), total))
             }
             None => {
-                let total: i64 = cert_objects::table.count().get_result(c)?;
-                let objs: Vec<CertObject> = cert_objects::table
-                    .order(cert_objects::id.asc())
-                    .limit(limit)
-                    .offset(offset)
-                    .select(CertObject::as_select())
-                    .load(c)?;
+                let objs: Vec<CertObject> = if principal.access.is_restricted() {
+                    // Folder-limited callers: filter (their folders are few).
+                    cert_objects::table
+                        .order(cert_objects::id.asc())
+                        .select(CertObject::as_select())
+                        .load(c)?
+                        .into_iter()
+                        .filter(|o| principal.access.allows(&o.policy_dn, "read"))
+                        .collect()
+                } else {
+                    vec![]
+                };
+                let (page, total) = if principal.access.is_restricted() {
+                    let total = objs.len() as i64;
+                    (objs.into_iter().skip(offset as usize).take(limit as usize).collect::<Vec<_>>(), total)
+                } else {
+                    let total: i64 = cert_objects::table.count().get_result(c)?;
+                    let page = cert_objects::table
+                        .order(cert_objects::id.asc())
+                        .limit(limit)
+                        .offset(offset)
+                        .select(CertObject::as_select())
+                        .load(c)?;
+                    (page, total)
+                };
                 let mut out = vec![];
-                for o in &objs {
+                for o in &page {
                     let v = inventory::current_version(c, o)?;
                     out.push(x509_summary(o, v.as_ref()));
                 }
@@ -805,8 +753,56 @@ pub async fn search(
         .body(serde_json::to_string(&body).unwrap_or_default()))
 }
 
-fn locked(v: Value) -> Value {
-    json!({"Locked": false, "Value": v})
+fn lv(locked: bool, v: Value) -> Value {
+    json!({"Locked": locked, "Value": v})
+}
+
+/// The CheckPolicy answer (reference §3.1) from the effective policy of a folder.
+pub fn check_policy_body(p: &policy::EffectivePolicy) -> Value {
+    let s = |k: &str| match p.string(k) {
+        Some((v, l)) => lv(l, json!(v)),
+        None => lv(false, Value::Null),
+    };
+    let (alg, alg_locked) = p.string("key_algorithm").unwrap_or_else(|| ("RSA".into(), false));
+    let sizes = p.rsa_key_sizes();
+    let curves = p.ec_curves();
+    let sizes_locked = p.get("rsa_key_sizes").is_some_and(|x| x.locked);
+    let curves_locked = p.get("ec_curves").is_some_and(|x| x.locked);
+    let (ous, ous_locked) = p.list("org_units").unwrap_or_default();
+    let origin = p.csr_origin();
+    let origin_locked = origin != "any";
+    let types = p.san_types();
+    let allowed = |t: &str| types.iter().any(|x| x == t);
+    let mgmt_locked = p.get("management_type").is_some_and(|x| x.locked);
+    let ca_locked = p.get("ca").is_some_and(|x| x.locked);
+    json!({
+        "CertificateAuthority": lv(ca_locked, p.get("ca").map(|_| json!(p.ca())).unwrap_or(Value::Null)),
+        "CsrGeneration": lv(origin_locked, json!(if origin == "service" { "ServiceGenerated" } else { "UserProvided" })),
+        "KeyGeneration": lv(origin_locked, json!(if origin == "user" { "UserProvided" } else { "Central" })),
+        "KeyPair": {
+            "KeyAlgorithm": lv(alg_locked, json!(alg)),
+            "KeySize": lv(sizes_locked || alg_locked, json!(sizes.first().copied().unwrap_or(2048))),
+            "EllipticCurve": lv(curves_locked, if alg == "ECC" || p.get("ec_curves").is_some() { json!(curves.first().map(|c| c.name())) } else { Value::Null }),
+        },
+        "ManagementType": lv(mgmt_locked, json!(p.management_type())),
+        "PrivateKeyReuseAllowed": p.key_reuse(),
+        "SubjAltNameDnsAllowed": allowed("dns"),
+        "SubjAltNameEmailAllowed": allowed("email"),
+        "SubjAltNameIpAllowed": allowed("ip"),
+        "SubjAltNameUpnAllowed": allowed("upn"),
+        "SubjAltNameUriAllowed": allowed("uri"),
+        "Subject": {
+            "City": s("city"),
+            "Country": s("country"),
+            "Organization": s("organization"),
+            "OrganizationalUnit": {"Locked": ous_locked, "Values": ous},
+            "OrganizationalUnits": {"Locked": ous_locked, "Values": ous},
+            "State": s("state"),
+        },
+        "UniqueSubjectEnforced": false,
+        "WhitelistedDomains": p.domains(),
+        "WildcardsAllowed": p.wildcards(),
+    })
 }
 
 #[utoipa::path(post, path = "/vedsdk/Certificates/CheckPolicy", tag = "Venafi: certificates",
@@ -818,54 +814,18 @@ pub async fn check_policy(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let body = json_body(payload, &state).await?;
-    let dn = body
-        .nonblank("PolicyDN")?
-        .ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
+    let dn = body.nonblank("PolicyDN")?.ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
     let norm = policy::normalize_dn(&dn);
-    let exists = run_blocking(&state.engine, move |_, c| {
-        Ok(policy::find_folder(c, &norm)?.is_some())
+    let eff = run_blocking(&state.engine, move |_, c| {
+        if policy::find_folder(c, &norm)?.is_none() || !principal.access.allows(&norm, "read") {
+            return Err(VenafiError::Renew(RenewError::PolicyDoesNotExist(norm)));
+        }
+        Ok(policy::effective(c, &norm)?)
     })
     .await?;
-    if !exists {
-        return Err(VenafiError::Renew(RenewError::PolicyDoesNotExist(
-            policy::normalize_dn(&dn),
-        )));
-    }
-    // A folder with nothing locked (the policy engine fills these in from its settings).
-    let policy = json!({
-        "CertificateAuthority": locked(Value::Null),
-        "CsrGeneration": locked(json!("UserProvided")),
-        "KeyGeneration": locked(json!("Central")),
-        "KeyPair": {
-            "KeyAlgorithm": locked(json!("RSA")),
-            "KeySize": locked(json!(2048)),
-            "EllipticCurve": locked(Value::Null),
-        },
-        "ManagementType": locked(json!("Enrollment")),
-        "PrivateKeyReuseAllowed": false,
-        "SubjAltNameDnsAllowed": true,
-        "SubjAltNameEmailAllowed": true,
-        "SubjAltNameIpAllowed": true,
-        "SubjAltNameUpnAllowed": true,
-        "SubjAltNameUriAllowed": true,
-        "Subject": {
-            "City": locked(Value::Null),
-            "Country": locked(Value::Null),
-            "Organization": locked(Value::Null),
-            "OrganizationalUnit": {"Locked": false, "Values": []},
-            "OrganizationalUnits": {"Locked": false, "Values": []},
-            "State": locked(Value::Null),
-        },
-        "UniqueSubjectEnforced": false,
-        "WhitelistedDomains": [],
-        "WildcardsAllowed": true,
-    });
-    Ok(json_ok(&CheckPolicyResponse {
-        policy,
-        error: None,
-    }))
+    Ok(json_ok(&CheckPolicyResponse { policy: check_policy_body(&eff), error: None }))
 }
 
 #[utoipa::path(get, path = "/vedsdk/Certificates/{guid}", tag = "Venafi: certificates",
@@ -877,10 +837,11 @@ pub async fn details(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, VenafiError> {
-    authenticate(&req, &state, "certificate", None).await?;
+    let principal = authenticate(&req, &state, "certificate", None).await?;
     let guid = path.into_inner();
     let v = run_blocking(&state.engine, move |_, c| {
         let obj = inventory::find_object(c, &CertRef::Guid(guid.clone()))?
+            .filter(|o| principal.access.allows(&o.policy_dn, "read"))
             .ok_or_else(|| VenafiError::BadRequest(format!("Certificate {guid} does not exist or you do not have sufficient rights to the object.")))?;
         let cur = inventory::current_version(c, &obj)?;
         let job = obj.pending_job_id.map(|id| inventory::job(c, id)).transpose()?.flatten();
@@ -918,30 +879,186 @@ pub async fn dn_to_guid(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
-    authenticate(&req, &state, "certificate", None).await?;
+    let principal = authenticate(&req, &state, "certificate", None).await?;
     let body = json_body(payload, &state).await?;
-    let dn = body
-        .nonblank("ObjectDN")?
-        .ok_or_else(|| VenafiError::BadRequest("ObjectDN is required.".into()))?;
+    let dn = body.nonblank("ObjectDN")?.ok_or_else(|| VenafiError::BadRequest("ObjectDN is required.".into()))?;
     let found = run_blocking(&state.engine, move |_, c| {
         if let Some(o) = inventory::find_object(c, &CertRef::Dn(dn.clone()))? {
-            return Ok(Some(("X509 Certificate".to_string(), o.guid)));
+            return Ok(principal.access.allows(&o.policy_dn, "read").then(|| ("X509 Certificate".to_string(), o.guid)));
         }
-        Ok(policy::find_folder(c, &dn)?.map(|f| ("Policy".to_string(), f.guid)))
+        Ok(policy::find_folder(c, &dn)?
+            .filter(|f| principal.access.allows(&f.dn, "read"))
+            .map(|f| ("Policy".to_string(), f.guid)))
     })
     .await?;
     Ok(match found {
-        Some((class, guid)) => json_ok(&DnToGuidResponse {
-            class_name: class,
-            guid: format!("{{{guid}}}"),
-            result: 1,
-            revision: 1,
-        }),
-        None => json_ok(&DnToGuidResponse {
-            class_name: String::new(),
-            guid: String::new(),
-            result: 400,
-            revision: 0,
-        }),
+        Some((class, guid)) => {
+            json_ok(&DnToGuidResponse { class_name: class, guid: format!("{{{guid}}}"), result: 1, revision: 1 })
+        }
+        None => json_ok(&DnToGuidResponse { class_name: String::new(), guid: String::new(), result: 400, revision: 0 }),
     })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct ResetRequest {
+    #[serde(rename = "CertificateDN")]
+    certificate_dn: String,
+    /// Queue the failed issuance again after clearing the error.
+    restart: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResetResponse {
+    processing_reset_completed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restart_completed: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/vedsdk/Certificates/Reset", tag = "Venafi: certificates",
+    request_body = ResetRequest,
+    responses((status = 200, body = ResetResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
+    security(("bearer" = [])))]
+pub async fn reset(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, VenafiError> {
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let body = json_body(payload, &state).await?;
+    let dn = body.nonblank("CertificateDN")?.ok_or(VenafiError::Renew(RenewError::MissingDn))?;
+    let restart = body.bool("Restart")?.unwrap_or(false);
+    let done = run_blocking(&state.engine, move |e, c| {
+        let o = object_for(c, &principal, &CertRef::Dn(dn.clone()), &dn, "write").map_err(|_| {
+            VenafiError::BadRequest(format!(
+                "Certificate {dn} does not exist or you do not have sufficient rights to the object."
+            ))
+        })?;
+        Ok(e.reset(c, &CertRef::ObjectId(o.id), restart)?)
+    })
+    .await?;
+    if !done {
+        return Err(VenafiError::BadRequest(
+            "Reset is not completed. No reset is required for the certificate.".into(),
+        ));
+    }
+    Ok(json_ok(&ResetResponse { processing_reset_completed: true, restart_completed: restart.then_some(true) }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct RevokeRequest {
+    #[serde(rename = "CertificateDN")]
+    certificate_dn: Option<String>,
+    thumbprint: Option<String>,
+    /// 0 none, 1 key compromise, 2 CA compromise, 3 affiliation changed, 4 superseded, 5 cessation of operation.
+    reason: Option<i32>,
+    comments: Option<String>,
+    /// Also disable the certificate object.
+    disable: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct RevokeResponse {
+    /// False when the certificate was already revoked.
+    requested: bool,
+    success: bool,
+}
+
+#[utoipa::path(post, path = "/vedsdk/Certificates/Revoke", tag = "Venafi: certificates",
+    request_body = RevokeRequest,
+    responses((status = 200, body = RevokeResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, VenafiError> {
+    let principal = authenticate(&req, &state, "certificate", Some("revoke")).await?;
+    let body = json_body(payload, &state).await?;
+    let (r, text) = match (body.nonblank("CertificateDN")?, body.nonblank("Thumbprint")?) {
+        (Some(dn), _) => (CertRef::Dn(dn.clone()), dn),
+        (None, Some(tp)) => (CertRef::Thumbprint(tp.clone()), tp),
+        (None, None) => return Err(VenafiError::BadRequest("CertificateDN or Thumbprint is required.".into())),
+    };
+    let reason = body.int("Reason")?.unwrap_or(0);
+    if !(0..=5).contains(&reason) {
+        return Err(VenafiError::BadRequest(format!("Invalid Reason {reason}: use 0 to 5.")));
+    }
+    let comments = body.str("Comments")?.unwrap_or_default();
+    let disable = body.bool("Disable")?.unwrap_or(false);
+    let requested = run_blocking(&state.engine, move |e, c| {
+        let o = object_for(c, &principal, &r, &text, "write")?;
+        let target = match &r {
+            CertRef::Thumbprint(_) => r.clone(),
+            _ => CertRef::ObjectId(o.id),
+        };
+        Ok(e.revoke(c, &target, reason as i32, &comments, disable)?)
+    })
+    .await?;
+    Ok(json_ok(&RevokeResponse { requested, success: true }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct AttributeDataRequest {
+    /// `[{"Name": "Disabled", "Value": ["1"]}]`; other attributes are accepted and ignored.
+    #[schema(value_type = Vec<Object>)]
+    attribute_data: Vec<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct SuccessResponse {
+    success: bool,
+}
+
+#[utoipa::path(put, path = "/vedsdk/Certificates/{guid}", tag = "Venafi: certificates",
+    params(("guid" = String, Path, description = "Certificate object GUID, with or without braces")),
+    request_body = AttributeDataRequest,
+    responses((status = 200, body = SuccessResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, VenafiError> {
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let body = json_body(payload, &state).await?;
+    let mut disabled = None;
+    for item in body.array("AttributeData")? {
+        let Value::Object(m) = item else {
+            return Err(VenafiError::BadRequest("AttributeData entries must be objects with Name and Value.".into()));
+        };
+        let e = LenientBody::from_map(m);
+        let name = e.nonblank("Name")?.unwrap_or_default();
+        if name.eq_ignore_ascii_case("Disabled") {
+            let v = match e.get("Value") {
+                Some(Value::Array(a)) => a.first().cloned().unwrap_or(Value::Null),
+                Some(v) => v.clone(),
+                None => Value::Null,
+            };
+            disabled = Some(
+                matches!(v.as_str().map(str::trim), Some("1") | Some("true") | Some("True"))
+                    || v == json!(1)
+                    || v == json!(true),
+            );
+        }
+    }
+    let guid = path.into_inner();
+    run_blocking(&state.engine, move |e, c| {
+        let o = object_for(c, &principal, &CertRef::Guid(guid.clone()), &guid, "write")?;
+        if let Some(d) = disabled {
+            e.set_disabled(c, &o.dn, d)?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(json_ok(&SuccessResponse { success: true }))
 }

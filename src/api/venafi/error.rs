@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::api::body::BodyError;
 use crate::engine::RenewError;
+use crate::engine::validate::PolicyViolation;
 use crate::formats::FormatError;
 
 #[derive(Debug)]
@@ -47,9 +48,7 @@ pub fn message(e: &RenewError) -> String {
             )
         }
         RenewError::InvalidManagementType(dn, mt) => {
-            format!(
-                "Certificate renewal failed. Certificate {dn} has an invalid Management type: {mt}."
-            )
+            format!("Certificate renewal failed. Certificate {dn} has an invalid Management type: {mt}.")
         }
         RenewError::PolicyDoesNotExist(dn) => format!("PolicyDN: {dn} does not exist."),
         RenewError::CsrNotBase64(m) => format!("PKCS#10 data not in base64 format; {m}"),
@@ -59,11 +58,65 @@ pub fn message(e: &RenewError) -> String {
         }
         RenewError::BadParameter(_, m) => m.clone(),
         RenewError::CertificateMismatch(dn) => {
-            format!(
-                "CertificateData is not a certificate of {dn}: supply the object's current or an earlier version."
-            )
+            format!("CertificateData is not a certificate of {dn}: supply the object's current or an earlier version.")
+        }
+        RenewError::Policy(v) => policy_message(v),
+        RenewError::ReenableFailed(e) => format!("Failed to re-enable the certificate. Error: {e}"),
+        RenewError::CsrWriteFailed(e) => format!("Certificate renew error. Failed to write Manual CSR; Error: {e}"),
+        RenewError::NoRights(dn) => {
+            format!("Certificate {dn} does not exist or you do not have sufficient rights to the object.")
         }
         RenewError::Internal(m) => m.clone(),
+    }
+}
+
+/// The policy and CSR messages of the seed (Certificates/Renew, HTTP 400), placeholders filled.
+pub fn policy_message(v: &PolicyViolation) -> String {
+    match v {
+        PolicyViolation::City(l) => format!("City error. City value {l} violates policy city settings."),
+        PolicyViolation::CommonNameWhitelist(cn) => {
+            format!("Common name error. Certificate common name {cn} violates whitelist domain policy settings.")
+        }
+        PolicyViolation::CommonNameWildcard => {
+            "Common name error. Certificate common name contains a wildcard symbol that violates policy settings."
+                .into()
+        }
+        PolicyViolation::Country(c) => format!("Country error. Country value {c} violates policy country settings."),
+        PolicyViolation::DnsSanWildcard(d) => {
+            format!(
+                "DNS SAN error. Subject alternative name DNS {d} contains a wildcard symbol that violates policy settings."
+            )
+        }
+        PolicyViolation::DnsSan => "DNS SAN error. Subject alternative name DNS violates policy settings.".into(),
+        PolicyViolation::EllipticCurve => "Elliptic curve error. Elliptic curve value violates policy settings.".into(),
+        PolicyViolation::EmailSan => "Email SAN error. Subject alternative name Email violates policy settings.".into(),
+        PolicyViolation::IpSan => "IP Address SAN error. Subject alternative name IP violates policy settings.".into(),
+        PolicyViolation::KeyAlgorithm => "Key algorithm error. Key algorithm violates policy settings.".into(),
+        PolicyViolation::KeySize => "Key size error. Key size violates policy settings.".into(),
+        PolicyViolation::Organization(o) => {
+            format!("Organization error. Organization value {o} violates policy organization settings.")
+        }
+        PolicyViolation::OrgUnitMissing(ou) => {
+            format!("Organization unit error. Organization unit value {ou} is missing from the organization unit list.")
+        }
+        PolicyViolation::OrgUnitViolating(ou) => {
+            format!("Organization unit error. Organization unit value {ou} violates policy organization unit settings.")
+        }
+        PolicyViolation::State(st) => format!("State error. State value {st} violates policy state settings."),
+        PolicyViolation::UpnSan => "UPN SAN error. Subject alternative name UPN violates policy settings.".into(),
+        PolicyViolation::UriSan => "URI SAN error. Subject alternative name URI violates policy settings.".into(),
+        PolicyViolation::Sans(names) => {
+            format!("SANs error. Subject alternative names {} violate policy settings.", names.join(", "))
+        }
+        PolicyViolation::KeyReuse => {
+            "This CSR appears to reuse a private key. Private key reuse has not been allowed.".into()
+        }
+        PolicyViolation::CsrRequired(dn) => {
+            format!("PKCS#10 data required. Policy {dn}\\ is locked to a User Provided CSR.")
+        }
+        PolicyViolation::ServiceCsrRequired(dn) => {
+            format!("PKCS#10 data not allowed. Policy {dn}\\ is locked to a Service Generated CSR.")
+        }
     }
 }
 
@@ -157,8 +210,7 @@ impl ResponseError for VenafiError {
         if matches!(self, VenafiError::Unauthorized) {
             resp.insert_header(("WWW-Authenticate", "Bearer realm=\"renewgate\""));
         }
-        resp.content_type("application/json; charset=utf-8")
-            .body(body.to_string())
+        resp.content_type("application/json; charset=utf-8").body(body.to_string())
     }
 }
 
@@ -178,9 +230,10 @@ mod tests {
             format!("Certificate {dn} is already being processed.")
         );
         assert_eq!(message(&RenewError::MissingDn), "Missing CertificateDN.");
+        assert_eq!(message(&RenewError::CsrInvalidSignature), "Failed to store csr; Error: InvalidParms.");
         assert_eq!(
-            message(&RenewError::CsrInvalidSignature),
-            "Failed to store csr; Error: InvalidParms."
+            policy_message(&PolicyViolation::CsrRequired("\\VED\\Policy\\Web".into())),
+            "PKCS#10 data required. Policy \\VED\\Policy\\Web\\ is locked to a User Provided CSR."
         );
         assert_eq!(
             message(&RenewError::UserCsrRequired(dn.clone())),

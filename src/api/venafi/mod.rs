@@ -13,50 +13,23 @@ pub use error::VenafiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/vedauth/authorize/oauth", web::post().to(authorize::oauth))
-        .route(
-            "/vedauth/authorize/token",
-            web::post().to(authorize::refresh),
-        )
-        .route(
-            "/vedauth/authorize/verify",
-            web::get().to(authorize::verify),
-        )
+        .route("/vedauth/authorize/token", web::post().to(authorize::refresh))
+        .route("/vedauth/authorize/verify", web::get().to(authorize::verify))
         .route("/vedauth/revoke/token", web::get().to(authorize::revoke))
         .route("/vedauth/revoke/token", web::post().to(authorize::revoke))
         .route("/vedsdk/authorize", web::post().to(authorize::legacy_login))
-        .route(
-            "/vedsdk/systemstatus/version",
-            web::get().to(authorize::version),
-        )
-        .route(
-            "/vedsdk/certificates/request",
-            web::post().to(certificates::request),
-        )
-        .route(
-            "/vedsdk/certificates/retrieve",
-            web::post().to(certificates::retrieve_post),
-        )
-        .route(
-            "/vedsdk/certificates/retrieve",
-            web::get().to(certificates::retrieve_get),
-        )
-        .route(
-            "/vedsdk/certificates/renew",
-            web::post().to(certificates::renew),
-        )
-        .route(
-            "/vedsdk/certificates/checkpolicy",
-            web::post().to(certificates::check_policy),
-        )
+        .route("/vedsdk/systemstatus/version", web::get().to(authorize::version))
+        .route("/vedsdk/certificates/request", web::post().to(certificates::request))
+        .route("/vedsdk/certificates/retrieve", web::post().to(certificates::retrieve_post))
+        .route("/vedsdk/certificates/retrieve", web::get().to(certificates::retrieve_get))
+        .route("/vedsdk/certificates/renew", web::post().to(certificates::renew))
+        .route("/vedsdk/certificates/checkpolicy", web::post().to(certificates::check_policy))
         .route("/vedsdk/certificates", web::get().to(certificates::search))
-        .route(
-            "/vedsdk/certificates/{guid}",
-            web::get().to(certificates::details),
-        )
-        .route(
-            "/vedsdk/config/dntoguid",
-            web::post().to(certificates::dn_to_guid),
-        );
+        .route("/vedsdk/certificates/reset", web::post().to(certificates::reset))
+        .route("/vedsdk/certificates/revoke", web::post().to(certificates::revoke))
+        .route("/vedsdk/certificates/{guid}", web::get().to(certificates::details))
+        .route("/vedsdk/certificates/{guid}", web::put().to(certificates::update))
+        .route("/vedsdk/config/dntoguid", web::post().to(certificates::dn_to_guid));
 }
 
 /// The bearer token from `Authorization: Bearer`, or `X-Venafi-Api-Key` (with or without `Bearer `).
@@ -70,11 +43,7 @@ pub fn presented_token(req: &HttpRequest) -> Option<String> {
     }
     if let Some(v) = h.get("x-venafi-api-key").and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        let v = if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
-            &v[7..]
-        } else {
-            v
-        };
+        let v = if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") { &v[7..] } else { v };
         if !v.is_empty() {
             return Some(v.trim().to_string());
         }
@@ -109,10 +78,7 @@ pub async fn authenticate(
 }
 
 /// Reads a JSON body leniently, answering bad ones in the Venafi error shape.
-pub async fn json_body(
-    payload: web::Payload,
-    state: &AppState,
-) -> Result<LenientBody, VenafiError> {
+pub async fn json_body(payload: web::Payload, state: &AppState) -> Result<LenientBody, VenafiError> {
     let bytes = read_payload(payload, state.engine.settings.http.max_body_bytes).await?;
     Ok(LenientBody::parse(&bytes)?)
 }

@@ -1,0 +1,159 @@
+//! `/api/v1/policies?dn=…`: policy folders and their settings (configuration:manage).
+use std::collections::BTreeMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{NativeError, NativeErrorBody};
+use crate::api::body::read_payload;
+use crate::api::venafi::authenticate;
+use crate::app::AppState;
+use crate::engine::policy;
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DnQuery {
+    /// Policy folder DN, e.g. `\VED\Policy\Web`.
+    pub dn: String,
+}
+
+/// A folder's own settings (keys: domains, wildcards, organization, org_units, city, state,
+/// country, key_algorithm, rsa_key_sizes, ec_curves, san_types, key_reuse, csr_origin,
+/// management_type, validity, ca) and the keys it locks.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PolicyFolderBody {
+    pub dn: String,
+    #[schema(value_type = Object)]
+    pub settings: BTreeMap<String, Value>,
+    pub locked: Vec<String>,
+}
+
+/// One effective setting: value, the folder it comes from, lock flag.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EffectiveSettingBody {
+    #[schema(value_type = Object)]
+    pub value: Value,
+    pub folder: String,
+    pub locked: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyResponse {
+    pub dn: String,
+    #[schema(value_type = Object)]
+    pub settings: BTreeMap<String, Value>,
+    pub locked: Vec<String>,
+    /// What is in force here, inherited values included.
+    pub effective: BTreeMap<String, EffectiveSettingBody>,
+}
+
+/// PUT body: a key given replaces its value, `null` removes it; `locked` (when present) is the
+/// folder's full list of locked keys.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PolicyUpdate {
+    pub dn: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub settings: BTreeMap<String, Value>,
+    pub locked: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedResponse {
+    pub deleted: bool,
+}
+
+fn response(c: &mut crate::db::DbConn, dn: &str) -> Result<PolicyResponse, NativeError> {
+    let f =
+        policy::find_folder(c, dn)?.ok_or_else(|| NativeError::not_found(format!("PolicyDN: {dn} does not exist.")))?;
+    let own = policy::FolderSettings::of(&f);
+    let eff = policy::effective(c, &f.dn)?;
+    Ok(PolicyResponse {
+        dn: f.dn,
+        settings: own.settings,
+        locked: own.locked,
+        effective: eff
+            .values
+            .into_iter()
+            .map(|(k, v)| (k, EffectiveSettingBody { value: v.value, folder: v.folder, locked: v.locked }))
+            .collect(),
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/policies", tag = "Native: policies", params(DnQuery),
+    responses((status = 200, body = PolicyResponse), (status = 400, body = NativeErrorBody), (status = 401, body = NativeErrorBody), (status = 403, body = NativeErrorBody), (status = 404, body = NativeErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<DnQuery>,
+) -> Result<HttpResponse, NativeError> {
+    authenticate(&req, &state, "configuration", None).await?;
+    let dn = policy::normalize_dn(&q.dn);
+    let engine = state.engine.clone();
+    let r = web::block(move || -> Result<_, NativeError> { response(&mut *engine.pool.get()?, &dn) }).await??;
+    Ok(HttpResponse::Ok().json(r))
+}
+
+#[utoipa::path(put, path = "/api/v1/policies", tag = "Native: policies", params(DnQuery), request_body = PolicyUpdate,
+    responses((status = 200, body = PolicyResponse), (status = 400, body = NativeErrorBody), (status = 401, body = NativeErrorBody), (status = 403, body = NativeErrorBody)),
+    security(("bearer" = [])))]
+pub async fn put(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<DnQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, NativeError> {
+    authenticate(&req, &state, "configuration", Some("manage")).await?;
+    let bytes = read_payload(payload, state.engine.settings.http.max_body_bytes)
+        .await
+        .map_err(|e| NativeError::bad_request(e.to_string()))?;
+    let upd: PolicyUpdate =
+        serde_json::from_slice(&bytes).map_err(|e| NativeError::bad_request(format!("invalid body: {e}")))?;
+    let dn = policy::normalize_dn(&q.dn);
+    if let Some(b) = &upd.dn
+        && !policy::normalize_dn(b).eq_ignore_ascii_case(&dn)
+    {
+        return Err(NativeError::bad_request("the body's dn differs from the dn query parameter"));
+    }
+    let engine = state.engine.clone();
+    let r = web::block(move || -> Result<_, NativeError> {
+        let mut c = engine.pool.get()?;
+        crate::db::write_tx(&mut c, None, |tx| -> Result<(), NativeError> {
+            let current = policy::find_folder(tx, &dn)?.map(|f| policy::FolderSettings::of(&f)).unwrap_or_default();
+            let (lock, unlock) = match &upd.locked {
+                Some(l) => (l.clone(), current.locked.iter().filter(|k| !l.contains(k)).cloned().collect()),
+                None => (vec![], vec![]),
+            };
+            policy::merge_folder(tx, &dn, &upd.settings, &lock, &unlock).map_err(NativeError::bad_request)?;
+            Ok(())
+        })?;
+        tracing::info!(dn = %dn, "policy folder updated");
+        response(&mut c, &dn)
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(r))
+}
+
+#[utoipa::path(delete, path = "/api/v1/policies", tag = "Native: policies", params(DnQuery),
+    responses((status = 200, body = DeletedResponse), (status = 400, body = NativeErrorBody), (status = 401, body = NativeErrorBody), (status = 403, body = NativeErrorBody), (status = 404, body = NativeErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<DnQuery>,
+) -> Result<HttpResponse, NativeError> {
+    authenticate(&req, &state, "configuration", Some("manage")).await?;
+    let dn = policy::normalize_dn(&q.dn);
+    let engine = state.engine.clone();
+    let deleted = web::block(move || -> Result<_, NativeError> {
+        let mut c = engine.pool.get()?;
+        policy::delete_folder(&mut c, &dn).map_err(NativeError::bad_request)
+    })
+    .await??;
+    if !deleted {
+        return Err(NativeError::not_found("no such policy folder"));
+    }
+    Ok(HttpResponse::Ok().json(DeletedResponse { deleted: true }))
+}
