@@ -466,3 +466,30 @@ def test_storage_failures_are_vendor_messages(gateway, api, backend):
     assert serial_of(api, obj) == before
     d = api.get(f"/vedsdk/certificates/{guid}").json()
     assert d["Disabled"] is True and d["ProcessingDetails"]["InProcess"] is False
+
+
+def test_vcert_copies_locked_values_from_checkpolicy(rsa_gateway):
+    """vcert reads CheckPolicy before every request and forces locked subject values into its
+    CSR: a request naming another organization still succeeds with the locked one (the gateway
+    itself would refuse a CSR carrying the other value)."""
+    from vcert import CertificateRequest, Connection, VenafiPlatform, venafi_connection  # noqa: F401
+
+    gw = rsa_gateway
+    dn = "\\VED\\Policy\\Locked" + uuid.uuid4().hex[:6]
+    gw.cli("policy", "set", dn, "organization=Acme Inc", "city=Boston", "state=MA", "country=US", "org_units=Ops",
+           "--lock", "organization", "--lock", "city", "--lock", "state", "--lock", "country", "--lock", "org_units")
+    conn = venafi_connection(url=gw.url + "/", user="admin", password=gw.admin_password, platform=VenafiPlatform.TPP,
+                             http_request_kwargs={"verify": gw.ca_bundle, "timeout": 30})
+    req = CertificateRequest(common_name="locked.example.com", organization="Other Corp", timeout=60)
+    conn.request_cert(req, dn.split("\\VED\\Policy\\", 1)[1])
+    cert = conn.retrieve_cert(req)
+    c = x509.load_pem_x509_certificate(cert.cert.encode())
+    subj = {a.oid: a.value for a in c.subject}
+    assert subj[NameOID.ORGANIZATION_NAME] == "Acme Inc"
+    assert subj[NameOID.LOCALITY_NAME] == "Boston" and subj[NameOID.STATE_OR_PROVINCE_NAME] == "MA"
+    assert subj[NameOID.COUNTRY_NAME] == "US" and subj[NameOID.ORGANIZATIONAL_UNIT_NAME] == "Ops"
+    # The gateway refuses the same foreign organization when a client does not follow CheckPolicy.
+    api = gw.session(scope="certificate:manage")
+    _, pem = csr_pem("locked2.example.com", o="Other Corp", kind="rsa")
+    assert err(request_csr(api, dn, pem)) == \
+        "Organization error. Organization value Other Corp violates policy organization settings."
