@@ -12,14 +12,20 @@ use renewgate::formats::{OutputFormat, OutputOptions, Pkcs12Profile, render};
 
 fn bundle(spec: KeySpec) -> CertBundle {
     let (root, root_key) = make_ca_cert(KeySpec::Ec(EcCurve::P256), "Bench Root", "Bench", None, 3650).unwrap();
-    let (iss, iss_key) = make_ca_cert(KeySpec::Ec(EcCurve::P256), "Bench Issuing", "Bench", Some((&root, &root_key)), 3650).unwrap();
+    let (iss, iss_key) =
+        make_ca_cert(KeySpec::Ec(EcCurve::P256), "Bench Issuing", "Bench", Some((&root, &root_key)), 3650).unwrap();
     let key = spec.generate().unwrap();
     let public = PKey::public_key_from_der(&key.public_key_to_der().unwrap()).unwrap();
     let mut nb = X509NameBuilder::new().unwrap();
     nb.append_entry_by_text("CN", "bench.example.com").unwrap();
     let name = nb.build();
     let sans = SanSet { dns: vec!["bench.example.com".into()], ..Default::default() };
-    let leaf = build_leaf(&iss, &iss_key, &LeafTemplate { subject: &name, sans: &sans, public_key: &public, validity_secs: 86400 }).unwrap();
+    let leaf = build_leaf(
+        &iss,
+        &iss_key,
+        &LeafTemplate { subject: &name, sans: &sans, public_key: &public, validity_secs: 86400 },
+    )
+    .unwrap();
     CertBundle { leaf, chain: vec![iss, root], key: Some(key) }
 }
 
@@ -44,7 +50,12 @@ fn main() {
         let baseline = time(|| {
             std::hint::black_box(b.leaf.to_pem().unwrap());
         });
-        println!("{:<34} {:>8} {:>11.1} µs   (baseline: leaf to PEM)", "raw X509::to_pem", kname, baseline.as_secs_f64() * 1e6);
+        println!(
+            "{:<34} {:>8} {:>11.1} µs   (baseline: leaf to PEM)",
+            "raw X509::to_pem",
+            kname,
+            baseline.as_secs_f64() * 1e6
+        );
         let cases: [(&str, OutputFormat, bool, Pkcs12Profile); 8] = [
             ("Base64 (chain)", OutputFormat::Base64, false, Pkcs12Profile::Modern),
             ("Base64 + encrypted key", OutputFormat::Base64, true, Pkcs12Profile::Modern),
@@ -69,7 +80,13 @@ fn main() {
             let d = time(|| {
                 std::hint::black_box(render(&b, &opts).unwrap());
             });
-            println!("{:<34} {:>8} {:>11.1} µs   ({:.0}× baseline)", label, kname, d.as_secs_f64() * 1e6, d.as_secs_f64() / baseline.as_secs_f64());
+            println!(
+                "{:<34} {:>8} {:>11.1} µs   ({:.0}× baseline)",
+                label,
+                kname,
+                d.as_secs_f64() * 1e6,
+                d.as_secs_f64() / baseline.as_secs_f64()
+            );
         }
     }
 }
