@@ -162,6 +162,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
                     .exclude("/health"),
             )
             .configure(configure_app)
+            .route(
+                "/docs",
+                web::get().to(|| async { HttpResponse::Found().insert_header(("Location", "/docs/")).finish() }),
+            )
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc.clone()))
             .default_service(web::to(not_found))
     })

@@ -174,7 +174,18 @@ impl SanSet {
     }
 
     pub fn of_cert(cert: &X509Ref) -> SanSet {
-        cert.subject_alt_names().map(|n| SanSet::from_general_names(&n)).unwrap_or_default()
+        let mut s = cert.subject_alt_names().map(|n| SanSet::from_general_names(&n)).unwrap_or_default();
+        // SAFETY: the extension pointer belongs to `cert` and is only read here.
+        unsafe {
+            let idx = openssl_sys::X509_get_ext_by_NID(cert.as_ptr(), Nid::SUBJECT_ALT_NAME.as_raw(), -1);
+            if idx >= 0 {
+                let ext = openssl_sys::X509_get_ext(cert.as_ptr(), idx);
+                if !ext.is_null() {
+                    s.upn = upns_from_san_der(extension_value(ext));
+                }
+            }
+        }
+        s
     }
 
     pub fn of_csr(req: &X509ReqRef) -> SanSet {
@@ -194,7 +205,9 @@ impl SanSet {
                     continue;
                 }
                 let names: Stack<GeneralName> = Stack::from_ptr(p);
-                return SanSet::from_general_names(&names);
+                let mut s = SanSet::from_general_names(&names);
+                s.upn = upns_from_san_der(extension_value(ext.as_ptr()));
+                return s;
             }
         }
         SanSet::default()
@@ -231,6 +244,66 @@ impl SanSet {
         }
         b.build(ctx).map(Some)
     }
+}
+
+/// The DER value of an extension (its OCTET STRING contents).
+///
+/// # Safety
+/// `ext` must be a valid X509_EXTENSION that outlives the returned slice's use.
+unsafe fn extension_value<'a>(ext: *mut openssl_sys::X509_EXTENSION) -> &'a [u8] {
+    unsafe {
+        let data = openssl_sys::X509_EXTENSION_get_data(ext);
+        if data.is_null() {
+            return &[];
+        }
+        let p = openssl_sys::ASN1_STRING_get0_data(data as *const _);
+        let n = openssl_sys::ASN1_STRING_length(data as *const _);
+        if p.is_null() || n <= 0 { &[] } else { std::slice::from_raw_parts(p, n as usize) }
+    }
+}
+
+/// One DER TLV: (tag, contents, rest).
+fn der_tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = b.split_first()?;
+    let (&l0, rest) = rest.split_first()?;
+    let (len, rest) = if l0 < 0x80 {
+        (l0 as usize, rest)
+    } else {
+        let n = (l0 & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        (rest[..n].iter().fold(0usize, |a, &x| (a << 8) | x as usize), &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// UPNs (otherName 1.3.6.1.4.1.311.20.2.3, UTF8String) in a GeneralNames DER value. The openssl
+/// crate exposes no otherName accessor, so this walks the few bytes itself.
+fn upns_from_san_der(der: &[u8]) -> Vec<String> {
+    const UPN_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x14, 0x02, 0x03];
+    let mut out = vec![];
+    let Some((0x30, mut items, _)) = der_tlv(der) else { return out };
+    while let Some((tag, content, rest)) = der_tlv(items) {
+        items = rest;
+        if tag != 0xa0 {
+            continue;
+        }
+        let Some((0x06, oid, after)) = der_tlv(content) else { continue };
+        if oid != UPN_OID {
+            continue;
+        }
+        if let Some((0xa0, explicit, _)) = der_tlv(after)
+            && let Some((0x0c, value, _)) = der_tlv(explicit)
+            && let Ok(s) = std::str::from_utf8(value)
+        {
+            out.push(s.to_string());
+        }
+    }
+    out
 }
 
 fn push_der_len(out: &mut Vec<u8>, len: usize) {
@@ -346,4 +419,30 @@ pub fn name_to_string(name: &X509NameRef) -> String {
     }
     parts.reverse();
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upn_other_names_are_read_from_san_der() {
+        // GeneralNames { otherName UPN "user@example.com", dNSName "a.example.com" }
+        let upn = "user@example.com";
+        let mut other = vec![0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x14, 0x02, 0x03];
+        let mut val = vec![0x0c, upn.len() as u8];
+        val.extend_from_slice(upn.as_bytes());
+        other.push(0xa0);
+        other.push(val.len() as u8);
+        other.extend(val);
+        let mut names = vec![0xa0, other.len() as u8];
+        names.extend(other);
+        names.extend_from_slice(&[0x82, 0x0d]);
+        names.extend_from_slice(b"a.example.com");
+        let mut der = vec![0x30, names.len() as u8];
+        der.extend(names);
+        assert_eq!(upns_from_san_der(&der), vec![upn.to_string()]);
+        assert!(upns_from_san_der(&[0x30, 0x00]).is_empty());
+        assert!(upns_from_san_der(&[0xff]).is_empty());
+    }
 }

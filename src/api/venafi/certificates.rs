@@ -321,9 +321,13 @@ fn string_list(body: &LenientBody, key: &str) -> Result<Vec<String>, VenafiError
 
 fn key_spec(body: &LenientBody) -> Result<Option<KeySpec>, VenafiError> {
     if let Some(oid) = body.nonblank("PkixParameterSet")? {
-        return KeySpec::from_pkix_parameter_set(&oid)
-            .map(Some)
-            .ok_or_else(|| VenafiError::BadRequest(format!("Unsupported PkixParameterSet {oid}.")));
+        return match KeySpec::from_pkix_parameter_set(&oid) {
+            Some(KeySpec::Rsa(bits)) if ![2048, 3072, 4096].contains(&bits) => {
+                Err(VenafiError::BadRequest(format!("Unsupported PkixParameterSet {oid}.")))
+            }
+            Some(spec) => Ok(Some(spec)),
+            None => Err(VenafiError::BadRequest(format!("Unsupported PkixParameterSet {oid}."))),
+        };
     }
     match body.nonblank("KeyAlgorithm")?.map(|a| a.to_ascii_uppercase()) {
         None => Ok(None),
