@@ -51,6 +51,9 @@ pub fn bootstrap(settings: Settings) -> anyhow::Result<(Arc<Engine>, Option<Stri
             })?;
         }
     }
+    db::write_tx(&mut conn, Some(7262004), |c| {
+        crate::engine::templates::ensure_default(c).map_err(|e| anyhow::anyhow!("{e}"))
+    })?;
     let password = crate::auth::create_first_admin(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(pw) = &password {
         write_private_file(&settings.initial_password_path(), format!("{pw}\n").as_bytes())?;
@@ -108,6 +111,7 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
 
 pub fn configure_app(cfg: &mut web::ServiceConfig) {
     crate::api::venafi::configure(cfg);
+    crate::api::keyfactor::configure(cfg);
     crate::api::admin::configure(cfg);
 }
 

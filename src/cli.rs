@@ -46,6 +46,94 @@ pub enum Command {
     Policy(PolicyCmd),
     /// Print the OpenAPI 3.1 document.
     Openapi,
+    /// Certificate stores (push targets served by agents).
+    #[command(subcommand)]
+    Store(StoreCmd),
+    /// Certificate templates (Keyfactor dialect).
+    #[command(subcommand)]
+    Template(TemplateCmd),
+    /// The store agent.
+    #[command(subcommand)]
+    Agent(AgentCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCmd {
+    /// Create a store; prints only its GUID.
+    Add {
+        #[arg(long)]
+        client_machine: String,
+        #[arg(long)]
+        store_path: String,
+        /// pem-dir, pkcs12 or jks.
+        #[arg(long = "type")]
+        store_type: String,
+        #[arg(long)]
+        alias: Option<String>,
+        /// Read the store password (PKCS#12/JKS) from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Deliver private keys to this store (PEM directory: `<alias>.key`, mode 0600).
+        #[arg(long)]
+        include_keys: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCmd {
+    /// Add a template bound to a policy folder.
+    Add {
+        name: String,
+        #[arg(long)]
+        policy: String,
+        #[arg(long)]
+        validity: Option<String>,
+        /// Comma-separated: serverAuth, clientAuth, codeSigning, emailProtection.
+        #[arg(long, value_delimiter = ',')]
+        eku: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCmd {
+    /// Agent tokens.
+    #[command(subcommand)]
+    Token(AgentTokenCmd),
+    /// Run the store agent.
+    Run(AgentRunArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentTokenCmd {
+    /// Create a token with the `agent` scope for one client machine; prints only the token.
+    Create {
+        #[arg(long)]
+        client_machine: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AgentRunArgs {
+    #[arg(long, env = "RENEWGATE_AGENT__GATEWAY")]
+    pub gateway: String,
+    #[arg(long, env = "RENEWGATE_AGENT__TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    #[arg(long, env = "RENEWGATE_AGENT__TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[arg(long, env = "RENEWGATE_AGENT__CA_BUNDLE")]
+    pub ca_bundle: PathBuf,
+    #[arg(long, env = "RENEWGATE_AGENT__CLIENT_MACHINE")]
+    pub client_machine: String,
+    #[arg(long, env = "RENEWGATE_AGENT__STORE_ROOT")]
+    pub store_root: PathBuf,
+    #[arg(long, env = "RENEWGATE_AGENT__RELOAD_COMMAND")]
+    pub reload_command: Option<String>,
+    /// Seconds between polls when there is nothing to do.
+    #[arg(long, env = "RENEWGATE_AGENT__POLL_INTERVAL", default_value = "2")]
+    pub poll_interval: u64,
+    /// Process what is due once and exit.
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +194,14 @@ pub struct ImportArgs {
 pub enum CaCmd {
     /// Print the CA bundle (PEM).
     Show,
+    /// Issue from an existing enterprise CA: its certificate (optionally followed by its chain) and key.
+    Import {
+        name: String,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
     /// Create another issuing CA under the built-in root (key type from ca.key_type).
     Add { name: String },
     /// Stop issuing from a CA (issuance from it fails and puts certificates in the error state).
@@ -159,6 +255,27 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Openapi => {
             println!("{}", crate::openapi::json());
+            Ok(0)
+        }
+        Command::Agent(AgentCmd::Run(a)) => {
+            let token = match (&a.token, &a.token_file) {
+                (Some(t), _) => t.clone(),
+                (None, Some(f)) => {
+                    std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?.trim().to_string()
+                }
+                (None, None) => anyhow::bail!("give --token-file F or --token T (or RENEWGATE_AGENT__TOKEN_FILE)"),
+            };
+            let agent = crate::agent::Agent::new(crate::agent::AgentConfig {
+                gateway: a.gateway,
+                token,
+                ca_bundle: a.ca_bundle,
+                client_machine: a.client_machine,
+                store_root: a.store_root,
+                reload_command: a.reload_command,
+                poll_interval: std::time::Duration::from_secs(a.poll_interval.max(1)),
+                once: a.once,
+            })?;
+            agent.run()?;
             Ok(0)
         }
         Command::Migrate => {
@@ -291,6 +408,78 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Serve | Command::Migrate | Command::Openapi => unreachable!(),
+        Command::Store(StoreCmd::Add {
+            client_machine,
+            store_path,
+            store_type,
+            alias,
+            password_stdin,
+            include_keys,
+        }) => {
+            let password = if password_stdin {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s)?;
+                Some(s.lines().next().unwrap_or_default().to_string())
+            } else {
+                None
+            };
+            let s = crate::engine::stores::create_store(
+                &mut conn,
+                &engine.master,
+                crate::engine::stores::NewStore {
+                    client_machine: &client_machine,
+                    store_path: &store_path,
+                    store_type: &store_type,
+                    alias: alias.as_deref(),
+                    password: password.as_deref(),
+                    include_keys,
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", s.guid);
+            Ok(0)
+        }
+        Command::Template(TemplateCmd::Add { name, policy, validity, eku }) => {
+            let ekus = if eku.is_empty() { vec!["serverAuth".to_string(), "clientAuth".to_string()] } else { eku };
+            crate::db::write_tx(&mut conn, None, |c| {
+                policy::ensure_folder(c, &policy)?;
+                crate::engine::templates::add(c, &name, &policy, validity.as_deref(), &ekus)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            })?;
+            eprintln!("template {name} added on {}", policy::normalize_dn(&policy));
+            Ok(0)
+        }
+        Command::Ca(CaCmd::Import { name, cert, key }) => {
+            let c = std::fs::read(&cert).map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
+            let k = std::fs::read(&key).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+            engine.ca.import(&mut conn, &name, &c, &k).map_err(|e| anyhow::anyhow!("{e}"))?;
+            std::fs::write(settings.ca_bundle_path(), crate::ca::BuiltinCa::bundle_pem(&mut conn)?)?;
+            eprintln!("CA {name} imported; CA bundle updated");
+            Ok(0)
+        }
+        Command::Agent(AgentCmd::Token(AgentTokenCmd::Create { client_machine })) => {
+            let user_name = format!("agent-{}", client_machine.to_lowercase());
+            let agent_scope = Scopes::parse("agent").map_err(|e| anyhow::anyhow!("{e}"))?;
+            let user = match auth::find_user(&mut conn, &user_name)? {
+                Some(u) => u,
+                None => auth::add_user(&mut conn, &user_name, &crate::secrets::random_b64(24), &agent_scope, &[])
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            };
+            let t = auth::issue_token(
+                &mut conn,
+                &user,
+                &agent_scope,
+                "renewgate-agent",
+                "agent",
+                parse_duration("3650d")?,
+                None,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            auth::bind_client_machine(&mut conn, &t.access_token, &client_machine)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", t.access_token);
+            Ok(0)
+        }
+        Command::Serve | Command::Migrate | Command::Openapi | Command::Agent(AgentCmd::Run(_)) => unreachable!(),
     }
 }

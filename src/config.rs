@@ -32,6 +32,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub http: HttpSettings,
     pub formats: FormatSettings,
+    pub keyfactor: KeyfactorSettings,
     /// The TOML file these settings were read from (its `[policy.'DN']` tables are applied at start).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -42,6 +43,19 @@ pub struct Settings {
 pub struct FormatSettings {
     /// PKCS#12 encryption when a request names none: `modern` (AES-256, SHA-256 MAC) or `legacy` (3DES, SHA-1 MAC).
     pub pkcs12_profile: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct KeyfactorSettings {
+    /// How long `CertEnroll/3/Renew` waits for issuance before answering `Pending`.
+    pub classic_wait: String,
+}
+
+impl Default for KeyfactorSettings {
+    fn default() -> Self {
+        KeyfactorSettings { classic_wait: "30s".into() }
+    }
 }
 
 impl Default for FormatSettings {
@@ -153,6 +167,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             http: HttpSettings::default(),
             formats: FormatSettings::default(),
+            keyfactor: KeyfactorSettings::default(),
             config_file: None,
         }
     }
@@ -224,6 +239,7 @@ impl Settings {
         parse_duration(&self.auth.token_lifetime)?;
         parse_duration(&self.auth.refresh_lifetime)?;
         parse_duration(&self.issuance.validity)?;
+        parse_duration(&self.keyfactor.classic_wait)?;
         if self.venafi.work_to_do_timeout > 120 {
             anyhow::bail!("venafi.work_to_do_timeout must be between 0 and 120 seconds");
         }
@@ -249,6 +265,15 @@ impl Settings {
                 format!("https://{bind}")
             }
         }
+    }
+
+    /// Host part of Keyfactor CA configuration strings: `ca.host`, else the machine's host name.
+    pub fn ca_host(&self) -> String {
+        self.ca.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into())
+        })
     }
 
     pub fn ca_bundle_path(&self) -> PathBuf {

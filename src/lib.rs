@@ -1,5 +1,7 @@
+#![recursion_limit = "256"]
 //! Renewgate: a self-hosted certificate-renewal gateway speaking the Venafi TPP, Keyfactor
 //! Command and ACME renew APIs over one certificate inventory and one built-in CA.
+pub mod agent;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -29,6 +29,9 @@ use crate::api::{admin, venafi};
         admin::policies::get,
         admin::policies::put,
         admin::policies::delete,
+        admin::agent::claim,
+        admin::agent::result,
+        admin::agent::request_status,
     ),
     modifiers(&SecuritySchemes)
 )]

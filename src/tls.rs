@@ -75,7 +75,13 @@ pub fn server_identity(settings: &Settings, issuing: &LoadedCa) -> anyhow::Resul
     let leaf = build_leaf(
         &issuing.cert,
         &issuing.key,
-        &LeafTemplate { subject: &name, sans: &want, public_key: &public, validity_secs: 365 * 86400 },
+        &LeafTemplate {
+            subject: &name,
+            sans: &want,
+            public_key: &public,
+            validity_secs: 365 * 86400,
+            ekus: &["serverAuth".into()],
+        },
     )?;
     let mut pem = leaf.to_pem()?;
     for c in issuing.chain() {

@@ -2,4 +2,5 @@
 //! each dialect's own shape.
 pub mod admin;
 pub mod body;
+pub mod keyfactor;
 pub mod venafi;

@@ -97,6 +97,8 @@ pub struct Principal {
     pub token_issued_at: Option<NaiveDateTime>,
     pub token_expires_at: Option<NaiveDateTime>,
     pub access: FolderAccess,
+    /// For agent tokens: the client machine whose store jobs this token may take.
+    pub client_machine: Option<String>,
 }
 
 pub fn hash_password(pw: &str) -> Result<String, AuthError> {
@@ -305,6 +307,7 @@ pub fn authenticate_token(conn: &mut DbConn, token: &str) -> Result<Principal, A
     let access = FolderAccess::of_user(&user);
     Ok(Principal {
         access,
+        client_machine: tok.client_machine.clone(),
         user_id: user.id,
         user_name: user.name,
         user_guid: user.guid,
@@ -327,5 +330,14 @@ pub fn revoke_token(conn: &mut DbConn, token: &str) -> Result<bool, AuthError> {
 
 pub fn revoke_token_id(conn: &mut DbConn, id: i64) -> Result<(), AuthError> {
     diesel::update(tokens::table.find(id)).set(tokens::revoked.eq(true)).execute(conn)?;
+    Ok(())
+}
+
+/// Binds an issued token to a store agent's client machine (`renewgate agent token create`).
+pub fn bind_client_machine(conn: &mut DbConn, access_token: &str, machine: &str) -> Result<(), AuthError> {
+    let hash = sha256_hex(access_token.as_bytes());
+    diesel::update(tokens::table.filter(tokens::access_hash.eq(&hash)))
+        .set(tokens::client_machine.eq(machine))
+        .execute(conn)?;
     Ok(())
 }

@@ -123,6 +123,65 @@ impl BuiltinCa {
         })
     }
 
+    /// A CA row by name (`host\\NAME` or `NAME`, case-insensitive): its canonical name.
+    pub fn find_row(conn: &mut DbConn, name: &str) -> Result<Option<String>, diesel::result::Error> {
+        let bare = name.rsplit('\\').next().unwrap_or(name).trim().to_ascii_lowercase();
+        cas::table
+            .filter(cas::name_lower.eq(bare))
+            .filter(cas::is_root.eq(false))
+            .select(cas::name)
+            .first(conn)
+            .optional()
+    }
+
+    pub fn list_issuing(conn: &mut DbConn) -> Result<Vec<CaRow>, diesel::result::Error> {
+        cas::table.filter(cas::is_root.eq(false)).order(cas::id.asc()).select(CaRow::as_select()).load(conn)
+    }
+
+    /// Imports an existing enterprise CA (certificate, optionally followed by its chain, and key):
+    /// it issues like any other CA; its chain certificates are kept (disabled) for the bundle.
+    pub fn import(&self, conn: &mut DbConn, name: &str, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), CaError> {
+        let certs = X509::stack_from_pem(cert_pem)?;
+        let ca = certs.first().ok_or_else(|| CaError::Other("no certificate in the CA file".into()))?;
+        let key = PKey::private_key_from_pem(key_pem)
+            .map_err(|_| CaError::Other("the key file holds no PEM private key".into()))?;
+        let ca_public = ca.public_key()?;
+        if !key.public_eq(&ca_public) {
+            return Err(CaError::Other("the key does not belong to the CA certificate".into()));
+        }
+        write_tx(conn, Some(CA_INIT_LOCK), |c| -> Result<(), CaError> {
+            let exists: i64 = cas::table.filter(cas::name_lower.eq(name.to_ascii_lowercase())).count().get_result(c)?;
+            if exists > 0 {
+                return Err(CaError::Other(format!("CA {name} already exists")));
+            }
+            // Parents first (root last in the file), so each row can point at its issuer.
+            let mut parent_id = None;
+            for (i, p) in certs.iter().enumerate().skip(1).rev() {
+                let self_signed = p.issued(p) == openssl::x509::X509VerifyResult::OK;
+                let pem = String::from_utf8(p.to_pem()?).map_err(|e| CaError::Other(e.to_string()))?;
+                let pname = format!("{name}-chain-{i}");
+                // No key is held for chain certificates: store an empty sealed blob and keep them disabled.
+                let sealed = self.master.seal(CA_KEY_PURPOSE, b"").map_err(|e| CaError::Other(e.to_string()))?;
+                diesel::insert_into(cas::table)
+                    .values(NewCa {
+                        name: &pname,
+                        name_lower: &pname.to_ascii_lowercase(),
+                        cert_pem: &pem,
+                        key_enc: &sealed,
+                        parent_id,
+                        is_root: self_signed,
+                        disabled: true,
+                        created_at: now(),
+                    })
+                    .execute(c)?;
+                parent_id =
+                    Some(cas::table.filter(cas::name_lower.eq(pname.to_ascii_lowercase())).select(cas::id).first(c)?);
+            }
+            self.insert_ca(c, name, ca, &key, parent_id, false)?;
+            Ok(())
+        })
+    }
+
     pub fn set_disabled(conn: &mut DbConn, name: &str, disabled: bool) -> Result<(), CaError> {
         let n = diesel::update(cas::table.filter(cas::name_lower.eq(name.to_ascii_lowercase())))
             .set(cas::disabled.eq(disabled))

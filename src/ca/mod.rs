@@ -323,6 +323,8 @@ pub struct LeafTemplate<'a> {
     pub sans: &'a SanSet,
     pub public_key: &'a PKeyRef<Public>,
     pub validity_secs: u64,
+    /// Extended key usages by name; empty: serverAuth and clientAuth.
+    pub ekus: &'a [String],
 }
 
 /// A random positive 127-bit serial from the OpenSSL CSPRNG.
@@ -364,7 +366,20 @@ pub fn build_leaf(
         ku.key_encipherment();
     }
     b.append_extension(ku.build()?)?;
-    b.append_extension(ExtendedKeyUsage::new().server_auth().client_auth().build()?)?;
+    let mut eku = ExtendedKeyUsage::new();
+    if t.ekus.is_empty() {
+        eku.server_auth().client_auth();
+    }
+    for e in t.ekus {
+        match e.to_ascii_lowercase().as_str() {
+            "serverauth" => eku.server_auth(),
+            "clientauth" => eku.client_auth(),
+            "codesigning" => eku.code_signing(),
+            "emailprotection" => eku.email_protection(),
+            _ => &mut eku,
+        };
+    }
+    b.append_extension(eku.build()?)?;
     let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(issuer_cert), None))?;
     b.append_extension(ski)?;
     let aki = AuthorityKeyIdentifier::new().keyid(false).build(&b.x509v3_context(Some(issuer_cert), None))?;

@@ -43,6 +43,7 @@ pub struct Token {
     pub expires_at: NaiveDateTime,
     pub refresh_until: Option<NaiveDateTime>,
     pub revoked: bool,
+    pub client_machine: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -223,4 +224,63 @@ pub struct NewJob<'a> {
     pub run_after: NaiveDateTime,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = templates)]
+pub struct Template {
+    pub id: i64,
+    pub name: String,
+    pub name_lower: String,
+    pub policy_dn: String,
+    pub validity: Option<String>,
+    pub ekus: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = stores)]
+pub struct Store {
+    pub id: i64,
+    pub guid: String,
+    pub client_machine: String,
+    pub client_machine_lower: String,
+    pub store_path: String,
+    pub store_type: String,
+    pub alias: Option<String>,
+    pub password_enc: Option<Vec<u8>>,
+    pub include_keys: bool,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = store_jobs)]
+pub struct StorePushJob {
+    pub id: i64,
+    pub guid: String,
+    pub store_id: i64,
+    pub certificate_id: Option<i64>,
+    pub operation: String,
+    pub alias: Option<String>,
+    pub overwrite: bool,
+    pub state: String,
+    pub attempts: i32,
+    pub run_after: NaiveDateTime,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<NaiveDateTime>,
+    pub message: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = store_job_runs)]
+pub struct StoreJobRun {
+    pub id: i64,
+    pub job_id: i64,
+    pub status: i32,
+    pub result: i32,
+    pub message: String,
+    pub operation_start: NaiveDateTime,
+    pub operation_end: Option<NaiveDateTime>,
 }

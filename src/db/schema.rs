@@ -33,8 +33,80 @@ diesel::table! {
         expires_at -> Timestamp,
         refresh_until -> Nullable<Timestamp>,
         revoked -> Bool,
+        client_machine -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    templates (id) {
+        id -> BigInt,
+        name -> Text,
+        name_lower -> Text,
+        policy_dn -> Text,
+        validity -> Nullable<Text>,
+        ekus -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    certificate_info (certificate_id) {
+        certificate_id -> BigInt,
+        template -> Nullable<Text>,
+        ca_name -> Nullable<Text>,
+        metadata -> Text,
+    }
+}
+
+diesel::table! {
+    stores (id) {
+        id -> BigInt,
+        guid -> Text,
+        client_machine -> Text,
+        client_machine_lower -> Text,
+        store_path -> Text,
+        store_type -> Text,
+        alias -> Nullable<Text>,
+        password_enc -> Nullable<Binary>,
+        include_keys -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    store_jobs (id) {
+        id -> BigInt,
+        guid -> Text,
+        store_id -> BigInt,
+        certificate_id -> Nullable<BigInt>,
+        operation -> Text,
+        alias -> Nullable<Text>,
+        overwrite -> Bool,
+        state -> Text,
+        attempts -> Integer,
+        run_after -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        message -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    store_job_runs (id) {
+        id -> BigInt,
+        job_id -> BigInt,
+        status -> Integer,
+        result -> Integer,
+        message -> Text,
+        operation_start -> Timestamp,
+        operation_end -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(store_jobs -> stores (store_id));
+diesel::joinable!(store_job_runs -> store_jobs (job_id));
 
 diesel::table! {
     policy_folders (id) {
@@ -153,5 +225,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     cas,
     cert_objects,
     certificates,
-    jobs
+    csrs,
+    revocations,
+    jobs,
+    templates,
+    certificate_info,
+    stores,
+    store_jobs,
+    store_job_runs
 );

@@ -7,6 +7,8 @@ pub mod inventory;
 pub mod policy;
 pub mod queue;
 pub mod renew;
+pub mod stores;
+pub mod templates;
 pub mod validate;
 
 use std::sync::Arc;

@@ -16,7 +16,7 @@ use super::renew::IssuePayload;
 use super::{Engine, job_state, state};
 use crate::ca::{LeafTemplate, SanSet, build_leaf};
 use crate::db::models::{Job, NewCertVersion};
-use crate::db::schema::{cert_objects, certificates, jobs};
+use crate::db::schema::{cert_objects, certificate_info, certificates, jobs};
 use crate::db::{DbConn, new_guid, now, write_tx};
 
 /// Wake-ups between request handlers and workers of this process. Other instances are reached
@@ -216,6 +216,11 @@ impl Engine {
                 None => X509Name::from_der(&req.subject_name().to_der().map_err(crypto)?).map_err(crypto)?,
             };
             (subject, p.sans.clone().unwrap_or_else(|| SanSet::of_csr(&req)), pk)
+        } else if let Some(pkd) = &p.public_key_der {
+            // Re-sign an existing public key (no private key involved).
+            let pk = PKey::public_key_from_der(&b64(pkd)?).map_err(crypto)?;
+            let subject = payload_subject.ok_or_else(|| JobFailure::permanent("job has no subject"))?;
+            (subject, p.sans.clone().unwrap_or_default(), pk)
         } else {
             let spec = p.generate_key.ok_or_else(|| JobFailure::permanent("job has neither a CSR nor a key type"))?;
             let key = spec.generate().map_err(crypto)?;
@@ -227,7 +232,13 @@ impl Engine {
         let leaf = build_leaf(
             &ca.cert,
             &ca.key,
-            &LeafTemplate { subject: &subject, sans: &sans, public_key: &public_key, validity_secs: p.validity_secs },
+            &LeafTemplate {
+                subject: &subject,
+                sans: &sans,
+                public_key: &public_key,
+                validity_secs: p.validity_secs,
+                ekus: p.ekus.as_deref().unwrap_or(&[]),
+            },
         )
         .map_err(crypto)?;
         let mut chain_pem = String::new();
@@ -253,6 +264,10 @@ impl Engine {
             public_key_sha256: crate::ca::public_key_fingerprint(&public_key),
             key_enc,
             ca_id: ca.id,
+            ca_name: ca.name.clone(),
+            template: p.template.clone(),
+            metadata: p.metadata.clone(),
+            store_ids: p.store_ids.clone(),
         })
     }
 
@@ -306,6 +321,17 @@ impl Engine {
                     cert_objects::updated_at.eq(ts),
                 ))
                 .execute(tx)?;
+            diesel::insert_into(certificate_info::table)
+                .values((
+                    certificate_info::certificate_id.eq(cert_id),
+                    certificate_info::template.eq(&c.template),
+                    certificate_info::ca_name.eq(&c.ca_name),
+                    certificate_info::metadata
+                        .eq(serde_json::to_string(&c.metadata.clone().unwrap_or_default()).unwrap_or_default()),
+                ))
+                .execute(tx)?;
+            // Store pushes are scheduled in the same transaction that makes the certificate current.
+            crate::engine::stores::schedule(tx, &c.store_ids, cert_id, "add", None, true)?;
             Ok(true)
         })
     }
@@ -406,4 +432,8 @@ pub struct IssuedCert {
     public_key_sha256: String,
     key_enc: Option<Vec<u8>>,
     ca_id: i64,
+    ca_name: String,
+    template: Option<String>,
+    metadata: Option<std::collections::BTreeMap<String, String>>,
+    store_ids: Vec<i64>,
 }

@@ -64,6 +64,21 @@ pub struct IssuePayload {
     pub validity_secs: u64,
     /// `enroll` or `renew` (for Retrieve's status text).
     pub reason: String,
+    /// Re-sign this public key (base64 SPKI DER): Keyfactor's renewal of a certificate whose
+    /// private key the gateway does not hold.
+    #[serde(default)]
+    pub public_key_der: Option<String>,
+    /// Extended key usages (`serverAuth`, `clientAuth`, …); absent: server and client auth.
+    #[serde(default)]
+    pub ekus: Option<Vec<String>>,
+    /// Template and metadata recorded with the issued certificate.
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
+    /// Stores that get a push job when the certificate is issued (same transaction).
+    #[serde(default)]
+    pub store_ids: Vec<i64>,
 }
 
 /// A request for a new certificate object (Venafi Certificates/Request).
@@ -75,6 +90,18 @@ pub struct EnrollRequest {
     pub sans: SanSet,
     pub key_spec: Option<KeySpec>,
     pub management_type: Option<String>,
+    /// Template/CA/metadata from a Keyfactor enrollment.
+    pub overrides: Option<IssueOverrides>,
+}
+
+/// What a Keyfactor template and CA choice change in an issuance.
+#[derive(Debug, Clone, Default)]
+pub struct IssueOverrides {
+    pub ca: Option<String>,
+    pub template: Option<String>,
+    pub ekus: Option<Vec<String>>,
+    pub validity: Option<std::time::Duration>,
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A renewal of an existing object.
@@ -87,6 +114,15 @@ pub struct RenewRequest {
     pub reenable: bool,
     /// The caller's copy of a certificate of this object (must be a version of it).
     pub certificate_data: Option<Vec<u8>>,
+}
+
+/// A Keyfactor renewal (CertEnroll/3/Renew, Enrollment/Renew).
+pub struct KeyfactorRenew {
+    pub certificate: CertRef,
+    pub template: Option<String>,
+    pub ca: Option<String>,
+    pub metadata: std::collections::BTreeMap<String, String>,
+    pub store_guids: Vec<String>,
 }
 
 /// An accepted request: the object and the job that will issue its new version.
@@ -167,6 +203,11 @@ impl Engine {
             ca: p.ca(),
             validity_secs: p.validity(self.default_validity).as_secs(),
             reason: reason.into(),
+            public_key_der: None,
+            ekus: None,
+            template: None,
+            metadata: None,
+            store_ids: vec![],
         };
         Ok((
             payload,
@@ -212,7 +253,7 @@ impl Engine {
             }
             let p = policy::effective(c, &policy_dn)?;
             let existing = inventory::find_object(c, &CertRef::Dn(dn.clone()))?;
-            let (payload, csr_origin, key_spec) = self.plan_issue(
+            let (mut payload, csr_origin, key_spec) = self.plan_issue(
                 c,
                 &p,
                 req.csr.as_ref(),
@@ -222,6 +263,17 @@ impl Engine {
                 existing.as_ref().map(|o| o.id),
                 "enroll",
             )?;
+            if let Some(o) = &req.overrides {
+                if let Some(ca) = &o.ca {
+                    payload.ca = ca.clone();
+                }
+                if let Some(v) = o.validity {
+                    payload.validity_secs = v.as_secs();
+                }
+                payload.template = o.template.clone();
+                payload.ekus = o.ekus.clone();
+                payload.metadata = o.metadata.clone();
+            }
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
             let key_spec_json = key_spec.map(|k| serde_json::to_string(&k).unwrap_or_default()).unwrap_or_default();
             let mgmt = match req.management_type.as_deref() {
@@ -378,6 +430,85 @@ impl Engine {
         })?;
         self.signals.job_enqueued();
         Ok(accepted)
+    }
+
+    /// Keyfactor's renewal: no CSR. An object whose key the gateway holds gets a new key of the
+    /// same type; any other is renewed by re-signing its current public key (exempt from the
+    /// key-reuse rule). Template and CA overrides, metadata and stores ride along with the job.
+    pub fn renew_keyfactor(
+        &self,
+        conn: &mut DbConn,
+        req: KeyfactorRenew,
+    ) -> Result<(Accepted, Vec<crate::db::models::Store>), RenewError> {
+        let out = write_tx(conn, None, |c| -> Result<(Accepted, Vec<crate::db::models::Store>), RenewError> {
+            let obj = inventory::find_object(c, &req.certificate)?
+                .ok_or_else(|| RenewError::DoesNotExist(format!("{:?}", req.certificate)))?;
+            Self::check_renewable(&obj, false)?;
+            let current = inventory::current_version(c, &obj)?.ok_or_else(|| {
+                RenewError::BadParameter("Lookup".into(), format!("Certificate {} has not been issued yet.", obj.dn))
+            })?;
+            let stores = super::stores::resolve_stores(c, &req.store_guids)?;
+            let template = match &req.template {
+                Some(t) => Some(super::templates::find(c, t)?.ok_or_else(|| {
+                    RenewError::BadParameter("Template".into(), format!("Template '{t}' does not exist."))
+                })?),
+                None => None,
+            };
+            let ca_name = match &req.ca {
+                Some(name) => {
+                    let row = crate::ca::BuiltinCa::find_row(c, name)?.ok_or_else(|| {
+                        RenewError::BadParameter(
+                            "CAConfiguration".into(),
+                            format!("Certificate authority '{name}' does not exist."),
+                        )
+                    })?;
+                    Some(row)
+                }
+                None => None,
+            };
+            let p = policy::effective(c, &obj.policy_dn)?;
+            let cert = X509::from_der(&current.der)?;
+            let subject = validate::subject_of(cert.subject_name());
+            let sans = SanSet::of_cert(&cert);
+            let pk = cert.public_key()?;
+            let cur_spec = KeySpec::of_key(&pk);
+            let (generate_key, public_key_der) = if current.key_enc.is_some() {
+                (Some(p.default_key_spec(cur_spec)), None)
+            } else {
+                (None, Some(B64.encode(pk.public_key_to_der()?)))
+            };
+            let final_subject =
+                validate::check(&p, &subject, &sans, generate_key.or(cur_spec)).map_err(RenewError::Policy)?;
+            let validity = template
+                .as_ref()
+                .and_then(|t| t.validity.as_deref())
+                .and_then(|v| crate::config::parse_duration(v).ok())
+                .unwrap_or_else(|| p.validity(self.default_validity));
+            let payload = IssuePayload {
+                csr_der: None,
+                subject_der: Some(to_b64(final_subject.to_name()?.to_der())?),
+                sans: Some(sans),
+                generate_key,
+                ca: ca_name.unwrap_or_else(|| p.ca()),
+                validity_secs: validity.as_secs(),
+                reason: "renew".into(),
+                public_key_der,
+                ekus: template.as_ref().map(super::templates::ekus_of),
+                template: template.map(|t| t.name),
+                metadata: if req.metadata.is_empty() { None } else { Some(req.metadata.clone()) },
+                store_ids: stores.iter().map(|s| s.id).collect(),
+            };
+            let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
+            let job_id = enqueue(c, obj.id, &payload_json).map_err(|e| match e {
+                RenewError::StoreFailed(_, m) => RenewError::StoreFailed(obj.dn.clone(), m),
+                other => other,
+            })?;
+            let object = inventory::find_object(c, &CertRef::ObjectId(obj.id))?
+                .ok_or_else(|| RenewError::Internal("object vanished".into()))?;
+            Ok((Accepted { object, job_id }, stores))
+        })?;
+        self.signals.job_enqueued();
+        Ok(out)
     }
 
     /// Disables (or enables) a certificate object by DN; returns its DN.

@@ -5,6 +5,7 @@ use utoipa::ToSchema;
 
 use crate::app::AppState;
 
+pub mod agent;
 pub mod error;
 pub mod policies;
 
@@ -12,7 +13,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
         .route("/api/v1/policies", web::get().to(policies::get))
         .route("/api/v1/policies", web::put().to(policies::put))
-        .route("/api/v1/policies", web::delete().to(policies::delete));
+        .route("/api/v1/policies", web::delete().to(policies::delete))
+        .route("/api/v1/agent/jobs", web::get().to(agent::claim))
+        .route("/api/v1/agent/jobs/{job_id}/result", web::post().to(agent::result))
+        .route("/api/v1/jobs/{id}", web::get().to(agent::request_status));
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -390,6 +390,7 @@ pub async fn request(
         sans: subject_alt_names(&body)?,
         key_spec: key_spec(&body)?,
         management_type: body.nonblank("ManagementType")?,
+        overrides: None,
     };
     let accepted = run_blocking(&state.engine, move |e, c| Ok(e.enroll(c, enroll)?)).await?;
     let mut resp = CertificateRequestResponse {

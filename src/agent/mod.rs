@@ -1,0 +1,285 @@
+//! The store agent: polls the gateway for its push jobs over HTTPS, installs certificates into
+//! PEM-directory, PKCS#12 and JKS stores under a store root (write a temp file, fsync, rename,
+//! keep the previous file as `.bak`), runs a reload command, and reports each result. A job in
+//! progress when the agent dies is claimed again once its lease expires.
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use openssl::pkey::PKey;
+use openssl::x509::X509;
+
+use crate::api::admin::agent::{AgentJob, AgentResult};
+
+pub struct AgentConfig {
+    pub gateway: String,
+    pub token: String,
+    pub ca_bundle: PathBuf,
+    pub client_machine: String,
+    pub store_root: PathBuf,
+    pub reload_command: Option<String>,
+    pub poll_interval: Duration,
+    pub once: bool,
+}
+
+pub struct Agent {
+    cfg: AgentConfig,
+    http: ureq::Agent,
+}
+
+impl Agent {
+    pub fn new(cfg: AgentConfig) -> anyhow::Result<Agent> {
+        let pem = fs::read(&cfg.ca_bundle).map_err(|e| anyhow::anyhow!("{}: {e}", cfg.ca_bundle.display()))?;
+        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|i| match i {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        anyhow::ensure!(!certs.is_empty(), "{}: no certificates", cfg.ca_bundle.display());
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::NativeTls)
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+            .build();
+        let http = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .new_agent();
+        Ok(Agent { cfg, http })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.cfg.gateway.trim_end_matches('/'))
+    }
+
+    pub fn run(&self) -> anyhow::Result<()> {
+        tracing::info!(gateway = %self.cfg.gateway, machine = %self.cfg.client_machine, root = %self.cfg.store_root.display(), "store agent started");
+        loop {
+            match self.poll_once() {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "polling the gateway failed; retrying"),
+            }
+            if self.cfg.once {
+                return Ok(());
+            }
+            std::thread::sleep(self.cfg.poll_interval);
+        }
+    }
+
+    /// Claims and processes one batch; returns how many jobs it handled.
+    pub fn poll_once(&self) -> anyhow::Result<usize> {
+        let mut resp = self
+            .http
+            .get(&self.url("/api/v1/agent/jobs?limit=10"))
+            .header("Authorization", &format!("Bearer {}", self.cfg.token))
+            .call()?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            anyhow::bail!("the gateway answered {status}: {}", resp.body_mut().read_to_string().unwrap_or_default());
+        }
+        let jobs: Vec<AgentJob> = resp.body_mut().read_json()?;
+        let n = jobs.len();
+        for job in jobs {
+            let (outcome, message) = match self.process(&job) {
+                Ok(None) => ("success", format!("{} {} in {}", job.operation, alias_of(&job), job.store_path)),
+                Ok(Some(warn)) => ("warning", warn),
+                Err(e) => ("failure", e.to_string()),
+            };
+            tracing::info!(job = %job.job_id, outcome, message = %message, "store job done");
+            let r = self
+                .http
+                .post(&self.url(&format!("/api/v1/agent/jobs/{}/result", job.job_id)))
+                .header("Authorization", &format!("Bearer {}", self.cfg.token))
+                .send_json(&AgentResult { outcome: outcome.into(), message })?;
+            if r.status().as_u16() != 200 {
+                tracing::warn!(job = %job.job_id, status = r.status().as_u16(), "the gateway did not take the result");
+            }
+        }
+        Ok(n)
+    }
+
+    /// Installs or removes; `Ok(Some(text))` is a warning (installed, but the reload failed).
+    fn process(&self, job: &AgentJob) -> anyhow::Result<Option<String>> {
+        let target = resolve_store_path(&self.cfg.store_root, &job.store_path)?;
+        let alias = alias_of(job);
+        match job.operation.as_str() {
+            "add" => install(job, &target, &alias)?,
+            "remove" => remove(job, &target, &alias)?,
+            other => anyhow::bail!("unknown operation {other}"),
+        }
+        if let Some(cmd) = &self.cfg.reload_command {
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .env("RENEWGATE_STORE_PATH", &target)
+                .env("RENEWGATE_STORE_TYPE", &job.store_type)
+                .env("RENEWGATE_ALIAS", &alias)
+                .env("RENEWGATE_JOB_ID", &job.job_id)
+                .status();
+            match status {
+                Ok(s) if s.success() => {}
+                Ok(s) => return Ok(Some(format!("installed, but the reload command exited with {s}"))),
+                Err(e) => return Ok(Some(format!("installed, but the reload command could not run: {e}"))),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The alias a job installs under: the job's, the store's, else the certificate's CN.
+fn alias_of(job: &AgentJob) -> String {
+    job.alias
+        .clone()
+        .or(job.common_name.clone())
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "certificate".into())
+        .replace(['/', '\\'], "_")
+}
+
+/// A StorePath under the store root: absolute paths are taken relative to the root; a path that
+/// would escape it (`..`) is refused.
+pub fn resolve_store_path(root: &Path, store_path: &str) -> anyhow::Result<PathBuf> {
+    let mut out = root.to_path_buf();
+    for c in Path::new(store_path).components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir => anyhow::bail!("store path {store_path} escapes the store root"),
+        }
+    }
+    anyhow::ensure!(out != root, "store path {store_path} names the store root itself");
+    Ok(out)
+}
+
+/// Writes a file atomically: temp file in the same directory, fsync, rename; the previous file
+/// becomes `<name>.bak`.
+fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    let dir = path.parent().ok_or_else(|| anyhow::anyhow!("{} has no parent directory", path.display()))?;
+    fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("store")));
+    {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    if path.exists() {
+        let bak = path.with_file_name(format!("{}.bak", path.file_name().and_then(|n| n.to_str()).unwrap_or("store")));
+        fs::copy(path, &bak)?;
+    }
+    fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("cannot replace {}: {e}", path.display()))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn install(job: &AgentJob, target: &Path, alias: &str) -> anyhow::Result<()> {
+    let leaf_pem = job.certificate_pem.as_deref().ok_or_else(|| anyhow::anyhow!("the job carries no certificate"))?;
+    let chain_pem = job.chain_pem.clone().unwrap_or_default();
+    match job.store_type.as_str() {
+        "pem-dir" => {
+            let crt = target.join(format!("{alias}.crt"));
+            if crt.exists() && !job.overwrite {
+                let current = fs::read_to_string(&crt).unwrap_or_default();
+                if current != leaf_pem {
+                    anyhow::bail!("{} exists and the job does not allow overwriting", crt.display());
+                }
+            }
+            write_atomic(&crt, leaf_pem.as_bytes(), 0o644)?;
+            write_atomic(
+                &target.join(format!("{alias}.chain.pem")),
+                format!("{leaf_pem}{chain_pem}").as_bytes(),
+                0o644,
+            )?;
+            if let Some(k) = &job.private_key_pem {
+                write_atomic(&target.join(format!("{alias}.key")), k.as_bytes(), 0o600)?;
+            }
+        }
+        "pkcs12" | "jks" => {
+            let pw = job.store_password.clone().ok_or_else(|| anyhow::anyhow!("the store has no password"))?;
+            let leaf = X509::from_pem(leaf_pem.as_bytes())?;
+            let chain = if chain_pem.is_empty() { vec![] } else { X509::stack_from_pem(chain_pem.as_bytes())? };
+            let key = job.private_key_pem.as_deref().map(|k| PKey::private_key_from_pem(k.as_bytes())).transpose()?;
+            let bundle = crate::engine::inventory::CertBundle { leaf, chain, key };
+            let opts = crate::formats::OutputOptions {
+                format: if job.store_type == "jks" {
+                    crate::formats::OutputFormat::Jks
+                } else {
+                    crate::formats::OutputFormat::Pkcs12
+                },
+                include_chain: true,
+                root_first: false,
+                include_private_key: bundle.key.is_some(),
+                password: Some(pw.clone()),
+                keystore_password: Some(pw),
+                friendly_name: Some(alias.to_string()),
+                pkcs12_profile: crate::formats::Pkcs12Profile::Modern,
+            };
+            // Store passwords are the store's own: not held to the download strength rule.
+            let bytes = render_unchecked(&bundle, &opts)?;
+            write_atomic(target, &bytes, 0o600)?;
+        }
+        other => anyhow::bail!("unknown store type {other}"),
+    }
+    Ok(())
+}
+
+fn render_unchecked(
+    bundle: &crate::engine::inventory::CertBundle,
+    opts: &crate::formats::OutputOptions,
+) -> anyhow::Result<Vec<u8>> {
+    let alias = opts.friendly_name.clone().unwrap_or_default();
+    let pw = opts.password.clone().unwrap_or_default();
+    Ok(match opts.format {
+        crate::formats::OutputFormat::Jks => crate::formats::jks::render(bundle, opts, &alias, &pw)?,
+        _ => crate::formats::pkcs12::render(bundle, opts, &pw, &alias)?,
+    })
+}
+
+fn remove(job: &AgentJob, target: &Path, alias: &str) -> anyhow::Result<()> {
+    match job.store_type.as_str() {
+        "pem-dir" => {
+            for f in [format!("{alias}.crt"), format!("{alias}.chain.pem"), format!("{alias}.key")] {
+                let p = target.join(f);
+                if p.exists() {
+                    fs::remove_file(&p).map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", p.display()))?;
+                }
+            }
+        }
+        _ => {
+            if target.exists() {
+                fs::remove_file(target).map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", target.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_paths_stay_under_the_root() {
+        let root = Path::new("/srv/stores");
+        assert_eq!(
+            resolve_store_path(root, "/home/pi/cherry/cherrystore").unwrap(),
+            PathBuf::from("/srv/stores/home/pi/cherry/cherrystore")
+        );
+        assert_eq!(resolve_store_path(root, "web/tls").unwrap(), PathBuf::from("/srv/stores/web/tls"));
+        assert!(resolve_store_path(root, "../etc").is_err());
+        assert!(resolve_store_path(root, "/a/../../etc").is_err());
+        assert!(resolve_store_path(root, "/").is_err());
+    }
+}

@@ -1,0 +1,1011 @@
+//! The Keyfactor API (`/KeyfactorAPI/...`): enrollment, certificates, stores, orchestrator jobs,
+//! templates, CAs and status. Enrollment calls wait at most 4 s (the v1 SDK gives up after 5 s).
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+
+use super::classic::{ca_name, metadata};
+use super::{Casing, KeyfactorError, authenticate, blocking, body, casing, model, respond};
+use crate::api::body::{BodyError, LenientBody};
+use crate::app::AppState;
+use crate::ca::{KeySpec, SanSet};
+use crate::db::models::CertVersion;
+use crate::engine::inventory::{CertBundle, CertRef};
+use crate::engine::queue::JobOutcome;
+use crate::engine::renew::{EnrollRequest, IssueOverrides, KeyfactorRenew, SubjectSpec};
+use crate::engine::{stores as store_engine, templates};
+use crate::formats::{OutputFormat, OutputOptions, Pkcs12Profile};
+
+pub const API_WAIT: Duration = Duration::from_secs(4);
+
+fn bad(e: BodyError) -> KeyfactorError {
+    KeyfactorError::bad_request(e.to_string())
+}
+
+fn path_id(s: &str) -> Result<i64, KeyfactorError> {
+    s.parse().map_err(|_| KeyfactorError::bad_request(format!("'{s}' is not a valid id.")))
+}
+
+/// A Keyfactor enrollment (PFX, CSR, classic Pkcs10/Pkcs12).
+pub struct Enrollment {
+    pub csr: Option<openssl::x509::X509Req>,
+    pub subject: Option<SubjectSpec>,
+    pub sans: SanSet,
+    pub template: Option<String>,
+    pub ca: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub key_spec: Option<KeySpec>,
+}
+
+pub enum Enrolled {
+    Issued(Box<CertVersion>),
+    Pending(i64),
+}
+
+/// Enrolls through the engine in the template's policy folder and waits up to `wait`.
+pub async fn enroll(state: &AppState, e: Enrollment, wait: Duration) -> Result<Enrolled, KeyfactorError> {
+    let accepted = blocking(state, move |engine, c| {
+        let tname = e.template.clone().unwrap_or_else(|| templates::DEFAULT_TEMPLATE.into());
+        let t = templates::find(c, &tname)?
+            .ok_or_else(|| KeyfactorError::bad_request(format!("Template '{tname}' does not exist.")))?;
+        let ca =
+            match &e.ca {
+                Some(n) => Some(crate::ca::BuiltinCa::find_row(c, n)?.ok_or_else(|| {
+                    KeyfactorError::bad_request(format!("Certificate authority '{n}' does not exist."))
+                })?),
+                None => None,
+            };
+        let subject = e.subject.clone().unwrap_or_default();
+        let req = EnrollRequest {
+            policy_dn: t.policy_dn.clone(),
+            object_name: subject.common_name.clone(),
+            csr: e.csr,
+            subject,
+            sans: e.sans,
+            key_spec: e.key_spec,
+            management_type: None,
+            overrides: Some(IssueOverrides {
+                ca,
+                template: Some(t.name.clone()),
+                ekus: Some(templates::ekus_of(&t)),
+                validity: t.validity.as_deref().and_then(|v| crate::config::parse_duration(v).ok()),
+                metadata: if e.metadata.is_empty() { None } else { Some(e.metadata) },
+            }),
+        };
+        Ok(engine.enroll(c, req)?)
+    })
+    .await?;
+    match state.engine.wait_for_job(accepted.job_id, wait).await? {
+        JobOutcome::Done(Some(id)) => {
+            Ok(Enrolled::Issued(Box::new(blocking(state, move |_, c| model::version(c, id)).await?)))
+        }
+        JobOutcome::Failed(m) => Err(KeyfactorError::bad_request(format!("The enrollment failed: {m}"))),
+        _ => Ok(Enrolled::Pending(accepted.job_id)),
+    }
+}
+
+/// A PKCS#12 (modern profile) of an issued certificate with its key.
+pub async fn pfx_of(
+    state: &AppState,
+    cert_id: i64,
+    password: &str,
+    include_chain: bool,
+) -> Result<Vec<u8>, KeyfactorError> {
+    render(state, cert_id, OutputFormat::Pkcs12, Some(password.to_string()), include_chain, true).await
+}
+
+async fn render(
+    state: &AppState,
+    cert_id: i64,
+    format: OutputFormat,
+    password: Option<String>,
+    include_chain: bool,
+    with_key: bool,
+) -> Result<Vec<u8>, KeyfactorError> {
+    blocking(state, move |engine, c| {
+        let v = model::version(c, cert_id)?;
+        let bundle = CertBundle::load(&v, &engine.master, with_key)?;
+        if with_key && bundle.key.is_none() {
+            return Err(KeyfactorError {
+                status: actix_web::http::StatusCode::BAD_REQUEST,
+                code: super::error::NO_PRIVATE_KEY,
+                message: "No private key could be found for the given certificate.".into(),
+            });
+        }
+        let opts = OutputOptions {
+            format,
+            include_chain,
+            root_first: false,
+            include_private_key: with_key,
+            password: password.clone(),
+            keystore_password: password.clone(),
+            friendly_name: Some(v.common_name.clone()).filter(|s| !s.is_empty()).or(Some("certificate".into())),
+            pkcs12_profile: Pkcs12Profile::Modern,
+        };
+        Ok(crate::formats::render(&bundle, &opts)?.bytes)
+    })
+    .await
+}
+
+fn certificate_format(req: &HttpRequest, default: &str) -> String {
+    req.headers()
+        .get("x-certificateformat")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_ascii_uppercase())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// `SANs` of an enrollment: `{"dns": [...], "ip4": [...], ...}` (keys case-insensitive).
+fn sans_of(b: &LenientBody) -> Result<SanSet, KeyfactorError> {
+    let mut s = SanSet::default();
+    let Some(Value::Object(m)) = b.get("SANs") else { return Ok(s) };
+    for (k, v) in m {
+        let vals: Vec<String> = match v {
+            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            Value::String(x) => vec![x.clone()],
+            _ => vec![],
+        };
+        match k.to_ascii_lowercase().as_str() {
+            "dns" => s.dns.extend(vals),
+            "ip4" | "ip6" | "ip" => s.ip.extend(vals),
+            "email" | "rfc822" | "mail" => s.email.extend(vals),
+            "uri" | "url" => s.uri.extend(vals),
+            "upn" => s.upn.extend(vals),
+            other => return Err(KeyfactorError::bad_request(format!("Unknown SAN type '{other}'."))),
+        }
+    }
+    Ok(s)
+}
+
+/// A subject DN string (`CN=a.example.com,O=Acme,OU=Ops`) as subject fields.
+fn subject_of_dn(dn: &str) -> SubjectSpec {
+    let mut s = SubjectSpec::default();
+    for part in dn.split([',', ';', '/']) {
+        let Some((k, v)) = part.split_once('=') else { continue };
+        let v = v.trim().to_string();
+        match k.trim().to_ascii_uppercase().as_str() {
+            "CN" => s.common_name = Some(v),
+            "O" => s.organization = Some(v),
+            "OU" => s.org_units.push(v),
+            "L" => s.city = Some(v),
+            "ST" | "S" => s.state = Some(v),
+            "C" => s.country = Some(v),
+            _ => {}
+        }
+    }
+    s
+}
+
+pub async fn enrollment_renew(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let (b, raw) = body(payload, &state).await?;
+    let cs = casing(&req, Some(&raw));
+    let id = b.int("CertificateId").map_err(bad)?;
+    let tp = b.nonblank("Thumbprint").map_err(bad)?;
+    if id.is_none() && tp.is_none() {
+        return Err(KeyfactorError::bad_request("Either CertificateId or Thumbprint is required."));
+    }
+    let kf = KeyfactorRenew {
+        certificate: CertRef::CertificateId(0),
+        template: b.nonblank("Template").map_err(bad)?,
+        ca: ca_name(b.nonblank("CertificateAuthority").map_err(bad)?),
+        metadata: BTreeMap::new(),
+        store_guids: vec![],
+    };
+    let (accepted, _) = blocking(&state, move |e, c| {
+        let v = model::lookup(c, id, tp.as_deref(), None, None)?;
+        Ok(e.renew_keyfactor(c, KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
+    })
+    .await?;
+    Ok(match state.engine.wait_for_job(accepted.job_id, API_WAIT).await? {
+        JobOutcome::Done(Some(cid)) => {
+            let v = blocking(&state, move |_, c| model::version(c, cid)).await?;
+            respond(
+                cs,
+                json!({"KeyfactorId": v.id, "KeyfactorRequestId": accepted.job_id, "Thumbprint": v.thumbprint,
+                       "SerialNumber": v.serial, "IssuerDN": v.issuer_dn, "RequestDisposition": "ISSUED",
+                       "DispositionMessage": "The certificate was renewed."}),
+            )
+        }
+        JobOutcome::Failed(m) => return Err(KeyfactorError::bad_request(format!("The renewal failed: {m}"))),
+        _ => respond(
+            cs,
+            json!({"KeyfactorId": 0, "KeyfactorRequestId": accepted.job_id, "RequestDisposition": "PENDING",
+                   "DispositionMessage": format!("The renewal is queued (request {}).", accepted.job_id)}),
+        ),
+    })
+}
+
+async fn available_renewal(
+    req: &HttpRequest,
+    state: &AppState,
+    id: Option<i64>,
+    tp: Option<String>,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(req, state, "certificate", None).await?;
+    let cs = casing(req, None);
+    let (kind, msg) = blocking(state, move |_, c| {
+        let v = model::lookup(c, id, tp.as_deref(), None, None)?;
+        let obj = crate::engine::inventory::find_object(c, &CertRef::ObjectId(v.object_id))?
+            .ok_or_else(|| KeyfactorError::not_found("certificate object vanished"))?;
+        Ok(match crate::engine::Engine::check_renewable(&obj, false) {
+            Err(e) => (0, crate::api::venafi::error::message(&e)),
+            Ok(()) if v.key_enc.is_some() => {
+                (2, "The certificate can be renewed with a new key (one-click renewal).".to_string())
+            }
+            Ok(()) => {
+                (1, "The certificate can be renewed by re-signing its public key (seamless renewal).".to_string())
+            }
+        })
+    })
+    .await?;
+    Ok(respond(cs, json!({"AvailableRenewalType": kind, "Message": msg})))
+}
+
+pub async fn available_renewal_id(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, KeyfactorError> {
+    let id = path_id(&path.into_inner())?;
+    available_renewal(&req, &state, Some(id), None).await
+}
+
+pub async fn available_renewal_thumbprint(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, KeyfactorError> {
+    available_renewal(&req, &state, None, Some(path.into_inner())).await
+}
+
+fn key_spec_v11(b: &LenientBody) -> Result<Option<KeySpec>, KeyfactorError> {
+    match b.nonblank("KeyType").map_err(bad)?.map(|k| k.to_ascii_uppercase()) {
+        None => Ok(None),
+        Some(k) if k == "RSA" => Ok(Some(KeySpec::Rsa(b.int("KeyLength").map_err(bad)?.unwrap_or(2048) as u32))),
+        Some(k) if k == "ECC" || k == "EC" => {
+            let curve = b.nonblank("Curve").map_err(bad)?.unwrap_or_else(|| "P256".into());
+            crate::ca::EcCurve::parse(&curve)
+                .map(|c| Some(KeySpec::Ec(c)))
+                .ok_or_else(|| KeyfactorError::bad_request(format!("Unsupported curve {curve}.")))
+        }
+        Some(k) => Err(KeyfactorError::bad_request(format!("Unsupported key type {k}."))),
+    }
+}
+
+pub async fn enrollment_pfx(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let (b, raw) = body(payload, &state).await?;
+    let cs = casing(&req, Some(&raw));
+    let subject =
+        b.nonblank("Subject").map_err(bad)?.ok_or_else(|| KeyfactorError::bad_request("Subject is required."))?;
+    let password = b
+        .str("Password")
+        .map_err(bad)?
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| KeyfactorError::bad_request("Password is required."))?;
+    let include_chain = b.bool("IncludeChain").map_err(bad)?.unwrap_or(true);
+    let subject = subject_of_dn(&subject);
+    if subject.common_name.is_none() {
+        return Err(KeyfactorError::bad_request("Subject must contain a CN."));
+    }
+    let e = Enrollment {
+        csr: None,
+        subject: Some(subject),
+        sans: sans_of(&b)?,
+        template: b.nonblank("Template").map_err(bad)?,
+        ca: ca_name(b.nonblank("CertificateAuthority").map_err(bad)?),
+        metadata: metadata(&b),
+        key_spec: key_spec_v11(&b)?,
+    };
+    let md = e.metadata.clone();
+    Ok(match enroll(&state, e, API_WAIT).await? {
+        Enrolled::Issued(v) => {
+            let p12 = pfx_of(&state, v.id, &password, include_chain).await?;
+            respond(
+                cs,
+                json!({"CertificateInformation": {
+                        "SerialNumber": v.serial, "IssuerDN": v.issuer_dn, "Thumbprint": v.thumbprint, "KeyfactorId": v.id,
+                        "Pkcs12Blob": B64.encode(p12), "Password": password, "KeyfactorRequestId": v.job_id.unwrap_or(0),
+                        "RequestDisposition": "ISSUED", "DispositionMessage": "The certificate was issued."},
+                       "Metadata": md}),
+            )
+        }
+        Enrolled::Pending(job) => respond(
+            cs,
+            json!({"CertificateInformation": {"KeyfactorId": 0, "KeyfactorRequestId": job, "RequestDisposition": "PENDING",
+                    "DispositionMessage": format!("The enrollment is queued (request {job}).")}, "Metadata": md}),
+        ),
+    })
+}
+
+pub async fn enrollment_csr(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let (b, raw) = body(payload, &state).await?;
+    let cs = casing(&req, Some(&raw));
+    let csr = b.nonblank("CSR").map_err(bad)?.ok_or_else(|| KeyfactorError::bad_request("CSR is required."))?;
+    let csr = crate::engine::csr::parse_pkcs10(&csr)?;
+    let include_chain = b.bool("IncludeChain").map_err(bad)?.unwrap_or(false);
+    let fmt = certificate_format(&req, "PEM");
+    let e = Enrollment {
+        csr: Some(csr),
+        subject: None,
+        sans: SanSet::default(),
+        template: b.nonblank("Template").map_err(bad)?,
+        ca: ca_name(b.nonblank("CertificateAuthority").map_err(bad)?),
+        metadata: metadata(&b),
+        key_spec: None,
+    };
+    let md = e.metadata.clone();
+    Ok(match enroll(&state, e, API_WAIT).await? {
+        Enrolled::Issued(v) => {
+            let vid = v.id;
+            let certs = blocking(&state, move |engine, c| {
+                let v = model::version(c, vid)?;
+                let bundle = CertBundle::load(&v, &engine.master, false)?;
+                let mut all = vec![bundle.leaf.clone()];
+                if include_chain {
+                    all.extend(bundle.chain.iter().cloned());
+                }
+                let out: Result<Vec<String>, KeyfactorError> = all
+                    .iter()
+                    .map(|x| match fmt.as_str() {
+                        "DER" => {
+                            x.to_der().map(|d| B64.encode(d)).map_err(|e| KeyfactorError::unavailable(e.to_string()))
+                        }
+                        _ => x
+                            .to_pem()
+                            .map(|p| String::from_utf8_lossy(&p).into_owned())
+                            .map_err(|e| KeyfactorError::unavailable(e.to_string())),
+                    })
+                    .collect();
+                out
+            })
+            .await?;
+            respond(
+                cs,
+                json!({"CertificateInformation": {
+                        "SerialNumber": v.serial, "IssuerDN": v.issuer_dn, "Thumbprint": v.thumbprint, "KeyfactorID": v.id,
+                        "Certificates": certs, "KeyfactorRequestId": v.job_id.unwrap_or(0),
+                        "RequestDisposition": "ISSUED", "DispositionMessage": "The certificate was issued."},
+                       "Metadata": md}),
+            )
+        }
+        Enrolled::Pending(job) => respond(
+            cs,
+            json!({"CertificateInformation": {"KeyfactorID": 0, "Certificates": [], "KeyfactorRequestId": job, "RequestDisposition": "PENDING",
+                    "DispositionMessage": format!("The enrollment is queued (request {job}).")}, "Metadata": md}),
+        ),
+    })
+}
+
+/// Schedules Add jobs of `cert_id` to stores; returns (successful, failed) store GUIDs.
+fn deploy(
+    c: &mut crate::db::DbConn,
+    cert_id: i64,
+    guids: &[(String, Option<String>, bool)],
+) -> Result<(Vec<String>, Vec<String>), KeyfactorError> {
+    model::version(c, cert_id)?;
+    let mut ok = vec![];
+    let mut failed = vec![];
+    for (g, alias, overwrite) in guids {
+        match store_engine::find_store(c, g)? {
+            Some(s) => {
+                crate::db::write_tx(c, None, |tx| {
+                    store_engine::schedule(tx, &[s.id], cert_id, "add", alias.as_deref(), *overwrite)
+                })?;
+                ok.push(s.guid);
+            }
+            None => failed.push(g.clone()),
+        }
+    }
+    Ok((ok, failed))
+}
+
+pub async fn pfx_deploy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let (b, raw) = body(payload, &state).await?;
+    let cs = casing(&req, Some(&raw));
+    b.str("Password").map_err(bad)?.ok_or_else(|| KeyfactorError::bad_request("Password is required."))?;
+    let cert_id = match (b.int("CertificateId").map_err(bad)?, b.int("RequestId").map_err(bad)?) {
+        (Some(id), _) => id,
+        (None, Some(rid)) => {
+            blocking(&state, move |_, c| {
+                use diesel::prelude::*;
+                crate::db::schema::jobs::table
+                    .find(rid)
+                    .select(crate::db::schema::jobs::result_cert_id)
+                    .first::<Option<i64>>(c)
+                    .optional()?
+                    .flatten()
+                    .ok_or_else(|| KeyfactorError::not_found(format!("Request {rid} has no issued certificate.")))
+            })
+            .await?
+        }
+        _ => return Err(KeyfactorError::bad_request("CertificateId or RequestId is required.")),
+    };
+    let mut targets: Vec<(String, Option<String>, bool)> = vec![];
+    if let Some(Value::Array(a)) = b.get("StoreIds") {
+        targets.extend(a.iter().filter_map(|x| x.as_str()).map(|g| (g.to_string(), None, true)));
+    }
+    if let Some(Value::Array(a)) = b.get("Stores") {
+        for s in a {
+            if let Value::Object(m) = s {
+                let l = LenientBody::from_map(m.clone());
+                if let Some(g) = l.nonblank("StoreId").map_err(bad)? {
+                    targets.push((
+                        g,
+                        l.nonblank("Alias").map_err(bad)?,
+                        l.bool("Overwrite").map_err(bad)?.unwrap_or(true),
+                    ));
+                }
+            }
+        }
+    }
+    let (ok, failed) = blocking(&state, move |_, c| deploy(c, cert_id, &targets)).await?;
+    Ok(respond(cs, json!({"SuccessfulStores": ok, "FailedStores": failed})))
+}
+
+pub async fn pfx_replace(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let (b, raw) = body(payload, &state).await?;
+    let cs = casing(&req, Some(&raw));
+    let old = b
+        .int("ExistingCertificateId")
+        .map_err(bad)?
+        .ok_or_else(|| KeyfactorError::bad_request("ExistingCertificateId is required."))?;
+    let new = b
+        .int("CertificateId")
+        .map_err(bad)?
+        .ok_or_else(|| KeyfactorError::bad_request("CertificateId is required."))?;
+    let (ok, failed) = blocking(&state, move |_, c| {
+        let holding = store_engine::stores_holding(c, old)?;
+        let targets: Vec<(String, Option<String>, bool)> = holding.into_iter().map(|s| (s.guid, None, true)).collect();
+        deploy(c, new, &targets)
+    })
+    .await?;
+    Ok(respond(cs, json!({"SuccessfulStores": ok, "FailedStores": failed})))
+}
+
+pub async fn certificate_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", None).await?;
+    let cs = casing(&req, None);
+    let id = path_id(&path.into_inner())?;
+    let v = blocking(&state, move |_, c| {
+        let v = model::version(c, id)?;
+        model::certificate(c, &v)
+    })
+    .await?;
+    Ok(respond(cs, v))
+}
+
+/// Query parameters with any `prefix.` stripped (`pq.queryString` → `querystring`).
+fn query_params(req: &HttpRequest) -> LenientBody {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
+    let m: serde_json::Map<String, Value> =
+        pairs.into_iter().map(|(k, v)| (k.rsplit('.').next().unwrap_or(&k).to_string(), Value::String(v))).collect();
+    LenientBody::from_map(m)
+}
+
+/// `field -eq "value"` terms joined by AND (the subset of Keyfactor's query language scripts use).
+fn query_terms(q: &str) -> Result<Vec<(String, String)>, KeyfactorError> {
+    let mut out = vec![];
+    for term in q.split(" AND ").map(str::trim).filter(|t| !t.is_empty()) {
+        let parts: Vec<&str> = term.splitn(3, ' ').collect();
+        if parts.len() != 3 || !parts[1].eq_ignore_ascii_case("-eq") {
+            return Err(KeyfactorError::bad_request(format!(
+                "Unsupported query term '{term}': use field -eq \"value\"."
+            )));
+        }
+        out.push((parts[0].to_ascii_lowercase(), parts[2].trim_matches('"').to_string()));
+    }
+    Ok(out)
+}
+
+pub async fn certificates_query(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", None).await?;
+    let cs = casing(&req, None);
+    let q = query_params(&req);
+    let terms = query_terms(&q.str("QueryString").map_err(bad)?.unwrap_or_default())?;
+    let limit = q.int("ReturnLimit").map_err(bad)?.unwrap_or(50).clamp(1, 1000);
+    let page = q.int("PageReturned").map_err(bad)?.unwrap_or(1).max(1);
+    let items = blocking(&state, move |_, c| {
+        use crate::db::schema::certificates;
+        use diesel::prelude::*;
+        let mut query = certificates::table.into_boxed();
+        for (k, v) in &terms {
+            query = match k.as_str() {
+                "id" | "certid" => query.filter(certificates::id.eq(v.parse::<i64>().unwrap_or(-1))),
+                "thumbprint" => {
+                    query.filter(certificates::thumbprint.eq(crate::engine::inventory::normalize_thumbprint(v)))
+                }
+                "serialnumber" => query.filter(certificates::serial.eq(v.to_ascii_uppercase())),
+                "issuedcn" | "cn" => query.filter(certificates::common_name.eq(v.clone())),
+                other => return Err(KeyfactorError::bad_request(format!("Unsupported query field '{other}'."))),
+            };
+        }
+        let rows: Vec<CertVersion> = query
+            .order(certificates::id.asc())
+            .limit(limit)
+            .offset((page - 1) * limit)
+            .select(CertVersion::as_select())
+            .load(c)?;
+        rows.iter().map(|v| model::certificate(c, v)).collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    Ok(respond(cs, Value::Array(items)))
+}
+
+fn lookup_fields(b: &LenientBody) -> Result<model::LookupFields, KeyfactorError> {
+    Ok((
+        b.int("CertID").map_err(bad)?.or(b.int("CertificateId").map_err(bad)?),
+        b.nonblank("Thumbprint").map_err(bad)?,
+        b.nonblank("SerialNumber").map_err(bad)?,
+        b.nonblank("IssuerDN").map_err(bad)?,
+    ))
+}
+
+pub async fn certificates_download(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", None).await?;
+    let (b, raw) = body(payload, &state).await?;
+    let cs = casing(&req, Some(&raw));
+    let (id, tp, sn, iss) = lookup_fields(&b)?;
+    let include_chain = b.bool("IncludeChain").map_err(bad)?.unwrap_or(false);
+    let fmt = match certificate_format(&req, "PEM").as_str() {
+        "PEM" => OutputFormat::Base64,
+        "DER" => OutputFormat::Der,
+        "P7B" | "PKCS7" => OutputFormat::Pkcs7,
+        other => {
+            return Err(KeyfactorError::bad_request(format!(
+                "Unsupported certificate format '{other}': use PEM, DER or P7B."
+            )));
+        }
+    };
+    let v = blocking(&state, move |_, c| model::lookup(c, id, tp.as_deref(), sn.as_deref(), iss.as_deref())).await?;
+    let bytes = render(&state, v.id, fmt, None, include_chain, false).await?;
+    Ok(respond(cs, json!({"Content": B64.encode(bytes)})))
+}
+
+pub async fn certificates_recover(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let (b, raw) = body(payload, &state).await?;
+    let cs = casing(&req, Some(&raw));
+    let password = b
+        .str("Password")
+        .map_err(bad)?
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| KeyfactorError::bad_request("Password is required."))?;
+    let (id, tp, sn, iss) = lookup_fields(&b)?;
+    let include_chain = b.bool("IncludeChain").map_err(bad)?.unwrap_or(false);
+    let (fmt, ext) = match certificate_format(&req, "PFX").as_str() {
+        "PFX" | "P12" | "PKCS12" => (OutputFormat::Pkcs12, "pfx"),
+        "PEM" => (OutputFormat::Base64Pkcs8, "pem"),
+        "JKS" => (OutputFormat::Jks, "jks"),
+        other => {
+            return Err(KeyfactorError::bad_request(format!(
+                "Unsupported certificate format '{other}': use PFX, PEM or JKS."
+            )));
+        }
+    };
+    let v = blocking(&state, move |_, c| model::lookup(c, id, tp.as_deref(), sn.as_deref(), iss.as_deref())).await?;
+    let bytes = render(&state, v.id, fmt, Some(password), include_chain, true).await?;
+    tracing::info!(certificate = v.id, "private key recovered through the Keyfactor API");
+    let name = if v.common_name.is_empty() { "certificate".to_string() } else { v.common_name.replace('*', "_") };
+    Ok(respond(cs, json!({"PFX": B64.encode(bytes), "FileName": format!("{name}.{ext}")})))
+}
+
+pub async fn certificates_revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", Some("revoke")).await?;
+    let (b, raw) = body(payload, &state).await?;
+    let cs = casing(&req, Some(&raw));
+    let ids: Vec<i64> = match b.get("CertificateIds") {
+        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_i64()).collect(),
+        _ => return Err(KeyfactorError::bad_request("CertificateIds is required.")),
+    };
+    let reason = b.int("Reason").map_err(bad)?.unwrap_or(0) as i32;
+    let comment = b.str("Comment").map_err(bad)?.unwrap_or_default();
+    let revoked = blocking(&state, move |e, c| {
+        let mut out = vec![];
+        for id in ids {
+            let v = model::version(c, id)?;
+            e.revoke(c, &CertRef::Thumbprint(v.thumbprint.clone()), reason, &comment, false)?;
+            out.push(id);
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(respond(cs, json!({"RevokedIds": revoked, "SuspendedCerts": []})))
+}
+
+pub async fn stores_list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", None).await?;
+    let cs = casing(&req, None);
+    let v =
+        blocking(&state, |_, c| Ok(store_engine::list_stores(c)?.iter().map(model::store).collect::<Vec<_>>())).await?;
+    Ok(respond(cs, Value::Array(v)))
+}
+
+pub async fn stores_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", None).await?;
+    let cs = casing(&req, None);
+    let g = path.into_inner();
+    let v = blocking(&state, move |_, c| {
+        store_engine::find_store(c, &g)?
+            .map(|s| model::store(&s))
+            .ok_or_else(|| KeyfactorError::not_found(format!("Certificate store {g} does not exist.")))
+    })
+    .await?;
+    Ok(respond(cs, v))
+}
+
+/// Creates a store: `ClientMachine`, `Storepath`, `CertStoreType` (1 PEM directory, 2 PKCS#12
+/// file, 3 JKS file), optional `Password` and `Properties` (JSON string or object with `alias`,
+/// `includeKeys`).
+pub async fn stores_create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "configuration", Some("manage")).await?;
+    let (b, raw) = body(payload, &state).await?;
+    let cs = casing(&req, Some(&raw));
+    let machine = b
+        .nonblank("ClientMachine")
+        .map_err(bad)?
+        .ok_or_else(|| KeyfactorError::bad_request("ClientMachine is required."))?;
+    let path =
+        b.nonblank("Storepath").map_err(bad)?.ok_or_else(|| KeyfactorError::bad_request("Storepath is required."))?;
+    let code = b.int("CertStoreType").map_err(bad)?.unwrap_or(1);
+    let ty = model::store_type_name(code).ok_or_else(|| {
+        KeyfactorError::bad_request(format!(
+            "Unsupported CertStoreType {code}: use 1 (PEM directory), 2 (PKCS#12) or 3 (JKS)."
+        ))
+    })?;
+    let props: Value = match b.get("Properties") {
+        Some(Value::String(s)) if !s.trim().is_empty() => {
+            serde_json::from_str(s).map_err(|e| KeyfactorError::bad_request(format!("Properties is not JSON: {e}")))?
+        }
+        Some(v @ Value::Object(_)) => v.clone(),
+        _ => json!({}),
+    };
+    let pl = match props {
+        Value::Object(m) => LenientBody::from_map(m),
+        _ => LenientBody::default(),
+    };
+    let alias = pl.nonblank("alias").map_err(bad)?;
+    let include_keys = pl.bool("includeKeys").map_err(bad)?.unwrap_or(false);
+    let password = match b.get("Password") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Object(m)) => {
+            m.get("SecretValue").or(m.get("secretValue")).and_then(|v| v.as_str()).map(str::to_string)
+        }
+        _ => None,
+    };
+    let s = blocking(&state, move |e, c| {
+        Ok(store_engine::create_store(
+            c,
+            &e.master,
+            store_engine::NewStore {
+                client_machine: &machine,
+                store_path: &path,
+                store_type: ty,
+                alias: alias.as_deref(),
+                password: password.as_deref(),
+                include_keys,
+            },
+        )?)
+    })
+    .await?;
+    Ok(respond(cs, model::store(&s)))
+}
+
+pub async fn stores_inventory(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", None).await?;
+    let cs = casing(&req, None);
+    let g = path.into_inner();
+    let v = blocking(&state, move |_, c| {
+        let s = store_engine::find_store(c, &g)?
+            .ok_or_else(|| KeyfactorError::not_found(format!("Certificate store {g} does not exist.")))?;
+        let jobs = store_engine::inventory(c, s.id)?;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = vec![];
+        for j in jobs {
+            let alias = j.alias.clone().or(s.alias.clone()).unwrap_or_default();
+            if !seen.insert(alias.clone()) || j.operation != "add" {
+                continue;
+            }
+            if let Some(cid) = j.certificate_id {
+                let v = model::version(c, cid)?;
+                out.push(json!({"Name": alias, "Certificates": [model::certificate(c, &v)?], "Parameters": {}}));
+            }
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(respond(cs, Value::Array(v)))
+}
+
+fn store_targets(b: &LenientBody) -> Result<Vec<(String, Option<String>, bool)>, KeyfactorError> {
+    let Some(Value::Array(a)) = b.get("CertificateStores") else {
+        return Err(KeyfactorError::bad_request("CertificateStores is required."));
+    };
+    let mut out = vec![];
+    for item in a {
+        let Value::Object(m) = item else {
+            return Err(KeyfactorError::bad_request("CertificateStores entries must be objects."));
+        };
+        let l = LenientBody::from_map(m.clone());
+        let id = l
+            .nonblank("CertificateStoreId")
+            .map_err(bad)?
+            .ok_or_else(|| KeyfactorError::bad_request("CertificateStoreId is required."))?;
+        out.push((id, l.nonblank("Alias").map_err(bad)?, l.bool("Overwrite").map_err(bad)?.unwrap_or(false)));
+    }
+    Ok(out)
+}
+
+pub async fn stores_add(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let (b, raw) = body(payload, &state).await?;
+    let cs = casing(&req, Some(&raw));
+    let cert_id = b
+        .int("CertificateId")
+        .map_err(bad)?
+        .ok_or_else(|| KeyfactorError::bad_request("CertificateId is required."))?;
+    let targets = store_targets(&b)?;
+    let guids = blocking(&state, move |_, c| {
+        model::version(c, cert_id)?;
+        let stores = store_engine::resolve_stores(c, &targets.iter().map(|t| t.0.clone()).collect::<Vec<_>>())?;
+        let mut out = vec![];
+        crate::db::write_tx(c, None, |tx| -> Result<(), KeyfactorError> {
+            for (s, (_, alias, overwrite)) in stores.iter().zip(targets.iter()) {
+                out.extend(store_engine::schedule(tx, &[s.id], cert_id, "add", alias.as_deref(), *overwrite)?);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    })
+    .await?;
+    Ok(respond(cs, json!(guids)))
+}
+
+pub async fn stores_remove(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let (b, raw) = body(payload, &state).await?;
+    let cs = casing(&req, Some(&raw));
+    let targets = store_targets(&b)?;
+    let guids = blocking(&state, move |_, c| {
+        let stores = store_engine::resolve_stores(c, &targets.iter().map(|t| t.0.clone()).collect::<Vec<_>>())?;
+        let mut out = vec![];
+        crate::db::write_tx(c, None, |tx| -> Result<(), KeyfactorError> {
+            for (s, (_, alias, _)) in stores.iter().zip(targets.iter()) {
+                use diesel::prelude::*;
+                let ts = crate::db::now();
+                let g = crate::db::new_guid();
+                diesel::insert_into(crate::db::schema::store_jobs::table)
+                    .values((
+                        crate::db::schema::store_jobs::guid.eq(&g),
+                        crate::db::schema::store_jobs::store_id.eq(s.id),
+                        crate::db::schema::store_jobs::certificate_id.eq(None::<i64>),
+                        crate::db::schema::store_jobs::operation.eq("remove"),
+                        crate::db::schema::store_jobs::alias.eq(alias.clone().or(s.alias.clone())),
+                        crate::db::schema::store_jobs::overwrite.eq(false),
+                        crate::db::schema::store_jobs::state.eq(store_engine::job::WAITING),
+                        crate::db::schema::store_jobs::attempts.eq(0),
+                        crate::db::schema::store_jobs::run_after.eq(ts),
+                        crate::db::schema::store_jobs::created_at.eq(ts),
+                        crate::db::schema::store_jobs::updated_at.eq(ts),
+                    ))
+                    .execute(tx)?;
+                out.push(g);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    })
+    .await?;
+    Ok(respond(cs, json!(guids)))
+}
+
+pub async fn job_history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", None).await?;
+    let cs = casing(&req, None);
+    let q = query_params(&req);
+    let terms = query_terms(&q.str("QueryString").map_err(bad)?.unwrap_or_default())?;
+    let limit = q.int("ReturnLimit").map_err(bad)?.unwrap_or(50).clamp(1, 1000);
+    let page = q.int("PageReturned").map_err(bad)?.unwrap_or(1).max(1);
+    let rows = blocking(&state, move |_, c| Ok(store_engine::history(c, 100_000, 0)?)).await?;
+    let mut out = vec![];
+    for (run, job, store) in rows {
+        let keep = terms.iter().all(|(k, v)| match k.as_str() {
+            "jobid" => job.guid.eq_ignore_ascii_case(v),
+            "status" => run.status.to_string() == *v,
+            "result" => run.result.to_string() == *v,
+            "jobtype" => v.eq_ignore_ascii_case("Management"),
+            "clientmachine" | "agent" => store.client_machine.eq_ignore_ascii_case(v),
+            _ => false,
+        });
+        if !keep {
+            continue;
+        }
+        let mut m = json!({
+            "JobHistoryId": run.id, "AgentMachine": store.client_machine, "ClientMachine": store.client_machine,
+            "StorePath": store.store_path, "JobId": job.guid, "Schedule": {"Immediate": true}, "JobType": "Management",
+            "OperationStart": model::ts(run.operation_start), "Message": run.message, "Result": run.result, "Status": run.status,
+        });
+        if let Some(end) = run.operation_end {
+            m["OperationEnd"] = json!(model::ts(end));
+        }
+        out.push(m);
+    }
+    let out: Vec<Value> = out.into_iter().skip(((page - 1) * limit) as usize).take(limit as usize).collect();
+    Ok(respond(cs, Value::Array(out)))
+}
+
+pub async fn scheduled_jobs(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", None).await?;
+    let cs = casing(&req, None);
+    let rows = blocking(&state, |_, c| Ok(store_engine::scheduled(c)?)).await?;
+    let out: Vec<Value> = rows
+        .into_iter()
+        .map(|(j, s)| {
+            json!({"Id": j.guid, "ClientMachine": s.client_machine, "Target": s.store_path, "Schedule": {"Immediate": true},
+                   "Requested": model::ts(j.created_at), "JobType": "Management"})
+        })
+        .collect();
+    Ok(respond(cs, Value::Array(out)))
+}
+
+pub async fn acknowledge(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let (b, _) = body(payload, &state).await?;
+    let ids: Vec<i64> = match b.get("JobAuditIds") {
+        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_i64()).collect(),
+        _ => return Err(KeyfactorError::bad_request("JobAuditIds is required.")),
+    };
+    blocking(&state, move |_, c| Ok(store_engine::acknowledge(c, &ids)?)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn templates(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", None).await?;
+    let cs = casing(&req, None);
+    let list = blocking(&state, |_, c| Ok(templates::list(c)?)).await?;
+    let out: Vec<Value> = list
+        .iter()
+        .map(|t| {
+            let ekus: Vec<Value> = templates::ekus_of(t)
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let oid = match e.to_ascii_lowercase().as_str() {
+                        "serverauth" => "1.3.6.1.5.5.7.3.1",
+                        "clientauth" => "1.3.6.1.5.5.7.3.2",
+                        "codesigning" => "1.3.6.1.5.5.7.3.3",
+                        _ => "1.3.6.1.5.5.7.3.4",
+                    };
+                    json!({"Id": i + 1, "Oid": oid, "DisplayName": e})
+                })
+                .collect();
+            json!({"Id": t.id, "CommonName": t.name, "TemplateName": t.name, "Oid": format!("1.3.6.1.4.1.311.21.8.{}", t.id),
+                   "KeySize": "2048", "KeyType": "RSA", "ForestRoot": "", "FriendlyName": t.name, "KeyRetention": 0,
+                   "KeyRetentionDays": 0, "KeyArchival": false, "EnrollmentFields": [], "AllowedEnrollmentTypes": 1,
+                   "TemplateRegexes": [], "UseAllowedRequesters": false, "AllowedRequesters": [], "DisplayName": t.name,
+                   "RequiresApproval": false, "KeyUsage": 0, "ExtendedKeyUsages": ekus, "ConfigurationTenant": "",
+                   "PolicyDN": t.policy_dn})
+        })
+        .collect();
+    Ok(respond(cs, Value::Array(out)))
+}
+
+pub async fn cas(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "certificate", None).await?;
+    let cs = casing(&req, None);
+    let host = state.engine.settings.ca_host();
+    let rows = blocking(&state, |_, c| Ok(crate::ca::BuiltinCa::list_issuing(c)?)).await?;
+    let out: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({"Id": r.id, "LogicalName": r.name, "HostName": host, "Delegate": false, "DelegateEnrollment": false,
+                   "ForestRoot": "", "ConfigurationTenant": "", "Remote": false, "Agent": "", "Standalone": true,
+                   "MonitorThresholds": false, "IssuanceMax": 0, "IssuanceMin": 0, "DenialMax": 0, "FailureMax": 0,
+                   "RFCEnforcement": false, "Properties": "{}", "AllowedEnrollmentTypes": 0, "KeyRetention": 0,
+                   "KeyRetentionDays": 0, "ExplicitCredentials": false, "SubscriberTerms": false, "ExplicitUser": "",
+                   "UseAllowedRequesters": false, "AllowedRequesters": [], "EnforceUniqueDN": false, "CAType": 0,
+                   "LastScan": "", "Enabled": !r.disabled})
+        })
+        .collect();
+    Ok(respond(cs, Value::Array(out)))
+}
+
+pub async fn status_endpoints(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
+    authenticate(&req, &state, "", None).await?;
+    let list = [
+        "POST /Enrollment/Renew",
+        "GET /Enrollment/AvailableRenewal/Id/{id}",
+        "GET /Enrollment/AvailableRenewal/Thumbprint/{thumbprint}",
+        "POST /Enrollment/PFX",
+        "POST /Enrollment/CSR",
+        "POST /Enrollment/PFX/Deploy",
+        "POST /Enrollment/PFX/Replace",
+        "GET /Certificates",
+        "GET /Certificates/{id}",
+        "POST /Certificates/Download",
+        "POST /Certificates/Recover",
+        "POST /Certificates/Revoke",
+        "GET /CertificateStores",
+        "POST /CertificateStores",
+        "GET /CertificateStores/{id}",
+        "GET /CertificateStores/{id}/Inventory",
+        "POST /CertificateStores/Certificates/Add",
+        "POST /CertificateStores/Certificates/Remove",
+        "GET /OrchestratorJobs/JobHistory",
+        "GET /OrchestratorJobs/ScheduledJobs",
+        "POST /OrchestratorJobs/Acknowledge",
+        "GET /Templates",
+        "GET /CertificateAuthority",
+        "GET /Status/Endpoints",
+    ];
+    Ok(respond(Casing::Pascal, json!(list)))
+}

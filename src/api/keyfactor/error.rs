@@ -1,0 +1,108 @@
+//! Keyfactor's error shape: `{"ErrorCode": "0x…", "Message": "…"}`; 401 carries a Basic challenge.
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::engine::RenewError;
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyfactorErrorBody {
+    pub error_code: String,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub struct KeyfactorError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Codes: the ones seen from real Command, and one per class of our own.
+pub const NO_PRIVATE_KEY: &str = "0xA0110002";
+pub const VALIDATION: &str = "0xA0110001";
+pub const NOT_FOUND: &str = "0xA0110004";
+pub const AUTH: &str = "0xA0100001";
+pub const UNAVAILABLE: &str = "0xA0100002";
+
+impl KeyfactorError {
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        KeyfactorError { status: StatusCode::BAD_REQUEST, code: VALIDATION, message: m.into() }
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        KeyfactorError { status: StatusCode::NOT_FOUND, code: NOT_FOUND, message: m.into() }
+    }
+    pub fn unauthorized() -> Self {
+        KeyfactorError {
+            status: StatusCode::UNAUTHORIZED,
+            code: AUTH,
+            message: "The user is not authenticated.".into(),
+        }
+    }
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        KeyfactorError { status: StatusCode::FORBIDDEN, code: AUTH, message: m.into() }
+    }
+    pub fn unavailable(m: impl Into<String>) -> Self {
+        KeyfactorError { status: StatusCode::SERVICE_UNAVAILABLE, code: UNAVAILABLE, message: m.into() }
+    }
+}
+
+impl std::fmt::Display for KeyfactorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl ResponseError for KeyfactorError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        if self.status.is_server_error() {
+            tracing::error!(error = %self.message, "Keyfactor call failed");
+        }
+        let mut r = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.insert_header(("WWW-Authenticate", "Basic realm=\"Keyfactor\""));
+        }
+        r.content_type("application/json; charset=utf-8").body(
+            serde_json::to_string(&KeyfactorErrorBody { error_code: self.code.into(), message: self.message.clone() })
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl From<RenewError> for KeyfactorError {
+    fn from(e: RenewError) -> Self {
+        match e {
+            RenewError::Internal(m) => KeyfactorError::unavailable(m),
+            RenewError::DoesNotExist(_) | RenewError::NoRights(_) => KeyfactorError::not_found(
+                "The requested certificate does not exist or you do not have sufficient rights to it.",
+            ),
+            other => KeyfactorError::bad_request(crate::api::venafi::error::message(&other)),
+        }
+    }
+}
+
+impl From<actix_web::error::BlockingError> for KeyfactorError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        KeyfactorError::unavailable(e.to_string())
+    }
+}
+impl From<r2d2::Error> for KeyfactorError {
+    fn from(e: r2d2::Error) -> Self {
+        KeyfactorError::unavailable(format!("database unavailable: {e}"))
+    }
+}
+impl From<diesel::result::Error> for KeyfactorError {
+    fn from(e: diesel::result::Error) -> Self {
+        KeyfactorError::unavailable(format!("database: {e}"))
+    }
+}
+impl From<crate::formats::FormatError> for KeyfactorError {
+    fn from(e: crate::formats::FormatError) -> Self {
+        KeyfactorError::bad_request(e.to_string())
+    }
+}

@@ -1,0 +1,272 @@
+//! The Keyfactor Command dialect: classic `/CMSApi/CertEnroll/3/*` and the Keyfactor API
+//! (`/KeyfactorAPI`). Paths arrive lower-cased (see `app::normalize_vendor_path`). Responses are
+//! PascalCase, or camelCase (the .NET rule) for v11-style callers; request keys are matched
+//! case-insensitively. Errors are `{"ErrorCode": "0x…", "Message": "…"}`.
+pub mod api;
+pub mod classic;
+pub mod error;
+pub mod model;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::Value;
+
+use crate::api::body::{LenientBody, read_payload};
+use crate::app::AppState;
+use crate::auth::{self, Principal, Scopes};
+pub use error::KeyfactorError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/cmsapi/certenroll/3/renew", web::post().to(classic::renew))
+        .route("/cmsapi/certenroll/3/pkcs10", web::post().to(classic::pkcs10))
+        .route("/cmsapi/certenroll/3/pkcs12", web::post().to(classic::pkcs12))
+        .route("/keyfactorapi/enrollment/renew", web::post().to(api::enrollment_renew))
+        .route("/keyfactorapi/enrollment/availablerenewal/id/{id}", web::get().to(api::available_renewal_id))
+        .route(
+            "/keyfactorapi/enrollment/availablerenewal/thumbprint/{tp}",
+            web::get().to(api::available_renewal_thumbprint),
+        )
+        .route("/keyfactorapi/enrollment/pfx", web::post().to(api::enrollment_pfx))
+        .route("/keyfactorapi/enrollment/csr", web::post().to(api::enrollment_csr))
+        .route("/keyfactorapi/enrollment/pfx/deploy", web::post().to(api::pfx_deploy))
+        .route("/keyfactorapi/enrollment/pfx/replace", web::post().to(api::pfx_replace))
+        .route("/keyfactorapi/certificates", web::get().to(api::certificates_query))
+        .route("/keyfactorapi/certificates/download", web::post().to(api::certificates_download))
+        .route("/keyfactorapi/certificates/recover", web::post().to(api::certificates_recover))
+        .route("/keyfactorapi/certificates/revoke", web::post().to(api::certificates_revoke))
+        .route("/keyfactorapi/certificates/{id}", web::get().to(api::certificate_get))
+        .route("/keyfactorapi/certificatestores", web::get().to(api::stores_list))
+        .route("/keyfactorapi/certificatestores", web::post().to(api::stores_create))
+        .route("/keyfactorapi/certificatestores/certificates/add", web::post().to(api::stores_add))
+        .route("/keyfactorapi/certificatestores/certificates/remove", web::post().to(api::stores_remove))
+        .route("/keyfactorapi/certificatestores/{id}", web::get().to(api::stores_get))
+        .route("/keyfactorapi/certificatestores/{id}/inventory", web::get().to(api::stores_inventory))
+        .route("/keyfactorapi/orchestratorjobs/jobhistory", web::get().to(api::job_history))
+        .route("/keyfactorapi/orchestratorjobs/scheduledjobs", web::get().to(api::scheduled_jobs))
+        .route("/keyfactorapi/orchestratorjobs/acknowledge", web::post().to(api::acknowledge))
+        .route("/keyfactorapi/templates", web::get().to(api::templates))
+        .route("/keyfactorapi/certificateauthority", web::get().to(api::cas))
+        .route("/keyfactorapi/status/endpoints", web::get().to(api::status_endpoints));
+}
+
+/// PascalCase (v1, docs, classic) or camelCase (v11) answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Casing {
+    Pascal,
+    Camel,
+}
+
+/// Rule 1: mirror the first top-level key of a JSON body; rule 3: a GET without
+/// `x-keyfactor-api-version` but with `collectionId=0` is a v11 caller; otherwise PascalCase.
+pub fn casing(req: &HttpRequest, body: Option<&[u8]>) -> Casing {
+    if let Some(b) = body
+        && let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(b)
+        && let Some(k) = m.keys().next()
+    {
+        return if k.chars().next().is_some_and(|c| c.is_ascii_lowercase()) { Casing::Camel } else { Casing::Pascal };
+    }
+    let no_version = req.headers().get("x-keyfactor-api-version").is_none();
+    let q = LenientBody::from_query(req.query_string());
+    if no_version && q.str("collectionId").ok().flatten().as_deref() == Some("0") {
+        return Casing::Camel;
+    }
+    Casing::Pascal
+}
+
+/// .NET `JsonNamingPolicy.CamelCase` on one name (`SANs` → `saNs`, `KeyfactorID` → `keyfactorID`).
+pub fn dotnet_camel(s: &str) -> String {
+    let mut chars: Vec<char> = s.chars().collect();
+    for i in 0..chars.len() {
+        if i == 1 && !chars[i].is_uppercase() {
+            break;
+        }
+        let has_next = i + 1 < chars.len();
+        if i > 0 && has_next && !chars[i + 1].is_uppercase() {
+            if chars[i + 1] == ' ' {
+                chars[i] = chars[i].to_ascii_lowercase();
+            }
+            break;
+        }
+        chars[i] = chars[i].to_ascii_lowercase();
+    }
+    chars.into_iter().collect()
+}
+
+/// Dictionary-valued fields whose own keys are data and are never re-cased.
+const DICTIONARY_FIELDS: &[&str] =
+    &["Metadata", "AdditionalEnrollmentFields", "JobFields", "EnrollmentContext", "SANs", "Parameters"];
+
+fn camelize(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let v = if DICTIONARY_FIELDS.contains(&k.as_str()) { v } else { camelize(v) };
+                    (dotnet_camel(&k), v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(camelize).collect()),
+        other => other,
+    }
+}
+
+/// A 200 JSON answer in the caller's casing.
+pub fn respond(casing: Casing, v: Value) -> HttpResponse {
+    let v = if casing == Casing::Camel { camelize(v) } else { v };
+    HttpResponse::Ok().content_type("application/json; charset=utf-8").body(v.to_string())
+}
+
+/// Verified Basic credentials, cached briefly by a hash of the header so that argon2 does not
+/// run on every request.
+static BASIC_CACHE: Mutex<Option<HashMap<String, (Principal, Instant)>>> = Mutex::new(None);
+const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// `DOMAIN\user`, `user@domain` or `user`.
+pub fn bare_user(u: &str) -> &str {
+    let u = u.rsplit('\\').next().unwrap_or(u);
+    u.split('@').next().unwrap_or(u)
+}
+
+/// Authenticates Basic (cached) or Bearer credentials and checks the scope.
+pub async fn authenticate(
+    req: &HttpRequest,
+    state: &AppState,
+    scope: &'static str,
+    restriction: Option<&'static str>,
+) -> Result<Principal, KeyfactorError> {
+    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_string();
+    let principal = if header.len() > 6 && header[..6].eq_ignore_ascii_case("basic ") {
+        let key = crate::secrets::sha256_hex(header.as_bytes());
+        let cached = BASIC_CACHE
+            .lock()
+            .unwrap()
+            .get_or_insert_with(HashMap::new)
+            .get(&key)
+            .filter(|(_, t)| t.elapsed() < BASIC_CACHE_TTL)
+            .map(|(p, _)| p.clone());
+        match cached {
+            Some(p) => p,
+            None => {
+                let decoded = B64
+                    .decode(header[6..].trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or(KeyfactorError::unauthorized())?;
+                let (user, pass) = decoded.split_once(':').ok_or(KeyfactorError::unauthorized())?;
+                let user = bare_user(user).to_string();
+                let pass = pass.to_string();
+                let engine = state.engine.clone();
+                let p = web::block(move || -> Result<Option<Principal>, KeyfactorError> {
+                    let mut c = engine.pool.get()?;
+                    match auth::check_password(&mut c, &user, &pass) {
+                        Ok(u) => {
+                            let scopes = Scopes::parse(&u.max_scope).map_err(|e| KeyfactorError::bad_request(e.0))?;
+                            Ok(Some(Principal {
+                                access: auth::FolderAccess::of_user(&u),
+                                user_id: u.id,
+                                user_name: u.name,
+                                user_guid: u.guid,
+                                scopes,
+                                token_id: None,
+                                client_id: "basic".into(),
+                                token_issued_at: None,
+                                token_expires_at: None,
+                                client_machine: None,
+                            }))
+                        }
+                        Err(auth::AuthError::Db(e)) => Err(KeyfactorError::unavailable(e.to_string())),
+                        Err(_) => Ok(None),
+                    }
+                })
+                .await??
+                .ok_or(KeyfactorError::unauthorized())?;
+                let mut g = BASIC_CACHE.lock().unwrap();
+                let m = g.get_or_insert_with(HashMap::new);
+                if m.len() > 10_000 {
+                    m.clear();
+                }
+                m.insert(key, (p.clone(), Instant::now()));
+                p
+            }
+        }
+    } else if header.len() > 7 && header[..7].eq_ignore_ascii_case("bearer ") {
+        let token = header[7..].trim().to_string();
+        let engine = state.engine.clone();
+        web::block(move || -> Result<Result<Principal, auth::AuthError>, KeyfactorError> {
+            let mut c = engine.pool.get()?;
+            Ok(auth::authenticate_token(&mut c, &token))
+        })
+        .await??
+        .map_err(|_| KeyfactorError::unauthorized())?
+    } else {
+        return Err(KeyfactorError::unauthorized());
+    };
+    if !scope.is_empty() && !principal.scopes.allows(scope, restriction) {
+        return Err(KeyfactorError::forbidden(match restriction {
+            Some(r) => format!("This operation needs the {scope}:{r} permission."),
+            None => format!("This operation needs the {scope} permission."),
+        }));
+    }
+    Ok(principal)
+}
+
+/// Reads a body (lenient JSON) and also returns the raw bytes for casing detection.
+pub async fn body(payload: web::Payload, state: &AppState) -> Result<(LenientBody, web::Bytes), KeyfactorError> {
+    let bytes = read_payload(payload, state.engine.settings.http.max_body_bytes)
+        .await
+        .map_err(|e| KeyfactorError::bad_request(e.to_string()))?;
+    let b = LenientBody::parse(&bytes).map_err(|e| KeyfactorError::bad_request(e.to_string()))?;
+    Ok((b, bytes))
+}
+
+/// Runs blocking engine work on the blocking pool with a connection.
+pub async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&crate::engine::Engine, &mut crate::db::DbConn) -> Result<T, KeyfactorError> + Send + 'static,
+) -> Result<T, KeyfactorError> {
+    let engine = state.engine.clone();
+    web::block(move || {
+        let mut c = engine.pool.get()?;
+        f(&engine, &mut c)
+    })
+    .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotnet_camel_case() {
+        assert_eq!(dotnet_camel("SANs"), "saNs");
+        assert_eq!(dotnet_camel("CSR"), "csr");
+        assert_eq!(dotnet_camel("CertID"), "certID");
+        assert_eq!(dotnet_camel("IssuerDN"), "issuerDN");
+        assert_eq!(dotnet_camel("KeyfactorID"), "keyfactorID");
+        assert_eq!(dotnet_camel("CARowIndex"), "caRowIndex");
+        assert_eq!(dotnet_camel("CRLDistributionPoints"), "crlDistributionPoints");
+        assert_eq!(dotnet_camel("SSLLocations"), "sslLocations");
+        assert_eq!(dotnet_camel("Storepath"), "storepath");
+        assert_eq!(dotnet_camel("Thumbprint"), "thumbprint");
+    }
+
+    #[test]
+    fn dictionary_keys_keep_their_case() {
+        let v = serde_json::json!({"Metadata": {"Email-Contact": "x"}, "KeyfactorId": 1, "Items": [{"AbC": 1}]});
+        let c = camelize(v);
+        assert_eq!(c, serde_json::json!({"metadata": {"Email-Contact": "x"}, "keyfactorId": 1, "items": [{"abC": 1}]}));
+    }
+
+    #[test]
+    fn user_name_forms() {
+        assert_eq!(bare_user("KEYFACTOR\\svc"), "svc");
+        assert_eq!(bare_user("svc@example.com"), "svc");
+        assert_eq!(bare_user("svc"), "svc");
+    }
+}

@@ -1,0 +1,355 @@
+//! Certificate stores and their push jobs (Keyfactor's Management jobs). A job belongs to one
+//! store; an agent for the store's client machine claims it with a lease, installs, and reports.
+//! Each run leaves a history row (JobHistoryId / audit id). Failures retry with backoff
+//! (`CompletedWillRetry`) until `MAX_STORE_ATTEMPTS`.
+use diesel::prelude::*;
+
+use super::RenewError;
+use crate::db::models::{Store, StoreJobRun, StorePushJob};
+use crate::db::schema::{store_job_runs, store_jobs, stores};
+use crate::db::{DbConn, new_guid, now, write_tx};
+use crate::secrets::MasterKey;
+
+pub const STORE_TYPES: &[&str] = &["pem-dir", "pkcs12", "jks"];
+pub const STORE_PASSWORD_PURPOSE: &str = "store-password";
+pub const MAX_STORE_ATTEMPTS: i32 = 5;
+
+/// JobHistory Status values.
+pub mod status {
+    pub const WAITING: i32 = 1;
+    pub const IN_PROCESS: i32 = 2;
+    pub const COMPLETED: i32 = 3;
+    pub const ACKNOWLEDGED: i32 = 4;
+    pub const COMPLETED_WILL_RETRY: i32 = 5;
+}
+/// JobHistory Result values.
+pub mod result {
+    pub const UNKNOWN: i32 = 0;
+    pub const SUCCESS: i32 = 2;
+    pub const WARNING: i32 = 3;
+    pub const FAILURE: i32 = 4;
+}
+
+/// Push-job states in `store_jobs`.
+pub mod job {
+    pub const WAITING: &str = "waiting";
+    pub const RUNNING: &str = "running";
+    pub const DONE: &str = "done";
+    pub const FAILED: &str = "failed";
+}
+
+pub struct NewStore<'a> {
+    pub client_machine: &'a str,
+    pub store_path: &'a str,
+    pub store_type: &'a str,
+    pub alias: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub include_keys: bool,
+}
+
+pub fn create_store(conn: &mut DbConn, master: &MasterKey, s: NewStore<'_>) -> Result<Store, RenewError> {
+    if !STORE_TYPES.contains(&s.store_type) {
+        return Err(RenewError::BadParameter(
+            "type".into(),
+            format!("unknown store type {:?} (use pem-dir, pkcs12 or jks)", s.store_type),
+        ));
+    }
+    if s.client_machine.trim().is_empty() || s.store_path.trim().is_empty() {
+        return Err(RenewError::BadParameter("store".into(), "ClientMachine and StorePath are required".into()));
+    }
+    let guid = new_guid();
+    let pw = s
+        .password
+        .map(|p| master.seal(STORE_PASSWORD_PURPOSE, p.as_bytes()))
+        .transpose()
+        .map_err(|e| RenewError::Internal(e.to_string()))?;
+    diesel::insert_into(stores::table)
+        .values((
+            stores::guid.eq(&guid),
+            stores::client_machine.eq(s.client_machine.trim()),
+            stores::client_machine_lower.eq(s.client_machine.trim().to_lowercase()),
+            stores::store_path.eq(s.store_path.trim()),
+            stores::store_type.eq(s.store_type),
+            stores::alias.eq(s.alias),
+            stores::password_enc.eq(pw),
+            stores::include_keys.eq(s.include_keys),
+            stores::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    find_store(conn, &guid)?.ok_or_else(|| RenewError::Internal("store vanished".into()))
+}
+
+pub fn find_store(conn: &mut DbConn, guid: &str) -> Result<Option<Store>, RenewError> {
+    Ok(stores::table
+        .filter(stores::guid.eq(super::inventory::normalize_guid(guid)))
+        .select(Store::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn list_stores(conn: &mut DbConn) -> Result<Vec<Store>, RenewError> {
+    Ok(stores::table.order(stores::id.asc()).select(Store::as_select()).load(conn)?)
+}
+
+/// "<ClientMachine>-<StorePath>", as Keyfactor lists renewed stores.
+pub fn store_label(s: &Store) -> String {
+    format!("{}-{}", s.client_machine, s.store_path)
+}
+
+/// Resolves store GUIDs; an unknown one is an error naming it.
+pub fn resolve_stores(conn: &mut DbConn, guids: &[String]) -> Result<Vec<Store>, RenewError> {
+    let mut out = vec![];
+    for g in guids {
+        match find_store(conn, g)? {
+            Some(s) => out.push(s),
+            None => {
+                return Err(RenewError::BadParameter(
+                    "CertStores".into(),
+                    format!("Certificate store {g} does not exist."),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Schedules one push job per store (inside the caller's transaction). Returns the job GUIDs.
+pub fn schedule(
+    conn: &mut DbConn,
+    store_ids: &[i64],
+    certificate_id: i64,
+    operation: &str,
+    alias: Option<&str>,
+    overwrite: bool,
+) -> Result<Vec<String>, diesel::result::Error> {
+    let mut out = vec![];
+    let ts = now();
+    for sid in store_ids {
+        let guid = new_guid();
+        diesel::insert_into(store_jobs::table)
+            .values((
+                store_jobs::guid.eq(&guid),
+                store_jobs::store_id.eq(sid),
+                store_jobs::certificate_id.eq(certificate_id),
+                store_jobs::operation.eq(operation),
+                store_jobs::alias.eq(alias),
+                store_jobs::overwrite.eq(overwrite),
+                store_jobs::state.eq(job::WAITING),
+                store_jobs::attempts.eq(0),
+                store_jobs::run_after.eq(ts),
+                store_jobs::created_at.eq(ts),
+                store_jobs::updated_at.eq(ts),
+            ))
+            .execute(conn)?;
+        out.push(guid);
+    }
+    Ok(out)
+}
+
+/// A claimed job with its store and the history row of this run.
+pub struct ClaimedJob {
+    pub job: StorePushJob,
+    pub store: Store,
+    pub run_id: i64,
+}
+
+/// Claims up to `limit` due jobs of stores on `client_machine` (expired leases included).
+pub fn claim_for_machine(
+    conn: &mut DbConn,
+    client_machine: &str,
+    owner: &str,
+    lease_secs: i64,
+    limit: i64,
+) -> Result<Vec<ClaimedJob>, RenewError> {
+    let machine = client_machine.to_lowercase();
+    write_tx(conn, Some(7262010), |c| -> Result<Vec<ClaimedJob>, RenewError> {
+        let ts = now();
+        let due: Vec<(StorePushJob, Store)> = store_jobs::table
+            .inner_join(stores::table)
+            .filter(stores::client_machine_lower.eq(&machine))
+            .filter(
+                store_jobs::state
+                    .eq(job::WAITING)
+                    .and(store_jobs::run_after.le(ts))
+                    .or(store_jobs::state.eq(job::RUNNING).and(store_jobs::lease_until.lt(ts))),
+            )
+            .order(store_jobs::id.asc())
+            .limit(limit)
+            .select((StorePushJob::as_select(), Store::as_select()))
+            .load(c)?;
+        let mut out = vec![];
+        for (j, s) in due {
+            // A run that was in progress when its agent died ends as a failure to retry.
+            if j.state == job::RUNNING {
+                diesel::update(
+                    store_job_runs::table
+                        .filter(store_job_runs::job_id.eq(j.id))
+                        .filter(store_job_runs::status.eq(status::IN_PROCESS)),
+                )
+                .set((
+                    store_job_runs::status.eq(status::COMPLETED_WILL_RETRY),
+                    store_job_runs::result.eq(result::FAILURE),
+                    store_job_runs::message.eq("The agent stopped before reporting; the job is retried."),
+                    store_job_runs::operation_end.eq(ts),
+                ))
+                .execute(c)?;
+            }
+            diesel::update(store_jobs::table.find(j.id))
+                .set((
+                    store_jobs::state.eq(job::RUNNING),
+                    store_jobs::lease_owner.eq(owner),
+                    store_jobs::lease_until.eq(ts + chrono::Duration::seconds(lease_secs)),
+                    store_jobs::attempts.eq(j.attempts + 1),
+                    store_jobs::updated_at.eq(ts),
+                ))
+                .execute(c)?;
+            diesel::insert_into(store_job_runs::table)
+                .values((
+                    store_job_runs::job_id.eq(j.id),
+                    store_job_runs::status.eq(status::IN_PROCESS),
+                    store_job_runs::result.eq(result::UNKNOWN),
+                    store_job_runs::message.eq(""),
+                    store_job_runs::operation_start.eq(ts),
+                ))
+                .execute(c)?;
+            let run_id: i64 = store_job_runs::table
+                .filter(store_job_runs::job_id.eq(j.id))
+                .order(store_job_runs::id.desc())
+                .select(store_job_runs::id)
+                .first(c)?;
+            let job = store_jobs::table.find(j.id).select(StorePushJob::as_select()).first(c)?;
+            out.push(ClaimedJob { job, store: s, run_id });
+        }
+        Ok(out)
+    })
+}
+
+/// Records an agent's result for a job it holds. Failures retry with backoff until the attempts
+/// run out. Returns false when the job is not leased to this machine any more.
+pub fn complete(
+    conn: &mut DbConn,
+    job_guid: &str,
+    client_machine: &str,
+    outcome: &str,
+    message: &str,
+) -> Result<bool, RenewError> {
+    let success = outcome != "failure";
+    let warning = outcome == "warning";
+    let machine = client_machine.to_lowercase();
+    write_tx(conn, None, |c| -> Result<bool, RenewError> {
+        let found: Option<(StorePushJob, Store)> = store_jobs::table
+            .inner_join(stores::table)
+            .filter(store_jobs::guid.eq(super::inventory::normalize_guid(job_guid)))
+            .select((StorePushJob::as_select(), Store::as_select()))
+            .first(c)
+            .optional()?;
+        let Some((j, s)) = found else { return Ok(false) };
+        if s.client_machine_lower != machine || j.state != job::RUNNING {
+            return Ok(false);
+        }
+        let ts = now();
+        let run: Option<StoreJobRun> = store_job_runs::table
+            .filter(store_job_runs::job_id.eq(j.id))
+            .filter(store_job_runs::status.eq(status::IN_PROCESS))
+            .order(store_job_runs::id.desc())
+            .select(StoreJobRun::as_select())
+            .first(c)
+            .optional()?;
+        let retry = !success && j.attempts < MAX_STORE_ATTEMPTS;
+        let (st, res) = match (success, retry) {
+            (true, _) if warning => (status::COMPLETED, result::WARNING),
+            (true, _) => (status::COMPLETED, result::SUCCESS),
+            (false, true) => (status::COMPLETED_WILL_RETRY, result::FAILURE),
+            (false, false) => (status::COMPLETED, result::FAILURE),
+        };
+        if let Some(r) = run {
+            diesel::update(store_job_runs::table.find(r.id))
+                .set((
+                    store_job_runs::status.eq(st),
+                    store_job_runs::result.eq(res),
+                    store_job_runs::message.eq(message),
+                    store_job_runs::operation_end.eq(ts),
+                ))
+                .execute(c)?;
+        }
+        let (state, run_after) = if success {
+            (job::DONE, ts)
+        } else if retry {
+            // 2 s, 4 s, 8 s, … between attempts.
+            (job::WAITING, ts + chrono::Duration::seconds(2i64.pow(j.attempts.clamp(1, 8) as u32)))
+        } else {
+            (job::FAILED, ts)
+        };
+        diesel::update(store_jobs::table.find(j.id))
+            .set((
+                store_jobs::state.eq(state),
+                store_jobs::run_after.eq(run_after),
+                store_jobs::lease_owner.eq(None::<String>),
+                store_jobs::lease_until.eq(None::<chrono::NaiveDateTime>),
+                store_jobs::message.eq(message),
+                store_jobs::updated_at.eq(ts),
+            ))
+            .execute(c)?;
+        Ok(true)
+    })
+}
+
+/// History rows with their job and store, newest first.
+pub fn history(
+    conn: &mut DbConn,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<(StoreJobRun, StorePushJob, Store)>, RenewError> {
+    Ok(store_job_runs::table
+        .inner_join(store_jobs::table.inner_join(stores::table))
+        .order(store_job_runs::id.desc())
+        .limit(limit)
+        .offset(offset)
+        .select((StoreJobRun::as_select(), StorePushJob::as_select(), Store::as_select()))
+        .load(conn)?)
+}
+
+/// Jobs not yet finished, with their store.
+pub fn scheduled(conn: &mut DbConn) -> Result<Vec<(StorePushJob, Store)>, RenewError> {
+    Ok(store_jobs::table
+        .inner_join(stores::table)
+        .filter(store_jobs::state.eq_any([job::WAITING, job::RUNNING]))
+        .order(store_jobs::id.asc())
+        .select((StorePushJob::as_select(), Store::as_select()))
+        .load(conn)?)
+}
+
+/// Acknowledges finished runs (Status Completed or CompletedWillRetry with Result Warning or
+/// Failure); returns how many changed.
+pub fn acknowledge(conn: &mut DbConn, run_ids: &[i64]) -> Result<usize, RenewError> {
+    Ok(diesel::update(
+        store_job_runs::table
+            .filter(store_job_runs::id.eq_any(run_ids))
+            .filter(store_job_runs::status.eq_any([status::COMPLETED, status::COMPLETED_WILL_RETRY]))
+            .filter(store_job_runs::result.eq_any([3, result::FAILURE])),
+    )
+    .set(store_job_runs::status.eq(status::ACKNOWLEDGED))
+    .execute(conn)?)
+}
+
+/// Certificates installed in a store by successful Add jobs (newest per alias).
+pub fn inventory(conn: &mut DbConn, store_id: i64) -> Result<Vec<StorePushJob>, RenewError> {
+    Ok(store_jobs::table
+        .filter(store_jobs::store_id.eq(store_id))
+        .filter(store_jobs::state.eq(job::DONE))
+        .order(store_jobs::id.desc())
+        .select(StorePushJob::as_select())
+        .load(conn)?)
+}
+
+/// Stores whose last successful Add installed this certificate (for PFX/Replace).
+pub fn stores_holding(conn: &mut DbConn, certificate_id: i64) -> Result<Vec<Store>, RenewError> {
+    let ids: Vec<i64> = store_jobs::table
+        .filter(store_jobs::certificate_id.eq(certificate_id))
+        .filter(store_jobs::state.eq(job::DONE))
+        .filter(store_jobs::operation.eq("add"))
+        .select(store_jobs::store_id)
+        .distinct()
+        .load(conn)?;
+    Ok(stores::table.filter(stores::id.eq_any(ids)).select(Store::as_select()).load(conn)?)
+}
