@@ -50,11 +50,13 @@ pub struct FormatSettings {
 pub struct KeyfactorSettings {
     /// How long `CertEnroll/3/Renew` waits for issuance before answering `Pending`.
     pub classic_wait: String,
+    /// A store job claimed by an agent that does not report within this many seconds is handed out again.
+    pub agent_lease_secs: i64,
 }
 
 impl Default for KeyfactorSettings {
     fn default() -> Self {
-        KeyfactorSettings { classic_wait: "30s".into() }
+        KeyfactorSettings { classic_wait: "30s".into(), agent_lease_secs: 300 }
     }
 }
 

@@ -66,7 +66,7 @@ async fn agent_machine(req: &HttpRequest, state: &AppState) -> Result<String, Na
 }
 
 #[utoipa::path(get, path = "/api/v1/agent/jobs", tag = "Native: store agents", params(ClaimQuery),
-    responses((status = 200, description = "Claimed jobs (leased for 5 minutes)", body = Vec<AgentJob>),
+    responses((status = 200, description = "Claimed jobs (leased for keyfactor.agent_lease_secs, default 5 minutes)", body = Vec<AgentJob>),
               (status = 401, body = NativeErrorBody), (status = 403, body = NativeErrorBody)),
     security(("bearer" = [])))]
 pub async fn claim(
@@ -77,9 +77,10 @@ pub async fn claim(
     let machine = agent_machine(&req, &state).await?;
     let limit = q.limit.unwrap_or(10).clamp(1, 100);
     let engine = state.engine.clone();
+    let lease = state.engine.settings.keyfactor.agent_lease_secs.max(1);
     let jobs = web::block(move || -> Result<Vec<AgentJob>, NativeError> {
         let mut c = engine.pool.get()?;
-        let claimed = stores::claim_for_machine(&mut c, &machine, &format!("agent:{machine}"), 300, limit)
+        let claimed = stores::claim_for_machine(&mut c, &machine, &format!("agent:{machine}"), lease, limit)
             .map_err(|e| NativeError::unavailable(e.to_string()))?;
         let mut out = vec![];
         for cj in claimed {
