@@ -40,7 +40,8 @@ pub fn bootstrap(settings: Settings) -> anyhow::Result<(Arc<Engine>, Option<Stri
     if created {
         tracing::info!(key_type = %settings.ca.key_type, "created the root and issuing CAs");
     }
-    db::write_tx(&mut conn, None, |c| policy::ensure_folder(c, policy::ROOT_DN))?;
+    // Under a lock: two instances starting together on an empty database both get here.
+    db::write_tx(&mut conn, Some(7262005), |c| policy::ensure_folder(c, policy::ROOT_DN))?;
     // The configuration file wins, at each start, for the folders and keys it names.
     if let Some(path) = &settings.config_file {
         for fp in crate::config::file_policies(path)? {

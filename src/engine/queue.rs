@@ -118,7 +118,15 @@ impl Engine {
             return Ok(false);
         };
         let started = Instant::now();
-        let result = self.issue(&mut conn, &job);
+        // Keep the lease alive while the crypto runs (an RSA-4096 key can take longer than a
+        // short lease), so another worker does not take the job over and redo it.
+        let finished = std::sync::atomic::AtomicBool::new(false);
+        let result = std::thread::scope(|s| {
+            s.spawn(|| self.heartbeat(&job, owner, &finished));
+            let r = self.issue(&mut conn, &job);
+            finished.store(true, std::sync::atomic::Ordering::Release);
+            r
+        });
         match result {
             Ok(issued) => {
                 let committed = self.complete(&mut conn, &job, owner, issued)?;
@@ -142,6 +150,30 @@ impl Engine {
         }
         self.signals.done.notify_waiters();
         Ok(true)
+    }
+
+    /// Extends a running job's lease every third of the lease until `finished` is set.
+    fn heartbeat(&self, job: &Job, owner: &str, finished: &std::sync::atomic::AtomicBool) {
+        let lease = self.settings.queue.lease_secs.max(1) as i64;
+        let every = Duration::from_millis((lease as u64 * 1000 / 3).max(200));
+        let mut last = Instant::now();
+        while !finished.load(std::sync::atomic::Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(50));
+            if last.elapsed() < every {
+                continue;
+            }
+            last = Instant::now();
+            if let Ok(mut c) = self.pool.get() {
+                let _ = diesel::update(
+                    jobs::table
+                        .find(job.id)
+                        .filter(jobs::lease_owner.eq(owner))
+                        .filter(jobs::state.eq(job_state::RUNNING)),
+                )
+                .set(jobs::lease_until.eq(now() + chrono::Duration::seconds(lease)))
+                .execute(&mut c);
+            }
+        }
     }
 
     fn claim(&self, conn: &mut DbConn, owner: &str) -> Result<Option<Job>, diesel::result::Error> {
