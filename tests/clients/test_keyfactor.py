@@ -15,6 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
+import jks
 import pytest
 import requests
 from cryptography import x509
@@ -29,8 +30,9 @@ from keyfactor_v_1_client.api.certificate_authority import certificate_authority
 from keyfactor_v_1_client.api.certificate_store import (certificate_store_add_certificate,
                                                         certificate_store_get_certificate_store_inventory)
 from keyfactor_v_1_client.api.enrollment import (enrollment_add_to_existing_cert_stores,
-                                                 enrollment_install_pfx_to_cert_store, enrollment_post_pfx_enroll,
-                                                 enrollment_renew)
+                                                 enrollment_available_renewal_thumbprint,
+                                                 enrollment_install_pfx_to_cert_store, enrollment_post_csr_enroll,
+                                                 enrollment_post_pfx_enroll, enrollment_renew)
 from keyfactor_v_1_client.api.orchestrator_job import orchestrator_job_get_job_history
 from keyfactor_v_1_client.api.status import status_get_endpoints
 from keyfactor_v_1_client.api.template import template_get_templates
@@ -42,6 +44,7 @@ from keyfactor_v_1_client.models import (KeyfactorApiModelsCertificateStoresAddC
                                          ModelsCertificateDownloadRequest, ModelsCertificateRecoveryRequest,
                                          ModelsCertificateRetrievalResponseCertState,
                                          ModelsCertificateRetrievalResponseRevocationReason, ModelsCertificateStoreEntry,
+                                         ModelsEnrollmentCSREnrollmentRequest,
                                          ModelsEnrollmentExistingEnrollmentManagementRequest,
                                          ModelsEnrollmentPFXEnrollmentRequest, ModelsEnrollmentPFXEnrollmentRequestMetadata,
                                          ModelsEnrollmentPFXEnrollmentRequestSANs, ModelsEnrollmentRenewalRequest,
@@ -462,6 +465,31 @@ def test_v1_recover_pfx(v1, host):
                                                             STRONG_PASSWORD.encode())[1]) == info.thumbprint
 
 
+def test_v1_csr_enrollment_and_available_renewal(v1, host):
+    """`Enrollment/CSR` answers `KeyfactorID` (capital ID, unlike PFX's `KeyfactorId`), which the v1
+    model reads; `Certificates[0]` is the leaf PEM."""
+    cn = unique_cn("v1csr")
+    key, csr = make_csr(cn, dns=[cn])
+    r = enrollment_post_csr_enroll.sync_detailed(client=v1, json_body=ModelsEnrollmentCSREnrollmentRequest(
+        csr=csr, template="WebServer", certificate_authority=f"{host}\\issuing", include_chain=True,
+        timestamp=datetime.datetime(2024, 1, 2, 3, 4, 5, 123456)))
+    assert r.status_code == 200, r.content[:500]
+    info = r.parsed.certificate_information
+    assert_fields_set(info, "serial_number", "issuer_dn", "thumbprint", "keyfactor_id", "certificates",
+                      "keyfactor_request_id", "request_disposition", "disposition_message")
+    assert_no_miscased_keys(info)
+    assert info.request_disposition == "ISSUED"
+    certs = load_certs(info.certificates[0])
+    assert sha1_thumbprint(certs[0]) == info.thumbprint
+    assert public_key_der(certs[0]) == key.public_key().public_bytes(serialization.Encoding.DER,
+                                                                     serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert len(info.certificates) >= 2, "IncludeChain: the chain follows the leaf"
+    a = enrollment_available_renewal_thumbprint.sync_detailed(info.thumbprint, client=v1)
+    assert a.status_code == 200, a.content[:300]
+    assert_fields_set(a.parsed, "available_renewal_type", "message")
+    assert int(a.parsed.available_renewal_type) == 1, "no key held: renewal re-signs the public key"
+
+
 def test_v1_store_add_and_job_history(gw, v1, host, tmp_path):
     machine = machine_name("v1")
     store = store_add(gw, machine, "/etc/ssl/web")
@@ -710,6 +738,10 @@ def test_failing_store_retries_and_is_acknowledged(gw, s, agents, tmp_path):
     assert r.status_code == 204, r.text
     acked = [h for h in job_history(s, ClientMachine=machine) if h["JobHistoryId"] == audit]
     assert len(acked) == 1 and acked[0]["Status"] == ACKNOWLEDGED and acked[0]["Result"] == FAILURE, acked
+    # Only Warning/Failure runs are acknowledged (reference §4.5): a successful run stays Completed.
+    r = s.post("/KeyfactorAPI/OrchestratorJobs/Acknowledge", json={"JobAuditIds": [ok[0]["JobHistoryId"]]})
+    assert r.status_code == 204, r.text
+    assert [h["Status"] for h in rows("/good/tls")] == [COMPLETED]
 
     # Remove the fault: the job is retried and succeeds.
     (root / "blocked").unlink()
@@ -1077,3 +1109,101 @@ def test_job_of_a_dead_agent_is_retried_after_its_lease(gateway_factory, tmp_pat
     # The dead agent's late report is refused: the job is no longer its.
     late = a.post(f"/api/v1/agent/jobs/{claimed['job_id']}/result", json={"outcome": "success", "message": "late"})
     assert late.status_code == 409, late.text
+
+
+# ================================================================ more endpoints and store behaviour
+
+def test_v11_style_download_and_recover(s):
+    """The v11 SDK: camelCase bodies, `?collectionId=0`, `x-certificateformat: PEM` on both."""
+    cn = unique_cn("v11dl")
+    info = pfx_enroll(s, cn)
+    h = {"X-Keyfactor-Requested-With": "APIClient", "x-certificateformat": "PEM"}
+    d = json_of(s.post("/KeyfactorAPI/Certificates/Download?collectionId=0", headers=h,
+                       json={"certID": info["KeyfactorId"], "includeChain": True}))
+    assert set(d) == {"content"}, d
+    certs = load_certs(base64.b64decode(d["content"]))
+    assert sha1_thumbprint(certs[0]) == info["Thumbprint"] and len(certs) >= 2
+    rec = json_of(s.post("/KeyfactorAPI/Certificates/Recover?collectionId=0", headers=h,
+                         json={"password": STRONG_PASSWORD, "thumbprint": info["Thumbprint"]}))
+    assert set(rec) == {"pfx", "fileName"}, rec
+    pem = base64.b64decode(rec["pfx"])
+    assert sha1_thumbprint(load_certs(pem)[0]) == info["Thumbprint"]
+    key = serialization.load_pem_private_key(pem, STRONG_PASSWORD.encode())
+    assert key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) \
+        == public_key_der(load_certs(pem)[0])
+
+
+def test_certificates_query_and_paging(s):
+    cn = unique_cn("query")
+    first = pfx_enroll(s, cn)
+    for _ in range(2):
+        assert json_of(s.post("/KeyfactorAPI/Enrollment/Renew", json={"CertificateId": first["KeyfactorId"]}))[
+            "RequestDisposition"] == "ISSUED"
+    every = json_of(s.get("/KeyfactorAPI/Certificates", params={"pq.queryString": f'IssuedCN -eq "{cn}"'}))
+    assert len(every) == 3 and every[0]["Id"] == first["KeyfactorId"], [c["Id"] for c in every]
+    ids = [c["Id"] for c in every]
+    # v11 parameter names (no prefix), page 2 of 2-per-page.
+    page2 = json_of(s.get("/KeyfactorAPI/Certificates", params={
+        "QueryString": f'IssuedCN -eq "{cn}"', "ReturnLimit": 2, "PageReturned": 2, "collectionId": 0,
+        "includeLocations": "false", "includeMetadata": "false", "includeHasPrivateKey": "false", "verbose": 0}))
+    assert [c["id"] for c in page2] == ids[2:], page2
+    assert_kf_error(s.get("/KeyfactorAPI/Certificates", params={"pq.queryString": 'NoSuchField -eq "x"'}), 400)
+
+
+def test_store_remove(gw, s, tmp_path):
+    machine = machine_name("rm")
+    store = store_add(gw, machine, "/rm/tls", alias="gone")
+    info = pfx_enroll(s, unique_cn("rm"))
+    json_of(s.post("/KeyfactorAPI/CertificateStores/Certificates/Add", json={
+        "CertificateId": info["KeyfactorId"], "CertificateStores": [{"CertificateStoreId": store}],
+        "Schedule": {"Immediate": True}}))
+    root = tmp_path / "root"
+    agent_once(gw, machine, root)
+    d = root / "rm" / "tls"
+    assert (d / "gone.crt").exists() and (d / "gone.chain.pem").exists()
+    jobs = json_of(s.post("/KeyfactorAPI/CertificateStores/Certificates/Remove", json={
+        "CertificateStores": [{"CertificateStoreId": store, "Alias": "gone"}], "Schedule": {"Immediate": True}}))
+    assert len(jobs) == 1
+    agent_once(gw, machine, root)
+    assert not (d / "gone.crt").exists() and not (d / "gone.chain.pem").exists()
+    [row] = job_history(s, JobId=jobs[0])
+    assert (row["Status"], row["Result"]) == (COMPLETED, SUCCESS), row
+
+
+def test_agent_refuses_a_store_path_escaping_its_root(gw, s, tmp_path):
+    machine = machine_name("escape")
+    store = store_add(gw, machine, "/../escaped")
+    info = pfx_enroll(s, unique_cn("escape"))
+    [job] = json_of(s.post("/KeyfactorAPI/CertificateStores/Certificates/Add", json={
+        "CertificateId": info["KeyfactorId"], "CertificateStores": [{"CertificateStoreId": store}],
+        "Schedule": {"Immediate": True}}))
+    root = tmp_path / "inner" / "root"
+    root.mkdir(parents=True)
+    agent_once(gw, machine, root)
+    assert not (tmp_path / "inner" / "escaped").exists(), "nothing is written outside the store root"
+    [row] = job_history(s, JobId=job)
+    assert (row["Status"], row["Result"]) == (COMPLETED_WILL_RETRY, FAILURE), row
+    assert "escapes the store root" in row["Message"], row
+
+
+def test_pkcs12_and_jks_stores(gw, s, tmp_path):
+    machine = machine_name("ks")
+    p12 = store_add(gw, machine, "/ks/site.p12", store_type="pkcs12", alias="site", include_keys=True,
+                    password="store-pass-1")
+    jk = store_add(gw, machine, "/ks/site.jks", store_type="jks", alias="site", include_keys=True,
+                   password="store-pass-2")
+    info = pfx_enroll(s, unique_cn("ks"))
+    r = s.post("/KeyfactorAPI/Enrollment/PFX/Deploy", json={"Password": STRONG_PASSWORD, "CertificateId": info["KeyfactorId"],
+                                                           "StoreIds": [p12, jk]})
+    assert sorted(json_of(r)["SuccessfulStores"]) == sorted([p12, jk]) and r.json()["FailedStores"] == []
+    root = tmp_path / "root"
+    agent_once(gw, machine, root)
+    key, leaf, _ = pkcs12.load_key_and_certificates((root / "ks" / "site.p12").read_bytes(), b"store-pass-1")
+    assert sha1_thumbprint(leaf) == info["Thumbprint"] and key is not None
+    assert stat.S_IMODE((root / "ks" / "site.p12").stat().st_mode) == 0o600
+    ks = jks.KeyStore.loads((root / "ks" / "site.jks").read_bytes(), "store-pass-2")
+    assert "site" in ks.private_keys, list(ks.entries)
+    entry = ks.private_keys["site"]
+    if not entry.is_decrypted():
+        entry.decrypt("store-pass-2")
+    assert sha1_thumbprint(x509.load_der_x509_certificate(entry.cert_chain[0][1])) == info["Thumbprint"]

@@ -197,7 +197,7 @@ pub async fn enrollment_renew(
     let kf = KeyfactorRenew {
         certificate: CertRef::CertificateId(0),
         template: b.nonblank("Template").map_err(bad)?,
-        ca: ca_name(b.nonblank("CertificateAuthority").map_err(bad)?),
+        ca: ca_name(&state, b.nonblank("CertificateAuthority").map_err(bad)?)?,
         metadata: BTreeMap::new(),
         store_guids: vec![],
     };
@@ -307,7 +307,7 @@ pub async fn enrollment_pfx(
         subject: Some(subject),
         sans: sans_of(&b)?,
         template: b.nonblank("Template").map_err(bad)?,
-        ca: ca_name(b.nonblank("CertificateAuthority").map_err(bad)?),
+        ca: ca_name(&state, b.nonblank("CertificateAuthority").map_err(bad)?)?,
         metadata: metadata(&b),
         key_spec: key_spec_v11(&b)?,
     };
@@ -349,7 +349,7 @@ pub async fn enrollment_csr(
         subject: None,
         sans: SanSet::default(),
         template: b.nonblank("Template").map_err(bad)?,
-        ca: ca_name(b.nonblank("CertificateAuthority").map_err(bad)?),
+        ca: ca_name(&state, b.nonblank("CertificateAuthority").map_err(bad)?)?,
         metadata: metadata(&b),
         key_spec: None,
     };

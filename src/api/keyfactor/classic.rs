@@ -73,9 +73,19 @@ fn lookup(b: &LenientBody) -> Result<model::LookupFields, KeyfactorError> {
     }
 }
 
-/// The CA name out of a `host\NAME` configuration string (or a bare name).
-pub fn ca_name(cfg: Option<String>) -> Option<String> {
-    cfg.map(|c| c.rsplit('\\').next().unwrap_or(&c).trim().to_string()).filter(|s| !s.is_empty())
+/// The CA name out of a `<ca.host>\NAME` configuration string (or a bare `NAME`); a host part
+/// other than `ca.host` (case-insensitive) names a CA this gateway does not have.
+pub fn ca_name(state: &AppState, cfg: Option<String>) -> Result<Option<String>, KeyfactorError> {
+    let Some(c) = cfg.map(|c| c.trim().to_string()).filter(|c| !c.is_empty()) else { return Ok(None) };
+    match c.rsplit_once('\\') {
+        Some((host, name)) => {
+            if !host.trim().eq_ignore_ascii_case(&state.engine.settings.ca_host()) {
+                return Err(KeyfactorError::bad_request(format!("Certificate authority '{c}' does not exist.")));
+            }
+            Ok(Some(name.trim().to_string()).filter(|s| !s.is_empty()))
+        }
+        None => Ok(Some(c)),
+    }
 }
 
 pub async fn renew(
@@ -90,7 +100,7 @@ pub async fn renew(
     let kf = KeyfactorRenew {
         certificate: CertRef::CertificateId(0),
         template: b.nonblank("Template").map_err(bad)?,
-        ca: ca_name(b.nonblank("CAConfiguration").map_err(bad)?),
+        ca: ca_name(&state, b.nonblank("CAConfiguration").map_err(bad)?)?,
         metadata: metadata(&b),
         store_guids: strings(b.get("CertStores")),
     };
