@@ -113,6 +113,7 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
 pub fn configure_app(cfg: &mut web::ServiceConfig) {
     crate::api::venafi::configure(cfg);
     crate::api::keyfactor::configure(cfg);
+    crate::api::acme::configure(cfg);
     crate::api::admin::configure(cfg);
 }
 

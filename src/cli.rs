@@ -55,6 +55,28 @@ pub enum Command {
     /// The store agent.
     #[command(subcommand)]
     Agent(AgentCmd),
+    /// ACME administration.
+    #[command(subcommand)]
+    Acme(AcmeCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AcmeCmd {
+    /// External account binding keys.
+    #[command(subcommand)]
+    Eab(AcmeEabCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AcmeEabCmd {
+    /// Create an EAB key bound to a policy folder; prints `EAB_KID=…` and `EAB_HMAC_KEY=…`.
+    Create {
+        #[arg(long)]
+        policy: String,
+        /// Names the folder's whitelisted domains cover are treated as already validated.
+        #[arg(long)]
+        prevalidated: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -478,6 +500,13 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             auth::bind_client_machine(&mut conn, &t.access_token, &client_machine)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{}", t.access_token);
+            Ok(0)
+        }
+        Command::Acme(AcmeCmd::Eab(AcmeEabCmd::Create { policy, prevalidated })) => {
+            let (kid, key) = crate::api::acme::store::create_eab(&mut conn, &engine.master, &policy, prevalidated)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("EAB_KID={kid}");
+            println!("EAB_HMAC_KEY={key}");
             Ok(0)
         }
         Command::Serve | Command::Migrate | Command::Openapi | Command::Agent(AgentCmd::Run(_)) => unreachable!(),

@@ -33,6 +33,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub formats: FormatSettings,
     pub keyfactor: KeyfactorSettings,
+    pub acme: AcmeSettings,
     /// The TOML file these settings were read from (its `[policy.'DN']` tables are applied at start).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -43,6 +44,21 @@ pub struct Settings {
 pub struct FormatSettings {
     /// PKCS#12 encryption when a request names none: `modern` (AES-256, SHA-256 MAC) or `legacy` (3DES, SHA-1 MAC).
     pub pkcs12_profile: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AcmeSettings {
+    /// New accounts need an external account binding (`renewgate acme eab create`).
+    pub eab_required: bool,
+    /// Base URL of the ACME directory's links behind a reverse proxy (default: the request's scheme and Host + `/acme`).
+    pub public_base_url: Option<String>,
+}
+
+impl Default for AcmeSettings {
+    fn default() -> Self {
+        AcmeSettings { eab_required: true, public_base_url: None }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +186,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             formats: FormatSettings::default(),
             keyfactor: KeyfactorSettings::default(),
+            acme: AcmeSettings::default(),
             config_file: None,
         }
     }

@@ -234,3 +234,35 @@ diesel::allow_tables_to_appear_in_same_query!(
     store_jobs,
     store_job_runs
 );
+
+diesel::table! {
+    acme_eab_keys (id) {
+        id -> BigInt,
+        kid -> Text,
+        hmac_enc -> Binary,
+        policy_dn -> Text,
+        prevalidated -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    acme_accounts (id) {
+        id -> BigInt,
+        thumbprint -> Text,
+        jwk -> Text,
+        status -> Text,
+        contact -> Text,
+        eab_kid -> Nullable<Text>,
+        policy_dn -> Text,
+        prevalidated -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    acme_nonces (nonce) {
+        nonce -> Text,
+        expires_at -> Timestamp,
+    }
+}

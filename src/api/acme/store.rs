@@ -1,0 +1,198 @@
+//! ACME state in the database: nonces (shared by every instance), EAB keys and accounts.
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64U;
+use diesel::prelude::*;
+use serde_json::Value;
+
+use super::jws::{self, Jws};
+use super::problem::Problem;
+use crate::db::schema::{acme_accounts, acme_eab_keys, acme_nonces};
+use crate::db::{DbConn, now};
+use crate::secrets::MasterKey;
+
+const EAB_PURPOSE: &str = "acme-eab-key";
+const NONCE_LIFETIME_SECS: i64 = 3600;
+
+pub fn issue_nonce(c: &mut DbConn) -> Result<String, Problem> {
+    let mut b = [0u8; 16];
+    openssl::rand::rand_bytes(&mut b).map_err(|e| Problem::server(e.to_string()))?;
+    let n = B64U.encode(b);
+    // Now and then, drop expired nonces so the table does not grow without bound.
+    if b[0] == 0 {
+        purge_nonces(c)?;
+    }
+    diesel::insert_into(acme_nonces::table)
+        .values((
+            acme_nonces::nonce.eq(&n),
+            acme_nonces::expires_at.eq(now() + chrono::Duration::seconds(NONCE_LIFETIME_SECS)),
+        ))
+        .execute(c)?;
+    Ok(n)
+}
+
+/// Consumes a nonce atomically: true iff it existed and had not expired.
+pub fn consume_nonce(c: &mut DbConn, n: &str) -> Result<bool, Problem> {
+    let gone =
+        diesel::delete(acme_nonces::table.filter(acme_nonces::nonce.eq(n)).filter(acme_nonces::expires_at.gt(now())))
+            .execute(c)?;
+    Ok(gone == 1)
+}
+
+/// Deletes expired nonces (the table does not grow without bound).
+pub fn purge_nonces(c: &mut DbConn) -> Result<usize, Problem> {
+    Ok(diesel::delete(acme_nonces::table.filter(acme_nonces::expires_at.le(now()))).execute(c)?)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = acme_accounts)]
+pub struct Account {
+    pub id: i64,
+    pub thumbprint: String,
+    pub jwk: String,
+    pub status: String,
+    pub contact: String,
+    pub eab_kid: Option<String>,
+    pub policy_dn: String,
+    pub prevalidated: bool,
+    pub created_at: chrono::NaiveDateTime,
+}
+
+pub fn account(c: &mut DbConn, id: i64) -> Result<Option<Account>, Problem> {
+    Ok(acme_accounts::table.find(id).select(Account::as_select()).first(c).optional()?)
+}
+
+pub fn account_by_thumbprint(c: &mut DbConn, t: &str) -> Result<Option<Account>, Problem> {
+    Ok(acme_accounts::table.filter(acme_accounts::thumbprint.eq(t)).select(Account::as_select()).first(c).optional()?)
+}
+
+/// What an EAB key binds an account to.
+pub struct Binding {
+    pub kid: String,
+    pub policy_dn: String,
+    pub prevalidated: bool,
+}
+
+/// Creates an EAB key bound to a policy folder; returns (kid, base64url HMAC key).
+pub fn create_eab(
+    c: &mut DbConn,
+    master: &MasterKey,
+    policy_dn: &str,
+    prevalidated: bool,
+) -> Result<(String, String), String> {
+    let dn = crate::engine::policy::normalize_dn(policy_dn);
+    if crate::engine::policy::find_folder(c, &dn).map_err(|e| e.to_string())?.is_none() {
+        return Err(format!("PolicyDN: {dn} does not exist."));
+    }
+    if prevalidated {
+        let p = crate::engine::policy::effective(c, &dn).map_err(|e| e.to_string())?;
+        if p.domains().is_empty() {
+            return Err(format!(
+                "{dn} has no whitelisted domains: a pre-validated key needs them (renewgate policy set '{dn}' domains=example.com)"
+            ));
+        }
+    }
+    let mut key = [0u8; 32];
+    let mut kid = [0u8; 12];
+    openssl::rand::rand_bytes(&mut key).map_err(|e| e.to_string())?;
+    openssl::rand::rand_bytes(&mut kid).map_err(|e| e.to_string())?;
+    let kid = B64U.encode(kid);
+    let sealed = master.seal(EAB_PURPOSE, &key).map_err(|e| e.to_string())?;
+    diesel::insert_into(acme_eab_keys::table)
+        .values((
+            acme_eab_keys::kid.eq(&kid),
+            acme_eab_keys::hmac_enc.eq(sealed),
+            acme_eab_keys::policy_dn.eq(&dn),
+            acme_eab_keys::prevalidated.eq(prevalidated),
+            acme_eab_keys::created_at.eq(now()),
+        ))
+        .execute(c)
+        .map_err(|e| e.to_string())?;
+    Ok((kid, B64U.encode(key)))
+}
+
+/// Verifies an `externalAccountBinding` (RFC 8555 §7.3.4) for an account key with thumbprint `thumb`.
+pub fn check_eab(
+    c: &mut DbConn,
+    master: &MasterKey,
+    eab: &Value,
+    outer_url: &str,
+    thumb: &str,
+) -> Result<Binding, Problem> {
+    let inner = Jws::parse(eab.to_string().as_bytes())
+        .map_err(|e| Problem::malformed(format!("externalAccountBinding: {e:?}")))?;
+    if inner.nonce().is_some() {
+        return Err(Problem::malformed("the external account binding must not carry a nonce"));
+    }
+    if inner.url() != Some(outer_url) {
+        return Err(Problem::malformed("the external account binding's url differs from the request's"));
+    }
+    if !matches!(inner.alg(), Some("HS256" | "HS384" | "HS512")) {
+        return Err(Problem::malformed("the external account binding must use HS256, HS384 or HS512"));
+    }
+    let kid = inner.kid().ok_or_else(|| Problem::malformed("the external account binding has no kid"))?.to_string();
+    let row: Option<(Vec<u8>, String, bool)> = acme_eab_keys::table
+        .filter(acme_eab_keys::kid.eq(&kid))
+        .select((acme_eab_keys::hmac_enc, acme_eab_keys::policy_dn, acme_eab_keys::prevalidated))
+        .first(c)
+        .optional()?;
+    let (sealed, policy_dn, prevalidated) =
+        row.ok_or_else(|| Problem::unauthorized(format!("unknown external account key {kid}")))?;
+    let key = master.open(EAB_PURPOSE, &sealed).map_err(|_| Problem::server("cannot open the stored EAB key"))?;
+    jws::verify_eab_mac(&inner, &key)
+        .map_err(|_| Problem::unauthorized("the external account binding MAC does not verify"))?;
+    let inner_jwk: Value = serde_json::from_slice(&inner.payload)
+        .map_err(|_| Problem::malformed("the external account binding payload is not a JWK"))?;
+    let inner_thumb =
+        jws::thumbprint(inner_jwk.as_object().ok_or_else(|| Problem::malformed("the EAB payload must be a JWK"))?)?;
+    if inner_thumb != thumb {
+        return Err(Problem::new(
+            400,
+            "badPublicKey",
+            "the external account binding names another key than the request's jwk",
+        ));
+    }
+    Ok(Binding { kid, policy_dn, prevalidated })
+}
+
+pub fn create_account(
+    c: &mut DbConn,
+    thumb: &str,
+    jwk: &Value,
+    contacts: &[String],
+    b: Option<Binding>,
+) -> Result<Account, Problem> {
+    let (kid, dn, pre) = match b {
+        Some(b) => (Some(b.kid), b.policy_dn, b.prevalidated),
+        None => (None, crate::engine::policy::ROOT_DN.to_string(), false),
+    };
+    diesel::insert_into(acme_accounts::table)
+        .values((
+            acme_accounts::thumbprint.eq(thumb),
+            acme_accounts::jwk.eq(jwk.to_string()),
+            acme_accounts::status.eq("valid"),
+            acme_accounts::contact.eq(serde_json::to_string(contacts).unwrap_or_else(|_| "[]".into())),
+            acme_accounts::eab_kid.eq(kid),
+            acme_accounts::policy_dn.eq(dn),
+            acme_accounts::prevalidated.eq(pre),
+            acme_accounts::created_at.eq(now()),
+        ))
+        .execute(c)?;
+    account_by_thumbprint(c, thumb)?.ok_or_else(|| Problem::server("account vanished"))
+}
+
+pub fn update_account(
+    c: &mut DbConn,
+    id: i64,
+    contacts: Option<Vec<String>>,
+    deactivate: bool,
+) -> Result<Account, Problem> {
+    if let Some(cs) = contacts {
+        diesel::update(acme_accounts::table.find(id))
+            .set(acme_accounts::contact.eq(serde_json::to_string(&cs).unwrap_or_else(|_| "[]".into())))
+            .execute(c)?;
+    }
+    if deactivate {
+        diesel::update(acme_accounts::table.find(id)).set(acme_accounts::status.eq("deactivated")).execute(c)?;
+    }
+    account(c, id)?.ok_or_else(|| Problem::server("account vanished"))
+}
