@@ -362,8 +362,13 @@ impl Engine {
                         .eq(serde_json::to_string(&c.metadata.clone().unwrap_or_default()).unwrap_or_default()),
                 ))
                 .execute(tx)?;
-            // Store pushes are scheduled in the same transaction that makes the certificate current.
-            crate::engine::stores::schedule(tx, &c.store_ids, cert_id, "add", None, true)?;
+            // Store pushes are scheduled in the same transaction that makes the certificate current,
+            // each into the entry an earlier version of the object occupies in that store.
+            for sid in &c.store_ids {
+                let alias = crate::engine::stores::alias_of_object_in_store(tx, job.object_id, *sid)
+                    .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+                crate::engine::stores::schedule(tx, &[*sid], cert_id, "add", alias.as_deref(), true)?;
+            }
             Ok(true)
         })
     }

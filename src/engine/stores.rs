@@ -332,24 +332,71 @@ pub fn acknowledge(conn: &mut DbConn, run_ids: &[i64]) -> Result<usize, RenewErr
     .execute(conn)?)
 }
 
-/// Certificates installed in a store by successful Add jobs (newest per alias).
-pub fn inventory(conn: &mut DbConn, store_id: i64) -> Result<Vec<StorePushJob>, RenewError> {
-    Ok(store_jobs::table
-        .filter(store_jobs::store_id.eq(store_id))
-        .filter(store_jobs::state.eq(job::DONE))
-        .order(store_jobs::id.desc())
-        .select(StorePushJob::as_select())
-        .load(conn)?)
+/// The alias a job installs under or removes: the job's, else the store's, else the CN of its
+/// certificate (what the agent uses).
+fn effective_alias(job_alias: Option<&str>, store: &Store, cn: Option<&str>) -> Option<String> {
+    job_alias.or(store.alias.as_deref()).or(cn).filter(|a| !a.is_empty()).map(str::to_string)
 }
 
-/// Stores whose last successful Add installed this certificate (for PFX/Replace).
-pub fn stores_holding(conn: &mut DbConn, certificate_id: i64) -> Result<Vec<Store>, RenewError> {
-    let ids: Vec<i64> = store_jobs::table
+/// What a store holds now: alias → certificate id, replaying its finished Add and Remove jobs in order.
+pub fn contents(conn: &mut DbConn, store: &Store) -> Result<std::collections::BTreeMap<String, i64>, RenewError> {
+    use crate::db::schema::certificates;
+    let rows: Vec<(StorePushJob, Option<String>)> = store_jobs::table
+        .left_join(certificates::table.on(certificates::id.nullable().eq(store_jobs::certificate_id)))
+        .filter(store_jobs::store_id.eq(store.id))
+        .filter(store_jobs::state.eq(job::DONE))
+        .order(store_jobs::id.asc())
+        .select((StorePushJob::as_select(), certificates::common_name.nullable()))
+        .load(conn)?;
+    let mut held = std::collections::BTreeMap::new();
+    for (j, cn) in rows {
+        let Some(alias) = effective_alias(j.alias.as_deref(), store, cn.as_deref()) else { continue };
+        match (j.operation.as_str(), j.certificate_id) {
+            ("add", Some(cid)) => {
+                held.insert(alias, cid);
+            }
+            ("remove", _) => {
+                held.remove(&alias);
+            }
+            _ => {}
+        }
+    }
+    Ok(held)
+}
+
+/// Where a certificate is installed now: (store, alias) pairs.
+pub fn locations_of(conn: &mut DbConn, certificate_id: i64) -> Result<Vec<(Store, String)>, RenewError> {
+    let store_ids: Vec<i64> = store_jobs::table
         .filter(store_jobs::certificate_id.eq(certificate_id))
         .filter(store_jobs::state.eq(job::DONE))
-        .filter(store_jobs::operation.eq("add"))
         .select(store_jobs::store_id)
         .distinct()
         .load(conn)?;
-    Ok(stores::table.filter(stores::id.eq_any(ids)).select(Store::as_select()).load(conn)?)
+    let stores: Vec<Store> =
+        stores::table.filter(stores::id.eq_any(store_ids)).select(Store::as_select()).load(conn)?;
+    let mut out = vec![];
+    for s in stores {
+        for (alias, cid) in contents(conn, &s)? {
+            if cid == certificate_id {
+                out.push((s.clone(), alias));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The alias an earlier version of `object_id` occupies in `store_id` now, if any (a renewal's
+/// push replaces that entry).
+pub fn alias_of_object_in_store(
+    conn: &mut DbConn,
+    object_id: i64,
+    store_id: i64,
+) -> Result<Option<String>, RenewError> {
+    use crate::db::schema::certificates;
+    let Some(store) = stores::table.find(store_id).select(Store::as_select()).first(conn).optional()? else {
+        return Ok(None);
+    };
+    let versions: Vec<i64> =
+        certificates::table.filter(certificates::object_id.eq(object_id)).select(certificates::id).load(conn)?;
+    Ok(contents(conn, &store)?.into_iter().rev().find(|(_, cid)| versions.contains(cid)).map(|(a, _)| a))
 }

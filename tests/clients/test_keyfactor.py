@@ -1207,3 +1207,110 @@ def test_pkcs12_and_jks_stores(gw, s, tmp_path):
     if not entry.is_decrypted():
         entry.decrypt("store-pass-2")
     assert sha1_thumbprint(x509.load_der_x509_certificate(entry.cert_chain[0][1])) == info["Thumbprint"]
+
+
+def test_reload_failure_is_a_warning_and_can_be_acknowledged(gw, s, tmp_path):
+    """Installed, but the reload command failed: JobHistory Result 3 (Warning), Status 3; a
+    warning is acknowledged like a failure."""
+    machine = machine_name("warn")
+    store = store_add(gw, machine, "/warn/tls")
+    info = pfx_enroll(s, unique_cn("warn"))
+    [job] = json_of(s.post("/KeyfactorAPI/CertificateStores/Certificates/Add", json={
+        "CertificateId": info["KeyfactorId"], "CertificateStores": [{"CertificateStoreId": store}],
+        "Schedule": {"Immediate": True}}))
+    agent_once(gw, machine, tmp_path / "root", reload_command="exit 3")
+    [row] = job_history(s, JobId=job)
+    assert (row["Status"], row["Result"]) == (COMPLETED, WARNING), row
+    assert "reload" in row["Message"], row
+    r = s.post("/KeyfactorAPI/OrchestratorJobs/Acknowledge", json={"JobAuditIds": [row["JobHistoryId"]]})
+    assert r.status_code == 204, r.text
+    [row] = job_history(s, JobId=job)
+    assert (row["Status"], row["Result"]) == (ACKNOWLEDGED, WARNING), row
+
+
+def add_with_alias(gw, s, tmp_path, machine, store, cert_id, alias):
+    json_of(s.post("/KeyfactorAPI/CertificateStores/Certificates/Add", json={
+        "CertificateId": cert_id, "CertificateStores": [{"CertificateStoreId": store, "Alias": alias, "Overwrite": True}],
+        "Schedule": {"Immediate": True}}))
+    agent_once(gw, machine, tmp_path / "root")
+
+
+def test_pfx_replace_replaces_the_entry_the_old_certificate_occupies(gw, s, tmp_path):
+    """`PFX/Replace` "replaces the old certificate in every store that holds it" (reference §4.3):
+    the old one was added under the alias `web` (a store without its own alias), so the new one
+    goes to `web.crt`, not beside it."""
+    machine = machine_name("repl")
+    store = store_add(gw, machine, "/repl/tls")
+    first = pfx_enroll(s, unique_cn("repl"))
+    add_with_alias(gw, s, tmp_path, machine, store, first["KeyfactorId"], "web")
+    d = tmp_path / "root" / "repl" / "tls"
+    assert sha1_thumbprint(load_certs((d / "web.crt").read_bytes())[0]) == first["Thumbprint"]
+    renewed = json_of(s.post("/KeyfactorAPI/Enrollment/Renew", json={"CertificateId": first["KeyfactorId"]}))
+    r = json_of(s.post("/KeyfactorAPI/Enrollment/PFX/Replace", json={
+        "ExistingCertificateId": first["KeyfactorId"], "CertificateId": renewed["KeyfactorId"], "Password": STRONG_PASSWORD}))
+    assert r["SuccessfulStores"] == [store] and r["FailedStores"] == []
+    agent_once(gw, machine, tmp_path / "root")
+    installed = {p.name: sha1_thumbprint(load_certs(p.read_bytes())[0]) for p in d.glob("*.crt")}
+    assert installed == {"web.crt": renewed["Thumbprint"]}, installed
+
+
+def test_classic_renew_pushes_to_the_alias_of_the_old_location(gw, s, tmp_path):
+    """Reference §3 (an [INF] design rule): a renewal's push job uses the alias of the old
+    certificate's location in that store, so the renewed certificate replaces the installed one."""
+    machine = machine_name("ralias")
+    store = store_add(gw, machine, "/ralias/tls")
+    first = pfx_enroll(s, unique_cn("ralias"))
+    add_with_alias(gw, s, tmp_path, machine, store, first["KeyfactorId"], "web")
+    body = json_of(classic_renew(s, {"Lookup": {"Type": "CMSID", "CMSID": first["KeyfactorId"]}, "CertStores": [store]}))
+    agent_once(gw, machine, tmp_path / "root")
+    d = tmp_path / "root" / "ralias" / "tls"
+    installed = {p.name: sha1_thumbprint(load_certs(p.read_bytes())[0]) for p in d.glob("*.crt")}
+    assert installed == {"web.crt": body["Thumbprint"]}, installed
+
+
+def test_casing_defaults_to_pascal_for_gets(s):
+    """Rule 2: a GET with neither a version header nor `collectionId=0` is PascalCase."""
+    info = pfx_enroll(s, unique_cn("pascal"))
+    c = json_of(s.get(f"/KeyfactorAPI/Certificates/{info['KeyfactorId']}"))
+    assert "IssuerDN" in c and "issuerDN" not in c
+    c = json_of(s.get(f"/KEYFACTORAPI/certificates/{info['KeyfactorId']}?collectionId=0",
+                      headers={"x-keyfactor-api-version": "1"}))
+    assert "IssuerDN" in c and "issuerDN" not in c, "the v1 SDK sends collectionId too, with its version header"
+
+
+def test_locations_follow_what_the_store_holds(gw, s, tmp_path):
+    """`Locations` of `GET Certificates/{id}` and the store's inventory say where a certificate is
+    now: after a store alias is overwritten by a newer certificate, or removed, the old certificate
+    is no longer listed there."""
+    machine = machine_name("loc")
+    store = store_add(gw, machine, "/loc/tls", alias="site")
+    first = pfx_enroll(s, unique_cn("loc"))
+    add_with_alias(gw, s, tmp_path, machine, store, first["KeyfactorId"], "site")
+    assert [loc["CertStoreId"] for loc in get_cert(s, first["KeyfactorId"])["Locations"]] == [store]
+    renewed = json_of(s.post("/KeyfactorAPI/Enrollment/Renew", json={"CertificateId": first["KeyfactorId"]}))
+    add_with_alias(gw, s, tmp_path, machine, store, renewed["KeyfactorId"], "site")
+    inv = json_of(s.get(f"/KeyfactorAPI/CertificateStores/{store}/Inventory"))
+    assert [[c["Id"] for c in e["Certificates"]] for e in inv] == [[renewed["KeyfactorId"]]], inv
+    assert [loc["CertStoreId"] for loc in get_cert(s, renewed["KeyfactorId"])["Locations"]] == [store]
+    old_locations = get_cert(s, first["KeyfactorId"])["Locations"]
+    removed = json_of(s.post("/KeyfactorAPI/CertificateStores/Certificates/Remove", json={
+        "CertificateStores": [{"CertificateStoreId": store, "Alias": "site"}], "Schedule": {"Immediate": True}}))
+    assert len(removed) == 1
+    agent_once(gw, machine, tmp_path / "root")
+    assert json_of(s.get(f"/KeyfactorAPI/CertificateStores/{store}/Inventory")) == []
+    new_locations = get_cert(s, renewed["KeyfactorId"])["Locations"]
+    assert (old_locations, new_locations) == ([], []), \
+        f"Locations: replaced certificate {old_locations}; removed certificate {new_locations}"
+
+
+def test_ca_configuration_forms(s, host):
+    """`<ca.host>\\NAME` matched case-insensitively, or a bare NAME; another host names no CA here."""
+    info = pfx_enroll(s, unique_cn("cafmt"))
+    for cfg in (f"{host.upper()}\\ISSUING", "issuing"):
+        body = json_of(classic_renew(s, {"Lookup": {"Type": "CMSID", "CMSID": info["KeyfactorId"]}, "CAConfiguration": cfg}))
+        assert body["RequestDisposition"] == "Issued", (cfg, body)
+        assert get_cert(s, keyfactor_id_of(s, body["Thumbprint"]))["CertificateAuthorityName"] == "issuing"
+    assert_kf_error(classic_renew(s, {"Lookup": {"Type": "CMSID", "CMSID": info["KeyfactorId"]},
+                                      "CAConfiguration": "CA1.jdk.com\\issuing"}), 400, contains="CA1.jdk.com")
+    assert_kf_error(s.post("/KeyfactorAPI/Enrollment/Renew", json={"CertificateId": info["KeyfactorId"],
+                                                                   "CertificateAuthority": "CA1.jdk.com\\issuing"}), 400)

@@ -484,8 +484,10 @@ pub async fn pfx_replace(
         .map_err(bad)?
         .ok_or_else(|| KeyfactorError::bad_request("CertificateId is required."))?;
     let (ok, failed) = blocking(&state, move |_, c| {
-        let holding = store_engine::stores_holding(c, old)?;
-        let targets: Vec<(String, Option<String>, bool)> = holding.into_iter().map(|s| (s.guid, None, true)).collect();
+        // Every entry the old certificate occupies now gets the new one, under the same alias.
+        let holding = store_engine::locations_of(c, old)?;
+        let targets: Vec<(String, Option<String>, bool)> =
+            holding.into_iter().map(|(s, alias)| (s.guid, Some(alias), true)).collect();
         deploy(c, new, &targets)
     })
     .await?;
@@ -755,18 +757,15 @@ pub async fn stores_inventory(
     let v = blocking(&state, move |_, c| {
         let s = store_engine::find_store(c, &g)?
             .ok_or_else(|| KeyfactorError::not_found(format!("Certificate store {g} does not exist.")))?;
-        let jobs = store_engine::inventory(c, s.id)?;
-        let mut seen = std::collections::HashSet::new();
         let mut out = vec![];
-        for j in jobs {
-            let alias = j.alias.clone().or(s.alias.clone()).unwrap_or_default();
-            if !seen.insert(alias.clone()) || j.operation != "add" {
-                continue;
+        for (alias, cid) in store_engine::contents(c, &s)? {
+            let v = model::version(c, cid)?;
+            let mut cert = model::certificate(c, &v)?;
+            // The inventory model of the v1 SDK wants object-valued metadata: leave it out here.
+            if let Some(m) = cert.as_object_mut() {
+                m.remove("Metadata");
             }
-            if let Some(cid) = j.certificate_id {
-                let v = model::version(c, cid)?;
-                out.push(json!({"Name": alias, "Certificates": [model::certificate(c, &v)?], "Parameters": {}}));
-            }
+            out.push(json!({"Name": alias, "Certificates": [cert], "Parameters": {}}));
         }
         Ok(out)
     })

@@ -8,7 +8,7 @@ use super::KeyfactorError;
 use crate::ca::SanSet;
 use crate::db::DbConn;
 use crate::db::models::{CertObject, CertVersion, Store};
-use crate::db::schema::{cert_objects, certificate_info, certificates, revocations, store_jobs, stores};
+use crate::db::schema::{cert_objects, certificate_info, certificates, revocations};
 use crate::engine::stores as store_engine;
 
 pub fn ts(t: chrono::NaiveDateTime) -> String {
@@ -83,8 +83,11 @@ pub fn lookup(
     }
     if let Some(sn) = serial {
         let want = norm_serial(sn);
-        let found: Vec<CertVersion> =
-            certificates::table.filter(certificates::serial.eq(&want)).select(CertVersion::as_select()).load(c)?;
+        // Stored serials keep a leading zero nibble when the hex has an odd length: try both.
+        let found: Vec<CertVersion> = certificates::table
+            .filter(certificates::serial.eq_any([want.clone(), format!("0{want}")]))
+            .select(CertVersion::as_select())
+            .load(c)?;
         let hit = found.into_iter().find(|v| issuer.is_none_or(|i| dn_key(i) == dn_key(&v.issuer_dn)));
         return hit.ok_or_else(|| {
             KeyfactorError::not_found(format!("Certificate with serial number {want} does not exist."))
@@ -178,7 +181,7 @@ pub fn certificate(c: &mut DbConn, v: &CertVersion) -> Result<Value, KeyfactorEr
         "KeyRecoverable": v.key_enc.is_some(),
         "RevocationComment": revoked.as_ref().map(|r| r.1.clone()).unwrap_or_default(),
         "ContentBytes": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &v.der),
-        "ExtendedKeyUsages": [],
+        "ExtendedKeyUsages": extended_key_usages(&x),
         "SubjectAltNameElements": san_elems,
         "CRLDistributionPoints": [],
         "LocationsCount": [{"Type": "Management", "Count": locations.len()}],
@@ -195,32 +198,49 @@ pub fn certificate(c: &mut DbConn, v: &CertVersion) -> Result<Value, KeyfactorEr
         m["RevocationEffDate"] = json!(ts(at));
         m["RevocationReason"] = json!(reason);
     }
-    // Keep the object's DN visible for users of both dialects.
-    m["Metadata"].as_object_mut().map(|mm| mm.entry("CertificateDN").or_insert(json!(obj.dn)));
+    // The object's DN (the Venafi name of the same certificate) rides along as metadata.
+    if let Some(mm) = m["Metadata"].as_object_mut() {
+        mm.entry("CertificateDN").or_insert(json!(obj.dn));
+    }
     Ok(m)
 }
 
 fn locations(c: &mut DbConn, cert_id: i64) -> Result<Vec<Value>, KeyfactorError> {
-    let rows: Vec<(Option<String>, Store)> = store_jobs::table
-        .inner_join(stores::table)
-        .filter(store_jobs::certificate_id.eq(cert_id))
-        .filter(store_jobs::state.eq(store_engine::job::DONE))
-        .filter(store_jobs::operation.eq("add"))
-        .select((store_jobs::alias, Store::as_select()))
-        .load(c)?;
-    Ok(rows
+    Ok(store_engine::locations_of(c, cert_id)?
         .into_iter()
-        .map(|(alias, s)| {
+        .map(|(s, alias)| {
             json!({
                 "StoreMachine": s.client_machine,
                 "StorePath": s.store_path,
                 "StoreType": store_type_code(&s.store_type),
-                "Alias": alias.or(s.alias.clone()).unwrap_or_default(),
+                "Alias": alias,
                 "ChainLevel": 0,
                 "CertStoreId": s.guid,
             })
         })
         .collect())
+}
+
+/// The certificate's EKUs as Keyfactor lists them.
+fn extended_key_usages(x: &X509) -> Vec<Value> {
+    use foreign_types::ForeignType;
+    // SAFETY: read-only query of a valid X509; the flags are computed from its extensions.
+    let flags = unsafe { openssl_sys::X509_get_extended_key_usage(x.as_ptr()) };
+    let known = [
+        (openssl_sys::XKU_SSL_SERVER, "1.3.6.1.5.5.7.3.1", "Server Authentication"),
+        (openssl_sys::XKU_SSL_CLIENT, "1.3.6.1.5.5.7.3.2", "Client Authentication"),
+        (openssl_sys::XKU_CODE_SIGN, "1.3.6.1.5.5.7.3.3", "Code Signing"),
+        (openssl_sys::XKU_SMIME, "1.3.6.1.5.5.7.3.4", "Secure Email"),
+    ];
+    if flags == u32::MAX {
+        return vec![];
+    }
+    known
+        .iter()
+        .filter(|(f, _, _)| flags & f != 0)
+        .enumerate()
+        .map(|(i, (_, oid, name))| json!({"Id": i + 1, "Oid": oid, "DisplayName": name}))
+        .collect()
 }
 
 /// CertificateStore.
