@@ -18,8 +18,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import vcert, pytest, requests, cryptography, jks' 2>/dev/null; then
-  python3 -m venv .venv
+# (Re)install when the venv is missing or the requirements changed since the last install.
+want=$(sha256sum tests/clients/requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip >/dev/null
   .venv/bin/pip install -q -r tests/clients/requirements.txt
+  echo "$want" > .venv/.requirements.sha256
 fi
