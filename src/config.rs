@@ -51,13 +51,31 @@ pub struct FormatSettings {
 pub struct AcmeSettings {
     /// New accounts need an external account binding (`renewgate acme eab create`).
     pub eab_required: bool,
+    pub validation: AcmeValidationSettings,
     /// Base URL of the ACME directory's links behind a reverse proxy (default: the request's scheme and Host + `/acme`).
     pub public_base_url: Option<String>,
 }
 
 impl Default for AcmeSettings {
     fn default() -> Self {
-        AcmeSettings { eab_required: true, public_base_url: None }
+        AcmeSettings { eab_required: true, validation: AcmeValidationSettings::default(), public_base_url: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AcmeValidationSettings {
+    /// Port http-01 validation connects to (80 in production; a high port in tests).
+    pub http01_port: u16,
+    /// Static name → IP entries checked before DNS: `name=IP` or `*.suffix=IP` (comma-separated in the environment).
+    pub hosts: Vec<String>,
+    /// Seconds a validation may take.
+    pub timeout_s: u64,
+}
+
+impl Default for AcmeValidationSettings {
+    fn default() -> Self {
+        AcmeValidationSettings { http01_port: 80, hosts: vec![], timeout_s: 10 }
     }
 }
 
@@ -246,6 +264,7 @@ impl Settings {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("tls.names")
+                .with_list_parse_key("acme.validation.hosts")
                 .try_parsing(true),
         );
         let mut s: Settings = b.build()?.try_deserialize()?;

@@ -232,7 +232,14 @@ diesel::allow_tables_to_appear_in_same_query!(
     certificate_info,
     stores,
     store_jobs,
-    store_job_runs
+    store_job_runs,
+    acme_eab_keys,
+    acme_accounts,
+    acme_nonces,
+    acme_orders,
+    acme_authz,
+    acme_challenges,
+    acme_objects
 );
 
 diesel::table! {
@@ -264,5 +271,54 @@ diesel::table! {
     acme_nonces (nonce) {
         nonce -> Text,
         expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    acme_orders (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        status -> Text,
+        identifiers -> Text,
+        action -> Text,
+        target_object_id -> Nullable<BigInt>,
+        expires -> Timestamp,
+        job_id -> Nullable<BigInt>,
+        object_id -> Nullable<BigInt>,
+        certificate_id -> Nullable<BigInt>,
+        error -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    acme_authz (id) {
+        id -> BigInt,
+        order_id -> BigInt,
+        identifier -> Text,
+        wildcard -> Bool,
+        status -> Text,
+        expires -> Timestamp,
+    }
+}
+
+diesel::table! {
+    acme_challenges (id) {
+        id -> BigInt,
+        authz_id -> BigInt,
+        kind -> Text,
+        token -> Text,
+        status -> Text,
+        validated -> Nullable<Timestamp>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    acme_objects (object_id) {
+        object_id -> BigInt,
+        account_id -> BigInt,
+        duplicate_of -> Nullable<BigInt>,
+        created_at -> Timestamp,
     }
 }

@@ -124,10 +124,14 @@ pub const KEYS: &[&str] = &[
     "management_type",
     "validity",
     "ca",
+    "acme_allow_duplicates",
+    "acme_coverage",
+    "acme_renewal_window",
+    "acme_order_renewal_window",
 ];
 
 const LIST_KEYS: &[&str] = &["domains", "org_units", "rsa_key_sizes", "ec_curves", "san_types"];
-const BOOL_KEYS: &[&str] = &["wildcards", "key_reuse"];
+const BOOL_KEYS: &[&str] = &["wildcards", "key_reuse", "acme_allow_duplicates"];
 pub const SAN_TYPES: &[&str] = &["dns", "ip", "email", "upn", "uri"];
 
 /// Checks and normalises one setting's value (from JSON, TOML or the CLI).
@@ -204,7 +208,7 @@ pub fn normalize_setting(key: &str, v: &Value) -> Result<Value, String> {
         "management_type" => super::renew::canonical_management_type(&s)
             .map(|m| Value::String(m.into()))
             .ok_or_else(|| format!("{key}: Enrollment, Provisioning, Monitoring or Unassigned")),
-        "validity" => {
+        "validity" | "acme_coverage" | "acme_renewal_window" | "acme_order_renewal_window" => {
             crate::config::parse_duration(&s).map(|_| Value::String(s.clone())).map_err(|e| format!("{key}: {e}"))
         }
         "country" if s.len() != 2 => bad("a two-letter country code"),

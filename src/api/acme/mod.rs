@@ -4,6 +4,7 @@
 //! verification (RS256, ES256, ES384, EdDSA). Orders, authorizations, challenges, finalize,
 //! certificates, revocation and ARI are the next slice.
 pub mod jws;
+pub mod orders;
 pub mod problem;
 pub mod store;
 
@@ -22,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/acme/new-nonce", web::get().to(new_nonce_get))
         .route("/acme/new-account", web::post().to(new_account))
         .route("/acme/acct/{id}", web::post().to(account));
+    orders::configure(cfg);
 }
 
 /// The base URL clients see: `acme.public_base_url`, else the request's scheme and Host.
@@ -103,7 +105,7 @@ fn with_nonce(mut p: Problem, nonce: Option<String>) -> Problem {
 }
 
 /// Runs an ACME handler and stamps a fresh `Replay-Nonce` on its answer, error or not.
-async fn acme_response(state: &AppState, r: Result<HttpResponse, Problem>) -> Result<HttpResponse, Problem> {
+pub(crate) async fn acme_response(state: &AppState, r: Result<HttpResponse, Problem>) -> Result<HttpResponse, Problem> {
     let nonce = fresh_nonce(state).await.ok();
     match r {
         Ok(mut resp) => {
