@@ -853,6 +853,8 @@ pub async fn details(
         let mut s = x509_summary(&obj, cur.as_ref());
         let m = s.as_object_mut().unwrap();
         m.insert("ManagementType".into(), json!(obj.management_type));
+        // The inventory object's id: ACME's orderId (and what `cert import` prints).
+        m.insert("ObjectId".into(), json!(obj.id));
         m.insert("Disabled".into(), json!(obj.disabled));
         m.insert("CertificateDetails".into(), m.get("X509").cloned().unwrap_or(Value::Null));
         m.insert(
