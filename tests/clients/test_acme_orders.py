@@ -188,3 +188,24 @@ def test_prevalidated_key_skips_challenges(acme_gw):
     r = c.post(url, c.jws(url, {"identifiers": [{"type": "dns", "value": "a.example.test"}]}))
     fin = r.json()["finalize"]
     problem(c.post(fin, c.jws(fin, {"csr": csr_for(["b.example.test"])})), 400, "badCSR")
+
+
+def test_orders_list_and_revocation(acme_gw):
+    c = account(acme_gw, prevalidated=True, folder="\\VED\\Policy\\AcmeRev")
+    o, chain = order_and_issue(c, ["rev.example.test"], expect_validation=False)
+    lst = c.post(c.kid + "/orders", c.jws(c.kid + "/orders", None)).json()["orders"]
+    assert len(lst) == 1 and lst[0].endswith("/order/" + o["finalize"].split("/order/")[1].split("/")[0])
+    der = chain[0].public_bytes(serialization.Encoding.DER)
+    url = c.dir["revokeCert"]
+    problem(c.post(url, c.jws(url, {"certificate": b64u(der), "reason": 7})), 400, "badRevocationReason")
+    other = account(acme_gw, prevalidated=True, folder="\\VED\\Policy\\AcmeRev")
+    problem(other.post(url, other.jws(url, {"certificate": b64u(der)})), 403, "unauthorized")
+    r = c.post(url, c.jws(url, {"certificate": b64u(der), "reason": 4}))
+    assert r.status_code == 200, r.text
+    problem(c.post(url, c.jws(url, {"certificate": b64u(der)})), 400, "alreadyRevoked")
+    # The revocation is visible through the Keyfactor dialect.
+    s = acme_gw.session(scope="certificate:manage")
+    import hashlib
+    tp = hashlib.sha1(der).hexdigest().upper()
+    kf = s.get("/KeyfactorAPI/Certificates", params={"QueryString": f'Thumbprint -eq "{tp}"'}).json()
+    assert kf[0]["CertState"] == 2 and kf[0]["RevocationReason"] == 4

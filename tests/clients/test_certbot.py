@@ -126,3 +126,10 @@ def test_certbot_lifecycle(setup):
     e1 = lineage(setup, "e1")
     assert venafi_view(setup, e1)[0] not in (n, dn_id)
     verify_chain(setup, "e1")
+
+    # revoke by the account that ordered it.
+    certbot(setup, "revoke", "--cert-name", "e1", "--reason", "superseded", "--no-delete-after-revoke", server=directory)
+    api = gw.session(scope="certificate:manage")
+    tp = hashlib.sha1(e1.public_bytes(__import__("cryptography").hazmat.primitives.serialization.Encoding.DER)).hexdigest().upper()
+    kf = api.get("/KeyfactorAPI/Certificates", params={"QueryString": f'Thumbprint -eq "{tp}"'}).json()
+    assert kf[0]["CertState"] == 2

@@ -32,7 +32,109 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/acme/order/{id}/finalize", web::post().to(finalize))
         .route("/acme/authz/{id}", web::post().to(authz))
         .route("/acme/chall/{id}", web::post().to(challenge))
-        .route("/acme/cert/{id}", web::post().to(certificate));
+        .route("/acme/cert/{id}", web::post().to(certificate))
+        .route("/acme/acct/{id}/orders", web::post().to(orders_list))
+        .route("/acme/revoke-cert", web::post().to(revoke));
+}
+
+pub async fn orders_list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let r = async {
+        let v = verify_request(&req, &state, payload, false).await?;
+        let account = v.account.ok_or_else(|| Problem::malformed("kid required"))?;
+        if account.id.to_string() != path.into_inner() {
+            return Err(Problem::unauthorized("this orders list is not the signer's"));
+        }
+        let base = base_url(&req, &state);
+        let ids: Vec<i64> = blocking(&state, move |_, c| {
+            Ok(acme_orders::table
+                .filter(acme_orders::account_id.eq(account.id))
+                .order(acme_orders::id.asc())
+                .select(acme_orders::id)
+                .load(c)?)
+        })
+        .await?;
+        let urls: Vec<String> = ids.iter().map(|i| format!("{base}/order/{i}")).collect();
+        Ok(HttpResponse::Ok().content_type("application/json").body(json!({"orders": urls}).to_string()))
+    }
+    .await;
+    acme_response(&state, r).await
+}
+
+/// revokeCert (RFC 8555 §7.6): signed by the account that ordered the certificate (`kid`) or by
+/// the certificate's own key (`jwk`).
+pub async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let r = async {
+        let v = verify_request(&req, &state, payload, true).await?;
+        let body: Value = serde_json::from_slice(&v.jws.payload)
+            .map_err(|e| Problem::malformed(format!("the payload is not JSON: {e}")))?;
+        let der = jws::b64u_decode(
+            body.get("certificate")
+                .and_then(|c| c.as_str())
+                .ok_or_else(|| Problem::malformed("certificate is required"))?,
+        )?;
+        let cert = openssl::x509::X509::from_der(&der)
+            .map_err(|_| Problem::malformed("certificate is not a DER certificate"))?;
+        let reason = body.get("reason").and_then(|r| r.as_i64()).unwrap_or(0);
+        if !(0..=10).contains(&reason) || reason == 7 {
+            return Err(Problem::new(
+                400,
+                "badRevocationReason",
+                format!("reason {reason} is not allowed (0–10 except 7)"),
+            ));
+        }
+        let tp = crate::ca::thumbprint(&der);
+        let by_key = match v.jws.jwk() {
+            Some(jwk) => {
+                let k = jws::key_from_jwk(jwk)?;
+                let pk = cert.public_key().map_err(|e| Problem::server(e.to_string()))?;
+                if !k.public_eq(&pk) {
+                    return Err(Problem::unauthorized("the JWS key is not the certificate's key"));
+                }
+                true
+            }
+            None => false,
+        };
+        let account = v.account.clone();
+        blocking(&state, move |engine, c| {
+            let ver: crate::db::models::CertVersion = certificates::table
+                .filter(certificates::thumbprint.eq(&tp))
+                .select(crate::db::models::CertVersion::as_select())
+                .first(c)
+                .optional()?
+                .ok_or_else(|| Problem::unauthorized("this certificate was not issued here"))?;
+            if !by_key {
+                let acct = account.ok_or_else(|| Problem::malformed("kid required"))?;
+                let owned: i64 = acme_orders::table
+                    .filter(acme_orders::account_id.eq(acct.id))
+                    .filter(acme_orders::certificate_id.eq(ver.id))
+                    .count()
+                    .get_result(c)?;
+                if owned == 0 {
+                    return Err(Problem::unauthorized("this account did not order this certificate"));
+                }
+            }
+            let fresh = engine
+                .revoke(c, &CertRef::Thumbprint(tp.clone()), reason as i32, "revoked through ACME", false)
+                .map_err(|e| Problem::server(e.to_string()))?;
+            if !fresh {
+                return Err(Problem::new(400, "alreadyRevoked", "the certificate is already revoked"));
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(HttpResponse::Ok().finish())
+    }
+    .await;
+    acme_response(&state, r).await
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
