@@ -95,7 +95,7 @@ impl Agent {
                 .http
                 .post(&self.url(&format!("/api/v1/agent/jobs/{}/result", job.job_id)))
                 .header("Authorization", &format!("Bearer {}", self.cfg.token))
-                .send_json(&AgentResult { outcome: outcome.into(), message })?;
+                .send_json(&AgentResult { outcome: outcome.into(), message, audit_id: Some(job.audit_id) })?;
             if r.status().as_u16() != 200 {
                 tracing::warn!(job = %job.job_id, status = r.status().as_u16(), "the gateway did not take the result");
             }

@@ -126,12 +126,16 @@ pub fn add_user(
     folders: &[FolderGrant],
 ) -> Result<User, AuthError> {
     let hash = hash_password(password)?;
-    write_tx(conn, None, |c| insert_user(c, name, &hash, max_scope))?;
-    if !folders.is_empty() {
+    let folders_json =
+        if folders.is_empty() { String::new() } else { serde_json::to_string(folders).unwrap_or_default() };
+    write_tx(conn, None, |c| -> Result<(), AuthError> {
+        insert_user(c, name, &hash, max_scope)?;
+        // The folder limits go in with the user: never a moment with every folder.
         diesel::update(users::table.filter(users::name_lower.eq(name.to_ascii_lowercase())))
-            .set(users::folders.eq(serde_json::to_string(folders).unwrap_or_default()))
-            .execute(conn)?;
-    }
+            .set(users::folders.eq(&folders_json))
+            .execute(c)?;
+        Ok(())
+    })?;
     find_user(conn, name)?.ok_or_else(|| AuthError::NoSuchUser(name.to_string()))
 }
 
@@ -284,7 +288,13 @@ pub fn refresh_token(
         ));
     }
     let scope = Scopes::parse(&tok.scope).map_err(|e| AuthError::Scope(e.0))?;
-    diesel::update(tokens::table.find(tok.id)).set(tokens::revoked.eq(true)).execute(conn)?;
+    // Single use, even under concurrent refreshes: only the call that flips the flag goes on.
+    let n = diesel::update(tokens::table.find(tok.id).filter(tokens::revoked.eq(false)))
+        .set(tokens::revoked.eq(true))
+        .execute(conn)?;
+    if n != 1 {
+        return Err(AuthError::BadToken);
+    }
     issue_token(conn, &user, &scope, &tok.client_id, &tok.kind, lifetime, Some(refresh_lifetime))
 }
 

@@ -284,11 +284,15 @@ pub fn delete_folder(conn: &mut DbConn, dn: &str) -> Result<bool, String> {
         return Err("the root folder cannot be deleted".into());
     }
     let lower = dn.to_lowercase();
-    let children: i64 = policy_folders::table
-        .filter(policy_folders::dn_lower.like(format!("{}\\%", lower.replace('%', "\\%").replace('_', "\\_"))))
-        .count()
-        .get_result(conn)
-        .map_err(|e| e.to_string())?;
+    // Prefix test in Rust: DNs are full of backslashes, LIKE's escape character on PostgreSQL.
+    let prefix = format!("{lower}\\");
+    let children = policy_folders::table
+        .select(policy_folders::dn_lower)
+        .load::<String>(conn)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter(|d| d.starts_with(&prefix))
+        .count();
     let certs: i64 = cert_objects::table
         .filter(cert_objects::policy_dn.eq(&dn))
         .count()

@@ -123,9 +123,19 @@ impl Engine {
         let finished = std::sync::atomic::AtomicBool::new(false);
         let result = std::thread::scope(|s| {
             s.spawn(|| self.heartbeat(&job, owner, &finished));
-            let r = self.issue(&mut conn, &job);
-            finished.store(true, std::sync::atomic::Ordering::Release);
-            r
+            // Stops the heartbeat however `issue` ends, a panic included.
+            struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, std::sync::atomic::Ordering::Release);
+                }
+            }
+            let _done = Done(&finished);
+            if job.attempts > self.settings.queue.max_attempts {
+                // Claimed again after its worker died each time: give up instead of looping.
+                return Err(JobFailure::permanent(format!("gave up after {} attempts", job.attempts - 1)));
+            }
+            self.issue(&mut conn, &job)
         });
         match result {
             Ok(issued) => {

@@ -265,9 +265,9 @@ impl Engine {
             )?;
             if let Some(o) = &req.overrides {
                 if let Some(ca) = &o.ca {
-                    payload.ca = ca.clone();
+                    payload.ca = locked_ca(&p, ca)?;
                 }
-                if let Some(v) = o.validity {
+                if let Some(v) = o.validity.filter(|_| !p.get("validity").is_some_and(|s| s.locked)) {
                     payload.validity_secs = v.as_secs();
                 }
                 payload.template = o.template.clone();
@@ -320,7 +320,15 @@ impl Engine {
                             created_at: ts,
                             updated_at: ts,
                         })
-                        .execute(c)?;
+                        .execute(c)
+                        .map_err(|e| match e {
+                            // Two requests creating the same DN at once: the loser sees it in flight.
+                            diesel::result::Error::DatabaseError(
+                                diesel::result::DatabaseErrorKind::UniqueViolation,
+                                _,
+                            ) => RenewError::AlreadyProcessing(dn.clone()),
+                            other => RenewError::from(other),
+                        })?;
                     cert_objects::table.filter(cert_objects::guid.eq(&guid)).select(cert_objects::id).first(c)?
                 }
             };
@@ -479,9 +487,11 @@ impl Engine {
             };
             let final_subject =
                 validate::check(&p, &subject, &sans, generate_key.or(cur_spec)).map_err(RenewError::Policy)?;
+            // A folder's locked validity wins over the template's.
             let validity = template
                 .as_ref()
                 .and_then(|t| t.validity.as_deref())
+                .filter(|_| !p.get("validity").is_some_and(|s| s.locked))
                 .and_then(|v| crate::config::parse_duration(v).ok())
                 .unwrap_or_else(|| p.validity(self.default_validity));
             let payload = IssuePayload {
@@ -489,7 +499,10 @@ impl Engine {
                 subject_der: Some(to_b64(final_subject.to_name()?.to_der())?),
                 sans: Some(sans),
                 generate_key,
-                ca: ca_name.unwrap_or_else(|| p.ca()),
+                ca: match ca_name {
+                    Some(n) => locked_ca(&p, &n)?,
+                    None => p.ca(),
+                },
                 validity_secs: validity.as_secs(),
                 reason: "renew".into(),
                 public_key_der,
@@ -725,6 +738,17 @@ impl Engine {
 }
 
 /// Inserts a queued job and marks the object `processing` (inside the caller's transaction).
+/// A CA override, unless the folder locks another CA.
+fn locked_ca(p: &policy::EffectivePolicy, wanted: &str) -> Result<String, RenewError> {
+    match p.get("ca") {
+        Some(s) if s.locked && !p.ca().eq_ignore_ascii_case(wanted) => Err(RenewError::BadParameter(
+            "CAConfiguration".into(),
+            format!("The policy folder {} locks the certificate authority to '{}'.", s.folder, p.ca()),
+        )),
+        _ => Ok(wanted.to_string()),
+    }
+}
+
 /// Stores a user-provided CSR beside its job (the "manual CSR" of the Venafi messages).
 fn store_csr(c: &mut DbConn, object_id: i64, job_id: i64, csr: &X509Req) -> Result<(), RenewError> {
     diesel::insert_into(csrs::table)

@@ -179,6 +179,25 @@ pub fn claim_for_machine(
             .load(c)?;
         let mut out = vec![];
         for (j, s) in due {
+            if j.state == job::RUNNING && j.attempts >= MAX_STORE_ATTEMPTS {
+                // Its agent died on every attempt: stop handing it out.
+                diesel::update(
+                    store_job_runs::table
+                        .filter(store_job_runs::job_id.eq(j.id))
+                        .filter(store_job_runs::status.eq(status::IN_PROCESS)),
+                )
+                .set((
+                    store_job_runs::status.eq(status::COMPLETED),
+                    store_job_runs::result.eq(result::FAILURE),
+                    store_job_runs::message.eq("The agent stopped before reporting on every attempt; giving up."),
+                    store_job_runs::operation_end.eq(ts),
+                ))
+                .execute(c)?;
+                diesel::update(store_jobs::table.find(j.id))
+                    .set((store_jobs::state.eq(job::FAILED), store_jobs::updated_at.eq(ts)))
+                    .execute(c)?;
+                continue;
+            }
             // A run that was in progress when its agent died ends as a failure to retry.
             if j.state == job::RUNNING {
                 diesel::update(
@@ -232,6 +251,7 @@ pub fn complete(
     client_machine: &str,
     outcome: &str,
     message: &str,
+    audit_id: Option<i64>,
 ) -> Result<bool, RenewError> {
     let success = outcome != "failure";
     let warning = outcome == "warning";
@@ -255,6 +275,10 @@ pub fn complete(
             .select(StoreJobRun::as_select())
             .first(c)
             .optional()?;
+        if audit_id.is_some() && run.as_ref().map(|r| r.id) != audit_id {
+            // A late report from a run that was since taken over by another claim.
+            return Ok(false);
+        }
         let retry = !success && j.attempts < MAX_STORE_ATTEMPTS;
         let (st, res) = match (success, retry) {
             (true, _) if warning => (status::COMPLETED, result::WARNING),

@@ -448,20 +448,9 @@ async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payl
                 }
             }
         };
-        let ts = now();
-        diesel::insert_into(acme_orders::table)
-            .values((
-                acme_orders::account_id.eq(account.id),
-                acme_orders::status.eq("pending"),
-                acme_orders::identifiers.eq(serde_json::to_string(&ids).unwrap_or_default()),
-                acme_orders::action.eq(&action),
-                acme_orders::target_object_id.eq(target),
-                acme_orders::expires.eq(ts + chrono::Duration::days(7)),
-                acme_orders::created_at.eq(ts),
-            ))
-            .execute(c)?;
-        let oid: i64 = acme_orders::table.filter(acme_orders::account_id.eq(account.id)).order(acme_orders::id.desc()).select(acme_orders::id).first(c)?;
         let domains = p.domains();
+        // Decide every authorization before writing anything, so a refused name leaves no order behind.
+        let mut plan = vec![];
         for (t, value) in &ids {
             let wildcard = value.starts_with("*.");
             let name = value.trim_start_matches("*.").to_string();
@@ -474,29 +463,50 @@ async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payl
                     format!("{value}: wildcard names need dns-01, which this gateway does not validate yet; use a pre-validated EAB key"),
                 ));
             }
-            diesel::insert_into(acme_authz::table)
+            plan.push((name, wildcard, pre));
+        }
+        // One transaction (and, on PostgreSQL, a per-account lock) for the order and its authorizations.
+        let oid = crate::db::write_tx(c, Some(7_263_000 + account.id), |c| -> Result<i64, Problem> {
+            let ts = now();
+            diesel::insert_into(acme_orders::table)
                 .values((
-                    acme_authz::order_id.eq(oid),
-                    acme_authz::identifier.eq(&name),
-                    acme_authz::wildcard.eq(wildcard),
-                    acme_authz::status.eq(if pre { "valid" } else { "pending" }),
-                    acme_authz::expires.eq(ts + chrono::Duration::days(7)),
+                    acme_orders::account_id.eq(account.id),
+                    acme_orders::status.eq("pending"),
+                    acme_orders::identifiers.eq(serde_json::to_string(&ids).unwrap_or_default()),
+                    acme_orders::action.eq(&action),
+                    acme_orders::target_object_id.eq(target),
+                    acme_orders::expires.eq(ts + chrono::Duration::days(7)),
+                    acme_orders::created_at.eq(ts),
                 ))
                 .execute(c)?;
-            if !pre {
-                let aid: i64 = acme_authz::table.filter(acme_authz::order_id.eq(oid)).order(acme_authz::id.desc()).select(acme_authz::id).first(c)?;
-                let mut tok = [0u8; 32];
-                openssl::rand::rand_bytes(&mut tok).map_err(|e| Problem::server(e.to_string()))?;
-                diesel::insert_into(acme_challenges::table)
+            let oid: i64 =
+                acme_orders::table.filter(acme_orders::account_id.eq(account.id)).order(acme_orders::id.desc()).select(acme_orders::id).first(c)?;
+            for (name, wildcard, pre) in &plan {
+                diesel::insert_into(acme_authz::table)
                     .values((
-                        acme_challenges::authz_id.eq(aid),
-                        acme_challenges::kind.eq("http-01"),
-                        acme_challenges::token.eq(B64U.encode(tok)),
-                        acme_challenges::status.eq("pending"),
+                        acme_authz::order_id.eq(oid),
+                        acme_authz::identifier.eq(name),
+                        acme_authz::wildcard.eq(*wildcard),
+                        acme_authz::status.eq(if *pre { "valid" } else { "pending" }),
+                        acme_authz::expires.eq(ts + chrono::Duration::days(7)),
                     ))
                     .execute(c)?;
+                if !*pre {
+                    let aid: i64 = acme_authz::table.filter(acme_authz::order_id.eq(oid)).order(acme_authz::id.desc()).select(acme_authz::id).first(c)?;
+                    let mut tok = [0u8; 32];
+                    openssl::rand::rand_bytes(&mut tok).map_err(|e| Problem::server(e.to_string()))?;
+                    diesel::insert_into(acme_challenges::table)
+                        .values((
+                            acme_challenges::authz_id.eq(aid),
+                            acme_challenges::kind.eq("http-01"),
+                            acme_challenges::token.eq(B64U.encode(tok)),
+                            acme_challenges::status.eq("pending"),
+                        ))
+                        .execute(c)?;
+                }
             }
-        }
+            Ok(oid)
+        })?;
         load_order(c, oid, &account)
     })
     .await?;

@@ -50,6 +50,9 @@ pub struct AgentResult {
     /// `success`, `warning` or `failure`.
     pub outcome: String,
     pub message: String,
+    /// The run (`audit_id` of the claim) this result is for; a stale run's result is refused.
+    #[serde(default)]
+    pub audit_id: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -160,7 +163,7 @@ pub async fn result(
     let engine = state.engine.clone();
     let ok = web::block(move || -> Result<bool, NativeError> {
         let mut c = engine.pool.get()?;
-        stores::complete(&mut c, &job, &machine, &outcome, &r.message)
+        stores::complete(&mut c, &job, &machine, &outcome, &r.message, r.audit_id)
             .map_err(|e| NativeError::unavailable(e.to_string()))
     })
     .await??;
@@ -192,7 +195,7 @@ pub async fn request_status(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, NativeError> {
-    authenticate(&req, &state, "certificate", None).await?;
+    let principal = authenticate(&req, &state, "certificate", None).await?;
     let id: i64 = path.into_inner().parse().map_err(|_| NativeError::bad_request("the id must be an integer"))?;
     let engine = state.engine.clone();
     let st = web::block(move || -> Result<RequestStatus, NativeError> {
@@ -200,6 +203,14 @@ pub async fn request_status(
         let j = crate::engine::inventory::job(&mut c, id)
             .map_err(|e| NativeError::unavailable(e.to_string()))?
             .ok_or_else(|| NativeError::not_found(format!("no request {id}")))?;
+        let folder: Option<String> = crate::db::schema::cert_objects::table
+            .find(j.object_id)
+            .select(crate::db::schema::cert_objects::policy_dn)
+            .first(&mut *c)
+            .optional()?;
+        if !folder.is_some_and(|f| principal.access.allows(&f, "read")) {
+            return Err(NativeError::not_found(format!("no request {id}")));
+        }
         let tp = match j.result_cert_id {
             Some(cid) => crate::db::schema::certificates::table
                 .find(cid)

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
 use super::classic::{ca_name, metadata};
-use super::{Casing, KeyfactorError, authenticate, blocking, body, casing, model, respond};
+use super::{Casing, KeyfactorError, authenticate, blocking, body, casing, guard, model, respond};
 use crate::api::body::{BodyError, LenientBody};
 use crate::app::AppState;
 use crate::ca::{KeySpec, SanSet};
@@ -39,6 +39,9 @@ pub struct Enrollment {
     pub ca: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub key_spec: Option<KeySpec>,
+    /// The caller's folder permissions: write on the template's folder, key too when the answer carries one.
+    pub access: crate::auth::FolderAccess,
+    pub needs_key: bool,
 }
 
 pub enum Enrolled {
@@ -51,6 +54,9 @@ pub async fn enroll(state: &AppState, e: Enrollment, wait: Duration) -> Result<E
     let accepted = blocking(state, move |engine, c| {
         let tname = e.template.clone().unwrap_or_else(|| templates::DEFAULT_TEMPLATE.into());
         let t = templates::find(c, &tname)?
+            .filter(|t| {
+                e.access.allows(&t.policy_dn, "write") && (!e.needs_key || e.access.allows(&t.policy_dn, "key"))
+            })
             .ok_or_else(|| KeyfactorError::bad_request(format!("Template '{tname}' does not exist.")))?;
         let ca =
             match &e.ca {
@@ -186,7 +192,7 @@ pub async fn enrollment_renew(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let (b, raw) = body(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
     let id = b.int("CertificateId").map_err(bad)?;
@@ -203,6 +209,7 @@ pub async fn enrollment_renew(
     };
     let (accepted, _) = blocking(&state, move |e, c| {
         let v = model::lookup(c, id, tp.as_deref(), None, None)?;
+        guard(c, &principal, &v, "write")?;
         Ok(e.renew_keyfactor(c, KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
     })
     .await?;
@@ -231,10 +238,11 @@ async fn available_renewal(
     id: Option<i64>,
     tp: Option<String>,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(req, state, "certificate", None).await?;
+    let principal = authenticate(req, state, "certificate", None).await?;
     let cs = casing(req, None);
     let (kind, msg) = blocking(state, move |_, c| {
         let v = model::lookup(c, id, tp.as_deref(), None, None)?;
+        guard(c, &principal, &v, "read")?;
         let obj = crate::engine::inventory::find_object(c, &CertRef::ObjectId(v.object_id))?
             .ok_or_else(|| KeyfactorError::not_found("certificate object vanished"))?;
         Ok(match crate::engine::Engine::check_renewable(&obj, false) {
@@ -287,7 +295,7 @@ pub async fn enrollment_pfx(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let (b, raw) = body(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
     let subject =
@@ -310,6 +318,8 @@ pub async fn enrollment_pfx(
         ca: ca_name(&state, b.nonblank("CertificateAuthority").map_err(bad)?)?,
         metadata: metadata(&b),
         key_spec: key_spec_v11(&b)?,
+        access: principal.access.clone(),
+        needs_key: true,
     };
     let md = e.metadata.clone();
     Ok(match enroll(&state, e, API_WAIT).await? {
@@ -337,7 +347,7 @@ pub async fn enrollment_csr(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let (b, raw) = body(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
     let csr = b.nonblank("CSR").map_err(bad)?.ok_or_else(|| KeyfactorError::bad_request("CSR is required."))?;
@@ -352,6 +362,8 @@ pub async fn enrollment_csr(
         ca: ca_name(&state, b.nonblank("CertificateAuthority").map_err(bad)?)?,
         metadata: metadata(&b),
         key_spec: None,
+        access: principal.access.clone(),
+        needs_key: false,
     };
     let md = e.metadata.clone();
     Ok(match enroll(&state, e, API_WAIT).await? {
@@ -399,10 +411,12 @@ pub async fn enrollment_csr(
 /// Schedules Add jobs of `cert_id` to stores; returns (successful, failed) store GUIDs.
 fn deploy(
     c: &mut crate::db::DbConn,
+    principal: &crate::auth::Principal,
     cert_id: i64,
     guids: &[(String, Option<String>, bool)],
 ) -> Result<(Vec<String>, Vec<String>), KeyfactorError> {
-    model::version(c, cert_id)?;
+    let v = model::version(c, cert_id)?;
+    guard(c, principal, &v, "write")?;
     let mut ok = vec![];
     let mut failed = vec![];
     for (g, alias, overwrite) in guids {
@@ -424,7 +438,7 @@ pub async fn pfx_deploy(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let (b, raw) = body(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
     b.str("Password").map_err(bad)?.ok_or_else(|| KeyfactorError::bad_request("Password is required."))?;
@@ -463,7 +477,7 @@ pub async fn pfx_deploy(
             }
         }
     }
-    let (ok, failed) = blocking(&state, move |_, c| deploy(c, cert_id, &targets)).await?;
+    let (ok, failed) = blocking(&state, move |_, c| deploy(c, &principal, cert_id, &targets)).await?;
     Ok(respond(cs, json!({"SuccessfulStores": ok, "FailedStores": failed})))
 }
 
@@ -472,7 +486,7 @@ pub async fn pfx_replace(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let (b, raw) = body(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
     let old = b
@@ -488,7 +502,7 @@ pub async fn pfx_replace(
         let holding = store_engine::locations_of(c, old)?;
         let targets: Vec<(String, Option<String>, bool)> =
             holding.into_iter().map(|(s, alias)| (s.guid, Some(alias), true)).collect();
-        deploy(c, new, &targets)
+        deploy(c, &principal, new, &targets)
     })
     .await?;
     Ok(respond(cs, json!({"SuccessfulStores": ok, "FailedStores": failed})))
@@ -499,11 +513,12 @@ pub async fn certificate_get(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", None).await?;
+    let principal = authenticate(&req, &state, "certificate", None).await?;
     let cs = casing(&req, None);
     let id = path_id(&path.into_inner())?;
     let v = blocking(&state, move |_, c| {
         let v = model::version(c, id)?;
+        guard(c, &principal, &v, "read")?;
         model::certificate(c, &v)
     })
     .await?;
@@ -534,7 +549,7 @@ fn query_terms(q: &str) -> Result<Vec<(String, String)>, KeyfactorError> {
 }
 
 pub async fn certificates_query(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", None).await?;
+    let principal = authenticate(&req, &state, "certificate", None).await?;
     let cs = casing(&req, None);
     let q = query_params(&req);
     let terms = query_terms(&q.str("QueryString").map_err(bad)?.unwrap_or_default())?;
@@ -561,7 +576,12 @@ pub async fn certificates_query(req: HttpRequest, state: web::Data<AppState>) ->
             .offset((page - 1) * limit)
             .select(CertVersion::as_select())
             .load(c)?;
-        rows.iter().map(|v| model::certificate(c, v)).collect::<Result<Vec<_>, _>>()
+        rows.iter()
+            .filter(|v| guard(c, &principal, v, "read").is_ok())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|v| model::certificate(c, v))
+            .collect::<Result<Vec<_>, _>>()
     })
     .await?;
     Ok(respond(cs, Value::Array(items)))
@@ -581,7 +601,7 @@ pub async fn certificates_download(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", None).await?;
+    let principal = authenticate(&req, &state, "certificate", None).await?;
     let (b, raw) = body(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
     let (id, tp, sn, iss) = lookup_fields(&b)?;
@@ -596,7 +616,12 @@ pub async fn certificates_download(
             )));
         }
     };
-    let v = blocking(&state, move |_, c| model::lookup(c, id, tp.as_deref(), sn.as_deref(), iss.as_deref())).await?;
+    let v = blocking(&state, move |_, c| {
+        let v = model::lookup(c, id, tp.as_deref(), sn.as_deref(), iss.as_deref())?;
+        guard(c, &principal, &v, "read")?;
+        Ok(v)
+    })
+    .await?;
     let bytes = render(&state, v.id, fmt, None, include_chain, false).await?;
     Ok(respond(cs, json!({"Content": B64.encode(bytes)})))
 }
@@ -606,7 +631,7 @@ pub async fn certificates_recover(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let (b, raw) = body(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
     let password = b
@@ -626,7 +651,12 @@ pub async fn certificates_recover(
             )));
         }
     };
-    let v = blocking(&state, move |_, c| model::lookup(c, id, tp.as_deref(), sn.as_deref(), iss.as_deref())).await?;
+    let v = blocking(&state, move |_, c| {
+        let v = model::lookup(c, id, tp.as_deref(), sn.as_deref(), iss.as_deref())?;
+        guard(c, &principal, &v, "key")?;
+        Ok(v)
+    })
+    .await?;
     let bytes = render(&state, v.id, fmt, Some(password), include_chain, true).await?;
     tracing::info!(certificate = v.id, "private key recovered through the Keyfactor API");
     let name = if v.common_name.is_empty() { "certificate".to_string() } else { v.common_name.replace('*', "_") };
@@ -638,7 +668,7 @@ pub async fn certificates_revoke(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", Some("revoke")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("revoke")).await?;
     let (b, raw) = body(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
     let ids: Vec<i64> = match b.get("CertificateIds") {
@@ -651,6 +681,7 @@ pub async fn certificates_revoke(
         let mut out = vec![];
         for id in ids {
             let v = model::version(c, id)?;
+            guard(c, &principal, &v, "write")?;
             e.revoke(c, &CertRef::Thumbprint(v.thumbprint.clone()), reason, &comment, false)?;
             out.push(id);
         }
@@ -661,7 +692,7 @@ pub async fn certificates_revoke(
 }
 
 pub async fn stores_list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", None).await?;
+    authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
     let v =
         blocking(&state, |_, c| Ok(store_engine::list_stores(c)?.iter().map(model::store).collect::<Vec<_>>())).await?;
@@ -673,7 +704,7 @@ pub async fn stores_get(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", None).await?;
+    authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
     let g = path.into_inner();
     let v = blocking(&state, move |_, c| {
@@ -751,7 +782,7 @@ pub async fn stores_inventory(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", None).await?;
+    authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
     let g = path.into_inner();
     let v = blocking(&state, move |_, c| {
@@ -797,7 +828,7 @@ pub async fn stores_add(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let (b, raw) = body(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
     let cert_id = b
@@ -806,7 +837,8 @@ pub async fn stores_add(
         .ok_or_else(|| KeyfactorError::bad_request("CertificateId is required."))?;
     let targets = store_targets(&b)?;
     let guids = blocking(&state, move |_, c| {
-        model::version(c, cert_id)?;
+        let v = model::version(c, cert_id)?;
+        guard(c, &principal, &v, "write")?;
         let stores = store_engine::resolve_stores(c, &targets.iter().map(|t| t.0.clone()).collect::<Vec<_>>())?;
         let mut out = vec![];
         crate::db::write_tx(c, None, |tx| -> Result<(), KeyfactorError> {
@@ -864,7 +896,7 @@ pub async fn stores_remove(
 }
 
 pub async fn job_history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", None).await?;
+    authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
     let q = query_params(&req);
     let terms = query_terms(&q.str("QueryString").map_err(bad)?.unwrap_or_default())?;
@@ -899,7 +931,7 @@ pub async fn job_history(req: HttpRequest, state: web::Data<AppState>) -> Result
 }
 
 pub async fn scheduled_jobs(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", None).await?;
+    authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
     let rows = blocking(&state, |_, c| Ok(store_engine::scheduled(c)?)).await?;
     let out: Vec<Value> = rows
@@ -917,7 +949,7 @@ pub async fn acknowledge(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    authenticate(&req, &state, "configuration", Some("manage")).await?;
     let (b, _) = body(payload, &state).await?;
     let ids: Vec<i64> = match b.get("JobAuditIds") {
         Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_i64()).collect(),
@@ -928,7 +960,7 @@ pub async fn acknowledge(
 }
 
 pub async fn templates(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", None).await?;
+    authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
     let list = blocking(&state, |_, c| Ok(templates::list(c)?)).await?;
     let out: Vec<Value> = list
@@ -959,7 +991,7 @@ pub async fn templates(req: HttpRequest, state: web::Data<AppState>) -> Result<H
 }
 
 pub async fn cas(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", None).await?;
+    authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
     let host = state.engine.settings.ca_host();
     let rows = blocking(&state, |_, c| Ok(crate::ca::BuiltinCa::list_issuing(c)?)).await?;

@@ -93,7 +93,7 @@ pub async fn renew(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let (b, _) = body(payload, &state).await?;
     let bad = |e: crate::api::body::BodyError| KeyfactorError::bad_request(e.to_string());
     let (id, tp, sn, issuer) = lookup(&b)?;
@@ -106,6 +106,7 @@ pub async fn renew(
     };
     let (accepted, stores) = blocking(&state, move |e, c| {
         let v = model::lookup(c, id, tp.as_deref(), sn.as_deref(), issuer.as_deref())?;
+        super::guard(c, &principal, &v, "write")?;
         Ok(e.renew_keyfactor(c, KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
     })
     .await?;
@@ -180,7 +181,7 @@ pub async fn pkcs10(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let (b, _) = body(payload, &state).await?;
     let r = envelope(&b)?;
     let bad = |e: crate::api::body::BodyError| KeyfactorError::bad_request(e.to_string());
@@ -201,6 +202,8 @@ pub async fn pkcs10(
             ca: None,
             metadata: md,
             key_spec: None,
+            access: principal.access.clone(),
+            needs_key: false,
         },
         classic_wait(&state),
     )
@@ -232,7 +235,7 @@ pub async fn pkcs12(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let (b, _) = body(payload, &state).await?;
     let r = envelope(&b)?;
     let bad = |e: crate::api::body::BodyError| KeyfactorError::bad_request(e.to_string());
@@ -283,6 +286,8 @@ pub async fn pkcs12(
             ca: None,
             metadata: metadata_list(&r),
             key_spec: None,
+            access: principal.access.clone(),
+            needs_key: true,
         },
         classic_wait(&state),
     )

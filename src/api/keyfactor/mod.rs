@@ -238,6 +238,31 @@ pub async fn blocking<T: Send + 'static>(
     .await?
 }
 
+/// Requires `perm` (read, write, key) on the policy folder of a certificate's object; a
+/// folder-limited caller gets the not-found answer otherwise, so nothing leaks.
+pub fn guard(
+    c: &mut crate::db::DbConn,
+    p: &Principal,
+    v: &crate::db::models::CertVersion,
+    perm: &str,
+) -> Result<(), KeyfactorError> {
+    use diesel::prelude::*;
+    if !p.access.is_restricted() {
+        return Ok(());
+    }
+    let folder: String = crate::db::schema::cert_objects::table
+        .find(v.object_id)
+        .select(crate::db::schema::cert_objects::policy_dn)
+        .first(c)?;
+    if p.access.allows(&folder, perm) {
+        Ok(())
+    } else {
+        Err(KeyfactorError::not_found(
+            "The requested certificate does not exist or you do not have sufficient rights to it.",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

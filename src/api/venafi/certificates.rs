@@ -373,6 +373,9 @@ pub async fn request(
     }
     let timeout = work_to_do_timeout(&body, &state)?;
     let opts = output_options(&body, Some(OutputFormat::Base64), false, &state.engine.settings)?;
+    if opts.include_private_key && !principal.access.allows(&policy::normalize_dn(&policy_dn), "key") {
+        return Err(VenafiError::BadRequest(NO_KEY_PERMISSION.into()));
+    }
     let csr = parse_csr(&body)?;
     let subject = SubjectSpec {
         common_name: body.nonblank("Subject")?,

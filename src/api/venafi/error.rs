@@ -51,7 +51,7 @@ pub fn message(e: &RenewError) -> String {
             format!("Certificate renewal failed. Certificate {dn} has an invalid Management type: {mt}.")
         }
         RenewError::PolicyDoesNotExist(dn) => format!("PolicyDN: {dn} does not exist."),
-        RenewError::CsrNotBase64(m) => format!("PKCS#10 data not in base64 format; {m}"),
+        RenewError::CsrNotBase64(m) => format!("PKCS#10 data not in base64 format; {}.", m.trim_end_matches('.')),
         RenewError::CsrInvalidSignature => "Failed to store csr; Error: InvalidParms.".into(),
         RenewError::StoreFailed(dn, err) => {
             format!("Could not store renewal request on certificate {dn}{err}.")
