@@ -587,6 +587,21 @@ pub async fn certificates_query(req: HttpRequest, state: web::Data<AppState>) ->
     Ok(respond(cs, Value::Array(items)))
 }
 
+/// Looks a certificate up and checks the caller's folder permission on it.
+async fn find_guarded(
+    state: &AppState,
+    principal: crate::auth::Principal,
+    (id, tp, sn, iss): model::LookupFields,
+    perm: &'static str,
+) -> Result<CertVersion, KeyfactorError> {
+    blocking(state, move |_, c| {
+        let v = model::lookup(c, id, tp.as_deref(), sn.as_deref(), iss.as_deref())?;
+        guard(c, &principal, &v, perm)?;
+        Ok(v)
+    })
+    .await
+}
+
 fn lookup_fields(b: &LenientBody) -> Result<model::LookupFields, KeyfactorError> {
     Ok((
         b.int("CertID").map_err(bad)?.or(b.int("CertificateId").map_err(bad)?),
@@ -616,12 +631,7 @@ pub async fn certificates_download(
             )));
         }
     };
-    let v = blocking(&state, move |_, c| {
-        let v = model::lookup(c, id, tp.as_deref(), sn.as_deref(), iss.as_deref())?;
-        guard(c, &principal, &v, "read")?;
-        Ok(v)
-    })
-    .await?;
+    let v = find_guarded(&state, principal, (id, tp, sn, iss), "read").await?;
     let bytes = render(&state, v.id, fmt, None, include_chain, false).await?;
     Ok(respond(cs, json!({"Content": B64.encode(bytes)})))
 }
@@ -651,12 +661,7 @@ pub async fn certificates_recover(
             )));
         }
     };
-    let v = blocking(&state, move |_, c| {
-        let v = model::lookup(c, id, tp.as_deref(), sn.as_deref(), iss.as_deref())?;
-        guard(c, &principal, &v, "key")?;
-        Ok(v)
-    })
-    .await?;
+    let v = find_guarded(&state, principal, (id, tp, sn, iss), "key").await?;
     let bytes = render(&state, v.id, fmt, Some(password), include_chain, true).await?;
     tracing::info!(certificate = v.id, "private key recovered through the Keyfactor API");
     let name = if v.common_name.is_empty() { "certificate".to_string() } else { v.common_name.replace('*', "_") };
