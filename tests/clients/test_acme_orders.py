@@ -209,3 +209,40 @@ def test_orders_list_and_revocation(acme_gw):
     tp = hashlib.sha1(der).hexdigest().upper()
     kf = s.get("/KeyfactorAPI/Certificates", params={"QueryString": f'Thumbprint -eq "{tp}"'}).json()
     assert kf[0]["CertState"] == 2 and kf[0]["RevocationReason"] == 4
+
+
+def cert_id(cert):
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    n = cert.serial_number
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    if raw[0] & 0x80:
+        raw = b"\x00" + raw
+    return f"{b64u(aki)}.{b64u(raw)}"
+
+
+def test_ari_renewal_info(acme_gw):
+    import datetime
+    c = account(acme_gw, prevalidated=True, folder="\\VED\\Policy\\AcmeAri", settings=("domains=example.test", "validity=30d"))
+    o, chain = order_and_issue(c, ["ari.example.test"], expect_validation=False)
+    leaf = chain[0]
+    ri = c.dir["renewalInfo"]
+    r = c.s.get(f"{ri}/{cert_id(leaf)}")
+    assert r.status_code == 200 and r.headers["Retry-After"] == "21600", r.text
+    w = r.json()["suggestedWindow"]
+    start = datetime.datetime.fromisoformat(w["start"].replace("Z", "+00:00"))
+    end = datetime.datetime.fromisoformat(w["end"].replace("Z", "+00:00"))
+    na = leaf.not_valid_after_utc
+    # Inside the 32-day renewal window (a 30-day certificate: a third of its life), start before end.
+    assert na - datetime.timedelta(days=32) <= start < end <= na
+    assert (na - start) <= datetime.timedelta(days=10, hours=1)
+    # Revoked: the window has already begun.
+    url = c.dir["revokeCert"]
+    assert c.post(url, c.jws(url, {"certificate": b64u(leaf.public_bytes(serialization.Encoding.DER))})).status_code == 200
+    w = c.s.get(f"{ri}/{cert_id(leaf)}").json()["suggestedWindow"]
+    assert datetime.datetime.fromisoformat(w["start"].replace("Z", "+00:00")) < datetime.datetime.now(datetime.timezone.utc)
+    # Unknown and malformed certIDs.
+    unknown = b64u(b"x" * 20) + "." + b64u(bytes([1, 2]))
+    r = c.s.get(f"{ri}/{unknown}")
+    assert r.status_code == 404 and r.headers["Content-Type"].startswith("application/problem+json")
+    r = c.s.get(f"{ri}/not-a-cert-id")
+    assert r.status_code == 400 and r.json()["type"] == "urn:ietf:params:acme:error:malformed"

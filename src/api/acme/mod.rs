@@ -3,6 +3,7 @@
 //! accounts with external account binding (EAB keys bound to a policy subtree), and JWS
 //! verification (RS256, ES256, ES384, EdDSA). Orders, authorizations, challenges, finalize,
 //! certificates, revocation and ARI are the next slice.
+pub mod ari;
 pub mod jws;
 pub mod orders;
 pub mod problem;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/acme/new-account", web::post().to(new_account))
         .route("/acme/acct/{id}", web::post().to(account));
     orders::configure(cfg);
+    ari::configure(cfg);
 }
 
 /// The base URL clients see: `acme.public_base_url`, else the request's scheme and Host.

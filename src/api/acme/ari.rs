@@ -1,0 +1,112 @@
+//! ACME Renewal Information (RFC 9773): `GET renewal-info/{certID}`, certID =
+//! base64url(AKI keyIdentifier) "." base64url(serial DER content octets). The suggested window
+//! sits inside the folder's ACME renewal window so auto-detection keeps choosing *renew*:
+//! lead = min(acme_renewal_window, validity/3), start = notAfter − lead, end = start + lead/3;
+//! a revoked certificate gets a window that has already begun.
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64U;
+use diesel::prelude::*;
+use serde_json::json;
+
+use super::Problem;
+use crate::app::AppState;
+use crate::db::models::CertVersion;
+use crate::db::schema::{cert_objects, certificates, revocations};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/acme/renewal-info/{cert_id}", web::get().to(renewal_info))
+        .route("/acme/renewal-info/{cert_id}", web::head().to(renewal_info));
+}
+
+/// The certID of a certificate (what clients compute).
+pub fn cert_id(cert: &openssl::x509::X509Ref) -> Option<String> {
+    let aki = cert.authority_key_id()?;
+    let mut serial = cert.serial_number().to_bn().ok()?.to_vec();
+    if serial.first().is_none_or(|b| b & 0x80 != 0) {
+        serial.insert(0, 0);
+    }
+    Some(format!("{}.{}", B64U.encode(aki.as_slice()), B64U.encode(&serial)))
+}
+
+/// Decodes a certID leniently (padding stripped) into (AKI, serial as upper-case hex without leading zeros).
+pub fn parse_cert_id(id: &str) -> Option<(Vec<u8>, String)> {
+    let (a, s) = id.split_once('.')?;
+    let aki = B64U.decode(a.trim_end_matches('=')).ok()?;
+    let serial = B64U.decode(s.trim_end_matches('=')).ok()?;
+    let hex = hex::encode_upper(&serial);
+    let hex = hex.trim_start_matches('0').to_string();
+    if aki.is_empty() || hex.is_empty() {
+        return None;
+    }
+    Some((aki, hex))
+}
+
+pub async fn renewal_info(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let _ = req;
+    let id = path.into_inner();
+    let (aki, serial) =
+        parse_cert_id(&id).ok_or_else(|| Problem::malformed("the certID is not base64url(AKI).base64url(serial)"))?;
+    let engine = state.engine.clone();
+    let (start, end) = web::block(move || -> Result<(i64, i64), Problem> {
+        let mut c = engine.pool.get()?;
+        // Stored serials may carry one leading zero nibble.
+        let found: Vec<CertVersion> = certificates::table
+            .filter(certificates::serial.eq_any([serial.clone(), format!("0{serial}")]))
+            .select(CertVersion::as_select())
+            .load(&mut c)?;
+        let v = found
+            .into_iter()
+            .find(|v| {
+                openssl::x509::X509::from_der(&v.der)
+                    .ok()
+                    .and_then(|x| x.authority_key_id().map(|k| k.as_slice().to_vec()))
+                    .is_some_and(|k| k == aki)
+            })
+            .ok_or_else(|| Problem::new(404, "malformed", "no certificate with this certID was issued here"))?;
+        let now = chrono::Utc::now().timestamp();
+        let revoked: i64 = revocations::table.find(v.id).count().get_result(&mut c)?;
+        if revoked > 0 {
+            return Ok((now - 3600, now - 1800));
+        }
+        let folder: String = cert_objects::table.find(v.object_id).select(cert_objects::policy_dn).first(&mut c)?;
+        let p = crate::engine::policy::effective(&mut c, &folder)?;
+        let window = p
+            .string("acme_renewal_window")
+            .and_then(|(d, _)| crate::config::parse_duration(&d).ok())
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(32 * 86400);
+        let not_after = v.not_after.and_utc().timestamp();
+        let validity = (not_after - v.not_before.and_utc().timestamp()).max(3);
+        let lead = window.min(validity / 3);
+        let start = not_after - lead;
+        Ok((start, start + (lead / 3).max(1)))
+    })
+    .await??;
+    let fmt = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0).map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header(("Retry-After", "21600"))
+        .content_type("application/json")
+        .body(json!({"suggestedWindow": {"start": fmt(start), "end": fmt(end)}}).to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cert_ids_round_trip_with_the_rfc_example_serial() {
+        // RFC 9773 §4.1: serial 0x87654321 encodes as AIdlQyE (leading zero kept).
+        let (aki, serial) = parse_cert_id("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE").unwrap();
+        assert_eq!(serial, "87654321");
+        assert!(!aki.is_empty());
+        assert!(parse_cert_id("nodot").is_none());
+        assert!(parse_cert_id(".AIdlQyE").is_none());
+    }
+}
