@@ -232,3 +232,29 @@ def test_prevalidated_keys_need_whitelisted_domains(gateway):
     assert r.returncode != 0 and "whitelisted domains" in r.stderr and r.stdout == ""
     out = gateway.cli("acme", "eab", "create", "--policy", "\\VED\\Policy\\Acme", "--prevalidated").stdout
     assert out.startswith("EAB_KID=") and "\nEAB_HMAC_KEY=" in out
+
+
+def test_key_change(gateway, eab):
+    c = Client(gateway, Key("ES256"))
+    assert c.register(*eab).status_code == 201
+    old_key, new_key = c.key, Key("RS256")
+    url = c.dir["keyChange"]
+
+    def inner(key, account, old):
+        p = b64u(json.dumps({"alg": key.alg, "jwk": key.jwk, "url": url}))
+        pl = b64u(json.dumps({"account": account, "oldKey": old.jwk}))
+        return {"protected": p, "payload": pl, "signature": b64u(key.sign(f"{p}.{pl}".encode()))}
+
+    # oldKey must be the account's key.
+    problem(c.post(url, c.jws(url, inner(new_key, c.kid, Key("ES256")))), 400, "malformed")
+    r = c.post(url, c.jws(url, inner(new_key, c.kid, old_key)))
+    assert r.status_code == 200, r.text
+    # The new key now signs for the account; the old one (ES256 against an RSA account key) no longer does.
+    problem(c.post(c.kid, c.jws(c.kid, None)), 400, "badPublicKey")
+    c.key = new_key
+    assert c.post(c.kid, c.jws(c.kid, None)).status_code == 200
+    # A key that already belongs to another account is refused.
+    other = Client(gateway, Key("ES256"))
+    assert other.register(*eab).status_code == 201
+    r = c.post(url, c.jws(url, inner(other.key, c.kid, new_key)))
+    assert r.status_code == 409 and r.headers["Content-Type"].startswith("application/problem+json")

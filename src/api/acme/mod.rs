@@ -23,7 +23,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/acme/new-nonce", web::head().to(new_nonce_head))
         .route("/acme/new-nonce", web::get().to(new_nonce_get))
         .route("/acme/new-account", web::post().to(new_account))
-        .route("/acme/acct/{id}", web::post().to(account));
+        .route("/acme/acct/{id}", web::post().to(account))
+        .route("/acme/key-change", web::post().to(key_change));
     orders::configure(cfg);
     ari::configure(cfg);
 }
@@ -394,6 +395,58 @@ async fn account_inner(
         .insert_header(("Link", format!("<{base}/directory>;rel=\"index\"")))
         .content_type("application/json")
         .body(account_json(&acct, &base).to_string()))
+}
+
+/// keyChange (RFC 8555 §7.3.5): the outer JWS is signed by the account's key, the inner one by
+/// the new key and names the account and its old key.
+pub async fn key_change(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let r = async {
+        let v = verify_request(&req, &state, payload, false).await?;
+        let account = v.account.ok_or_else(|| Problem::malformed("kid required"))?;
+        let inner =
+            Jws::parse(&v.jws.payload).map_err(|e| Problem::malformed(format!("the payload must be a JWS: {e:?}")))?;
+        if inner.nonce().is_some() || inner.kid().is_some() {
+            return Err(Problem::malformed("the inner JWS must carry a jwk and no nonce"));
+        }
+        if inner.url() != v.jws.url() {
+            return Err(Problem::malformed("the inner JWS url differs from the outer one"));
+        }
+        let new_jwk = inner.jwk().cloned().ok_or_else(|| Problem::malformed("the inner JWS has no jwk"))?;
+        let new_key = jws::key_from_jwk(&new_jwk)?;
+        inner.verify(&new_key)?;
+        let body = inner.payload_json();
+        if body.get("account").and_then(|a| a.as_str()) != v.jws.kid() {
+            return Err(Problem::malformed("the inner payload names another account"));
+        }
+        let old =
+            body.get("oldKey").and_then(|k| k.as_object()).ok_or_else(|| Problem::malformed("oldKey is required"))?;
+        if jws::thumbprint(old)? != account.thumbprint {
+            return Err(Problem::malformed("oldKey is not the account's current key"));
+        }
+        let new_thumb = jws::thumbprint(&new_jwk)?;
+        let canonical = jws::canonical_jwk(&new_jwk)?;
+        let base = base_url(&req, &state);
+        let engine = state.engine.clone();
+        let aid = account.id;
+        let acct = web::block(move || -> Result<store::Account, Problem> {
+            let mut c = engine.pool.get()?;
+            if let Some(other) = store::account_by_thumbprint(&mut c, &new_thumb)? {
+                let mut p =
+                    Problem::new(409, "malformed", format!("the new key already belongs to account {}", other.id));
+                p.detail.push_str(" (see Location)");
+                return Err(p);
+            }
+            store::replace_key(&mut c, aid, &new_thumb, &canonical)
+        })
+        .await??;
+        Ok(HttpResponse::Ok().content_type("application/json").body(account_json(&acct, &base).to_string()))
+    }
+    .await;
+    acme_response(&state, r).await
 }
 
 impl Jws {

@@ -180,6 +180,13 @@ pub fn create_account(
     account_by_thumbprint(c, thumb)?.ok_or_else(|| Problem::server("account vanished"))
 }
 
+pub fn replace_key(c: &mut DbConn, id: i64, thumb: &str, jwk: &Value) -> Result<Account, Problem> {
+    diesel::update(acme_accounts::table.find(id))
+        .set((acme_accounts::thumbprint.eq(thumb), acme_accounts::jwk.eq(jwk.to_string())))
+        .execute(c)?;
+    account(c, id)?.ok_or_else(|| Problem::server("account vanished"))
+}
+
 pub fn update_account(
     c: &mut DbConn,
     id: i64,
