@@ -252,6 +252,18 @@ pub async fn verify_request(
     Ok(Verified { jws, account })
 }
 
+/// The pipeline for resources that need an account (`kid`): the verified JWS and its account.
+pub async fn verify_account(
+    req: &HttpRequest,
+    state: &AppState,
+    payload: web::Payload,
+) -> Result<(Jws, store::Account), Problem> {
+    let v = verify_request(req, state, payload, false).await?;
+    // With jwk refused, a verified request always names its account.
+    let account = v.account.ok_or_else(|| Problem::malformed("this resource needs a 'kid' (an account URL)"))?;
+    Ok((v.jws, account))
+}
+
 fn account_json(a: &store::Account, base: &str) -> Value {
     let contact: Value = serde_json::from_str(&a.contact).unwrap_or(json!([]));
     json!({"status": a.status, "contact": contact, "orders": format!("{base}/acct/{}/orders", a.id)})
@@ -360,15 +372,14 @@ async fn account_inner(
     id: String,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    let v = verify_request(req, state, payload, false).await?;
+    let (jws, acct) = verify_account(req, state, payload).await?;
     let base = base_url(req, state);
-    let acct = v.account.ok_or_else(|| Problem::malformed("kid required"))?;
     if acct.id.to_string() != id {
         return Err(Problem::unauthorized("this account URL is not the signer's"));
     }
     let mut acct = acct;
-    if !v.jws.payload.is_empty() {
-        let body: Value = serde_json::from_slice(&v.jws.payload)
+    if !jws.payload.is_empty() {
+        let body: Value = serde_json::from_slice(&jws.payload)
             .map_err(|e| Problem::malformed(format!("the payload is not JSON: {e}")))?;
         let contacts = match body.get("contact") {
             Some(c) => Some(check_contacts(Some(c))?),
@@ -405,21 +416,20 @@ pub async fn key_change(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let r = async {
-        let v = verify_request(&req, &state, payload, false).await?;
-        let account = v.account.ok_or_else(|| Problem::malformed("kid required"))?;
+        let (jws, account) = verify_account(&req, &state, payload).await?;
         let inner =
-            Jws::parse(&v.jws.payload).map_err(|e| Problem::malformed(format!("the payload must be a JWS: {e:?}")))?;
+            Jws::parse(&jws.payload).map_err(|e| Problem::malformed(format!("the payload must be a JWS: {e:?}")))?;
         if inner.nonce().is_some() || inner.kid().is_some() {
             return Err(Problem::malformed("the inner JWS must carry a jwk and no nonce"));
         }
-        if inner.url() != v.jws.url() {
+        if inner.url() != jws.url() {
             return Err(Problem::malformed("the inner JWS url differs from the outer one"));
         }
         let new_jwk = inner.jwk().cloned().ok_or_else(|| Problem::malformed("the inner JWS has no jwk"))?;
         let new_key = jws::key_from_jwk(&new_jwk)?;
         inner.verify(&new_key)?;
         let body = inner.payload_json();
-        if body.get("account").and_then(|a| a.as_str()) != v.jws.kid() {
+        if body.get("account").and_then(|a| a.as_str()) != jws.kid() {
             return Err(Problem::malformed("the inner payload names another account"));
         }
         let old =

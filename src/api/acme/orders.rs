@@ -15,7 +15,7 @@ use openssl::x509::X509Req;
 use serde_json::{Value, json};
 
 use super::store::Account;
-use super::{Problem, acme_response, base_url, jws, verify_request};
+use super::{Problem, acme_response, base_url, jws, verify_account, verify_request};
 use crate::app::AppState;
 use crate::ca::SanSet;
 use crate::db::schema::{acme_authz, acme_challenges, acme_objects, acme_orders, cert_objects, certificates};
@@ -44,8 +44,7 @@ pub async fn orders_list(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let r = async {
-        let v = verify_request(&req, &state, payload, false).await?;
-        let account = v.account.ok_or_else(|| Problem::malformed("kid required"))?;
+        let (_, account) = verify_account(&req, &state, payload).await?;
         if account.id.to_string() != path.into_inner() {
             return Err(Problem::unauthorized("this orders list is not the signer's"));
         }
@@ -359,10 +358,9 @@ pub async fn new_order(
 }
 
 async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payload) -> Result<HttpResponse, Problem> {
-    let v = verify_request(req, state, payload, false).await?;
-    let account = v.account.ok_or_else(|| Problem::malformed("kid required"))?;
+    let (jws, account) = verify_account(req, state, payload).await?;
     let base = base_url(req, state);
-    let body: Value = serde_json::from_slice(&v.jws.payload)
+    let body: Value = serde_json::from_slice(&jws.payload)
         .map_err(|e| Problem::malformed(format!("the payload is not JSON: {e}")))?;
     let ids = identifiers(&body)?;
     // The action comes from the path the directory handed out.
@@ -528,11 +526,10 @@ pub async fn order(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let r = async {
-        let v = verify_request(&req, &state, payload, false).await?;
-        if !v.jws.payload.is_empty() {
+        let (jws, account) = verify_account(&req, &state, payload).await?;
+        if !jws.payload.is_empty() {
             return Err(Problem::malformed("an order is read with POST-as-GET (an empty payload)"));
         }
-        let account = v.account.ok_or_else(|| Problem::malformed("kid required"))?;
         let id = path_id(&path.into_inner())?;
         let base = base_url(&req, &state);
         let (o, authz) = blocking(&state, move |_, c| load_order(c, id, &account)).await?;
@@ -596,14 +593,13 @@ pub async fn authz(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let r = async {
-        let v = verify_request(&req, &state, payload, false).await?;
-        let account = v.account.ok_or_else(|| Problem::malformed("kid required"))?;
+        let (jws, account) = verify_account(&req, &state, payload).await?;
         let id = path_id(&path.into_inner())?;
         let base = base_url(&req, &state);
-        let deactivate = if v.jws.payload.is_empty() {
+        let deactivate = if jws.payload.is_empty() {
             false
         } else {
-            let b: Value = serde_json::from_slice(&v.jws.payload).map_err(|e| Problem::malformed(e.to_string()))?;
+            let b: Value = serde_json::from_slice(&jws.payload).map_err(|e| Problem::malformed(e.to_string()))?;
             match b.get("status").and_then(|s| s.as_str()) {
                 Some("deactivated") => true,
                 _ => return Err(Problem::malformed("an authorization can only be deactivated")),
@@ -633,11 +629,10 @@ pub async fn challenge(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let r = async {
-        let v = verify_request(&req, &state, payload, false).await?;
-        let account = v.account.ok_or_else(|| Problem::malformed("kid required"))?;
+        let (jws, account) = verify_account(&req, &state, payload).await?;
         let id = path_id(&path.into_inner())?;
         let base = base_url(&req, &state);
-        let respond = !v.jws.payload.is_empty();
+        let respond = !jws.payload.is_empty();
         let thumb = {
             let jwk: Value = serde_json::from_str(&account.jwk).map_err(|e| Problem::server(e.to_string()))?;
             jws::thumbprint(jwk.as_object().ok_or_else(|| Problem::server("stored JWK"))?)?
@@ -789,11 +784,10 @@ async fn finalize_inner(
     id: String,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    let v = verify_request(req, state, payload, false).await?;
-    let account = v.account.ok_or_else(|| Problem::malformed("kid required"))?;
+    let (jws, account) = verify_account(req, state, payload).await?;
     let id = path_id(&id)?;
     let base = base_url(req, state);
-    let body: Value = serde_json::from_slice(&v.jws.payload)
+    let body: Value = serde_json::from_slice(&jws.payload)
         .map_err(|e| Problem::malformed(format!("the payload is not JSON: {e}")))?;
     let der = jws::b64u_decode(
         body.get("csr").and_then(|c| c.as_str()).ok_or_else(|| Problem::malformed("csr is required"))?,
@@ -925,8 +919,7 @@ pub async fn certificate(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let r = async {
-        let v = verify_request(&req, &state, payload, false).await?;
-        let account = v.account.ok_or_else(|| Problem::malformed("kid required"))?;
+        let (_, account) = verify_account(&req, &state, payload).await?;
         let id = path_id(&path.into_inner())?;
         let pem = blocking(&state, move |engine, c| {
             let owned: i64 = acme_orders::table
