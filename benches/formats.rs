@@ -23,7 +23,14 @@ fn bundle(spec: KeySpec) -> CertBundle {
     let leaf = build_leaf(
         &iss,
         &iss_key,
-        &LeafTemplate { subject: &name, sans: &sans, public_key: &public, validity_secs: 86400, ekus: &[] },
+        &LeafTemplate {
+            subject: &name,
+            sans: &sans,
+            public_key: &public,
+            validity_secs: 86400,
+            ekus: &[],
+            not_after_max: None,
+        },
     )
     .unwrap();
     CertBundle { leaf, chain: vec![iss, root], key: Some(key) }

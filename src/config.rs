@@ -71,11 +71,15 @@ pub struct AcmeValidationSettings {
     pub hosts: Vec<String>,
     /// Seconds a validation may take.
     pub timeout_s: u64,
+    /// Port tls-alpn-01 validation connects to (443 in production).
+    pub tlsalpn01_port: u16,
+    /// DNS server (`host:port`, UDP and TCP) asked for dns-01 TXT records; unset: the system resolver.
+    pub dns_server: Option<String>,
 }
 
 impl Default for AcmeValidationSettings {
     fn default() -> Self {
-        AcmeValidationSettings { http01_port: 80, hosts: vec![], timeout_s: 10 }
+        AcmeValidationSettings { http01_port: 80, hosts: vec![], timeout_s: 10, tlsalpn01_port: 443, dns_server: None }
     }
 }
 

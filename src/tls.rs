@@ -81,6 +81,7 @@ pub fn server_identity(settings: &Settings, issuing: &LoadedCa) -> anyhow::Resul
             public_key: &public,
             validity_secs: 365 * 86400,
             ekus: &["serverAuth".into()],
+            not_after_max: None,
         },
     )?;
     let mut pem = leaf.to_pem()?;

@@ -325,6 +325,8 @@ pub struct LeafTemplate<'a> {
     pub validity_secs: u64,
     /// Extended key usages by name; empty: serverAuth and clientAuth.
     pub ekus: &'a [String],
+    /// Latest notAfter allowed (unix seconds): a reissue keeps its order's end date.
+    pub not_after_max: Option<i64>,
 }
 
 /// A random positive 127-bit serial from the OpenSSL CSPRNG.
@@ -352,6 +354,9 @@ pub fn build_leaf(
     // One minute of back-dating absorbs small clock differences between gateway and clients.
     let not_before = Asn1Time::from_unix(now - 60)?;
     let mut not_after_ts = now + t.validity_secs as i64;
+    if let Some(max) = t.not_after_max {
+        not_after_ts = not_after_ts.min(max);
+    }
     // Never outlive the issuer.
     if let Ok(issuer_end) = asn1_to_unix(issuer_cert.not_after()) {
         not_after_ts = not_after_ts.min(issuer_end);

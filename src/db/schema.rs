@@ -239,7 +239,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     acme_orders,
     acme_authz,
     acme_challenges,
-    acme_objects
+    acme_objects,
+    acme_dry_run_certs
 );
 
 diesel::table! {
@@ -288,6 +289,8 @@ diesel::table! {
         certificate_id -> Nullable<BigInt>,
         error -> Nullable<Text>,
         created_at -> Timestamp,
+        replaces -> Nullable<Text>,
+        dry_run -> Bool,
     }
 }
 
@@ -319,6 +322,15 @@ diesel::table! {
         object_id -> BigInt,
         account_id -> BigInt,
         duplicate_of -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        coverage_end -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    acme_dry_run_certs (order_id) {
+        order_id -> BigInt,
+        pem -> Text,
         created_at -> Timestamp,
     }
 }

@@ -280,6 +280,7 @@ impl Engine {
                 public_key: &public_key,
                 validity_secs: p.validity_secs,
                 ekus: p.ekus.as_deref().unwrap_or(&[]),
+                not_after_max: p.not_after_max,
             },
         )
         .map_err(crypto)?;

@@ -79,6 +79,9 @@ pub struct IssuePayload {
     /// Stores that get a push job when the certificate is issued (same transaction).
     #[serde(default)]
     pub store_ids: Vec<i64>,
+    /// Latest notAfter (unix seconds): an ACME reissue stays inside its order's coverage.
+    #[serde(default)]
+    pub not_after_max: Option<i64>,
 }
 
 /// A request for a new certificate object (Venafi Certificates/Request).
@@ -114,6 +117,8 @@ pub struct RenewRequest {
     pub reenable: bool,
     /// The caller's copy of a certificate of this object (must be a version of it).
     pub certificate_data: Option<Vec<u8>>,
+    /// Latest notAfter (unix seconds) of the new version: an ACME reissue keeps its end date.
+    pub not_after_max: Option<i64>,
 }
 
 /// A Keyfactor renewal (CertEnroll/3/Renew, Enrollment/Renew).
@@ -208,6 +213,7 @@ impl Engine {
             template: None,
             metadata: None,
             store_ids: vec![],
+            not_after_max: None,
         };
         Ok((
             payload,
@@ -416,8 +422,9 @@ impl Engine {
             let stored_spec: Option<KeySpec> = serde_json::from_str(&obj.key_spec)
                 .ok()
                 .or_else(|| cur_cert.as_ref().and_then(|cc| cc.public_key().ok().and_then(|k| KeySpec::of_key(&k))));
-            let (payload, _, _) =
+            let (mut payload, _, _) =
                 self.plan_issue(c, &p, req.csr.as_ref(), subject, sans, stored_spec, Some(obj.id), "renew")?;
+            payload.not_after_max = req.not_after_max;
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
             if req.reenable && obj.disabled {
                 diesel::update(cert_objects::table.find(obj.id))
@@ -510,6 +517,7 @@ impl Engine {
                 template: template.map(|t| t.name),
                 metadata: if req.metadata.is_empty() { None } else { Some(req.metadata.clone()) },
                 store_ids: stores.iter().map(|s| s.id).collect(),
+                not_after_max: None,
             };
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
             let job_id = enqueue(c, obj.id, &payload_json).map_err(|e| match e {

@@ -42,6 +42,21 @@ pub fn parse_cert_id(id: &str) -> Option<(Vec<u8>, String)> {
     Some((aki, hex))
 }
 
+/// The certificate a certID names: its serial (by index), then its AKI.
+pub fn find_version(c: &mut crate::db::DbConn, aki: &[u8], serial: &str) -> Result<Option<CertVersion>, Problem> {
+    // Stored serials may carry one leading zero nibble.
+    let found: Vec<CertVersion> = certificates::table
+        .filter(certificates::serial.eq_any([serial.to_string(), format!("0{serial}")]))
+        .select(CertVersion::as_select())
+        .load(c)?;
+    Ok(found.into_iter().find(|v| {
+        openssl::x509::X509::from_der(&v.der)
+            .ok()
+            .and_then(|x| x.authority_key_id().map(|k| k.as_slice().to_vec()))
+            .is_some_and(|k| k == aki)
+    }))
+}
+
 pub async fn renewal_info(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -54,19 +69,7 @@ pub async fn renewal_info(
     let engine = state.engine.clone();
     let (start, end) = web::block(move || -> Result<(i64, i64), Problem> {
         let mut c = engine.pool.get()?;
-        // Stored serials may carry one leading zero nibble.
-        let found: Vec<CertVersion> = certificates::table
-            .filter(certificates::serial.eq_any([serial.clone(), format!("0{serial}")]))
-            .select(CertVersion::as_select())
-            .load(&mut c)?;
-        let v = found
-            .into_iter()
-            .find(|v| {
-                openssl::x509::X509::from_der(&v.der)
-                    .ok()
-                    .and_then(|x| x.authority_key_id().map(|k| k.as_slice().to_vec()))
-                    .is_some_and(|k| k == aki)
-            })
+        let v = find_version(&mut c, &aki, &serial)?
             .ok_or_else(|| Problem::new(404, "malformed", "no certificate with this certID was issued here"))?;
         let now = chrono::Utc::now().timestamp();
         let revoked: i64 = revocations::table.find(v.id).count().get_result(&mut c)?;

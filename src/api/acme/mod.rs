@@ -4,10 +4,12 @@
 //! verification (RS256, ES256, ES384, EdDSA). Orders, authorizations, challenges, finalize,
 //! certificates, revocation and ARI are the next slice.
 pub mod ari;
+pub mod dry_run;
 pub mod jws;
 pub mod orders;
 pub mod problem;
 pub mod store;
+pub mod validation;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};

@@ -2,8 +2,7 @@
 //! URL > auto-detection), authorizations (pre-validated through the EAB key's folder, or an
 //! http-01 challenge really validated), finalize through the engine's job queue, and the
 //! certificate download.
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -15,7 +14,7 @@ use openssl::x509::X509Req;
 use serde_json::{Value, json};
 
 use super::store::Account;
-use super::{Problem, acme_response, base_url, jws, verify_account, verify_request};
+use super::{Problem, acme_response, base_url, dry_run, jws, validation, verify_account, verify_request};
 use crate::app::AppState;
 use crate::ca::SanSet;
 use crate::db::schema::{acme_authz, acme_challenges, acme_objects, acme_orders, cert_objects, certificates};
@@ -33,6 +32,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/acme/authz/{id}", web::post().to(authz))
         .route("/acme/chall/{id}", web::post().to(challenge))
         .route("/acme/cert/{id}", web::post().to(certificate))
+        .route("/acme/dry-run/new-order", web::post().to(new_order))
+        .route("/acme/dry-run/o/enroll/new-order", web::post().to(new_order))
+        .route("/acme/dry-run/o/{action}/{n}/new-order", web::post().to(new_order))
+        .route("/acme/dry-run/cert/{id}", web::post().to(dry_run_certificate))
         .route("/acme/acct/{id}/orders", web::post().to(orders_list))
         .route("/acme/revoke-cert", web::post().to(revoke));
 }
@@ -151,6 +154,8 @@ pub struct Order {
     pub certificate_id: Option<i64>,
     pub error: Option<String>,
     pub created_at: NaiveDateTime,
+    pub replaces: Option<String>,
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -271,10 +276,85 @@ fn names_match(object: &[String], requested: &[String]) -> bool {
         b.sort();
         return a == b;
     }
-    requested.iter().all(|r| {
+    // A wildcard order: the requested CN (the first name) is the wildcard, its base name or a
+    // subdomain it covers; the other names may be added or removed.
+    requested.first().is_some_and(|r| {
         let base = r.strip_prefix("*.").unwrap_or(r);
         wild.iter().any(|w| base == *w || base.ends_with(&format!(".{w}"))) || object.contains(r)
     })
+}
+
+/// A duration policy key in seconds (`acme_renewal_window`, `acme_coverage`, …).
+fn policy_secs(p: &policy::EffectivePolicy, key: &str) -> Option<i64> {
+    p.string(key).and_then(|(d, _)| crate::config::parse_duration(&d).ok()).map(|d| d.as_secs() as i64)
+}
+
+/// The default action on a matched order (seed 001): a standard plan renews inside the
+/// renewal window (32 days before the current certificate expires) and otherwise enrolls anew;
+/// a multi-year plan renews inside the order renewal window (90 days before the coverage ends)
+/// and otherwise reissues.
+fn default_action(c: &mut DbConn, id: i64) -> Result<(String, Option<i64>), Problem> {
+    let (_, not_after) = object_names(c, id)?;
+    let folder: String = cert_objects::table.find(id).select(cert_objects::policy_dn).first(c)?;
+    let p = policy::effective(c, &folder)?;
+    let coverage_end: Option<NaiveDateTime> =
+        acme_objects::table.find(id).select(acme_objects::coverage_end).first(c).optional()?.flatten();
+    let t = now();
+    Ok(match coverage_end {
+        Some(end) => {
+            let window = policy_secs(&p, "acme_order_renewal_window").unwrap_or(90 * 86400);
+            let a = if t >= end - chrono::Duration::seconds(window) { "renew" } else { "reissue" };
+            (a.to_string(), Some(id))
+        }
+        None => match not_after {
+            Some(na)
+                if t >= na
+                    - chrono::Duration::seconds(policy_secs(&p, "acme_renewal_window").unwrap_or(32 * 86400)) =>
+            {
+                ("renew".to_string(), Some(id))
+            }
+            _ => ("enroll".to_string(), None),
+        },
+    })
+}
+
+/// `replaces` in newOrder: garbage → `malformed`; a certificate not issued here → nothing to
+/// link (accepted, as lego sends it on every renewal); outside the account's binding → the same
+/// 403 as an unknown order; already replaced by an order that issued (or is issuing) → 409.
+/// Returns the object and the certID in its canonical form.
+fn replaced_object(
+    c: &mut DbConn,
+    id: &str,
+    account: &Account,
+    dry_run: bool,
+) -> Result<Option<(i64, String)>, Problem> {
+    let (aki, serial) = super::ari::parse_cert_id(id)
+        .ok_or_else(|| Problem::malformed("replaces is not a certID (base64url(AKI) \".\" base64url(serial))"))?;
+    let Some(v) = super::ari::find_version(c, &aki, &serial)? else { return Ok(None) };
+    let obj = inventory::find_object(c, &CertRef::ObjectId(v.object_id))
+        .map_err(|e| Problem::server(e.to_string()))?
+        .filter(|o| in_subtree(&o.policy_dn, &account.policy_dn))
+        .ok_or_else(|| Problem::unauthorized(format!("Order {} not found for this account", v.object_id)))?;
+    let canonical = openssl::x509::X509::from_der(&v.der)
+        .ok()
+        .and_then(|x| super::ari::cert_id(&x))
+        .unwrap_or_else(|| id.to_string());
+    if !dry_run {
+        let taken: i64 = acme_orders::table
+            .filter(acme_orders::replaces.eq(&canonical))
+            .filter(acme_orders::dry_run.eq(false))
+            .filter(acme_orders::status.eq_any(["processing", "valid"]))
+            .count()
+            .get_result(c)?;
+        if taken > 0 {
+            return Err(Problem::new(
+                409,
+                "alreadyReplaced",
+                format!("certificate {canonical} has already been replaced"),
+            ));
+        }
+    }
+    Ok(Some((obj.id, canonical)))
 }
 
 fn order_json(o: &Order, authz_ids: &[i64], base: &str) -> Value {
@@ -287,7 +367,15 @@ fn order_json(o: &Order, authz_ids: &[i64], base: &str) -> Value {
         "finalize": format!("{base}/order/{}/finalize", o.id),
         "x-renewgate": {"action": o.action, "orderId": o.object_id.or(o.target_object_id)},
     });
-    if let Some(cid) = o.certificate_id.filter(|_| o.status == "valid") {
+    if o.dry_run {
+        v["x-renewgate"]["dryRun"] = json!(true);
+    }
+    if let Some(r) = &o.replaces {
+        v["replaces"] = json!(r);
+    }
+    if o.dry_run && o.status == "valid" {
+        v["certificate"] = json!(format!("{base}/dry-run/cert/{}", o.id));
+    } else if let Some(cid) = o.certificate_id.filter(|_| o.status == "valid") {
         v["certificate"] = json!(format!("{base}/cert/{cid}"));
     }
     if let Some(e) = &o.error {
@@ -365,7 +453,8 @@ async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payl
     let ids = identifiers(&body)?;
     // The action comes from the path the directory handed out.
     let path = req.path().to_string();
-    let explicit = match path.strip_prefix("/acme/o/") {
+    let rel = path.replacen("/acme/dry-run/", "/acme/", 1);
+    let explicit = match rel.strip_prefix("/acme/o/") {
         None => None,
         Some("enroll/new-order") => Some(("enroll".to_string(), None)),
         Some(rest) => {
@@ -380,6 +469,12 @@ async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payl
             }
         }
     };
+    let dry_run = path.starts_with("/acme/dry-run/");
+    let replaces = match body.get("replaces") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(Problem::malformed("replaces must be a certID string")),
+    };
     let requested: Vec<String> = ids.iter().map(|(_, v)| v.clone()).collect();
     let (order, authz) = blocking(state, move |_, c| {
         // Every name must be one the binding's folder allows.
@@ -388,11 +483,21 @@ async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payl
         if let Err(v) = validate::check(&p, &subject, &san_set(&ids), None) {
             return Err(Problem::new(400, "rejectedIdentifier", crate::api::venafi::error::policy_message(&v)));
         }
-        let window = |key: &str, default_days: i64| {
-            p.string(key).and_then(|(d, _)| crate::config::parse_duration(&d).ok()).map(|d| d.as_secs() as i64).unwrap_or(default_days * 86400)
+        // `replaces` (RFC 9773 §5): the certificate being replaced names the order to act on.
+        let replaced = match &replaces {
+            None => None,
+            Some(id) => replaced_object(c, id, &account, dry_run)?,
+        };
+        // Stored in canonical form so a second replacement of the same certificate is found.
+        let replaces = match (&replaced, replaces) {
+            (Some((_, canonical)), _) => Some(canonical.clone()),
+            (None, r) => r,
         };
         let (action, target) = match explicit {
             Some((a, Some(n))) => {
+                if let Some((m, _)) = replaced.as_ref().filter(|(m, _)| *m != n) {
+                    return Err(Problem::malformed(format!("replaces identifies order {m}, URL names {n}")));
+                }
                 let obj = inventory::find_object(c, &CertRef::ObjectId(n))
                     .map_err(|e| Problem::server(e.to_string()))?
                     .filter(|o| in_subtree(&o.policy_dn, &account.policy_dn))
@@ -420,28 +525,32 @@ async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payl
             }
             Some((a, None)) => (a, None),
             None => {
-                // Auto-detection: objects first issued through ACME in the binding's folder.
-                let candidates: Vec<i64> = acme_objects::table
-                    .inner_join(cert_objects::table.on(cert_objects::id.eq(acme_objects::object_id)))
-                    .filter(cert_objects::policy_dn.eq(&account.policy_dn))
-                    .filter(cert_objects::disabled.eq(false))
-                    .select(acme_objects::object_id)
-                    .load(c)?;
-                let mut best: Option<(i64, NaiveDateTime)> = None;
-                for id in candidates {
-                    let (names, not_after) = object_names(c, id)?;
-                    if let Some(na) = not_after
-                        && names_match(&names, &requested)
-                        && best.is_none_or(|(_, b)| na > b)
-                    {
-                        best = Some((id, na));
+                // `replaces` naming a known order, else auto-detection: objects first issued
+                // through ACME in the binding's folder whose names match (seed 001).
+                let found = match replaced {
+                    Some((m, _)) => Some(m),
+                    None => {
+                        let candidates: Vec<i64> = acme_objects::table
+                            .inner_join(cert_objects::table.on(cert_objects::id.eq(acme_objects::object_id)))
+                            .filter(cert_objects::policy_dn.eq(&account.policy_dn))
+                            .filter(cert_objects::disabled.eq(false))
+                            .select(acme_objects::object_id)
+                            .load(c)?;
+                        let mut best: Option<(i64, NaiveDateTime)> = None;
+                        for id in candidates {
+                            let (names, not_after) = object_names(c, id)?;
+                            if let Some(na) = not_after
+                                && names_match(&names, &requested)
+                                && best.is_none_or(|(_, b)| na > b)
+                            {
+                                best = Some((id, na));
+                            }
+                        }
+                        best.map(|(id, _)| id)
                     }
-                }
-                match best {
-                    Some((id, not_after)) => {
-                        let due = now() >= not_after - chrono::Duration::seconds(window("acme_renewal_window", 32));
-                        (if due { "renew" } else { "enroll" }.to_string(), Some(id).filter(|_| due))
-                    }
+                };
+                match found {
+                    Some(id) => default_action(c, id)?,
                     None => ("enroll".to_string(), None),
                 }
             }
@@ -453,15 +562,7 @@ async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payl
             let wildcard = value.starts_with("*.");
             let name = value.trim_start_matches("*.").to_string();
             let covered = t == "dns" && !domains.is_empty() && domains.iter().any(|d| name == *d || name.ends_with(&format!(".{d}")));
-            let pre = account.prevalidated && covered;
-            if wildcard && !pre {
-                return Err(Problem::new(
-                    400,
-                    "rejectedIdentifier",
-                    format!("{value}: wildcard names need dns-01, which this gateway does not validate yet; use a pre-validated EAB key"),
-                ));
-            }
-            plan.push((name, wildcard, pre));
+            plan.push((name, wildcard, account.prevalidated && covered));
         }
         // One transaction (and, on PostgreSQL, a per-account lock) for the order and its authorizations.
         let oid = crate::db::write_tx(c, Some(7_263_000 + account.id), |c| -> Result<i64, Problem> {
@@ -475,6 +576,8 @@ async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payl
                     acme_orders::target_object_id.eq(target),
                     acme_orders::expires.eq(ts + chrono::Duration::days(7)),
                     acme_orders::created_at.eq(ts),
+                    acme_orders::replaces.eq(&replaces),
+                    acme_orders::dry_run.eq(dry_run),
                 ))
                 .execute(c)?;
             let oid: i64 =
@@ -491,16 +594,20 @@ async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payl
                     .execute(c)?;
                 if !*pre {
                     let aid: i64 = acme_authz::table.filter(acme_authz::order_id.eq(oid)).order(acme_authz::id.desc()).select(acme_authz::id).first(c)?;
+                    // One token per authorization, shared by its challenges (as Boulder does):
+                    // the key authorization is the same whichever the client answers.
                     let mut tok = [0u8; 32];
                     openssl::rand::rand_bytes(&mut tok).map_err(|e| Problem::server(e.to_string()))?;
-                    diesel::insert_into(acme_challenges::table)
-                        .values((
-                            acme_challenges::authz_id.eq(aid),
-                            acme_challenges::kind.eq("http-01"),
-                            acme_challenges::token.eq(B64U.encode(tok)),
-                            acme_challenges::status.eq("pending"),
-                        ))
-                        .execute(c)?;
+                    for kind in validation::offered(name, *wildcard) {
+                        diesel::insert_into(acme_challenges::table)
+                            .values((
+                                acme_challenges::authz_id.eq(aid),
+                                acme_challenges::kind.eq(*kind),
+                                acme_challenges::token.eq(B64U.encode(tok)),
+                                acme_challenges::status.eq("pending"),
+                            ))
+                            .execute(c)?;
+                    }
                 }
             }
             Ok(oid)
@@ -565,7 +672,8 @@ fn challenge_json(ch: &Challenge, base: &str) -> Value {
         v["validated"] = json!(rfc3339(t));
     }
     if let Some(e) = &ch.error {
-        v["error"] = json!({"type": "urn:ietf:params:acme:error:incorrectResponse", "detail": e, "status": 403});
+        let (kind, detail) = validation::decode_failure(e);
+        v["error"] = json!({"type": format!("urn:ietf:params:acme:error:{kind}"), "detail": detail, "status": 400});
     }
     v
 }
@@ -657,12 +765,7 @@ pub async fn challenge(
         })
         .await?;
         if start {
-            let engine = state.engine.clone();
-            let ch2 = ch.clone();
-            actix_web::rt::spawn(async move {
-                let e2 = engine.clone();
-                let _ = web::block(move || validate_http01(&e2, &ch2, &thumb)).await;
-            });
+            actix_web::rt::spawn(validation::run(state.engine.clone(), ch.clone(), thumb));
         }
         Ok(HttpResponse::Ok()
             .insert_header(("Link", format!("<{base}/authz/{aid}>;rel=\"up\"")))
@@ -671,78 +774,6 @@ pub async fn challenge(
     }
     .await;
     acme_response(&state, r).await
-}
-
-/// Resolves a name for validation: `acme.validation.hosts` first, then the system resolver.
-fn resolve(engine: &Engine, name: &str, port: u16) -> Option<SocketAddr> {
-    for entry in &engine.settings.acme.validation.hosts {
-        let Some((pattern, ip)) = entry.split_once('=') else { continue };
-        let pattern = pattern.trim().to_lowercase();
-        let hit = match pattern.strip_prefix("*.") {
-            Some(suffix) => name == suffix || name.ends_with(&format!(".{suffix}")),
-            None => name == pattern,
-        };
-        if hit && let Ok(ip) = ip.trim().parse::<IpAddr>() {
-            return Some(SocketAddr::new(ip, port));
-        }
-    }
-    if let Ok(ip) = name.parse::<IpAddr>() {
-        return Some(SocketAddr::new(ip, port));
-    }
-    (name, port).to_socket_addrs().ok()?.next()
-}
-
-/// http-01 (RFC 8555 §8.3): GET http://name:port/.well-known/acme-challenge/<token>; the body,
-/// trailing whitespace trimmed, must be the key authorization.
-fn validate_http01(engine: &Engine, ch: &Challenge, thumbprint: &str) -> Result<(), Problem> {
-    let mut c = engine.pool.get()?;
-    let a: Authz = acme_authz::table.find(ch.authz_id).select(Authz::as_select()).first(&mut c)?;
-    let expected = format!("{}.{thumbprint}", ch.token);
-    let port = engine.settings.acme.validation.http01_port;
-    let timeout = Duration::from_secs(engine.settings.acme.validation.timeout_s.max(1));
-    let outcome: Result<(), String> = (|| {
-        let addr = resolve(engine, &a.identifier, port).ok_or_else(|| format!("cannot resolve {}", a.identifier))?;
-        let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        s.set_read_timeout(Some(timeout)).ok();
-        s.set_write_timeout(Some(timeout)).ok();
-        write!(s, "GET /.well-known/acme-challenge/{} HTTP/1.0\r\nHost: {}\r\nUser-Agent: renewgate-validation\r\nConnection: close\r\n\r\n", ch.token, a.identifier)
-            .map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        s.take(16 * 1024).read_to_end(&mut buf).map_err(|e| format!("reading the answer: {e}"))?;
-        let text = String::from_utf8_lossy(&buf);
-        let (head, body) = text.split_once("\r\n\r\n").ok_or("the answer is not HTTP")?;
-        let status = head.split_whitespace().nth(1).unwrap_or("");
-        if status != "200" {
-            return Err(format!(
-                "http://{}:{port}/.well-known/acme-challenge/{} answered {status}",
-                a.identifier, ch.token
-            ));
-        }
-        if body.trim_end() != expected {
-            return Err(format!("the key authorization served for {} is not the expected one", a.identifier));
-        }
-        Ok(())
-    })();
-    let ts = now();
-    crate::db::write_tx(&mut c, None, |tx| -> Result<(), diesel::result::Error> {
-        match &outcome {
-            Ok(()) => {
-                diesel::update(acme_challenges::table.find(ch.id))
-                    .set((acme_challenges::status.eq("valid"), acme_challenges::validated.eq(ts)))
-                    .execute(tx)?;
-                diesel::update(acme_authz::table.find(a.id)).set(acme_authz::status.eq("valid")).execute(tx)?;
-            }
-            Err(e) => {
-                diesel::update(acme_challenges::table.find(ch.id))
-                    .set((acme_challenges::status.eq("invalid"), acme_challenges::error.eq(e)))
-                    .execute(tx)?;
-                diesel::update(acme_authz::table.find(a.id)).set(acme_authz::status.eq("invalid")).execute(tx)?;
-            }
-        }
-        Ok(())
-    })?;
-    tracing::info!(identifier = %a.identifier, ok = outcome.is_ok(), "http-01 validation");
-    Ok(())
 }
 
 /// The names a CSR asks for: its CN (if any) and SANs, lower-case.
@@ -824,9 +855,37 @@ async fn finalize_inner(
         }
         let subject = validate::subject_of(csr.subject_name());
         let first = ids.first().map(|(_, v)| v.clone()).unwrap_or_default();
+        let target_folder = match o.target_object_id {
+            Some(n) => cert_objects::table.find(n).select(cert_objects::policy_dn).first(c).optional()?,
+            None => None,
+        }
+        .unwrap_or_else(|| acct.policy_dn.clone());
+        let p = policy::effective(c, &target_folder)?;
+        if o.dry_run {
+            // The same policy checks as a real issuance, then the untrusted test issuer.
+            let key = csr.public_key().map_err(|e| Problem::server(e.to_string()))?;
+            validate::check(&p, &subject, &SanSet::of_csr(&csr), crate::ca::KeySpec::of_key(&key))
+                .map_err(|v| Problem::new(400, "badCSR", crate::api::venafi::error::policy_message(&v)))?;
+            dry_run::issue(c, o.id, &csr, p.validity(engine.default_validity).as_secs())?;
+            return Ok((o.id, None));
+        }
+        let coverage_secs = policy_secs(&p, "acme_coverage");
+        let coverage_end = |c: &mut DbConn, n: i64| -> Result<Option<NaiveDateTime>, Problem> {
+            Ok(acme_objects::table.find(n).select(acme_objects::coverage_end).first(c).optional()?.flatten())
+        };
         let (accepted, new_object, duplicate_of) = match (o.action.as_str(), o.target_object_id) {
-            ("renew" | "reissue", Some(n)) => (
-                engine
+            (action @ ("renew" | "reissue"), Some(n)) => {
+                // A reissue stays inside the order's coverage: a multi-year plan's end, else the
+                // current certificate's notAfter.
+                let not_after_max = if action == "reissue" {
+                    match coverage_end(c, n)? {
+                        Some(end) => Some(end.and_utc().timestamp()),
+                        None => object_names(c, n)?.1.map(|na| na.and_utc().timestamp()),
+                    }
+                } else {
+                    None
+                };
+                let accepted = engine
                     .renew(
                         c,
                         RenewRequest {
@@ -836,12 +895,20 @@ async fn finalize_inner(
                             sans: None,
                             reenable: false,
                             certificate_data: None,
+                            not_after_max,
                         },
                     )
-                    .map_err(map_engine)?,
-                false,
-                None,
-            ),
+                    .map_err(map_engine)?;
+                // Renewing a multi-year order starts a new coverage period.
+                if action == "renew"
+                    && let Some(secs) = coverage_secs
+                {
+                    diesel::update(acme_objects::table.find(n))
+                        .set(acme_objects::coverage_end.eq(now() + chrono::Duration::seconds(secs)))
+                        .execute(c)?;
+                }
+                (accepted, false, None)
+            }
             (action, target) => {
                 // A new object: enroll, or a duplicate of `target` in its folder.
                 let folder = match (action, target) {
@@ -881,12 +948,18 @@ async fn finalize_inner(
             }
         };
         if new_object {
+            // A duplicate shares its order's coverage; a new multi-year order starts one.
+            let coverage = match duplicate_of {
+                Some(n) => coverage_end(c, n)?,
+                None => coverage_secs.map(|s| now() + chrono::Duration::seconds(s)),
+            };
             diesel::insert_into(acme_objects::table)
                 .values((
                     acme_objects::object_id.eq(accepted.object.id),
                     acme_objects::account_id.eq(acct.id),
                     acme_objects::duplicate_of.eq(duplicate_of),
                     acme_objects::created_at.eq(now()),
+                    acme_objects::coverage_end.eq(coverage),
                 ))
                 .execute(c)?;
         }
@@ -897,11 +970,16 @@ async fn finalize_inner(
                 acme_orders::object_id.eq(accepted.object.id),
             ))
             .execute(c)?;
-        Ok((o.id, accepted.job_id))
+        Ok((o.id, Some(accepted.job_id)))
     })
     .await?;
-    let _ =
-        state.engine.wait_for_job(job, Duration::from_secs(10)).await.map_err(|e| Problem::server(e.to_string()))?;
+    if let Some(job) = job {
+        let _ = state
+            .engine
+            .wait_for_job(job, Duration::from_secs(10))
+            .await
+            .map_err(|e| Problem::server(e.to_string()))?;
+    }
     let (o, authz) = blocking(state, move |_, c| load_order(c, order, &account)).await?;
     let mut r = HttpResponse::Ok();
     if o.status == "processing" {
@@ -910,6 +988,30 @@ async fn finalize_inner(
     Ok(r.insert_header(("Location", format!("{base}/order/{}", o.id)))
         .content_type("application/json")
         .body(order_json(&o, &authz, &base).to_string()))
+}
+
+/// The chain of a dry-run order (leaf and the untrusted test issuer).
+pub async fn dry_run_certificate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let r = async {
+        let (_, account) = verify_account(&req, &state, payload).await?;
+        let id = path_id(&path.into_inner())?;
+        let pem = blocking(&state, move |_, c| {
+            let (o, _) = load_order(c, id, &account)?;
+            if !o.dry_run {
+                return Err(Problem::unauthorized("no such certificate for this account"));
+            }
+            dry_run::certificate(c, o.id)?.ok_or_else(|| Problem::unauthorized("no such certificate for this account"))
+        })
+        .await?;
+        Ok(HttpResponse::Ok().content_type("application/pem-certificate-chain").body(pem))
+    }
+    .await;
+    acme_response(&state, r).await
 }
 
 pub async fn certificate(

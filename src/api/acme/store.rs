@@ -20,6 +20,7 @@ pub fn issue_nonce(c: &mut DbConn) -> Result<String, Problem> {
     // Now and then, drop expired nonces so the table does not grow without bound.
     if b[0] == 0 {
         purge_nonces(c)?;
+        super::dry_run::purge(c)?;
     }
     diesel::insert_into(acme_nonces::table)
         .values((

@@ -604,6 +604,7 @@ pub async fn renew(
         sans: if sans.is_empty() { None } else { Some(sans) },
         reenable: body.bool("Reenable")?.unwrap_or(false),
         certificate_data,
+        not_after_max: None,
     };
     let explicit_key = body.bool("IncludePrivateKey")?.unwrap_or(false);
     let p2 = principal.clone();

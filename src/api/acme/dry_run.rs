@@ -1,0 +1,111 @@
+//! Dry-run orders (reference §4.6): `…/directory?dryRun=1` and `/acme/dry-run/directory` hand out
+//! newOrder URLs under `/acme/dry-run/`. Such orders go through the same decisions and the same
+//! real validation, but their certificate is signed by an ephemeral, in-memory test issuer that
+//! nothing trusts: no object version, no store-push job, nothing in the inventory changes. The
+//! certificates are kept for a day so the client can download them, then purged.
+use std::sync::OnceLock;
+
+use diesel::prelude::*;
+use openssl::asn1::Asn1Time;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
+use openssl::x509::{X509, X509Builder, X509NameBuilder, X509Req};
+
+use super::Problem;
+use crate::ca::{LeafTemplate, SanSet};
+use crate::db::schema::{acme_authz, acme_challenges, acme_dry_run_certs, acme_orders};
+use crate::db::{DbConn, now};
+
+struct TestIssuer {
+    cert: X509,
+    key: PKey<Private>,
+}
+
+/// Made on first use and never stored: a restart makes a new one, which is the point.
+fn issuer() -> Result<&'static TestIssuer, openssl::error::ErrorStack> {
+    static ISSUER: OnceLock<TestIssuer> = OnceLock::new();
+    if let Some(i) = ISSUER.get() {
+        return Ok(i);
+    }
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_nid(Nid::COMMONNAME, "Renewgate dry-run test issuer (untrusted)")?;
+    let name = name.build();
+    let mut b = X509Builder::new()?;
+    b.set_version(2)?;
+    let serial = crate::ca::random_serial()?;
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(&name)?;
+    b.set_pubkey(&key)?;
+    let now = chrono::Utc::now().timestamp();
+    let (from, until) = (Asn1Time::from_unix(now - 60)?, Asn1Time::from_unix(now + 5 * 365 * 86400)?);
+    b.set_not_before(&from)?;
+    b.set_not_after(&until)?;
+    b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
+    b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
+    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
+    b.append_extension(ski)?;
+    b.sign(&key, MessageDigest::sha256())?;
+    let made = TestIssuer { cert: b.build(), key };
+    Ok(ISSUER.get_or_init(|| made))
+}
+
+/// Signs the CSR's key and names for `validity_secs` and stores the chain (leaf, test issuer)
+/// on the order, which becomes `valid`.
+pub fn issue(c: &mut DbConn, order_id: i64, csr: &X509Req, validity_secs: u64) -> Result<(), Problem> {
+    let crypto = |e: openssl::error::ErrorStack| Problem::server(format!("dry-run signing: {e}"));
+    let i = issuer().map_err(crypto)?;
+    let pk = csr.public_key().map_err(crypto)?;
+    let leaf = crate::ca::build_leaf(
+        &i.cert,
+        &i.key,
+        &LeafTemplate {
+            subject: csr.subject_name(),
+            sans: &SanSet::of_csr(csr),
+            public_key: &pk,
+            validity_secs,
+            ekus: &[],
+            not_after_max: None,
+        },
+    )
+    .map_err(crypto)?;
+    let mut pem = String::from_utf8_lossy(&leaf.to_pem().map_err(crypto)?).into_owned();
+    pem.push_str(&String::from_utf8_lossy(&i.cert.to_pem().map_err(crypto)?));
+    crate::db::write_tx(c, None, |tx| -> Result<(), diesel::result::Error> {
+        diesel::insert_into(acme_dry_run_certs::table)
+            .values((
+                acme_dry_run_certs::order_id.eq(order_id),
+                acme_dry_run_certs::pem.eq(&pem),
+                acme_dry_run_certs::created_at.eq(now()),
+            ))
+            .execute(tx)?;
+        diesel::update(acme_orders::table.find(order_id)).set(acme_orders::status.eq("valid")).execute(tx)?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The stored chain of a dry-run order.
+pub fn certificate(c: &mut DbConn, order_id: i64) -> Result<Option<String>, Problem> {
+    Ok(acme_dry_run_certs::table.find(order_id).select(acme_dry_run_certs::pem).first(c).optional()?)
+}
+
+/// Removes dry-run orders (with their authorizations, challenges and certificates) older than a day.
+pub fn purge(c: &mut DbConn) -> QueryResult<usize> {
+    let cutoff = now() - chrono::Duration::hours(24);
+    let old = acme_orders::table
+        .filter(acme_orders::dry_run.eq(true))
+        .filter(acme_orders::created_at.lt(cutoff))
+        .select(acme_orders::id);
+    let old_authz = acme_authz::table.filter(acme_authz::order_id.eq_any(old)).select(acme_authz::id);
+    diesel::delete(acme_challenges::table.filter(acme_challenges::authz_id.eq_any(old_authz))).execute(c)?;
+    diesel::delete(acme_authz::table.filter(acme_authz::order_id.eq_any(old))).execute(c)?;
+    diesel::delete(acme_dry_run_certs::table.filter(acme_dry_run_certs::order_id.eq_any(old))).execute(c)?;
+    diesel::delete(acme_orders::table.filter(acme_orders::dry_run.eq(true)).filter(acme_orders::created_at.lt(cutoff)))
+        .execute(c)
+}
