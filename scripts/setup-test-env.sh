@@ -8,6 +8,8 @@ need_apt=()
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v keytool >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v psql >/dev/null || need_apt+=(postgresql-client)
+# pebble-challtestsrv answers dns-01 and tls-alpn-01 for the ACME validation tests.
+command -v pebble-challtestsrv >/dev/null || need_apt+=(pebble)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 dpkg -s libpq-dev >/dev/null 2>&1 || need_apt+=(libpq-dev)

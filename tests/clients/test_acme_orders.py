@@ -78,9 +78,9 @@ def csr_for(names):
     return b64u(b.sign(k, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
 
 
-def order_and_issue(c, names, new_order_url=None, expect_validation=True):
+def order_and_issue(c, names, new_order_url=None, expect_validation=True, extra=None):
     url = new_order_url or c.dir["newOrder"]
-    r = c.post(url, c.jws(url, {"identifiers": [{"type": "dns", "value": n} for n in names]}))
+    r = c.post(url, c.jws(url, {"identifiers": [{"type": "dns", "value": n} for n in names], **(extra or {})}))
     assert r.status_code == 201, r.text
     order_url = r.headers["Location"]
     o = r.json()

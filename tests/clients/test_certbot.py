@@ -11,18 +11,22 @@ import pytest
 from cryptography import x509
 
 from conftest import REPO, free_port, openssl
+from rg_helpers import db_scalar
+from test_acme_challenges import challtestsrv  # noqa: F401  (fixture)
 
 CERTBOT = REPO / ".venv" / "bin" / "certbot"
 
 
 @pytest.fixture(scope="module")
-def setup(backend, tmp_path_factory):
+def setup(backend, tmp_path_factory, challtestsrv):
     from conftest import Database, Gateway
     http01 = free_port()
     root = tmp_path_factory.mktemp("certbot")
     db = Database(backend)
+    # http-01 on a high port (names pinned to 127.0.0.1); dns-01 against pebble-challtestsrv.
     gw = Gateway(root, db, env={"RENEWGATE_ACME__VALIDATION__HTTP01_PORT": str(http01),
-                                "RENEWGATE_ACME__VALIDATION__HOSTS": "*.example.test=127.0.0.1"}).start()
+                                "RENEWGATE_ACME__VALIDATION__HOSTS": "*.example.test=127.0.0.1",
+                                "RENEWGATE_ACME__VALIDATION__DNS_SERVER": f"127.0.0.1:{challtestsrv[0]['dns']}"}).start()
     gw.cli("policy", "set", "\\VED\\Policy\\Web", "domains=example.test", "validity=30d")
     env = dict(l.split("=", 1) for l in gw.cli("acme", "eab", "create", "--policy", "\\VED\\Policy\\Web").stdout.split())
     yield gw, http01, root, env
@@ -133,3 +137,59 @@ def test_certbot_lifecycle(setup):
     tp = hashlib.sha1(e1.public_bytes(__import__("cryptography").hazmat.primitives.serialization.Encoding.DER)).hexdigest().upper()
     kf = api.get("/KeyfactorAPI/Certificates", params={"QueryString": f'Thumbprint -eq "{tp}"'}).json()
     assert kf[0]["CertState"] == 2
+
+
+def eab_flags(setup):
+    env = setup[3]
+    return ["--agree-tos", "--register-unsafely-without-email", "--eab-kid", env["EAB_KID"], "--eab-hmac-key", env["EAB_HMAC_KEY"]]
+
+
+def test_certbot_wildcard_through_dns01(setup, challtestsrv):
+    """certbot's manual authenticator with hooks publishing the TXT record in pebble-challtestsrv:
+    a wildcard order validated by dns-01, then renewed (auto-detected: the same object)."""
+    gw, _, root, _ = setup
+    mgmt = f"http://127.0.0.1:{challtestsrv[0]['mgmt']}"
+    hook = root / "dns-hook.py"
+    hook.write_text(
+        "import json, os, sys, urllib.request\n"
+        "host = '_acme-challenge.' + os.environ['CERTBOT_DOMAIN'] + '.'\n"
+        "path, body = ('/set-txt', {'host': host, 'value': os.environ['CERTBOT_VALIDATION']}) if sys.argv[1] == 'auth' else ('/clear-txt', {'host': host})\n"
+        f"urllib.request.urlopen(urllib.request.Request('{mgmt}' + path, data=json.dumps(body).encode(), method='POST'))\n")
+    manual = ["--manual", "--preferred-challenges", "dns", "--manual-auth-hook", f"python3 {hook} auth",
+              "--manual-cleanup-hook", f"python3 {hook} cleanup"]
+    directory = gw.url + "/acme/directory"
+    certbot(setup, "certonly", *manual, *eab_flags(setup), "-d", "*.wc.example.test", "--cert-name", "wc", server=directory)
+    w1 = lineage(setup, "wc")
+    assert names(w1) == {"*.wc.example.test"}
+    verify_chain(setup, "wc")
+    n, dn, _ = venafi_view(setup, w1)
+    assert dn.endswith("\\wildcard.wc.example.test")
+    certbot(setup, "renew", "--cert-name", "wc", "--force-renewal", "--no-random-sleep-on-renew", *manual)
+    w2 = lineage(setup, "wc")
+    assert w2.serial_number != w1.serial_number and venafi_view(setup, w2)[:2] == (n, dn)
+
+
+def test_certbot_dry_run_changes_nothing(setup):
+    """`renew --dry-run` against `?dryRun=1` (same account) and `certonly --dry-run` against the
+    dry-run alias directory (a new account, EAB needed): both succeed, and neither creates an
+    object version nor a job."""
+    gw, _, root, _ = setup
+    directory = gw.url + "/acme/directory"
+    certbot(setup, "certonly", *standalone(setup), *eab_flags(setup), "-d", "dry.example.test", "--cert-name", "dr1",
+            server=directory)
+    c1 = lineage(setup, "dr1")
+    n = venafi_view(setup, c1)[0]
+    count = lambda sql: int(db_scalar(gw, sql))  # noqa: E731
+    before = (count(f"SELECT COUNT(*) FROM certificates WHERE object_id = {n}"), count("SELECT COUNT(*) FROM jobs"),
+              count("SELECT COUNT(*) FROM cert_objects"))
+    r = certbot(setup, "renew", "--cert-name", "dr1", "--dry-run", "--no-random-sleep-on-renew", *standalone(setup),
+                server=f"{directory}?dryRun=1")
+    assert "simulat" in (r.stdout + r.stderr).lower()
+    certbot(setup, "certonly", "--dry-run", *standalone(setup), *eab_flags(setup), "-d", "dry2.example.test",
+            "--cert-name", "dr2", server=gw.url + "/acme/dry-run/directory")
+    after = (count(f"SELECT COUNT(*) FROM certificates WHERE object_id = {n}"), count("SELECT COUNT(*) FROM jobs"),
+             count("SELECT COUNT(*) FROM cert_objects"))
+    assert after == before
+    assert lineage(setup, "dr1").serial_number == c1.serial_number
+    assert not (root / "cfg" / "live" / "dr2").exists()
+    assert count("SELECT COUNT(*) FROM acme_orders WHERE dry_run = true AND status = 'valid'") == 2

@@ -1,0 +1,113 @@
+"""The order lifecycle beyond one issuance: `replaces` (RFC 9773 §5), dry-run orders that change
+nothing in the inventory, a reissue that keeps its order's end date, and multi-year coverage
+(`acme_coverage`) choosing reissue outside the order renewal window (seed 001)."""
+import base64
+
+from cryptography import x509
+
+from rg_helpers import db_scalar
+from test_acme_accounts import b64u, problem
+from test_acme_orders import account, acme_gw, cert_id, gateway_factory_module, http01, order_and_issue  # noqa: F401
+
+
+def versions(gw, object_id):
+    return int(db_scalar(gw, f"SELECT COUNT(*) FROM certificates WHERE object_id = {object_id}"))
+
+
+def jobs(gw):
+    return int(db_scalar(gw, "SELECT COUNT(*) FROM jobs"))
+
+
+def test_replaces_links_the_new_order_to_the_replaced_certificate(acme_gw):
+    c = account(acme_gw, prevalidated=True, folder="\\VED\\Policy\\AcmeRepl")
+    o, chain = order_and_issue(c, ["repl.example.test"], expect_validation=False)
+    n = o["x-renewgate"]["orderId"]
+    old = cert_id(chain[0])
+    # Outside the renewal window auto-detection would enroll anew; `replaces` still names the
+    # order, and its default action (enroll with the order's options, a new object) applies.
+    o2, chain2 = order_and_issue(c, ["repl.example.test"], expect_validation=False, extra={"replaces": old})
+    assert o2["replaces"] == old
+    # The same certificate cannot be replaced twice.
+    url = c.dir["newOrder"]
+    ids = {"identifiers": [{"type": "dns", "value": "repl.example.test"}], "replaces": old}
+    problem(c.post(url, c.jws(url, ids)), 409, "alreadyReplaced")
+    # Garbage is malformed; a certificate not issued here is accepted and links nothing.
+    problem(c.post(url, c.jws(url, {**ids, "replaces": "not a cert id"})), 400, "malformed")
+    foreign = b64u(b"\x01" * 20) + "." + b64u(b"\x05\x06")
+    r = c.post(url, c.jws(url, {**ids, "replaces": foreign}))
+    assert r.status_code == 201 and r.json()["replaces"] == foreign, r.text
+    # An explicit order id that contradicts `replaces` is refused.
+    d = c.s.get(acme_gw.url + f"/acme/directory?action=renew&orderId={n + 1000}").json()
+    new = cert_id(chain2[0])
+    problem(c.post(d["newOrder"], c.jws(d["newOrder"], {**ids, "replaces": new})), 400, "malformed")
+    # Another organisation's account cannot name our certificate.
+    other = account(acme_gw, prevalidated=True, folder="\\VED\\Policy\\AcmeReplOther")
+    problem(other.post(other.dir["newOrder"], other.jws(other.dir["newOrder"], {**ids, "replaces": new})), 403, "unauthorized")
+
+
+def test_replaces_inside_the_window_renews_the_same_object(acme_gw):
+    c = account(acme_gw, prevalidated=True, folder="\\VED\\Policy\\AcmeReplShort", settings=("domains=example.test", "validity=30d"))
+    o, chain = order_and_issue(c, ["rs.example.test"], expect_validation=False)
+    n = o["x-renewgate"]["orderId"]
+    o2, chain2 = order_and_issue(c, ["rs.example.test"], expect_validation=False, extra={"replaces": cert_id(chain[0])})
+    assert o2["x-renewgate"] == {"action": "renew", "orderId": n} and o2["replaces"] == cert_id(chain[0])
+    assert chain2[0].serial_number != chain[0].serial_number and versions(acme_gw, n) == 2
+
+
+def test_dry_run_orders_change_nothing(acme_gw):
+    c = account(acme_gw, prevalidated=True, folder="\\VED\\Policy\\AcmeDry", settings=("domains=example.test", "validity=30d"))
+    o, chain = order_and_issue(c, ["dry.example.test"], expect_validation=False)
+    n = o["x-renewgate"]["orderId"]
+    before_versions, before_jobs = versions(acme_gw, n), jobs(acme_gw)
+    for q in (f"?action=renew&orderId={n}&dryRun=1", "?dryRun=1"):
+        d = c.s.get(acme_gw.url + "/acme/directory" + q).json()
+        assert "/acme/dry-run/" in d["newOrder"] and "/dry-run/" not in d["newAccount"]
+        o2, chain2 = order_and_issue(c, ["dry.example.test"], d["newOrder"], expect_validation=False)
+        assert o2["x-renewgate"]["dryRun"] is True and o2["x-renewgate"]["action"] == "renew"
+        assert "/acme/dry-run/cert/" in o2["certificate"]
+        issuer = chain2[0].issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+        assert "dry-run" in issuer and chain2[0].issuer != chain[0].issuer
+    assert versions(acme_gw, n) == before_versions and jobs(acme_gw) == before_jobs
+    # The dry-run alias directory hands out the same dry-run URLs.
+    d = c.s.get(acme_gw.url + "/acme/dry-run/directory").json()
+    assert d["newOrder"].endswith("/acme/dry-run/new-order")
+    # The decisions still apply: an unknown order is refused in a dry run too.
+    d = c.s.get(acme_gw.url + "/acme/directory?action=renew&orderId=999999&dryRun=1").json()
+    problem(c.post(d["newOrder"], c.jws(d["newOrder"], {"identifiers": [{"type": "dns", "value": "dry.example.test"}]})), 403, "unauthorized")
+
+
+def test_reissue_keeps_the_end_date_and_may_change_names(acme_gw):
+    c = account(acme_gw, prevalidated=True, folder="\\VED\\Policy\\AcmeReissue")
+    o, chain = order_and_issue(c, ["ri.example.test"], expect_validation=False)
+    n = o["x-renewgate"]["orderId"]
+    d = c.s.get(acme_gw.url + f"/acme/directory?action=reissue&orderId={n}").json()
+    o2, chain2 = order_and_issue(c, ["ri.example.test", "ri2.example.test"], d["newOrder"], expect_validation=False)
+    assert o2["x-renewgate"] == {"action": "reissue", "orderId": n}
+    assert chain2[0].not_valid_after_utc == chain[0].not_valid_after_utc
+    assert chain2[0].serial_number != chain[0].serial_number and versions(acme_gw, n) == 2
+    sans = chain2[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert set(sans) == {"ri.example.test", "ri2.example.test"}
+    # The object's current version (Venafi dialect) is the reissued one.
+    api = acme_gw.session(scope="certificate:manage")
+    r = api.post("/vedsdk/certificates/retrieve", json={"CertificateDN": "\\VED\\Policy\\AcmeReissue\\ri.example.test", "Format": "Base64"})
+    assert x509.load_pem_x509_certificate(base64.b64decode(r.json()["CertificateData"])).serial_number == chain2[0].serial_number
+
+
+def test_multi_year_coverage_reissues_outside_the_order_window(acme_gw):
+    c = account(acme_gw, prevalidated=True, folder="\\VED\\Policy\\AcmeMulti",
+                settings=("domains=example.test", "validity=30d", "acme_coverage=3y"))
+    o, chain = order_and_issue(c, ["multi.example.test"], expect_validation=False)
+    n = o["x-renewgate"]["orderId"]
+    end = db_scalar(acme_gw, f"SELECT coverage_end FROM acme_objects WHERE object_id = {n}")
+    assert end.startswith(str(chain[0].not_valid_before_utc.year + 3))
+    # Inside the 32-day certificate window, but a multi-year plan looks at the order window
+    # (90 days before the coverage ends): the default is a reissue of the same order.
+    o2, chain2 = order_and_issue(c, ["multi.example.test"], expect_validation=False)
+    assert o2["x-renewgate"] == {"action": "reissue", "orderId": n}
+    # 30 days, well inside the coverage.
+    assert (chain2[0].not_valid_after_utc - chain2[0].not_valid_before_utc).days in (29, 30)
+    # An explicit renew starts a new coverage period.
+    d = c.s.get(acme_gw.url + f"/acme/directory?action=renew&orderId={n}").json()
+    o3, _ = order_and_issue(c, ["multi.example.test"], d["newOrder"], expect_validation=False)
+    assert o3["x-renewgate"] == {"action": "renew", "orderId": n}
+    assert db_scalar(acme_gw, f"SELECT coverage_end FROM acme_objects WHERE object_id = {n}") >= end
