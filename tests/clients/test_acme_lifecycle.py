@@ -111,3 +111,28 @@ def test_multi_year_coverage_reissues_outside_the_order_window(acme_gw):
     o3, _ = order_and_issue(c, ["multi.example.test"], d["newOrder"], expect_validation=False)
     assert o3["x-renewgate"] == {"action": "renew", "orderId": n}
     assert db_scalar(acme_gw, f"SELECT coverage_end FROM acme_objects WHERE object_id = {n}") >= end
+
+
+def test_a_validation_interrupted_by_a_crash_completes_after_restart(gateway_factory_module, http01):  # noqa: F811
+    """A challenge accepted (`processing`) when the gateway is killed is validated after restart."""
+    import time
+    from rg_helpers import db_exec
+    from test_acme_orders import TOKENS
+    gw = gateway_factory_module(env={"RENEWGATE_ACME__VALIDATION__HTTP01_PORT": str(http01),
+                                     "RENEWGATE_ACME__VALIDATION__HOSTS": "*.example.test=127.0.0.1"})
+    c = account(gw, folder="\\VED\\Policy\\AcmeCrash")
+    url = c.dir["newOrder"]
+    o = c.post(url, c.jws(url, {"identifiers": [{"type": "dns", "value": "crash.example.test"}]})).json()
+    az = o["authorizations"][0]
+    ch = [x for x in c.post(az, c.jws(az, None)).json()["challenges"] if x["type"] == "http-01"][0]
+    TOKENS[ch["token"]] = f"{ch['token']}.{c.key.thumbprint()}"
+    # The state a kill -9 right after the challenge POST leaves behind.
+    gw.stop(kill=True)
+    db_exec(gw, f"UPDATE acme_challenges SET status = 'processing' WHERE id = {ch['url'].rsplit('/', 1)[1]}")
+    gw.start()
+    for _ in range(100):
+        a = c.post(az, c.jws(az, None)).json()
+        if a["status"] != "pending":
+            break
+        time.sleep(0.1)
+    assert a["status"] == "valid", a

@@ -246,3 +246,20 @@ def test_ari_renewal_info(acme_gw):
     assert r.status_code == 404 and r.headers["Content-Type"].startswith("application/problem+json")
     r = c.s.get(f"{ri}/not-a-cert-id")
     assert r.status_code == 400 and r.json()["type"] == "urn:ietf:params:acme:error:malformed"
+
+
+def test_ari_window_opens_at_once_when_the_issuing_ca_is_retired(acme_gw):
+    """A CA rotation: once the certificate's issuing CA is disabled, renewalInfo says renew now."""
+    import datetime
+    c = account(acme_gw, prevalidated=True, folder="\\VED\\Policy\\AcmeRot", settings=("domains=example.test", "validity=30d"))
+    _, chain = order_and_issue(c, ["rot.example.test"], expect_validation=False)
+    ri = f"{c.dir['renewalInfo']}/{cert_id(chain[0])}"
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start = lambda: datetime.datetime.fromisoformat(c.s.get(ri).json()["suggestedWindow"]["start"].replace("Z", "+00:00"))  # noqa: E731
+    assert start() > now
+    acme_gw.cli("ca", "add", "issuing-2")
+    acme_gw.cli("ca", "disable", "issuing")
+    try:
+        assert start() < now
+    finally:
+        acme_gw.cli("ca", "enable", "issuing")

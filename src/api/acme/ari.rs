@@ -12,7 +12,7 @@ use serde_json::json;
 use super::Problem;
 use crate::app::AppState;
 use crate::db::models::CertVersion;
-use crate::db::schema::{cert_objects, certificates, revocations};
+use crate::db::schema::{cas, cert_objects, certificates, revocations};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/acme/renewal-info/{cert_id}", web::get().to(renewal_info))
@@ -73,7 +73,13 @@ pub async fn renewal_info(
             .ok_or_else(|| Problem::new(404, "malformed", "no certificate with this certID was issued here"))?;
         let now = chrono::Utc::now().timestamp();
         let revoked: i64 = revocations::table.find(v.id).count().get_result(&mut c)?;
-        if revoked > 0 {
+        // A revoked certificate, or one whose issuing CA has been taken out of service (a CA
+        // rotation): renew at once.
+        let retired_issuer = match v.issuer_ca_id {
+            Some(ca) => cas::table.find(ca).select(cas::disabled).first::<bool>(&mut c).optional()?.unwrap_or(false),
+            None => false,
+        };
+        if revoked > 0 || retired_issuer {
             return Ok((now - 3600, now - 1800));
         }
         let folder: String = cert_objects::table.find(v.object_id).select(cert_objects::policy_dn).first(&mut c)?;

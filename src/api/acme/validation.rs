@@ -108,6 +108,39 @@ pub async fn run(engine: Arc<Engine>, ch: Challenge, thumbprint: String) {
     tracing::info!(%identifier, %kind, ok, "challenge validation");
 }
 
+/// Restarts the validations a crash interrupted: a challenge left `processing` would otherwise
+/// stay so for ever. Validating twice (another instance may be at it) is harmless: the outcome
+/// is the same and only a `pending` authorization changes.
+pub async fn resume(engine: Arc<Engine>) {
+    use crate::db::schema::{acme_accounts, acme_orders};
+    let e2 = engine.clone();
+    let found = web::block(move || -> Result<Vec<(Challenge, String)>, String> {
+        let mut c = e2.pool.get().map_err(|e| e.to_string())?;
+        acme_challenges::table
+            .inner_join(acme_authz::table.on(acme_authz::id.eq(acme_challenges::authz_id)))
+            .inner_join(acme_orders::table.on(acme_orders::id.eq(acme_authz::order_id)))
+            .inner_join(acme_accounts::table.on(acme_accounts::id.eq(acme_orders::account_id)))
+            .filter(acme_challenges::status.eq("processing"))
+            .select((Challenge::as_select(), acme_accounts::jwk))
+            .load(&mut c)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let Ok(Ok(found)) = found else {
+        tracing::error!("cannot list interrupted challenge validations: {found:?}");
+        return;
+    };
+    for (ch, jwk) in found {
+        let thumbprint = serde_json::from_str::<serde_json::Value>(&jwk)
+            .ok()
+            .and_then(|v| v.as_object().and_then(|o| super::jws::thumbprint(o).ok()));
+        if let Some(t) = thumbprint {
+            tracing::info!(challenge = ch.id, "resuming an interrupted validation");
+            actix_web::rt::spawn(run(engine.clone(), ch, t));
+        }
+    }
+}
+
 fn record(engine: &Engine, ch: &Challenge, a: &Authz, outcome: Result<(), Failure>) -> Result<(), String> {
     let mut c = engine.pool.get().map_err(|e| e.to_string())?;
     let ts = now();
