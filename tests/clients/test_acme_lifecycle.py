@@ -136,3 +136,36 @@ def test_a_validation_interrupted_by_a_crash_completes_after_restart(gateway_fac
             break
         time.sleep(0.1)
     assert a["status"] == "valid", a
+
+
+def test_one_inventory_across_dialects(acme_gw):
+    """An object enrolled through Venafi is renewed by an explicit ACME action; an object ACME
+    created is renewed through Venafi (a new PKCS#10) and Keyfactor (CertEnroll/3/Renew)."""
+    from rg_helpers import make_csr, renew, retrieved_certs, wait_retrieve
+    from test_keyfactor import classic_renew, kf_session
+    folder = "\\VED\\Policy\\AcmeMixed"
+    c = account(acme_gw, prevalidated=True, folder=folder)
+    api = acme_gw.session(scope="certificate:manage")
+    # Venafi → ACME.
+    _, csr = make_csr("ven.example.test", dns=["ven.example.test"])
+    r = api.post("/vedsdk/certificates/request", json={"PolicyDN": folder, "PKCS10": csr, "ObjectName": "ven.example.test"})
+    assert r.status_code == 200, r.text
+    dn, guid = r.json()["CertificateDN"], r.json()["Guid"]
+    first = retrieved_certs(wait_retrieve(api, dn))[0]
+    n = api.get(f"/vedsdk/certificates/{guid}").json()["ObjectId"]
+    d = c.s.get(acme_gw.url + f"/acme/directory?action=renew&orderId={n}").json()
+    o, chain = order_and_issue(c, ["ven.example.test"], d["newOrder"], expect_validation=False)
+    assert o["x-renewgate"] == {"action": "renew", "orderId": n} and chain[0].serial_number != first.serial_number
+    assert retrieved_certs(wait_retrieve(api, dn))[0].serial_number == chain[0].serial_number
+    # ACME → Venafi and Keyfactor.
+    o, chain = order_and_issue(c, ["acm.example.test"], expect_validation=False)
+    dn = folder + "\\acm.example.test"
+    _, csr = make_csr("acm.example.test", dns=["acm.example.test"])
+    r = renew(api, dn, PKCS10=csr, WorkToDoTimeout=10)
+    assert r.status_code == 200, r.text
+    by_venafi = retrieved_certs(r)[0]
+    assert by_venafi.serial_number != chain[0].serial_number
+    tp = __import__("hashlib").sha1(by_venafi.public_bytes(__import__("cryptography").hazmat.primitives.serialization.Encoding.DER)).hexdigest()
+    b = classic_renew(kf_session(acme_gw), {"Lookup": {"Type": "Thumbprint", "Thumbprint": tp}})
+    assert b.status_code == 200 and b.json()["RequestDisposition"] == "Issued", b.text
+    assert retrieved_certs(wait_retrieve(api, dn))[0].serial_number not in (by_venafi.serial_number, chain[0].serial_number)
