@@ -48,7 +48,9 @@ impl Modify for SecuritySchemes {
 }
 
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::api::acme::doc::AcmeDoc::openapi());
+    doc
 }
 
 pub fn json() -> String {

@@ -3,6 +3,8 @@
 //! sits inside the folder's ACME renewal window so auto-detection keeps choosing *renew*:
 //! lead = min(acme_renewal_window, validity/3), start = notAfter − lead, end = start + lead/3;
 //! a revoked certificate gets a window that has already begun.
+#[allow(unused_imports)]
+use super::doc::*;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64U;
@@ -57,6 +59,11 @@ pub fn find_version(c: &mut crate::db::DbConn, aki: &[u8], serial: &str) -> Resu
     }))
 }
 
+#[utoipa::path(get, path = "/acme/renewal-info/{cert_id}", tag = "ACME", operation_id = "acme_renewal_info",
+    params(("cert_id" = String, Path, description = "base64url(AKI).base64url(serial)")),
+    responses((status = 200, description = "The suggested renewal window", body = RenewalInfo),
+        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 404, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
 pub async fn renewal_info(
     req: HttpRequest,
     state: web::Data<AppState>,

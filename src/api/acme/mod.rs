@@ -4,6 +4,7 @@
 //! verification (RS256, ES256, ES384, EdDSA). Orders, authorizations, challenges, finalize,
 //! certificates, revocation and ARI are the next slice.
 pub mod ari;
+pub mod doc;
 pub mod dry_run;
 pub mod jws;
 pub mod orders;
@@ -12,6 +13,8 @@ pub mod store;
 pub mod validation;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+#[allow(unused_imports)]
+use doc::*;
 use serde_json::{Value, json};
 
 use crate::api::body::read_payload;
@@ -125,6 +128,14 @@ pub(crate) async fn acme_response(state: &AppState, r: Result<HttpResponse, Prob
     }
 }
 
+#[utoipa::path(get, path = "/acme/directory", tag = "ACME", operation_id = "acme_directory",
+    description = "The directory. `?action=renew|reissue|duplicate&orderId=N` or `?action=enroll` (and `&dryRun=1`) \
+        are carried into the newOrder URL it lists.",
+    params(("action" = Option<String>, Query, description = "renew, reissue, duplicate or enroll"),
+           ("orderId" = Option<i64>, Query, description = "Inventory object id (1–19 digits)"),
+           ("dryRun" = Option<String>, Query, description = "1: dry-run newOrder URLs")),
+    responses((status = 200, description = "The directory", body = Directory),
+        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
 pub async fn directory(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
     let base = base_url(&req, &state);
     let (action, mut dry) = parse_action(req.query_string())?;
@@ -143,6 +154,9 @@ pub async fn directory(req: HttpRequest, state: web::Data<AppState>) -> Result<H
     Ok(HttpResponse::Ok().content_type("application/json").body(body.to_string()))
 }
 
+#[utoipa::path(head, path = "/acme/new-nonce", tag = "ACME", operation_id = "acme_new_nonce_head",
+    responses((status = 200, description = "A fresh nonce in Replay-Nonce",
+        headers(("Replay-Nonce" = String, description = "A nonce for the next JWS")))))]
 pub async fn new_nonce_head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
     let n = fresh_nonce(&state).await?;
     Ok(HttpResponse::Ok()
@@ -292,6 +306,13 @@ fn check_contacts(v: Option<&Value>) -> Result<Vec<String>, Problem> {
     Ok(out)
 }
 
+#[utoipa::path(post, path = "/acme/new-account", tag = "ACME", operation_id = "acme_new_account", request_body(content = FlattenedJws, content_type = "application/jose+json"),
+    description = "Creates (201) or finds (200, `onlyReturnExisting`) the account of the JWS key; EAB required by default.",
+    responses((status = 201, description = "Account created", body = AcmeAccount),
+        (status = 200, description = "The key's existing account", body = AcmeAccount),
+        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
 pub async fn new_account(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -358,6 +379,12 @@ async fn new_account_inner(
         .body(body.to_string()))
 }
 
+#[utoipa::path(post, path = "/acme/acct/{id}", tag = "ACME", operation_id = "acme_account", request_body(content = FlattenedJws, content_type = "application/jose+json"),
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, description = "The account (updated contacts or deactivated)", body = AcmeAccount),
+        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
 pub async fn account(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -412,6 +439,11 @@ async fn account_inner(
 
 /// keyChange (RFC 8555 §7.3.5): the outer JWS is signed by the account's key, the inner one by
 /// the new key and names the account and its old key.
+#[utoipa::path(post, path = "/acme/key-change", tag = "ACME", operation_id = "acme_key_change", request_body(content = FlattenedJws, content_type = "application/jose+json"),
+    responses((status = 200, description = "The account, now bound to the new key", body = AcmeAccount),
+        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 409, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
 pub async fn key_change(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -5,6 +5,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+#[allow(unused_imports)]
+use super::doc::*;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64U;
@@ -40,6 +42,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/acme/revoke-cert", web::post().to(revoke));
 }
 
+#[utoipa::path(post, path = "/acme/acct/{id}/orders", tag = "ACME", operation_id = "acme_orders_list", request_body(content = FlattenedJws, content_type = "application/jose+json"),
+    params(("id" = String, Path, description = "Account id")),
+    responses((status = 200, description = "The account's orders", body = OrderList),
+        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
 pub async fn orders_list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -69,6 +77,11 @@ pub async fn orders_list(
 
 /// revokeCert (RFC 8555 §7.6): signed by the account that ordered the certificate (`kid`) or by
 /// the certificate's own key (`jwk`).
+#[utoipa::path(post, path = "/acme/revoke-cert", tag = "ACME", operation_id = "acme_revoke", request_body(content = FlattenedJws, content_type = "application/jose+json"),
+    responses((status = 200, description = "Revoked"),
+        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
 pub async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -436,6 +449,15 @@ fn refresh(c: &mut DbConn, mut o: Order) -> Result<Order, Problem> {
     Ok(o)
 }
 
+#[utoipa::path(post, path = "/acme/new-order", tag = "ACME", operation_id = "acme_new_order", request_body(content = FlattenedJws, content_type = "application/jose+json"),
+    description = "Creates an order. The same operation answers at `/acme/o/{action}/{orderId}/new-order`, \
+        `/acme/o/enroll/new-order` and under `/acme/dry-run/`, as the directory lists them.",
+    responses((status = 201, description = "Order created", body = AcmeOrder),
+        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 409, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 429, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
 pub async fn new_order(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -626,6 +648,12 @@ fn path_id(s: &str) -> Result<i64, Problem> {
     s.parse().map_err(|_| Problem::new(404, "malformed", "no such resource"))
 }
 
+#[utoipa::path(post, path = "/acme/order/{id}", tag = "ACME", operation_id = "acme_order", request_body(content = FlattenedJws, content_type = "application/jose+json"),
+    params(("id" = String, Path, description = "Order id")),
+    responses((status = 200, description = "The order (POST-as-GET)", body = AcmeOrder),
+        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
 pub async fn order(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -694,6 +722,12 @@ fn load_authz(c: &mut DbConn, id: i64, account: &Account) -> Result<(Authz, Vec<
     Ok((a, ch))
 }
 
+#[utoipa::path(post, path = "/acme/authz/{id}", tag = "ACME", operation_id = "acme_authz", request_body(content = FlattenedJws, content_type = "application/jose+json"),
+    params(("id" = String, Path, description = "Authorization id")),
+    responses((status = 200, description = "The authorization (POST-as-GET, or deactivation)", body = AcmeAuthorization),
+        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
 pub async fn authz(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -730,6 +764,12 @@ pub async fn authz(
     acme_response(&state, r).await
 }
 
+#[utoipa::path(post, path = "/acme/chall/{id}", tag = "ACME", operation_id = "acme_challenge", request_body(content = FlattenedJws, content_type = "application/jose+json"),
+    params(("id" = String, Path, description = "Challenge id")),
+    responses((status = 200, description = "The challenge; `{}` starts its validation", body = AcmeChallenge),
+        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
 pub async fn challenge(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -799,6 +839,13 @@ fn map_engine(e: RenewError) -> Problem {
     }
 }
 
+#[utoipa::path(post, path = "/acme/order/{id}/finalize", tag = "ACME", operation_id = "acme_finalize", request_body(content = FlattenedJws, content_type = "application/jose+json"),
+    params(("id" = String, Path, description = "Order id")),
+    responses((status = 200, description = "The order, valid or processing (Retry-After)", body = AcmeOrder),
+        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 429, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
 pub async fn finalize(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -1014,6 +1061,12 @@ pub async fn dry_run_certificate(
     acme_response(&state, r).await
 }
 
+#[utoipa::path(post, path = "/acme/cert/{id}", tag = "ACME", operation_id = "acme_certificate", request_body(content = FlattenedJws, content_type = "application/jose+json"),
+    params(("id" = String, Path, description = "Certificate id")),
+    responses((status = 200, description = "Leaf and chain", body = String, content_type = "application/pem-certificate-chain"),
+        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
 pub async fn certificate(
     req: HttpRequest,
     state: web::Data<AppState>,
