@@ -324,6 +324,7 @@ diesel::table! {
         duplicate_of -> Nullable<BigInt>,
         created_at -> Timestamp,
         coverage_end -> Nullable<Timestamp>,
+        match_name -> Nullable<Text>,
     }
 }
 

@@ -297,6 +297,20 @@ fn names_match(object: &[String], requested: &[String]) -> bool {
     })
 }
 
+/// The `match_name`s of the objects a request may match (seed 001): its first name, and the
+/// wildcards that cover it (`*.b.c` and `*.c` for `a.b.c`; `*.a.b.c` for its base name).
+fn match_keys(requested: &[String]) -> Vec<String> {
+    let Some(first) = requested.first() else { return vec![] };
+    let base = first.trim_start_matches("*.");
+    let mut keys = vec![first.clone(), format!("*.{base}")];
+    let mut rest = base;
+    while let Some((_, r)) = rest.split_once('.') {
+        keys.push(format!("*.{r}"));
+        rest = r;
+    }
+    keys
+}
+
 /// A duration policy key in seconds (`acme_renewal_window`, `acme_coverage`, …).
 fn policy_secs(p: &policy::EffectivePolicy, key: &str) -> Option<i64> {
     p.string(key).and_then(|(d, _)| crate::config::parse_duration(&d).ok()).map(|d| d.as_secs() as i64)
@@ -556,6 +570,11 @@ async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payl
                             .inner_join(cert_objects::table.on(cert_objects::id.eq(acme_objects::object_id)))
                             .filter(cert_objects::policy_dn.eq(&account.policy_dn))
                             .filter(cert_objects::disabled.eq(false))
+                            .filter(
+                                acme_objects::match_name
+                                    .eq_any(match_keys(&requested))
+                                    .or(acme_objects::match_name.is_null()),
+                            )
                             .select(acme_objects::object_id)
                             .load(c)?;
                         let mut best: Option<(i64, NaiveDateTime)> = None;
@@ -1007,8 +1026,12 @@ async fn finalize_inner(
                     acme_objects::duplicate_of.eq(duplicate_of),
                     acme_objects::created_at.eq(now()),
                     acme_objects::coverage_end.eq(coverage),
+                    acme_objects::match_name.eq(&first),
                 ))
                 .execute(c)?;
+        } else if let Some(n) = o.target_object_id {
+            // A reissue may change the names: the first one is what later orders match.
+            diesel::update(acme_objects::table.find(n)).set(acme_objects::match_name.eq(&first)).execute(c)?;
         }
         diesel::update(acme_orders::table.find(o.id))
             .set((
@@ -1103,4 +1126,28 @@ pub async fn certificate(
     }
     .await;
     acme_response(&state, r).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn match_keys_cover_the_name_and_its_wildcards() {
+        let k = match_keys(&["a.b.c".to_string(), "x.y".to_string()]);
+        assert_eq!(k, ["a.b.c", "*.a.b.c", "*.b.c", "*.c"]);
+        assert_eq!(match_keys(&["*.b.c".to_string()]), ["*.b.c", "*.b.c", "*.c"]);
+        assert!(match_keys(&[]).is_empty());
+    }
+
+    #[test]
+    fn wildcard_objects_match_by_their_first_name() {
+        let obj = vec!["*.example.com".to_string()];
+        assert!(names_match(&obj, &["www.example.com".into(), "other.org".into()]));
+        assert!(names_match(&obj, &["example.com".into()]));
+        assert!(!names_match(&obj, &["example.org".into()]));
+        let plain = vec!["a.example.com".to_string(), "b.example.com".to_string()];
+        assert!(names_match(&plain, &["b.example.com".into(), "a.example.com".into()]));
+        assert!(!names_match(&plain, &["a.example.com".into()]));
+    }
 }
