@@ -239,7 +239,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     acme_orders,
     acme_authz,
     acme_challenges,
-    acme_objects
+    acme_objects,
+    audit_log
 );
 
 diesel::table! {
@@ -320,5 +321,21 @@ diesel::table! {
         account_id -> BigInt,
         duplicate_of -> Nullable<BigInt>,
         created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        guid -> Text,
+        at -> Timestamp,
+        actor -> Text,
+        action -> Text,
+        target -> Text,
+        certificate_id -> Nullable<BigInt>,
+        outcome -> Text,
+        detail -> Text,
+        source -> Text,
+        request_id -> Nullable<Text>,
     }
 }

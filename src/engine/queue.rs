@@ -141,6 +141,9 @@ impl Engine {
             Ok(issued) => {
                 let committed = self.complete(&mut conn, &job, owner, issued)?;
                 if committed {
+                    let latency = (now() - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                    crate::metrics::METRICS.issuance.observe(latency);
+                    crate::metrics::METRICS.issuance_jobs.inc(&["issued"]);
                     tracing::info!(
                         job = job.id,
                         object = job.object_id,
@@ -385,6 +388,7 @@ impl Engine {
 
     fn fail(&self, conn: &mut DbConn, job: &Job, owner: &str, f: &JobFailure) -> Result<(), diesel::result::Error> {
         let give_up = f.permanent || job.attempts >= self.settings.queue.max_attempts;
+        crate::metrics::METRICS.issuance_jobs.inc(&[if give_up { "failed" } else { "retry" }]);
         tracing::warn!(job = job.id, object = job.object_id, error = %f.message, give_up, "issuance failed");
         write_tx(conn, None, |tx| -> Result<(), diesel::result::Error> {
             let ts = now();

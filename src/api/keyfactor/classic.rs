@@ -110,6 +110,7 @@ pub async fn renew(
         Ok(e.renew_keyfactor(c, KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
     })
     .await?;
+    crate::api::observe::note(&req, crate::engine::audit::action::RENEW, accepted.object.dn.clone());
     let labels: Vec<String> = stores.iter().map(crate::engine::stores::store_label).collect();
     tracing::info!(
         object = accepted.object.id,
