@@ -170,7 +170,6 @@ pub async fn middleware(
         Some(Kind::Renew) => Some(action::RENEW),
         Some(Kind::Revoke) => Some(action::REVOKE),
         Some(Kind::KeyDownload) => Some(action::KEY_DOWNLOAD),
-        Some(Kind::EnrollWithKey) if success => Some(action::KEY_DOWNLOAD),
         Some(Kind::PolicyChange) => Some(action::POLICY_CHANGE),
         _ => None,
     };

@@ -53,13 +53,14 @@ fn validity_start(not_before: NaiveDateTime, created_at: NaiveDateTime, job_id: 
 
 /// Current versions of the objects the scheduler may renew: service-generated, enrollment-managed,
 /// active and enabled.
-fn candidates(c: &mut DbConn, object: Option<i64>) -> QueryResult<Vec<Candidate>> {
+fn candidates(c: &mut DbConn, object: Option<i64>, until: NaiveDateTime) -> QueryResult<Vec<Candidate>> {
     let mut q = cert_objects::table
         .inner_join(certificates::table.on(certificates::id.nullable().eq(cert_objects::current_cert_id)))
         .filter(cert_objects::csr_origin.eq(CSR_SERVICE))
         .filter(cert_objects::management_type.eq("Enrollment"))
         .filter(cert_objects::state.eq(state::ACTIVE))
         .filter(cert_objects::disabled.eq(false))
+        .filter(certificates::not_after.le(until))
         .select((
             cert_objects::id,
             cert_objects::dn,
@@ -77,11 +78,31 @@ fn candidates(c: &mut DbConn, object: Option<i64>) -> QueryResult<Vec<Candidate>
     q.order(certificates::not_after.asc()).load(c)
 }
 
+/// The longest `auto_renew_before` any folder sets (at least the default): no certificate expiring
+/// later than that from now can be due, so a pass reads only the ones that might be.
+fn longest_window(c: &mut DbConn) -> QueryResult<chrono::Duration> {
+    use crate::db::schema::policy_folders;
+    let mut longest = Duration::from_secs(policy::DEFAULT_AUTO_RENEW_BEFORE_SECS);
+    for raw in policy_folders::table.select(policy_folders::settings).load::<String>(c)? {
+        let settings: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&raw).unwrap_or_default();
+        if let Some(d) = settings
+            .get("auto_renew_before")
+            .and_then(|v| v.as_str())
+            .and_then(|s| crate::config::parse_duration(s).ok())
+        {
+            longest = longest.max(d);
+        }
+    }
+    Ok(chrono::Duration::from_std(longest).unwrap_or(chrono::Duration::days(36500)))
+}
+
 /// Objects due for automatic renewal now (`at`), soonest expiry first.
 pub fn due(c: &mut DbConn, at: NaiveDateTime, object: Option<i64>) -> QueryResult<Vec<Due>> {
     let mut folders: HashMap<String, Option<Duration>> = HashMap::new();
     let mut out = vec![];
-    for (object_id, dn, policy_dn, certificate_id, not_before, not_after, created_at, job_id) in candidates(c, object)?
+    let until = at.checked_add_signed(longest_window(c)?).unwrap_or(NaiveDateTime::MAX);
+    for (object_id, dn, policy_dn, certificate_id, not_before, not_after, created_at, job_id) in
+        candidates(c, object, until)?
     {
         let not_before = validity_start(not_before, created_at, job_id);
         let before = match folders.get(&policy_dn) {

@@ -106,7 +106,16 @@ def test_keyfactor_recover_and_revoke_are_audited(gateway):
     assert r.status_code == 200, r.text
     r = s.post("/KeyfactorAPI/Certificates/Revoke", json={"CertificateIds": [cert_id], "Reason": 0}, headers=kf)
     assert r.status_code in (200, 204), r.text
+    # A PFX enrollment hands out a key too.
+    cn = f"kfpfx-{uuid.uuid4().hex[:6]}.example.com"
+    r = s.post("/KeyfactorAPI/Enrollment/PFX", headers={**kf, "x-certificateformat": "PFX"},
+               json={"Password": STRONG_PASSWORD, "Subject": f"CN={cn}", "IncludeChain": True, "Template": "WebServer",
+                     "Timestamp": "2024-01-02T03:04:05.Z", "SANs": {"dns": [cn]}})
+    assert r.status_code == 200, r.text
+    info = r.json()["CertificateInformation"]
+    assert info["RequestDisposition"] == "ISSUED", info
     recs = after(cli_audit(gateway), start)
     got = [(x["action"], x["certificate_id"], x["outcome"], x["source"], x["actor"]) for x in recs]
+    assert ("key_download", info["KeyfactorId"], "success", "keyfactor", "admin") in got, got
     assert ("key_download", cert_id, "success", "keyfactor", "admin") in got, got
     assert ("revoke", cert_id, "success", "keyfactor", "admin") in got, got

@@ -213,3 +213,55 @@ def test_two_instances_renew_each_exactly_once(backend, gateway_factory):
     for g in (a, b):
         m = requests.get(g.url + "/metrics", verify=g.ca_bundle, timeout=30).text
         assert re.search(r'^renewgate_scheduler_runs_total\{outcome="success"\} [1-9]', m, re.M), m
+
+
+def imported(gw, tmp_path, folder, cn, days_before, days_after):
+    """Imports a foreign certificate with its key (so the gateway can renew it with a new key),
+    valid from `days_before` days ago to `days_after` days from now. Returns the object id."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from rg_helpers import key_pem, make_ca
+    ca_key, ca = make_ca()
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=days_before))
+            .not_valid_after(now + datetime.timedelta(days=days_after))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    crt, k = tmp_path / f"{cn}.crt", tmp_path / f"{cn}.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    k.write_text(key_pem(key))
+    out = gw.cli("cert", "import", "--policy", folder, str(crt), "--key", str(k)).stdout.split("\t")
+    return int(out[0])
+
+
+def test_window_follows_auto_renew_before_and_the_cap(gateway_factory, tmp_path):
+    """Imported certificates late in their life: the folder's auto_renew_before decides, within a
+    third of the validity; a window longer than the default is honoured too."""
+    gw = gateway_factory(env=FAST)
+    tag = uuid.uuid4().hex[:6]
+    default, short, long_, off = (f"{ROOT}\\Win{n}-{tag}" for n in ("Default", "Short", "Long", "Off"))
+    gw.cli("policy", "set", default, "validity=90d")
+    gw.cli("policy", "set", short, "auto_renew_before=10d")
+    gw.cli("policy", "set", long_, "auto_renew_before=60d")
+    gw.cli("policy", "set", off, "auto_renew=false")
+    # 100-day certificates with 20 days left; 340-day certificates with 40 days left.
+    skip_short = imported(gw, tmp_path, short, f"short-{tag}.example.com", 80, 20)  # 10d window: not yet
+    skip_off = imported(gw, tmp_path, off, f"off-{tag}.example.com", 80, 20)  # switched off
+    skip_default = imported(gw, tmp_path, default, f"later-{tag}.example.com", 300, 40)  # 30d window: not yet
+    due_default = imported(gw, tmp_path, default, f"due-{tag}.example.com", 80, 20)  # 30d window
+    due_long = imported(gw, tmp_path, long_, f"long-{tag}.example.com", 300, 40)  # 60d window (cap 113d)
+    wait_for(lambda: versions(gw, due_default) >= 2 and versions(gw, due_long) >= 2, what="the due ones renewed")
+    # Every pass looks at all of them: the ones not due were left alone.
+    for oid in (skip_short, skip_off, skip_default):
+        assert versions(gw, oid) == 1, oid
+    # The renewed ones are now issued by the gateway with the folder's (default) validity.
+    lines = gw.cli("cert", "list", "--expiring", "30d").stdout.splitlines()
+    listed = {int(LINE.match(line).group(1)) for line in lines}
+    assert {skip_short, skip_off} <= listed and not {skip_default, due_default, due_long} & listed, lines

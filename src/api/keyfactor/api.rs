@@ -325,6 +325,8 @@ pub async fn enrollment_pfx(
     let md = e.metadata.clone();
     Ok(match enroll(&state, e, API_WAIT).await? {
         Enrolled::Issued(v) => {
+            let target = format!("certificate {} ({})", v.id, v.thumbprint);
+            crate::api::observe::note_certificate(&req, crate::engine::audit::action::KEY_DOWNLOAD, target, Some(v.id));
             let p12 = pfx_of(&state, v.id, &password, include_chain).await?;
             respond(
                 cs,

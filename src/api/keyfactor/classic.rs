@@ -295,6 +295,8 @@ pub async fn pkcs12(
     .await?;
     match issued {
         super::api::Enrolled::Issued(v) => {
+            let target = format!("certificate {} ({})", v.id, v.thumbprint);
+            crate::api::observe::note_certificate(&req, crate::engine::audit::action::KEY_DOWNLOAD, target, Some(v.id));
             let p12 = super::api::pfx_of(&state, v.id, &password, true).await?;
             Ok(respond(
                 Casing::Pascal,
