@@ -408,6 +408,7 @@ impl Engine {
                         cert_objects::updated_at.eq(ts),
                     ))
                     .execute(tx)?;
+                    audit_failed_renewal(tx, job, &f.message)?;
                 }
             } else {
                 let backoff = 2i64.pow(job.attempts.clamp(0, 8) as u32);
@@ -470,6 +471,29 @@ impl Engine {
             }
         }
     }
+}
+
+/// A renewal accepted earlier whose issuance failed for good: the audit trail says so (its
+/// acceptance was recorded as a success by whoever asked for it).
+fn audit_failed_renewal(tx: &mut DbConn, job: &Job, message: &str) -> Result<(), diesel::result::Error> {
+    let reason = serde_json::from_str::<IssuePayload>(&job.payload).map(|p| p.reason).unwrap_or_default();
+    if reason != "renew" {
+        return Ok(());
+    }
+    let dn: String = cert_objects::table.find(job.object_id).select(cert_objects::dn).first(tx)?;
+    super::audit::record(
+        tx,
+        &super::audit::Entry {
+            actor: "worker".into(),
+            action: super::audit::action::RENEW.into(),
+            target: dn,
+            certificate_id: None,
+            outcome: "failure".into(),
+            detail: format!("issuance of job {} failed: {message}", job.id),
+            source: "queue".into(),
+            request_id: None,
+        },
+    )
 }
 
 pub struct IssuedCert {

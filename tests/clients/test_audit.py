@@ -119,3 +119,28 @@ def test_keyfactor_recover_and_revoke_are_audited(gateway):
     assert ("key_download", info["KeyfactorId"], "success", "keyfactor", "admin") in got, got
     assert ("key_download", cert_id, "success", "keyfactor", "admin") in got, got
     assert ("revoke", cert_id, "success", "keyfactor", "admin") in got, got
+
+
+def test_a_renewal_whose_issuance_fails_is_audited_as_a_failure(gateway):
+    s = gateway.session()
+    ca = "auditca" + uuid.uuid4().hex[:6]
+    gateway.cli("ca", "add", ca)
+    folder = f"{ROOT}\\AuditCA-{uuid.uuid4().hex[:6]}"
+    gateway.cli("policy", "set", folder, f"ca={ca}")
+    dn = request_service(s, folder, f"failing-{uuid.uuid4().hex[:6]}.example.com")
+    wait_retrieve(s, dn)
+    start = last_id(gateway)
+    gateway.cli("ca", "disable", ca)
+    r = renew(s, dn)
+    assert r.status_code == 200 and r.json()["Success"] is True, r.text
+    import time
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        recs = [x for x in after(cli_audit(gateway, "--action", "renew"), start) if x["target"] == dn]
+        if len(recs) >= 2:
+            break
+        time.sleep(0.5)
+    # The acceptance (written with the response) and the failed issuance (by a worker), in either order.
+    assert sorted((x["actor"], x["outcome"]) for x in recs) == [("admin", "success"), ("worker", "failure")], recs
+    assert f"CA {ca} is disabled" in next(x for x in recs if x["actor"] == "worker")["detail"], recs
+    gateway.cli("ca", "enable", ca)
