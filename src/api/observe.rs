@@ -199,7 +199,7 @@ pub async fn middleware(
         .in_scope(|| {
             block(move || -> Result<(), String> {
                 let mut c = engine.pool.get().map_err(|e| e.to_string())?;
-                // An ACME finalize renews or enrolls as its order says.
+                // An ACME finalize renews or enrolls as its order says (src/api/acme is left alone).
                 if let Some(id) = order_id {
                     use crate::db::schema::{acme_orders, cert_objects};
                     use diesel::prelude::*;
@@ -210,7 +210,8 @@ pub async fn middleware(
                         .optional()
                         .map_err(|e| e.to_string())?;
                     match row {
-                        Some((a, Some(obj))) if a == "renew" => {
+                        // A reissue renews the same object too (Engine::renew).
+                        Some((a, Some(obj))) if a == "renew" || a == "reissue" => {
                             METRICS.renewals.inc(&["acme", outcome]);
                             let dn: Option<String> = cert_objects::table
                                 .find(obj)
