@@ -153,6 +153,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let acceptor = crate::tls::acceptor(&identity)?;
     engine.start_workers();
     actix_web::rt::spawn(crate::api::acme::validation::resume(engine.clone()));
+    engine.start_scheduler();
     let state = web::Data::new(AppState { engine: engine.clone() });
     let doc = crate::openapi::document();
     let mut server = HttpServer::new(move || {
@@ -161,13 +162,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 crate::api::admin::error::NativeError::bad_request(format!("invalid query: {e}")).into()
             }))
+            // Request id, access log, metrics and audit records (api::observe); inside the vendor
+            // path normalisation so routes are matched (and counted) by their template.
+            .wrap(from_fn(crate::api::observe::middleware))
             .wrap(from_fn(normalize_vendor_path))
-            // Path only, never the query string: GET Retrieve may carry a Password there.
-            .wrap(
-                actix_web::middleware::Logger::new("%a %{method}xi %U %s %b %Dms")
-                    .custom_request_replace("method", |r| r.method().to_string())
-                    .exclude("/health"),
-            )
             .configure(configure_app)
             .route(
                 "/docs",

@@ -58,6 +58,21 @@ pub enum Command {
     /// ACME administration.
     #[command(subcommand)]
     Acme(AcmeCmd),
+    /// Print the audit trail (renewals, revocations, key downloads, policy changes) as JSON lines, oldest first.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this action: renew, revoke, key_download or policy_change.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only records with a larger id.
+    #[arg(long)]
+    pub after_id: Option<i64>,
+    /// The newest N records.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: i64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +214,13 @@ pub enum CertCmd {
     Import(ImportArgs),
     /// Disable a certificate object (a renewal then needs Reenable).
     Disable { dn: String },
+    /// List certificate objects with an issued certificate, soonest expiry first:
+    /// `<object id>\t<not after, RFC 3339>\t<CertificateDN>` per line.
+    List {
+        /// Only those expiring within this duration (e.g. 30d; expired ones included).
+        #[arg(long)]
+        expiring: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -239,7 +261,7 @@ pub enum PolicyCmd {
         dn: String,
         /// key=value settings (domains, wildcards, organization, org_units, city, state, country,
         /// key_algorithm, rsa_key_sizes, ec_curves, san_types, key_reuse, csr_origin,
-        /// management_type, validity, ca).
+        /// management_type, validity, ca, auto_renew, auto_renew_before).
         settings: Vec<String>,
         /// Lock a key (its value then overrides requests). Repeatable.
         #[arg(long = "lock")]
@@ -258,11 +280,28 @@ pub enum PolicyCmd {
 pub fn init_tracing(settings: &Settings) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: a log file or collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if settings.log.format.eq_ignore_ascii_case("json") {
         let _ = builder.json().try_init();
     } else {
         let _ = builder.try_init();
+    }
+}
+
+/// An audit entry for an administration command (actor `cli:<OS user>`).
+fn cli_audit(action: &str, target: &str, detail: &str) -> crate::engine::audit::Entry {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+    crate::engine::audit::Entry {
+        actor: if user.is_empty() { "cli".into() } else { format!("cli:{user}") },
+        action: action.into(),
+        target: target.into(),
+        certificate_id: None,
+        outcome: "success".into(),
+        detail: detail.into(),
+        source: "cli".into(),
+        request_id: None,
     }
 }
 
@@ -397,6 +436,28 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             eprintln!("CA {name} enabled");
             Ok(0)
         }
+        Command::Cert(CertCmd::List { expiring }) => {
+            let until = match expiring {
+                Some(d) => Some(
+                    crate::db::now()
+                        + chrono::Duration::from_std(
+                            parse_duration(&d).map_err(|e| anyhow::anyhow!("--expiring: {e}"))?,
+                        )?,
+                ),
+                None => None,
+            };
+            for (id, not_after, dn) in crate::engine::scheduler::list_expiring(&mut conn, until)? {
+                println!("{id}\t{}\t{dn}", not_after.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            }
+            Ok(0)
+        }
+        Command::Audit(a) => {
+            let f = crate::engine::audit::Filter { action: a.action, after_id: a.after_id, limit: a.limit.max(1) };
+            for r in crate::engine::audit::list(&mut conn, &f)? {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+            Ok(0)
+        }
         Command::Cert(CertCmd::Disable { dn }) => {
             let n = engine.set_disabled(&mut conn, &dn, true).map_err(|e| anyhow::anyhow!("{e}"))?;
             eprintln!("{n} disabled");
@@ -413,7 +474,15 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
                 set.insert(k.trim().to_string(), serde_json::Value::Null);
             }
             crate::db::write_tx(&mut conn, None, |c| {
-                policy::merge_folder(c, &norm, &set, &lock, &unlock).map_err(|e| anyhow::anyhow!("{e}"))
+                policy::merge_folder(c, &norm, &set, &lock, &unlock).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let mut changed: Vec<String> = set.keys().cloned().collect();
+                changed.extend(lock.iter().map(|k| format!("lock {k}")));
+                changed.extend(unlock.iter().map(|k| format!("unlock {k}")));
+                crate::engine::audit::record(
+                    c,
+                    &cli_audit(crate::engine::audit::action::POLICY_CHANGE, &norm, &changed.join(", ")),
+                )?;
+                Ok::<_, anyhow::Error>(())
             })?;
             eprintln!("policy folder {norm} updated");
             Ok(0)

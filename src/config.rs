@@ -34,9 +34,33 @@ pub struct Settings {
     pub formats: FormatSettings,
     pub keyfactor: KeyfactorSettings,
     pub acme: AcmeSettings,
+    pub metrics: MetricsSettings,
+    pub scheduler: SchedulerSettings,
     /// The TOML file these settings were read from (its `[policy.'DN']` tables are applied at start).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct MetricsSettings {
+    /// When set, `GET /metrics` needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SchedulerSettings {
+    /// Renew service-generated certificates in their window (policy `auto_renew_before`) without a client call.
+    pub enabled: bool,
+    /// How often the scheduler looks for certificates due for renewal (duration, e.g. `1m`).
+    pub interval: String,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings { enabled: true, interval: "1m".into() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -209,6 +233,8 @@ impl Default for Settings {
             formats: FormatSettings::default(),
             keyfactor: KeyfactorSettings::default(),
             acme: AcmeSettings::default(),
+            metrics: MetricsSettings::default(),
+            scheduler: SchedulerSettings::default(),
             config_file: None,
         }
     }
@@ -273,6 +299,12 @@ impl Settings {
         );
         let mut s: Settings = b.build()?.try_deserialize()?;
         s.config_file = file.map(Path::to_path_buf);
+        // The documented short form of `log.format` (`RENEWGATE_LOG__FORMAT` works too).
+        if let Ok(f) = std::env::var("RENEWGATE_LOG_FORMAT")
+            && !f.trim().is_empty()
+        {
+            s.log.format = f.trim().to_ascii_lowercase();
+        }
         s.validate()?;
         Ok(s)
     }
@@ -282,6 +314,12 @@ impl Settings {
         parse_duration(&self.auth.refresh_lifetime)?;
         parse_duration(&self.issuance.validity)?;
         parse_duration(&self.keyfactor.classic_wait)?;
+        if parse_duration(&self.scheduler.interval)?.is_zero() {
+            anyhow::bail!("scheduler.interval must be at least 1s");
+        }
+        if !["text", "json"].contains(&self.log.format.to_ascii_lowercase().as_str()) {
+            anyhow::bail!("log.format must be text or json");
+        }
         if self.venafi.work_to_do_timeout > 120 {
             anyhow::bail!("venafi.work_to_do_timeout must be between 0 and 120 seconds");
         }

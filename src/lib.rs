@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod engine;
 pub mod formats;
+pub mod metrics;
 pub mod openapi;
 pub mod secrets;
 pub mod tls;

@@ -32,6 +32,8 @@ use crate::api::{admin, venafi};
         admin::agent::claim,
         admin::agent::result,
         admin::agent::request_status,
+        admin::metrics::metrics,
+        admin::audit::list,
     ),
     modifiers(&SecuritySchemes)
 )]

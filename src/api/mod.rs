@@ -4,4 +4,5 @@ pub mod acme;
 pub mod admin;
 pub mod body;
 pub mod keyfactor;
+pub mod observe;
 pub mod venafi;

@@ -240,7 +240,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     acme_authz,
     acme_challenges,
     acme_objects,
-    acme_dry_run_certs
+    acme_dry_run_certs,
+    audit_log
 );
 
 diesel::table! {
@@ -333,5 +334,21 @@ diesel::table! {
         order_id -> BigInt,
         pem -> Text,
         created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        guid -> Text,
+        at -> Timestamp,
+        actor -> Text,
+        action -> Text,
+        target -> Text,
+        certificate_id -> Nullable<BigInt>,
+        outcome -> Text,
+        detail -> Text,
+        source -> Text,
+        request_id -> Nullable<Text>,
     }
 }

@@ -1,12 +1,14 @@
 //! The renewal engine: inventory, policy, enroll/renew, the durable job queue. No HTTP here and
 //! no vendor names beyond the domain's own (a certificate object has a DN because that is how
 //! every dialect names it).
+pub mod audit;
 pub mod csr;
 pub mod error;
 pub mod inventory;
 pub mod policy;
 pub mod queue;
 pub mod renew;
+pub mod scheduler;
 pub mod stores;
 pub mod templates;
 pub mod validate;

@@ -106,6 +106,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+/// `auto_renew_before` when no folder sets it: 30 days.
+pub const DEFAULT_AUTO_RENEW_BEFORE_SECS: u64 = 30 * 86400;
+
 /// Every policy key, in display order.
 pub const KEYS: &[&str] = &[
     "domains",
@@ -128,10 +131,12 @@ pub const KEYS: &[&str] = &[
     "acme_coverage",
     "acme_renewal_window",
     "acme_order_renewal_window",
+    "auto_renew",
+    "auto_renew_before",
 ];
 
 const LIST_KEYS: &[&str] = &["domains", "org_units", "rsa_key_sizes", "ec_curves", "san_types"];
-const BOOL_KEYS: &[&str] = &["wildcards", "key_reuse", "acme_allow_duplicates"];
+const BOOL_KEYS: &[&str] = &["wildcards", "key_reuse", "acme_allow_duplicates", "auto_renew"];
 pub const SAN_TYPES: &[&str] = &["dns", "ip", "email", "upn", "uri"];
 
 /// Checks and normalises one setting's value (from JSON, TOML or the CLI).
@@ -208,7 +213,7 @@ pub fn normalize_setting(key: &str, v: &Value) -> Result<Value, String> {
         "management_type" => super::renew::canonical_management_type(&s)
             .map(|m| Value::String(m.into()))
             .ok_or_else(|| format!("{key}: Enrollment, Provisioning, Monitoring or Unassigned")),
-        "validity" | "acme_coverage" | "acme_renewal_window" | "acme_order_renewal_window" => {
+        "validity" | "acme_coverage" | "acme_renewal_window" | "acme_order_renewal_window" | "auto_renew_before" => {
             crate::config::parse_duration(&s).map(|_| Value::String(s.clone())).map_err(|e| format!("{key}: {e}"))
         }
         "country" if s.len() != 2 => bad("a two-letter country code"),
@@ -393,6 +398,17 @@ impl EffectivePolicy {
     pub fn ca(&self) -> String {
         self.string("ca").map(|s| s.0).unwrap_or_else(|| crate::ca::builtin::ISSUING_CA.into())
     }
+    /// Whether the scheduler renews this folder's service-generated certificates (default true).
+    pub fn auto_renew(&self) -> bool {
+        self.flag("auto_renew", true)
+    }
+    /// How long before expiry the scheduler renews (default 30 days), before the cap at a third
+    /// of a certificate's validity (`scheduler::renewal_window`).
+    pub fn auto_renew_before(&self) -> std::time::Duration {
+        self.string("auto_renew_before")
+            .and_then(|s| crate::config::parse_duration(&s.0).ok())
+            .unwrap_or(std::time::Duration::from_secs(DEFAULT_AUTO_RENEW_BEFORE_SECS))
+    }
     pub fn validity(&self, default: std::time::Duration) -> std::time::Duration {
         self.string("validity").and_then(|s| crate::config::parse_duration(&s.0).ok()).unwrap_or(default)
     }
@@ -462,6 +478,8 @@ fn default_text(key: &str) -> &'static str {
         "validity" => "issuance.validity",
         "ca" => "issuing",
         "key_algorithm" => "either",
+        "auto_renew" => "true",
+        "auto_renew_before" => "30d, at most a third of the validity",
         _ => "unset",
     }
 }
@@ -483,6 +501,9 @@ mod settings_tests {
         assert_eq!(normalize_setting("key_algorithm", &json!("ec")).unwrap(), json!("ECC"));
         assert_eq!(normalize_setting("management_type", &json!("monitoring")).unwrap(), json!("Monitoring"));
         assert!(normalize_setting("validity", &json!("ten days")).is_err());
+        assert_eq!(normalize_setting("auto_renew", &json!("false")).unwrap(), json!(false));
+        assert_eq!(normalize_setting("auto_renew_before", &json!("10d")).unwrap(), json!("10d"));
+        assert!(normalize_setting("auto_renew_before", &json!("soon")).is_err());
         assert!(normalize_setting("rsa_key_sizes", &json!("1024")).is_err());
         assert!(normalize_setting("nonsense", &json!("x")).is_err());
         assert!(normalize_setting("country", &json!("USA")).is_err());

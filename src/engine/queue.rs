@@ -141,6 +141,9 @@ impl Engine {
             Ok(issued) => {
                 let committed = self.complete(&mut conn, &job, owner, issued)?;
                 if committed {
+                    let latency = (now() - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                    crate::metrics::METRICS.issuance.observe(latency);
+                    crate::metrics::METRICS.issuance_jobs.inc(&["issued"]);
                     tracing::info!(
                         job = job.id,
                         object = job.object_id,
@@ -386,6 +389,7 @@ impl Engine {
 
     fn fail(&self, conn: &mut DbConn, job: &Job, owner: &str, f: &JobFailure) -> Result<(), diesel::result::Error> {
         let give_up = f.permanent || job.attempts >= self.settings.queue.max_attempts;
+        crate::metrics::METRICS.issuance_jobs.inc(&[if give_up { "failed" } else { "retry" }]);
         tracing::warn!(job = job.id, object = job.object_id, error = %f.message, give_up, "issuance failed");
         write_tx(conn, None, |tx| -> Result<(), diesel::result::Error> {
             let ts = now();
@@ -405,6 +409,7 @@ impl Engine {
                         cert_objects::updated_at.eq(ts),
                     ))
                     .execute(tx)?;
+                    audit_failed_renewal(tx, job, &f.message)?;
                 }
             } else {
                 let backoff = 2i64.pow(job.attempts.clamp(0, 8) as u32);
@@ -467,6 +472,29 @@ impl Engine {
             }
         }
     }
+}
+
+/// A renewal accepted earlier whose issuance failed for good: the audit trail says so (its
+/// acceptance was recorded as a success by whoever asked for it).
+fn audit_failed_renewal(tx: &mut DbConn, job: &Job, message: &str) -> Result<(), diesel::result::Error> {
+    let reason = serde_json::from_str::<IssuePayload>(&job.payload).map(|p| p.reason).unwrap_or_default();
+    if reason != "renew" {
+        return Ok(());
+    }
+    let dn: String = cert_objects::table.find(job.object_id).select(cert_objects::dn).first(tx)?;
+    super::audit::record(
+        tx,
+        &super::audit::Entry {
+            actor: "worker".into(),
+            action: super::audit::action::RENEW.into(),
+            target: dn,
+            certificate_id: None,
+            outcome: "failure".into(),
+            detail: format!("issuance of job {} failed: {message}", job.id),
+            source: "queue".into(),
+            request_id: None,
+        },
+    )
 }
 
 pub struct IssuedCert {

@@ -374,7 +374,14 @@ impl Engine {
 
     /// Starts a renewal of an existing object. The new version becomes current only when issued.
     pub fn renew(&self, conn: &mut DbConn, req: RenewRequest) -> Result<Accepted, RenewError> {
-        let accepted = write_tx(conn, None, |c| -> Result<Accepted, RenewError> {
+        let accepted = write_tx(conn, None, |c| self.renew_tx(c, req))?;
+        self.signals.job_enqueued();
+        Ok(accepted)
+    }
+
+    /// `renew` inside the caller's write transaction (the scheduler's); the caller signals the workers.
+    pub fn renew_tx(&self, c: &mut DbConn, req: RenewRequest) -> Result<Accepted, RenewError> {
+        {
             let obj = inventory::find_object(c, &req.certificate)?.ok_or_else(|| match &req.certificate {
                 CertRef::Dn(dn) => RenewError::DoesNotExist(dn.clone()),
                 other => RenewError::DoesNotExist(format!("{other:?}")),
@@ -442,9 +449,7 @@ impl Engine {
             let object = inventory::find_object(c, &CertRef::ObjectId(obj.id))?
                 .ok_or_else(|| RenewError::Internal("object vanished".into()))?;
             Ok(Accepted { object, job_id })
-        })?;
-        self.signals.job_enqueued();
-        Ok(accepted)
+        }
     }
 
     /// Keyfactor's renewal: no CSR. An object whose key the gateway holds gets a new key of the

@@ -81,7 +81,7 @@ pub async fn claim(
     let limit = q.limit.unwrap_or(10).clamp(1, 100);
     let engine = state.engine.clone();
     let lease = state.engine.settings.keyfactor.agent_lease_secs.max(1);
-    let jobs = web::block(move || -> Result<Vec<AgentJob>, NativeError> {
+    let jobs = crate::api::observe::block(move || -> Result<Vec<AgentJob>, NativeError> {
         let mut c = engine.pool.get()?;
         let claimed = stores::claim_for_machine(&mut c, &machine, &format!("agent:{machine}"), lease, limit)
             .map_err(|e| NativeError::unavailable(e.to_string()))?;
@@ -135,6 +135,15 @@ pub async fn claim(
         Ok(out)
     })
     .await??;
+    for j in jobs.iter().filter(|j| j.private_key_pem.is_some()) {
+        let target = format!("certificate {} to store {}", j.certificate_id.unwrap_or_default(), j.store_id);
+        crate::api::observe::note_certificate(
+            &req,
+            crate::engine::audit::action::KEY_DOWNLOAD,
+            target,
+            j.certificate_id,
+        );
+    }
     Ok(HttpResponse::Ok().json(jobs))
 }
 
@@ -161,12 +170,16 @@ pub async fn result(
     }
     let job = path.into_inner();
     let engine = state.engine.clone();
+    let counted = outcome.clone();
     let ok = web::block(move || -> Result<bool, NativeError> {
         let mut c = engine.pool.get()?;
         stores::complete(&mut c, &job, &machine, &outcome, &r.message, r.audit_id)
             .map_err(|e| NativeError::unavailable(e.to_string()))
     })
     .await??;
+    if ok {
+        crate::metrics::METRICS.store_push_results.inc(&[&counted]);
+    }
     if !ok {
         return Err(NativeError {
             status: actix_web::http::StatusCode::CONFLICT,

@@ -20,7 +20,7 @@ pub struct DnQuery {
 
 /// A folder's own settings (keys: domains, wildcards, organization, org_units, city, state,
 /// country, key_algorithm, rsa_key_sizes, ec_curves, san_types, key_reuse, csr_origin,
-/// management_type, validity, ca) and the keys it locks.
+/// management_type, validity, ca, auto_renew, auto_renew_before, acme_*) and the keys it locks.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PolicyFolderBody {
     pub dn: String,
@@ -118,7 +118,7 @@ pub async fn put(
         return Err(NativeError::bad_request("the body's dn differs from the dn query parameter"));
     }
     let engine = state.engine.clone();
-    let r = web::block(move || -> Result<_, NativeError> {
+    let r = crate::api::observe::block(move || -> Result<_, NativeError> {
         let mut c = engine.pool.get()?;
         crate::db::write_tx(&mut c, None, |tx| -> Result<(), NativeError> {
             let current = policy::find_folder(tx, &dn)?.map(|f| policy::FolderSettings::of(&f)).unwrap_or_default();

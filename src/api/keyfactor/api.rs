@@ -213,6 +213,7 @@ pub async fn enrollment_renew(
         Ok(e.renew_keyfactor(c, KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
     })
     .await?;
+    crate::api::observe::note(&req, crate::engine::audit::action::RENEW, accepted.object.dn.clone());
     Ok(match state.engine.wait_for_job(accepted.job_id, API_WAIT).await? {
         JobOutcome::Done(Some(cid)) => {
             let v = blocking(&state, move |_, c| model::version(c, cid)).await?;
@@ -324,6 +325,8 @@ pub async fn enrollment_pfx(
     let md = e.metadata.clone();
     Ok(match enroll(&state, e, API_WAIT).await? {
         Enrolled::Issued(v) => {
+            let target = format!("certificate {} ({})", v.id, v.thumbprint);
+            crate::api::observe::note_certificate(&req, crate::engine::audit::action::KEY_DOWNLOAD, target, Some(v.id));
             let p12 = pfx_of(&state, v.id, &password, include_chain).await?;
             respond(
                 cs,
@@ -662,6 +665,8 @@ pub async fn certificates_recover(
         }
     };
     let v = find_guarded(&state, principal, (id, tp, sn, iss), "key").await?;
+    let target = format!("certificate {} ({})", v.id, v.thumbprint);
+    crate::api::observe::note_certificate(&req, crate::engine::audit::action::KEY_DOWNLOAD, target, Some(v.id));
     let bytes = render(&state, v.id, fmt, Some(password), include_chain, true).await?;
     tracing::info!(certificate = v.id, "private key recovered through the Keyfactor API");
     let name = if v.common_name.is_empty() { "certificate".to_string() } else { v.common_name.replace('*', "_") };
@@ -682,6 +687,10 @@ pub async fn certificates_revoke(
     };
     let reason = b.int("Reason").map_err(bad)?.unwrap_or(0) as i32;
     let comment = b.str("Comment").map_err(bad)?.unwrap_or_default();
+    for id in &ids {
+        let target = format!("certificate {id}");
+        crate::api::observe::note_certificate(&req, crate::engine::audit::action::REVOKE, target, Some(*id));
+    }
     let revoked = blocking(&state, move |e, c| {
         let mut out = vec![];
         for id in ids {

@@ -110,6 +110,7 @@ pub async fn renew(
         Ok(e.renew_keyfactor(c, KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
     })
     .await?;
+    crate::api::observe::note(&req, crate::engine::audit::action::RENEW, accepted.object.dn.clone());
     let labels: Vec<String> = stores.iter().map(crate::engine::stores::store_label).collect();
     tracing::info!(
         object = accepted.object.id,
@@ -294,6 +295,8 @@ pub async fn pkcs12(
     .await?;
     match issued {
         super::api::Enrolled::Issued(v) => {
+            let target = format!("certificate {} ({})", v.id, v.thumbprint);
+            crate::api::observe::note_certificate(&req, crate::engine::audit::action::KEY_DOWNLOAD, target, Some(v.id));
             let p12 = super::api::pfx_of(&state, v.id, &password, true).await?;
             Ok(respond(
                 Casing::Pascal,

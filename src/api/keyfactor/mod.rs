@@ -207,6 +207,7 @@ pub async fn authenticate(
     } else {
         return Err(KeyfactorError::unauthorized());
     };
+    crate::api::observe::set_actor(req, &principal.user_name);
     if !scope.is_empty() && !principal.scopes.allows(scope, restriction) {
         return Err(KeyfactorError::forbidden(match restriction {
             Some(r) => format!("This operation needs the {scope}:{r} permission."),
@@ -231,7 +232,7 @@ pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&crate::engine::Engine, &mut crate::db::DbConn) -> Result<T, KeyfactorError> + Send + 'static,
 ) -> Result<T, KeyfactorError> {
     let engine = state.engine.clone();
-    web::block(move || {
+    crate::api::observe::block(move || {
         let mut c = engine.pool.get()?;
         f(&engine, &mut c)
     })

@@ -210,7 +210,7 @@ fn run_blocking<T: Send + 'static>(
 ) -> impl std::future::Future<Output = Result<T, VenafiError>> {
     let engine = engine.clone();
     async move {
-        web::block(move || {
+        crate::api::observe::block(move || {
             let mut conn = engine.pool.get()?;
             f(&engine, &mut conn)
         })
@@ -533,7 +533,16 @@ pub async fn retrieve_post(
 ) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let body = json_body(payload, &state).await?;
-    Ok(match retrieve_common(&state, &principal, body).await? {
+    let key_dn = body
+        .nonblank("CertificateDN")
+        .ok()
+        .flatten()
+        .filter(|_| body.bool("IncludePrivateKey").ok().flatten() == Some(true));
+    let answer = retrieve_common(&state, &principal, body).await;
+    if let (Some(dn), Err(_) | Ok(RetrieveAnswer::Ready(_))) = (key_dn, &answer) {
+        crate::api::observe::note(&req, crate::engine::audit::action::KEY_DOWNLOAD, dn);
+    }
+    Ok(match answer? {
         RetrieveAnswer::Ready(r) => json_ok(&RetrieveResponse {
             certificate_data: B64.encode(&r.bytes),
             filename: r.filename,
@@ -558,7 +567,16 @@ pub async fn retrieve_post(
 pub async fn retrieve_get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let body = LenientBody::from_query(req.query_string());
-    Ok(match retrieve_common(&state, &principal, body).await? {
+    let key_dn = body
+        .nonblank("CertificateDN")
+        .ok()
+        .flatten()
+        .filter(|_| body.bool("IncludePrivateKey").ok().flatten() == Some(true));
+    let answer = retrieve_common(&state, &principal, body).await;
+    if let (Some(dn), Err(_) | Ok(RetrieveAnswer::Ready(_))) = (key_dn, &answer) {
+        crate::api::observe::note(&req, crate::engine::audit::action::KEY_DOWNLOAD, dn);
+    }
+    Ok(match answer? {
         RetrieveAnswer::Ready(r) => HttpResponse::Ok()
             .content_type(r.format.mime())
             .insert_header(("Content-Disposition", format!("attachment; filename=\"{}\"", r.filename)))
@@ -585,6 +603,7 @@ pub async fn renew(
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let body = json_body(payload, &state).await?;
     let dn = body.nonblank("CertificateDN")?.ok_or(VenafiError::Renew(RenewError::MissingDn))?;
+    crate::api::observe::note(&req, crate::engine::audit::action::RENEW, dn.clone());
     let timeout = work_to_do_timeout(&body, &state)?;
     // Output parameters are validated before anything is queued.
     let opts = output_options(&body, Some(OutputFormat::Base64), true, &state.engine.settings)?;
@@ -645,9 +664,18 @@ pub async fn renew(
                     // Renew's default: the answer simply carries no key when there is none.
                     opts.include_private_key = false;
                 }
-                render_version(e, &v, &opts)
+                Ok((render_version(e, &v, &opts)?, opts.include_private_key.then_some(v.id)))
             })
             .await?;
+            let (r, key_of) = r;
+            if let Some(cid) = key_of {
+                crate::api::observe::note_certificate(
+                    &req,
+                    crate::engine::audit::action::KEY_DOWNLOAD,
+                    dn.clone(),
+                    Some(cid),
+                );
+            }
             Ok(json_ok(&RenewResponse {
                 success: true,
                 certificate_dn: dn,
@@ -996,6 +1024,7 @@ pub async fn revoke(
         (None, Some(tp)) => (CertRef::Thumbprint(tp.clone()), tp),
         (None, None) => return Err(VenafiError::BadRequest("CertificateDN or Thumbprint is required.".into())),
     };
+    crate::api::observe::note(&req, crate::engine::audit::action::REVOKE, text.clone());
     let reason = body.int("Reason")?.unwrap_or(0);
     if !(0..=5).contains(&reason) {
         return Err(VenafiError::BadRequest(format!("Invalid Reason {reason}: use 0 to 5.")));

@@ -67,6 +67,7 @@ pub async fn authenticate(
     })
     .await??
     .map_err(|_| VenafiError::Unauthorized)?;
+    crate::api::observe::set_actor(req, &principal.user_name);
     if !scope.is_empty() && !principal.scopes.allows(scope, restriction) {
         let needed = match restriction {
             Some(r) => format!("{scope}:{r}"),

@@ -1,0 +1,53 @@
+//! `GET /api/v1/audit`: the audit trail (renewals, revocations, key downloads, policy changes),
+//! oldest first, the newest `limit` records (configuration scope).
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{NativeError, NativeErrorBody};
+use crate::api::venafi::authenticate;
+use crate::app::AppState;
+use crate::engine::audit::{self, AuditRecord};
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AuditQuery {
+    /// Only this action: `renew`, `revoke`, `key_download` or `policy_change`.
+    pub action: Option<String>,
+    /// Only records with a larger id (follow the trail from the last id seen).
+    pub after_id: Option<i64>,
+    /// How many of the newest matching records (1–10000, default 100).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditList {
+    pub records: Vec<AuditRecord>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", tag = "Native: audit", params(AuditQuery),
+    responses((status = 200, body = AuditList), (status = 400, body = NativeErrorBody), (status = 401, body = NativeErrorBody),
+              (status = 403, body = NativeErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<AuditQuery>,
+) -> Result<HttpResponse, NativeError> {
+    authenticate(&req, &state, "configuration", None).await?;
+    let q = q.into_inner();
+    let known =
+        [audit::action::RENEW, audit::action::REVOKE, audit::action::KEY_DOWNLOAD, audit::action::POLICY_CHANGE];
+    if let Some(a) = &q.action
+        && !known.contains(&a.as_str())
+    {
+        return Err(NativeError::bad_request(format!("unknown action {a:?} (use {})", known.join(", "))));
+    }
+    let f = audit::Filter { action: q.action, after_id: q.after_id, limit: q.limit.unwrap_or(100).clamp(1, 10_000) };
+    let engine = state.engine.clone();
+    let records = crate::api::observe::block(move || -> Result<_, NativeError> {
+        let mut c = engine.pool.get()?;
+        Ok(audit::list(&mut c, &f)?)
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(AuditList { records }))
+}

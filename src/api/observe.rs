@@ -1,0 +1,274 @@
+//! Cross-cutting request plumbing: a request id (from `X-Request-Id` or new) on a tracing span
+//! around the whole request, so every log line of the request carries it; the access log line;
+//! HTTP, renewal and enrollment metrics by route template; and the audit records the handler
+//! noted (or the route implies), written when the response is known.
+use std::time::Instant;
+
+use actix_web::HttpMessage;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, web};
+use tracing::Instrument;
+
+use crate::app::AppState;
+use crate::engine::audit::{self, action};
+use crate::metrics::METRICS;
+
+/// The id of the request being served (also sent back as `X-Request-Id`).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Who the request authenticated as (set by the dialects' authentication).
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+/// What a handler did that the audit trail records.
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub action: &'static str,
+    pub target: String,
+    pub certificate_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Notes(Vec<Note>);
+
+/// Records the authenticated user of this request (for the audit trail).
+pub fn set_actor(req: &HttpRequest, name: &str) {
+    req.extensions_mut().insert(Actor(name.to_string()));
+}
+
+/// Notes an audited action on `target` (a DN, thumbprint or id); written with the response's outcome.
+pub fn note(req: &HttpRequest, action: &'static str, target: impl Into<String>) {
+    note_certificate(req, action, target, None);
+}
+
+pub fn note_certificate(req: &HttpRequest, action: &'static str, target: impl Into<String>, cert: Option<i64>) {
+    let mut ext = req.extensions_mut();
+    let target = target.into();
+    if !ext.contains::<Notes>() {
+        ext.insert(Notes::default());
+    }
+    let notes = ext.get_mut::<Notes>().expect("inserted above");
+    // A handler may note the same thing at its start and once it knows more: keep the fuller one.
+    notes.0.retain(|n| !(n.action == action && (n.target == target || n.target.is_empty())));
+    notes.0.push(Note { action, target, certificate_id: cert });
+}
+
+/// `web::block` that keeps the request's span (and so its request id) on the blocking thread.
+pub fn block<F, R>(f: F) -> impl Future<Output = Result<R, actix_web::error::BlockingError>>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let span = tracing::Span::current();
+    web::block(move || span.in_scope(f))
+}
+
+fn dialect_of(path: &str) -> &'static str {
+    let p = path.to_ascii_lowercase();
+    if p.starts_with("/vedsdk") || p.starts_with("/vedauth") {
+        "venafi"
+    } else if p.starts_with("/cmsapi") || p.starts_with("/keyfactorapi") {
+        "keyfactor"
+    } else if p.starts_with("/acme") {
+        "acme"
+    } else {
+        "native"
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Renew,
+    Enroll,
+    Revoke,
+    KeyDownload,
+    EnrollWithKey,
+    PolicyChange,
+    AcmeFinalize,
+}
+
+/// What a route does, for the counters and the audit trail (patterns as registered; vendor paths
+/// arrive lower-cased).
+fn classify(method: &str, pattern: &str) -> Option<Kind> {
+    Some(match (method, pattern) {
+        ("POST", "/vedsdk/certificates/renew" | "/cmsapi/certenroll/3/renew" | "/keyfactorapi/enrollment/renew") => {
+            Kind::Renew
+        }
+        ("POST", "/vedsdk/certificates/request" | "/cmsapi/certenroll/3/pkcs10" | "/keyfactorapi/enrollment/csr") => {
+            Kind::Enroll
+        }
+        ("POST", "/cmsapi/certenroll/3/pkcs12" | "/keyfactorapi/enrollment/pfx") => Kind::EnrollWithKey,
+        ("POST", "/vedsdk/certificates/revoke" | "/keyfactorapi/certificates/revoke" | "/acme/revoke-cert") => {
+            Kind::Revoke
+        }
+        ("POST", "/keyfactorapi/certificates/recover") => Kind::KeyDownload,
+        ("PUT" | "DELETE", "/api/v1/policies") => Kind::PolicyChange,
+        ("POST", "/acme/order/{id}/finalize") => Kind::AcmeFinalize,
+        _ => return None,
+    })
+}
+
+fn sane_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?.trim();
+    (!s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)))
+        .then(|| s.to_string())
+}
+
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(sane_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = req.method().to_string();
+    // Path only, never the query string: GET Retrieve may carry a Password there.
+    let path = req.path().to_string();
+    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let started = Instant::now();
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    let status = res.status().as_u16();
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
+    METRICS.http_requests.inc(&[&method, &route, &status.to_string()]);
+    let ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+    if path != "/health" {
+        span.in_scope(|| tracing::info!(%peer, %method, %path, status, ms, "request"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+    }
+    let kind = classify(&method, &route);
+    let notes = res.request().extensions().get::<Notes>().cloned().unwrap_or_default();
+    if kind.is_none() && notes.0.is_empty() {
+        return Ok(res);
+    }
+    let dialect = dialect_of(&path);
+    let success = status < 400;
+    let outcome = if success { "success" } else { "failure" };
+    let actor = res
+        .request()
+        .extensions()
+        .get::<Actor>()
+        .map(|a| a.0.clone())
+        .unwrap_or_else(|| if dialect == "acme" { "acme".into() } else { "anonymous".into() });
+    let mut notes = notes.0;
+    match kind {
+        Some(Kind::Renew) => METRICS.renewals.inc(&[dialect, outcome]),
+        Some(Kind::Enroll | Kind::EnrollWithKey) => METRICS.enrollments.inc(&[dialect, outcome]),
+        _ => {}
+    }
+    // What the route implies when the handler noted nothing (it failed early, say).
+    let implied = match kind {
+        Some(Kind::Renew) => Some(action::RENEW),
+        Some(Kind::Revoke) => Some(action::REVOKE),
+        Some(Kind::KeyDownload) => Some(action::KEY_DOWNLOAD),
+        Some(Kind::PolicyChange) => Some(action::POLICY_CHANGE),
+        _ => None,
+    };
+    if let Some(a) = implied
+        && !notes.iter().any(|n| n.action == a)
+    {
+        let target = match kind {
+            Some(Kind::PolicyChange) => {
+                let q = crate::api::body::LenientBody::from_query(res.request().query_string());
+                q.nonblank("dn").ok().flatten().map(|d| crate::engine::policy::normalize_dn(&d)).unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        notes.push(Note { action: a, target, certificate_id: None });
+    }
+    let Some(state) = res.request().app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(res);
+    };
+    let order_id: Option<i64> = match kind {
+        Some(Kind::AcmeFinalize) => res.request().match_info().get("id").and_then(|s| s.parse().ok()),
+        _ => None,
+    };
+    let detail = format!("HTTP {status}");
+    let engine = state.engine.clone();
+    let rid = request_id.clone();
+    let written = span
+        .in_scope(|| {
+            block(move || -> Result<(), String> {
+                let mut c = engine.pool.get().map_err(|e| e.to_string())?;
+                // An ACME finalize renews or enrolls as its order says (src/api/acme is left alone).
+                if let Some(id) = order_id {
+                    use crate::db::schema::{acme_orders, cert_objects};
+                    use diesel::prelude::*;
+                    let row: Option<(String, Option<i64>)> = acme_orders::table
+                        .find(id)
+                        .select((acme_orders::action, acme_orders::target_object_id))
+                        .first(&mut c)
+                        .optional()
+                        .map_err(|e| e.to_string())?;
+                    match row {
+                        // A reissue renews the same object too (Engine::renew).
+                        Some((a, Some(obj))) if a == "renew" || a == "reissue" => {
+                            METRICS.renewals.inc(&["acme", outcome]);
+                            let dn: Option<String> = cert_objects::table
+                                .find(obj)
+                                .select(cert_objects::dn)
+                                .first(&mut c)
+                                .optional()
+                                .map_err(|e| e.to_string())?;
+                            notes.push(Note {
+                                action: action::RENEW,
+                                target: dn.unwrap_or_else(|| format!("object {obj}")),
+                                certificate_id: None,
+                            });
+                        }
+                        _ => METRICS.enrollments.inc(&["acme", outcome]),
+                    }
+                }
+                for n in notes {
+                    audit::record(
+                        &mut c,
+                        &audit::Entry {
+                            actor: actor.clone(),
+                            action: n.action.to_string(),
+                            target: n.target,
+                            certificate_id: n.certificate_id,
+                            outcome: outcome.to_string(),
+                            detail: detail.clone(),
+                            source: dialect.to_string(),
+                            request_id: Some(rid.clone()),
+                        },
+                    )
+                    .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+        })
+        .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => span.in_scope(|| tracing::error!(error = %e, "audit record not written")),
+        Err(e) => span.in_scope(|| tracing::error!(error = %e, "audit record not written")),
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_classified_by_template() {
+        assert_eq!(classify("POST", "/vedsdk/certificates/renew"), Some(Kind::Renew));
+        assert_eq!(classify("POST", "/keyfactorapi/enrollment/renew"), Some(Kind::Renew));
+        assert_eq!(classify("PUT", "/api/v1/policies"), Some(Kind::PolicyChange));
+        assert_eq!(classify("GET", "/api/v1/policies"), None);
+        assert_eq!(classify("POST", "/acme/order/{id}/finalize"), Some(Kind::AcmeFinalize));
+        assert_eq!(dialect_of("/CMSApi/x"), "keyfactor");
+        assert!(sane_request_id(&HeaderValue::from_static("abc-123")).is_some());
+        assert!(sane_request_id(&HeaderValue::from_static("a b")).is_none());
+    }
+}

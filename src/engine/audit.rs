@@ -1,0 +1,130 @@
+//! The audit trail: one row per renewal, revocation, key download and policy change — who, what,
+//! which certificate, how it ended. Written by the HTTP layer (after the response, from what the
+//! handler noted), by the CLI and by the renewal scheduler; read by `renewgate audit` and
+//! `GET /api/v1/audit`. Never holds secrets: targets are DNs, ids and thumbprints.
+use chrono::SecondsFormat;
+use diesel::prelude::*;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::db::schema::audit_log;
+use crate::db::{DbConn, new_guid, now};
+
+/// Audited actions.
+pub mod action {
+    pub const RENEW: &str = "renew";
+    pub const REVOKE: &str = "revoke";
+    pub const KEY_DOWNLOAD: &str = "key_download";
+    pub const POLICY_CHANGE: &str = "policy_change";
+}
+
+/// One thing to record.
+#[derive(Debug, Clone, Default)]
+pub struct Entry {
+    pub actor: String,
+    pub action: String,
+    /// What it was done to: a certificate DN, `certificate <id>`, a thumbprint or a policy DN.
+    pub target: String,
+    pub certificate_id: Option<i64>,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// The HTTP status or error text.
+    pub detail: String,
+    /// Where it came from: `venafi`, `keyfactor`, `acme`, `native`, `cli`, `scheduler`.
+    pub source: String,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = audit_log)]
+pub struct AuditRow {
+    pub id: i64,
+    pub guid: String,
+    pub at: chrono::NaiveDateTime,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub certificate_id: Option<i64>,
+    pub outcome: String,
+    pub detail: String,
+    pub source: String,
+    pub request_id: Option<String>,
+}
+
+/// An audit record as `renewgate audit` prints it and the native API returns it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditRecord {
+    pub id: i64,
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// User name, `scheduler`, `cli` or `acme`.
+    pub actor: String,
+    /// `renew`, `revoke`, `key_download` or `policy_change`.
+    pub action: String,
+    pub target: String,
+    pub certificate_id: Option<i64>,
+    /// `success` or `failure`.
+    pub outcome: String,
+    pub detail: String,
+    pub source: String,
+    pub request_id: Option<String>,
+}
+
+impl From<AuditRow> for AuditRecord {
+    fn from(r: AuditRow) -> Self {
+        AuditRecord {
+            id: r.id,
+            at: r.at.and_utc().to_rfc3339_opts(SecondsFormat::Millis, true),
+            actor: r.actor,
+            action: r.action,
+            target: r.target,
+            certificate_id: r.certificate_id,
+            outcome: r.outcome,
+            detail: r.detail,
+            source: r.source,
+            request_id: r.request_id,
+        }
+    }
+}
+
+pub fn record(conn: &mut DbConn, e: &Entry) -> QueryResult<()> {
+    diesel::insert_into(audit_log::table)
+        .values((
+            audit_log::guid.eq(new_guid()),
+            audit_log::at.eq(now()),
+            audit_log::actor.eq(&e.actor),
+            audit_log::action.eq(&e.action),
+            audit_log::target.eq(&e.target),
+            audit_log::certificate_id.eq(e.certificate_id),
+            audit_log::outcome.eq(&e.outcome),
+            audit_log::detail.eq(&e.detail),
+            audit_log::source.eq(&e.source),
+            audit_log::request_id.eq(&e.request_id),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Filters of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub action: Option<String>,
+    /// Only records with a larger id (to follow the trail).
+    pub after_id: Option<i64>,
+    /// The newest `limit` records.
+    pub limit: i64,
+}
+
+/// The newest `limit` matching records, oldest first.
+pub fn list(conn: &mut DbConn, f: &Filter) -> QueryResult<Vec<AuditRecord>> {
+    let mut q = audit_log::table.select(AuditRow::as_select()).into_boxed();
+    if let Some(a) = &f.action {
+        q = q.filter(audit_log::action.eq(a.clone()));
+    }
+    if let Some(id) = f.after_id {
+        q = q.filter(audit_log::id.gt(id));
+    }
+    let mut rows: Vec<AuditRow> = q.order(audit_log::id.desc()).limit(f.limit.clamp(1, 100_000)).load(conn)?;
+    rows.reverse();
+    Ok(rows.into_iter().map(AuditRecord::from).collect())
+}
