@@ -33,7 +33,7 @@ use crate::api::{admin, venafi};
         admin::agent::result,
         admin::agent::request_status,
     ),
-    modifiers(&SecuritySchemes)
+    modifiers(&SecuritySchemes, &ResponseDescriptions)
 )]
 pub struct ApiDoc;
 
@@ -44,6 +44,42 @@ impl Modify for SecuritySchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
         components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+    }
+}
+
+/// OpenAPI requires a description on every response; utoipa leaves it out when an annotation
+/// gives none (generated clients refuse such a document). The status's reason phrase fills it.
+struct ResponseDescriptions;
+
+impl Modify for ResponseDescriptions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for op in ops.into_iter().flatten() {
+                for (status, resp) in op.responses.responses.iter_mut() {
+                    if let utoipa::openapi::RefOr::T(r) = resp
+                        && r.description.is_empty()
+                    {
+                        r.description = status
+                            .parse::<u16>()
+                            .ok()
+                            .and_then(|c| actix_web::http::StatusCode::from_u16(c).ok())
+                            .and_then(|c| c.canonical_reason())
+                            .unwrap_or("Response")
+                            .to_string();
+                    }
+                }
+            }
+        }
     }
 }
 
