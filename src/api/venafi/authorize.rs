@@ -233,7 +233,8 @@ pub async fn revoke(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 
 #[utoipa::path(post, path = "/vedsdk/authorize", tag = "Venafi: authorization",
     request_body = LegacyLoginRequest,
-    responses((status = 200, body = LegacyLoginResponse), (status = 401, body = crate::api::venafi::certificates::ErrorBody)))]
+    responses((status = 200, body = LegacyLoginResponse), (status = 400, description = "No username, or a body that is not JSON", body = crate::api::venafi::certificates::ErrorBody),
+              (status = 401, description = "Wrong credentials", body = OAuthErrorBody)))]
 pub async fn legacy_login(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, VenafiError> {
     let body = json_body(payload, &state).await?;
     let username = body.nonblank("username")?.ok_or_else(|| VenafiError::BadRequest("Username is required.".into()))?;

@@ -953,7 +953,7 @@ pub async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let n = items.len() as i64;
     let body = SearchResponse {
         certificates: items,
-        data_range: format!("Certificates {} to {}", offset + 1, offset + n),
+        data_range: format!("Certificates {} to {}", offset.saturating_add(1), offset.saturating_add(n)),
         total_count: total,
     };
     Ok(HttpResponse::Ok()
