@@ -1,5 +1,5 @@
 //! The OpenAPI 3.1 document (utoipa), printed by `renewgate openapi` and served at /openapi.json.
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{admin, venafi};
@@ -44,6 +44,14 @@ impl Modify for SecuritySchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
         components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+        // The Venafi dialect also takes its token (or a legacy APIKey) in X-Venafi-Api-Key.
+        components.add_security_scheme(
+            "venafiApiKey",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Venafi-Api-Key",
+                "A token from /vedauth/authorize/oauth or an APIKey from /vedsdk/authorize",
+            ))),
+        );
     }
 }
 

@@ -427,7 +427,7 @@ fn parse_csr(body: &LenientBody) -> Result<Option<openssl::x509::X509Req>, Venaf
 #[utoipa::path(post, path = "/vedsdk/Certificates/Request", tag = "Venafi: certificates",
     request_body = CertificateRequestDoc,
     responses((status = 200, body = CertificateRequestResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn request(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -594,7 +594,7 @@ fn failed_response(stage: i64, status: String) -> HttpResponse {
         (status = 401, body = super::authorize::OAuthErrorBody),
         (status = 403, body = super::authorize::OAuthErrorBody),
         (status = 500, description = "Issuance failed (documented by the vendor)", body = ProcessingStatus)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn retrieve_post(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -634,7 +634,7 @@ pub struct CertificateFile(Vec<u8>);
         (status = 401, body = super::authorize::OAuthErrorBody),
         (status = 403, body = super::authorize::OAuthErrorBody),
         (status = 500, body = ProcessingStatus)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn retrieve_get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let body = LenientBody::from_query(req.query_string());
@@ -656,7 +656,7 @@ pub async fn retrieve_get(req: HttpRequest, state: web::Data<AppState>) -> Resul
         (status = 400, body = ErrorBody),
         (status = 401, body = super::authorize::OAuthErrorBody),
         (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn renew(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -895,7 +895,7 @@ fn x509_summary(obj: &CertObject, v: Option<&CertVersion>) -> Value {
     params(("Thumbprint" = Option<String>, Query, description = "SHA-1 thumbprint (hex; case, spaces and colons ignored)"),
            ("Limit" = Option<i64>, Query), ("Offset" = Option<i64>, Query)),
     responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", None).await?;
     let q = LenientBody::from_query(req.query_string());
@@ -1017,7 +1017,7 @@ pub fn check_policy_body(p: &policy::EffectivePolicy) -> Value {
 #[utoipa::path(post, path = "/vedsdk/Certificates/CheckPolicy", tag = "Venafi: certificates",
     request_body = CheckPolicyRequest,
     responses((status = 200, body = CheckPolicyResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn check_policy(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -1040,7 +1040,7 @@ pub async fn check_policy(
 #[utoipa::path(get, path = "/vedsdk/Certificates/{guid}", tag = "Venafi: certificates",
     params(("guid" = String, Path, description = "Certificate object GUID, with or without braces")),
     responses((status = 200, description = "Certificate object details", body = CertificateDetailsDoc), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn details(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -1084,7 +1084,7 @@ pub async fn details(
 #[utoipa::path(post, path = "/vedsdk/Config/DnToGuid", tag = "Venafi: config",
     request_body = DnToGuidRequest,
     responses((status = 200, body = DnToGuidResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn dn_to_guid(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -1131,7 +1131,7 @@ pub struct ResetResponse {
 #[utoipa::path(post, path = "/vedsdk/Certificates/Reset", tag = "Venafi: certificates",
     request_body = ResetRequest,
     responses((status = 200, body = ResetResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn reset(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -1183,7 +1183,7 @@ pub struct RevokeResponse {
 #[utoipa::path(post, path = "/vedsdk/Certificates/Revoke", tag = "Venafi: certificates",
     request_body = RevokeRequest,
     responses((status = 200, body = RevokeResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -1219,8 +1219,17 @@ pub async fn revoke(
 #[allow(dead_code)]
 pub struct AttributeDataRequest {
     /// `[{"Name": "Disabled", "Value": ["1"]}]`; other attributes are accepted and ignored.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<AttributeDoc>)]
     attribute_data: Vec<Value>,
+}
+
+/// One attribute of a `PUT /vedsdk/Certificates/{guid}` body.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct AttributeDoc {
+    name: String,
+    value: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -1233,7 +1242,7 @@ pub struct SuccessResponse {
     params(("guid" = String, Path, description = "Certificate object GUID, with or without braces")),
     request_body = AttributeDataRequest,
     responses((status = 200, body = SuccessResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
