@@ -15,6 +15,7 @@ gateway_start() {
     "$RENEWGATE_BIN" serve >"$GW_LOG" 2>&1 &
   GW_PID=$!
   trap gateway_stop EXIT
+  trap 'exit 143' TERM INT    # the EXIT trap then stops the gateway
   for _ in $(seq 1 600); do
     if ! kill -0 "$GW_PID" 2>/dev/null; then
       echo "FATAL: the gateway exited:" >&2; tail -50 "$GW_LOG" >&2; exit 1
