@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests, the OpenAPI staleness check, and the integration suite over real
+# Runs every test: unit tests, the OpenAPI staleness check, the integration suite over real
 # HTTPS against the real binary on SQLite and on PostgreSQL (real clients: vcert, openssl,
-# keytool, pyjks). Installs what it needs. Fails loudly if PostgreSQL cannot be reached.
+# keytool, pyjks), then the ecosystem checks (compose files, Postman collection with newman,
+# generated Python SDK, schemathesis). Installs what it needs. Fails loudly if PostgreSQL cannot
+# be reached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -33,5 +35,11 @@ fi
 for backend in sqlite postgres; do
   echo "== integration suite on $backend =="
   .venv/bin/python -m pytest tests/clients --backend "$backend" -q -p no:cacheprovider
+done
+
+# The ecosystem around the API, each on a fresh gateway from ./target/debug/renewgate (no rebuild).
+for check in compose postman sdk schemathesis; do
+  echo "== ecosystem: $check =="
+  ./scripts/ci-$check.sh
 done
 echo "all tests passed in $(( $(date +%s) - start ))s"

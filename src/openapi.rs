@@ -1,5 +1,5 @@
 //! The OpenAPI 3.1 document (utoipa), printed by `renewgate openapi` and served at /openapi.json.
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{admin, venafi};
@@ -35,7 +35,7 @@ use crate::api::{admin, venafi};
         admin::metrics::metrics,
         admin::audit::list,
     ),
-    modifiers(&SecuritySchemes)
+    modifiers(&SecuritySchemes, &ResponseDescriptions)
 )]
 pub struct ApiDoc;
 
@@ -46,6 +46,50 @@ impl Modify for SecuritySchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
         components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+        // The Venafi dialect also takes its token (or a legacy APIKey) in X-Venafi-Api-Key.
+        components.add_security_scheme(
+            "venafiApiKey",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Venafi-Api-Key",
+                "A token from /vedauth/authorize/oauth or an APIKey from /vedsdk/authorize",
+            ))),
+        );
+    }
+}
+
+/// OpenAPI requires a description on every response; utoipa leaves it out when an annotation
+/// gives none (generated clients refuse such a document). The status's reason phrase fills it.
+struct ResponseDescriptions;
+
+impl Modify for ResponseDescriptions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for op in ops.into_iter().flatten() {
+                for (status, resp) in op.responses.responses.iter_mut() {
+                    if let utoipa::openapi::RefOr::T(r) = resp
+                        && r.description.is_empty()
+                    {
+                        r.description = status
+                            .parse::<u16>()
+                            .ok()
+                            .and_then(|c| actix_web::http::StatusCode::from_u16(c).ok())
+                            .and_then(|c| c.canonical_reason())
+                            .unwrap_or("Response")
+                            .to_string();
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -118,6 +118,11 @@ pub struct AcmeAuthorization {
     pub wildcard: Option<bool>,
 }
 
+/// The certificate chain, PEM (leaf first), as `application/pem-certificate-chain`.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct PemCertificateChain(Vec<u8>);
+
 #[derive(Serialize, ToSchema)]
 pub struct SuggestedWindow {
     pub start: String,

@@ -1086,7 +1086,7 @@ pub async fn dry_run_certificate(
 
 #[utoipa::path(post, path = "/acme/cert/{id}", tag = "ACME", operation_id = "acme_certificate", request_body(content = FlattenedJws, content_type = "application/jose+json"),
     params(("id" = String, Path, description = "Certificate id")),
-    responses((status = 200, description = "Leaf and chain", body = String, content_type = "application/pem-certificate-chain"),
+    responses((status = 200, description = "Leaf and chain", body = PemCertificateChain, content_type = "application/pem-certificate-chain"),
         (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
         (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
         (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]

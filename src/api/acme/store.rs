@@ -92,11 +92,19 @@ pub fn create_eab(
             ));
         }
     }
+    // Neither value may start with '-': `certbot --eab-kid -x…` reads it as an option (1 key in
+    // 64 would fail). The kid is hex; the key stays base64url (what clients expect) and is drawn
+    // again in that case.
     let mut key = [0u8; 32];
+    loop {
+        openssl::rand::rand_bytes(&mut key).map_err(|e| e.to_string())?;
+        if !B64U.encode(key).starts_with('-') {
+            break;
+        }
+    }
     let mut kid = [0u8; 12];
-    openssl::rand::rand_bytes(&mut key).map_err(|e| e.to_string())?;
     openssl::rand::rand_bytes(&mut kid).map_err(|e| e.to_string())?;
-    let kid = B64U.encode(kid);
+    let kid = hex::encode(kid);
     let sealed = master.seal(EAB_PURPOSE, &key).map_err(|e| e.to_string())?;
     diesel::insert_into(acme_eab_keys::table)
         .values((

@@ -70,6 +70,7 @@ async fn agent_machine(req: &HttpRequest, state: &AppState) -> Result<String, Na
 
 #[utoipa::path(get, path = "/api/v1/agent/jobs", tag = "Native: store agents", params(ClaimQuery),
     responses((status = 200, description = "Claimed jobs (leased for keyfactor.agent_lease_secs, default 5 minutes)", body = Vec<AgentJob>),
+              (status = 400, description = "A query parameter that is not an integer", body = NativeErrorBody),
               (status = 401, body = NativeErrorBody), (status = 403, body = NativeErrorBody)),
     security(("bearer" = [])))]
 pub async fn claim(
@@ -201,7 +202,8 @@ pub struct RequestStatus {
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "Native: jobs", params(("id" = i64, Path)),
-    responses((status = 200, body = RequestStatus), (status = 401, body = NativeErrorBody), (status = 404, body = NativeErrorBody)),
+    responses((status = 200, body = RequestStatus), (status = 400, description = "The id is not a 64-bit integer", body = NativeErrorBody),
+              (status = 401, body = NativeErrorBody), (status = 404, body = NativeErrorBody)),
     security(("bearer" = [])))]
 pub async fn request_status(
     req: HttpRequest,

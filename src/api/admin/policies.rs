@@ -18,13 +18,54 @@ pub struct DnQuery {
     pub dn: String,
 }
 
+/// A policy value: a string, a boolean, or a list (strings; RSA key sizes are integers).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum PolicyValueDoc {
+    Text(String),
+    Flag(bool),
+    Number(i64),
+    List(Vec<PolicyListItemDoc>),
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum PolicyListItemDoc {
+    Text(String),
+    Number(i64),
+}
+
+/// A policy value, or `null` to remove the key from the folder (PUT bodies).
+pub struct PolicyUpdateValueDoc;
+
+impl utoipa::PartialSchema for PolicyUpdateValueDoc {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(utoipa::openapi::Ref::from_schema_name(<PolicyValueDoc as ToSchema>::name()))
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .description(Some("A policy value, or null to remove the key from the folder."))
+            .into()
+    }
+}
+
+impl ToSchema for PolicyUpdateValueDoc {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        use utoipa::PartialSchema;
+        schemas.push((<PolicyValueDoc as ToSchema>::name().into(), PolicyValueDoc::schema()));
+        <PolicyValueDoc as ToSchema>::schemas(schemas);
+    }
+}
+
 /// A folder's own settings (keys: domains, wildcards, organization, org_units, city, state,
 /// country, key_algorithm, rsa_key_sizes, ec_curves, san_types, key_reuse, csr_origin,
 /// management_type, validity, ca, auto_renew, auto_renew_before, acme_*) and the keys it locks.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PolicyFolderBody {
     pub dn: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = BTreeMap<String, PolicyValueDoc>)]
     pub settings: BTreeMap<String, Value>,
     pub locked: Vec<String>,
 }
@@ -32,7 +73,7 @@ pub struct PolicyFolderBody {
 /// One effective setting: value, the folder it comes from, lock flag.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EffectiveSettingBody {
-    #[schema(value_type = Object)]
+    #[schema(value_type = PolicyValueDoc)]
     pub value: Value,
     pub folder: String,
     pub locked: bool,
@@ -41,7 +82,7 @@ pub struct EffectiveSettingBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PolicyResponse {
     pub dn: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = BTreeMap<String, PolicyValueDoc>)]
     pub settings: BTreeMap<String, Value>,
     pub locked: Vec<String>,
     /// What is in force here, inherited values included.
@@ -54,7 +95,7 @@ pub struct PolicyResponse {
 pub struct PolicyUpdate {
     pub dn: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = BTreeMap<String, PolicyUpdateValueDoc>)]
     pub settings: BTreeMap<String, Value>,
     pub locked: Option<Vec<String>>,
 }

@@ -88,8 +88,12 @@ pub struct VersionResponse {
     version: String,
 }
 
+/// The answer of `GET /vedauth/revoke/token`.
+// A schema name of its own: `RevokeResponse` is the certificate revocation's answer, and two
+// schemas of one name collapse into one in the OpenAPI document.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
+#[schema(as = TokenRevokeResponse)]
 pub struct RevokeResponse {
     revoked: bool,
 }
@@ -193,7 +197,7 @@ pub async fn refresh(state: web::Data<AppState>, payload: web::Payload) -> Resul
 
 #[utoipa::path(get, path = "/vedauth/authorize/verify", tag = "Venafi: authorization",
     responses((status = 200, body = VerifyResponse), (status = 401, body = OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     let p = authenticate(&req, &state, "", None).await?;
     let issued = p.token_issued_at.unwrap_or_default().and_utc();
@@ -215,7 +219,7 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 
 #[utoipa::path(get, path = "/vedauth/revoke/token", tag = "Venafi: authorization",
     responses((status = 200, body = RevokeResponse), (status = 401, body = OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn revoke(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     let p = authenticate(&req, &state, "", None).await?;
     let engine = state.engine.clone();
@@ -233,7 +237,8 @@ pub async fn revoke(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 
 #[utoipa::path(post, path = "/vedsdk/authorize", tag = "Venafi: authorization",
     request_body = LegacyLoginRequest,
-    responses((status = 200, body = LegacyLoginResponse), (status = 401, body = crate::api::venafi::certificates::ErrorBody)))]
+    responses((status = 200, body = LegacyLoginResponse), (status = 400, description = "No username, or a body that is not JSON", body = crate::api::venafi::certificates::ErrorBody),
+              (status = 401, description = "Wrong credentials", body = OAuthErrorBody)))]
 pub async fn legacy_login(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, VenafiError> {
     let body = json_body(payload, &state).await?;
     let username = body.nonblank("username")?.ok_or_else(|| VenafiError::BadRequest("Username is required.".into()))?;
@@ -267,7 +272,7 @@ pub async fn legacy_login(state: web::Data<AppState>, payload: web::Payload) -> 
 
 #[utoipa::path(get, path = "/vedsdk/systemstatus/version", tag = "Venafi: system",
     responses((status = 200, body = VersionResponse), (status = 401, body = OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn version(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     authenticate(&req, &state, "", None).await?;
     Ok(json_ok(&VersionResponse { version: state.engine.settings.venafi.version.clone() }))

@@ -174,10 +174,79 @@ pub struct DnToGuidRequest {
 
 // Loosely typed answers (checkpolicy, search, details) are documented as objects with their
 // keys; `Value` keeps the vendor's exact key spellings.
+/// A policy value and whether the folder locks it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct LockedStringDoc {
+    locked: bool,
+    value: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct LockedIntDoc {
+    locked: bool,
+    value: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct LockedListDoc {
+    locked: bool,
+    values: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct KeyPairPolicyDoc {
+    /// `RSA` or `ECC`.
+    key_algorithm: LockedStringDoc,
+    key_size: LockedIntDoc,
+    elliptic_curve: LockedStringDoc,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct SubjectPolicyDoc {
+    city: LockedStringDoc,
+    country: LockedStringDoc,
+    organization: LockedStringDoc,
+    organizational_unit: LockedListDoc,
+    organizational_units: LockedListDoc,
+    state: LockedStringDoc,
+}
+
+/// The effective policy of a folder as TPP's CheckPolicy reports it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct CheckPolicyDoc {
+    certificate_authority: LockedStringDoc,
+    csr_generation: LockedStringDoc,
+    key_generation: LockedStringDoc,
+    key_pair: KeyPairPolicyDoc,
+    management_type: LockedStringDoc,
+    private_key_reuse_allowed: bool,
+    subj_alt_name_dns_allowed: bool,
+    subj_alt_name_email_allowed: bool,
+    subj_alt_name_ip_allowed: bool,
+    subj_alt_name_upn_allowed: bool,
+    subj_alt_name_uri_allowed: bool,
+    subject: SubjectPolicyDoc,
+    unique_subject_enforced: bool,
+    whitelisted_domains: Vec<String>,
+    wildcards_allowed: bool,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct CheckPolicyResponse {
-    #[schema(value_type = Object)]
+    #[schema(value_type = CheckPolicyDoc)]
     policy: Value,
     #[schema(value_type = Option<String>)]
     error: Option<String>,
@@ -186,7 +255,7 @@ pub struct CheckPolicyResponse {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct SearchResponse {
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<CertificateObjectDoc>)]
     certificates: Vec<Value>,
     data_range: String,
     total_count: i64,
@@ -358,7 +427,7 @@ fn parse_csr(body: &LenientBody) -> Result<Option<openssl::x509::X509Req>, Venaf
 #[utoipa::path(post, path = "/vedsdk/Certificates/Request", tag = "Venafi: certificates",
     request_body = CertificateRequestDoc,
     responses((status = 200, body = CertificateRequestResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn request(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -525,7 +594,7 @@ fn failed_response(stage: i64, status: String) -> HttpResponse {
         (status = 401, body = super::authorize::OAuthErrorBody),
         (status = 403, body = super::authorize::OAuthErrorBody),
         (status = 500, description = "Issuance failed (documented by the vendor)", body = ProcessingStatus)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn retrieve_post(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -553,17 +622,28 @@ pub async fn retrieve_post(
     })
 }
 
+/// A certificate file: PEM (`Base64`, `Base64 (PKCS #8)`), DER, PKCS #7, PKCS #12 or JKS bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct CertificateFile(Vec<u8>);
+
 #[utoipa::path(get, path = "/vedsdk/Certificates/Retrieve", tag = "Venafi: certificates",
     params(("CertificateDN" = String, Query), ("Format" = String, Query), ("IncludeChain" = Option<bool>, Query),
            ("RootFirstOrder" = Option<bool>, Query), ("IncludePrivateKey" = Option<bool>, Query), ("Password" = Option<String>, Query)),
     responses(
-        (status = 200, description = "The file itself", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The file itself, with its MIME type and a Content-Disposition filename", content(
+            (CertificateFile = "application/x-pem-file"),
+            (CertificateFile = "application/x-x509-ca-cert"),
+            (CertificateFile = "application/x-pkcs7-certificates"),
+            (CertificateFile = "application/x-pkcs12"),
+            (CertificateFile = "application/octet-stream"))),
         (status = 202, body = ProcessingStatus),
         (status = 400, body = ErrorBody),
         (status = 401, body = super::authorize::OAuthErrorBody),
         (status = 403, body = super::authorize::OAuthErrorBody),
         (status = 500, body = ProcessingStatus)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn retrieve_get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let body = LenientBody::from_query(req.query_string());
@@ -594,7 +674,7 @@ pub async fn retrieve_get(req: HttpRequest, state: web::Data<AppState>) -> Resul
         (status = 400, body = ErrorBody),
         (status = 401, body = super::authorize::OAuthErrorBody),
         (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn renew(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -693,6 +773,127 @@ pub async fn renew(
     }
 }
 
+// Documentation-only shapes of the answers built with `json!` (their keys are the vendor's).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct SansDoc {
+    #[serde(rename = "DNS")]
+    dns: Vec<String>,
+    #[serde(rename = "IP")]
+    ip: Vec<String>,
+    #[serde(rename = "Email")]
+    email: Vec<String>,
+    #[serde(rename = "URI")]
+    uri: Vec<String>,
+    #[serde(rename = "UPN")]
+    upn: Vec<String>,
+}
+
+/// The current certificate of an object.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct X509SummaryDoc {
+    #[serde(rename = "CN")]
+    cn: String,
+    #[serde(rename = "Issuer")]
+    issuer: String,
+    #[serde(rename = "SANS")]
+    sans: SansDoc,
+    /// Hex serial number.
+    #[serde(rename = "Serial")]
+    serial: String,
+    /// SHA-1 thumbprint, upper-case hex.
+    #[serde(rename = "Thumbprint")]
+    thumbprint: String,
+    #[serde(rename = "ValidFrom")]
+    valid_from: String,
+    #[serde(rename = "ValidTo")]
+    valid_to: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct DetailsLinkDoc {
+    #[serde(rename = "Details")]
+    details: String,
+}
+
+/// One certificate object (search results).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct CertificateObjectDoc {
+    #[serde(rename = "CreatedOn")]
+    created_on: String,
+    #[serde(rename = "DN")]
+    dn: String,
+    /// `{guid}`.
+    #[serde(rename = "Guid")]
+    guid: String,
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "ParentDn")]
+    parent_dn: String,
+    #[serde(rename = "SchemaClass")]
+    schema_class: String,
+    /// Null while the object has no certificate yet.
+    #[serde(rename = "X509")]
+    x509: Option<X509SummaryDoc>,
+    #[serde(rename = "_links")]
+    links: Vec<DetailsLinkDoc>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ProcessingDetailsDoc {
+    #[serde(rename = "InError")]
+    in_error: bool,
+    #[serde(rename = "InProcess")]
+    in_process: bool,
+    /// 500 while processing, else -1.
+    #[serde(rename = "Stage")]
+    stage: i64,
+    #[serde(rename = "Status")]
+    status: String,
+}
+
+/// `GET /vedsdk/Certificates/{guid}`.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct CertificateDetailsDoc {
+    #[serde(rename = "CreatedOn")]
+    created_on: String,
+    #[serde(rename = "DN")]
+    dn: String,
+    #[serde(rename = "Guid")]
+    guid: String,
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "ParentDn")]
+    parent_dn: String,
+    #[serde(rename = "SchemaClass")]
+    schema_class: String,
+    #[serde(rename = "X509")]
+    x509: Option<X509SummaryDoc>,
+    #[serde(rename = "_links")]
+    links: Vec<DetailsLinkDoc>,
+    /// `Enrollment`, `Monitoring`, `Provisioning` or `Unassigned`.
+    #[serde(rename = "ManagementType")]
+    management_type: String,
+    /// The inventory object's id (ACME `orderId`).
+    #[serde(rename = "ObjectId")]
+    object_id: i64,
+    #[serde(rename = "Disabled")]
+    disabled: bool,
+    /// Same as `X509`.
+    #[serde(rename = "CertificateDetails")]
+    certificate_details: Option<X509SummaryDoc>,
+    #[serde(rename = "ProcessingDetails")]
+    processing_details: ProcessingDetailsDoc,
+    /// `ServiceGenerated` or `UserProvided`.
+    #[serde(rename = "CsrOrigin")]
+    csr_origin: String,
+}
+
 fn x509_summary(obj: &CertObject, v: Option<&CertVersion>) -> Value {
     let (sans, cn) = match v.and_then(|v| openssl::x509::X509::from_der(&v.der).ok()) {
         Some(c) => (SanSet::of_cert(&c), crate::ca::common_name(c.subject_name())),
@@ -723,7 +924,7 @@ fn x509_summary(obj: &CertObject, v: Option<&CertVersion>) -> Value {
     params(("Thumbprint" = Option<String>, Query, description = "SHA-1 thumbprint (hex; case, spaces and colons ignored)"),
            ("Limit" = Option<i64>, Query), ("Offset" = Option<i64>, Query)),
     responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", None).await?;
     let q = LenientBody::from_query(req.query_string());
@@ -781,7 +982,7 @@ pub async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let n = items.len() as i64;
     let body = SearchResponse {
         certificates: items,
-        data_range: format!("Certificates {} to {}", offset + 1, offset + n),
+        data_range: format!("Certificates {} to {}", offset.saturating_add(1), offset.saturating_add(n)),
         total_count: total,
     };
     Ok(HttpResponse::Ok()
@@ -845,7 +1046,7 @@ pub fn check_policy_body(p: &policy::EffectivePolicy) -> Value {
 #[utoipa::path(post, path = "/vedsdk/Certificates/CheckPolicy", tag = "Venafi: certificates",
     request_body = CheckPolicyRequest,
     responses((status = 200, body = CheckPolicyResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn check_policy(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -867,8 +1068,8 @@ pub async fn check_policy(
 
 #[utoipa::path(get, path = "/vedsdk/Certificates/{guid}", tag = "Venafi: certificates",
     params(("guid" = String, Path, description = "Certificate object GUID, with or without braces")),
-    responses((status = 200, description = "Certificate object details", body = Object), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, description = "Certificate object details", body = CertificateDetailsDoc), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn details(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -912,7 +1113,7 @@ pub async fn details(
 #[utoipa::path(post, path = "/vedsdk/Config/DnToGuid", tag = "Venafi: config",
     request_body = DnToGuidRequest,
     responses((status = 200, body = DnToGuidResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn dn_to_guid(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -959,7 +1160,7 @@ pub struct ResetResponse {
 #[utoipa::path(post, path = "/vedsdk/Certificates/Reset", tag = "Venafi: certificates",
     request_body = ResetRequest,
     responses((status = 200, body = ResetResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn reset(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -1011,7 +1212,7 @@ pub struct RevokeResponse {
 #[utoipa::path(post, path = "/vedsdk/Certificates/Revoke", tag = "Venafi: certificates",
     request_body = RevokeRequest,
     responses((status = 200, body = RevokeResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -1048,8 +1249,17 @@ pub async fn revoke(
 #[allow(dead_code)]
 pub struct AttributeDataRequest {
     /// `[{"Name": "Disabled", "Value": ["1"]}]`; other attributes are accepted and ignored.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<AttributeDoc>)]
     attribute_data: Vec<Value>,
+}
+
+/// One attribute of a `PUT /vedsdk/Certificates/{guid}` body.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)]
+pub struct AttributeDoc {
+    name: String,
+    value: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -1062,7 +1272,7 @@ pub struct SuccessResponse {
     params(("guid" = String, Path, description = "Certificate object GUID, with or without braces")),
     request_body = AttributeDataRequest,
     responses((status = 200, body = SuccessResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
