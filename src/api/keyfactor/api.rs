@@ -576,7 +576,7 @@ pub async fn certificates_query(req: HttpRequest, state: web::Data<AppState>) ->
         let rows: Vec<CertVersion> = query
             .order(certificates::id.asc())
             .limit(limit)
-            .offset((page - 1) * limit)
+            .offset((page - 1).saturating_mul(limit))
             .select(CertVersion::as_select())
             .load(c)?;
         rows.iter()
@@ -940,7 +940,8 @@ pub async fn job_history(req: HttpRequest, state: web::Data<AppState>) -> Result
         }
         out.push(m);
     }
-    let out: Vec<Value> = out.into_iter().skip(((page - 1) * limit) as usize).take(limit as usize).collect();
+    let out: Vec<Value> =
+        out.into_iter().skip((page - 1).saturating_mul(limit) as usize).take(limit as usize).collect();
     Ok(respond(cs, Value::Array(out)))
 }
 
