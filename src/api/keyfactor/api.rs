@@ -9,6 +9,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
 use super::classic::{ca_name, metadata};
+use super::doc;
+use super::error::KeyfactorErrorBody;
 use super::{Casing, KeyfactorError, authenticate, blocking, body, casing, guard, model, respond};
 use crate::api::body::{BodyError, LenientBody};
 use crate::app::AppState;
@@ -187,6 +189,15 @@ fn subject_of_dn(dn: &str) -> SubjectSpec {
     s
 }
 
+#[utoipa::path(post, path = "/KeyfactorAPI/Enrollment/Renew", tag = "Keyfactor: enrollment", operation_id = "keyfactor_enrollment_renew",
+    request_body = doc::KfEnrollmentRenewRequest,
+    responses(
+        (status = 200, description = "Renewed, or queued when not issued within 4 s", body = doc::KfEnrollmentRenewResponse),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn enrollment_renew(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -260,6 +271,15 @@ async fn available_renewal(
     Ok(respond(cs, json!({"AvailableRenewalType": kind, "Message": msg})))
 }
 
+#[utoipa::path(get, path = "/KeyfactorAPI/Enrollment/AvailableRenewal/Id/{id}", tag = "Keyfactor: enrollment", operation_id = "keyfactor_available_renewal_by_id",
+    params(("id" = i64, Path, description = "The certificate id")),
+    responses(
+        (status = 200, body = doc::KfAvailableRenewal),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn available_renewal_id(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -269,6 +289,15 @@ pub async fn available_renewal_id(
     available_renewal(&req, &state, Some(id), None).await
 }
 
+#[utoipa::path(get, path = "/KeyfactorAPI/Enrollment/AvailableRenewal/Thumbprint/{thumbprint}", tag = "Keyfactor: enrollment", operation_id = "keyfactor_available_renewal_by_thumbprint",
+    params(("thumbprint" = String, Path, description = "SHA-1 thumbprint (hex)")),
+    responses(
+        (status = 200, body = doc::KfAvailableRenewal),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn available_renewal_thumbprint(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -291,6 +320,15 @@ fn key_spec_v11(b: &LenientBody) -> Result<Option<KeySpec>, KeyfactorError> {
     }
 }
 
+#[utoipa::path(post, path = "/KeyfactorAPI/Enrollment/PFX", tag = "Keyfactor: enrollment", operation_id = "keyfactor_enrollment_pfx",
+    request_body = doc::KfPfxEnrollmentRequest,
+    responses(
+        (status = 200, description = "Issued (PKCS#12 with the key), or queued when not issued within 4 s", body = doc::KfPfxEnrollmentResponse),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn enrollment_pfx(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -345,6 +383,15 @@ pub async fn enrollment_pfx(
     })
 }
 
+#[utoipa::path(post, path = "/KeyfactorAPI/Enrollment/CSR", tag = "Keyfactor: enrollment", operation_id = "keyfactor_enrollment_csr",
+    params(("x-certificateformat" = Option<String>, Header, description = "`PEM` (default) or `DER`")), request_body = doc::KfCsrEnrollmentRequest,
+    responses(
+        (status = 200, description = "Issued, or queued when not issued within 4 s", body = doc::KfCsrEnrollmentResponse),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn enrollment_csr(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -436,6 +483,15 @@ fn deploy(
     Ok((ok, failed))
 }
 
+#[utoipa::path(post, path = "/KeyfactorAPI/Enrollment/PFX/Deploy", tag = "Keyfactor: enrollment", operation_id = "keyfactor_pfx_deploy",
+    request_body = doc::KfPfxDeployRequest,
+    responses(
+        (status = 200, description = "Add jobs scheduled", body = doc::KfDeployResponse),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn pfx_deploy(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -484,6 +540,15 @@ pub async fn pfx_deploy(
     Ok(respond(cs, json!({"SuccessfulStores": ok, "FailedStores": failed})))
 }
 
+#[utoipa::path(post, path = "/KeyfactorAPI/Enrollment/PFX/Replace", tag = "Keyfactor: enrollment", operation_id = "keyfactor_pfx_replace",
+    request_body = doc::KfPfxReplaceRequest,
+    responses(
+        (status = 200, description = "Add jobs scheduled", body = doc::KfDeployResponse),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn pfx_replace(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -511,6 +576,15 @@ pub async fn pfx_replace(
     Ok(respond(cs, json!({"SuccessfulStores": ok, "FailedStores": failed})))
 }
 
+#[utoipa::path(get, path = "/KeyfactorAPI/Certificates/{id}", tag = "Keyfactor: certificates", operation_id = "keyfactor_certificate_get",
+    params(("id" = i64, Path, description = "The certificate id")),
+    responses(
+        (status = 200, body = doc::KfCertificate),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn certificate_get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -551,6 +625,16 @@ fn query_terms(q: &str) -> Result<Vec<(String, String)>, KeyfactorError> {
     Ok(out)
 }
 
+#[utoipa::path(get, path = "/KeyfactorAPI/Certificates", tag = "Keyfactor: certificates", operation_id = "keyfactor_certificates_query",
+    params(("pq.queryString" = Option<String>, Query, description = "`field -eq \"value\"` terms joined by ` AND `; fields Id, CertId, Thumbprint, SerialNumber, IssuedCN"),
+           ("pq.returnLimit" = Option<i64>, Query, description = "Page size, 1–1000 (default 50)"),
+           ("pq.pageReturned" = Option<i64>, Query, description = "Page number from 1")),
+    responses(
+        (status = 200, body = Vec<doc::KfCertificate>),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn certificates_query(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", None).await?;
     let cs = casing(&req, None);
@@ -614,6 +698,15 @@ fn lookup_fields(b: &LenientBody) -> Result<model::LookupFields, KeyfactorError>
     ))
 }
 
+#[utoipa::path(post, path = "/KeyfactorAPI/Certificates/Download", tag = "Keyfactor: certificates", operation_id = "keyfactor_certificates_download",
+    params(("x-certificateformat" = Option<String>, Header, description = "`PEM` (default), `DER` or `P7B`")), request_body = doc::KfDownloadRequest,
+    responses(
+        (status = 200, body = doc::KfDownloadResponse),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn certificates_download(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -639,6 +732,15 @@ pub async fn certificates_download(
     Ok(respond(cs, json!({"Content": B64.encode(bytes)})))
 }
 
+#[utoipa::path(post, path = "/KeyfactorAPI/Certificates/Recover", tag = "Keyfactor: certificates", operation_id = "keyfactor_certificates_recover",
+    params(("x-certificateformat" = Option<String>, Header, description = "`PFX` (default), `PEM` or `JKS`")), request_body = doc::KfRecoverRequest,
+    responses(
+        (status = 200, body = doc::KfRecoverResponse),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn certificates_recover(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -673,6 +775,15 @@ pub async fn certificates_recover(
     Ok(respond(cs, json!({"PFX": B64.encode(bytes), "FileName": format!("{name}.{ext}")})))
 }
 
+#[utoipa::path(post, path = "/KeyfactorAPI/Certificates/Revoke", tag = "Keyfactor: certificates", operation_id = "keyfactor_certificates_revoke",
+    request_body = doc::KfRevokeRequest,
+    responses(
+        (status = 200, body = doc::KfRevokeResponse),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn certificates_revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -705,6 +816,13 @@ pub async fn certificates_revoke(
     Ok(respond(cs, json!({"RevokedIds": revoked, "SuspendedCerts": []})))
 }
 
+#[utoipa::path(get, path = "/KeyfactorAPI/CertificateStores", tag = "Keyfactor: certificate stores", operation_id = "keyfactor_stores_list",
+    responses(
+        (status = 200, body = Vec<doc::KfCertificateStore>),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn stores_list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
@@ -713,6 +831,15 @@ pub async fn stores_list(req: HttpRequest, state: web::Data<AppState>) -> Result
     Ok(respond(cs, Value::Array(v)))
 }
 
+#[utoipa::path(get, path = "/KeyfactorAPI/CertificateStores/{id}", tag = "Keyfactor: certificate stores", operation_id = "keyfactor_stores_get",
+    params(("id" = String, Path, description = "The store GUID")),
+    responses(
+        (status = 200, body = doc::KfCertificateStore),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn stores_get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -733,6 +860,14 @@ pub async fn stores_get(
 /// Creates a store: `ClientMachine`, `Storepath`, `CertStoreType` (1 PEM directory, 2 PKCS#12
 /// file, 3 JKS file), optional `Password` and `Properties` (JSON string or object with `alias`,
 /// `includeKeys`).
+#[utoipa::path(post, path = "/KeyfactorAPI/CertificateStores", tag = "Keyfactor: certificate stores", operation_id = "keyfactor_stores_create",
+    request_body = doc::KfCreateStoreRequest,
+    responses(
+        (status = 200, body = doc::KfCertificateStore),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn stores_create(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -791,6 +926,15 @@ pub async fn stores_create(
     Ok(respond(cs, model::store(&s)))
 }
 
+#[utoipa::path(get, path = "/KeyfactorAPI/CertificateStores/{id}/Inventory", tag = "Keyfactor: certificate stores", operation_id = "keyfactor_stores_inventory",
+    params(("id" = String, Path, description = "The store GUID")),
+    responses(
+        (status = 200, body = Vec<doc::KfStoreInventoryItem>),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn stores_inventory(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -837,6 +981,15 @@ fn store_targets(b: &LenientBody) -> Result<Vec<(String, Option<String>, bool)>,
     Ok(out)
 }
 
+#[utoipa::path(post, path = "/KeyfactorAPI/CertificateStores/Certificates/Add", tag = "Keyfactor: certificate stores", operation_id = "keyfactor_stores_add",
+    request_body = doc::KfStoresAddRequest,
+    responses(
+        (status = 200, description = "GUIDs of the scheduled store jobs", body = Vec<String>),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn stores_add(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -867,6 +1020,15 @@ pub async fn stores_add(
     Ok(respond(cs, json!(guids)))
 }
 
+#[utoipa::path(post, path = "/KeyfactorAPI/CertificateStores/Certificates/Remove", tag = "Keyfactor: certificate stores", operation_id = "keyfactor_stores_remove",
+    request_body = doc::KfStoresRemoveRequest,
+    responses(
+        (status = 200, description = "GUIDs of the scheduled store jobs", body = Vec<String>),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn stores_remove(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -909,6 +1071,16 @@ pub async fn stores_remove(
     Ok(respond(cs, json!(guids)))
 }
 
+#[utoipa::path(get, path = "/KeyfactorAPI/OrchestratorJobs/JobHistory", tag = "Keyfactor: orchestrator jobs", operation_id = "keyfactor_job_history",
+    params(("pq.queryString" = Option<String>, Query, description = "`field -eq \"value\"` terms joined by ` AND `; fields JobId, Status, Result, JobType, ClientMachine"),
+           ("pq.returnLimit" = Option<i64>, Query, description = "Page size, 1–1000 (default 50)"),
+           ("pq.pageReturned" = Option<i64>, Query, description = "Page number from 1")),
+    responses(
+        (status = 200, body = Vec<doc::KfJobHistory>),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn job_history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
@@ -945,6 +1117,13 @@ pub async fn job_history(req: HttpRequest, state: web::Data<AppState>) -> Result
     Ok(respond(cs, Value::Array(out)))
 }
 
+#[utoipa::path(get, path = "/KeyfactorAPI/OrchestratorJobs/ScheduledJobs", tag = "Keyfactor: orchestrator jobs", operation_id = "keyfactor_scheduled_jobs",
+    responses(
+        (status = 200, body = Vec<doc::KfScheduledJob>),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn scheduled_jobs(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
@@ -959,6 +1138,14 @@ pub async fn scheduled_jobs(req: HttpRequest, state: web::Data<AppState>) -> Res
     Ok(respond(cs, Value::Array(out)))
 }
 
+#[utoipa::path(post, path = "/KeyfactorAPI/OrchestratorJobs/Acknowledge", tag = "Keyfactor: orchestrator jobs", operation_id = "keyfactor_acknowledge",
+    request_body = doc::KfAcknowledgeRequest,
+    responses(
+        (status = 204, description = "Failed runs acknowledged (other ids are ignored)"),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn acknowledge(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -974,6 +1161,13 @@ pub async fn acknowledge(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/KeyfactorAPI/Templates", tag = "Keyfactor: templates and CAs", operation_id = "keyfactor_templates",
+    responses(
+        (status = 200, body = Vec<doc::KfTemplate>),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn templates(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
@@ -1005,6 +1199,13 @@ pub async fn templates(req: HttpRequest, state: web::Data<AppState>) -> Result<H
     Ok(respond(cs, Value::Array(out)))
 }
 
+#[utoipa::path(get, path = "/KeyfactorAPI/CertificateAuthority", tag = "Keyfactor: templates and CAs", operation_id = "keyfactor_certificate_authorities",
+    responses(
+        (status = 200, body = Vec<doc::KfCertificateAuthority>),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn cas(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
@@ -1025,6 +1226,13 @@ pub async fn cas(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     Ok(respond(cs, Value::Array(out)))
 }
 
+#[utoipa::path(get, path = "/KeyfactorAPI/Status/Endpoints", tag = "Keyfactor: templates and CAs", operation_id = "keyfactor_status_endpoints",
+    responses(
+        (status = 200, description = "The operations this gateway serves (`METHOD /path`)", body = Vec<String>),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn status_endpoints(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     authenticate(&req, &state, "", None).await?;
     let list = [

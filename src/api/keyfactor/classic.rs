@@ -7,6 +7,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
+use super::doc;
+use super::error::KeyfactorErrorBody;
 use super::{Casing, KeyfactorError, authenticate, blocking, body, model, respond};
 use crate::api::body::LenientBody;
 use crate::app::AppState;
@@ -88,6 +90,15 @@ pub fn ca_name(state: &AppState, cfg: Option<String>) -> Result<Option<String>, 
     }
 }
 
+#[utoipa::path(post, path = "/CMSApi/CertEnroll/3/Renew", tag = "Keyfactor: classic (CMSApi)", operation_id = "keyfactor_classic_renew",
+    request_body = doc::KfClassicRenewRequest,
+    responses(
+        (status = 200, description = "Renewed (`Issued`) or queued (`Pending`); waits up to keyfactor.classic_wait", body = doc::KfClassicRenewResponse),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn renew(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -177,6 +188,15 @@ fn metadata_list(r: &LenientBody) -> BTreeMap<String, String> {
     out
 }
 
+#[utoipa::path(post, path = "/CMSApi/CertEnroll/3/Pkcs10", tag = "Keyfactor: classic (CMSApi)", operation_id = "keyfactor_classic_pkcs10",
+    request_body = doc::KfClassicPkcs10Request,
+    responses(
+        (status = 200, description = "Issued or queued", body = doc::KfClassicPkcs10Response),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn pkcs10(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -231,6 +251,15 @@ pub async fn pkcs10(
     }
 }
 
+#[utoipa::path(post, path = "/CMSApi/CertEnroll/3/Pkcs12", tag = "Keyfactor: classic (CMSApi)", operation_id = "keyfactor_classic_pkcs12",
+    request_body = doc::KfClassicPkcs12Request,
+    responses(
+        (status = 200, description = "Issued (with key) or queued", body = doc::KfClassicPkcs12Response),
+        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
+        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
+        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
+        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+    security(("bearer" = []), ("basic" = [])))]
 pub async fn pkcs12(
     req: HttpRequest,
     state: web::Data<AppState>,

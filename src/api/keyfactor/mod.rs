@@ -4,6 +4,7 @@
 //! case-insensitively. Errors are `{"ErrorCode": "0x…", "Message": "…"}`.
 pub mod api;
 pub mod classic;
+pub mod doc;
 pub mod error;
 pub mod model;
 
