@@ -45,6 +45,8 @@ pub struct KfClassicRenewRequest {
     pub metadata: Option<HashMap<String, String>>,
     /// GUIDs of certificate stores that get the renewed certificate.
     pub cert_stores: Option<Vec<String>>,
+    /// Sent by the vendor SDKs and scripts; ignored.
+    pub timestamp: Option<String>,
 }
 
 /// The classic renewal's answer: `Issued` with the new thumbprint, or `Pending` with the request id.
@@ -74,6 +76,9 @@ pub struct KfClassicMetadataItem {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KfClassicPkcs10Envelope {
+    /// Sent by classic scripts; ignored.
+    #[serde(rename = "Flags")]
+    pub flags: Option<i64>,
     /// The PKCS#10 request, PEM or base64 DER.
     #[serde(rename = "Pkcs10Request")]
     pub pkcs10_request: String,
@@ -89,6 +94,9 @@ pub struct KfClassicPkcs10Envelope {
 pub struct KfClassicPkcs10Request {
     #[serde(rename = "Request")]
     pub request: KfClassicPkcs10Envelope,
+    /// Sent by classic scripts; ignored.
+    #[serde(rename = "Timestamp")]
+    pub timestamp: Option<String>,
 }
 
 /// The classic CSR enrollment's answer (`Certificates` empty and `KeyfactorID` 0 while pending).
@@ -138,6 +146,9 @@ pub struct KfClassicSanElement {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KfClassicPkcs12Envelope {
+    /// Sent by classic scripts; ignored.
+    #[serde(rename = "Flags")]
+    pub flags: Option<i64>,
     /// The PKCS#12 password (strength rules apply).
     #[serde(rename = "Pkcs12Password")]
     pub pkcs12_password: String,
@@ -157,6 +168,9 @@ pub struct KfClassicPkcs12Envelope {
 pub struct KfClassicPkcs12Request {
     #[serde(rename = "Request")]
     pub request: KfClassicPkcs12Envelope,
+    /// Sent by classic scripts; ignored.
+    #[serde(rename = "Timestamp")]
+    pub timestamp: Option<String>,
 }
 
 /// The classic key-generating enrollment's answer (no `Pkcs12Blob` while pending).
@@ -236,6 +250,8 @@ pub struct KfPfxEnrollmentRequest {
     pub key_length: Option<i64>,
     /// `P256`, `P384`, `P521`.
     pub curve: Option<String>,
+    /// Sent by the vendor SDKs and scripts; ignored.
+    pub timestamp: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -276,6 +292,8 @@ pub struct KfCsrEnrollmentRequest {
     pub template: Option<String>,
     pub certificate_authority: Option<String>,
     pub metadata: Option<HashMap<String, String>>,
+    /// Sent by the vendor SDKs and scripts; ignored.
+    pub timestamp: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
