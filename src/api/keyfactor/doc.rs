@@ -2,11 +2,12 @@
 //! `serde_json::json!` (so that one body can be re-cased per request): these types describe those
 //! bodies and the requests the handlers read, and are documentation, never constructed.
 //!
-//! Every answer is documented in PascalCase, as the server sends it by default. The server answers
-//! camelCase instead (the .NET `JsonNamingPolicy.CamelCase` rule: `KeyfactorID` → `keyfactorID`,
-//! dictionary keys untouched) when the request body's first key starts with a lower-case letter,
-//! or when a GET carries `collectionId=0` without an `x-keyfactor-api-version` header. Request
-//! keys are matched case-insensitively; booleans and integers may also be sent as strings.
+//! Every answer is documented in PascalCase, as the server sends it by default (and the classic
+//! API always). The Keyfactor API answers camelCase instead (the .NET `JsonNamingPolicy.CamelCase`
+//! rule: `KeyfactorID` → `keyfactorID`, dictionary keys untouched) when the request body's first
+//! key starts with a lower-case letter, or when a GET carries `collectionId=0` without an
+//! `x-keyfactor-api-version` header (the tag descriptions in src/openapi.rs say so). Request keys
+//! are matched case-insensitively; booleans and integers may also be sent as strings.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
