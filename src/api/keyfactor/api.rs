@@ -190,7 +190,7 @@ fn subject_of_dn(dn: &str) -> SubjectSpec {
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/Enrollment/Renew", tag = "Keyfactor: enrollment", operation_id = "keyfactor_enrollment_renew",
-    request_body = doc::KfEnrollmentRenewRequest,
+    request_body(content = doc::KfEnrollmentRenewRequest, example = json!({"CertificateId": 1})),
     responses(
         (status = 200, description = "Renewed, or queued when not issued within 4 s", body = doc::KfEnrollmentRenewResponse),
         (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
@@ -272,7 +272,7 @@ async fn available_renewal(
 }
 
 #[utoipa::path(get, path = "/KeyfactorAPI/Enrollment/AvailableRenewal/Id/{id}", tag = "Keyfactor: enrollment", operation_id = "keyfactor_available_renewal_by_id",
-    params(("id" = i64, Path, description = "The certificate id")),
+    params(("id" = i64, Path, description = "The certificate id", example = 1)),
     responses(
         (status = 200, body = doc::KfAvailableRenewal),
         (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
@@ -321,7 +321,7 @@ fn key_spec_v11(b: &LenientBody) -> Result<Option<KeySpec>, KeyfactorError> {
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/Enrollment/PFX", tag = "Keyfactor: enrollment", operation_id = "keyfactor_enrollment_pfx",
-    request_body = doc::KfPfxEnrollmentRequest,
+    request_body(content = doc::KfPfxEnrollmentRequest, example = json!({"Subject": "CN=pfx.example.com", "Password": "Str0ng!Passw0rd#2024", "IncludeChain": true, "Template": "WebServer", "SANs": {"dns": ["pfx.example.com"]}, "Metadata": {"Email-Contact": "pki@example.com"}})),
     responses(
         (status = 200, description = "Issued (PKCS#12 with the key), or queued when not issued within 4 s", body = doc::KfPfxEnrollmentResponse),
         (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
@@ -384,7 +384,7 @@ pub async fn enrollment_pfx(
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/Enrollment/CSR", tag = "Keyfactor: enrollment", operation_id = "keyfactor_enrollment_csr",
-    params(("x-certificateformat" = Option<String>, Header, description = "`PEM` (default) or `DER`")), request_body = doc::KfCsrEnrollmentRequest,
+    params(("x-certificateformat" = Option<String>, Header, description = "`PEM` (default) or `DER`")), request_body(content = doc::KfCsrEnrollmentRequest, example = json!({"CSR": "-----BEGIN CERTIFICATE REQUEST-----\nMIHTMHwCAQAwGjEYMBYGA1UEAwwPY3NyLmV4YW1wbGUuY29tMFkwEwYHKoZIzj0C\nAQYIKoZIzj0DAQcDQgAEPEKVXHcT0PDqX3xbXGeH2XHXA4T0kpq+DBQ3KP/wiZJX\ncy2i3DaNSdVtgFvha+S89n3yqAtiNo6DRqBHhUidcaAAMAoGCCqGSM49BAMCA0cA\nMEQCIFAqK0REGYo+/E4GPcwtgut7XSuR78PgbYwrso2xwZSHAiBs5NuMu1QLrGAq\nEiNOnRQUoE3kfODWei6UELHQ+4iDkg==\n-----END CERTIFICATE REQUEST-----\n", "Template": "WebServer", "IncludeChain": true})),
     responses(
         (status = 200, description = "Issued, or queued when not issued within 4 s", body = doc::KfCsrEnrollmentResponse),
         (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
@@ -541,7 +541,7 @@ pub async fn pfx_deploy(
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/Enrollment/PFX/Replace", tag = "Keyfactor: enrollment", operation_id = "keyfactor_pfx_replace",
-    request_body = doc::KfPfxReplaceRequest,
+    request_body(content = doc::KfPfxReplaceRequest, example = json!({"ExistingCertificateId": 1, "CertificateId": 1})),
     responses(
         (status = 200, description = "Add jobs scheduled", body = doc::KfDeployResponse),
         (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
@@ -577,7 +577,7 @@ pub async fn pfx_replace(
 }
 
 #[utoipa::path(get, path = "/KeyfactorAPI/Certificates/{id}", tag = "Keyfactor: certificates", operation_id = "keyfactor_certificate_get",
-    params(("id" = i64, Path, description = "The certificate id")),
+    params(("id" = i64, Path, description = "The certificate id", example = 1)),
     responses(
         (status = 200, body = doc::KfCertificate),
         (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
@@ -699,7 +699,7 @@ fn lookup_fields(b: &LenientBody) -> Result<model::LookupFields, KeyfactorError>
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/Certificates/Download", tag = "Keyfactor: certificates", operation_id = "keyfactor_certificates_download",
-    params(("x-certificateformat" = Option<String>, Header, description = "`PEM` (default), `DER` or `P7B`")), request_body = doc::KfDownloadRequest,
+    params(("x-certificateformat" = Option<String>, Header, description = "`PEM` (default), `DER` or `P7B`")), request_body(content = doc::KfDownloadRequest, example = json!({"CertID": 1, "IncludeChain": true})),
     responses(
         (status = 200, body = doc::KfDownloadResponse),
         (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
@@ -733,7 +733,7 @@ pub async fn certificates_download(
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/Certificates/Recover", tag = "Keyfactor: certificates", operation_id = "keyfactor_certificates_recover",
-    params(("x-certificateformat" = Option<String>, Header, description = "`PFX` (default), `PEM` or `JKS`")), request_body = doc::KfRecoverRequest,
+    params(("x-certificateformat" = Option<String>, Header, description = "`PFX` (default), `PEM` or `JKS`")), request_body(content = doc::KfRecoverRequest, example = json!({"CertID": 1, "Password": "Str0ng!Passw0rd#2024"})),
     responses(
         (status = 200, body = doc::KfRecoverResponse),
         (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
@@ -861,7 +861,7 @@ pub async fn stores_get(
 /// file, 3 JKS file), optional `Password` and `Properties` (JSON string or object with `alias`,
 /// `includeKeys`).
 #[utoipa::path(post, path = "/KeyfactorAPI/CertificateStores", tag = "Keyfactor: certificate stores", operation_id = "keyfactor_stores_create",
-    request_body = doc::KfCreateStoreRequest,
+    request_body(content = doc::KfCreateStoreRequest, example = json!({"ClientMachine": "web01", "Storepath": "/opt/app/tls", "CertStoreType": 1, "Properties": "{\"alias\": \"web\", \"includeKeys\": true}"})),
     responses(
         (status = 200, body = doc::KfCertificateStore),
         (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
@@ -1139,7 +1139,7 @@ pub async fn scheduled_jobs(req: HttpRequest, state: web::Data<AppState>) -> Res
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/OrchestratorJobs/Acknowledge", tag = "Keyfactor: orchestrator jobs", operation_id = "keyfactor_acknowledge",
-    request_body = doc::KfAcknowledgeRequest,
+    request_body(content = doc::KfAcknowledgeRequest, example = json!({"JobAuditIds": []})),
     responses(
         (status = 204, description = "Failed runs acknowledged (other ids are ignored)"),
         (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),

@@ -91,7 +91,7 @@ pub fn ca_name(state: &AppState, cfg: Option<String>) -> Result<Option<String>, 
 }
 
 #[utoipa::path(post, path = "/CMSApi/CertEnroll/3/Renew", tag = "Keyfactor: classic (CMSApi)", operation_id = "keyfactor_classic_renew",
-    request_body = doc::KfClassicRenewRequest,
+    request_body(content = doc::KfClassicRenewRequest, example = json!({"Lookup": {"Type": "CMSID", "CMSID": 1}, "Template": "WebServer"})),
     responses(
         (status = 200, description = "Renewed (`Issued`) or queued (`Pending`); waits up to keyfactor.classic_wait", body = doc::KfClassicRenewResponse),
         (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
@@ -189,7 +189,7 @@ fn metadata_list(r: &LenientBody) -> BTreeMap<String, String> {
 }
 
 #[utoipa::path(post, path = "/CMSApi/CertEnroll/3/Pkcs10", tag = "Keyfactor: classic (CMSApi)", operation_id = "keyfactor_classic_pkcs10",
-    request_body = doc::KfClassicPkcs10Request,
+    request_body(content = doc::KfClassicPkcs10Request, example = json!({"Request": {"Pkcs10Request": "MIHUMHwCAQAwGjEYMBYGA1UEAwwPcDEwLmV4YW1wbGUuY29tMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEz0xvgjPBOiI2kETWglSdG0gqM6+Y4Jh500pU8CmifsieDX5iZ8Bd1rFDxOTI3cqwYI4SxlWgosbQrtW3nJDVZKAAMAoGCCqGSM49BAMCA0gAMEUCIQDV4l9u1aILRtI8H3gG3qIAWI183px1DKLT9RT5DsZv0wIgMXanxP7upap9XGxZB4SyexQC5m6KoT8t6Q8b1MAcBpI=", "TemplateName": "WebServer", "metadataList": [{"MetadataFieldTypeName": "Email-Contact", "Value": "pki@example.com"}]}})),
     responses(
         (status = 200, description = "Issued or queued", body = doc::KfClassicPkcs10Response),
         (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
@@ -252,7 +252,7 @@ pub async fn pkcs10(
 }
 
 #[utoipa::path(post, path = "/CMSApi/CertEnroll/3/Pkcs12", tag = "Keyfactor: classic (CMSApi)", operation_id = "keyfactor_classic_pkcs12",
-    request_body = doc::KfClassicPkcs12Request,
+    request_body(content = doc::KfClassicPkcs12Request, example = json!({"Request": {"Pkcs12Password": "Str0ng!Passw0rd#2024", "SubjectNameAttributes": {"CN": "p12.example.com", "OU": "Ops"}, "SubjectAltNameElements": [{"key": "dns", "value": "p12.example.com"}], "TemplateName": "WebServer"}})),
     responses(
         (status = 200, description = "Issued (with key) or queued", body = doc::KfClassicPkcs12Response),
         (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
