@@ -217,7 +217,7 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     }))
 }
 
-#[utoipa::path(get, path = "/vedauth/revoke/token", tag = "Venafi: authorization",
+#[utoipa::path(get, path = "/vedauth/revoke/token", tag = "Venafi: authorization", operation_id = "revoke_token",
     responses((status = 200, body = RevokeResponse), (status = 401, body = OAuthErrorBody)),
     security(("bearer" = []), ("venafiApiKey" = [])))]
 pub async fn revoke(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
