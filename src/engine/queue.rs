@@ -45,6 +45,13 @@ impl Signals {
     }
 }
 
+/// Set when a job's processing ends; wakes its heartbeat.
+#[derive(Default)]
+struct Finished {
+    flag: Mutex<bool>,
+    cv: Condvar,
+}
+
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
@@ -120,14 +127,16 @@ impl Engine {
         let started = Instant::now();
         // Keep the lease alive while the crypto runs (an RSA-4096 key can take longer than a
         // short lease), so another worker does not take the job over and redo it.
-        let finished = std::sync::atomic::AtomicBool::new(false);
+        let finished = Finished::default();
         let result = std::thread::scope(|s| {
             s.spawn(|| self.heartbeat(&job, owner, &finished));
-            // Stops the heartbeat however `issue` ends, a panic included.
-            struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+            // Stops the heartbeat however `issue` ends, a panic included. It wakes the heartbeat
+            // at once: the scope waits for it, and a sleeping heartbeat held every job up to 50 ms.
+            struct Done<'a>(&'a Finished);
             impl Drop for Done<'_> {
                 fn drop(&mut self) {
-                    self.0.store(true, std::sync::atomic::Ordering::Release);
+                    *self.0.flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                    self.0.cv.notify_all();
                 }
             }
             let _done = Done(&finished);
@@ -163,15 +172,18 @@ impl Engine {
     }
 
     /// Extends a running job's lease every third of the lease until `finished` is set.
-    fn heartbeat(&self, job: &Job, owner: &str, finished: &std::sync::atomic::AtomicBool) {
+    fn heartbeat(&self, job: &Job, owner: &str, finished: &Finished) {
         let lease = self.settings.queue.lease_secs.max(1) as i64;
         let every = Duration::from_millis((lease as u64 * 1000 / 3).max(200));
         let mut last = Instant::now();
-        while !finished.load(std::sync::atomic::Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(50));
-            if last.elapsed() < every {
+        let mut done = finished.flag.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done {
+            let wait = every.saturating_sub(last.elapsed());
+            done = finished.cv.wait_timeout(done, wait).unwrap_or_else(|e| e.into_inner()).0;
+            if *done || last.elapsed() < every {
                 continue;
             }
+            drop(done);
             last = Instant::now();
             if let Ok(mut c) = self.pool.get() {
                 let _ = diesel::update(
@@ -183,6 +195,7 @@ impl Engine {
                 .set(jobs::lease_until.eq(now() + chrono::Duration::seconds(lease)))
                 .execute(&mut c);
             }
+            done = finished.flag.lock().unwrap_or_else(|e| e.into_inner());
         }
     }
 
