@@ -26,9 +26,41 @@ pub struct Signals {
     enqueued: Mutex<u64>,
     enqueued_cv: Condvar,
     pub done: tokio::sync::Notify,
+    /// Jobs this process's workers finished lately, so that a waiter woken by `done` reads the
+    /// database only when its own job is among them (not every waiter on every job).
+    finished: Mutex<FinishedIds>,
 }
 
+/// The last FINISHED_KEPT job ids finished here.
+#[derive(Default)]
+struct FinishedIds {
+    set: std::collections::HashSet<i64>,
+    order: std::collections::VecDeque<i64>,
+}
+
+const FINISHED_KEPT: usize = 65_536;
+
 impl Signals {
+    /// A worker of this process finished `job` (done or failed): wakes the waiters.
+    pub fn job_finished(&self, job: i64) {
+        {
+            let mut f = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+            if f.set.insert(job) {
+                f.order.push_back(job);
+                if f.order.len() > FINISHED_KEPT
+                    && let Some(old) = f.order.pop_front()
+                {
+                    f.set.remove(&old);
+                }
+            }
+        }
+        self.done.notify_waiters();
+    }
+
+    fn finished_here(&self, job: i64) -> bool {
+        self.finished.lock().unwrap_or_else(|e| e.into_inner()).set.contains(&job)
+    }
+
     pub fn job_enqueued(&self) {
         *self.enqueued.lock().unwrap() += 1;
         self.enqueued_cv.notify_all();
@@ -167,7 +199,7 @@ impl Engine {
                 self.fail(&mut conn, &job, owner, &f)?;
             }
         }
-        self.signals.done.notify_waiters();
+        self.signals.job_finished(job.id);
         Ok(true)
     }
 
@@ -454,10 +486,31 @@ impl Engine {
         timeout: Duration,
     ) -> Result<JobOutcome, super::RenewError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // Read the row first, then on a poll tick or when this process finished the job.
+        let mut look = true;
+        let mut next_poll = tokio::time::Instant::now();
+        // Set once the row was read after this process finished the job (a lost lease: another
+        // worker owns it now), so that only polling is left.
+        let mut read_after_finish = false;
         loop {
             let notified = self.signals.done.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            let finished = !read_after_finish && self.signals.finished_here(job_id);
+            if !look && !finished {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Ok(JobOutcome::Pending);
+                }
+                tokio::select! {
+                    _ = &mut notified => {},
+                    _ = tokio::time::sleep_until(next_poll.min(deadline)) => { look = true; },
+                }
+                continue;
+            }
+            look = false;
+            read_after_finish = finished;
+            next_poll = tokio::time::Instant::now() + Duration::from_millis(250);
             let engine = self.clone();
             let outcome = actix_web::web::block(move || -> Result<JobOutcome, super::RenewError> {
                 let mut conn = engine.pool.get()?;
@@ -468,14 +521,8 @@ impl Engine {
             if outcome != JobOutcome::Pending {
                 return Ok(outcome);
             }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
+            if tokio::time::Instant::now() >= deadline {
                 return Ok(JobOutcome::Pending);
-            }
-            let step = (deadline - now).min(Duration::from_millis(250));
-            tokio::select! {
-                _ = &mut notified => {},
-                _ = tokio::time::sleep(step) => {},
             }
         }
     }
