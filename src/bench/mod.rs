@@ -878,11 +878,13 @@ fn fill_inventory(d: &Deployment, extra: usize) -> anyhow::Result<()> {
             pk = cat("'fill'", &hex40("o.id")),
         ),
     )?;
+    // Statistics first: the planner must know the new rows are there (a join, not a scan per row).
+    gateway::exec(&mut c, "ANALYZE")?;
     gateway::exec(
         &mut c,
         &format!(
-            "UPDATE cert_objects SET current_cert_id = (SELECT MAX(id) FROM certificates WHERE certificates.object_id = cert_objects.id) \
-         WHERE policy_dn = '{fill}'"
+            "UPDATE cert_objects SET current_cert_id = certificates.id FROM certificates \
+             WHERE certificates.object_id = cert_objects.id AND cert_objects.policy_dn = '{fill}'"
         ),
     )?;
     gateway::exec(&mut c, "ANALYZE")?;
