@@ -42,4 +42,8 @@ for check in compose postman sdk schemathesis; do
   echo "== ecosystem: $check =="
   ./scripts/ci-$check.sh
 done
+
+# The load benchmark's smoke run (seconds, a few hundred objects): keeps `renewgate bench` working.
+echo "== benchmark smoke run =="
+./scripts/bench-smoke.sh
 echo "all tests passed in $(( $(date +%s) - start ))s"

@@ -60,6 +60,8 @@ pub enum Command {
     Acme(AcmeCmd),
     /// Print the audit trail (renewals, revocations, key downloads, policy changes) as JSON lines, oldest first.
     Audit(AuditArgs),
+    /// Load benchmark: starts (or targets) a gateway and measures renewals per second.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -318,6 +320,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", crate::openapi::json());
             Ok(0)
         }
+        Command::Bench(args) => crate::bench::run(args),
         Command::Agent(AgentCmd::Run(a)) => {
             let token = match (&a.token, &a.token_file) {
                 (Some(t), _) => t.clone(),
@@ -578,6 +581,8 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             println!("EAB_HMAC_KEY={key}");
             Ok(0)
         }
-        Command::Serve | Command::Migrate | Command::Openapi | Command::Agent(AgentCmd::Run(_)) => unreachable!(),
+        Command::Serve | Command::Migrate | Command::Openapi | Command::Bench(_) | Command::Agent(AgentCmd::Run(_)) => {
+            unreachable!()
+        }
     }
 }

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod ca;
 pub mod cli;
 pub mod config;

@@ -26,9 +26,41 @@ pub struct Signals {
     enqueued: Mutex<u64>,
     enqueued_cv: Condvar,
     pub done: tokio::sync::Notify,
+    /// Jobs this process's workers finished lately, so that a waiter woken by `done` reads the
+    /// database only when its own job is among them (not every waiter on every job).
+    finished: Mutex<FinishedIds>,
 }
 
+/// The last FINISHED_KEPT job ids finished here.
+#[derive(Default)]
+struct FinishedIds {
+    set: std::collections::HashSet<i64>,
+    order: std::collections::VecDeque<i64>,
+}
+
+const FINISHED_KEPT: usize = 65_536;
+
 impl Signals {
+    /// A worker of this process finished `job` (done or failed): wakes the waiters.
+    pub fn job_finished(&self, job: i64) {
+        {
+            let mut f = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+            if f.set.insert(job) {
+                f.order.push_back(job);
+                if f.order.len() > FINISHED_KEPT
+                    && let Some(old) = f.order.pop_front()
+                {
+                    f.set.remove(&old);
+                }
+            }
+        }
+        self.done.notify_waiters();
+    }
+
+    fn finished_here(&self, job: i64) -> bool {
+        self.finished.lock().unwrap_or_else(|e| e.into_inner()).set.contains(&job)
+    }
+
     pub fn job_enqueued(&self) {
         *self.enqueued.lock().unwrap() += 1;
         self.enqueued_cv.notify_all();
@@ -43,6 +75,13 @@ impl Signals {
         let (g, _) = self.enqueued_cv.wait_timeout(g, timeout).unwrap();
         *seen = *g;
     }
+}
+
+/// Set when a job's processing ends; wakes its heartbeat.
+#[derive(Default)]
+struct Finished {
+    flag: Mutex<bool>,
+    cv: Condvar,
 }
 
 /// How a job ended.
@@ -120,14 +159,16 @@ impl Engine {
         let started = Instant::now();
         // Keep the lease alive while the crypto runs (an RSA-4096 key can take longer than a
         // short lease), so another worker does not take the job over and redo it.
-        let finished = std::sync::atomic::AtomicBool::new(false);
+        let finished = Finished::default();
         let result = std::thread::scope(|s| {
             s.spawn(|| self.heartbeat(&job, owner, &finished));
-            // Stops the heartbeat however `issue` ends, a panic included.
-            struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+            // Stops the heartbeat however `issue` ends, a panic included. It wakes the heartbeat
+            // at once: the scope waits for it, and a sleeping heartbeat held every job up to 50 ms.
+            struct Done<'a>(&'a Finished);
             impl Drop for Done<'_> {
                 fn drop(&mut self) {
-                    self.0.store(true, std::sync::atomic::Ordering::Release);
+                    *self.0.flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                    self.0.cv.notify_all();
                 }
             }
             let _done = Done(&finished);
@@ -161,20 +202,23 @@ impl Engine {
                 self.fail(&mut conn, &job, owner, &f)?;
             }
         }
-        self.signals.done.notify_waiters();
+        self.signals.job_finished(job.id);
         Ok(true)
     }
 
     /// Extends a running job's lease every third of the lease until `finished` is set.
-    fn heartbeat(&self, job: &Job, owner: &str, finished: &std::sync::atomic::AtomicBool) {
+    fn heartbeat(&self, job: &Job, owner: &str, finished: &Finished) {
         let lease = self.settings.queue.lease_secs.max(1) as i64;
         let every = Duration::from_millis((lease as u64 * 1000 / 3).max(200));
         let mut last = Instant::now();
-        while !finished.load(std::sync::atomic::Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(50));
-            if last.elapsed() < every {
+        let mut done = finished.flag.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done {
+            let wait = every.saturating_sub(last.elapsed());
+            done = finished.cv.wait_timeout(done, wait).unwrap_or_else(|e| e.into_inner()).0;
+            if *done || last.elapsed() < every {
                 continue;
             }
+            drop(done);
             last = Instant::now();
             if let Ok(mut c) = self.pool.get() {
                 let _ = diesel::update(
@@ -186,6 +230,7 @@ impl Engine {
                 .set(jobs::lease_until.eq(now() + chrono::Duration::seconds(lease)))
                 .execute(&mut c);
             }
+            done = finished.flag.lock().unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -447,10 +492,31 @@ impl Engine {
         timeout: Duration,
     ) -> Result<JobOutcome, super::RenewError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // Read the row first, then on a poll tick or when this process finished the job.
+        let mut look = true;
+        let mut next_poll = tokio::time::Instant::now();
+        // Set once the row was read after this process finished the job (a lost lease: another
+        // worker owns it now), so that only polling is left.
+        let mut read_after_finish = false;
         loop {
             let notified = self.signals.done.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            let finished = !read_after_finish && self.signals.finished_here(job_id);
+            if !look && !finished {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Ok(JobOutcome::Pending);
+                }
+                tokio::select! {
+                    _ = &mut notified => {},
+                    _ = tokio::time::sleep_until(next_poll.min(deadline)) => { look = true; },
+                }
+                continue;
+            }
+            look = false;
+            read_after_finish = finished;
+            next_poll = tokio::time::Instant::now() + Duration::from_millis(250);
             let engine = self.clone();
             let outcome = actix_web::web::block(move || -> Result<JobOutcome, super::RenewError> {
                 let mut conn = engine.pool.get()?;
@@ -461,14 +527,8 @@ impl Engine {
             if outcome != JobOutcome::Pending {
                 return Ok(outcome);
             }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
+            if tokio::time::Instant::now() >= deadline {
                 return Ok(JobOutcome::Pending);
-            }
-            let step = (deadline - now).min(Duration::from_millis(250));
-            tokio::select! {
-                _ = &mut notified => {},
-                _ = tokio::time::sleep(step) => {},
             }
         }
     }
