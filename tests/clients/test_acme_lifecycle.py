@@ -76,6 +76,33 @@ def test_dry_run_orders_change_nothing(acme_gw):
     problem(c.post(d["newOrder"], c.jws(d["newOrder"], {"identifiers": [{"type": "dns", "value": "dry.example.test"}]})), 403, "unauthorized")
 
 
+def test_day_old_dry_run_orders_are_purged(gateway_factory_module):  # noqa: F811
+    """Dry-run orders (and their authorizations and certificates) go after a day; real ones stay."""
+    from rg_helpers import db_exec
+    gw = gateway_factory_module(env={})
+    c = account(gw, prevalidated=True, folder="\\VED\\Policy\\AcmePurge")
+    real, _ = order_and_issue(c, ["purge.example.test"], expect_validation=False)
+    d = c.s.get(gw.url + "/acme/directory?dryRun=1").json()
+    order_and_issue(c, ["purge.example.test"], d["newOrder"], expect_validation=False)
+    count = lambda sql: int(db_scalar(gw, sql))  # noqa: E731
+    assert count("SELECT COUNT(*) FROM acme_dry_run_certs") == 1
+    gw.stop()
+    db_exec(gw, "UPDATE acme_orders SET created_at = created_at - INTERVAL '2 days' WHERE dry_run = true"
+            if gw.database.backend == "postgres" else
+            "UPDATE acme_orders SET created_at = datetime(created_at, '-2 days') WHERE dry_run = 1")
+    gw.start()
+    import time
+    for _ in range(100):  # the purge runs in the background at start
+        if count("SELECT COUNT(*) FROM acme_orders WHERE dry_run = true") == 0:
+            break
+        time.sleep(0.1)
+    assert count("SELECT COUNT(*) FROM acme_orders WHERE dry_run = true") == 0
+    assert count("SELECT COUNT(*) FROM acme_dry_run_certs") == 0
+    assert count("SELECT COUNT(*) FROM acme_orders WHERE dry_run = false") == 1
+    assert count("SELECT COUNT(*) FROM acme_authz") == 1
+    assert real["status"] == "valid"
+
+
 def test_reissue_keeps_the_end_date_and_may_change_names(acme_gw):
     c = account(acme_gw, prevalidated=True, folder="\\VED\\Policy\\AcmeReissue")
     o, chain = order_and_issue(c, ["ri.example.test"], expect_validation=False)

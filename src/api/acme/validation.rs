@@ -116,6 +116,10 @@ pub async fn resume(engine: Arc<Engine>) {
     let e2 = engine.clone();
     let found = web::block(move || -> Result<Vec<(Challenge, String)>, String> {
         let mut c = e2.pool.get().map_err(|e| e.to_string())?;
+        // Start with a clean slate: expired nonces and day-old dry-run orders go (issuing nonces
+        // also purges now and then; a restart should not wait for that).
+        super::store::purge_nonces(&mut c).map_err(|e| format!("{e:?}"))?;
+        super::dry_run::purge(&mut c).map_err(|e| e.to_string())?;
         acme_challenges::table
             .inner_join(acme_authz::table.on(acme_authz::id.eq(acme_challenges::authz_id)))
             .inner_join(acme_orders::table.on(acme_orders::id.eq(acme_authz::order_id)))
