@@ -12,6 +12,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY benches benches
 COPY migrations migrations
 COPY src src
+COPY crates crates
 RUN cargo build --release --locked --bin renewgate \
  && install -m 0755 target/release/renewgate /usr/local/bin/renewgate
 

@@ -2,11 +2,11 @@
 """Checks that every RENEWGATE_* variable a compose file (and the Dockerfile's ENV) sets is one the
 binary reads. The known names are derived from the source, never listed here:
 
-- the settings tree of src/config.rs (`Settings` and the structs its fields name, recursively):
+- the settings tree of crates/renewgate-core/src/settings.rs (`Settings` and the structs its fields name, recursively):
   `RENEWGATE_` + the key path upper-cased with `__` between levels (the `config` crate's rule,
   see `Settings::load`); `#[serde(skip)]` fields are not settings;
-- clap arguments with `env = "RENEWGATE_…"` anywhere under src/ (the agent's RENEWGATE_AGENT__*);
-- direct reads `env::var("RENEWGATE_…")` / `var_os(…)` under src/.
+- clap arguments with `env = "RENEWGATE_…"` anywhere under src/ or crates/ (the agent's RENEWGATE_AGENT__*);
+- direct reads `env::var("RENEWGATE_…")` / `var_os(…)` under src/ and crates/.
 
 Usage: check-compose-env.py [--list] [--dockerfile Dockerfile] COMPOSE_CONFIG_YAML
 (the output of `docker-compose config`, so interpolation and extends are already resolved).
@@ -102,7 +102,8 @@ def main():
     ap.add_argument("--dockerfile")
     ap.add_argument("--list", action="store_true", help="print the known names and exit")
     a = ap.parse_args()
-    known = settings_names(REPO / "src" / "config.rs") | source_names(REPO / "src")
+    core = REPO / "crates" / "renewgate-core" / "src"
+    known = settings_names(core / "settings.rs") | source_names(REPO / "src") | source_names(core)
     if a.list:
         print("\n".join(sorted(known)))
         return 0

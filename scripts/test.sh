@@ -21,9 +21,17 @@ fi
 pg_isready -h 127.0.0.1 -p 5432 || { echo "FATAL: PostgreSQL on 127.0.0.1:5432 is required by the test suite" >&2; exit 1; }
 
 # One debug build serves the unit tests and the integration suite.
-cargo build --all-targets --locked
+cargo build --workspace --all-targets --locked
 cargo fmt --all -- --check
-cargo test --locked -q
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked -q
+# The core knows no HTTP and the binary no SQL (the one door): both greps must print nothing.
+if cargo tree -p renewgate-core -e normal | grep -E 'actix|utoipa-swagger'; then
+  echo "FATAL: renewgate-core depends on an HTTP framework" >&2; exit 1
+fi
+if grep -rnE 'diesel::|schema::' src/; then
+  echo "FATAL: SQL outside the core crate (src/ must go through the engine)" >&2; exit 1
+fi
 
 ./target/debug/renewgate openapi > target/openapi.generated.json
 if ! diff -q openapi/renewgate.json target/openapi.generated.json >/dev/null; then

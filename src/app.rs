@@ -10,10 +10,10 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::ca::KeySpec;
-use crate::config::Settings;
 use crate::db::{self, Backend};
 use crate::engine::{Engine, policy};
 use crate::secrets::{MasterKey, write_private_file};
+use crate::settings::Settings;
 
 pub struct AppState {
     pub engine: Arc<Engine>,
@@ -44,7 +44,7 @@ pub fn bootstrap(settings: Settings) -> anyhow::Result<(Arc<Engine>, Option<Stri
     db::write_tx(&mut conn, Some(7262005), |c| policy::ensure_folder(c, policy::ROOT_DN))?;
     // The configuration file wins, at each start, for the folders and keys it names.
     if let Some(path) = &settings.config_file {
-        for fp in crate::config::file_policies(path)? {
+        for fp in crate::settings::file_policies(path)? {
             let unlock: Vec<String> = fp.settings.keys().filter(|k| !fp.locked.contains(k)).cloned().collect();
             db::write_tx(&mut conn, None, |c| {
                 policy::merge_folder(c, &fp.dn, &fp.settings, &fp.locked, &unlock)

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::{self, Scopes};
-use crate::config::{Settings, parse_duration};
 use crate::engine::policy;
+use crate::settings::{Settings, parse_duration};
 
 #[derive(Debug, Parser)]
 #[command(

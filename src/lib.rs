@@ -1,18 +1,16 @@
 #![recursion_limit = "256"]
 //! Renewgate: a self-hosted certificate-renewal gateway speaking the Venafi TPP, Keyfactor
 //! Command and ACME renew APIs over one certificate inventory and one built-in CA.
+//!
+//! This crate is the binary's side of the HTTP line: the dialects, the server, the CLI, the store
+//! agent and the benchmark. Everything they act on lives in `renewgate-core`, re-exported here so
+//! `crate::engine` reads the same from every module.
 pub mod agent;
 pub mod api;
 pub mod app;
-pub mod auth;
 pub mod bench;
-pub mod ca;
 pub mod cli;
-pub mod config;
-pub mod db;
-pub mod engine;
-pub mod formats;
-pub mod metrics;
 pub mod openapi;
-pub mod secrets;
 pub mod tls;
+
+pub use renewgate_core::{auth, ca, db, engine, formats, metrics, secrets, settings};

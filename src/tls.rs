@@ -9,8 +9,8 @@ use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslMethod};
 use openssl::x509::{X509, X509NameBuilder};
 
 use crate::ca::{EcCurve, KeySpec, LeafTemplate, LoadedCa, SanSet, build_leaf};
-use crate::config::Settings;
 use crate::secrets::write_private_file;
+use crate::settings::Settings;
 
 pub struct ServerIdentity {
     pub chain: Vec<X509>,

@@ -321,7 +321,7 @@ struct Ctx {
 
 /// Entry point; returns the exit code (1 when any run had errors or could not run).
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
-    let duration = crate::config::parse_duration(&args.duration)?;
+    let duration = crate::settings::parse_duration(&args.duration)?;
     let workloads: Vec<String> = if args.workload.is_empty() {
         WORKLOADS.iter().map(|s| s.to_string()).collect()
     } else {

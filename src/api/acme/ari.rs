@@ -93,7 +93,7 @@ pub async fn renewal_info(
         let p = crate::engine::policy::effective(&mut c, &folder)?;
         let window = p
             .string("acme_renewal_window")
-            .and_then(|(d, _)| crate::config::parse_duration(&d).ok())
+            .and_then(|(d, _)| crate::settings::parse_duration(&d).ok())
             .map(|d| d.as_secs() as i64)
             .unwrap_or(32 * 86400);
         let not_after = v.not_after.and_utc().timestamp();

@@ -313,7 +313,7 @@ fn match_keys(requested: &[String]) -> Vec<String> {
 
 /// A duration policy key in seconds (`acme_renewal_window`, `acme_coverage`, …).
 fn policy_secs(p: &policy::EffectivePolicy, key: &str) -> Option<i64> {
-    p.string(key).and_then(|(d, _)| crate::config::parse_duration(&d).ok()).map(|d| d.as_secs() as i64)
+    p.string(key).and_then(|(d, _)| crate::settings::parse_duration(&d).ok()).map(|d| d.as_secs() as i64)
 }
 
 /// The default action on a matched order (seed 001): a standard plan renews inside the

@@ -80,7 +80,7 @@ pub async fn enroll(state: &AppState, e: Enrollment, wait: Duration) -> Result<E
                 ca,
                 template: Some(t.name.clone()),
                 ekus: Some(templates::ekus_of(&t)),
-                validity: t.validity.as_deref().and_then(|v| crate::config::parse_duration(v).ok()),
+                validity: t.validity.as_deref().and_then(|v| crate::settings::parse_duration(v).ok()),
                 metadata: if e.metadata.is_empty() { None } else { Some(e.metadata) },
             }),
         };

@@ -19,7 +19,7 @@ use crate::engine::renew::KeyfactorRenew;
 pub const RENEWED_MESSAGE: &str = "The certificate renewal has been completed successfully. Agent jobs to install the new certificate have been created.";
 
 fn classic_wait(state: &AppState) -> Duration {
-    crate::config::parse_duration(&state.engine.settings.keyfactor.classic_wait).unwrap_or(Duration::from_secs(30))
+    crate::settings::parse_duration(&state.engine.settings.keyfactor.classic_wait).unwrap_or(Duration::from_secs(30))
 }
 
 /// `Metadata` as a string map (values of other JSON types are kept as their text).

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::{VenafiError, authenticate, json_body, json_ok, presented_token};
 use crate::app::AppState;
 use crate::auth::{self, AuthError, IssuedToken, Scopes};
-use crate::config::parse_duration;
+use crate::settings::parse_duration;
 
 /// `POST /vedauth/authorize/oauth` request.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -302,7 +302,7 @@ fn output_options(
     body: &LenientBody,
     default_format: Option<OutputFormat>,
     renew_defaults: bool,
-    settings: &crate::config::Settings,
+    settings: &crate::settings::Settings,
 ) -> Result<OutputOptions, VenafiError> {
     let format = match body.nonblank("Format")? {
         Some(f) => {

@@ -88,7 +88,7 @@ fn longest_window(c: &mut DbConn) -> QueryResult<chrono::Duration> {
         if let Some(d) = settings
             .get("auto_renew_before")
             .and_then(|v| v.as_str())
-            .and_then(|s| crate::config::parse_duration(s).ok())
+            .and_then(|s| crate::settings::parse_duration(s).ok())
         {
             longest = longest.max(d);
         }
@@ -150,7 +150,8 @@ impl Engine {
             tracing::info!("automatic renewal is off (scheduler.enabled = false)");
             return;
         }
-        let every = crate::config::parse_duration(&self.settings.scheduler.interval).unwrap_or(Duration::from_secs(60));
+        let every =
+            crate::settings::parse_duration(&self.settings.scheduler.interval).unwrap_or(Duration::from_secs(60));
         let engine = self.clone();
         std::thread::Builder::new()
             .name("renewgate-scheduler".into())

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use openssl::rand::rand_bytes;
 use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
 
-use crate::config::Settings;
+use crate::settings::Settings;
 
 #[derive(Clone)]
 pub struct MasterKey([u8; 32]);

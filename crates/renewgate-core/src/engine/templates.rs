@@ -21,7 +21,7 @@ pub fn add(
         return Err(RenewError::BadParameter("name".into(), "a template needs a name".into()));
     }
     if let Some(v) = validity {
-        crate::config::parse_duration(v).map_err(|e| RenewError::BadParameter("validity".into(), e.to_string()))?;
+        crate::settings::parse_duration(v).map_err(|e| RenewError::BadParameter("validity".into(), e.to_string()))?;
     }
     for e in ekus {
         if !EKUS.iter().any(|k| k.eq_ignore_ascii_case(e)) {

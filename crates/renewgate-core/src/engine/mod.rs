@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ca::BuiltinCa;
-use crate::config::Settings;
 use crate::db::{Backend, Pool};
 use crate::secrets::MasterKey;
+use crate::settings::Settings;
 
 pub use error::RenewError;
 
@@ -51,7 +51,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(pool: Pool, backend: Backend, master: MasterKey, settings: Settings) -> anyhow::Result<Engine> {
-        let default_validity = crate::config::parse_duration(&settings.issuance.validity)?;
+        let default_validity = crate::settings::parse_duration(&settings.issuance.validity)?;
         Ok(Engine {
             pool,
             backend,

@@ -214,7 +214,7 @@ pub fn normalize_setting(key: &str, v: &Value) -> Result<Value, String> {
             .map(|m| Value::String(m.into()))
             .ok_or_else(|| format!("{key}: Enrollment, Provisioning, Monitoring or Unassigned")),
         "validity" | "acme_coverage" | "acme_renewal_window" | "acme_order_renewal_window" | "auto_renew_before" => {
-            crate::config::parse_duration(&s).map(|_| Value::String(s.clone())).map_err(|e| format!("{key}: {e}"))
+            crate::settings::parse_duration(&s).map(|_| Value::String(s.clone())).map_err(|e| format!("{key}: {e}"))
         }
         "country" if s.len() != 2 => bad("a two-letter country code"),
         _ => Ok(Value::String(s)),
@@ -406,11 +406,11 @@ impl EffectivePolicy {
     /// of a certificate's validity (`scheduler::renewal_window`).
     pub fn auto_renew_before(&self) -> std::time::Duration {
         self.string("auto_renew_before")
-            .and_then(|s| crate::config::parse_duration(&s.0).ok())
+            .and_then(|s| crate::settings::parse_duration(&s.0).ok())
             .unwrap_or(std::time::Duration::from_secs(DEFAULT_AUTO_RENEW_BEFORE_SECS))
     }
     pub fn validity(&self, default: std::time::Duration) -> std::time::Duration {
-        self.string("validity").and_then(|s| crate::config::parse_duration(&s.0).ok()).unwrap_or(default)
+        self.string("validity").and_then(|s| crate::settings::parse_duration(&s.0).ok()).unwrap_or(default)
     }
     /// The key a service-generated CSR gets when the request names none (or names one a locked
     /// algorithm overrides).

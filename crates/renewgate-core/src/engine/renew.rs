@@ -504,7 +504,7 @@ impl Engine {
                 .as_ref()
                 .and_then(|t| t.validity.as_deref())
                 .filter(|_| !p.get("validity").is_some_and(|s| s.locked))
-                .and_then(|v| crate::config::parse_duration(v).ok())
+                .and_then(|v| crate::settings::parse_duration(v).ok())
                 .unwrap_or_else(|| p.validity(self.default_validity));
             let payload = IssuePayload {
                 csr_der: None,

@@ -518,7 +518,7 @@ impl Engine {
             read_after_finish = finished;
             next_poll = tokio::time::Instant::now() + Duration::from_millis(250);
             let engine = self.clone();
-            let outcome = actix_web::web::block(move || -> Result<JobOutcome, super::RenewError> {
+            let outcome = tokio::task::spawn_blocking(move || -> Result<JobOutcome, super::RenewError> {
                 let mut conn = engine.pool.get()?;
                 engine.job_outcome(&mut conn, job_id)
             })
