@@ -70,7 +70,7 @@ use crate::api::{admin, keyfactor, venafi};
         (name = "Keyfactor: orchestrator jobs", description = "Keyfactor API orchestrator jobs: the store jobs, their run history, acknowledging failed runs. Answers are documented in PascalCase, as the server sends them by default; the server answers camelCase instead (the .NET rule: `KeyfactorID` becomes `keyfactorID`, dictionary keys such as Metadata are kept) when the request body's first key starts with a lower-case letter, or when a GET carries `collectionId=0` without an `x-keyfactor-api-version` header. Request keys are matched case-insensitively. Authentication: Basic (`DOMAIN\\user:password`) or a bearer token from /vedauth/authorize/oauth. Errors are `{ErrorCode, Message}`."),
         (name = "Keyfactor: templates and CAs", description = "Keyfactor API templates (bound to policy folders), certificate authorities and the served endpoints. Answers are documented in PascalCase, as the server sends them by default; the server answers camelCase instead (the .NET rule: `KeyfactorID` becomes `keyfactorID`, dictionary keys such as Metadata are kept) when the request body's first key starts with a lower-case letter, or when a GET carries `collectionId=0` without an `x-keyfactor-api-version` header. Request keys are matched case-insensitively. Authentication: Basic (`DOMAIN\\user:password`) or a bearer token from /vedauth/authorize/oauth. Errors are `{ErrorCode, Message}`."),
     ),
-    modifiers(&SecuritySchemes, &ResponseDescriptions)
+    modifiers(&SecuritySchemes, &LoginThrottleResponses, &ResponseDescriptions)
 )]
 pub struct ApiDoc;
 
@@ -89,6 +89,59 @@ impl Modify for SecuritySchemes {
                 "A token from /vedauth/authorize/oauth or an APIKey from /vedsdk/authorize",
             ))),
         );
+    }
+}
+
+/// Wherever a password is checked (the two Venafi logins, every operation that takes Basic), the
+/// login throttle may answer 429 with `Retry-After`, and the bound on concurrent hashes 503.
+struct LoginThrottleResponses;
+
+impl Modify for LoginThrottleResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, ResponseBuilder, Type};
+        let response = |description: &str, schema: &str, retry_after: bool| {
+            let mut b = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build());
+            if retry_after {
+                b = b.header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(Some(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer)))
+                        .description(Some("Seconds until the closed user and source (or source) opens again"))
+                        .build(),
+                );
+            }
+            b.build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let venafi_login = path == "/vedauth/authorize/oauth" || path == "/vedsdk/authorize";
+            let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for op in ops.into_iter().flatten() {
+                let basic = op
+                    .security
+                    .iter()
+                    .flatten()
+                    .any(|r| serde_json::to_value(r).is_ok_and(|v| v.get("basic").is_some()));
+                let schema = match (venafi_login, basic) {
+                    (true, _) => "OAuthErrorBody",
+                    (false, true) => "KeyfactorErrorBody",
+                    _ => continue,
+                };
+                let rs = &mut op.responses.responses;
+                rs.entry("429".into()).or_insert_with(|| {
+                    response(
+                        "Too many failed logins from this source for this user (or from this source)",
+                        schema,
+                        true,
+                    )
+                    .into()
+                });
+                rs.entry("503".into()).or_insert_with(|| {
+                    response("Too many password checks at once, or the database is unavailable", schema, false).into()
+                });
+            }
+        }
     }
 }
 

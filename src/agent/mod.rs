@@ -2,9 +2,15 @@
 //! PEM-directory, PKCS#12 and JKS stores under a store root (write a temp file, fsync, rename,
 //! keep the previous file as `.bak`), runs a reload command, and reports each result. A job in
 //! progress when the agent dies is claimed again once its lease expires.
+//!
+//! Every file operation goes through [`safe_fs`]: paths are resolved beneath the store root
+//! without following symbolic links (a link there, as a directory or as the file, fails the job
+//! with "refusing to …"), temporary files get random names and are created exclusively with their
+//! final mode, backups are hard links (never copies), and a remove takes the backup and leftover
+//! temporary files with it.
+mod safe_fs;
+
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -12,6 +18,7 @@ use openssl::pkey::PKey;
 use openssl::x509::X509;
 
 use crate::api::admin::agent::{AgentJob, AgentResult};
+use safe_fs::{StoreRoot, WriteOptions};
 
 pub struct AgentConfig {
     pub gateway: String,
@@ -105,11 +112,17 @@ impl Agent {
 
     /// Installs or removes; `Ok(Some(text))` is a warning (installed, but the reload failed).
     fn process(&self, job: &AgentJob) -> anyhow::Result<Option<String>> {
-        let target = resolve_store_path(&self.cfg.store_root, &job.store_path)?;
+        let rel = resolve_store_path(&job.store_path)?;
+        let target = self.cfg.store_root.join(&rel);
         let alias = alias_of(job);
         match job.operation.as_str() {
-            "add" => install(job, &target, &alias)?,
-            "remove" => remove(job, &target, &alias)?,
+            "add" => install(job, &StoreRoot::open_or_create(&self.cfg.store_root)?, &rel, &alias)?,
+            "remove" => match StoreRoot::open(&self.cfg.store_root) {
+                Ok(store) => remove(job, &store, &rel, &alias)?,
+                // No store root, nothing to remove.
+                Err(e) if e.kind() == safe_fs::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            },
             other => anyhow::bail!("unknown operation {other}"),
         }
         if let Some(cmd) = &self.cfg.reload_command {
@@ -141,10 +154,11 @@ fn alias_of(job: &AgentJob) -> String {
         .replace(['/', '\\'], "_")
 }
 
-/// A StorePath under the store root: absolute paths are taken relative to the root; a path that
-/// would escape it (`..`) is refused.
-pub fn resolve_store_path(root: &Path, store_path: &str) -> anyhow::Result<PathBuf> {
-    let mut out = root.to_path_buf();
+/// A StorePath as a path relative to the store root: absolute paths are taken relative to the
+/// root; a path that would escape it (`..`) is refused. What lies beneath is reached through
+/// [`safe_fs`], which follows no symbolic link there.
+pub fn resolve_store_path(store_path: &str) -> anyhow::Result<PathBuf> {
+    let mut out = PathBuf::new();
     for c in Path::new(store_path).components() {
         match c {
             Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
@@ -152,58 +166,37 @@ pub fn resolve_store_path(root: &Path, store_path: &str) -> anyhow::Result<PathB
             Component::ParentDir => anyhow::bail!("store path {store_path} escapes the store root"),
         }
     }
-    anyhow::ensure!(out != root, "store path {store_path} names the store root itself");
+    anyhow::ensure!(!out.as_os_str().is_empty(), "store path {store_path} names the store root itself");
     Ok(out)
 }
 
-/// Writes a file atomically: temp file in the same directory, fsync, rename; the previous file
-/// becomes `<name>.bak`.
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
-    let dir = path.parent().ok_or_else(|| anyhow::anyhow!("{} has no parent directory", path.display()))?;
-    fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("store")));
-    {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    if path.exists() {
-        let bak = path.with_file_name(format!("{}.bak", path.file_name().and_then(|n| n.to_str()).unwrap_or("store")));
-        fs::copy(path, &bak)?;
-    }
-    fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("cannot replace {}: {e}", path.display()))?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
+/// The longest certificate file read back to compare with the job's.
+const MAX_CERTIFICATE_LEN: u64 = 1 << 20;
 
-fn install(job: &AgentJob, target: &Path, alias: &str) -> anyhow::Result<()> {
+/// Writes each file atomically beneath the store root (`safe_fs::StoreRoot::write_file`): a
+/// temporary file with a random name and the final mode, fsync, the previous file kept as
+/// `<name>.bak` (a hard link), rename, fsync the directory; missing directories are created
+/// (0700). A symbolic link, directory or other non-regular file at a name fails the job.
+fn install(job: &AgentJob, store: &StoreRoot, rel: &Path, alias: &str) -> anyhow::Result<()> {
     let leaf_pem = job.certificate_pem.as_deref().ok_or_else(|| anyhow::anyhow!("the job carries no certificate"))?;
     let chain_pem = job.chain_pem.clone().unwrap_or_default();
     match job.store_type.as_str() {
         "pem-dir" => {
-            let crt = target.join(format!("{alias}.crt"));
-            if crt.exists() && !job.overwrite {
-                let current = fs::read_to_string(&crt).unwrap_or_default();
-                if current != leaf_pem {
-                    anyhow::bail!("{} exists and the job does not allow overwriting", crt.display());
-                }
+            let crt = rel.join(format!("{alias}.crt"));
+            if !job.overwrite
+                && let Some(current) = store.read_file(&crt, MAX_CERTIFICATE_LEN)?
+                && current != leaf_pem.as_bytes()
+            {
+                anyhow::bail!("{} exists and the job does not allow overwriting", crt.display());
             }
-            write_atomic(&crt, leaf_pem.as_bytes(), 0o644)?;
-            write_atomic(
-                &target.join(format!("{alias}.chain.pem")),
+            store.write_file(&crt, leaf_pem.as_bytes(), WriteOptions::new(0o644))?;
+            store.write_file(
+                &rel.join(format!("{alias}.chain.pem")),
                 format!("{leaf_pem}{chain_pem}").as_bytes(),
-                0o644,
+                WriteOptions::new(0o644),
             )?;
             if let Some(k) = &job.private_key_pem {
-                write_atomic(&target.join(format!("{alias}.key")), k.as_bytes(), 0o600)?;
+                store.write_file(&rel.join(format!("{alias}.key")), k.as_bytes(), WriteOptions::new(0o600))?;
             }
         }
         "pkcs12" | "jks" => {
@@ -228,7 +221,7 @@ fn install(job: &AgentJob, target: &Path, alias: &str) -> anyhow::Result<()> {
             };
             // Store passwords are the store's own: not held to the download strength rule.
             let bytes = render_unchecked(&bundle, &opts)?;
-            write_atomic(target, &bytes, 0o600)?;
+            store.write_file(rel, &bytes, WriteOptions::new(0o600))?;
         }
         other => anyhow::bail!("unknown store type {other}"),
     }
@@ -247,21 +240,27 @@ fn render_unchecked(
     })
 }
 
-fn remove(job: &AgentJob, target: &Path, alias: &str) -> anyhow::Result<()> {
-    match job.store_type.as_str() {
-        "pem-dir" => {
-            for f in [format!("{alias}.crt"), format!("{alias}.chain.pem"), format!("{alias}.key")] {
-                let p = target.join(f);
-                if p.exists() {
-                    fs::remove_file(&p).map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", p.display()))?;
-                }
-            }
-        }
-        _ => {
-            if target.exists() {
-                fs::remove_file(target).map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", target.display()))?;
-            }
-        }
+/// Removes the store's files with their `<name>.bak` and the agent's leftover temporary files
+/// (`safe_fs::StoreRoot::remove_file`), so that no key material stays behind; a missing file is
+/// fine. A file that is a symbolic link is refused (never followed, not unlinked): the agent
+/// did not put it there.
+fn remove(job: &AgentJob, store: &StoreRoot, rel: &Path, alias: &str) -> anyhow::Result<()> {
+    let files = match job.store_type.as_str() {
+        "pem-dir" => [format!("{alias}.crt"), format!("{alias}.chain.pem"), format!("{alias}.key")]
+            .into_iter()
+            .map(|f| rel.join(f))
+            .collect(),
+        _ => vec![rel.to_path_buf()],
+    };
+    for f in files {
+        let removed = store.remove_file(&f)?;
+        tracing::debug!(
+            file = %f.display(),
+            removed = removed.file,
+            backup = removed.backup,
+            temp_files = removed.temp_files,
+            "removed from the store"
+        );
     }
     Ok(())
 }
@@ -272,14 +271,14 @@ mod tests {
 
     #[test]
     fn store_paths_stay_under_the_root() {
-        let root = Path::new("/srv/stores");
         assert_eq!(
-            resolve_store_path(root, "/home/pi/cherry/cherrystore").unwrap(),
-            PathBuf::from("/srv/stores/home/pi/cherry/cherrystore")
+            resolve_store_path("/home/pi/cherry/cherrystore").unwrap(),
+            PathBuf::from("home/pi/cherry/cherrystore")
         );
-        assert_eq!(resolve_store_path(root, "web/tls").unwrap(), PathBuf::from("/srv/stores/web/tls"));
-        assert!(resolve_store_path(root, "../etc").is_err());
-        assert!(resolve_store_path(root, "/a/../../etc").is_err());
-        assert!(resolve_store_path(root, "/").is_err());
+        assert_eq!(resolve_store_path("web/tls").unwrap(), PathBuf::from("web/tls"));
+        assert!(resolve_store_path("../etc").is_err());
+        assert!(resolve_store_path("/a/../../etc").is_err());
+        assert!(resolve_store_path("/").is_err());
+        assert!(resolve_store_path("").is_err());
     }
 }

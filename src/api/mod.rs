@@ -6,3 +6,16 @@ pub mod body;
 pub mod keyfactor;
 pub mod observe;
 pub mod venafi;
+
+/// The client's address for login throttling: the TCP peer, or behind `http.trusted_proxies` the
+/// last `X-Forwarded-For` hop that is not a trusted proxy.
+pub fn client_ip(req: &actix_web::HttpRequest, settings: &crate::settings::Settings) -> std::net::IpAddr {
+    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let trusted = settings.trusted_proxies().unwrap_or_default();
+    if trusted.is_empty() {
+        return peer;
+    }
+    let xff: Vec<&str> = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
+    let joined = xff.join(",");
+    crate::auth::throttle::client_source(peer, (!joined.is_empty()).then_some(joined.as_str()), &trusted)
+}

@@ -8,5 +8,6 @@ pub mod db;
 pub mod engine;
 pub mod formats;
 pub mod metrics;
+pub mod names;
 pub mod secrets;
 pub mod settings;

@@ -157,6 +157,25 @@ pub struct AuthSettings {
     pub token_lifetime: String,
     /// How long a refresh token may be used.
     pub refresh_lifetime: String,
+    /// Login throttling, counted from failed password checks (`auth.throttle.*`).
+    pub throttle: ThrottleSettings,
+    /// Password hashes (argon2) checked at once; beyond it a login answers 503. 0: the number of cores.
+    pub max_concurrent_hashes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ThrottleSettings {
+    /// Failures of one user from one source (IPv6 per /64) per 60 s that close that pair; 0 disables.
+    pub per_user_source: u32,
+    /// Failures from one source per 60 s that close the source; 0 disables.
+    pub per_source: u32,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        ThrottleSettings { per_user_source: 10, per_source: 100 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -210,6 +229,9 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// HTTP worker threads (default: number of CPUs).
     pub workers: usize,
+    /// Reverse proxies (addresses or CIDRs) whose `X-Forwarded-For` is believed: behind them the
+    /// client is the last hop that is not one of them. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Settings {
@@ -247,7 +269,12 @@ impl Default for CaSettings {
 }
 impl Default for AuthSettings {
     fn default() -> Self {
-        AuthSettings { token_lifetime: "90d".into(), refresh_lifetime: "365d".into() }
+        AuthSettings {
+            token_lifetime: "90d".into(),
+            refresh_lifetime: "365d".into(),
+            throttle: ThrottleSettings::default(),
+            max_concurrent_hashes: 0,
+        }
     }
 }
 impl Default for VenafiSettings {
@@ -277,11 +304,25 @@ impl Default for LogSettings {
 }
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings { max_body_bytes: 1024 * 1024, workers: 0 }
+        HttpSettings { max_body_bytes: 1024 * 1024, workers: 0, trusted_proxies: vec![] }
     }
 }
 
 impl Settings {
+    /// `http.trusted_proxies` parsed: a bare address is a /32 or /128.
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.http
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                let p = p.trim();
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| anyhow::anyhow!("http.trusted_proxies: {p:?} is not an address or CIDR"))
+            })
+            .collect()
+    }
+
     /// Loads defaults, then the TOML file (if given), then the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
         let mut b = config::Config::builder();
@@ -295,6 +336,7 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("tls.names")
                 .with_list_parse_key("acme.validation.hosts")
+                .with_list_parse_key("http.trusted_proxies")
                 .try_parsing(true),
         );
         let mut s: Settings = b.build()?.try_deserialize()?;
@@ -324,6 +366,7 @@ impl Settings {
             anyhow::bail!("venafi.work_to_do_timeout must be between 0 and 120 seconds");
         }
         crate::ca::KeySpec::parse_config(&self.ca.key_type)?;
+        self.trusted_proxies()?;
         if crate::formats::Pkcs12Profile::parse(&self.formats.pkcs12_profile).is_none() {
             anyhow::bail!("formats.pkcs12_profile must be modern or legacy");
         }

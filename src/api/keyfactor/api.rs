@@ -122,6 +122,7 @@ async fn render(
                 status: actix_web::http::StatusCode::BAD_REQUEST,
                 code: super::error::NO_PRIVATE_KEY,
                 message: "No private key could be found for the given certificate.".into(),
+                retry_after: None,
             });
         }
         let opts = OutputOptions {

@@ -18,6 +18,8 @@ pub struct KeyfactorError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429 from the login throttle).
+    pub retry_after: Option<u64>,
 }
 
 /// Codes: the ones seen from real Command, and one per class of our own.
@@ -29,23 +31,38 @@ pub const UNAVAILABLE: &str = "0xA0100002";
 
 impl KeyfactorError {
     pub fn bad_request(m: impl Into<String>) -> Self {
-        KeyfactorError { status: StatusCode::BAD_REQUEST, code: VALIDATION, message: m.into() }
+        KeyfactorError { status: StatusCode::BAD_REQUEST, code: VALIDATION, message: m.into(), retry_after: None }
     }
     pub fn not_found(m: impl Into<String>) -> Self {
-        KeyfactorError { status: StatusCode::NOT_FOUND, code: NOT_FOUND, message: m.into() }
+        KeyfactorError { status: StatusCode::NOT_FOUND, code: NOT_FOUND, message: m.into(), retry_after: None }
     }
     pub fn unauthorized() -> Self {
         KeyfactorError {
             status: StatusCode::UNAUTHORIZED,
             code: AUTH,
             message: "The user is not authenticated.".into(),
+            retry_after: None,
         }
     }
     pub fn forbidden(m: impl Into<String>) -> Self {
-        KeyfactorError { status: StatusCode::FORBIDDEN, code: AUTH, message: m.into() }
+        KeyfactorError { status: StatusCode::FORBIDDEN, code: AUTH, message: m.into(), retry_after: None }
+    }
+    /// 429: the login throttle closed this user and source, or the source.
+    pub fn throttled(secs: u64) -> Self {
+        KeyfactorError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: AUTH,
+            message: format!("Too many failed logins; retry after {secs} seconds."),
+            retry_after: Some(secs),
+        }
     }
     pub fn unavailable(m: impl Into<String>) -> Self {
-        KeyfactorError { status: StatusCode::SERVICE_UNAVAILABLE, code: UNAVAILABLE, message: m.into() }
+        KeyfactorError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: UNAVAILABLE,
+            message: m.into(),
+            retry_after: None,
+        }
     }
 }
 
@@ -66,6 +83,9 @@ impl ResponseError for KeyfactorError {
         let mut r = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {
             r.insert_header(("WWW-Authenticate", "Basic realm=\"Keyfactor\""));
+        }
+        if let Some(secs) = self.retry_after {
+            r.insert_header(("Retry-After", secs.to_string()));
         }
         r.content_type("application/json; charset=utf-8").body(
             serde_json::to_string(&KeyfactorErrorBody { error_code: self.code.into(), message: self.message.clone() })
@@ -104,5 +124,16 @@ impl From<diesel::result::Error> for KeyfactorError {
 impl From<crate::formats::FormatError> for KeyfactorError {
     fn from(e: crate::formats::FormatError) -> Self {
         KeyfactorError::bad_request(e.to_string())
+    }
+}
+
+impl From<crate::auth::login::LoginError> for KeyfactorError {
+    fn from(e: crate::auth::login::LoginError) -> Self {
+        use crate::auth::login::{LoginError, retry_after_secs};
+        match e {
+            LoginError::Throttled(d) => KeyfactorError::throttled(retry_after_secs(d)),
+            LoginError::Busy => KeyfactorError::unavailable("Too many logins at once; retry shortly."),
+            LoginError::Auth(a) => KeyfactorError::unavailable(a.to_string()),
+        }
     }
 }

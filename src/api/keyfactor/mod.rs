@@ -163,9 +163,10 @@ pub async fn authenticate(
                 let user = bare_user(user).to_string();
                 let pass = pass.to_string();
                 let engine = state.engine.clone();
+                let source = crate::api::client_ip(req, &state.engine.settings);
                 let p = web::block(move || -> Result<Option<Principal>, KeyfactorError> {
                     let mut c = engine.pool.get()?;
-                    match auth::check_password(&mut c, &user, &pass) {
+                    match engine.login.check_password(&mut c, &user, &pass, source, "keyfactor") {
                         Ok(u) => {
                             let scopes = Scopes::parse(&u.max_scope).map_err(|e| KeyfactorError::bad_request(e.0))?;
                             Ok(Some(Principal {
@@ -181,8 +182,11 @@ pub async fn authenticate(
                                 client_machine: None,
                             }))
                         }
-                        Err(auth::AuthError::Db(e)) => Err(KeyfactorError::unavailable(e.to_string())),
-                        Err(_) => Ok(None),
+                        Err(auth::login::LoginError::Auth(auth::AuthError::Db(e))) => {
+                            Err(KeyfactorError::unavailable(e.to_string()))
+                        }
+                        Err(auth::login::LoginError::Auth(_)) => Ok(None),
+                        Err(e) => Err(e.into()),
                     }
                 })
                 .await??

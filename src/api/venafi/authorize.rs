@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use super::{VenafiError, authenticate, json_body, json_ok, presented_token};
 use crate::app::AppState;
+use crate::auth::login::LoginError;
 use crate::auth::{self, AuthError, IssuedToken, Scopes};
 use crate::settings::parse_duration;
 
@@ -126,7 +127,12 @@ fn lifetimes(state: &AppState) -> (std::time::Duration, std::time::Duration) {
 #[utoipa::path(post, path = "/vedauth/authorize/oauth", tag = "Venafi: authorization",
     request_body = OAuthRequest,
     responses((status = 200, body = TokenResponse), (status = 400, description = "Bad credentials or scope", body = OAuthErrorBody)))]
-pub async fn oauth(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, VenafiError> {
+pub async fn oauth(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, VenafiError> {
+    let source = crate::api::client_ip(&req, &state.engine.settings);
     let body = json_body(payload, &state).await.map_err(|e| invalid_grant(&e.to_string()))?;
     let bad =
         |e: crate::api::body::BodyError| VenafiError::OAuth(StatusCode::BAD_REQUEST, "invalid_request", e.to_string());
@@ -144,10 +150,13 @@ pub async fn oauth(state: web::Data<AppState>, payload: web::Payload) -> Result<
     let engine = state.engine.clone();
     let result = web::block(move || -> Result<Result<(IssuedToken, String), AuthError>, VenafiError> {
         let mut conn = engine.pool.get()?;
-        Ok(auth::check_password(&mut conn, &username, &password).and_then(|user| {
-            auth::issue_token(&mut conn, &user, &requested, &client_id, "oauth", life, Some(refresh_life))
-                .map(|t| (t, user.guid))
-        }))
+        let user = match engine.login.check_password(&mut conn, &username, &password, source, "venafi") {
+            Ok(u) => u,
+            Err(LoginError::Auth(e)) => return Ok(Err(e)),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(auth::issue_token(&mut conn, &user, &requested, &client_id, "oauth", life, Some(refresh_life))
+            .map(|t| (t, user.guid)))
     })
     .await??;
     match result {
@@ -239,7 +248,12 @@ pub async fn revoke(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     request_body = LegacyLoginRequest,
     responses((status = 200, body = LegacyLoginResponse), (status = 400, description = "No username, or a body that is not JSON", body = crate::api::venafi::certificates::ErrorBody),
               (status = 401, description = "Wrong credentials", body = OAuthErrorBody)))]
-pub async fn legacy_login(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, VenafiError> {
+pub async fn legacy_login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, VenafiError> {
+    let source = crate::api::client_ip(&req, &state.engine.settings);
     let body = json_body(payload, &state).await?;
     let username = body.nonblank("username")?.ok_or_else(|| VenafiError::BadRequest("Username is required.".into()))?;
     let password = body.str("password")?.unwrap_or_default();
@@ -247,13 +261,18 @@ pub async fn legacy_login(state: web::Data<AppState>, payload: web::Payload) -> 
     let engine = state.engine.clone();
     let result = web::block(move || -> Result<Result<IssuedToken, AuthError>, VenafiError> {
         let mut conn = engine.pool.get()?;
-        Ok(auth::check_password(&mut conn, &username, &password).and_then(|user| {
+        let user = match engine.login.check_password(&mut conn, &username, &password, source, "venafi") {
+            Ok(u) => u,
+            Err(LoginError::Auth(e)) => return Ok(Err(e)),
+            Err(e) => return Err(e.into()),
+        };
+        Ok((|| {
             let max = Scopes::parse(&user.max_scope).map_err(|e| AuthError::Scope(e.0))?;
             // The legacy API key has the user's whole scope and a UUID shape, as TPP's had.
             let mut t = auth::issue_token(&mut conn, &user, &max, "legacy-api-key", "apikey", life, None)?;
             t.access_token = t.access_token.clone();
             Ok(t)
-        }))
+        })())
     })
     .await??;
     match result {

@@ -25,6 +25,21 @@ pub enum VenafiError {
     OAuth(StatusCode, &'static str, String),
     /// A server-side failure that is not the caller's fault.
     Internal(String),
+    /// 429 (OAuth shape, `Retry-After`): the login throttle closed this user and source, or the source.
+    Throttled(u64),
+    /// 503 (OAuth shape): every password-hash slot is taken.
+    Busy,
+}
+
+impl From<crate::auth::login::LoginError> for VenafiError {
+    fn from(e: crate::auth::login::LoginError) -> Self {
+        use crate::auth::login::{LoginError, retry_after_secs};
+        match e {
+            LoginError::Throttled(d) => VenafiError::Throttled(retry_after_secs(d)),
+            LoginError::Busy => VenafiError::Busy,
+            LoginError::Auth(a) => VenafiError::Internal(a.to_string()),
+        }
+    }
 }
 
 /// The message table: every Venafi text for an engine error lives here.
@@ -108,6 +123,7 @@ pub fn policy_message(v: &PolicyViolation) -> String {
         PolicyViolation::Sans(names) => {
             format!("SANs error. Subject alternative names {} violate policy settings.", names.join(", "))
         }
+        PolicyViolation::BadName(e) => e.to_string(),
         PolicyViolation::KeyReuse => {
             "This CSR appears to reuse a private key. Private key reuse has not been allowed.".into()
         }
@@ -133,6 +149,8 @@ impl std::fmt::Display for VenafiError {
             VenafiError::Unauthorized => f.write_str("Invalid token format"),
             VenafiError::InsufficientScope(s) => write!(f, "insufficient scope {s}"),
             VenafiError::OAuth(_, e, d) => write!(f, "{e}: {d}"),
+            VenafiError::Throttled(secs) => write!(f, "too many failed logins; retry after {secs} s"),
+            VenafiError::Busy => f.write_str("too many concurrent logins"),
         }
     }
 }
@@ -186,7 +204,8 @@ impl ResponseError for VenafiError {
             VenafiError::Unauthorized => StatusCode::UNAUTHORIZED,
             VenafiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             VenafiError::OAuth(s, _, _) => *s,
-            VenafiError::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
+            VenafiError::Internal(_) | VenafiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            VenafiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -200,6 +219,14 @@ impl ResponseError for VenafiError {
                 "error_description": format!("Grant rejected scope '{scope}'. Call POST Authorize/OAuth with the correct scope and restriction. Update the header with the new token and retry.")
             }),
             VenafiError::OAuth(_, e, d) => json!({"error": e, "error_description": d}),
+            VenafiError::Throttled(secs) => json!({
+                "error": "too_many_requests",
+                "error_description": format!("Too many failed logins; retry after {secs} seconds.")
+            }),
+            VenafiError::Busy => json!({
+                "error": "temporarily_unavailable",
+                "error_description": "Too many logins at once; retry shortly."
+            }),
             VenafiError::Internal(m) => {
                 tracing::error!(error = %m, "internal error answering a Venafi call");
                 json!({"Error": "The gateway could not complete the request; try again later.", "Success": false})
@@ -209,6 +236,9 @@ impl ResponseError for VenafiError {
         let mut resp = HttpResponse::build(self.status_code());
         if matches!(self, VenafiError::Unauthorized) {
             resp.insert_header(("WWW-Authenticate", "Bearer realm=\"renewgate\""));
+        }
+        if let VenafiError::Throttled(secs) = self {
+            resp.insert_header(("Retry-After", secs.to_string()));
         }
         resp.content_type("application/json; charset=utf-8").body(body.to_string())
     }

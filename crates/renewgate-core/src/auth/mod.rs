@@ -2,7 +2,9 @@
 //!
 //! Argon2 runs only where a human password is presented (token grant, legacy login); every API
 //! request is authenticated by one indexed lookup of the token's SHA-256.
+pub mod login;
 pub mod scopes;
+pub mod throttle;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};

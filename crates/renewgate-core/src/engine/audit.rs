@@ -16,6 +16,8 @@ pub mod action {
     pub const REVOKE: &str = "revoke";
     pub const KEY_DOWNLOAD: &str = "key_download";
     pub const POLICY_CHANGE: &str = "policy_change";
+    /// A login-throttle key closed (one row per key and window; target names the key).
+    pub const LOGIN_THROTTLED: &str = "login_throttled";
 }
 
 /// One thing to record.

@@ -47,6 +47,8 @@ pub struct Engine {
     pub settings: Settings,
     pub default_validity: Duration,
     pub signals: Arc<queue::Signals>,
+    /// Login throttling and the bound on concurrent password hashes (in memory, per instance).
+    pub login: Arc<crate::auth::login::LoginGate>,
 }
 
 impl Engine {
@@ -57,9 +59,10 @@ impl Engine {
             backend,
             ca: BuiltinCa::new(master.clone()),
             master,
-            settings,
+            settings: settings.clone(),
             default_validity,
             signals: Arc::new(queue::Signals::default()),
+            login: Arc::new(crate::auth::login::LoginGate::new(&settings.auth)),
         })
     }
 }

@@ -55,6 +55,9 @@ pub fn find_folder(conn: &mut DbConn, dn: &str) -> QueryResult<Option<PolicyFold
 
 /// Creates the folder and any missing parents; returns true when the folder itself was new.
 pub fn ensure_folder(conn: &mut DbConn, dn: &str) -> QueryResult<bool> {
+    // The last guard: callers check the DN first to answer 400; no path may store a DN that would
+    // split the log lines and audit rows it is written into.
+    crate::names::check_folder_dn(dn).map_err(|e| diesel::result::Error::QueryBuilderError(Box::new(e)))?;
     let dn = normalize_dn(dn);
     let mut created = false;
     for (i, d) in ancestry(&dn).iter().rev().enumerate() {
@@ -246,6 +249,7 @@ pub fn merge_folder(
     lock: &[String],
     unlock: &[String],
 ) -> Result<FolderSettings, String> {
+    crate::names::check_folder_dn(dn).map_err(|e| e.to_string())?;
     let dn = normalize_dn(dn);
     ensure_folder(conn, &dn).map_err(|e| e.to_string())?;
     let folder = find_folder(conn, &dn).map_err(|e| e.to_string())?.ok_or("folder vanished")?;

@@ -200,6 +200,8 @@ impl Engine {
             None => p.default_key_spec(requested_key),
         };
         let final_subject = validate::check(p, &subject, &sans, Some(key_spec)).map_err(RenewError::Policy)?;
+        // What is issued is the checked form: A-labels, no trailing dot, canonical IPs.
+        let sans = crate::names::normalize_sans(&sans).map_err(|e| RenewError::Policy(PolicyViolation::BadName(e)))?;
         let payload = IssuePayload {
             csr_der: csr.map(|r| to_b64(r.to_der())).transpose()?,
             subject_der: Some(to_b64(final_subject.to_name()?.to_der())?),
@@ -663,6 +665,8 @@ impl Engine {
         let chain_pem: String =
             cas.iter().filter_map(|c| c.to_pem().ok()).map(|p| String::from_utf8_lossy(&p).into_owned()).collect();
         let mut out = vec![];
+        crate::names::check_folder_dn(&policy_dn)
+            .map_err(|e| RenewError::BadParameter("PolicyDN".into(), e.to_string()))?;
         write_tx(conn, None, |c| -> Result<(), RenewError> {
             policy::ensure_folder(c, &policy_dn)?;
             for leaf in &leaves {

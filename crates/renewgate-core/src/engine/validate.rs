@@ -34,6 +34,9 @@ pub enum PolicyViolation {
     CsrRequired(String),
     /// The folder requires a service-generated key and a CSR was given.
     ServiceCsrRequired(String),
+    /// A name that no certificate may carry (control characters, bad DNS syntax, a wildcard
+    /// over a public suffix...): checked before any policy rule, in every dialect.
+    BadName(crate::names::NameError),
 }
 
 /// The subject fields of an X.509 name.
@@ -84,6 +87,8 @@ pub fn check(
     sans: &SanSet,
     key: Option<KeySpec>,
 ) -> Result<SubjectSpec, PolicyViolation> {
+    let sans = &crate::names::normalize_sans(sans).map_err(PolicyViolation::BadName)?;
+    crate::names::check_subject(subject).map_err(PolicyViolation::BadName)?;
     let mut s = subject.clone();
     let domains = p.domains();
     if let Some(cn) = &s.common_name {

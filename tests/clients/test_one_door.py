@@ -1,0 +1,182 @@
+"""Regression tests for the holes the "One door" issue lists, each on SQLite and PostgreSQL: a rule
+one path applied and another forgot. Each test fails on the build before the fix."""
+import uuid
+
+import pytest
+import requests
+
+from rg_helpers import assert_venafi_error, db_scalar, make_csr, sql_str
+from test_acme_accounts import Client, Key, problem
+
+ROOT = "\\VED\\Policy"
+
+# Names no certificate may carry (hole 3): a NUL that splits the name for C string readers, and
+# characters that are no part of a DNS name.
+BAD_DNS_NAMES = [
+    "attacker.com\x00.example.com",
+    "has space.example.com",
+    "slash/x.example.com",
+    "query?.example.com",
+    "crlf\r\n.example.com",
+    "a..b.example.com",
+    "*.com",
+]
+
+
+@pytest.fixture(scope="module")
+def s(gateway):
+    return gateway.session()
+
+
+def objects_named(gw, fragment):
+    return int(db_scalar(gw, f"SELECT COUNT(*) FROM cert_objects WHERE dn LIKE {sql_str('%' + fragment + '%')}"))
+
+
+@pytest.mark.parametrize("bad", BAD_DNS_NAMES, ids=lambda b: repr(b))
+def test_venafi_request_refuses_a_malformed_san(gateway, s, bad):
+    cn = f"names-{uuid.uuid4().hex[:8]}.example.com"
+    jobs_before = db_scalar(gateway, "SELECT COUNT(*) FROM jobs")
+    r = s.post("/vedsdk/certificates/request", json={
+        "PolicyDN": ROOT, "Subject": cn, "ObjectName": cn, "KeyAlgorithm": "ECC", "EllipticCurve": "P256",
+        "SubjectAltNames": [{"Type": 2, "Name": cn}, {"Type": 2, "Name": bad}]})
+    body = assert_venafi_error(r, 400, startswith="invalid DNS name")
+    # The value is named, escaped: no raw control character reaches the message.
+    assert not any(ord(ch) < 0x20 for ch in body["Error"]), body
+    assert db_scalar(gateway, "SELECT COUNT(*) FROM jobs") == jobs_before, "nothing is queued"
+    assert objects_named(gateway, cn) == 0, "no object is created"
+
+
+def test_venafi_csr_with_a_nul_in_a_san_is_refused(gateway, s):
+    cn = f"csr-nul-{uuid.uuid4().hex[:8]}.example.com"
+    _, csr = make_csr(cn, dns=[cn, "attacker.com\x00.example.com"])
+    r = s.post("/vedsdk/certificates/request", json={"PolicyDN": ROOT, "PKCS10": csr, "ObjectName": cn})
+    assert_venafi_error(r, 400, contains="attacker.com\\0.example.com")
+    assert objects_named(gateway, cn) == 0
+
+
+def test_venafi_subject_with_a_control_character_is_refused(gateway, s):
+    cn = f"cn-{uuid.uuid4().hex[:8]}"
+    r = s.post("/vedsdk/certificates/request", json={
+        "PolicyDN": ROOT, "Subject": cn + "\nforged", "ObjectName": cn, "KeyAlgorithm": "ECC",
+        "EllipticCurve": "P256"})
+    assert_venafi_error(r, 400, startswith="invalid common name")
+    assert objects_named(gateway, cn) == 0
+
+
+def test_names_are_issued_normalized(gateway, s):
+    """One trailing dot removed and an internationalized name issued as its A-label."""
+    from rg_helpers import san_sets, wait_retrieve, retrieved_certs
+    cn = f"idn-{uuid.uuid4().hex[:8]}.example.com"
+    r = s.post("/vedsdk/certificates/request", json={
+        "PolicyDN": ROOT, "Subject": cn, "ObjectName": cn, "KeyAlgorithm": "ECC", "EllipticCurve": "P256",
+        "SubjectAltNames": [{"Type": 2, "Name": cn + "."}, {"Type": 2, "Name": "bücher.example.com"}]})
+    assert r.status_code == 200, r.text
+    cert = retrieved_certs(wait_retrieve(s, r.json()["CertificateDN"]))[0]
+    assert san_sets(cert)["dns"] == {cn, "xn--bcher-kva.example.com"}
+
+
+def test_folder_dn_with_a_newline_is_refused(gateway, s):
+    """Hole 7: a folder DN holding a newline was accepted and logged raw."""
+    forged = ROOT + "\\evil\nlevel=INFO msg=forged"
+    r = gateway.cli("policy", "set", forged, "domains=example.com", check=False)
+    assert r.returncode != 0
+    assert "control character" in (r.stderr + r.stdout)
+    assert int(db_scalar(gateway, "SELECT COUNT(*) FROM policy_folders WHERE dn LIKE '%evil%'")) == 0
+    r = s.post("/vedsdk/certificates/request", json={
+        "PolicyDN": forged, "Subject": "x.example.com", "ObjectName": "x.example.com", "KeyAlgorithm": "ECC",
+        "EllipticCurve": "P256"})
+    assert r.status_code == 400, r.text
+    assert "\nlevel=INFO" not in gateway.logs()
+
+
+def test_acme_new_order_refuses_a_malformed_identifier(gateway):
+    gateway.cli("policy", "set", "\\VED\\Policy\\AcmeNames", "domains=example.test")
+    env = dict(line.split("=", 1) for line in gateway.cli(
+        "acme", "eab", "create", "--policy", "\\VED\\Policy\\AcmeNames").stdout.split())
+    c = Client(gateway, Key("ES256"))
+    assert c.register(env["EAB_KID"], env["EAB_HMAC_KEY"]).status_code == 201
+    url = c.dir["newOrder"]
+    for bad in ["a\x00b.example.test", "sp ace.example.test", "x/y.example.test"]:
+        orders_before = db_scalar(gateway, "SELECT COUNT(*) FROM acme_orders")
+        r = c.post(url, c.jws(url, {"identifiers": [{"type": "dns", "value": bad}]}))
+        j = problem(r, 400, "rejectedIdentifier")
+        assert "invalid DNS name" in j["detail"], j
+        assert db_scalar(gateway, "SELECT COUNT(*) FROM acme_orders") == orders_before
+
+
+# ---------------------------------------------------------------- hole 9: password guessing
+
+def oauth(gw, user, password, headers=None):
+    return requests.post(gw.url + "/vedauth/authorize/oauth", verify=gw.ca_bundle, timeout=30, headers=headers or {},
+                         json={"username": user, "password": password, "client_id": "t", "scope": "certificate"})
+
+
+def keyfactor_basic(gw, user, password):
+    return requests.get(gw.url + "/KeyfactorAPI/Certificates", verify=gw.ca_bundle, timeout=30,
+                        auth=(user, password), headers={"x-keyfactor-requested-with": "APIClient"})
+
+
+def audit_count(gw, action):
+    return int(db_scalar(gw, f"SELECT COUNT(*) FROM audit_log WHERE action = {sql_str(action)}"))
+
+
+def test_failed_logins_close_the_user_and_source_pair(gateway_factory):
+    gw = gateway_factory()
+    for _ in range(10):
+        r = oauth(gw, "admin", "wrong-password")
+        assert r.status_code == 400 and r.json()["error"] == "invalid_grant", r.text
+    # Closed: even the right password is answered 429 at once, with Retry-After, in the OAuth shape.
+    r = oauth(gw, "admin", gw.admin_password)
+    assert r.status_code == 429, r.text
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    assert r.json()["error"] == "too_many_requests"
+    assert audit_count(gw, "login_throttled") == 1, "one audit row per key and window"
+    for _ in range(3):
+        assert oauth(gw, "admin", "wrong-password").status_code == 429
+    assert audit_count(gw, "login_throttled") == 1
+    # The legacy login and Keyfactor Basic share the gate: same user, same source.
+    r = requests.post(gw.url + "/vedsdk/authorize", verify=gw.ca_bundle, timeout=30,
+                      json={"Username": "admin", "Password": gw.admin_password})
+    assert r.status_code == 429 and r.headers.get("Retry-After"), r.text
+    r = keyfactor_basic(gw, "admin", gw.admin_password)
+    assert r.status_code == 429 and r.headers.get("Retry-After"), r.text
+    assert set(r.json()) == {"ErrorCode", "Message"}
+    # A user name alone never locks an account: another user from this source is open, and so
+    # are valid bearer tokens of the closed user.
+    gw.cli("user", "add", "other", "--password", "Other-Password-1234", "--scope", "certificate")
+    assert oauth(gw, "other", "Other-Password-1234").status_code == 200
+
+
+def test_failed_logins_close_the_source(gateway_factory):
+    gw = gateway_factory(env={"RENEWGATE_AUTH__THROTTLE__PER_SOURCE": "5"})
+    token = gw.token()
+    for i in range(5):
+        assert oauth(gw, f"nobody-{i}", "x").status_code == 400
+    r = oauth(gw, "admin", gw.admin_password)
+    assert r.status_code == 429, r.text
+    # Tokens already issued are never throttled.
+    r = requests.get(gw.url + "/vedsdk/systemstatus/version", verify=gw.ca_bundle, timeout=30,
+                     headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+
+
+def test_throttle_behind_a_trusted_proxy_counts_the_forwarded_client(gateway_factory):
+    gw = gateway_factory(env={"RENEWGATE_HTTP__TRUSTED_PROXIES": "127.0.0.1",
+                              "RENEWGATE_AUTH__THROTTLE__PER_USER_SOURCE": "3"})
+    a = {"X-Forwarded-For": "198.51.100.7"}
+    for _ in range(3):
+        assert oauth(gw, "admin", "wrong", headers=a).status_code == 400
+    assert oauth(gw, "admin", gw.admin_password, headers=a).status_code == 429
+    # Another client behind the same proxy is another source.
+    assert oauth(gw, "admin", gw.admin_password, headers={"X-Forwarded-For": "198.51.100.8"}).status_code == 200
+    # A spoofed hop in front of the client does not move the source.
+    spoof = {"X-Forwarded-For": "203.0.113.9, 198.51.100.7"}
+    assert oauth(gw, "admin", gw.admin_password, headers=spoof).status_code == 429
+
+
+def test_throttle_disabled_with_zero(gateway_factory):
+    gw = gateway_factory(env={"RENEWGATE_AUTH__THROTTLE__PER_USER_SOURCE": "0",
+                              "RENEWGATE_AUTH__THROTTLE__PER_SOURCE": "0"})
+    for _ in range(12):
+        assert oauth(gw, "admin", "wrong").status_code == 400
+    assert oauth(gw, "admin", gw.admin_password).status_code == 200
