@@ -1314,3 +1314,48 @@ def test_ca_configuration_forms(s, host):
                                       "CAConfiguration": "CA1.jdk.com\\issuing"}), 400, contains="CA1.jdk.com")
     assert_kf_error(s.post("/KeyfactorAPI/Enrollment/Renew", json={"CertificateId": info["KeyfactorId"],
                                                                    "CertificateAuthority": "CA1.jdk.com\\issuing"}), 400)
+
+
+def add_to_store(s, info, store):
+    return json_of(s.post("/KeyfactorAPI/CertificateStores/Certificates/Add", json={
+        "CertificateId": info["KeyfactorId"], "CertificateStores": [{"CertificateStoreId": store, "Overwrite": True}],
+        "Schedule": {"Immediate": True}}))
+
+
+def test_agent_never_writes_through_a_planted_symlink(gw, s, tmp_path):
+    """One Door hole 10: a `.NAME.key.tmp` symlink planted in the store received the private key in
+    a 0644 file (create+truncate followed it). Now temp files have random names created with
+    O_EXCL|O_NOFOLLOW, a symlinked target fails the job, and Remove leaves no backup behind."""
+    machine = machine_name("symlink")
+    store = store_add(gw, machine, "/sl/tls", alias="site", include_keys=True)
+    root = tmp_path / "root"
+    d = root / "sl" / "tls"
+    d.mkdir(parents=True)
+    loot = tmp_path / "loot.pem"
+    loot.write_text("")
+    os.chmod(loot, 0o644)
+    (d / ".site.key.tmp").symlink_to(loot)
+    add_to_store(s, pfx_enroll(s, unique_cn("symlink")), store)
+    agent_once(gw, machine, root)
+    assert loot.read_text() == "", "the planted link received nothing"
+    assert stat.S_IMODE((d / "site.key").stat().st_mode) == 0o600
+    assert not (d / "site.key").is_symlink()
+    # A second install keeps the previous key as a hard-linked backup, also 0600.
+    add_to_store(s, pfx_enroll(s, unique_cn("symlink2")), store)
+    agent_once(gw, machine, root)
+    assert stat.S_IMODE((d / "site.key.bak").stat().st_mode) == 0o600
+    # A target that is a symlink is refused with a clear store-job error.
+    (d / "site.crt").unlink()
+    (d / "site.crt").symlink_to(loot)
+    [job] = add_to_store(s, pfx_enroll(s, unique_cn("symlink3")), store)
+    agent_once(gw, machine, root)
+    [row] = job_history(s, JobId=job)
+    assert row["Result"] == FAILURE and "symbolic link" in row["Message"], row
+    assert loot.read_text() == ""
+    # Remove takes the backups with it: no key material is left behind.
+    (d / "site.crt").unlink()
+    [job] = json_of(s.post("/KeyfactorAPI/CertificateStores/Certificates/Remove", json={
+        "CertificateStores": [{"CertificateStoreId": store, "Alias": "site"}], "Schedule": {"Immediate": True}}))
+    agent_once(gw, machine, root)
+    left = sorted(p.name for p in d.iterdir() if p.name != ".site.key.tmp")
+    assert not [n for n in left if "key" in n], left
