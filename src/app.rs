@@ -22,7 +22,8 @@ pub struct AppState {
 /// Opens the database, applies migrations, creates or loads the CAs, the root policy folder and
 /// the first admin. Returns the engine and, on the very first start, the admin's password.
 pub fn bootstrap(settings: Settings) -> anyhow::Result<(Arc<Engine>, Option<String>)> {
-    std::fs::create_dir_all(&settings.data_dir)?;
+    crate::secrets::secure_data_dir(&settings.data_dir)
+        .map_err(|e| anyhow::anyhow!("data directory {}: {e}", settings.data_dir.display()))?;
     let url = settings.database_url();
     let backend = Backend::from_url(&url);
     let master = MasterKey::load(&settings)?;

@@ -148,6 +148,10 @@ pub enum AgentTokenCmd {
     Create {
         #[arg(long)]
         client_machine: String,
+        /// Token lifetime (a duration such as 90d or 12h). The agent renews its own token when a
+        /// third of the lifetime remains.
+        #[arg(long, default_value = "90d")]
+        lifetime: String,
     },
 }
 
@@ -191,6 +195,17 @@ pub enum UserCmd {
         /// key (Private Key Read); default read,write. Repeatable. Without it: every folder.
         #[arg(long = "folder")]
         folders: Vec<String>,
+    },
+    /// Disable a user: no sign-in, and every token of the user is revoked.
+    Disable { name: String },
+    /// Enable a disabled user again (tokens revoked at disable stay revoked).
+    Enable { name: String },
+    /// Set a user's password (the strength rule applies); revokes the user's tokens.
+    Passwd {
+        name: String,
+        /// Read the new password from standard input (first line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
     },
 }
 
@@ -284,11 +299,51 @@ pub fn init_tracing(settings: &Settings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
     // Colours only on a terminal: a log file or collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(EscapingStderr { ansi }).with_ansi(ansi);
     if settings.log.format.eq_ignore_ascii_case("json") {
         let _ = builder.json().try_init();
     } else {
         let _ = builder.try_init();
+    }
+}
+
+/// Log lines on standard error with every control character inside a line escaped: values that
+/// come from users (DNs, names, paths) can never start a forged line. The formatter hands over one
+/// whole event per write; its final newline is kept, and ESC only when colours are on.
+#[derive(Clone, Copy)]
+struct EscapingStderr {
+    ansi: bool,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for EscapingStderr {
+    type Writer = EscapingStderr;
+    fn make_writer(&'a self) -> Self::Writer {
+        *self
+    }
+}
+
+impl std::io::Write for EscapingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let (body, end) = match text.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (text.as_ref(), ""),
+        };
+        let mut out = String::with_capacity(body.len() + 1);
+        for c in body.chars() {
+            if c.is_control() && !(self.ansi && c == '\x1b') {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        out.push_str(end);
+        std::io::stderr().lock().write_all(out.as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
@@ -305,6 +360,15 @@ fn cli_audit(action: &str, target: &str, detail: &str) -> crate::engine::audit::
         source: "cli".into(),
         request_id: None,
     }
+}
+
+/// `user disable|enable NAME`: the change, its audit row, one line on stderr.
+fn user_disabled(conn: &mut crate::db::DbConn, name: &str, disable: bool) -> anyhow::Result<i32> {
+    let user = auth::set_user_disabled(conn, name, disable).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let what = if disable { "disabled, tokens revoked" } else { "enabled" };
+    crate::engine::audit::record(conn, &cli_audit(crate::engine::audit::action::USER_CHANGE, &user.name, what))?;
+    eprintln!("user {} {what}", user.name);
+    Ok(0)
 }
 
 /// Runs a command; returns the process exit code.
@@ -344,7 +408,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Migrate => {
             let url = settings.database_url();
-            std::fs::create_dir_all(&settings.data_dir)?;
+            crate::secrets::secure_data_dir(&settings.data_dir)?;
             let mut conn = crate::db::establish(&url)?;
             let n = crate::db::run_migrations(&mut conn)?;
             eprintln!("{n} migration(s) applied");
@@ -383,7 +447,30 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
                 .map(|f| auth::parse_folder_grant(f).map_err(|e| anyhow::anyhow!("--folder {f}: {e}")))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let user = auth::add_user(&mut conn, &name, &pw, &scopes, &grants).map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::engine::audit::record(
+                &mut conn,
+                &cli_audit(
+                    crate::engine::audit::action::USER_CHANGE,
+                    &user.name,
+                    &format!("added, scope {}", user.max_scope),
+                ),
+            )?;
             eprintln!("user {} added with scope {}", user.name, user.max_scope);
+            Ok(0)
+        }
+        Command::User(UserCmd::Disable { name }) => user_disabled(&mut conn, &name, true),
+        Command::User(UserCmd::Enable { name }) => user_disabled(&mut conn, &name, false),
+        Command::User(UserCmd::Passwd { name, password_stdin: _ }) => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            let pw = s.lines().next().unwrap_or_default().to_string();
+            anyhow::ensure!(!pw.is_empty(), "the password is empty");
+            let user = auth::set_password(&mut conn, &name, &pw).map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::engine::audit::record(
+                &mut conn,
+                &cli_audit(crate::engine::audit::action::USER_CHANGE, &user.name, "password changed, tokens revoked"),
+            )?;
+            eprintln!("password of user {} changed; its tokens are revoked", user.name);
             Ok(0)
         }
         Command::Token(TokenCmd::Create { user, scope, lifetime }) => {
@@ -392,11 +479,23 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             let life = parse_duration(lifetime.as_deref().unwrap_or(&settings.auth.token_lifetime))?;
             let t = auth::issue_token(&mut conn, &u, &scopes, "renewgate-cli", "cli", life, None)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::engine::audit::record(
+                &mut conn,
+                &cli_audit(
+                    crate::engine::audit::action::TOKEN_CHANGE,
+                    &u.name,
+                    &format!("token created, scope {}, expires {}", t.scope, t.expires_at),
+                ),
+            )?;
             println!("{}", t.access_token);
             Ok(0)
         }
         Command::Token(TokenCmd::Revoke { token }) => {
             if auth::revoke_token(&mut conn, &token)? {
+                crate::engine::audit::record(
+                    &mut conn,
+                    &cli_audit(crate::engine::audit::action::TOKEN_CHANGE, "token", "token revoked"),
+                )?;
                 eprintln!("token revoked");
                 Ok(0)
             } else {
@@ -551,24 +650,33 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             eprintln!("CA {name} imported; CA bundle updated");
             Ok(0)
         }
-        Command::Agent(AgentCmd::Token(AgentTokenCmd::Create { client_machine })) => {
+        Command::Agent(AgentCmd::Token(AgentTokenCmd::Create { client_machine, lifetime })) => {
+            let life = parse_duration(&lifetime).map_err(|e| anyhow::anyhow!("--lifetime: {e}"))?;
+            anyhow::ensure!(life.as_secs() >= 60, "--lifetime: at least 1m");
             let user_name = format!("agent-{}", client_machine.to_lowercase());
             let agent_scope = Scopes::parse("agent").map_err(|e| anyhow::anyhow!("{e}"))?;
             let user = match auth::find_user(&mut conn, &user_name)? {
                 Some(u) => u,
-                None => auth::add_user(&mut conn, &user_name, &crate::secrets::random_b64(24), &agent_scope, &[])
-                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                // Nobody signs in with this password: random, with the classes the strength rule asks for.
+                None => auth::add_user(
+                    &mut conn,
+                    &user_name,
+                    &format!("Ag1!{}", crate::secrets::random_b64(24)),
+                    &agent_scope,
+                    &[],
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
             };
-            let t = auth::issue_token(
+            let t = auth::issue_token(&mut conn, &user, &agent_scope, "renewgate-agent", "agent", life, None)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::engine::audit::record(
                 &mut conn,
-                &user,
-                &agent_scope,
-                "renewgate-agent",
-                "agent",
-                parse_duration("3650d")?,
-                None,
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                &cli_audit(
+                    crate::engine::audit::action::TOKEN_CHANGE,
+                    &user.name,
+                    &format!("agent token created for {client_machine}, expires {}", t.expires_at),
+                ),
+            )?;
             auth::bind_client_machine(&mut conn, &t.access_token, &client_machine)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{}", t.access_token);

@@ -3,6 +3,9 @@ use std::io::Write;
 use clap::Parser;
 
 fn main() {
+    // Everything this process creates (database, keys, CA files, logs) is private to its user.
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe { libc::umask(0o077) };
     let cli = renewgate::cli::Cli::parse();
     let code = match renewgate::cli::run(cli) {
         Ok(code) => code,

@@ -147,7 +147,9 @@ pub async fn middleware(
     }
     let kind = classify(&method, &route);
     let notes = res.request().extensions().get::<Notes>().cloned().unwrap_or_default();
-    if kind.is_none() && notes.0.is_empty() {
+    // A request that failed authentication writes nothing: otherwise any anonymous client could
+    // fill the audit table (the login throttle audits its own closures).
+    if status == 401 || (kind.is_none() && notes.0.is_empty()) {
         return Ok(res);
     }
     let dialect = dialect_of(&path);

@@ -139,7 +139,7 @@ def test_user_add_and_oauth(gateway):
     v = gateway.session(token=tok).get("/vedauth/authorize/verify")
     assert v.status_code == 200 and "configuration:manage" in v.json()["scope"], v.text
     # Duplicate names are refused.
-    dup = gateway.cli("user", "add", name, "--password", "other", check=False)
+    dup = gateway.cli("user", "add", name, "--password", "Other-Passw0rd!x", check=False)
     assert dup.returncode != 0 and dup.stdout == ""
 
 

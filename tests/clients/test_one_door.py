@@ -180,3 +180,79 @@ def test_throttle_disabled_with_zero(gateway_factory):
     for _ in range(12):
         assert oauth(gw, "admin", "wrong").status_code == 400
     assert oauth(gw, "admin", gw.admin_password).status_code == 200
+
+
+# ---------------------------------------------------------------- holes 6 and 9: what anonymous callers write
+
+def test_unauthenticated_calls_write_nothing(gateway):
+    before = int(db_scalar(gateway, "SELECT COUNT(*) FROM audit_log"))
+    for path in ["/vedsdk/certificates/renew", "/vedsdk/certificates/revoke", "/KeyfactorAPI/Certificates/Recover",
+                 "/CMSApi/CertEnroll/3/Renew"]:
+        r = requests.post(gateway.url + path, verify=gateway.ca_bundle, timeout=30, json={"CertificateDN": "x"},
+                          headers={"Authorization": "Bearer not-a-token"})
+        assert r.status_code == 401, (path, r.status_code, r.text)
+    assert int(db_scalar(gateway, "SELECT COUNT(*) FROM audit_log")) == before
+
+
+def test_data_directory_is_private(gateway):
+    import os
+    import stat
+    root = gateway.data_dir
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    for dirpath, dirnames, filenames in os.walk(root):
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, p
+
+
+# ---------------------------------------------------------------- hole 9: credentials
+
+def test_user_add_refuses_a_weak_password(gateway):
+    r = gateway.cli("user", "add", "weak-" + uuid.uuid4().hex[:6], "--password", "a", check=False)
+    assert r.returncode != 0 and "not strong enough" in r.stderr, r.stderr
+    r = gateway.cli("user", "add", "weak-" + uuid.uuid4().hex[:6], "--password", "abcdefgh1234", check=False)
+    assert r.returncode != 0
+
+
+def verify(gw, token):
+    return requests.get(gw.url + "/vedauth/authorize/verify", verify=gw.ca_bundle, timeout=30,
+                        headers={"Authorization": f"Bearer {token}"})
+
+
+def test_disable_enable_and_passwd_revoke_tokens(gateway):
+    name = "cred-" + uuid.uuid4().hex[:6]
+    pw = "Cred-Passw0rd!1"
+    gateway.cli("user", "add", name, "--password", pw, "--scope", "certificate:manage")
+    token = gateway.token(user=name, password=pw, scope="certificate")
+    assert verify(gateway, token).status_code == 200
+    gateway.cli("user", "disable", name)
+    assert verify(gateway, token).status_code == 401, "a disabled user's tokens stop working at once"
+    assert oauth(gateway, name, pw).status_code == 400, "a disabled user cannot sign in"
+    gateway.cli("user", "enable", name)
+    assert verify(gateway, token).status_code == 401, "tokens revoked at disable stay revoked"
+    token = gateway.token(user=name, password=pw, scope="certificate")
+    r = gateway.cli("user", "passwd", name, "--password-stdin", input="short\n", check=False)
+    assert r.returncode != 0 and "not strong enough" in r.stderr
+    gateway.cli("user", "passwd", name, "--password-stdin", input="New-Cred-Passw0rd!2\n")
+    assert verify(gateway, token).status_code == 401, "a password change revokes the user's tokens"
+    assert oauth(gateway, name, pw).status_code == 400
+    assert oauth(gateway, name, "New-Cred-Passw0rd!2").status_code == 200
+    details = db_scalar(gateway, f"SELECT COUNT(*) FROM audit_log WHERE action = 'user_change' AND target = {sql_str(name)}")
+    assert int(details) == 4, "add, disable, enable, passwd are audited"
+    r = gateway.cli("user", "disable", "no-such-user-" + uuid.uuid4().hex[:6], check=False)
+    assert r.returncode != 0
+
+
+def test_agent_tokens_expire(gateway):
+    machine = "lifetime-" + uuid.uuid4().hex[:6]
+    gateway.cli("agent", "token", "create", "--client-machine", machine, "--lifetime", "2h")
+    days = db_scalar(gateway, f"SELECT COUNT(*) FROM tokens t JOIN users u ON u.id = t.user_id WHERE "
+                              f"u.name = {sql_str('agent-' + machine)}")
+    assert int(days) == 1
+    gateway.cli("agent", "token", "create", "--client-machine", machine + "b")
+    # The default is 90 days, not ten years.
+    rows = db_scalar(gateway, "SELECT MAX(expires_at) FROM tokens WHERE kind = 'agent'")
+    import datetime
+    latest = datetime.datetime.fromisoformat(str(rows).replace(" ", "T")[:19])
+    assert latest < datetime.datetime.utcnow() + datetime.timedelta(days=91), rows

@@ -33,6 +33,40 @@ pub enum AuthError {
     Db(#[from] diesel::result::Error),
     #[error("password hashing: {0}")]
     Hash(String),
+    #[error("{0}")]
+    WeakPassword(String),
+}
+
+/// Disables or enables a user; either way the user's tokens are revoked (a disabled user must
+/// lose access at once, and an enabled one starts from a fresh sign-in).
+pub fn set_user_disabled(conn: &mut DbConn, name: &str, disabled: bool) -> Result<User, AuthError> {
+    let user = find_user(conn, name)?.ok_or_else(|| AuthError::NoSuchUser(name.to_string()))?;
+    write_tx(conn, None, |c| -> Result<(), AuthError> {
+        diesel::update(users::table.find(user.id)).set(users::disabled.eq(disabled)).execute(c)?;
+        revoke_user_tokens(c, user.id)?;
+        Ok(())
+    })?;
+    find_user(conn, name)?.ok_or_else(|| AuthError::NoSuchUser(name.to_string()))
+}
+
+/// Sets a new password (the strength rule applies) and revokes the user's tokens.
+pub fn set_password(conn: &mut DbConn, name: &str, password: &str) -> Result<User, AuthError> {
+    check_password_strength(password)?;
+    let user = find_user(conn, name)?.ok_or_else(|| AuthError::NoSuchUser(name.to_string()))?;
+    let hash = hash_password(password)?;
+    write_tx(conn, None, |c| -> Result<(), AuthError> {
+        diesel::update(users::table.find(user.id)).set(users::password_hash.eq(&hash)).execute(c)?;
+        revoke_user_tokens(c, user.id)?;
+        Ok(())
+    })?;
+    find_user(conn, name)?.ok_or_else(|| AuthError::NoSuchUser(name.to_string()))
+}
+
+/// Revokes every token of a user (OAuth, legacy API keys, agent tokens).
+pub fn revoke_user_tokens(c: &mut DbConn, user_id: i64) -> Result<usize, AuthError> {
+    Ok(diesel::update(tokens::table.filter(tokens::user_id.eq(user_id)).filter(tokens::revoked.eq(false)))
+        .set(tokens::revoked.eq(true))
+        .execute(c)?)
 }
 
 /// A grant of permissions on a policy subtree (`renewgate user add --folder 'DN:read,write,key'`).
@@ -120,6 +154,12 @@ pub fn verify_password(pw: &str, hash: &str) -> bool {
     }
 }
 
+/// The rule for every password a person chooses (the one the key-carrying formats use): at
+/// least 12 characters with three of lower case, upper case, digits and other characters.
+pub fn check_password_strength(password: &str) -> Result<(), AuthError> {
+    crate::formats::password::check_strength("Password", password).map_err(|e| AuthError::WeakPassword(e.to_string()))
+}
+
 pub fn add_user(
     conn: &mut DbConn,
     name: &str,
@@ -127,6 +167,7 @@ pub fn add_user(
     max_scope: &Scopes,
     folders: &[FolderGrant],
 ) -> Result<User, AuthError> {
+    check_password_strength(password)?;
     let hash = hash_password(password)?;
     let folders_json =
         if folders.is_empty() { String::new() } else { serde_json::to_string(folders).unwrap_or_default() };
@@ -196,7 +237,8 @@ pub fn user_count(conn: &mut DbConn) -> Result<i64, AuthError> {
 pub fn check_password(conn: &mut DbConn, name: &str, password: &str) -> Result<User, AuthError> {
     let user = find_user(conn, name)?;
     match user {
-        Some(u) if verify_password(password, &u.password_hash) => Ok(u),
+        // A disabled user's password is still checked: the answer must not tell which users exist.
+        Some(u) if verify_password(password, &u.password_hash) && !u.disabled => Ok(u),
         Some(_) => Err(AuthError::BadCredentials),
         None => {
             // Same cost for unknown users, so timing does not reveal which names exist.
@@ -312,7 +354,7 @@ pub fn authenticate_token(conn: &mut DbConn, token: &str) -> Result<Principal, A
     let Some((tok, user)) = row else {
         return Err(AuthError::BadToken);
     };
-    if tok.revoked || tok.expires_at < now() {
+    if tok.revoked || tok.expires_at < now() || user.disabled {
         return Err(AuthError::BadToken);
     }
     let scopes = Scopes::parse(&tok.scope).map_err(|_| AuthError::BadToken)?;

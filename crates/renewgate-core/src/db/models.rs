@@ -15,6 +15,7 @@ pub struct User {
     pub max_scope: String,
     pub folders: String,
     pub created_at: NaiveDateTime,
+    pub disabled: bool,
 }
 
 #[derive(Debug, Insertable)]

@@ -17,6 +17,7 @@ diesel::table! {
         max_scope -> Text,
         folders -> Text,
         created_at -> Timestamp,
+        disabled -> Bool,
     }
 }
 

@@ -18,6 +18,10 @@ pub mod action {
     pub const POLICY_CHANGE: &str = "policy_change";
     /// A login-throttle key closed (one row per key and window; target names the key).
     pub const LOGIN_THROTTLED: &str = "login_throttled";
+    /// A user added, disabled, enabled, or given a new password.
+    pub const USER_CHANGE: &str = "user_change";
+    /// A token created or revoked (target: the user, never the token).
+    pub const TOKEN_CHANGE: &str = "token_change";
 }
 
 /// One thing to record.
