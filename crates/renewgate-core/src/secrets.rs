@@ -122,6 +122,26 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(openssl::sha::sha256(data))
 }
 
+/// Makes the data directory private at each start: the directory (and any below it) 0700, every
+/// file in it 0600 — it holds password hashes, CSRs, sealed keys and the audit trail. Links are
+/// not followed. Creates the directory when missing.
+pub fn secure_data_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let meta = fs::symlink_metadata(&path)?;
+        if meta.is_dir() {
+            secure_data_dir(&path)?;
+        } else if meta.is_file() && meta.permissions().mode() & 0o777 != 0o600 {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,24 +162,4 @@ mod tests {
         assert_eq!(t.len(), 24);
         assert!(t.ends_with("=="));
     }
-}
-
-/// Makes the data directory private at each start: the directory (and any below it) 0700, every
-/// file in it 0600 — it holds password hashes, CSRs, sealed keys and the audit trail. Links are
-/// not followed. Creates the directory when missing.
-pub fn secure_data_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::create_dir_all(dir)?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        let meta = fs::symlink_metadata(&path)?;
-        if meta.is_dir() {
-            secure_data_dir(&path)?;
-        } else if meta.is_file() && meta.permissions().mode() & 0o777 != 0o600 {
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
-        }
-    }
-    Ok(())
 }
