@@ -1359,3 +1359,31 @@ def test_agent_never_writes_through_a_planted_symlink(gw, s, tmp_path):
     agent_once(gw, machine, root)
     left = sorted(p.name for p in d.iterdir() if p.name != ".site.key.tmp")
     assert not [n for n in left if "key" in n], left
+
+
+def test_every_renewal_path_pushes_to_the_stores_holding_the_previous_certificate(gw, s, tmp_path):
+    """One Door hole 11: the scheduler pushed a renewed certificate to the stores holding the old
+    one, a Venafi Renew did not. Now every renewal does, unless the folder's push_on_renew is false."""
+    from rg_helpers import db_scalar, sql_str
+    machine = machine_name("push")
+    store = store_add(gw, machine, "/push/tls", alias="site", include_keys=True)
+    info = pfx_enroll(s, unique_cn("push"))
+    add_to_store(s, info, store)
+    agent_once(gw, machine, tmp_path / "root")
+    dn = db_scalar(gw, f"SELECT o.dn FROM cert_objects o JOIN certificates c ON c.object_id = o.id "
+                       f"WHERE c.id = {int(info['KeyfactorId'])}")
+    store_id = int(db_scalar(gw, f"SELECT id FROM stores WHERE guid = {sql_str(store.strip('{}'))} OR guid = {sql_str(store)}"))
+    pushes = f"SELECT COUNT(*) FROM store_jobs WHERE store_id = {store_id} AND operation = 'add'"
+    before = int(db_scalar(gw, pushes))
+    v = gw.session()
+    r = v.post("/vedsdk/certificates/renew", json={"CertificateDN": dn, "WorkToDoTimeout": 30})
+    assert r.status_code == 200, r.text
+    assert int(db_scalar(gw, pushes)) == before + 1, "the Venafi renewal reaches the store holding the old certificate"
+    folder = db_scalar(gw, f"SELECT policy_dn FROM cert_objects WHERE dn = {sql_str(dn)}")
+    gw.cli("policy", "set", folder, "push_on_renew=false")
+    try:
+        r = v.post("/vedsdk/certificates/renew", json={"CertificateDN": dn, "WorkToDoTimeout": 30})
+        assert r.status_code == 200, r.text
+        assert int(db_scalar(gw, pushes)) == before + 1, "push_on_renew=false: no push"
+    finally:
+        gw.cli("policy", "set", folder, "--unset", "push_on_renew")

@@ -273,7 +273,6 @@ def import_cert(gateway, tmp_path, dn, mgmt):
 
 @pytest.mark.parametrize("mgmt,expected", [
     ("Monitoring", "Certificate {dn} is only enrolled for monitoring."),
-    ("Provisioning", "Certificate renewal failed. Certificate {dn} has an invalid Management type: Provisioning."),
     ("Unassigned", "Certificate renewal failed. Certificate {dn} has an invalid Management type: Unassigned."),
 ])
 def test_management_types(gateway, api, tmp_path, mgmt, expected):
@@ -281,6 +280,15 @@ def test_management_types(gateway, api, tmp_path, mgmt, expected):
     obj = import_cert(gateway, tmp_path, dn, mgmt)
     _, pem = csr_pem(f"{mgmt.lower()}.example.com")
     assert err(api.post("/vedsdk/certificates/renew", json={"CertificateDN": obj, "PKCS10": pem})) == expected.format(dn=obj)
+
+
+def test_provisioning_objects_renew(gateway, api, tmp_path):
+    """TPP renews Provisioning objects (One Door reversed the refusal the policy issue had pinned)."""
+    dn = folder(gateway)
+    obj = import_cert(gateway, tmp_path, dn, "Provisioning")
+    _, pem = csr_pem("provisioning.example.com")
+    r = api.post("/vedsdk/certificates/renew", json={"CertificateDN": obj, "PKCS10": pem, "WorkToDoTimeout": 20})
+    assert r.status_code == 200 and r.json()["Success"] is True and r.json()["CertificateData"], r.text
 
 
 def test_user_provided_object_requires_a_csr(gateway, api):

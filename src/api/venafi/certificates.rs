@@ -476,11 +476,21 @@ pub async fn request(
         && let JobOutcome::Done(Some(cert_id)) =
             state.engine.wait_for_job(accepted.job_id, Duration::from_secs(timeout)).await?
     {
+        let with_key = opts.include_private_key;
         let r = run_blocking(&state.engine, move |e, c| {
             let v = certificate_by_id(c, cert_id)?;
             render_version(e, &v, &opts)
         })
         .await?;
+        if with_key {
+            // A key handed out is audited whichever call hands it out.
+            crate::api::observe::note_certificate(
+                &req,
+                crate::engine::audit::action::KEY_DOWNLOAD,
+                resp.certificate_dn.clone(),
+                Some(cert_id),
+            );
+        }
         resp.certificate_data = Some(B64.encode(&r.bytes));
         resp.filename = Some(r.filename);
         resp.format = Some(r.format.vendor_name().into());

@@ -136,10 +136,11 @@ pub const KEYS: &[&str] = &[
     "acme_order_renewal_window",
     "auto_renew",
     "auto_renew_before",
+    "push_on_renew",
 ];
 
 const LIST_KEYS: &[&str] = &["domains", "org_units", "rsa_key_sizes", "ec_curves", "san_types"];
-const BOOL_KEYS: &[&str] = &["wildcards", "key_reuse", "acme_allow_duplicates", "auto_renew"];
+const BOOL_KEYS: &[&str] = &["wildcards", "key_reuse", "acme_allow_duplicates", "auto_renew", "push_on_renew"];
 pub const SAN_TYPES: &[&str] = &["dns", "ip", "email", "upn", "uri"];
 
 /// Checks and normalises one setting's value (from JSON, TOML or the CLI).
@@ -406,6 +407,11 @@ impl EffectivePolicy {
     pub fn auto_renew(&self) -> bool {
         self.flag("auto_renew", true)
     }
+    /// Whether a renewal also goes to the stores holding the object's previous certificate
+    /// (default true), whatever started it.
+    pub fn push_on_renew(&self) -> bool {
+        self.flag("push_on_renew", true)
+    }
     /// How long before expiry the scheduler renews (default 30 days), before the cap at a third
     /// of a certificate's validity (`scheduler::renewal_window`).
     pub fn auto_renew_before(&self) -> std::time::Duration {
@@ -483,6 +489,7 @@ fn default_text(key: &str) -> &'static str {
         "ca" => "issuing",
         "key_algorithm" => "either",
         "auto_renew" => "true",
+        "push_on_renew" => "true",
         "auto_renew_before" => "30d, at most a third of the validity",
         _ => "unset",
     }

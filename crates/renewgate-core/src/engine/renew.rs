@@ -152,6 +152,24 @@ where
     Ok(B64.encode(v?))
 }
 
+/// Where a renewal's certificate goes: the stores the request names, plus the stores holding the
+/// object's previous certificate unless the folder's `push_on_renew` is false. One rule for every
+/// path (Venafi, Keyfactor, ACME, scheduler, CLI).
+fn push_targets(
+    c: &mut DbConn,
+    p: &policy::EffectivePolicy,
+    object_id: i64,
+    requested: &[i64],
+) -> Result<Vec<i64>, RenewError> {
+    let mut ids = requested.to_vec();
+    if p.push_on_renew() {
+        ids.extend(super::scheduler::stores_holding(c, object_id)?);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
 impl Engine {
     /// Works out what to issue for a request in a folder: checks CSR origin, key reuse and the
     /// policy, applies locked values and defaults, and returns the job payload.
@@ -364,7 +382,9 @@ impl Engine {
             return Err(RenewError::ErrorState(obj.dn.clone()));
         }
         match obj.management_type.as_str() {
-            "Enrollment" => {}
+            // TPP renews Provisioning objects too (and then provisions them); only Unassigned and
+            // Monitoring objects are not for renewal.
+            "Enrollment" | "Provisioning" => {}
             "Monitoring" => return Err(RenewError::MonitoringOnly(obj.dn.clone())),
             other => return Err(RenewError::InvalidManagementType(obj.dn.clone(), other.to_string())),
         }
@@ -434,6 +454,7 @@ impl Engine {
             let (mut payload, _, _) =
                 self.plan_issue(c, &p, req.csr.as_ref(), subject, sans, stored_spec, Some(obj.id), "renew")?;
             payload.not_after_max = req.not_after_max;
+            payload.store_ids = push_targets(c, &p, obj.id, &[])?;
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
             if req.reenable && obj.disabled {
                 diesel::update(cert_objects::table.find(obj.id))
@@ -523,7 +544,7 @@ impl Engine {
                 ekus: template.as_ref().map(super::templates::ekus_of),
                 template: template.map(|t| t.name),
                 metadata: if req.metadata.is_empty() { None } else { Some(req.metadata.clone()) },
-                store_ids: stores.iter().map(|s| s.id).collect(),
+                store_ids: push_targets(c, &p, obj.id, &stores.iter().map(|s| s.id).collect::<Vec<_>>())?,
                 not_after_max: None,
             };
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;

@@ -222,7 +222,8 @@ impl Engine {
             if !still.iter().any(|x| x.certificate_id == d.certificate_id) {
                 return Ok(None);
             }
-            let stores = stores_holding(c, d.object_id)?;
+            // The stores holding the previous certificate get the new one through renew_tx, as
+            // for every other renewal (the folder's push_on_renew).
             let accepted = self.renew_tx(
                 c,
                 RenewRequest {
@@ -235,14 +236,8 @@ impl Engine {
                     not_after_max: None,
                 },
             )?;
-            if !stores.is_empty() {
-                let raw: String = jobs::table.find(accepted.job_id).select(jobs::payload).first(c)?;
-                let mut p: IssuePayload =
-                    serde_json::from_str(&raw).map_err(|e| RenewError::Internal(format!("job payload: {e}")))?;
-                p.store_ids = stores.clone();
-                let raw = serde_json::to_string(&p).map_err(|e| RenewError::Internal(e.to_string()))?;
-                diesel::update(jobs::table.find(accepted.job_id)).set(jobs::payload.eq(raw)).execute(c)?;
-            }
+            let raw: String = jobs::table.find(accepted.job_id).select(jobs::payload).first(c)?;
+            let stores = serde_json::from_str::<IssuePayload>(&raw).map(|p| p.store_ids).unwrap_or_default();
             audit::record(
                 c,
                 &audit::Entry {
