@@ -396,6 +396,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let agent = crate::agent::Agent::new(crate::agent::AgentConfig {
                 gateway: a.gateway,
                 token,
+                token_file: if a.token.is_none() { a.token_file.clone() } else { None },
                 ca_bundle: a.ca_bundle,
                 client_machine: a.client_machine,
                 store_root: a.store_root,
@@ -652,7 +653,7 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
         }
         Command::Agent(AgentCmd::Token(AgentTokenCmd::Create { client_machine, lifetime })) => {
             let life = parse_duration(&lifetime).map_err(|e| anyhow::anyhow!("--lifetime: {e}"))?;
-            anyhow::ensure!(life.as_secs() >= 60, "--lifetime: at least 1m");
+            anyhow::ensure!(life.as_secs() >= 10, "--lifetime: at least 10s");
             let user_name = format!("agent-{}", client_machine.to_lowercase());
             let agent_scope = Scopes::parse("agent").map_err(|e| anyhow::anyhow!("{e}"))?;
             let user = match auth::find_user(&mut conn, &user_name)? {

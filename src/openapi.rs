@@ -58,6 +58,7 @@ use crate::api::{admin, keyfactor, venafi};
         admin::policies::delete,
         admin::agent::claim,
         admin::agent::result,
+        admin::agent::renew_token,
         admin::agent::request_status,
         admin::metrics::metrics,
         admin::audit::list,

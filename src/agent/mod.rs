@@ -23,6 +23,8 @@ use safe_fs::{StoreRoot, WriteOptions};
 pub struct AgentConfig {
     pub gateway: String,
     pub token: String,
+    /// Where the token came from: a renewed token is written back there (0600, atomically).
+    pub token_file: Option<PathBuf>,
     pub ca_bundle: PathBuf,
     pub client_machine: String,
     pub store_root: PathBuf,
@@ -34,7 +36,13 @@ pub struct AgentConfig {
 pub struct Agent {
     cfg: AgentConfig,
     http: ureq::Agent,
+    /// The token in force: replaced when the gateway renews it.
+    token: std::sync::RwLock<String>,
 }
+
+/// How often a running agent asks the gateway whether its token is due for renewal (the gateway
+/// renews it once a third of its lifetime or less remains).
+const TOKEN_CHECK_EVERY: Duration = Duration::from_secs(600);
 
 impl Agent {
     pub fn new(cfg: AgentConfig) -> anyhow::Result<Agent> {
@@ -56,7 +64,49 @@ impl Agent {
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .new_agent();
-        Ok(Agent { cfg, http })
+        let token = std::sync::RwLock::new(cfg.token.clone());
+        Ok(Agent { cfg, http, token })
+    }
+
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.token.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Asks the gateway to renew the token if it is due; a renewed token replaces the one in
+    /// memory and, with `--token-file`, the file (written to a temp file and renamed, 0600).
+    pub fn renew_token_if_due(&self) -> anyhow::Result<bool> {
+        let mut resp =
+            self.http.post(&self.url("/api/v1/agent/token")).header("Authorization", &self.bearer()).send_empty()?;
+        anyhow::ensure!(resp.status().as_u16() == 200, "token renewal: HTTP {}", resp.status().as_u16());
+        let r: crate::api::admin::agent::AgentTokenRenewal = resp.body_mut().read_json()?;
+        let Some(new) = r.token.filter(|_| r.renewed) else {
+            return Ok(false);
+        };
+        if let Some(f) = &self.cfg.token_file {
+            let dir = f.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let tmp = dir.join(format!(
+                ".{}.{}.tmp",
+                f.file_name().and_then(|n| n.to_str()).unwrap_or("token"),
+                std::process::id()
+            ));
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
+            let written = file.write_all(format!("{new}\n").as_bytes()).and_then(|_| file.sync_all());
+            if let Err(e) = written.and_then(|_| fs::rename(&tmp, f)) {
+                let _ = fs::remove_file(&tmp);
+                // The old token is revoked already: keep the new one in memory and say so.
+                tracing::error!(file = %f.display(), error = %e, "the renewed agent token could not be written; it is used from memory");
+            }
+        }
+        *self.token.write().unwrap_or_else(|e| e.into_inner()) = new;
+        tracing::info!(expires_at = %r.expires_at, "agent token renewed");
+        Ok(true)
     }
 
     fn url(&self, path: &str) -> String {
@@ -65,7 +115,14 @@ impl Agent {
 
     pub fn run(&self) -> anyhow::Result<()> {
         tracing::info!(gateway = %self.cfg.gateway, machine = %self.cfg.client_machine, root = %self.cfg.store_root.display(), "store agent started");
+        let mut last_token_check: Option<std::time::Instant> = None;
         loop {
+            if last_token_check.is_none_or(|t| t.elapsed() >= TOKEN_CHECK_EVERY) {
+                if let Err(e) = self.renew_token_if_due() {
+                    tracing::warn!(error = %e, "checking the agent token's renewal failed; retrying later");
+                }
+                last_token_check = Some(std::time::Instant::now());
+            }
             match self.poll_once() {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
@@ -80,11 +137,8 @@ impl Agent {
 
     /// Claims and processes one batch; returns how many jobs it handled.
     pub fn poll_once(&self) -> anyhow::Result<usize> {
-        let mut resp = self
-            .http
-            .get(&self.url("/api/v1/agent/jobs?limit=10"))
-            .header("Authorization", &format!("Bearer {}", self.cfg.token))
-            .call()?;
+        let mut resp =
+            self.http.get(&self.url("/api/v1/agent/jobs?limit=10")).header("Authorization", &self.bearer()).call()?;
         let status = resp.status().as_u16();
         if status != 200 {
             anyhow::bail!("the gateway answered {status}: {}", resp.body_mut().read_to_string().unwrap_or_default());
@@ -101,7 +155,7 @@ impl Agent {
             let r = self
                 .http
                 .post(&self.url(&format!("/api/v1/agent/jobs/{}/result", job.job_id)))
-                .header("Authorization", &format!("Bearer {}", self.cfg.token))
+                .header("Authorization", &self.bearer())
                 .send_json(&AgentResult { outcome: outcome.into(), message, audit_id: Some(job.audit_id) })?;
             if r.status().as_u16() != 200 {
                 tracing::warn!(job = %job.job_id, status = r.status().as_u16(), "the gateway did not take the result");

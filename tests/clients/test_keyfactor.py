@@ -1387,3 +1387,35 @@ def test_every_renewal_path_pushes_to_the_stores_holding_the_previous_certificat
         assert int(db_scalar(gw, pushes)) == before + 1, "push_on_renew=false: no push"
     finally:
         gw.cli("policy", "set", folder, "--unset", "push_on_renew")
+
+
+def test_agent_renews_its_own_token(gw, tmp_path):
+    """One Door: agent tokens expire (default 90d); the agent renews its own token through the API
+    once a third of its lifetime remains, rewriting its token file; the old token stops working."""
+    machine = machine_name("renewtok")
+    out = gw.cli("agent", "token", "create", "--client-machine", machine, "--lifetime", "30s").stdout
+    old = out.strip()
+    tf = tmp_path / "agent.token"
+    tf.write_text(old + "\n")
+    os.chmod(tf, 0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RENEWGATE_")}
+
+    def run_once():
+        r = subprocess.run([str(BIN), "agent", "run", "--gateway", gw.url, "--token-file", str(tf), "--ca-bundle",
+                            gw.ca_bundle, "--client-machine", machine, "--store-root", str(tmp_path / "root"), "--once"],
+                           capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode == 0, r.stderr
+
+    def claim(token):
+        return requests.get(gw.url + "/api/v1/agent/jobs", verify=gw.ca_bundle, timeout=30,
+                            headers={"Authorization": f"Bearer {token}"})
+
+    run_once()
+    assert tf.read_text().strip() == old, "a young token is kept"
+    time.sleep(21)
+    run_once()
+    new = tf.read_text().strip()
+    assert new and new != old, "renewed once a third of the lifetime remains"
+    assert stat.S_IMODE(tf.stat().st_mode) == 0o600
+    assert claim(old).status_code == 401, "the renewed token replaces the old one"
+    assert claim(new).status_code == 200

@@ -244,3 +244,36 @@ pub async fn request_status(
 pub fn b64(d: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(d)
 }
+
+/// The answer of `POST /api/v1/agent/token`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentTokenRenewal {
+    /// True when a new token replaced the one used for this call (which is now revoked).
+    pub renewed: bool,
+    /// The new token (only when renewed): the agent writes it to its token file.
+    pub token: Option<String>,
+    /// RFC 3339 expiry of the token now in force.
+    pub expires_at: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/agent/token", tag = "Native: store agents",
+    responses((status = 200, description = "Renewed when a third of the token's lifetime or less remains; otherwise unchanged", body = AgentTokenRenewal),
+              (status = 401, body = NativeErrorBody), (status = 403, body = NativeErrorBody)),
+    security(("bearer" = [])))]
+pub async fn renew_token(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, NativeError> {
+    let p = authenticate(&req, &state, "agent", None).await?;
+    agent_machine(&req, &state).await?;
+    let engine = state.engine.clone();
+    let current = p.token_expires_at;
+    let renewed = crate::api::observe::block(move || -> Result<_, NativeError> {
+        let mut c = engine.pool.get()?;
+        crate::auth::renew_agent_token(&mut c, &p).map_err(|e| NativeError::unavailable(e.to_string()))
+    })
+    .await??;
+    let rfc = |t: chrono::NaiveDateTime| t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let body = match renewed {
+        Some(t) => AgentTokenRenewal { renewed: true, expires_at: rfc(t.expires_at), token: Some(t.access_token) },
+        None => AgentTokenRenewal { renewed: false, token: None, expires_at: current.map(rfc).unwrap_or_default() },
+    };
+    Ok(HttpResponse::Ok().json(body))
+}

@@ -18,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/policies", web::delete().to(policies::delete))
         .route("/api/v1/agent/jobs", web::get().to(agent::claim))
         .route("/api/v1/agent/jobs/{job_id}/result", web::post().to(agent::result))
+        .route("/api/v1/agent/token", web::post().to(agent::renew_token))
         .route("/api/v1/jobs/{id}", web::get().to(agent::request_status))
         .route("/metrics", web::get().to(metrics::metrics))
         .route("/api/v1/audit", web::get().to(audit::list));

@@ -388,6 +388,48 @@ pub fn revoke_token_id(conn: &mut DbConn, id: i64) -> Result<(), AuthError> {
 }
 
 /// Binds an issued token to a store agent's client machine (`renewgate agent token create`).
+/// An agent's token renewing itself: when a third of its lifetime (or less) remains, a new token
+/// with the same lifetime, scope and client machine replaces it (the old one is revoked in the
+/// same transaction, and the change audited). `None` while the token is young enough.
+pub fn renew_agent_token(conn: &mut DbConn, p: &Principal) -> Result<Option<IssuedToken>, AuthError> {
+    let (Some(token_id), Some(issued), Some(expires), Some(machine)) =
+        (p.token_id, p.token_issued_at, p.token_expires_at, p.client_machine.as_deref())
+    else {
+        return Err(AuthError::BadToken);
+    };
+    let lifetime = (expires - issued).num_seconds().max(1);
+    if (expires - now()).num_seconds() * 3 > lifetime {
+        return Ok(None);
+    }
+    let user = users::table.find(p.user_id).select(User::as_select()).first(conn)?;
+    write_tx(conn, None, |c| -> Result<Option<IssuedToken>, AuthError> {
+        let t = issue_token(
+            c,
+            &user,
+            &p.scopes,
+            "renewgate-agent",
+            "agent",
+            std::time::Duration::from_secs(lifetime as u64),
+            None,
+        )?;
+        bind_client_machine(c, &t.access_token, machine)?;
+        revoke_token_id(c, token_id)?;
+        crate::engine::audit::record(
+            c,
+            &crate::engine::audit::Entry {
+                actor: user.name.clone(),
+                action: crate::engine::audit::action::TOKEN_CHANGE.into(),
+                target: user.name.clone(),
+                outcome: "success".into(),
+                detail: format!("agent token for {machine} renewed, expires {}", t.expires_at),
+                source: "native".into(),
+                ..Default::default()
+            },
+        )?;
+        Ok(Some(t))
+    })
+}
+
 pub fn bind_client_machine(conn: &mut DbConn, access_token: &str, machine: &str) -> Result<(), AuthError> {
     let hash = sha256_hex(access_token.as_bytes());
     diesel::update(tokens::table.filter(tokens::access_hash.eq(&hash)))
