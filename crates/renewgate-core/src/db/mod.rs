@@ -2,6 +2,7 @@
 //!
 //! `DbConn` is a `MultiConnection`; the pool's manager picks the backend from the URL scheme itself,
 //! because diesel's own `establish` tries each backend in turn and throws the real error away.
+pub mod bench_support;
 pub mod models;
 pub mod schema;
 
@@ -183,4 +184,32 @@ pub fn now() -> chrono::NaiveDateTime {
 
 pub fn new_guid() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// One round trip to the database (`SELECT 1`): the health check.
+pub fn ping(conn: &mut DbConn) -> Result<(), DbError> {
+    conn.batch_execute("SELECT 1").map_err(DbError::Query)
+}
+
+/// `write_tx` for callers whose error type converts from `DbError` (the HTTP layer, which does
+/// not name diesel's error): the transaction's own failures (BEGIN, COMMIT) arrive as
+/// `DbError::Query`, `f`'s errors unchanged.
+pub fn write_tx_as<T, E, F>(conn: &mut DbConn, lock_key: Option<i64>, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<DbError>,
+{
+    enum TxError<E> {
+        Db(diesel::result::Error),
+        Caller(E),
+    }
+    impl<E> From<diesel::result::Error> for TxError<E> {
+        fn from(e: diesel::result::Error) -> Self {
+            TxError::Db(e)
+        }
+    }
+    write_tx(conn, lock_key, |c| f(c).map_err(TxError::Caller)).map_err(|e| match e {
+        TxError::Db(e) => E::from(DbError::Query(e)),
+        TxError::Caller(e) => e,
+    })
 }
