@@ -36,10 +36,10 @@ impl Store {
     }
 
     pub fn drop_database(&self) {
-        if let Store::Postgres { admin_url, name, .. } = self {
-            if let Err(e) = bench_support::drop_postgres_database(admin_url, name) {
-                eprintln!("bench: could not drop database {name}: {e}");
-            }
+        if let Store::Postgres { admin_url, name, .. } = self
+            && let Err(e) = bench_support::drop_postgres_database(admin_url, name)
+        {
+            eprintln!("bench: could not drop database {name}: {e}");
         }
     }
 }

@@ -58,11 +58,11 @@ pub fn find_object_dn(conn: &mut DbConn, object_id: i64) -> Result<Option<String
     Ok(cert_objects::table.find(object_id).select(cert_objects::dn).first(conn).optional()?)
 }
 
-/// What a version was issued with: (template, CA name, metadata JSON), if recorded.
-pub fn certificate_info(
-    conn: &mut DbConn,
-    certificate_id: i64,
-) -> Result<Option<(Option<String>, Option<String>, String)>, DbError> {
+/// What a version was issued with: (template, CA name, metadata JSON).
+pub type IssueInfo = (Option<String>, Option<String>, String);
+
+/// What a version was issued with, if recorded.
+pub fn certificate_info(conn: &mut DbConn, certificate_id: i64) -> Result<Option<IssueInfo>, DbError> {
     Ok(certificate_info::table
         .find(certificate_id)
         .select((certificate_info::template, certificate_info::ca_name, certificate_info::metadata))
@@ -70,11 +70,11 @@ pub fn certificate_info(
         .optional()?)
 }
 
-/// A version's revocation: (reason code, comments, when), if it is revoked.
-pub fn revocation(
-    conn: &mut DbConn,
-    certificate_id: i64,
-) -> Result<Option<(i32, String, chrono::NaiveDateTime)>, DbError> {
+/// A revocation: (reason code, comments, when).
+pub type Revocation = (i32, String, chrono::NaiveDateTime);
+
+/// A version's revocation, if it is revoked.
+pub fn revocation(conn: &mut DbConn, certificate_id: i64) -> Result<Option<Revocation>, DbError> {
     Ok(revocations::table
         .find(certificate_id)
         .select((revocations::reason, revocations::comments, revocations::revoked_at))
