@@ -213,3 +213,55 @@ where
         TxError::Caller(e) => e,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory_db() -> DbConn {
+        let mut c = establish(":memory:").expect("in-memory SQLite");
+        run_migrations(&mut c).expect("migrations");
+        c
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum CallerError {
+        Db(String),
+        Refused,
+    }
+    impl From<DbError> for CallerError {
+        fn from(e: DbError) -> Self {
+            CallerError::Db(e.to_string())
+        }
+    }
+
+    fn policy_count(c: &mut DbConn) -> i64 {
+        schema::policy_folders::table.count().get_result(c).expect("count")
+    }
+
+    #[test]
+    fn ping_answers() {
+        ping(&mut memory_db()).expect("SELECT 1");
+    }
+
+    #[test]
+    fn write_tx_as_commits_and_rolls_back() {
+        let mut c = memory_db();
+        let before = policy_count(&mut c);
+        let insert = |tx: &mut DbConn, dn: &str| -> Result<(), CallerError> {
+            tx.batch_execute(&format!(
+                "INSERT INTO policy_folders (guid, dn, dn_lower, settings, locked, created_at) \
+                 VALUES ('{dn}', '{dn}', '{dn}', '{{}}', '[]', '2020-01-01 00:00:00')"
+            ))
+            .map_err(|e| CallerError::from(DbError::Query(e)))
+        };
+        write_tx_as(&mut c, None, |tx| insert(tx, "\\ved\\policy\\kept")).expect("commit");
+        assert_eq!(policy_count(&mut c), before + 1);
+        let r = write_tx_as(&mut c, None, |tx| {
+            insert(tx, "\\ved\\policy\\dropped")?;
+            Err::<(), _>(CallerError::Refused)
+        });
+        assert_eq!(r, Err(CallerError::Refused));
+        assert_eq!(policy_count(&mut c), before + 1);
+    }
+}
