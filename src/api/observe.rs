@@ -203,24 +203,14 @@ pub async fn middleware(
                 let mut c = engine.pool.get().map_err(|e| e.to_string())?;
                 // An ACME finalize renews or enrolls as its order says (src/api/acme is left alone).
                 if let Some(id) = order_id {
-                    use crate::db::schema::{acme_orders, cert_objects};
-                    use diesel::prelude::*;
-                    let row: Option<(String, Option<i64>)> = acme_orders::table
-                        .find(id)
-                        .select((acme_orders::action, acme_orders::target_object_id))
-                        .first(&mut c)
-                        .optional()
-                        .map_err(|e| e.to_string())?;
+                    use crate::engine::lookup;
+                    let row: Option<(String, Option<i64>)> =
+                        lookup::acme_order_action(&mut c, id).map_err(|e| e.to_string())?;
                     match row {
                         // A reissue renews the same object too (Engine::renew).
                         Some((a, Some(obj))) if a == "renew" || a == "reissue" => {
                             METRICS.renewals.inc(&["acme", outcome]);
-                            let dn: Option<String> = cert_objects::table
-                                .find(obj)
-                                .select(cert_objects::dn)
-                                .first(&mut c)
-                                .optional()
-                                .map_err(|e| e.to_string())?;
+                            let dn: Option<String> = lookup::find_object_dn(&mut c, obj).map_err(|e| e.to_string())?;
                             notes.push(Note {
                                 action: action::RENEW,
                                 target: dn.unwrap_or_else(|| format!("object {obj}")),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use diesel::prelude::*;
+use crate::db::bench_support;
 
 /// Where the gateway's data lives.
 #[derive(Debug, Clone)]
@@ -30,25 +30,16 @@ impl Store {
     /// Creates a fresh PostgreSQL database `renewgate_bench_<random>` on the server `admin_url` names.
     pub fn new_postgres(admin_url: &str) -> anyhow::Result<Store> {
         let name = format!("renewgate_bench_{}", &crate::db::new_guid().replace('-', "")[..12]);
-        let mut c = diesel::pg::PgConnection::establish(admin_url)
-            .map_err(|e| anyhow::anyhow!("PostgreSQL at {admin_url}: {e}"))?;
-        diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut c)?;
+        bench_support::create_postgres_database(admin_url, &name)?;
         let url = replace_db_name(admin_url, &name);
         Ok(Store::Postgres { admin_url: admin_url.to_string(), name, url })
     }
 
     pub fn drop_database(&self) {
-        if let Store::Postgres { admin_url, name, .. } = self {
-            match diesel::pg::PgConnection::establish(admin_url) {
-                Ok(mut c) => {
-                    if let Err(e) =
-                        diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut c)
-                    {
-                        eprintln!("bench: could not drop database {name}: {e}");
-                    }
-                }
-                Err(e) => eprintln!("bench: could not drop database {name}: {e}"),
-            }
+        if let Store::Postgres { admin_url, name, .. } = self
+            && let Err(e) = bench_support::drop_postgres_database(admin_url, name)
+        {
+            eprintln!("bench: could not drop database {name}: {e}");
         }
     }
 }
@@ -196,11 +187,7 @@ impl Deployment {
             Store::Sqlite => self.sqlite_path().display().to_string(),
             Store::Postgres { url, .. } => url.clone(),
         };
-        let mut c = crate::db::establish(&url)?;
-        if let crate::db::DbConn::Sqlite(s) = &mut c {
-            diesel::sql_query("PRAGMA busy_timeout = 30000").execute(s)?;
-        }
-        Ok(c)
+        bench_support::open(&url)
     }
 }
 
@@ -242,61 +229,4 @@ pub fn reset_peak_rss(pid: u32) -> bool {
         .open(format!("/proc/{pid}/clear_refs"))
         .and_then(|mut f| f.write_all(b"5"))
         .is_ok()
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-pub fn count(c: &mut crate::db::DbConn, sql: &str) -> anyhow::Result<i64> {
-    Ok(match c {
-        crate::db::DbConn::Sqlite(s) => diesel::sql_query(sql).get_result::<Count>(s)?.n,
-        crate::db::DbConn::Postgresql(p) => diesel::sql_query(sql).get_result::<Count>(p)?.n,
-    })
-}
-
-pub fn exec(c: &mut crate::db::DbConn, sql: &str) -> anyhow::Result<usize> {
-    Ok(match c {
-        crate::db::DbConn::Sqlite(s) => diesel::sql_query(sql).execute(s)?,
-        crate::db::DbConn::Postgresql(p) => diesel::sql_query(sql).execute(p)?,
-    })
-}
-
-#[derive(QueryableByName)]
-struct SqlitePlanRow {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    detail: String,
-}
-
-#[derive(QueryableByName)]
-struct PgPlanRow {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    plan: String,
-}
-
-/// The query plan of `sql` (SQLite `EXPLAIN QUERY PLAN`, PostgreSQL `EXPLAIN`), one line per step.
-pub fn explain(c: &mut crate::db::DbConn, sql: &str) -> anyhow::Result<Vec<String>> {
-    Ok(match c {
-        crate::db::DbConn::Sqlite(s) => diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
-            .load::<SqlitePlanRow>(s)?
-            .into_iter()
-            .map(|r| r.detail)
-            .collect(),
-        crate::db::DbConn::Postgresql(p) => {
-            // EXPLAIN's one column is named "QUERY PLAN"; a function gives it a usable name.
-            diesel::sql_query(
-                "CREATE OR REPLACE FUNCTION pg_temp.bench_explain(q text) RETURNS SETOF text LANGUAGE plpgsql AS \
-                 $$ DECLARE r text; BEGIN FOR r IN EXECUTE 'EXPLAIN ' || q LOOP RETURN NEXT r; END LOOP; END $$",
-            )
-            .execute(p)?;
-            diesel::sql_query("SELECT plan FROM pg_temp.bench_explain($1) AS plan")
-                .bind::<diesel::sql_types::Text, _>(sql)
-                .load::<PgPlanRow>(p)?
-                .into_iter()
-                .map(|r| r.plan)
-                .collect()
-        }
-    })
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::{Value, json};
 
+use crate::db::bench_support;
 use gateway::{Deployment, Store};
 
 pub const WORKLOADS: &[&str] = &["csr-ec", "keygen-ec", "keygen-rsa", "keyfactor-resign", "acme", "acme-pebble"];
@@ -817,78 +818,12 @@ fn run_acme_pebble(
 fn fill_inventory(d: &Deployment, extra: usize) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let mut c = d.db()?;
-    let pg = matches!(c, crate::db::DbConn::Postgresql(_));
-    let tmpl: i64 = gateway::count(&mut c, "SELECT MIN(id) AS n FROM cert_objects")?;
-    let fill = FOLDER_FILL.replace('\'', "''");
+    let tmpl = bench_support::first_object_id(&mut c)?;
     d.cli(&["policy", "set", FOLDER_FILL])?;
-    let series = |n: usize| {
-        if pg {
-            format!("(SELECT generate_series(1, {n}) AS i) s")
-        } else {
-            format!("(WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < {n}) SELECT i FROM r) s")
-        }
-    };
-    let cat = |a: &str, b: &str| format!("({a} || {b})");
-    let text = |x: &str| format!("CAST({x} AS TEXT)");
-    let hex40 = |x: &str| {
-        if pg { format!("lpad(to_hex({x}), 40, '0')") } else { format!("printf('%040x', {x})") }
-    };
-    let batch = 100_000usize;
-    let mut done = 0usize;
-    while done < extra {
-        let k = batch.min(extra - done);
-        let off = done;
-        let idx = format!("(s.i + {off})");
-        gateway::exec(
-            &mut c,
-            &format!(
-                "INSERT INTO cert_objects (guid, dn, dn_lower, policy_dn, name, state, disabled, management_type, csr_origin, key_spec, created_at, updated_at) \
-             SELECT {guid}, {dn}, lower({dn}), '{fill}', {name}, state, disabled, management_type, csr_origin, key_spec, created_at, updated_at \
-             FROM {series} CROSS JOIN (SELECT * FROM cert_objects WHERE id = {tmpl}) t",
-                guid = cat("'fill-'", &text(&idx)),
-                dn = cat(&format!("'{fill}\\inv-'"), &text(&idx)),
-                name = cat("'inv-'", &text(&idx)),
-                series = series(k),
-            ),
-        )?;
-        done += k;
+    bench_support::clone_inventory(&mut c, tmpl, FOLDER_FILL, extra, |done| {
         eprintln!("bench: inventory {done}/{extra} objects");
-    }
-    // One certificate and one finished job per clone.
-    gateway::exec(
-        &mut c,
-        &format!(
-            "INSERT INTO jobs (guid, kind, object_id, payload, state, attempts, run_after, created_at, updated_at) \
-         SELECT {guid}, j.kind, o.id, '{{}}', 'done', 1, j.run_after, j.created_at, j.updated_at \
-         FROM cert_objects o CROSS JOIN (SELECT * FROM jobs WHERE object_id = {tmpl} ORDER BY id LIMIT 1) j \
-         WHERE o.policy_dn = '{fill}'",
-            guid = cat("'fill-job-'", &text("o.id")),
-        ),
-    )?;
-    gateway::exec(
-        &mut c,
-        &format!(
-            "INSERT INTO certificates (guid, object_id, issuer_ca_id, der, chain_pem, serial, thumbprint, common_name, issuer_dn, not_before, not_after, public_key_sha256, key_enc, job_id, created_at) \
-         SELECT {guid}, o.id, t.issuer_ca_id, t.der, t.chain_pem, {serial}, {tp}, t.common_name, t.issuer_dn, t.not_before, t.not_after, {pk}, NULL, NULL, t.created_at \
-         FROM cert_objects o CROSS JOIN (SELECT * FROM certificates WHERE object_id = {tmpl} ORDER BY id LIMIT 1) t \
-         WHERE o.policy_dn = '{fill}'",
-            guid = cat("'fill-cert-'", &text("o.id")),
-            serial = cat("'F'", &hex40("o.id")),
-            tp = cat("'F'", &hex40("o.id")),
-            pk = cat("'fill'", &hex40("o.id")),
-        ),
-    )?;
-    // Statistics first: the planner must know the new rows are there (a join, not a scan per row).
-    gateway::exec(&mut c, "ANALYZE")?;
-    gateway::exec(
-        &mut c,
-        &format!(
-            "UPDATE cert_objects SET current_cert_id = certificates.id FROM certificates \
-             WHERE certificates.object_id = cert_objects.id AND cert_objects.policy_dn = '{fill}'"
-        ),
-    )?;
-    gateway::exec(&mut c, "ANALYZE")?;
-    let total = gateway::count(&mut c, "SELECT COUNT(*) AS n FROM cert_objects")?;
+    })?;
+    let total = bench_support::object_count(&mut c)?;
     eprintln!("bench: inventory filled to {total} objects in {:.1} s", t0.elapsed().as_secs_f64());
     println!("inventory: {total} certificate objects in the database");
     Ok(())
@@ -897,45 +832,19 @@ fn fill_inventory(d: &Deployment, extra: usize) -> anyhow::Result<()> {
 /// EXPLAIN of the lookups a renewal makes (by DN, thumbprint, serial, CMSID, key hash; the job claim).
 fn print_plans(d: &Deployment, objs: &[Obj]) -> anyhow::Result<()> {
     let mut c = d.db()?;
-    let dn = objs.first().map(|o| o.dn.to_lowercase()).unwrap_or_default().replace('\'', "''");
+    let dn = objs.first().map(|o| o.dn.clone()).unwrap_or_default();
     let tp = objs.first().map(|o| o.thumbprint.clone()).unwrap_or_default();
-    let queries = [
-        ("object by DN", format!("SELECT * FROM cert_objects WHERE dn_lower = '{dn}'")),
-        ("object by GUID", "SELECT * FROM cert_objects WHERE guid = 'x'".to_string()),
-        ("certificate by id (CMSID, current version)", "SELECT * FROM certificates WHERE id = 5".to_string()),
-        ("certificate by thumbprint", format!("SELECT * FROM certificates WHERE thumbprint = '{tp}'")),
-        ("certificate by serial", "SELECT * FROM certificates WHERE serial = '01AB'".to_string()),
-        (
-            "key reuse check",
-            "SELECT COUNT(*) FROM certificates WHERE object_id = 5 AND public_key_sha256 = 'x'".to_string(),
-        ),
-        (
-            "job claim",
-            "SELECT id FROM jobs WHERE (state = 'queued' AND run_after <= '2030-01-01') OR (state = 'running' AND lease_until < '2030-01-01') ORDER BY id LIMIT 1"
-                .to_string(),
-        ),
-        ("job by id", "SELECT * FROM jobs WHERE id = 5".to_string()),
-    ];
     println!("query plans of the request-path lookups ({}):", d.store.backend());
-    for (what, q) in queries {
-        let plan = gateway::explain(&mut c, &q)?;
+    bench_support::request_path_plans(&mut c, &dn, &tp, |what, plan| {
         println!("  {what}: {}", plan.join(" | "));
-    }
-    Ok(())
+    })
 }
 
 /// After the runs: every finished job has exactly one certificate and none ran twice.
 fn db_check(ctx: &mut Ctx, d: &Deployment, backend: &str) -> anyhow::Result<()> {
     let mut c = d.db()?;
-    let done =
-        gateway::count(&mut c, "SELECT COUNT(*) AS n FROM jobs WHERE state = 'done' AND guid NOT LIKE 'fill-%'")?;
-    let certs = gateway::count(&mut c, "SELECT COUNT(*) AS n FROM certificates WHERE job_id IS NOT NULL")?;
-    let dup = gateway::count(
-        &mut c,
-        "SELECT COUNT(*) AS n FROM (SELECT job_id FROM certificates WHERE job_id IS NOT NULL GROUP BY job_id HAVING COUNT(*) > 1) x",
-    )?;
-    let retried = gateway::count(&mut c, "SELECT COUNT(*) AS n FROM jobs WHERE attempts > 1")?;
-    let open = gateway::count(&mut c, "SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'running')")?;
+    let bench_support::JobCheck { done, certificates: certs, duplicates: dup, retried, open } =
+        bench_support::job_check(&mut c)?;
     println!(
         "database check ({backend}, {} instance(s)): {done} jobs done, {certs} certificates from jobs, {dup} jobs with more than one certificate, {retried} jobs claimed more than once, {open} jobs still open",
         d.procs.len()

@@ -2,7 +2,6 @@
 //! following an issuance request (`GET /api/v1/jobs/{id}`).
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
-use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -111,10 +110,7 @@ pub async fn claim(
                 common_name: None,
             };
             if let Some(cid) = cj.job.certificate_id {
-                let v: crate::db::models::CertVersion = crate::db::schema::certificates::table
-                    .find(cid)
-                    .select(crate::db::models::CertVersion::as_select())
-                    .first(&mut *c)?;
+                let v: crate::db::models::CertVersion = crate::engine::lookup::version(&mut c, cid)?;
                 let bundle = CertBundle::load(&v, &engine.master, cj.store.include_keys)
                     .map_err(|e| NativeError::unavailable(e.to_string()))?;
                 let pem =
@@ -218,20 +214,12 @@ pub async fn request_status(
         let j = crate::engine::inventory::job(&mut c, id)
             .map_err(|e| NativeError::unavailable(e.to_string()))?
             .ok_or_else(|| NativeError::not_found(format!("no request {id}")))?;
-        let folder: Option<String> = crate::db::schema::cert_objects::table
-            .find(j.object_id)
-            .select(crate::db::schema::cert_objects::policy_dn)
-            .first(&mut *c)
-            .optional()?;
+        let folder: Option<String> = crate::engine::lookup::find_object_folder(&mut c, j.object_id)?;
         if !folder.is_some_and(|f| principal.access.allows(&f, "read")) {
             return Err(NativeError::not_found(format!("no request {id}")));
         }
         let tp = match j.result_cert_id {
-            Some(cid) => crate::db::schema::certificates::table
-                .find(cid)
-                .select(crate::db::schema::certificates::thumbprint)
-                .first::<String>(&mut *c)
-                .optional()?,
+            Some(cid) => crate::engine::lookup::find_thumbprint(&mut c, cid)?,
             None => None,
         };
         Ok(RequestStatus { id, state: j.state, certificate_id: j.result_cert_id, thumbprint: tp, error: j.error })

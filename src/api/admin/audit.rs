@@ -46,7 +46,7 @@ pub async fn list(
     let engine = state.engine.clone();
     let records = crate::api::observe::block(move || -> Result<_, NativeError> {
         let mut c = engine.pool.get()?;
-        Ok(audit::list(&mut c, &f)?)
+        Ok(audit::list(&mut c, &f).map_err(crate::db::DbError::from)?)
     })
     .await??;
     Ok(HttpResponse::Ok().json(AuditList { records }))

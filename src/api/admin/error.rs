@@ -89,8 +89,12 @@ impl From<r2d2::Error> for NativeError {
         NativeError::unavailable(format!("database unavailable: {e}"))
     }
 }
-impl From<diesel::result::Error> for NativeError {
-    fn from(e: diesel::result::Error) -> Self {
-        NativeError::unavailable(format!("database: {e}"))
+/// Storage failures: 503 with the database's message (a pool timeout as "database unavailable").
+impl From<crate::db::DbError> for NativeError {
+    fn from(e: crate::db::DbError) -> Self {
+        match e {
+            crate::db::DbError::Pool(e) => NativeError::unavailable(format!("database unavailable: {e}")),
+            other => NativeError::unavailable(format!("database: {other}")),
+        }
     }
 }

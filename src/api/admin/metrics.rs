@@ -1,65 +1,14 @@
 //! `GET /metrics`: Prometheus text format. Process counters (HTTP requests, renewals and
 //! enrollments by dialect, issuance latency, store push results) come from `crate::metrics`;
 //! gauges about the shared database (queue depth and age, store push jobs, certificates by state
-//! and by days to expiry) are counted at scrape time with a few aggregate queries.
+//! and by days to expiry) are counted at scrape time by `engine::stats`; rendered here.
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::NaiveDateTime;
-use diesel::dsl::{count_star, min};
-use diesel::prelude::*;
 
 use super::error::{NativeError, NativeErrorBody};
 use crate::app::AppState;
-use crate::db::schema::{cert_objects, certificates, jobs, store_jobs};
-use crate::db::{DbConn, now};
+use crate::db::now;
+use crate::engine::stats::{self, DbGauges};
 use crate::metrics::{header, sample};
-
-/// Gauges read from the database.
-#[derive(Debug, Default)]
-struct DbGauges {
-    jobs: Vec<(String, i64)>,
-    oldest_job: Option<NaiveDateTime>,
-    store_jobs: Vec<(String, i64)>,
-    objects: Vec<(String, bool, i64)>,
-    /// (bucket label, count)
-    expiry: Vec<(&'static str, i64)>,
-}
-
-fn gauges(c: &mut DbConn) -> QueryResult<DbGauges> {
-    let open = ["queued", "running"];
-    let jobs_by_state: Vec<(String, i64)> = jobs::table
-        .filter(jobs::state.eq_any(open))
-        .group_by(jobs::state)
-        .select((jobs::state, count_star()))
-        .load(c)?;
-    let oldest_job: Option<NaiveDateTime> =
-        jobs::table.filter(jobs::state.eq_any(open)).select(min(jobs::created_at)).first(c)?;
-    let store_jobs: Vec<(String, i64)> =
-        store_jobs::table.group_by(store_jobs::state).select((store_jobs::state, count_star())).load(c)?;
-    let objects: Vec<(String, bool, i64)> = cert_objects::table
-        .group_by((cert_objects::state, cert_objects::disabled))
-        .select((cert_objects::state, cert_objects::disabled, count_star()))
-        .load(c)?;
-    let ts = now();
-    let current = || {
-        certificates::table
-            .inner_join(cert_objects::table.on(cert_objects::current_cert_id.eq(certificates::id.nullable())))
-    };
-    let total: i64 = current().count().get_result(c)?;
-    let mut below = vec![];
-    for days in [0i64, 7, 30, 90] {
-        let n: i64 =
-            current().filter(certificates::not_after.lt(ts + chrono::Duration::days(days))).count().get_result(c)?;
-        below.push(n);
-    }
-    let expiry = vec![
-        ("expired", below[0]),
-        ("0-7", below[1] - below[0]),
-        ("7-30", below[2] - below[1]),
-        ("30-90", below[3] - below[2]),
-        ("90+", total - below[3]),
-    ];
-    Ok(DbGauges { jobs: jobs_by_state, oldest_job, store_jobs, objects, expiry })
-}
 
 fn render(g: &DbGauges, backend: &str) -> String {
     let mut out = String::new();
@@ -140,7 +89,7 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
     let engine = state.engine.clone();
     let g = crate::api::observe::block(move || -> Result<DbGauges, NativeError> {
         let mut c = engine.pool.get()?;
-        Ok(gauges(&mut c)?)
+        Ok(stats::gauges(&mut c)?)
     })
     .await??;
     Ok(HttpResponse::Ok()

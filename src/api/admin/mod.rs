@@ -40,9 +40,8 @@ pub struct Health {
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let engine = state.engine.clone();
     let db = web::block(move || -> Result<(), String> {
-        use diesel::connection::SimpleConnection;
         let mut c = engine.pool.get().map_err(|e| e.to_string())?;
-        c.batch_execute("SELECT 1").map_err(|e| e.to_string())
+        crate::db::ping(&mut c).map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())

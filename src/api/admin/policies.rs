@@ -10,6 +10,7 @@ use super::error::{NativeError, NativeErrorBody};
 use crate::api::body::read_payload;
 use crate::api::venafi::authenticate;
 use crate::app::AppState;
+use crate::db::DbError;
 use crate::engine::policy;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -41,8 +42,8 @@ pub enum PolicyListItemDoc {
 pub struct PolicyUpdateValueDoc;
 
 impl utoipa::PartialSchema for PolicyUpdateValueDoc {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::{ObjectBuilder, OneOfBuilder, Type};
         OneOfBuilder::new()
             .item(utoipa::openapi::Ref::from_schema_name(<PolicyValueDoc as ToSchema>::name()))
             .item(ObjectBuilder::new().schema_type(Type::Null))
@@ -52,7 +53,7 @@ impl utoipa::PartialSchema for PolicyUpdateValueDoc {
 }
 
 impl ToSchema for PolicyUpdateValueDoc {
-    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
         use utoipa::PartialSchema;
         schemas.push((<PolicyValueDoc as ToSchema>::name().into(), PolicyValueDoc::schema()));
         <PolicyValueDoc as ToSchema>::schemas(schemas);
@@ -106,10 +107,11 @@ pub struct DeletedResponse {
 }
 
 fn response(c: &mut crate::db::DbConn, dn: &str) -> Result<PolicyResponse, NativeError> {
-    let f =
-        policy::find_folder(c, dn)?.ok_or_else(|| NativeError::not_found(format!("PolicyDN: {dn} does not exist.")))?;
+    let f = policy::find_folder(c, dn)
+        .map_err(DbError::from)?
+        .ok_or_else(|| NativeError::not_found(format!("PolicyDN: {dn} does not exist.")))?;
     let own = policy::FolderSettings::of(&f);
-    let eff = policy::effective(c, &f.dn)?;
+    let eff = policy::effective(c, &f.dn).map_err(DbError::from)?;
     Ok(PolicyResponse {
         dn: f.dn,
         settings: own.settings,
@@ -161,8 +163,11 @@ pub async fn put(
     let engine = state.engine.clone();
     let r = crate::api::observe::block(move || -> Result<_, NativeError> {
         let mut c = engine.pool.get()?;
-        crate::db::write_tx(&mut c, None, |tx| -> Result<(), NativeError> {
-            let current = policy::find_folder(tx, &dn)?.map(|f| policy::FolderSettings::of(&f)).unwrap_or_default();
+        crate::db::write_tx_as(&mut c, None, |tx| -> Result<(), NativeError> {
+            let current = policy::find_folder(tx, &dn)
+                .map_err(DbError::from)?
+                .map(|f| policy::FolderSettings::of(&f))
+                .unwrap_or_default();
             let (lock, unlock) = match &upd.locked {
                 Some(l) => (l.clone(), current.locked.iter().filter(|k| !l.contains(k)).cloned().collect()),
                 None => (vec![], vec![]),

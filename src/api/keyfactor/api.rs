@@ -15,6 +15,7 @@ use super::{Casing, KeyfactorError, authenticate, blocking, body, casing, guard,
 use crate::api::body::{BodyError, LenientBody};
 use crate::app::AppState;
 use crate::ca::{KeySpec, SanSet};
+use crate::db::DbError;
 use crate::db::models::CertVersion;
 use crate::engine::inventory::{CertBundle, CertRef};
 use crate::engine::queue::JobOutcome;
@@ -62,7 +63,7 @@ pub async fn enroll(state: &AppState, e: Enrollment, wait: Duration) -> Result<E
             .ok_or_else(|| KeyfactorError::bad_request(format!("Template '{tname}' does not exist.")))?;
         let ca =
             match &e.ca {
-                Some(n) => Some(crate::ca::BuiltinCa::find_row(c, n)?.ok_or_else(|| {
+                Some(n) => Some(crate::ca::BuiltinCa::find_row(c, n).map_err(DbError::from)?.ok_or_else(|| {
                     KeyfactorError::bad_request(format!("Certificate authority '{n}' does not exist."))
                 })?),
                 None => None,
@@ -475,7 +476,8 @@ fn deploy(
             Some(s) => {
                 crate::db::write_tx(c, None, |tx| {
                     store_engine::schedule(tx, &[s.id], cert_id, "add", alias.as_deref(), *overwrite)
-                })?;
+                })
+                .map_err(DbError::from)?;
                 ok.push(s.guid);
             }
             None => failed.push(g.clone()),
@@ -506,12 +508,7 @@ pub async fn pfx_deploy(
         (Some(id), _) => id,
         (None, Some(rid)) => {
             blocking(&state, move |_, c| {
-                use diesel::prelude::*;
-                crate::db::schema::jobs::table
-                    .find(rid)
-                    .select(crate::db::schema::jobs::result_cert_id)
-                    .first::<Option<i64>>(c)
-                    .optional()?
+                crate::engine::lookup::job_result_certificate(c, rid)?
                     .flatten()
                     .ok_or_else(|| KeyfactorError::not_found(format!("Request {rid} has no issued certificate.")))
             })
@@ -644,26 +641,18 @@ pub async fn certificates_query(req: HttpRequest, state: web::Data<AppState>) ->
     let limit = q.int("ReturnLimit").map_err(bad)?.unwrap_or(50).clamp(1, 1000);
     let page = q.int("PageReturned").map_err(bad)?.unwrap_or(1).max(1);
     let items = blocking(&state, move |_, c| {
-        use crate::db::schema::certificates;
-        use diesel::prelude::*;
-        let mut query = certificates::table.into_boxed();
+        use crate::engine::search::{self, CertFilter};
+        let mut filters = vec![];
         for (k, v) in &terms {
-            query = match k.as_str() {
-                "id" | "certid" => query.filter(certificates::id.eq(v.parse::<i64>().unwrap_or(-1))),
-                "thumbprint" => {
-                    query.filter(certificates::thumbprint.eq(crate::engine::inventory::normalize_thumbprint(v)))
-                }
-                "serialnumber" => query.filter(certificates::serial.eq(v.to_ascii_uppercase())),
-                "issuedcn" | "cn" => query.filter(certificates::common_name.eq(v.clone())),
+            filters.push(match k.as_str() {
+                "id" | "certid" => CertFilter::Id(v.parse::<i64>().unwrap_or(-1)),
+                "thumbprint" => CertFilter::Thumbprint(crate::engine::inventory::normalize_thumbprint(v)),
+                "serialnumber" => CertFilter::Serial(v.to_ascii_uppercase()),
+                "issuedcn" | "cn" => CertFilter::CommonName(v.clone()),
                 other => return Err(KeyfactorError::bad_request(format!("Unsupported query field '{other}'."))),
-            };
+            });
         }
-        let rows: Vec<CertVersion> = query
-            .order(certificates::id.asc())
-            .limit(limit)
-            .offset((page - 1).saturating_mul(limit))
-            .select(CertVersion::as_select())
-            .load(c)?;
+        let rows: Vec<CertVersion> = search::certificates(c, &filters, limit, (page - 1).saturating_mul(limit))?;
         rows.iter()
             .filter(|v| guard(c, &principal, v, "read").is_ok())
             .collect::<Vec<_>>()
@@ -1009,7 +998,7 @@ pub async fn stores_add(
         guard(c, &principal, &v, "write")?;
         let stores = store_engine::resolve_stores(c, &targets.iter().map(|t| t.0.clone()).collect::<Vec<_>>())?;
         let mut out = vec![];
-        crate::db::write_tx(c, None, |tx| -> Result<(), KeyfactorError> {
+        crate::db::write_tx(c, None, |tx| -> Result<(), DbError> {
             for (s, (_, alias, overwrite)) in stores.iter().zip(targets.iter()) {
                 out.extend(store_engine::schedule(tx, &[s.id], cert_id, "add", alias.as_deref(), *overwrite)?);
             }
@@ -1042,27 +1031,9 @@ pub async fn stores_remove(
     let guids = blocking(&state, move |_, c| {
         let stores = store_engine::resolve_stores(c, &targets.iter().map(|t| t.0.clone()).collect::<Vec<_>>())?;
         let mut out = vec![];
-        crate::db::write_tx(c, None, |tx| -> Result<(), KeyfactorError> {
+        crate::db::write_tx(c, None, |tx| -> Result<(), DbError> {
             for (s, (_, alias, _)) in stores.iter().zip(targets.iter()) {
-                use diesel::prelude::*;
-                let ts = crate::db::now();
-                let g = crate::db::new_guid();
-                diesel::insert_into(crate::db::schema::store_jobs::table)
-                    .values((
-                        crate::db::schema::store_jobs::guid.eq(&g),
-                        crate::db::schema::store_jobs::store_id.eq(s.id),
-                        crate::db::schema::store_jobs::certificate_id.eq(None::<i64>),
-                        crate::db::schema::store_jobs::operation.eq("remove"),
-                        crate::db::schema::store_jobs::alias.eq(alias.clone().or(s.alias.clone())),
-                        crate::db::schema::store_jobs::overwrite.eq(false),
-                        crate::db::schema::store_jobs::state.eq(store_engine::job::WAITING),
-                        crate::db::schema::store_jobs::attempts.eq(0),
-                        crate::db::schema::store_jobs::run_after.eq(ts),
-                        crate::db::schema::store_jobs::created_at.eq(ts),
-                        crate::db::schema::store_jobs::updated_at.eq(ts),
-                    ))
-                    .execute(tx)?;
-                out.push(g);
+                out.push(store_engine::schedule_remove(tx, s, alias.as_deref())?);
             }
             Ok(())
         })?;
@@ -1211,7 +1182,7 @@ pub async fn cas(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
     let host = state.engine.settings.ca_host();
-    let rows = blocking(&state, |_, c| Ok(crate::ca::BuiltinCa::list_issuing(c)?)).await?;
+    let rows = blocking(&state, |_, c| Ok(crate::ca::BuiltinCa::list_issuing(c).map_err(DbError::from)?)).await?;
     let out: Vec<Value> = rows
         .iter()
         .map(|r| {

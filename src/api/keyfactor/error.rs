@@ -116,9 +116,13 @@ impl From<r2d2::Error> for KeyfactorError {
         KeyfactorError::unavailable(format!("database unavailable: {e}"))
     }
 }
-impl From<diesel::result::Error> for KeyfactorError {
-    fn from(e: diesel::result::Error) -> Self {
-        KeyfactorError::unavailable(format!("database: {e}"))
+/// Storage failures: 503 with the database's message (a pool timeout as "database unavailable").
+impl From<crate::db::DbError> for KeyfactorError {
+    fn from(e: crate::db::DbError) -> Self {
+        match e {
+            crate::db::DbError::Pool(e) => KeyfactorError::unavailable(format!("database unavailable: {e}")),
+            other => KeyfactorError::unavailable(format!("database: {other}")),
+        }
     }
 }
 impl From<crate::formats::FormatError> for KeyfactorError {

@@ -252,14 +252,10 @@ pub fn guard(
     v: &crate::db::models::CertVersion,
     perm: &str,
 ) -> Result<(), KeyfactorError> {
-    use diesel::prelude::*;
     if !p.access.is_restricted() {
         return Ok(());
     }
-    let folder: String = crate::db::schema::cert_objects::table
-        .find(v.object_id)
-        .select(crate::db::schema::cert_objects::policy_dn)
-        .first(c)?;
+    let folder: String = crate::engine::lookup::object_folder(c, v.object_id)?;
     if p.access.allows(&folder, perm) {
         Ok(())
     } else {

@@ -1,6 +1,5 @@
 //! Keyfactor response models, built PascalCase (camelCase is derived per request). Fields the
 //! SDK models cannot take as `null` (datetimes, enums, maps) are always present or omitted.
-use diesel::prelude::*;
 use openssl::x509::X509;
 use serde_json::{Value, json};
 
@@ -8,7 +7,7 @@ use super::KeyfactorError;
 use crate::ca::SanSet;
 use crate::db::DbConn;
 use crate::db::models::{CertObject, CertVersion, Store};
-use crate::db::schema::{cert_objects, certificate_info, certificates, revocations};
+use crate::engine::lookup;
 use crate::engine::stores as store_engine;
 
 pub fn ts(t: chrono::NaiveDateTime) -> String {
@@ -34,11 +33,7 @@ pub fn store_type_name(code: i64) -> Option<&'static str> {
 }
 
 pub fn version(c: &mut DbConn, id: i64) -> Result<CertVersion, KeyfactorError> {
-    certificates::table
-        .find(id)
-        .select(CertVersion::as_select())
-        .first(c)
-        .optional()?
+    lookup::find_version(c, id)?
         .ok_or_else(|| KeyfactorError::not_found(format!("Certificate with ID {id} does not exist.")))
 }
 
@@ -73,21 +68,13 @@ pub fn lookup(
     }
     if let Some(tp) = thumbprint {
         let t = crate::engine::inventory::normalize_thumbprint(tp);
-        return certificates::table
-            .filter(certificates::thumbprint.eq(&t))
-            .order(certificates::id.desc())
-            .select(CertVersion::as_select())
-            .first(c)
-            .optional()?
+        return lookup::latest_version_by_thumbprint(c, &t)?
             .ok_or_else(|| KeyfactorError::not_found(format!("Certificate with thumbprint {t} does not exist.")));
     }
     if let Some(sn) = serial {
         let want = norm_serial(sn);
         // Stored serials keep a leading zero nibble when the hex has an odd length: try both.
-        let found: Vec<CertVersion> = certificates::table
-            .filter(certificates::serial.eq_any([want.clone(), format!("0{want}")]))
-            .select(CertVersion::as_select())
-            .load(c)?;
+        let found: Vec<CertVersion> = lookup::versions_by_serials(c, &[want.clone(), format!("0{want}")])?;
         let hit = found.into_iter().find(|v| issuer.is_none_or(|i| dn_key(i) == dn_key(&v.issuer_dn)));
         return hit.ok_or_else(|| {
             KeyfactorError::not_found(format!("Certificate with serial number {want} does not exist."))
@@ -98,17 +85,9 @@ pub fn lookup(
 
 /// CertificateRetrievalResponse.
 pub fn certificate(c: &mut DbConn, v: &CertVersion) -> Result<Value, KeyfactorError> {
-    let obj: CertObject = cert_objects::table.find(v.object_id).select(CertObject::as_select()).first(c)?;
-    let info: Option<(Option<String>, Option<String>, String)> = certificate_info::table
-        .find(v.id)
-        .select((certificate_info::template, certificate_info::ca_name, certificate_info::metadata))
-        .first(c)
-        .optional()?;
-    let revoked: Option<(i32, String, chrono::NaiveDateTime)> = revocations::table
-        .find(v.id)
-        .select((revocations::reason, revocations::comments, revocations::revoked_at))
-        .first(c)
-        .optional()?;
+    let obj: CertObject = lookup::object(c, v.object_id)?;
+    let info: Option<(Option<String>, Option<String>, String)> = lookup::certificate_info(c, v.id)?;
+    let revoked: Option<(i32, String, chrono::NaiveDateTime)> = lookup::revocation(c, v.id)?;
     let x = X509::from_der(&v.der).map_err(|e| KeyfactorError::unavailable(e.to_string()))?;
     let pk = x.public_key().map_err(|e| KeyfactorError::unavailable(e.to_string()))?;
     let (key_type, key_type_str, curve) = match pk.id() {

@@ -16,6 +16,7 @@ use crate::api::body::LenientBody;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::ca::{EcCurve, KeySpec, SanSet};
+use crate::db::DbError;
 use crate::db::models::{CertObject, CertVersion};
 use crate::engine::inventory::{self, CertBundle, CertRef};
 use crate::engine::queue::JobOutcome;
@@ -518,9 +519,7 @@ fn object_for(
 }
 
 fn certificate_by_id(c: &mut crate::db::DbConn, id: i64) -> Result<CertVersion, VenafiError> {
-    use crate::db::schema::certificates;
-    use diesel::prelude::*;
-    Ok(certificates::table.find(id).select(CertVersion::as_select()).first(c)?)
+    Ok(crate::engine::lookup::version(c, id)?)
 }
 
 /// Retrieve's three answers: the file, "not ready" (202) or "failed" (500, as TPP documents).
@@ -942,8 +941,7 @@ pub async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let limit = q.int("Limit")?.unwrap_or(100).clamp(1, 1000);
     let offset = q.int("Offset")?.unwrap_or(0).max(0);
     let (items, total) = run_blocking(&state.engine, move |_, c| {
-        use crate::db::schema::cert_objects;
-        use diesel::prelude::*;
+        use crate::engine::search;
         match thumbprint {
             Some(tp) => {
                 let found: Vec<_> = inventory::objects_by_thumbprint(c, &tp)?
@@ -956,10 +954,7 @@ pub async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
             None => {
                 let objs: Vec<CertObject> = if principal.access.is_restricted() {
                     // Folder-limited callers: filter (their folders are few).
-                    cert_objects::table
-                        .order(cert_objects::id.asc())
-                        .select(CertObject::as_select())
-                        .load(c)?
+                    search::all_objects(c)?
                         .into_iter()
                         .filter(|o| principal.access.allows(&o.policy_dn, "read"))
                         .collect()
@@ -970,13 +965,8 @@ pub async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
                     let total = objs.len() as i64;
                     (objs.into_iter().skip(offset as usize).take(limit as usize).collect::<Vec<_>>(), total)
                 } else {
-                    let total: i64 = cert_objects::table.count().get_result(c)?;
-                    let page = cert_objects::table
-                        .order(cert_objects::id.asc())
-                        .limit(limit)
-                        .offset(offset)
-                        .select(CertObject::as_select())
-                        .load(c)?;
+                    let total: i64 = search::count_objects(c)?;
+                    let page = search::objects_page(c, limit, offset)?;
                     (page, total)
                 };
                 let mut out = vec![];
@@ -1067,10 +1057,10 @@ pub async fn check_policy(
     let dn = body.nonblank("PolicyDN")?.ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
     let norm = policy::normalize_dn(&dn);
     let eff = run_blocking(&state.engine, move |_, c| {
-        if policy::find_folder(c, &norm)?.is_none() || !principal.access.allows(&norm, "read") {
+        if policy::find_folder(c, &norm).map_err(DbError::from)?.is_none() || !principal.access.allows(&norm, "read") {
             return Err(VenafiError::Renew(RenewError::PolicyDoesNotExist(norm)));
         }
-        Ok(policy::effective(c, &norm)?)
+        Ok(policy::effective(c, &norm).map_err(DbError::from)?)
     })
     .await?;
     Ok(json_ok(&CheckPolicyResponse { policy: check_policy_body(&eff), error: None }))
@@ -1136,7 +1126,8 @@ pub async fn dn_to_guid(
         if let Some(o) = inventory::find_object(c, &CertRef::Dn(dn.clone()))? {
             return Ok(principal.access.allows(&o.policy_dn, "read").then(|| ("X509 Certificate".to_string(), o.guid)));
         }
-        Ok(policy::find_folder(c, &dn)?
+        Ok(policy::find_folder(c, &dn)
+            .map_err(DbError::from)?
             .filter(|f| principal.access.allows(&f.dn, "read"))
             .map(|f| ("Policy".to_string(), f.guid)))
     })

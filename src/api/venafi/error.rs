@@ -191,9 +191,13 @@ impl From<r2d2::Error> for VenafiError {
     }
 }
 
-impl From<diesel::result::Error> for VenafiError {
-    fn from(e: diesel::result::Error) -> Self {
-        VenafiError::Internal(format!("database: {e}"))
+/// Storage failures: 503 with the database's message (a pool timeout as "database unavailable").
+impl From<crate::db::DbError> for VenafiError {
+    fn from(e: crate::db::DbError) -> Self {
+        match e {
+            crate::db::DbError::Pool(e) => VenafiError::Internal(format!("database unavailable: {e}")),
+            other => VenafiError::Internal(format!("database: {other}")),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! `DbConn` is a `MultiConnection`; the pool's manager picks the backend from the URL scheme itself,
 //! because diesel's own `establish` tries each backend in turn and throws the real error away.
+pub mod bench_support;
 pub mod models;
 pub mod schema;
 
@@ -183,4 +184,84 @@ pub fn now() -> chrono::NaiveDateTime {
 
 pub fn new_guid() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// One round trip to the database (`SELECT 1`): the health check.
+pub fn ping(conn: &mut DbConn) -> Result<(), DbError> {
+    conn.batch_execute("SELECT 1").map_err(DbError::Query)
+}
+
+/// `write_tx` for callers whose error type converts from `DbError` (the HTTP layer, which does
+/// not name diesel's error): the transaction's own failures (BEGIN, COMMIT) arrive as
+/// `DbError::Query`, `f`'s errors unchanged.
+pub fn write_tx_as<T, E, F>(conn: &mut DbConn, lock_key: Option<i64>, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<DbError>,
+{
+    enum TxError<E> {
+        Db(diesel::result::Error),
+        Caller(E),
+    }
+    impl<E> From<diesel::result::Error> for TxError<E> {
+        fn from(e: diesel::result::Error) -> Self {
+            TxError::Db(e)
+        }
+    }
+    write_tx(conn, lock_key, |c| f(c).map_err(TxError::Caller)).map_err(|e| match e {
+        TxError::Db(e) => E::from(DbError::Query(e)),
+        TxError::Caller(e) => e,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory_db() -> DbConn {
+        let mut c = establish(":memory:").expect("in-memory SQLite");
+        run_migrations(&mut c).expect("migrations");
+        c
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum CallerError {
+        Db(String),
+        Refused,
+    }
+    impl From<DbError> for CallerError {
+        fn from(e: DbError) -> Self {
+            CallerError::Db(e.to_string())
+        }
+    }
+
+    fn policy_count(c: &mut DbConn) -> i64 {
+        schema::policy_folders::table.count().get_result(c).expect("count")
+    }
+
+    #[test]
+    fn ping_answers() {
+        ping(&mut memory_db()).expect("SELECT 1");
+    }
+
+    #[test]
+    fn write_tx_as_commits_and_rolls_back() {
+        let mut c = memory_db();
+        let before = policy_count(&mut c);
+        let insert = |tx: &mut DbConn, dn: &str| -> Result<(), CallerError> {
+            tx.batch_execute(&format!(
+                "INSERT INTO policy_folders (guid, dn, dn_lower, settings, locked, created_at) \
+                 VALUES ('{dn}', '{dn}', '{dn}', '{{}}', '[]', '2020-01-01 00:00:00')"
+            ))
+            .map_err(|e| CallerError::from(DbError::Query(e)))
+        };
+        write_tx_as(&mut c, None, |tx| insert(tx, "\\ved\\policy\\kept")).expect("commit");
+        assert_eq!(policy_count(&mut c), before + 1);
+        let r = write_tx_as(&mut c, None, |tx| {
+            insert(tx, "\\ved\\policy\\dropped")?;
+            Err::<(), _>(CallerError::Refused)
+        });
+        assert_eq!(r, Err(CallerError::Refused));
+        assert_eq!(policy_count(&mut c), before + 1);
+    }
 }

@@ -424,3 +424,26 @@ pub fn alias_of_object_in_store(
         certificates::table.filter(certificates::object_id.eq(object_id)).select(certificates::id).load(conn)?;
     Ok(contents(conn, &store)?.into_iter().rev().find(|(_, cid)| versions.contains(cid)).map(|(a, _)| a))
 }
+
+/// Schedules a `remove` push job for `store` (inside the caller's transaction): the entry under
+/// `alias`, else under the store's own alias. Returns the job GUID.
+pub fn schedule_remove(conn: &mut DbConn, store: &Store, alias: Option<&str>) -> Result<String, diesel::result::Error> {
+    let ts = now();
+    let guid = new_guid();
+    diesel::insert_into(store_jobs::table)
+        .values((
+            store_jobs::guid.eq(&guid),
+            store_jobs::store_id.eq(store.id),
+            store_jobs::certificate_id.eq(None::<i64>),
+            store_jobs::operation.eq("remove"),
+            store_jobs::alias.eq(alias.or(store.alias.as_deref())),
+            store_jobs::overwrite.eq(false),
+            store_jobs::state.eq(job::WAITING),
+            store_jobs::attempts.eq(0),
+            store_jobs::run_after.eq(ts),
+            store_jobs::created_at.eq(ts),
+            store_jobs::updated_at.eq(ts),
+        ))
+        .execute(conn)?;
+    Ok(guid)
+}

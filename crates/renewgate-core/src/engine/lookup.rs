@@ -1,0 +1,98 @@
+//! Point lookups the HTTP dialects and the request observer make: one row or one column by id,
+//! thumbprint or serial. Plain reads with no policy of their own (the callers check folders).
+//! `find_*` answers `None` for an absent row; the others treat absence as a storage error
+//! (`DbError::Query(NotFound)`), as a row the caller was just given must exist.
+use diesel::prelude::*;
+
+use crate::db::models::{CertObject, CertVersion};
+use crate::db::schema::{acme_orders, cert_objects, certificate_info, certificates, jobs, revocations};
+use crate::db::{DbConn, DbError};
+
+/// One issued certificate (a version) by id, if it exists.
+pub fn find_version(conn: &mut DbConn, id: i64) -> Result<Option<CertVersion>, DbError> {
+    Ok(certificates::table.find(id).select(CertVersion::as_select()).first(conn).optional()?)
+}
+
+/// One issued certificate (a version) by id; absent is an error.
+pub fn version(conn: &mut DbConn, id: i64) -> Result<CertVersion, DbError> {
+    Ok(certificates::table.find(id).select(CertVersion::as_select()).first(conn)?)
+}
+
+/// The newest version with this thumbprint (already normalised by the caller).
+pub fn latest_version_by_thumbprint(conn: &mut DbConn, thumbprint: &str) -> Result<Option<CertVersion>, DbError> {
+    Ok(certificates::table
+        .filter(certificates::thumbprint.eq(thumbprint))
+        .order(certificates::id.desc())
+        .select(CertVersion::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Versions whose stored serial is any of `serials` (exact text match).
+pub fn versions_by_serials(conn: &mut DbConn, serials: &[String]) -> Result<Vec<CertVersion>, DbError> {
+    Ok(certificates::table.filter(certificates::serial.eq_any(serials)).select(CertVersion::as_select()).load(conn)?)
+}
+
+/// A version's thumbprint, if the version exists.
+pub fn find_thumbprint(conn: &mut DbConn, certificate_id: i64) -> Result<Option<String>, DbError> {
+    Ok(certificates::table.find(certificate_id).select(certificates::thumbprint).first::<String>(conn).optional()?)
+}
+
+/// One certificate object by id; absent is an error.
+pub fn object(conn: &mut DbConn, id: i64) -> Result<CertObject, DbError> {
+    Ok(cert_objects::table.find(id).select(CertObject::as_select()).first(conn)?)
+}
+
+/// The policy folder of an object, if the object exists.
+pub fn find_object_folder(conn: &mut DbConn, object_id: i64) -> Result<Option<String>, DbError> {
+    Ok(cert_objects::table.find(object_id).select(cert_objects::policy_dn).first(conn).optional()?)
+}
+
+/// The policy folder of an object; absent is an error.
+pub fn object_folder(conn: &mut DbConn, object_id: i64) -> Result<String, DbError> {
+    Ok(cert_objects::table.find(object_id).select(cert_objects::policy_dn).first(conn)?)
+}
+
+/// The DN of an object, if the object exists.
+pub fn find_object_dn(conn: &mut DbConn, object_id: i64) -> Result<Option<String>, DbError> {
+    Ok(cert_objects::table.find(object_id).select(cert_objects::dn).first(conn).optional()?)
+}
+
+/// What a version was issued with: (template, CA name, metadata JSON).
+pub type IssueInfo = (Option<String>, Option<String>, String);
+
+/// What a version was issued with, if recorded.
+pub fn certificate_info(conn: &mut DbConn, certificate_id: i64) -> Result<Option<IssueInfo>, DbError> {
+    Ok(certificate_info::table
+        .find(certificate_id)
+        .select((certificate_info::template, certificate_info::ca_name, certificate_info::metadata))
+        .first(conn)
+        .optional()?)
+}
+
+/// A revocation: (reason code, comments, when).
+pub type Revocation = (i32, String, chrono::NaiveDateTime);
+
+/// A version's revocation, if it is revoked.
+pub fn revocation(conn: &mut DbConn, certificate_id: i64) -> Result<Option<Revocation>, DbError> {
+    Ok(revocations::table
+        .find(certificate_id)
+        .select((revocations::reason, revocations::comments, revocations::revoked_at))
+        .first(conn)
+        .optional()?)
+}
+
+/// The certificate an issuance job produced: `None` if there is no such job, `Some(None)` if it
+/// has not produced one (yet).
+pub fn job_result_certificate(conn: &mut DbConn, job_id: i64) -> Result<Option<Option<i64>>, DbError> {
+    Ok(jobs::table.find(job_id).select(jobs::result_cert_id).first::<Option<i64>>(conn).optional()?)
+}
+
+/// An ACME order's action (`enroll`, `renew`, `reissue`) and target object, if the order exists.
+pub fn acme_order_action(conn: &mut DbConn, order_id: i64) -> Result<Option<(String, Option<i64>)>, DbError> {
+    Ok(acme_orders::table
+        .find(order_id)
+        .select((acme_orders::action, acme_orders::target_object_id))
+        .first(conn)
+        .optional()?)
+}

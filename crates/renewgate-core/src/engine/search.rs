@@ -1,0 +1,58 @@
+//! Listing and searching the inventory, page by page (Keyfactor's certificate query, Venafi's
+//! certificate search). The callers parse their dialect's query syntax into `CertFilter`s and
+//! apply folder permissions to what comes back.
+use diesel::prelude::*;
+
+use crate::db::models::{CertObject, CertVersion};
+use crate::db::schema::{cert_objects, certificates};
+use crate::db::{DbConn, DbError};
+
+/// One condition on an issued certificate (all conditions of a query must hold).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertFilter {
+    Id(i64),
+    /// Normalised thumbprint (see `inventory::normalize_thumbprint`).
+    Thumbprint(String),
+    /// Serial as stored (upper-case hex).
+    Serial(String),
+    CommonName(String),
+}
+
+/// Issued certificates matching every filter, by id, `limit` from `offset`.
+pub fn certificates(
+    conn: &mut DbConn,
+    filters: &[CertFilter],
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<CertVersion>, DbError> {
+    let mut query = certificates::table.into_boxed();
+    for f in filters {
+        query = match f {
+            CertFilter::Id(id) => query.filter(certificates::id.eq(*id)),
+            CertFilter::Thumbprint(t) => query.filter(certificates::thumbprint.eq(t.clone())),
+            CertFilter::Serial(s) => query.filter(certificates::serial.eq(s.clone())),
+            CertFilter::CommonName(cn) => query.filter(certificates::common_name.eq(cn.clone())),
+        };
+    }
+    Ok(query.order(certificates::id.asc()).limit(limit).offset(offset).select(CertVersion::as_select()).load(conn)?)
+}
+
+/// Every certificate object, by id.
+pub fn all_objects(conn: &mut DbConn) -> Result<Vec<CertObject>, DbError> {
+    Ok(cert_objects::table.order(cert_objects::id.asc()).select(CertObject::as_select()).load(conn)?)
+}
+
+/// How many certificate objects there are.
+pub fn count_objects(conn: &mut DbConn) -> Result<i64, DbError> {
+    Ok(cert_objects::table.count().get_result(conn)?)
+}
+
+/// Certificate objects by id, `limit` from `offset`.
+pub fn objects_page(conn: &mut DbConn, limit: i64, offset: i64) -> Result<Vec<CertObject>, DbError> {
+    Ok(cert_objects::table
+        .order(cert_objects::id.asc())
+        .limit(limit)
+        .offset(offset)
+        .select(CertObject::as_select())
+        .load(conn)?)
+}
