@@ -256,3 +256,42 @@ def test_agent_tokens_expire(gateway):
     import datetime
     latest = datetime.datetime.fromisoformat(str(rows).replace(" ", "T")[:19])
     assert latest < datetime.datetime.utcnow() + datetime.timedelta(days=91), rows
+
+
+# ---------------------------------------------------------------- hole 8: existence does not leak
+
+def test_keyfactor_hidden_and_missing_certificates_answer_alike(gateway, s):
+    from rg_helpers import request_service, wait_retrieve
+    tag = uuid.uuid4().hex[:6]
+    a, b = f"{ROOT}\\LeakA{tag}", f"{ROOT}\\LeakB{tag}"
+    for f in (a, b):
+        gateway.cli("policy", "set", f, "domains=example.com")
+    dn = request_service(s, b, f"leak-{tag}.example.com")
+    wait_retrieve(s, dn)
+    hidden = int(db_scalar(gateway, f"SELECT c.id FROM certificates c JOIN cert_objects o ON o.id = c.object_id "
+                                    f"WHERE o.dn = {sql_str(dn)}"))
+    missing = hidden + 1_000_000
+    user, pw = f"leak-{tag}", "Leak-Passw0rd!1"
+    gateway.cli("user", "add", user, "--password", pw, "--scope", "certificate:manage,revoke",
+                "--folder", f"{a}:read,write,key")
+
+    def call(method, path, **kw):
+        return requests.request(method, gateway.url + path, verify=gateway.ca_bundle, timeout=30, auth=(user, pw),
+                                headers={"x-keyfactor-requested-with": "APIClient"}, **kw)
+
+    for method, path, body in [
+        ("GET", "/KeyfactorAPI/Certificates/{}", None),
+        ("POST", "/KeyfactorAPI/Certificates/Recover", {"CertID": "{}", "Password": "Recover-Passw0rd!1"}),
+        ("POST", "/KeyfactorAPI/Certificates/Download", {"CertID": "{}"}),
+    ]:
+        answers = []
+        for cid in (hidden, missing):
+            kw = {}
+            if body:
+                kw["json"] = {k: (int(v.format(cid)) if v == "{}" else v) for k, v in body.items()}
+            r = call(method, path.format(cid), **kw)
+            body_ = r.json()
+            body_["Message"] = body_.get("Message", "").replace(str(cid), "<id>")
+            answers.append((r.status_code, body_))
+        assert answers[0] == answers[1], (path, answers)
+        assert answers[0][0] in (400, 404), answers

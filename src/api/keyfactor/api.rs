@@ -221,8 +221,7 @@ pub async fn enrollment_renew(
         store_guids: vec![],
     };
     let (accepted, _) = blocking(&state, move |e, c| {
-        let v = model::lookup(c, id, tp.as_deref(), None, None)?;
-        guard(c, &principal, &v, "write")?;
+        let v = model::lookup_for(c, &principal, "write", id, tp.as_deref(), None, None)?;
         Ok(e.renew_keyfactor(c, KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
     })
     .await?;
@@ -255,8 +254,7 @@ async fn available_renewal(
     let principal = authenticate(req, state, "certificate", None).await?;
     let cs = casing(req, None);
     let (kind, msg) = blocking(state, move |_, c| {
-        let v = model::lookup(c, id, tp.as_deref(), None, None)?;
-        guard(c, &principal, &v, "read")?;
+        let v = model::lookup_for(c, &principal, "read", id, tp.as_deref(), None, None)?;
         let obj = crate::engine::inventory::find_object(c, &CertRef::ObjectId(v.object_id))?
             .ok_or_else(|| KeyfactorError::not_found("certificate object vanished"))?;
         Ok(match crate::engine::Engine::check_renewable(&obj, false) {
@@ -672,8 +670,7 @@ async fn find_guarded(
     perm: &'static str,
 ) -> Result<CertVersion, KeyfactorError> {
     blocking(state, move |_, c| {
-        let v = model::lookup(c, id, tp.as_deref(), sn.as_deref(), iss.as_deref())?;
-        guard(c, &principal, &v, perm)?;
+        let v = model::lookup_for(c, &principal, perm, id, tp.as_deref(), sn.as_deref(), iss.as_deref())?;
         Ok(v)
     })
     .await

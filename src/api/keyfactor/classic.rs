@@ -116,8 +116,7 @@ pub async fn renew(
         store_guids: strings(b.get("CertStores")),
     };
     let (accepted, stores) = blocking(&state, move |e, c| {
-        let v = model::lookup(c, id, tp.as_deref(), sn.as_deref(), issuer.as_deref())?;
-        super::guard(c, &principal, &v, "write")?;
+        let v = model::lookup_for(c, &principal, "write", id, tp.as_deref(), sn.as_deref(), issuer.as_deref())?;
         Ok(e.renew_keyfactor(c, KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
     })
     .await?;

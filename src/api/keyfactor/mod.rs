@@ -245,7 +245,8 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 /// Requires `perm` (read, write, key) on the policy folder of a certificate's object; a
-/// folder-limited caller gets the not-found answer otherwise, so nothing leaks.
+/// folder-limited caller gets the not-found answer of a missing id otherwise, so nothing leaks
+/// (callers that looked the certificate up by thumbprint or serial use `model::lookup_for`).
 pub fn guard(
     c: &mut crate::db::DbConn,
     p: &Principal,
@@ -256,13 +257,7 @@ pub fn guard(
         return Ok(());
     }
     let folder: String = crate::engine::lookup::object_folder(c, v.object_id)?;
-    if p.access.allows(&folder, perm) {
-        Ok(())
-    } else {
-        Err(KeyfactorError::not_found(
-            "The requested certificate does not exist or you do not have sufficient rights to it.",
-        ))
-    }
+    if p.access.allows(&folder, perm) { Ok(()) } else { Err(model::missing(Some(v.id), None, None)) }
 }
 
 #[cfg(test)]

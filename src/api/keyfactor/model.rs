@@ -32,9 +32,40 @@ pub fn store_type_name(code: i64) -> Option<&'static str> {
     }
 }
 
+/// The answer for a certificate that does not exist — and, for one caller, for one it may not
+/// see: the same status and body, naming only the identifier that was sent.
+pub fn missing(id: Option<i64>, thumbprint: Option<&str>, serial: Option<&str>) -> KeyfactorError {
+    KeyfactorError::not_found(match (id, thumbprint, serial) {
+        (Some(id), _, _) => format!("Certificate with ID {id} does not exist."),
+        (None, Some(t), _) => format!("Certificate with thumbprint {t} does not exist."),
+        (None, None, Some(s)) => format!("Certificate with serial number {s} does not exist."),
+        _ => "The requested certificate does not exist.".into(),
+    })
+}
+
+/// [`lookup`] for a caller who needs `perm` on the certificate's folder: a hidden certificate
+/// gets exactly the not-found answer of a missing one.
+#[allow(clippy::too_many_arguments)]
+pub fn lookup_for(
+    c: &mut DbConn,
+    p: &crate::auth::Principal,
+    perm: &str,
+    id: Option<i64>,
+    thumbprint: Option<&str>,
+    serial: Option<&str>,
+    issuer: Option<&str>,
+) -> Result<CertVersion, KeyfactorError> {
+    let v = lookup(c, id, thumbprint, serial, issuer)?;
+    if super::guard(c, p, &v, perm).is_err() {
+        let tp = thumbprint.map(crate::engine::inventory::normalize_thumbprint);
+        let sn = serial.map(norm_serial);
+        return Err(missing(id, tp.as_deref(), sn.as_deref()));
+    }
+    Ok(v)
+}
+
 pub fn version(c: &mut DbConn, id: i64) -> Result<CertVersion, KeyfactorError> {
-    lookup::find_version(c, id)?
-        .ok_or_else(|| KeyfactorError::not_found(format!("Certificate with ID {id} does not exist.")))
+    lookup::find_version(c, id)?.ok_or_else(|| missing(Some(id), None, None))
 }
 
 /// Normalised serial: upper-case hex without separators or leading zeros.
@@ -68,17 +99,14 @@ pub fn lookup(
     }
     if let Some(tp) = thumbprint {
         let t = crate::engine::inventory::normalize_thumbprint(tp);
-        return lookup::latest_version_by_thumbprint(c, &t)?
-            .ok_or_else(|| KeyfactorError::not_found(format!("Certificate with thumbprint {t} does not exist.")));
+        return lookup::latest_version_by_thumbprint(c, &t)?.ok_or_else(|| missing(None, Some(&t), None));
     }
     if let Some(sn) = serial {
         let want = norm_serial(sn);
         // Stored serials keep a leading zero nibble when the hex has an odd length: try both.
         let found: Vec<CertVersion> = lookup::versions_by_serials(c, &[want.clone(), format!("0{want}")])?;
         let hit = found.into_iter().find(|v| issuer.is_none_or(|i| dn_key(i) == dn_key(&v.issuer_dn)));
-        return hit.ok_or_else(|| {
-            KeyfactorError::not_found(format!("Certificate with serial number {want} does not exist."))
-        });
+        return hit.ok_or_else(|| missing(None, None, Some(&want)));
     }
     Err(KeyfactorError::bad_request("A certificate id, thumbprint or serial number is required."))
 }
