@@ -13,4 +13,4 @@ pub mod cli;
 pub mod openapi;
 pub mod tls;
 
-pub use renewgate_core::{auth, ca, db, engine, formats, metrics, names, secrets, settings};
+pub use renewgate_core::{acme, auth, ca, db, engine, formats, metrics, names, secrets, settings};

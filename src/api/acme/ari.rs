@@ -8,13 +8,12 @@ use super::doc::*;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64U;
-use diesel::prelude::*;
 use serde_json::json;
 
 use super::Problem;
+use crate::acme::ari as data;
 use crate::app::AppState;
-use crate::db::models::CertVersion;
-use crate::db::schema::{cas, cert_objects, certificates, revocations};
+use crate::db::DbError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/acme/renewal-info/{cert_id}", web::get().to(renewal_info))
@@ -44,21 +43,6 @@ pub fn parse_cert_id(id: &str) -> Option<(Vec<u8>, String)> {
     Some((aki, hex))
 }
 
-/// The certificate a certID names: its serial (by index), then its AKI.
-pub fn find_version(c: &mut crate::db::DbConn, aki: &[u8], serial: &str) -> Result<Option<CertVersion>, Problem> {
-    // Stored serials may carry one leading zero nibble.
-    let found: Vec<CertVersion> = certificates::table
-        .filter(certificates::serial.eq_any([serial.to_string(), format!("0{serial}")]))
-        .select(CertVersion::as_select())
-        .load(c)?;
-    Ok(found.into_iter().find(|v| {
-        openssl::x509::X509::from_der(&v.der)
-            .ok()
-            .and_then(|x| x.authority_key_id().map(|k| k.as_slice().to_vec()))
-            .is_some_and(|k| k == aki)
-    }))
-}
-
 #[utoipa::path(get, path = "/acme/renewal-info/{cert_id}", tag = "ACME", operation_id = "acme_renewal_info",
     params(("cert_id" = String, Path, description = "base64url(AKI).base64url(serial)")),
     responses((status = 200, description = "The suggested renewal window", body = RenewalInfo),
@@ -76,21 +60,21 @@ pub async fn renewal_info(
     let engine = state.engine.clone();
     let (start, end) = web::block(move || -> Result<(i64, i64), Problem> {
         let mut c = engine.pool.get()?;
-        let v = find_version(&mut c, &aki, &serial)?
+        let v = data::find_version(&mut c, &aki, &serial)?
             .ok_or_else(|| Problem::new(404, "malformed", "no certificate with this certID was issued here"))?;
         let now = chrono::Utc::now().timestamp();
-        let revoked: i64 = revocations::table.find(v.id).count().get_result(&mut c)?;
+        let revoked = data::is_revoked(&mut c, v.id)?;
         // A revoked certificate, or one whose issuing CA has been taken out of service (a CA
         // rotation): renew at once.
         let retired_issuer = match v.issuer_ca_id {
-            Some(ca) => cas::table.find(ca).select(cas::disabled).first::<bool>(&mut c).optional()?.unwrap_or(false),
+            Some(ca) => data::issuer_retired(&mut c, ca)?,
             None => false,
         };
-        if revoked > 0 || retired_issuer {
+        if revoked || retired_issuer {
             return Ok((now - 3600, now - 1800));
         }
-        let folder: String = cert_objects::table.find(v.object_id).select(cert_objects::policy_dn).first(&mut c)?;
-        let p = crate::engine::policy::effective(&mut c, &folder)?;
+        let folder = crate::acme::orders::object_folder(&mut c, v.object_id)?;
+        let p = crate::engine::policy::effective(&mut c, &folder).map_err(DbError::from)?;
         let window = p
             .string("acme_renewal_window")
             .and_then(|(d, _)| crate::settings::parse_duration(&d).ok())

@@ -5,7 +5,6 @@
 //! certificates are kept for a day so the client can download them, then purged.
 use std::sync::OnceLock;
 
-use diesel::prelude::*;
 use openssl::asn1::Asn1Time;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
@@ -16,8 +15,7 @@ use openssl::x509::{X509, X509Builder, X509NameBuilder, X509Req};
 
 use super::Problem;
 use crate::ca::{LeafTemplate, SanSet};
-use crate::db::schema::{acme_authz, acme_challenges, acme_dry_run_certs, acme_orders};
-use crate::db::{DbConn, now};
+use crate::db::DbConn;
 
 struct TestIssuer {
     cert: X509,
@@ -76,36 +74,11 @@ pub fn issue(c: &mut DbConn, order_id: i64, csr: &X509Req, validity_secs: u64) -
     .map_err(crypto)?;
     let mut pem = String::from_utf8_lossy(&leaf.to_pem().map_err(crypto)?).into_owned();
     pem.push_str(&String::from_utf8_lossy(&i.cert.to_pem().map_err(crypto)?));
-    crate::db::write_tx(c, None, |tx| -> Result<(), diesel::result::Error> {
-        diesel::insert_into(acme_dry_run_certs::table)
-            .values((
-                acme_dry_run_certs::order_id.eq(order_id),
-                acme_dry_run_certs::pem.eq(&pem),
-                acme_dry_run_certs::created_at.eq(now()),
-            ))
-            .execute(tx)?;
-        diesel::update(acme_orders::table.find(order_id)).set(acme_orders::status.eq("valid")).execute(tx)?;
-        Ok(())
-    })?;
+    crate::acme::dry_run::store_certificate(c, order_id, &pem)?;
     Ok(())
 }
 
 /// The stored chain of a dry-run order.
 pub fn certificate(c: &mut DbConn, order_id: i64) -> Result<Option<String>, Problem> {
-    Ok(acme_dry_run_certs::table.find(order_id).select(acme_dry_run_certs::pem).first(c).optional()?)
-}
-
-/// Removes dry-run orders (with their authorizations, challenges and certificates) older than a day.
-pub fn purge(c: &mut DbConn) -> QueryResult<usize> {
-    let cutoff = now() - chrono::Duration::hours(24);
-    let old = acme_orders::table
-        .filter(acme_orders::dry_run.eq(true))
-        .filter(acme_orders::created_at.lt(cutoff))
-        .select(acme_orders::id);
-    let old_authz = acme_authz::table.filter(acme_authz::order_id.eq_any(old)).select(acme_authz::id);
-    diesel::delete(acme_challenges::table.filter(acme_challenges::authz_id.eq_any(old_authz))).execute(c)?;
-    diesel::delete(acme_authz::table.filter(acme_authz::order_id.eq_any(old))).execute(c)?;
-    diesel::delete(acme_dry_run_certs::table.filter(acme_dry_run_certs::order_id.eq_any(old))).execute(c)?;
-    diesel::delete(acme_orders::table.filter(acme_orders::dry_run.eq(true)).filter(acme_orders::created_at.lt(cutoff)))
-        .execute(c)
+    Ok(crate::acme::dry_run::certificate(c, order_id)?)
 }

@@ -11,16 +11,16 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64U;
 use chrono::NaiveDateTime;
-use diesel::prelude::*;
 use openssl::x509::X509Req;
 use serde_json::{Value, json};
 
 use super::store::Account;
 use super::{Problem, acme_response, base_url, dry_run, jws, validation, verify_account, verify_request};
+use crate::acme::orders::{self as data, NewAuthz, NewOrder};
+pub use crate::acme::orders::{Authz, Challenge, Order};
 use crate::app::AppState;
 use crate::ca::SanSet;
-use crate::db::schema::{acme_authz, acme_challenges, acme_objects, acme_orders, cert_objects, certificates};
-use crate::db::{DbConn, now};
+use crate::db::{DbConn, DbError, now};
 use crate::engine::inventory::{self, CertRef};
 use crate::engine::renew::{EnrollRequest, RenewRequest};
 use crate::engine::{Engine, RenewError, policy, validate};
@@ -60,14 +60,7 @@ pub async fn orders_list(
             return Err(Problem::unauthorized("this orders list is not the signer's"));
         }
         let base = base_url(&req, &state);
-        let ids: Vec<i64> = blocking(&state, move |_, c| {
-            Ok(acme_orders::table
-                .filter(acme_orders::account_id.eq(account.id))
-                .order(acme_orders::id.asc())
-                .select(acme_orders::id)
-                .load(c)?)
-        })
-        .await?;
+        let ids: Vec<i64> = blocking(&state, move |_, c| Ok(data::order_ids(c, account.id)?)).await?;
         let urls: Vec<String> = ids.iter().map(|i| format!("{base}/order/{i}")).collect();
         Ok(HttpResponse::Ok().content_type("application/json").body(json!({"orders": urls}).to_string()))
     }
@@ -120,20 +113,11 @@ pub async fn revoke(
         };
         let account = v.account.clone();
         blocking(&state, move |engine, c| {
-            let ver: crate::db::models::CertVersion = certificates::table
-                .filter(certificates::thumbprint.eq(&tp))
-                .select(crate::db::models::CertVersion::as_select())
-                .first(c)
-                .optional()?
+            let ver = data::version_by_thumbprint(c, &tp)?
                 .ok_or_else(|| Problem::unauthorized("this certificate was not issued here"))?;
             if !by_key {
                 let acct = account.ok_or_else(|| Problem::malformed("kid required"))?;
-                let owned: i64 = acme_orders::table
-                    .filter(acme_orders::account_id.eq(acct.id))
-                    .filter(acme_orders::certificate_id.eq(ver.id))
-                    .count()
-                    .get_result(c)?;
-                if owned == 0 {
+                if !data::account_ordered_certificate(c, acct.id, ver.id)? {
                     return Err(Problem::unauthorized("this account did not order this certificate"));
                 }
             }
@@ -150,48 +134,6 @@ pub async fn revoke(
     }
     .await;
     acme_response(&state, r).await
-}
-
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = acme_orders)]
-pub struct Order {
-    pub id: i64,
-    pub account_id: i64,
-    pub status: String,
-    pub identifiers: String,
-    pub action: String,
-    pub target_object_id: Option<i64>,
-    pub expires: NaiveDateTime,
-    pub job_id: Option<i64>,
-    pub object_id: Option<i64>,
-    pub certificate_id: Option<i64>,
-    pub error: Option<String>,
-    pub created_at: NaiveDateTime,
-    pub replaces: Option<String>,
-    pub dry_run: bool,
-}
-
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = acme_authz)]
-pub struct Authz {
-    pub id: i64,
-    pub order_id: i64,
-    pub identifier: String,
-    pub wildcard: bool,
-    pub status: String,
-    pub expires: NaiveDateTime,
-}
-
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = acme_challenges)]
-pub struct Challenge {
-    pub id: i64,
-    pub authz_id: i64,
-    pub kind: String,
-    pub token: String,
-    pub status: String,
-    pub validated: Option<NaiveDateTime>,
-    pub error: Option<String>,
 }
 
 fn rfc3339(t: NaiveDateTime) -> String {
@@ -322,10 +264,9 @@ fn policy_secs(p: &policy::EffectivePolicy, key: &str) -> Option<i64> {
 /// and otherwise reissues.
 fn default_action(c: &mut DbConn, id: i64) -> Result<(String, Option<i64>), Problem> {
     let (_, not_after) = object_names(c, id)?;
-    let folder: String = cert_objects::table.find(id).select(cert_objects::policy_dn).first(c)?;
-    let p = policy::effective(c, &folder)?;
-    let coverage_end: Option<NaiveDateTime> =
-        acme_objects::table.find(id).select(acme_objects::coverage_end).first(c).optional()?.flatten();
+    let folder = data::object_folder(c, id)?;
+    let p = policy::effective(c, &folder).map_err(DbError::from)?;
+    let coverage_end = data::coverage_end(c, id)?;
     let t = now();
     Ok(match coverage_end {
         Some(end) => {
@@ -357,7 +298,7 @@ fn replaced_object(
 ) -> Result<Option<(i64, String)>, Problem> {
     let (aki, serial) = super::ari::parse_cert_id(id)
         .ok_or_else(|| Problem::malformed("replaces is not a certID (base64url(AKI) \".\" base64url(serial))"))?;
-    let Some(v) = super::ari::find_version(c, &aki, &serial)? else { return Ok(None) };
+    let Some(v) = crate::acme::ari::find_version(c, &aki, &serial)? else { return Ok(None) };
     let obj = inventory::find_object(c, &CertRef::ObjectId(v.object_id))
         .map_err(|e| Problem::server(e.to_string()))?
         .filter(|o| in_subtree(&o.policy_dn, &account.policy_dn))
@@ -366,20 +307,8 @@ fn replaced_object(
         .ok()
         .and_then(|x| super::ari::cert_id(&x))
         .unwrap_or_else(|| id.to_string());
-    if !dry_run {
-        let taken: i64 = acme_orders::table
-            .filter(acme_orders::replaces.eq(&canonical))
-            .filter(acme_orders::dry_run.eq(false))
-            .filter(acme_orders::status.eq_any(["processing", "valid"]))
-            .count()
-            .get_result(c)?;
-        if taken > 0 {
-            return Err(Problem::new(
-                409,
-                "alreadyReplaced",
-                format!("certificate {canonical} has already been replaced"),
-            ));
-        }
+    if !dry_run && data::already_replaced(c, &canonical)? {
+        return Err(Problem::new(409, "alreadyReplaced", format!("certificate {canonical} has already been replaced")));
     }
     Ok(Some((obj.id, canonical)))
 }
@@ -412,18 +341,10 @@ fn order_json(o: &Order, authz_ids: &[i64], base: &str) -> Value {
 }
 
 fn load_order(c: &mut DbConn, id: i64, account: &Account) -> Result<(Order, Vec<i64>), Problem> {
-    let o: Order = acme_orders::table
-        .find(id)
-        .select(Order::as_select())
-        .first(c)
-        .optional()?
+    let o: Order = data::find_order(c, id)?
         .filter(|o| o.account_id == account.id)
         .ok_or_else(|| Problem::unauthorized("no such order for this account"))?;
-    let authz: Vec<i64> = acme_authz::table
-        .filter(acme_authz::order_id.eq(o.id))
-        .order(acme_authz::id.asc())
-        .select(acme_authz::id)
-        .load(c)?;
+    let authz = data::authz_ids(c, o.id)?;
     Ok((refresh(c, o)?, authz))
 }
 
@@ -431,8 +352,7 @@ fn load_order(c: &mut DbConn, id: i64, account: &Account) -> Result<(Order, Vec<
 fn refresh(c: &mut DbConn, mut o: Order) -> Result<Order, Problem> {
     let next = match o.status.as_str() {
         "pending" => {
-            let st: Vec<String> =
-                acme_authz::table.filter(acme_authz::order_id.eq(o.id)).select(acme_authz::status).load(c)?;
+            let st = data::authz_statuses(c, o.id)?;
             if st.iter().any(|s| s == "invalid" || s == "deactivated") {
                 Some(("invalid".to_string(), None, None))
             } else if st.iter().all(|s| s == "valid") {
@@ -449,13 +369,7 @@ fn refresh(c: &mut DbConn, mut o: Order) -> Result<Order, Problem> {
         _ => None,
     };
     if let Some((status, cert, err)) = next {
-        diesel::update(acme_orders::table.find(o.id))
-            .set((
-                acme_orders::status.eq(&status),
-                acme_orders::certificate_id.eq(cert.or(o.certificate_id)),
-                acme_orders::error.eq(&err),
-            ))
-            .execute(c)?;
+        data::set_order_status(c, o.id, &status, cert.or(o.certificate_id), &err)?;
         o.status = status;
         o.certificate_id = cert.or(o.certificate_id);
         o.error = err;
@@ -514,7 +428,7 @@ async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payl
     let requested: Vec<String> = ids.iter().map(|(_, v)| v.clone()).collect();
     let (order, authz) = blocking(state, move |_, c| {
         // Every name must be one the binding's folder allows.
-        let p = policy::effective(c, &account.policy_dn)?;
+        let p = policy::effective(c, &account.policy_dn).map_err(DbError::from)?;
         let subject = crate::engine::renew::SubjectSpec { common_name: requested.first().cloned(), ..Default::default() };
         if let Err(v) = validate::check(&p, &subject, &san_set(&ids), None) {
             return Err(Problem::new(400, "rejectedIdentifier", crate::api::venafi::error::policy_message(&v)));
@@ -539,7 +453,7 @@ async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payl
                     .filter(|o| in_subtree(&o.policy_dn, &account.policy_dn))
                     .ok_or_else(|| Problem::unauthorized(format!("Order {n} not found for this account")))?;
                 if a == "duplicate" {
-                    let np = policy::effective(c, &obj.policy_dn)?;
+                    let np = policy::effective(c, &obj.policy_dn).map_err(DbError::from)?;
                     if !np.flag("acme_allow_duplicates", false) {
                         return Err(Problem::unauthorized(format!("The profile of order {n} does not allow duplicates")));
                     }
@@ -566,17 +480,7 @@ async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payl
                 let found = match replaced {
                     Some((m, _)) => Some(m),
                     None => {
-                        let candidates: Vec<i64> = acme_objects::table
-                            .inner_join(cert_objects::table.on(cert_objects::id.eq(acme_objects::object_id)))
-                            .filter(cert_objects::policy_dn.eq(&account.policy_dn))
-                            .filter(cert_objects::disabled.eq(false))
-                            .filter(
-                                acme_objects::match_name
-                                    .eq_any(match_keys(&requested))
-                                    .or(acme_objects::match_name.is_null()),
-                            )
-                            .select(acme_objects::object_id)
-                            .load(c)?;
+                        let candidates = data::match_candidates(c, &account.policy_dn, match_keys(&requested))?;
                         let mut best: Option<(i64, NaiveDateTime)> = None;
                         for id in candidates {
                             let (names, not_after) = object_names(c, id)?;
@@ -597,62 +501,41 @@ async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payl
             }
         };
         let domains = p.domains();
-        // Decide every authorization before writing anything, so a refused name leaves no order behind.
+        // Decide every authorization before writing anything, so a refused name leaves no order
+        // behind. One token per authorization, shared by its challenges (as Boulder does): the
+        // key authorization is the same whichever the client answers.
         let mut plan = vec![];
         for (t, value) in &ids {
             let wildcard = value.starts_with("*.");
             let name = value.trim_start_matches("*.").to_string();
             let covered = t == "dns" && !domains.is_empty() && domains.iter().any(|d| name == *d || name.ends_with(&format!(".{d}")));
-            plan.push((name, wildcard, account.prevalidated && covered));
+            let token = if account.prevalidated && covered {
+                None
+            } else {
+                let mut tok = [0u8; 32];
+                openssl::rand::rand_bytes(&mut tok).map_err(|e| Problem::server(e.to_string()))?;
+                Some(B64U.encode(tok))
+            };
+            plan.push((name, wildcard, token));
         }
+        let authz: Vec<NewAuthz> = plan
+            .iter()
+            .map(|(name, wildcard, token)| NewAuthz {
+                identifier: name,
+                wildcard: *wildcard,
+                challenges: token.as_deref().map(|t| (t, validation::offered(name, *wildcard))),
+            })
+            .collect();
         // One transaction (and, on PostgreSQL, a per-account lock) for the order and its authorizations.
-        let oid = crate::db::write_tx(c, Some(7_263_000 + account.id), |c| -> Result<i64, Problem> {
-            let ts = now();
-            diesel::insert_into(acme_orders::table)
-                .values((
-                    acme_orders::account_id.eq(account.id),
-                    acme_orders::status.eq("pending"),
-                    acme_orders::identifiers.eq(serde_json::to_string(&ids).unwrap_or_default()),
-                    acme_orders::action.eq(&action),
-                    acme_orders::target_object_id.eq(target),
-                    acme_orders::expires.eq(ts + chrono::Duration::days(7)),
-                    acme_orders::created_at.eq(ts),
-                    acme_orders::replaces.eq(&replaces),
-                    acme_orders::dry_run.eq(dry_run),
-                ))
-                .execute(c)?;
-            let oid: i64 =
-                acme_orders::table.filter(acme_orders::account_id.eq(account.id)).order(acme_orders::id.desc()).select(acme_orders::id).first(c)?;
-            for (name, wildcard, pre) in &plan {
-                diesel::insert_into(acme_authz::table)
-                    .values((
-                        acme_authz::order_id.eq(oid),
-                        acme_authz::identifier.eq(name),
-                        acme_authz::wildcard.eq(*wildcard),
-                        acme_authz::status.eq(if *pre { "valid" } else { "pending" }),
-                        acme_authz::expires.eq(ts + chrono::Duration::days(7)),
-                    ))
-                    .execute(c)?;
-                if !*pre {
-                    let aid: i64 = acme_authz::table.filter(acme_authz::order_id.eq(oid)).order(acme_authz::id.desc()).select(acme_authz::id).first(c)?;
-                    // One token per authorization, shared by its challenges (as Boulder does):
-                    // the key authorization is the same whichever the client answers.
-                    let mut tok = [0u8; 32];
-                    openssl::rand::rand_bytes(&mut tok).map_err(|e| Problem::server(e.to_string()))?;
-                    for kind in validation::offered(name, *wildcard) {
-                        diesel::insert_into(acme_challenges::table)
-                            .values((
-                                acme_challenges::authz_id.eq(aid),
-                                acme_challenges::kind.eq(*kind),
-                                acme_challenges::token.eq(B64U.encode(tok)),
-                                acme_challenges::status.eq("pending"),
-                            ))
-                            .execute(c)?;
-                    }
-                }
-            }
-            Ok(oid)
-        })?;
+        let new = NewOrder {
+            account_id: account.id,
+            identifiers: serde_json::to_string(&ids).unwrap_or_default(),
+            action: &action,
+            target_object_id: target,
+            replaces: &replaces,
+            dry_run,
+        };
+        let oid = data::create_order(c, &new, &authz)?;
         load_order(c, oid, &account)
     })
     .await?;
@@ -726,18 +609,13 @@ fn challenge_json(ch: &Challenge, base: &str) -> Value {
 }
 
 fn load_authz(c: &mut DbConn, id: i64, account: &Account) -> Result<(Authz, Vec<Challenge>), Problem> {
-    let a: Authz = acme_authz::table
-        .find(id)
-        .select(Authz::as_select())
-        .first(c)
-        .optional()?
-        .ok_or_else(|| Problem::unauthorized("no such authorization for this account"))?;
-    let owner: i64 = acme_orders::table.find(a.order_id).select(acme_orders::account_id).first(c)?;
+    let a: Authz =
+        data::find_authz(c, id)?.ok_or_else(|| Problem::unauthorized("no such authorization for this account"))?;
+    let owner = data::order_account(c, a.order_id)?;
     if owner != account.id {
         return Err(Problem::unauthorized("no such authorization for this account"));
     }
-    let ch =
-        acme_challenges::table.filter(acme_challenges::authz_id.eq(a.id)).select(Challenge::as_select()).load(c)?;
+    let ch = data::challenges(c, a.id)?;
     Ok((a, ch))
 }
 
@@ -769,7 +647,7 @@ pub async fn authz(
         let (a, ch) = blocking(&state, move |_, c| {
             let (a, _) = load_authz(c, id, &account)?;
             if deactivate && (a.status == "pending" || a.status == "valid") {
-                diesel::update(acme_authz::table.find(a.id)).set(acme_authz::status.eq("deactivated")).execute(c)?;
+                data::deactivate_authz(c, a.id)?;
             }
             load_authz(c, id, &account)
         })
@@ -806,20 +684,14 @@ pub async fn challenge(
         };
         let acct = account.clone();
         let (ch, aid, start) = blocking(&state, move |_, c| {
-            let ch: Challenge = acme_challenges::table
-                .find(id)
-                .select(Challenge::as_select())
-                .first(c)
-                .optional()?
-                .ok_or_else(|| Problem::unauthorized("no such challenge"))?;
+            let ch: Challenge =
+                data::find_challenge(c, id)?.ok_or_else(|| Problem::unauthorized("no such challenge"))?;
             let (a, _) = load_authz(c, ch.authz_id, &acct)?;
             let start = respond && ch.status == "pending" && a.status == "pending";
             if start {
-                diesel::update(acme_challenges::table.find(ch.id))
-                    .set(acme_challenges::status.eq("processing"))
-                    .execute(c)?;
+                data::start_challenge(c, ch.id)?;
             }
-            let ch = acme_challenges::table.find(id).select(Challenge::as_select()).first(c)?;
+            let ch = data::challenge(c, id)?;
             Ok((ch, a.id, start))
         })
         .await?;
@@ -922,11 +794,11 @@ async fn finalize_inner(
         let subject = validate::subject_of(csr.subject_name());
         let first = ids.first().map(|(_, v)| v.clone()).unwrap_or_default();
         let target_folder = match o.target_object_id {
-            Some(n) => cert_objects::table.find(n).select(cert_objects::policy_dn).first(c).optional()?,
+            Some(n) => data::find_object_folder(c, n)?,
             None => None,
         }
         .unwrap_or_else(|| acct.policy_dn.clone());
-        let p = policy::effective(c, &target_folder)?;
+        let p = policy::effective(c, &target_folder).map_err(DbError::from)?;
         if o.dry_run {
             // The same policy checks as a real issuance, then the untrusted test issuer.
             let key = csr.public_key().map_err(|e| Problem::server(e.to_string()))?;
@@ -936,15 +808,12 @@ async fn finalize_inner(
             return Ok((o.id, None));
         }
         let coverage_secs = policy_secs(&p, "acme_coverage");
-        let coverage_end = |c: &mut DbConn, n: i64| -> Result<Option<NaiveDateTime>, Problem> {
-            Ok(acme_objects::table.find(n).select(acme_objects::coverage_end).first(c).optional()?.flatten())
-        };
         let (accepted, new_object, duplicate_of) = match (o.action.as_str(), o.target_object_id) {
             (action @ ("renew" | "reissue"), Some(n)) => {
                 // A reissue stays inside the order's coverage: a multi-year plan's end, else the
                 // current certificate's notAfter.
                 let not_after_max = if action == "reissue" {
-                    match coverage_end(c, n)? {
+                    match data::coverage_end(c, n)? {
                         Some(end) => Some(end.and_utc().timestamp()),
                         None => object_names(c, n)?.1.map(|na| na.and_utc().timestamp()),
                     }
@@ -969,9 +838,7 @@ async fn finalize_inner(
                 if action == "renew"
                     && let Some(secs) = coverage_secs
                 {
-                    diesel::update(acme_objects::table.find(n))
-                        .set(acme_objects::coverage_end.eq(now() + chrono::Duration::seconds(secs)))
-                        .execute(c)?;
+                    data::set_coverage_end(c, n, now() + chrono::Duration::seconds(secs))?;
                 }
                 (accepted, false, None)
             }
@@ -1016,30 +883,15 @@ async fn finalize_inner(
         if new_object {
             // A duplicate shares its order's coverage; a new multi-year order starts one.
             let coverage = match duplicate_of {
-                Some(n) => coverage_end(c, n)?,
+                Some(n) => data::coverage_end(c, n)?,
                 None => coverage_secs.map(|s| now() + chrono::Duration::seconds(s)),
             };
-            diesel::insert_into(acme_objects::table)
-                .values((
-                    acme_objects::object_id.eq(accepted.object.id),
-                    acme_objects::account_id.eq(acct.id),
-                    acme_objects::duplicate_of.eq(duplicate_of),
-                    acme_objects::created_at.eq(now()),
-                    acme_objects::coverage_end.eq(coverage),
-                    acme_objects::match_name.eq(&first),
-                ))
-                .execute(c)?;
+            data::insert_object(c, accepted.object.id, acct.id, duplicate_of, coverage, &first)?;
         } else if let Some(n) = o.target_object_id {
             // A reissue may change the names: the first one is what later orders match.
-            diesel::update(acme_objects::table.find(n)).set(acme_objects::match_name.eq(&first)).execute(c)?;
+            data::set_match_name(c, n, &first)?;
         }
-        diesel::update(acme_orders::table.find(o.id))
-            .set((
-                acme_orders::status.eq("processing"),
-                acme_orders::job_id.eq(accepted.job_id),
-                acme_orders::object_id.eq(accepted.object.id),
-            ))
-            .execute(c)?;
+        data::set_order_processing(c, o.id, accepted.job_id, accepted.object.id)?;
         Ok((o.id, Some(accepted.job_id)))
     })
     .await?;
@@ -1100,16 +952,10 @@ pub async fn certificate(
         let (_, account) = verify_account(&req, &state, payload).await?;
         let id = path_id(&path.into_inner())?;
         let pem = blocking(&state, move |engine, c| {
-            let owned: i64 = acme_orders::table
-                .filter(acme_orders::account_id.eq(account.id))
-                .filter(acme_orders::certificate_id.eq(id))
-                .count()
-                .get_result(c)?;
-            if owned == 0 {
+            if !data::account_ordered_certificate(c, account.id, id)? {
                 return Err(Problem::unauthorized("no such certificate for this account"));
             }
-            let ver: crate::db::models::CertVersion =
-                certificates::table.find(id).select(crate::db::models::CertVersion::as_select()).first(c)?;
+            let ver = data::version(c, id)?;
             let b =
                 inventory::CertBundle::load(&ver, &engine.master, false).map_err(|e| Problem::server(e.to_string()))?;
             let mut out = b.leaf.to_pem().map_err(|e| Problem::server(e.to_string()))?;

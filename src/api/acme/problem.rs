@@ -79,9 +79,13 @@ impl From<super::jws::JwsError> for Problem {
     }
 }
 
-impl From<diesel::result::Error> for Problem {
-    fn from(e: diesel::result::Error) -> Self {
-        Problem::server(format!("database: {e}"))
+impl From<crate::db::DbError> for Problem {
+    fn from(e: crate::db::DbError) -> Self {
+        match e {
+            // What a query error always read ("database: …"); a pool error reads as below.
+            crate::db::DbError::Pool(e) => e.into(),
+            e => Problem::server(format!("database: {e}")),
+        }
     }
 }
 impl From<r2d2::Error> for Problem {

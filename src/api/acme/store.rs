@@ -1,17 +1,16 @@
-//! ACME state in the database: nonces (shared by every instance), EAB keys and accounts.
+//! ACME state in the database: nonces (shared by every instance), EAB keys and accounts. The
+//! rows are the core's ([`crate::acme::store`]); this side draws nonces, checks EAB JWSs and
+//! turns storage outcomes into problem documents.
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64U;
-use diesel::prelude::*;
 use serde_json::Value;
 
 use super::jws::{self, Jws};
 use super::problem::Problem;
-use crate::db::schema::{acme_accounts, acme_eab_keys, acme_nonces};
-use crate::db::{DbConn, now};
+use crate::acme::store as data;
+pub use crate::acme::store::{Account, Binding, create_eab};
+use crate::db::DbConn;
 use crate::secrets::MasterKey;
-
-const EAB_PURPOSE: &str = "acme-eab-key";
-const NONCE_LIFETIME_SECS: i64 = 3600;
 
 pub fn issue_nonce(c: &mut DbConn) -> Result<String, Problem> {
     let mut b = [0u8; 16];
@@ -19,104 +18,24 @@ pub fn issue_nonce(c: &mut DbConn) -> Result<String, Problem> {
     let n = B64U.encode(b);
     // Now and then, drop expired nonces so the table does not grow without bound.
     if b[0] == 0 {
-        purge_nonces(c)?;
-        super::dry_run::purge(c)?;
+        data::purge_nonces(c)?;
+        crate::acme::dry_run::purge(c)?;
     }
-    diesel::insert_into(acme_nonces::table)
-        .values((
-            acme_nonces::nonce.eq(&n),
-            acme_nonces::expires_at.eq(now() + chrono::Duration::seconds(NONCE_LIFETIME_SECS)),
-        ))
-        .execute(c)?;
+    data::insert_nonce(c, &n)?;
     Ok(n)
 }
 
 /// Consumes a nonce atomically: true iff it existed and had not expired.
 pub fn consume_nonce(c: &mut DbConn, n: &str) -> Result<bool, Problem> {
-    let gone =
-        diesel::delete(acme_nonces::table.filter(acme_nonces::nonce.eq(n)).filter(acme_nonces::expires_at.gt(now())))
-            .execute(c)?;
-    Ok(gone == 1)
-}
-
-/// Deletes expired nonces (the table does not grow without bound).
-pub fn purge_nonces(c: &mut DbConn) -> Result<usize, Problem> {
-    Ok(diesel::delete(acme_nonces::table.filter(acme_nonces::expires_at.le(now()))).execute(c)?)
-}
-
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = acme_accounts)]
-pub struct Account {
-    pub id: i64,
-    pub thumbprint: String,
-    pub jwk: String,
-    pub status: String,
-    pub contact: String,
-    pub eab_kid: Option<String>,
-    pub policy_dn: String,
-    pub prevalidated: bool,
-    pub created_at: chrono::NaiveDateTime,
+    Ok(data::consume_nonce(c, n)?)
 }
 
 pub fn account(c: &mut DbConn, id: i64) -> Result<Option<Account>, Problem> {
-    Ok(acme_accounts::table.find(id).select(Account::as_select()).first(c).optional()?)
+    Ok(data::account(c, id)?)
 }
 
 pub fn account_by_thumbprint(c: &mut DbConn, t: &str) -> Result<Option<Account>, Problem> {
-    Ok(acme_accounts::table.filter(acme_accounts::thumbprint.eq(t)).select(Account::as_select()).first(c).optional()?)
-}
-
-/// What an EAB key binds an account to.
-pub struct Binding {
-    pub kid: String,
-    pub policy_dn: String,
-    pub prevalidated: bool,
-}
-
-/// Creates an EAB key bound to a policy folder; returns (kid, base64url HMAC key).
-pub fn create_eab(
-    c: &mut DbConn,
-    master: &MasterKey,
-    policy_dn: &str,
-    prevalidated: bool,
-) -> Result<(String, String), String> {
-    let dn = crate::engine::policy::normalize_dn(policy_dn);
-    if crate::engine::policy::find_folder(c, &dn).map_err(|e| e.to_string())?.is_none() {
-        return Err(format!("PolicyDN: {dn} does not exist."));
-    }
-    if prevalidated {
-        let p = crate::engine::policy::effective(c, &dn).map_err(|e| e.to_string())?;
-        if p.domains().is_empty() {
-            return Err(format!(
-                "{dn} has no whitelisted domains: a pre-validated key needs them (renewgate policy set '{dn}' domains=example.com)"
-            ));
-        }
-    }
-    // Neither value may start with '-': `certbot --eab-kid -x…` reads it as an option (1 key in
-    // 64 would fail). The kid is hex; the key stays base64url (what clients expect) and is drawn
-    // again in that case.
-    let mut key = [0u8; 32];
-    loop {
-        openssl::rand::rand_bytes(&mut key).map_err(|e| e.to_string())?;
-        if !B64U.encode(key).starts_with('-') {
-            break;
-        }
-    }
-    let mut kid = [0u8; 12];
-    openssl::rand::rand_bytes(&mut kid).map_err(|e| e.to_string())?;
-    let kid = hex::encode(kid);
-    let sealed = master.seal(EAB_PURPOSE, &key).map_err(|e| e.to_string())?;
-    diesel::insert_into(acme_eab_keys::table)
-        .values((
-            acme_eab_keys::kid.eq(&kid),
-            acme_eab_keys::hmac_enc.eq(sealed),
-            acme_eab_keys::policy_dn.eq(&dn),
-            acme_eab_keys::prevalidated.eq(prevalidated),
-            acme_eab_keys::created_at.eq(now()),
-        ))
-        .execute(c)
-        .map_err(|e| e.to_string())?;
-    Ok((kid, B64U.encode(key)))
+    Ok(data::account_by_thumbprint(c, t)?)
 }
 
 /// Verifies an `externalAccountBinding` (RFC 8555 §7.3.4) for an account key with thumbprint `thumb`.
@@ -139,14 +58,9 @@ pub fn check_eab(
         return Err(Problem::malformed("the external account binding must use HS256, HS384 or HS512"));
     }
     let kid = inner.kid().ok_or_else(|| Problem::malformed("the external account binding has no kid"))?.to_string();
-    let row: Option<(Vec<u8>, String, bool)> = acme_eab_keys::table
-        .filter(acme_eab_keys::kid.eq(&kid))
-        .select((acme_eab_keys::hmac_enc, acme_eab_keys::policy_dn, acme_eab_keys::prevalidated))
-        .first(c)
-        .optional()?;
-    let (sealed, policy_dn, prevalidated) =
-        row.ok_or_else(|| Problem::unauthorized(format!("unknown external account key {kid}")))?;
-    let key = master.open(EAB_PURPOSE, &sealed).map_err(|_| Problem::server("cannot open the stored EAB key"))?;
+    let data::EabKey { hmac_enc: sealed, policy_dn, prevalidated } =
+        data::eab_key(c, &kid)?.ok_or_else(|| Problem::unauthorized(format!("unknown external account key {kid}")))?;
+    let key = master.open(data::EAB_PURPOSE, &sealed).map_err(|_| Problem::server("cannot open the stored EAB key"))?;
     jws::verify_eab_mac(&inner, &key)
         .map_err(|_| Problem::unauthorized("the external account binding MAC does not verify"))?;
     let inner_jwk: Value = serde_json::from_slice(&inner.payload)
@@ -170,29 +84,12 @@ pub fn create_account(
     contacts: &[String],
     b: Option<Binding>,
 ) -> Result<Account, Problem> {
-    let (kid, dn, pre) = match b {
-        Some(b) => (Some(b.kid), b.policy_dn, b.prevalidated),
-        None => (None, crate::engine::policy::ROOT_DN.to_string(), false),
-    };
-    diesel::insert_into(acme_accounts::table)
-        .values((
-            acme_accounts::thumbprint.eq(thumb),
-            acme_accounts::jwk.eq(jwk.to_string()),
-            acme_accounts::status.eq("valid"),
-            acme_accounts::contact.eq(serde_json::to_string(contacts).unwrap_or_else(|_| "[]".into())),
-            acme_accounts::eab_kid.eq(kid),
-            acme_accounts::policy_dn.eq(dn),
-            acme_accounts::prevalidated.eq(pre),
-            acme_accounts::created_at.eq(now()),
-        ))
-        .execute(c)?;
+    data::insert_account(c, thumb, jwk, contacts, b)?;
     account_by_thumbprint(c, thumb)?.ok_or_else(|| Problem::server("account vanished"))
 }
 
 pub fn replace_key(c: &mut DbConn, id: i64, thumb: &str, jwk: &Value) -> Result<Account, Problem> {
-    diesel::update(acme_accounts::table.find(id))
-        .set((acme_accounts::thumbprint.eq(thumb), acme_accounts::jwk.eq(jwk.to_string())))
-        .execute(c)?;
+    data::set_account_key(c, id, thumb, jwk)?;
     account(c, id)?.ok_or_else(|| Problem::server("account vanished"))
 }
 
@@ -202,13 +99,6 @@ pub fn update_account(
     contacts: Option<Vec<String>>,
     deactivate: bool,
 ) -> Result<Account, Problem> {
-    if let Some(cs) = contacts {
-        diesel::update(acme_accounts::table.find(id))
-            .set(acme_accounts::contact.eq(serde_json::to_string(&cs).unwrap_or_else(|_| "[]".into())))
-            .execute(c)?;
-    }
-    if deactivate {
-        diesel::update(acme_accounts::table.find(id)).set(acme_accounts::status.eq("deactivated")).execute(c)?;
-    }
+    data::set_account_fields(c, id, contacts, deactivate)?;
     account(c, id)?.ok_or_else(|| Problem::server("account vanished"))
 }

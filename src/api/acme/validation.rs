@@ -13,15 +13,12 @@ use std::time::Duration;
 use actix_web::web;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64U;
-use diesel::prelude::*;
 use foreign_types::{ForeignType, ForeignTypeRef};
 use openssl::asn1::Asn1Object;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::X509Ref;
 
 use super::orders::{Authz, Challenge};
-use crate::db::now;
-use crate::db::schema::{acme_authz, acme_challenges};
 use crate::engine::Engine;
 
 /// Why a validation failed: the ACME error type (`connection`, `dns`, `tls`,
@@ -68,7 +65,7 @@ pub async fn run(engine: Arc<Engine>, ch: Challenge, thumbprint: String) {
     let ch2 = ch.clone();
     let authz = match web::block(move || -> Result<Authz, String> {
         let mut c = e2.pool.get().map_err(|e| e.to_string())?;
-        acme_authz::table.find(ch2.authz_id).select(Authz::as_select()).first(&mut c).map_err(|e| e.to_string())
+        crate::acme::orders::authz(&mut c, ch2.authz_id).map_err(|e| e.to_string())
     })
     .await
     {
@@ -112,22 +109,14 @@ pub async fn run(engine: Arc<Engine>, ch: Challenge, thumbprint: String) {
 /// stay so for ever. Validating twice (another instance may be at it) is harmless: the outcome
 /// is the same and only a `pending` authorization changes.
 pub async fn resume(engine: Arc<Engine>) {
-    use crate::db::schema::{acme_accounts, acme_orders};
     let e2 = engine.clone();
     let found = web::block(move || -> Result<Vec<(Challenge, String)>, String> {
         let mut c = e2.pool.get().map_err(|e| e.to_string())?;
         // Start with a clean slate: expired nonces and day-old dry-run orders go (issuing nonces
         // also purges now and then; a restart should not wait for that).
-        super::store::purge_nonces(&mut c).map_err(|e| format!("{e:?}"))?;
-        super::dry_run::purge(&mut c).map_err(|e| e.to_string())?;
-        acme_challenges::table
-            .inner_join(acme_authz::table.on(acme_authz::id.eq(acme_challenges::authz_id)))
-            .inner_join(acme_orders::table.on(acme_orders::id.eq(acme_authz::order_id)))
-            .inner_join(acme_accounts::table.on(acme_accounts::id.eq(acme_orders::account_id)))
-            .filter(acme_challenges::status.eq("processing"))
-            .select((Challenge::as_select(), acme_accounts::jwk))
-            .load(&mut c)
-            .map_err(|e| e.to_string())
+        crate::acme::store::purge_nonces(&mut c).map_err(|e| e.to_string())?;
+        crate::acme::dry_run::purge(&mut c).map_err(|e| e.to_string())?;
+        crate::acme::validation::interrupted(&mut c).map_err(|e| e.to_string())
     })
     .await;
     let Ok(Ok(found)) = found else {
@@ -147,31 +136,8 @@ pub async fn resume(engine: Arc<Engine>) {
 
 fn record(engine: &Engine, ch: &Challenge, a: &Authz, outcome: Result<(), Failure>) -> Result<(), String> {
     let mut c = engine.pool.get().map_err(|e| e.to_string())?;
-    let ts = now();
-    crate::db::write_tx(&mut c, None, |tx| -> Result<(), diesel::result::Error> {
-        // A deactivated authorization (the client gave up) stays deactivated.
-        let current: String = acme_authz::table.find(a.id).select(acme_authz::status).first(tx)?;
-        match &outcome {
-            Ok(()) => {
-                diesel::update(acme_challenges::table.find(ch.id))
-                    .set((acme_challenges::status.eq("valid"), acme_challenges::validated.eq(ts)))
-                    .execute(tx)?;
-                if current == "pending" {
-                    diesel::update(acme_authz::table.find(a.id)).set(acme_authz::status.eq("valid")).execute(tx)?;
-                }
-            }
-            Err(e) => {
-                diesel::update(acme_challenges::table.find(ch.id))
-                    .set((acme_challenges::status.eq("invalid"), acme_challenges::error.eq(encode_failure(e))))
-                    .execute(tx)?;
-                if current == "pending" {
-                    diesel::update(acme_authz::table.find(a.id)).set(acme_authz::status.eq("invalid")).execute(tx)?;
-                }
-            }
-        }
-        Ok(())
-    })
-    .map_err(|e| e.to_string())
+    crate::acme::validation::record(&mut c, ch.id, a.id, outcome.err().map(|e| encode_failure(&e)))
+        .map_err(|e| e.to_string())
 }
 
 /// `acme.validation.hosts`: `name=IP` or `*.suffix=IP`, checked before DNS.
