@@ -43,6 +43,12 @@ pub fn bootstrap(settings: Settings) -> anyhow::Result<(Arc<Engine>, Option<Stri
     }
     // Under a lock: two instances starting together on an empty database both get here.
     db::write_tx(&mut conn, Some(7262005), |c| policy::ensure_folder(c, policy::ROOT_DN))?;
+    // Stores that predate store folders go to the deepest folder covering their certificates.
+    let placed = db::write_tx(&mut conn, Some(7262006), crate::engine::stores::place_unplaced_stores)
+        .map_err(|e| anyhow::anyhow!("placing stores in folders: {e}"))?;
+    if placed > 0 {
+        tracing::info!(placed, "existing certificate stores placed in policy folders");
+    }
     // The configuration file wins, at each start, for the folders and keys it names.
     if let Some(path) = &settings.config_file {
         for fp in crate::settings::file_policies(path)? {

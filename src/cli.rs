@@ -112,6 +112,10 @@ pub enum StoreCmd {
         /// Read the store password (PKCS#12/JKS) from standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// The policy folder the store belongs to (default: the root). Pushing to it needs
+        /// write on this folder; a store receiving keys also needs key on the certificate's.
+        #[arg(long = "folder")]
+        folder: Option<String>,
         /// Deliver private keys to this store (PEM directory: `<alias>.key`, mode 0600).
         #[arg(long)]
         include_keys: bool,
@@ -555,7 +559,12 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Audit(a) => {
-            let f = crate::engine::audit::Filter { action: a.action, after_id: a.after_id, limit: a.limit.max(1) };
+            let f = crate::engine::audit::Filter {
+                action: a.action,
+                after_id: a.after_id,
+                limit: a.limit.max(1),
+                folders: None,
+            };
             for r in crate::engine::audit::list(&mut conn, &f)? {
                 println!("{}", serde_json::to_string(&r)?);
             }
@@ -609,6 +618,7 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             alias,
             password_stdin,
             include_keys,
+            folder,
         }) => {
             let password = if password_stdin {
                 let mut s = String::new();
@@ -620,6 +630,7 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             let s = crate::engine::stores::create_store(
                 &mut conn,
                 &engine.master,
+                &auth::FolderAccess::default(),
                 crate::engine::stores::NewStore {
                     client_machine: &client_machine,
                     store_path: &store_path,
@@ -627,9 +638,18 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
                     alias: alias.as_deref(),
                     password: password.as_deref(),
                     include_keys,
+                    folder_dn: folder.as_deref(),
                 },
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::engine::audit::record(
+                &mut conn,
+                &cli_audit(
+                    crate::engine::audit::action::STORE_CHANGE,
+                    &s.guid,
+                    &format!("store {} {} ({}) added in {}", s.client_machine, s.store_path, s.store_type, s.folder()),
+                ),
+            )?;
             println!("{}", s.guid);
             Ok(0)
         }

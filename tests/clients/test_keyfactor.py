@@ -998,8 +998,18 @@ def test_pfx_deploy_and_replace(gw, s, v1, host, tmp_path):
     assert sha1_thumbprint(load_certs(crt.read_bytes())[0]) == first.thumbprint
     assert [(h["Status"], h["Result"]) for h in job_history(s, ClientMachine=machine)] == [(COMPLETED, SUCCESS)]
 
-    renewed = enrollment_renew.sync(client=v1, json_body=ModelsEnrollmentRenewalRequest(certificate_id=first.keyfactor_id))
+    # Replace is how a caller moves stores to a new certificate when renewals do not (the
+    # folder's push_on_renew=false; by default the renewal itself reaches these stores).
+    from rg_helpers import db_scalar
+    folder = db_scalar(gw, f"SELECT o.policy_dn FROM cert_objects o JOIN certificates c ON c.object_id = o.id "
+                           f"WHERE c.id = {int(first.keyfactor_id)}")
+    gw.cli("policy", "set", folder, "push_on_renew=false")
+    try:
+        renewed = enrollment_renew.sync(client=v1, json_body=ModelsEnrollmentRenewalRequest(certificate_id=first.keyfactor_id))
+    finally:
+        gw.cli("policy", "set", folder, "--unset", "push_on_renew")
     assert renewed.request_disposition == "ISSUED"
+    # Replace puts the new certificate wherever the old one still is, under the same alias.
     r = enrollment_add_to_existing_cert_stores.sync_detailed(
         client=v1, json_body=ModelsEnrollmentExistingEnrollmentManagementRequest(
             existing_certificate_id=first.keyfactor_id, certificate_id=renewed.keyfactor_id, password=STRONG_PASSWORD))
@@ -1419,3 +1429,152 @@ def test_agent_renews_its_own_token(gw, tmp_path):
     assert stat.S_IMODE(tf.stat().st_mode) == 0o600
     assert claim(old).status_code == 401, "the renewed token replaces the old one"
     assert claim(new).status_code == 200
+
+
+# ---------------------------------------------------------------- One Door: stores belong to folders
+
+def folder_user(gw, folder, perms):
+    """A user limited to `folder` with `perms`; returns a requests session speaking Keyfactor Basic."""
+    name, pw = f"fu-{uuid.uuid4().hex[:8]}", "Folder-Passw0rd!1"
+    gw.cli("user", "add", name, "--password", pw, "--scope", "certificate:manage,revoke;configuration:manage",
+           "--folder", f"{folder}:{perms}")
+    u = requests.Session()
+    u.trust_env = False
+    u.verify = gw.ca_bundle
+    u.auth = (name, pw)
+    u.headers["x-keyfactor-requested-with"] = "APIClient"
+    u.base = gw.url
+    return u, name, pw
+
+
+def kf(u, method, path, **kw):
+    return u.request(method, u.base + path, timeout=60, **kw)
+
+
+def issued_in(gw, folder, cn):
+    """A service-generated certificate issued in `folder` through Venafi; returns its certificate id."""
+    from rg_helpers import db_scalar, request_service, sql_str, wait_retrieve
+    v = gw.session()
+    dn = request_service(v, folder, cn)
+    wait_retrieve(v, dn)
+    return int(db_scalar(gw, f"SELECT c.id FROM certificates c JOIN cert_objects o ON o.id = c.object_id "
+                             f"WHERE o.dn = {sql_str(dn)}"))
+
+
+def store_jobs_of(gw, store):
+    from rg_helpers import db_scalar, sql_str
+    return int(db_scalar(gw, "SELECT COUNT(*) FROM store_jobs j JOIN stores s ON s.id = j.store_id "
+                             f"WHERE s.guid = {sql_str(store.strip('{}').lower())}"))
+
+
+def test_a_store_receiving_keys_needs_key_permission(gw, tmp_path):
+    """Hole 1: read,write without key got the folder's private keys written to disk through a
+    store that receives keys (Add, PFX Deploy, classic Renew CertStores), while Recover was refused."""
+    tag = uuid.uuid4().hex[:6]
+    folder = f"\\VED\\Policy\\KeyHole{tag}"
+    gw.cli("policy", "set", folder)
+    cert_id = issued_in(gw, folder, f"keyhole-{tag}.example.com")
+    keyed = store_add(gw, machine_name("keyed"), f"/kh{tag}/keys", alias="k", include_keys=True)
+    gw.cli("store", "add", "--client-machine", machine_name("plain"), "--store-path", f"/kh{tag}/plain",
+           "--type", "pem-dir", "--folder", folder)
+    plain = gw.cli("store", "add", "--client-machine", machine_name("plain2"), "--store-path", f"/kh{tag}/plain2",
+                   "--type", "pem-dir", "--folder", folder).stdout.strip()
+    u, _, _ = folder_user(gw, folder, "read,write")
+    # The store is in the root folder: first it is simply not this user's.
+    r = kf(u, "POST", "/KeyfactorAPI/CertificateStores/Certificates/Add", json={
+        "CertificateId": cert_id, "CertificateStores": [{"CertificateStoreId": keyed}], "Schedule": {"Immediate": True}})
+    assert_kf_error(r, 400, contains="does not exist")
+    # A key-receiving store in the user's own folder still needs key permission on the certificate.
+    keyed_here = gw.cli("store", "add", "--client-machine", machine_name("keyed2"), "--store-path", f"/kh{tag}/k2",
+                        "--type", "pem-dir", "--include-keys", "--folder", folder).stdout.strip()
+    r = kf(u, "POST", "/KeyfactorAPI/CertificateStores/Certificates/Add", json={
+        "CertificateId": cert_id, "CertificateStores": [{"CertificateStoreId": keyed_here}],
+        "Schedule": {"Immediate": True}})
+    assert_kf_error(r, 400, contains="Private Key Read")
+    assert store_jobs_of(gw, keyed_here) == 0
+    r = kf(u, "POST", "/KeyfactorAPI/Enrollment/PFX/Deploy", json={
+        "Password": STRONG_PASSWORD, "CertificateId": cert_id, "StoreIds": [keyed_here]})
+    assert json_of(r)["SuccessfulStores"] == [] and json_of(r)["FailedStores"] == [keyed_here]
+    assert store_jobs_of(gw, keyed_here) == 0
+    from rg_helpers import db_scalar
+    versions = f"SELECT COUNT(*) FROM certificates WHERE object_id = (SELECT object_id FROM certificates WHERE id = {cert_id})"
+    before = int(db_scalar(gw, versions))
+    r = kf(u, "POST", "/CMSApi/CertEnroll/3/Renew", json={"CMSID": cert_id, "CertStores": [keyed_here]})
+    assert r.status_code == 400, r.text
+    assert int(db_scalar(gw, versions)) == before, "refused before anything is issued"
+    assert store_jobs_of(gw, keyed_here) == 0
+    # Recover on the same certificate is refused too: the rules agree.
+    r = kf(u, "POST", "/KeyfactorAPI/Certificates/Recover", json={"CertID": cert_id, "Password": STRONG_PASSWORD})
+    assert r.status_code in (400, 403, 404), r.text
+    # A store that does not receive keys is fine with read,write.
+    r = kf(u, "POST", "/KeyfactorAPI/CertificateStores/Certificates/Add", json={
+        "CertificateId": cert_id, "CertificateStores": [{"CertificateStoreId": plain}], "Schedule": {"Immediate": True}})
+    assert len(json_of(r)) == 1
+    # With key permission the key-receiving store is accepted.
+    k, _, _ = folder_user(gw, folder, "read,write,key")
+    r = kf(k, "POST", "/KeyfactorAPI/CertificateStores/Certificates/Add", json={
+        "CertificateId": cert_id, "CertificateStores": [{"CertificateStoreId": keyed_here}],
+        "Schedule": {"Immediate": True}})
+    assert len(json_of(r)) == 1
+
+
+def test_stores_of_another_folder_are_invisible(gw, s, tmp_path):
+    """Hole 2: stores were global: a user of folder A removed and replaced what folder B deployed."""
+    tag = uuid.uuid4().hex[:6]
+    fa, fb = f"\\VED\\Policy\\StoreA{tag}", f"\\VED\\Policy\\StoreB{tag}"
+    for f in (fa, fb):
+        gw.cli("policy", "set", f)
+    machine = machine_name("storeb")
+    store_b = gw.cli("store", "add", "--client-machine", machine, "--store-path", f"/sb{tag}", "--type", "pem-dir",
+                     "--alias", "b", "--folder", fb).stdout.strip()
+    cert_b = issued_in(gw, fb, f"storeb-{tag}.example.com")
+    cert_a = issued_in(gw, fa, f"storea-{tag}.example.com")
+    json_of(s.post("/KeyfactorAPI/CertificateStores/Certificates/Add", json={
+        "CertificateId": cert_b, "CertificateStores": [{"CertificateStoreId": store_b}], "Schedule": {"Immediate": True}}))
+    agent_once(gw, machine, tmp_path / "root")
+    jobs_before = store_jobs_of(gw, store_b)
+    u, _, _ = folder_user(gw, fa, "read,write,key")
+    missing = str(uuid.uuid4())
+    # Remove: the other folder's store answers like a store that does not exist.
+    answers = []
+    for g in (store_b, missing):
+        r = kf(u, "POST", "/KeyfactorAPI/CertificateStores/Certificates/Remove", json={
+            "CertificateStores": [{"CertificateStoreId": g, "Alias": "b"}], "Schedule": {"Immediate": True}})
+        answers.append((r.status_code, r.json()["Message"].replace(g, "<id>")))
+    assert answers[0] == answers[1] and answers[0][0] == 400, answers
+    # Replace: the replaced certificate must be the caller's to see.
+    answers = []
+    for old in (cert_b, cert_b + 1_000_000):
+        r = kf(u, "POST", "/KeyfactorAPI/Enrollment/PFX/Replace", json={
+            "ExistingCertificateId": old, "CertificateId": cert_a, "Password": STRONG_PASSWORD})
+        answers.append((r.status_code, r.json()["Message"].replace(str(old), "<id>")))
+    assert answers[0] == answers[1] and answers[0][0] == 404, answers
+    assert store_jobs_of(gw, store_b) == jobs_before, "nothing was scheduled on the other folder's store"
+    # Get, inventory, list, job history: nothing of folder B.
+    assert kf(u, "GET", f"/KeyfactorAPI/CertificateStores/{store_b}").status_code == 404
+    assert kf(u, "GET", f"/KeyfactorAPI/CertificateStores/{store_b}/Inventory").status_code == 404
+    listed = [x["Id"].strip("{}").lower() for x in json_of(kf(u, "GET", "/KeyfactorAPI/CertificateStores"))]
+    assert store_b.strip("{}").lower() not in listed
+    hist = json_of(kf(u, "GET", "/KeyfactorAPI/OrchestratorJobs/JobHistory", params={"pq.returnLimit": 1000},
+                      headers={"x-keyfactor-api-version": "1"}))
+    assert all(h["ClientMachine"] != machine for h in hist), hist
+    # The store shows its container (folder) to those who may see it.
+    mine = json_of(s.get(f"/KeyfactorAPI/CertificateStores/{store_b}"))
+    assert mine["ContainerName"] == fb and mine["ContainerId"] > 0
+
+
+def test_store_pairs_are_unique_and_containers_are_honoured(gw, s):
+    tag = uuid.uuid4().hex[:6]
+    machine = machine_name("uniq")
+    store_add(gw, machine, f"/u{tag}")
+    r = gw.cli("store", "add", "--client-machine", machine.upper(), "--store-path", f"/u{tag}", "--type", "pem-dir",
+               check=False)
+    assert r.returncode != 0 and "already exists" in r.stderr
+    folder = f"\\VED\\Policy\\Container{tag}"
+    gw.cli("policy", "set", folder)
+    created = json_of(s.post("/KeyfactorAPI/CertificateStores", json={
+        "ClientMachine": machine, "Storepath": f"/c{tag}", "CertStoreType": 1, "ContainerName": folder}))
+    assert created["ContainerName"] == folder
+    created2 = json_of(s.post("/KeyfactorAPI/CertificateStores", json={
+        "ClientMachine": machine, "Storepath": f"/d{tag}", "CertStoreType": 1, "ContainerId": created["ContainerId"]}))
+    assert created2["ContainerName"] == folder

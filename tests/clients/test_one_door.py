@@ -295,3 +295,41 @@ def test_keyfactor_hidden_and_missing_certificates_answer_alike(gateway, s):
             answers.append((r.status_code, body_))
         assert answers[0] == answers[1], (path, answers)
         assert answers[0][0] in (400, 404), answers
+
+
+# ---------------------------------------------------------------- hole 4: the native API honours folder limits
+
+def test_policies_and_audit_honour_folder_limits(gateway):
+    tag = uuid.uuid4().hex[:6]
+    fa, fb = f"{ROOT}\\PolA{tag}", f"{ROOT}\\PolB{tag}"
+    gateway.cli("policy", "set", fa, "domains=a.example.com")
+    gateway.cli("policy", "set", fb, "domains=b.example.com")
+    user, pw = f"pol-{tag}", "Pol-Passw0rd!12"
+    gateway.cli("user", "add", user, "--password", pw, "--scope", "configuration:manage", "--folder", f"{fa}:read,write")
+    tok = gateway.token(user=user, password=pw, scope="configuration:manage")
+    api = requests.Session()
+    api.trust_env = False
+    api.verify = gateway.ca_bundle
+    api.headers["Authorization"] = f"Bearer {tok}"
+    url = gateway.url + "/api/v1/policies"
+    # B, and a folder that does not exist, answer alike.
+    for method, kw in [("GET", {}), ("PUT", {"json": {"settings": {"domains": ["evil.example"]}}}), ("DELETE", {})]:
+        got = []
+        for dn in (fb, f"{ROOT}\\Nope{tag}"):
+            r = api.request(method, url, params={"dn": dn}, timeout=30, **kw)
+            got.append((r.status_code, r.json().get("message", r.text).replace(dn, "<dn>")))
+        if method != "PUT":
+            assert got[0] == got[1], (method, got)
+        assert got[0][0] == 404, (method, got)
+    # B is untouched, and no folder was created outside the grant.
+    assert "b.example.com" in gateway.cli("policy", "show", fb).stdout
+    assert int(db_scalar(gateway, f"SELECT COUNT(*) FROM policy_folders WHERE dn = {sql_str(ROOT + chr(92) + 'Nope' + tag)}")) == 0
+    # A works.
+    r = api.put(url, params={"dn": fa}, json={"settings": {"domains": ["a2.example.com"]}}, timeout=30)
+    assert r.status_code == 200, r.text
+    # The audit trail: A's policy change is visible, B's is not.
+    gateway.cli("policy", "set", fb, "domains=b2.example.com")
+    recs = api.get(gateway.url + "/api/v1/audit", params={"action": "policy_change", "limit": 10000}, timeout=30)
+    assert recs.status_code == 200, recs.text
+    targets = {x["target"] for x in recs.json()["records"]}
+    assert fa in targets and fb not in targets, targets

@@ -11,7 +11,8 @@ use crate::engine::audit::{self, AuditRecord};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct AuditQuery {
-    /// Only this action: `renew`, `revoke`, `key_download` or `policy_change`.
+    /// Only this action: `renew`, `revoke`, `key_download`, `policy_change`, `login_throttled`,
+    /// `user_change`, `token_change` or `store_change`.
     pub action: Option<String>,
     /// Only records with a larger id (follow the trail from the last id seen).
     pub after_id: Option<i64>,
@@ -33,16 +34,30 @@ pub async fn list(
     state: web::Data<AppState>,
     q: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, NativeError> {
-    authenticate(&req, &state, "configuration", None).await?;
+    let principal = authenticate(&req, &state, "configuration", None).await?;
     let q = q.into_inner();
-    let known =
-        [audit::action::RENEW, audit::action::REVOKE, audit::action::KEY_DOWNLOAD, audit::action::POLICY_CHANGE];
+    let known = [
+        audit::action::RENEW,
+        audit::action::REVOKE,
+        audit::action::KEY_DOWNLOAD,
+        audit::action::POLICY_CHANGE,
+        audit::action::LOGIN_THROTTLED,
+        audit::action::USER_CHANGE,
+        audit::action::TOKEN_CHANGE,
+        audit::action::STORE_CHANGE,
+    ];
     if let Some(a) = &q.action
         && !known.contains(&a.as_str())
     {
         return Err(NativeError::bad_request(format!("unknown action {a:?} (use {})", known.join(", "))));
     }
-    let f = audit::Filter { action: q.action, after_id: q.after_id, limit: q.limit.unwrap_or(100).clamp(1, 10_000) };
+    // A folder-limited reader sees the records about its folders only.
+    let f = audit::Filter {
+        action: q.action,
+        after_id: q.after_id,
+        limit: q.limit.unwrap_or(100).clamp(1, 10_000),
+        folders: principal.access.roots("read"),
+    };
     let engine = state.engine.clone();
     let records = crate::api::observe::block(move || -> Result<_, NativeError> {
         let mut c = engine.pool.get()?;

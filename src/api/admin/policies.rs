@@ -106,8 +106,12 @@ pub struct DeletedResponse {
     pub deleted: bool,
 }
 
-fn response(c: &mut crate::db::DbConn, dn: &str) -> Result<PolicyResponse, NativeError> {
-    let f = policy::find_folder(c, dn)
+fn response(
+    c: &mut crate::db::DbConn,
+    access: &crate::auth::FolderAccess,
+    dn: &str,
+) -> Result<PolicyResponse, NativeError> {
+    let f = policy::find_folder_for(c, access, dn)
         .map_err(DbError::from)?
         .ok_or_else(|| NativeError::not_found(format!("PolicyDN: {dn} does not exist.")))?;
     let own = policy::FolderSettings::of(&f);
@@ -132,10 +136,12 @@ pub async fn get(
     state: web::Data<AppState>,
     q: web::Query<DnQuery>,
 ) -> Result<HttpResponse, NativeError> {
-    authenticate(&req, &state, "configuration", None).await?;
+    let principal = authenticate(&req, &state, "configuration", None).await?;
     let dn = policy::normalize_dn(&q.dn);
     let engine = state.engine.clone();
-    let r = web::block(move || -> Result<_, NativeError> { response(&mut *engine.pool.get()?, &dn) }).await??;
+    let r =
+        web::block(move || -> Result<_, NativeError> { response(&mut *engine.pool.get()?, &principal.access, &dn) })
+            .await??;
     Ok(HttpResponse::Ok().json(r))
 }
 
@@ -148,7 +154,7 @@ pub async fn put(
     q: web::Query<DnQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, NativeError> {
-    authenticate(&req, &state, "configuration", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "configuration", Some("manage")).await?;
     let bytes = read_payload(payload, state.engine.settings.http.max_body_bytes)
         .await
         .map_err(|e| NativeError::bad_request(e.to_string()))?;
@@ -159,6 +165,10 @@ pub async fn put(
         && !policy::normalize_dn(b).eq_ignore_ascii_case(&dn)
     {
         return Err(NativeError::bad_request("the body's dn differs from the dn query parameter"));
+    }
+    // Creating or changing a folder needs write on it; any other folder answers as missing.
+    if !policy::may(&principal.access, &dn, "write") {
+        return Err(NativeError::not_found(format!("PolicyDN: {dn} does not exist.")));
     }
     let engine = state.engine.clone();
     let r = crate::api::observe::block(move || -> Result<_, NativeError> {
@@ -176,7 +186,7 @@ pub async fn put(
             Ok(())
         })?;
         tracing::info!(dn = %dn, "policy folder updated");
-        response(&mut c, &dn)
+        response(&mut c, &principal.access, &dn)
     })
     .await??;
     Ok(HttpResponse::Ok().json(r))
@@ -190,8 +200,11 @@ pub async fn delete(
     state: web::Data<AppState>,
     q: web::Query<DnQuery>,
 ) -> Result<HttpResponse, NativeError> {
-    authenticate(&req, &state, "configuration", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "configuration", Some("manage")).await?;
     let dn = policy::normalize_dn(&q.dn);
+    if !policy::may(&principal.access, &dn, "write") {
+        return Err(NativeError::not_found("no such policy folder"));
+    }
     let engine = state.engine.clone();
     let deleted = web::block(move || -> Result<_, NativeError> {
         let mut c = engine.pool.get()?;

@@ -219,6 +219,7 @@ pub async fn enrollment_renew(
         ca: ca_name(&state, b.nonblank("CertificateAuthority").map_err(bad)?)?,
         metadata: BTreeMap::new(),
         store_guids: vec![],
+        access: principal.access.clone(),
     };
     let (accepted, _) = blocking(&state, move |e, c| {
         let v = model::lookup_for(c, &principal, "write", id, tp.as_deref(), None, None)?;
@@ -467,10 +468,13 @@ fn deploy(
 ) -> Result<(Vec<String>, Vec<String>), KeyfactorError> {
     let v = model::version(c, cert_id)?;
     guard(c, principal, &v, "write")?;
+    let folder = crate::engine::lookup::object_folder(c, v.object_id)?;
     let mut ok = vec![];
     let mut failed = vec![];
     for (g, alias, overwrite) in guids {
-        match store_engine::find_store(c, g)? {
+        // A store the caller may not use, or one receiving keys the caller may not read, fails
+        // like a missing store: nothing is scheduled for it.
+        match store_engine::store_for_push(c, &principal.access, g, &folder).ok() {
             Some(s) => {
                 crate::db::write_tx(c, None, |tx| {
                     store_engine::schedule(tx, &[s.id], cert_id, "add", alias.as_deref(), *overwrite)
@@ -562,6 +566,9 @@ pub async fn pfx_replace(
         .map_err(bad)?
         .ok_or_else(|| KeyfactorError::bad_request("CertificateId is required."))?;
     let (ok, failed) = blocking(&state, move |_, c| {
+        // The replaced certificate must be the caller's to see, like the new one.
+        let replaced = model::version(c, old)?;
+        guard(c, &principal, &replaced, "write")?;
         // Every entry the old certificate occupies now gets the new one, under the same alias.
         let holding = store_engine::locations_of(c, old)?;
         let targets: Vec<(String, Option<String>, bool)> =
@@ -811,10 +818,17 @@ pub async fn certificates_revoke(
         (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
 pub async fn stores_list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "configuration", None).await?;
+    let principal = authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
-    let v =
-        blocking(&state, |_, c| Ok(store_engine::list_stores(c)?.iter().map(model::store).collect::<Vec<_>>())).await?;
+    let v = blocking(&state, move |_, c| {
+        let mut out = vec![];
+        for s in store_engine::list_stores_for(c, &principal.access)? {
+            let id = store_engine::container_id(c, &s)?;
+            out.push(model::store(&s, id));
+        }
+        Ok(out)
+    })
+    .await?;
     Ok(respond(cs, Value::Array(v)))
 }
 
@@ -832,13 +846,14 @@ pub async fn stores_get(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "configuration", None).await?;
+    let principal = authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
     let g = path.into_inner();
     let v = blocking(&state, move |_, c| {
-        store_engine::find_store(c, &g)?
-            .map(|s| model::store(&s))
-            .ok_or_else(|| KeyfactorError::not_found(format!("Certificate store {g} does not exist.")))
+        let s = store_engine::find_store_for(c, &principal.access, &g, "read")?
+            .ok_or_else(|| KeyfactorError::not_found(format!("Certificate store {g} does not exist.")))?;
+        let id = store_engine::container_id(c, &s)?;
+        Ok(model::store(&s, id))
     })
     .await?;
     Ok(respond(cs, v))
@@ -860,9 +875,11 @@ pub async fn stores_create(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "configuration", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "configuration", Some("manage")).await?;
     let (b, raw) = body(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
+    let container_name = b.nonblank("ContainerName").map_err(bad)?;
+    let container_id = b.int("ContainerId").map_err(bad)?.filter(|id| *id != 0);
     let machine = b
         .nonblank("ClientMachine")
         .map_err(bad)?
@@ -895,10 +912,22 @@ pub async fn stores_create(
         }
         _ => None,
     };
-    let s = blocking(&state, move |e, c| {
-        Ok(store_engine::create_store(
+    let (s, id) = blocking(&state, move |e, c| {
+        // The container: ContainerName (a folder DN) or ContainerId (a folder's id); the root without.
+        let folder = match (container_name, container_id) {
+            (Some(n), _) => Some(n),
+            (None, Some(id)) => Some(
+                crate::engine::policy::find_folder_by_id(c, id)
+                    .map_err(crate::db::DbError::from)?
+                    .map(|f| f.dn)
+                    .ok_or_else(|| KeyfactorError::bad_request(format!("Container {id} does not exist.")))?,
+            ),
+            (None, None) => None,
+        };
+        let s = store_engine::create_store(
             c,
             &e.master,
+            &principal.access,
             store_engine::NewStore {
                 client_machine: &machine,
                 store_path: &path,
@@ -906,11 +935,33 @@ pub async fn stores_create(
                 alias: alias.as_deref(),
                 password: password.as_deref(),
                 include_keys,
+                folder_dn: folder.as_deref(),
             },
-        )?)
+        )?;
+        crate::engine::audit::record(
+            c,
+            &crate::engine::audit::Entry {
+                actor: principal.user_name.clone(),
+                action: crate::engine::audit::action::STORE_CHANGE.into(),
+                target: s.guid.clone(),
+                outcome: "success".into(),
+                detail: format!(
+                    "store {} {} ({}) added in {}",
+                    s.client_machine,
+                    s.store_path,
+                    s.store_type,
+                    s.folder()
+                ),
+                source: "keyfactor".into(),
+                ..Default::default()
+            },
+        )
+        .map_err(crate::db::DbError::from)?;
+        let id = store_engine::container_id(c, &s)?;
+        Ok((s, id))
     })
     .await?;
-    Ok(respond(cs, model::store(&s)))
+    Ok(respond(cs, model::store(&s, id)))
 }
 
 #[utoipa::path(get, path = "/KeyfactorAPI/CertificateStores/{id}/Inventory", tag = "Keyfactor: certificate stores", operation_id = "keyfactor_stores_inventory",
@@ -927,11 +978,11 @@ pub async fn stores_inventory(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "configuration", None).await?;
+    let principal = authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
     let g = path.into_inner();
     let v = blocking(&state, move |_, c| {
-        let s = store_engine::find_store(c, &g)?
+        let s = store_engine::find_store_for(c, &principal.access, &g, "read")?
             .ok_or_else(|| KeyfactorError::not_found(format!("Certificate store {g} does not exist.")))?;
         let mut out = vec![];
         for (alias, cid) in store_engine::contents(c, &s)? {
@@ -993,7 +1044,9 @@ pub async fn stores_add(
     let guids = blocking(&state, move |_, c| {
         let v = model::version(c, cert_id)?;
         guard(c, &principal, &v, "write")?;
-        let stores = store_engine::resolve_stores(c, &targets.iter().map(|t| t.0.clone()).collect::<Vec<_>>())?;
+        let folder = crate::engine::lookup::object_folder(c, v.object_id)?;
+        let guids: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
+        let stores = store_engine::stores_for_push(c, &principal.access, &guids, &folder)?;
         let mut out = vec![];
         crate::db::write_tx(c, None, |tx| -> Result<(), DbError> {
             for (s, (_, alias, overwrite)) in stores.iter().zip(targets.iter()) {
@@ -1021,12 +1074,14 @@ pub async fn stores_remove(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "certificate", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
     let (b, raw) = body(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
     let targets = store_targets(&b)?;
     let guids = blocking(&state, move |_, c| {
-        let stores = store_engine::resolve_stores(c, &targets.iter().map(|t| t.0.clone()).collect::<Vec<_>>())?;
+        // Removing from a store needs write on the store's folder (another folder's store answers as unknown).
+        let guids: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
+        let stores = store_engine::resolve_stores_for(c, &principal.access, &guids)?;
         let mut out = vec![];
         crate::db::write_tx(c, None, |tx| -> Result<(), DbError> {
             for (s, (_, alias, _)) in stores.iter().zip(targets.iter()) {
@@ -1051,26 +1106,35 @@ pub async fn stores_remove(
         (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
 pub async fn job_history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "configuration", None).await?;
+    let principal = authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
     let q = query_params(&req);
     let terms = query_terms(&q.str("QueryString").map_err(bad)?.unwrap_or_default())?;
     let limit = q.int("ReturnLimit").map_err(bad)?.unwrap_or(50).clamp(1, 1000);
     let page = q.int("PageReturned").map_err(bad)?.unwrap_or(1).max(1);
-    let rows = blocking(&state, move |_, c| Ok(store_engine::history(c, 100_000, 0)?)).await?;
+    let mut filter = store_engine::HistoryFilter::default();
+    for (k, v) in &terms {
+        match k.as_str() {
+            "jobid" => filter.job_guid = Some(v.clone()),
+            "status" => match v.parse() {
+                Ok(n) => filter.status = Some(n),
+                Err(_) => filter.nothing = true,
+            },
+            "result" => match v.parse() {
+                Ok(n) => filter.result = Some(n),
+                Err(_) => filter.nothing = true,
+            },
+            "jobtype" => filter.nothing |= !v.eq_ignore_ascii_case("Management"),
+            "clientmachine" | "agent" => filter.client_machine = Some(v.clone()),
+            _ => filter.nothing = true,
+        }
+    }
+    let offset = (page - 1).saturating_mul(limit);
+    let rows =
+        blocking(&state, move |_, c| Ok(store_engine::history_for(c, &principal.access, &filter, limit, offset)?))
+            .await?;
     let mut out = vec![];
     for (run, job, store) in rows {
-        let keep = terms.iter().all(|(k, v)| match k.as_str() {
-            "jobid" => job.guid.eq_ignore_ascii_case(v),
-            "status" => run.status.to_string() == *v,
-            "result" => run.result.to_string() == *v,
-            "jobtype" => v.eq_ignore_ascii_case("Management"),
-            "clientmachine" | "agent" => store.client_machine.eq_ignore_ascii_case(v),
-            _ => false,
-        });
-        if !keep {
-            continue;
-        }
         let mut m = json!({
             "JobHistoryId": run.id, "AgentMachine": store.client_machine, "ClientMachine": store.client_machine,
             "StorePath": store.store_path, "JobId": job.guid, "Schedule": {"Immediate": true}, "JobType": "Management",
@@ -1081,8 +1145,6 @@ pub async fn job_history(req: HttpRequest, state: web::Data<AppState>) -> Result
         }
         out.push(m);
     }
-    let out: Vec<Value> =
-        out.into_iter().skip((page - 1).saturating_mul(limit) as usize).take(limit as usize).collect();
     Ok(respond(cs, Value::Array(out)))
 }
 
@@ -1094,9 +1156,9 @@ pub async fn job_history(req: HttpRequest, state: web::Data<AppState>) -> Result
         (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
 pub async fn scheduled_jobs(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "configuration", None).await?;
+    let principal = authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
-    let rows = blocking(&state, |_, c| Ok(store_engine::scheduled(c)?)).await?;
+    let rows = blocking(&state, move |_, c| Ok(store_engine::scheduled_for(c, &principal.access)?)).await?;
     let out: Vec<Value> = rows
         .into_iter()
         .map(|(j, s)| {
@@ -1120,13 +1182,13 @@ pub async fn acknowledge(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
-    authenticate(&req, &state, "configuration", Some("manage")).await?;
+    let principal = authenticate(&req, &state, "configuration", Some("manage")).await?;
     let (b, _) = body(payload, &state).await?;
     let ids: Vec<i64> = match b.get("JobAuditIds") {
         Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_i64()).collect(),
         _ => return Err(KeyfactorError::bad_request("JobAuditIds is required.")),
     };
-    blocking(&state, move |_, c| Ok(store_engine::acknowledge(c, &ids)?)).await?;
+    blocking(&state, move |_, c| Ok(store_engine::acknowledge_for(c, &principal.access, &ids)?)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -114,6 +114,7 @@ pub async fn renew(
         ca: ca_name(&state, b.nonblank("CAConfiguration").map_err(bad)?)?,
         metadata: metadata(&b),
         store_guids: strings(b.get("CertStores")),
+        access: principal.access.clone(),
     };
     let (accepted, stores) = blocking(&state, move |e, c| {
         let v = model::lookup_for(c, &principal, "write", id, tp.as_deref(), sn.as_deref(), issuer.as_deref())?;

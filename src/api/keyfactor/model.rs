@@ -251,11 +251,11 @@ fn extended_key_usages(x: &X509) -> Vec<Value> {
 }
 
 /// CertificateStore.
-pub fn store(s: &Store) -> Value {
+pub fn store(s: &Store, container_id: i64) -> Value {
     let props = json!({"type": s.store_type, "alias": s.alias, "includeKeys": s.include_keys});
     json!({
         "Id": s.guid,
-        "ContainerId": 0,
+        "ContainerId": container_id,
         "DisplayName": format!("{} ({})", s.store_path, s.store_type),
         "ClientMachine": s.client_machine,
         "Storepath": s.store_path,
@@ -264,7 +264,7 @@ pub fn store(s: &Store) -> Value {
         "CreateIfMissing": true,
         "Properties": props.to_string(),
         "AgentAssigned": true,
-        "ContainerName": "",
+        "ContainerName": s.folder(),
         "SetNewPasswordAllowed": false,
     })
 }

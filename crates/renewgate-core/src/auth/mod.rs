@@ -106,6 +106,10 @@ impl FolderAccess {
     pub fn is_restricted(&self) -> bool {
         self.0.is_some()
     }
+    /// The folders granting `perm` (each covers its subtree); `None` for an unrestricted caller.
+    pub fn roots(&self, perm: &str) -> Option<Vec<String>> {
+        self.0.as_ref().map(|g| g.iter().filter(|g| g.perms.iter().any(|p| p == perm)).map(|g| g.dn.clone()).collect())
+    }
     /// True when `perm` is granted on `folder_dn` (the grant's folder or any folder under it).
     pub fn allows(&self, folder_dn: &str, perm: &str) -> bool {
         match &self.0 {

@@ -252,6 +252,15 @@ pub struct Store {
     pub password_enc: Option<Vec<u8>>,
     pub include_keys: bool,
     pub created_at: NaiveDateTime,
+    /// The policy folder the store belongs to (`None`: not placed yet, read as the root).
+    pub folder_dn: Option<String>,
+}
+
+impl Store {
+    /// The folder whose permissions govern this store.
+    pub fn folder(&self) -> &str {
+        self.folder_dn.as_deref().unwrap_or(crate::engine::policy::ROOT_DN)
+    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

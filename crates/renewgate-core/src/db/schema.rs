@@ -71,6 +71,7 @@ diesel::table! {
         password_enc -> Nullable<Binary>,
         include_keys -> Bool,
         created_at -> Timestamp,
+        folder_dn -> Nullable<Text>,
     }
 }
 

@@ -22,6 +22,8 @@ pub mod action {
     pub const USER_CHANGE: &str = "user_change";
     /// A token created or revoked (target: the user, never the token).
     pub const TOKEN_CHANGE: &str = "token_change";
+    /// A certificate store created (target: its GUID).
+    pub const STORE_CHANGE: &str = "store_change";
 }
 
 /// One thing to record.
@@ -119,6 +121,25 @@ pub struct Filter {
     pub after_id: Option<i64>,
     /// The newest `limit` records.
     pub limit: i64,
+    /// A folder-limited reader: only records whose target is one of these folders or lies below
+    /// one (certificate DNs, policy DNs). `None`: every record.
+    pub folders: Option<Vec<String>>,
+}
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+/// `LIKE` pattern for "this DN or anything below it", escaped with `!` (PostgreSQL would read
+/// the DN's backslashes as escapes otherwise).
+fn below_pattern(dn: &str) -> String {
+    let mut p = String::new();
+    for c in dn.to_lowercase().chars() {
+        if matches!(c, '!' | '%' | '_') {
+            p.push('!');
+        }
+        p.push(c);
+    }
+    p.push_str("\\%");
+    p
 }
 
 /// The newest `limit` matching records, oldest first.
@@ -129,6 +150,19 @@ pub fn list(conn: &mut DbConn, f: &Filter) -> QueryResult<Vec<AuditRecord>> {
     }
     if let Some(id) = f.after_id {
         q = q.filter(audit_log::id.gt(id));
+    }
+    if let Some(folders) = &f.folders {
+        // The folder filter is in SQL, so a restricted reader gets full pages.
+        let mut cond: Box<dyn BoxableExpression<audit_log::table, _, SqlType = diesel::sql_types::Bool>> =
+            Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("1 = 0"));
+        for dn in folders {
+            let dn = crate::engine::policy::normalize_dn(dn);
+            cond = Box::new(
+                cond.or(lower(audit_log::target).eq(dn.to_lowercase()))
+                    .or(lower(audit_log::target).like(below_pattern(&dn)).escape('!')),
+            );
+        }
+        q = q.filter(cond);
     }
     let mut rows: Vec<AuditRow> = q.order(audit_log::id.desc()).limit(f.limit.clamp(1, 100_000)).load(conn)?;
     rows.reverse();

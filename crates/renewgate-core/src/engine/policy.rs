@@ -53,6 +53,29 @@ pub fn find_folder(conn: &mut DbConn, dn: &str) -> QueryResult<Option<PolicyFold
         .optional()
 }
 
+/// The one rule for folder administration: `perm` on the folder itself. A folder outside the
+/// caller's grants answers exactly as a missing one (callers render their not-found answer).
+pub fn may(access: &crate::auth::FolderAccess, dn: &str, perm: &str) -> bool {
+    access.allows(&normalize_dn(dn), perm)
+}
+
+/// A folder the caller may read (`None` for a missing or hidden one).
+pub fn find_folder_for(
+    conn: &mut DbConn,
+    access: &crate::auth::FolderAccess,
+    dn: &str,
+) -> QueryResult<Option<PolicyFolder>> {
+    if !may(access, dn, "read") {
+        return Ok(None);
+    }
+    find_folder(conn, dn)
+}
+
+/// A folder by its numeric id (Keyfactor's ContainerId).
+pub fn find_folder_by_id(conn: &mut DbConn, id: i64) -> QueryResult<Option<PolicyFolder>> {
+    policy_folders::table.find(id).select(PolicyFolder::as_select()).first(conn).optional()
+}
+
 /// Creates the folder and any missing parents; returns true when the folder itself was new.
 pub fn ensure_folder(conn: &mut DbConn, dn: &str) -> QueryResult<bool> {
     // The last guard: callers check the DN first to answer 400; no path may store a DN that would

@@ -128,6 +128,9 @@ pub struct KeyfactorRenew {
     pub ca: Option<String>,
     pub metadata: std::collections::BTreeMap<String, String>,
     pub store_guids: Vec<String>,
+    /// The caller's folder permissions: pushing to a store needs write on its folder, and key on
+    /// the certificate's folder when the store receives keys.
+    pub access: crate::auth::FolderAccess,
 }
 
 /// An accepted request: the object and the job that will issue its new version.
@@ -490,7 +493,7 @@ impl Engine {
             let current = inventory::current_version(c, &obj)?.ok_or_else(|| {
                 RenewError::BadParameter("Lookup".into(), format!("Certificate {} has not been issued yet.", obj.dn))
             })?;
-            let stores = super::stores::resolve_stores(c, &req.store_guids)?;
+            let stores = super::stores::stores_for_push(c, &req.access, &req.store_guids, &obj.policy_dn)?;
             let template = match &req.template {
                 Some(t) => Some(super::templates::find(c, t)?.ok_or_else(|| {
                     RenewError::BadParameter("Template".into(), format!("Template '{t}' does not exist."))

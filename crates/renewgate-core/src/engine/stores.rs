@@ -4,6 +4,8 @@
 //! (`CompletedWillRetry`) until `MAX_STORE_ATTEMPTS`.
 use diesel::prelude::*;
 
+use crate::auth::FolderAccess;
+
 use super::RenewError;
 use crate::db::models::{Store, StoreJobRun, StorePushJob};
 use crate::db::schema::{store_job_runs, store_jobs, stores};
@@ -45,9 +47,17 @@ pub struct NewStore<'a> {
     pub alias: Option<&'a str>,
     pub password: Option<&'a str>,
     pub include_keys: bool,
+    /// The policy folder the store belongs to (default: the root).
+    pub folder_dn: Option<&'a str>,
 }
 
-pub fn create_store(conn: &mut DbConn, master: &MasterKey, s: NewStore<'_>) -> Result<Store, RenewError> {
+/// Creates a store in a folder the caller may write to (another folder answers as missing).
+pub fn create_store(
+    conn: &mut DbConn,
+    master: &MasterKey,
+    access: &FolderAccess,
+    s: NewStore<'_>,
+) -> Result<Store, RenewError> {
     if !STORE_TYPES.contains(&s.store_type) {
         return Err(RenewError::BadParameter(
             "type".into(),
@@ -56,6 +66,25 @@ pub fn create_store(conn: &mut DbConn, master: &MasterKey, s: NewStore<'_>) -> R
     }
     if s.client_machine.trim().is_empty() || s.store_path.trim().is_empty() {
         return Err(RenewError::BadParameter("store".into(), "ClientMachine and StorePath are required".into()));
+    }
+    let folder = super::policy::normalize_dn(s.folder_dn.unwrap_or(super::policy::ROOT_DN));
+    if super::policy::find_folder(conn, &folder)?.is_none() || !access.allows(&folder, "write") {
+        return Err(RenewError::PolicyDoesNotExist(folder));
+    }
+    let taken: i64 = stores::table
+        .filter(stores::client_machine_lower.eq(s.client_machine.trim().to_lowercase()))
+        .filter(stores::store_path.eq(s.store_path.trim()))
+        .count()
+        .get_result(conn)?;
+    if taken > 0 {
+        return Err(RenewError::BadParameter(
+            "store".into(),
+            format!(
+                "A certificate store for ClientMachine {} and StorePath {} already exists.",
+                s.client_machine.trim(),
+                s.store_path.trim()
+            ),
+        ));
     }
     let guid = new_guid();
     let pw = s
@@ -74,6 +103,7 @@ pub fn create_store(conn: &mut DbConn, master: &MasterKey, s: NewStore<'_>) -> R
             stores::password_enc.eq(pw),
             stores::include_keys.eq(s.include_keys),
             stores::created_at.eq(now()),
+            stores::folder_dn.eq(Some(&folder)),
         ))
         .execute(conn)?;
     find_store(conn, &guid)?.ok_or_else(|| RenewError::Internal("store vanished".into()))
@@ -446,4 +476,231 @@ pub fn schedule_remove(conn: &mut DbConn, store: &Store, alias: Option<&str>) ->
         ))
         .execute(conn)?;
     Ok(guid)
+}
+
+/// The one rule for stores: the caller needs `perm` on the store's folder. A store the caller may
+/// not use answers exactly like a missing one (`find_store_for` gives `None`).
+pub fn allowed(access: &FolderAccess, s: &Store, perm: &str) -> bool {
+    access.allows(s.folder(), perm)
+}
+
+/// A store by GUID, if it exists and the caller has `perm` on its folder.
+pub fn find_store_for(
+    conn: &mut DbConn,
+    access: &FolderAccess,
+    guid: &str,
+    perm: &str,
+) -> Result<Option<Store>, RenewError> {
+    Ok(find_store(conn, guid)?.filter(|s| allowed(access, s, perm)))
+}
+
+/// The stores the caller may see, oldest first.
+pub fn list_stores_for(conn: &mut DbConn, access: &FolderAccess) -> Result<Vec<Store>, RenewError> {
+    Ok(list_stores(conn)?.into_iter().filter(|s| allowed(access, s, "read")).collect())
+}
+
+/// Resolves store GUIDs for a caller who will push to them (`write` on each store's folder); a
+/// forbidden store gets the unknown store's answer.
+pub fn resolve_stores_for(
+    conn: &mut DbConn,
+    access: &FolderAccess,
+    guids: &[String],
+) -> Result<Vec<Store>, RenewError> {
+    let all = resolve_stores(conn, guids)?;
+    if let Some((g, _)) = guids.iter().zip(&all).find(|(_, s)| !allowed(access, s, "write")) {
+        return Err(RenewError::BadParameter("CertStores".into(), format!("Certificate store {g} does not exist.")));
+    }
+    Ok(all)
+}
+
+/// Putting a certificate of folder `cert_folder` into store `s`: `write` on the store's folder,
+/// and, when the store receives private keys, `key` on the certificate's folder (the same
+/// permission Recover asks for: a store that receives keys writes them to disk).
+pub fn check_push(access: &FolderAccess, s: &Store, cert_folder: &str) -> Result<(), StoreDenied> {
+    if !allowed(access, s, "write") {
+        return Err(StoreDenied::Store);
+    }
+    if s.include_keys && !access.allows(cert_folder, "key") {
+        return Err(StoreDenied::Key);
+    }
+    Ok(())
+}
+
+/// Why a push is refused: the store is not the caller's (answered as unknown), or the store
+/// receives keys and the caller may not read the certificate's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreDenied {
+    Store,
+    Key,
+}
+
+/// The message for a push refused because the store receives keys.
+pub const NO_KEY_FOR_STORE: &str = "You do not have Private Key Read permission on this certificate; it cannot be placed in a certificate store that receives private keys.";
+
+/// Places the stores that existed before stores had folders (`folder_dn` NULL): each goes to the
+/// deepest folder that covers every certificate it has received, the root when none. Also logs
+/// the stores the upgrade renamed to keep (ClientMachine, StorePath) unique. Idempotent.
+pub fn place_unplaced_stores(conn: &mut DbConn) -> Result<usize, RenewError> {
+    use crate::db::schema::{cert_objects, certificates};
+    let unplaced: Vec<Store> =
+        stores::table.filter(stores::folder_dn.is_null()).select(Store::as_select()).load(conn)?;
+    for s in &unplaced {
+        let folders: Vec<String> = store_jobs::table
+            .inner_join(certificates::table.on(certificates::id.nullable().eq(store_jobs::certificate_id)))
+            .inner_join(cert_objects::table.on(cert_objects::id.eq(certificates::object_id)))
+            .filter(store_jobs::store_id.eq(s.id))
+            .filter(store_jobs::operation.eq("add"))
+            .select(cert_objects::policy_dn)
+            .distinct()
+            .load(conn)?;
+        let folder = deepest_common_folder(&folders);
+        diesel::update(stores::table.find(s.id)).set(stores::folder_dn.eq(Some(&folder))).execute(conn)?;
+        tracing::info!(store = %s.guid, folder = %folder.escape_debug(), "store placed in a policy folder");
+        if s.store_path.ends_with(&format!("#{}", s.guid)) {
+            tracing::warn!(
+                store = %s.guid,
+                machine = %s.client_machine.escape_debug(),
+                path = %s.store_path.escape_debug(),
+                "store shared its ClientMachine and StorePath with an older store: its StorePath got its GUID appended"
+            );
+        }
+    }
+    Ok(unplaced.len())
+}
+
+/// The deepest folder that is, or is above, every DN given (`\VED\Policy` when none).
+fn deepest_common_folder(dns: &[String]) -> String {
+    let root = super::policy::ROOT_DN;
+    let mut common: Option<Vec<String>> = None;
+    for dn in dns {
+        let parts: Vec<String> = super::policy::normalize_dn(dn).split('\\').map(str::to_string).collect();
+        common = Some(match common {
+            None => parts,
+            Some(c) => {
+                c.iter().zip(&parts).take_while(|(a, b)| a.eq_ignore_ascii_case(b)).map(|(a, _)| a.clone()).collect()
+            }
+        });
+    }
+    let joined = common.map(|c| c.join("\\")).unwrap_or_default();
+    if joined.len() < root.len() || !joined.to_ascii_lowercase().starts_with(&root.to_ascii_lowercase()) {
+        root.to_string()
+    } else {
+        joined
+    }
+}
+
+#[cfg(test)]
+mod folder_tests {
+    use super::deepest_common_folder;
+
+    #[test]
+    fn the_deepest_folder_covering_every_certificate() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(deepest_common_folder(&[]), "\\VED\\Policy");
+        assert_eq!(deepest_common_folder(&v(&["\\VED\\Policy\\A\\B"])), "\\VED\\Policy\\A\\B");
+        assert_eq!(deepest_common_folder(&v(&["\\VED\\Policy\\A\\B", "\\VED\\Policy\\A\\C"])), "\\VED\\Policy\\A");
+        assert_eq!(deepest_common_folder(&v(&["\\VED\\Policy\\A", "\\VED\\Policy\\B"])), "\\VED\\Policy");
+        // Components compare whole: \A is not the parent of \AB.
+        assert_eq!(deepest_common_folder(&v(&["\\VED\\Policy\\A", "\\VED\\Policy\\AB"])), "\\VED\\Policy");
+    }
+}
+
+/// Keyfactor's ContainerId of a store: the numeric id of its folder (0 when it has none yet).
+pub fn container_id(conn: &mut DbConn, s: &Store) -> Result<i64, RenewError> {
+    Ok(super::policy::find_folder(conn, s.folder())?.map(|f| f.id).unwrap_or(0))
+}
+
+fn unknown_store(guid: &str) -> RenewError {
+    RenewError::BadParameter("CertStores".into(), format!("Certificate store {guid} does not exist."))
+}
+
+/// A store the caller may put a certificate of `cert_folder` into ([`check_push`]); a store the
+/// caller may not use answers like an unknown one.
+pub fn store_for_push(
+    conn: &mut DbConn,
+    access: &FolderAccess,
+    guid: &str,
+    cert_folder: &str,
+) -> Result<Store, RenewError> {
+    let s = find_store(conn, guid)?.ok_or_else(|| unknown_store(guid))?;
+    match check_push(access, &s, cert_folder) {
+        Ok(()) => Ok(s),
+        Err(StoreDenied::Store) => Err(unknown_store(guid)),
+        Err(StoreDenied::Key) => Err(RenewError::BadParameter("CertStores".into(), NO_KEY_FOR_STORE.into())),
+    }
+}
+
+/// [`store_for_push`] for each GUID, all or nothing: checked before anything is issued or queued.
+pub fn stores_for_push(
+    conn: &mut DbConn,
+    access: &FolderAccess,
+    guids: &[String],
+    cert_folder: &str,
+) -> Result<Vec<Store>, RenewError> {
+    guids.iter().map(|g| store_for_push(conn, access, g, cert_folder)).collect()
+}
+
+/// What a job-history listing asks for (Keyfactor's `pq.queryString` terms, already parsed).
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub job_guid: Option<String>,
+    pub status: Option<i32>,
+    pub result: Option<i32>,
+    pub client_machine: Option<String>,
+    /// A term no row can match (an unknown field): the page is empty.
+    pub nothing: bool,
+}
+
+/// One page of store-job runs, newest first, of the stores the caller may read: the folder
+/// filter, the query terms and the page are all in SQL, so a restricted caller gets full pages.
+pub fn history_for(
+    conn: &mut DbConn,
+    access: &FolderAccess,
+    f: &HistoryFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<(StoreJobRun, StorePushJob, Store)>, RenewError> {
+    if f.nothing {
+        return Ok(vec![]);
+    }
+    let mut q = store_job_runs::table
+        .inner_join(store_jobs::table.inner_join(stores::table))
+        .select((StoreJobRun::as_select(), StorePushJob::as_select(), Store::as_select()))
+        .into_boxed();
+    if access.is_restricted() {
+        let ids: Vec<i64> = list_stores_for(conn, access)?.iter().map(|s| s.id).collect();
+        q = q.filter(stores::id.eq_any(ids));
+    }
+    if let Some(g) = &f.job_guid {
+        q = q.filter(store_jobs::guid.eq(super::inventory::normalize_guid(g)));
+    }
+    if let Some(st) = f.status {
+        q = q.filter(store_job_runs::status.eq(st));
+    }
+    if let Some(r) = f.result {
+        q = q.filter(store_job_runs::result.eq(r));
+    }
+    if let Some(m) = &f.client_machine {
+        q = q.filter(stores::client_machine_lower.eq(m.to_lowercase()));
+    }
+    Ok(q.order(store_job_runs::id.desc()).limit(limit).offset(offset).load(conn)?)
+}
+
+/// Unfinished jobs of the stores the caller may read.
+pub fn scheduled_for(conn: &mut DbConn, access: &FolderAccess) -> Result<Vec<(StorePushJob, Store)>, RenewError> {
+    Ok(scheduled(conn)?.into_iter().filter(|(_, s)| allowed(access, s, "read")).collect())
+}
+
+/// [`acknowledge`] limited to the runs of stores the caller may write to.
+pub fn acknowledge_for(conn: &mut DbConn, access: &FolderAccess, run_ids: &[i64]) -> Result<usize, RenewError> {
+    if !access.is_restricted() {
+        return acknowledge(conn, run_ids);
+    }
+    let rows: Vec<(i64, Store)> = store_job_runs::table
+        .inner_join(store_jobs::table.inner_join(stores::table))
+        .filter(store_job_runs::id.eq_any(run_ids))
+        .select((store_job_runs::id, Store::as_select()))
+        .load(conn)?;
+    let mine: Vec<i64> = rows.into_iter().filter(|(_, s)| allowed(access, s, "write")).map(|(id, _)| id).collect();
+    acknowledge(conn, &mine)
 }

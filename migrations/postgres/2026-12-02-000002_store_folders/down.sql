@@ -1,0 +1,2 @@
+DROP INDEX stores_machine_path;
+ALTER TABLE stores DROP COLUMN folder_dn;
