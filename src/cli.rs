@@ -530,16 +530,28 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
                 .add_issuing(&mut conn, &name, spec, &settings.ca.organization)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             std::fs::write(settings.ca_bundle_path(), crate::ca::BuiltinCa::bundle_pem(&mut conn)?)?;
+            crate::engine::audit::record(
+                &mut conn,
+                &cli_audit(crate::engine::audit::action::CA_CHANGE, &name, "issuing CA created"),
+            )?;
             eprintln!("issuing CA {name} created under root; CA bundle updated");
             Ok(0)
         }
         Command::Ca(CaCmd::Disable { name }) => {
             crate::ca::BuiltinCa::set_disabled(&mut conn, &name, true).map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::engine::audit::record(
+                &mut conn,
+                &cli_audit(crate::engine::audit::action::CA_CHANGE, &name, "disabled"),
+            )?;
             eprintln!("CA {name} disabled");
             Ok(0)
         }
         Command::Ca(CaCmd::Enable { name }) => {
             crate::ca::BuiltinCa::set_disabled(&mut conn, &name, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::engine::audit::record(
+                &mut conn,
+                &cli_audit(crate::engine::audit::action::CA_CHANGE, &name, "enabled"),
+            )?;
             eprintln!("CA {name} enabled");
             Ok(0)
         }
@@ -668,6 +680,10 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             let k = std::fs::read(&key).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
             engine.ca.import(&mut conn, &name, &c, &k).map_err(|e| anyhow::anyhow!("{e}"))?;
             std::fs::write(settings.ca_bundle_path(), crate::ca::BuiltinCa::bundle_pem(&mut conn)?)?;
+            crate::engine::audit::record(
+                &mut conn,
+                &cli_audit(crate::engine::audit::action::CA_CHANGE, &name, "imported"),
+            )?;
             eprintln!("CA {name} imported; CA bundle updated");
             Ok(0)
         }
@@ -706,6 +722,14 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
         Command::Acme(AcmeCmd::Eab(AcmeEabCmd::Create { policy, prevalidated })) => {
             let (kid, key) = crate::api::acme::store::create_eab(&mut conn, &engine.master, &policy, prevalidated)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::engine::audit::record(
+                &mut conn,
+                &cli_audit(
+                    crate::engine::audit::action::EAB_CHANGE,
+                    &kid,
+                    &format!("EAB key created for {policy}{}", if prevalidated { " (pre-validated)" } else { "" }),
+                ),
+            )?;
             println!("EAB_KID={kid}");
             println!("EAB_HMAC_KEY={key}");
             Ok(0)

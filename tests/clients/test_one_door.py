@@ -333,3 +333,28 @@ def test_policies_and_audit_honour_folder_limits(gateway):
     assert recs.status_code == 200, recs.text
     targets = {x["target"] for x in recs.json()["records"]}
     assert fa in targets and fb not in targets, targets
+
+
+# ---------------------------------------------------------------- hole 5: what is audited
+
+def test_key_handed_out_by_request_and_administration_changes_are_audited(gateway, s):
+    cn = f"keyreq-{uuid.uuid4().hex[:6]}.example.com"
+    before = audit_count(gateway, "key_download")
+    r = s.post("/vedsdk/certificates/request", json={
+        "PolicyDN": ROOT, "Subject": cn, "ObjectName": cn, "KeyAlgorithm": "ECC", "EllipticCurve": "P256",
+        "Format": "PKCS #12", "Password": "Key-Passw0rd!123", "IncludePrivateKey": True, "WorkToDoTimeout": 30})
+    assert r.status_code == 200 and r.json().get("CertificateData"), r.text
+    assert audit_count(gateway, "key_download") == before + 1, "a key handed out by Request is audited"
+    signins = audit_count(gateway, "sign_in")
+    gateway.token()
+    assert audit_count(gateway, "sign_in") == signins + 1
+    eab = audit_count(gateway, "eab_change")
+    gateway.cli("acme", "eab", "create", "--policy", ROOT)
+    assert audit_count(gateway, "eab_change") == eab + 1
+    ca = audit_count(gateway, "ca_change")
+    name = "audited-" + uuid.uuid4().hex[:6]
+    gateway.cli("ca", "add", name)
+    gateway.cli("ca", "disable", name)
+    assert audit_count(gateway, "ca_change") == ca + 2
+    # Secrets never reach the trail.
+    assert int(db_scalar(gateway, "SELECT COUNT(*) FROM audit_log WHERE detail LIKE '%Passw0rd%'")) == 0

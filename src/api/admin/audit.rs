@@ -11,8 +11,8 @@ use crate::engine::audit::{self, AuditRecord};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct AuditQuery {
-    /// Only this action: `renew`, `revoke`, `key_download`, `policy_change`, `login_throttled`,
-    /// `user_change`, `token_change` or `store_change`.
+    /// Only this action: `renew`, `revoke`, `key_download`, `policy_change`, `sign_in`, `login_throttled`,
+    /// `user_change`, `token_change`, `store_change`, `ca_change` or `eab_change`.
     pub action: Option<String>,
     /// Only records with a larger id (follow the trail from the last id seen).
     pub after_id: Option<i64>,
@@ -41,10 +41,13 @@ pub async fn list(
         audit::action::REVOKE,
         audit::action::KEY_DOWNLOAD,
         audit::action::POLICY_CHANGE,
+        audit::action::SIGN_IN,
         audit::action::LOGIN_THROTTLED,
         audit::action::USER_CHANGE,
         audit::action::TOKEN_CHANGE,
         audit::action::STORE_CHANGE,
+        audit::action::CA_CHANGE,
+        audit::action::EAB_CHANGE,
     ];
     if let Some(a) = &q.action
         && !known.contains(&a.as_str())

@@ -66,6 +66,18 @@ impl LoginGate {
         match result {
             Ok(u) => {
                 self.throttle.record_success(name, source, now);
+                let entry = audit::Entry {
+                    actor: u.name.clone(),
+                    action: audit::action::SIGN_IN.into(),
+                    target: u.name.clone(),
+                    outcome: "success".into(),
+                    detail: format!("password sign-in from {source}"),
+                    source: channel.into(),
+                    ..Default::default()
+                };
+                if let Err(e) = audit::record(conn, &entry) {
+                    tracing::warn!(error = %e, "could not audit a sign-in");
+                }
                 Ok(u)
             }
             Err(AuthError::BadCredentials) => {

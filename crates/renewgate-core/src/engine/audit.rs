@@ -16,6 +16,8 @@ pub mod action {
     pub const REVOKE: &str = "revoke";
     pub const KEY_DOWNLOAD: &str = "key_download";
     pub const POLICY_CHANGE: &str = "policy_change";
+    /// A successful password sign-in (OAuth, legacy API key, Keyfactor Basic).
+    pub const SIGN_IN: &str = "sign_in";
     /// A login-throttle key closed (one row per key and window; target names the key).
     pub const LOGIN_THROTTLED: &str = "login_throttled";
     /// A user added, disabled, enabled, or given a new password.
@@ -24,6 +26,10 @@ pub mod action {
     pub const TOKEN_CHANGE: &str = "token_change";
     /// A certificate store created (target: its GUID).
     pub const STORE_CHANGE: &str = "store_change";
+    /// A CA added, imported, disabled or enabled (target: its name).
+    pub const CA_CHANGE: &str = "ca_change";
+    /// An ACME EAB key created (target: its key id, never the HMAC key).
+    pub const EAB_CHANGE: &str = "eab_change";
 }
 
 /// One thing to record.

@@ -1,0 +1,69 @@
+"""Upgrade: a data directory (SQLite) and a database (PostgreSQL) written by the build before the
+"One door" issue start under this build with their certificates, stores and users intact; the
+stores are placed in folders and a duplicated (ClientMachine, StorePath) pair made unique.
+The fixtures were written by that build (tests/fixtures/upgrade/generate.py)."""
+import json
+import os
+import shutil
+import stat
+import subprocess
+
+import pytest
+import requests
+
+from conftest import PG_HOST, PG_PORT, PG_USER, REPO, Database, Gateway
+from rg_helpers import retrieve, retrieved_certs
+
+FIXTURES = REPO / "tests" / "fixtures" / "upgrade"
+
+
+@pytest.fixture
+def upgraded(backend, tmp_path):
+    src = FIXTURES / backend
+    manifest = json.loads((src / "manifest.json").read_text())
+    data = tmp_path / "data"
+    shutil.copytree(src / "data", data)
+    db = Database(backend)
+    if backend == "postgres":
+        subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", PG_HOST, "-p", PG_PORT, "-U", PG_USER, "-d", db.name,
+                        "-f", str(src / "dump.sql")], check=True, capture_output=True)
+    gw = Gateway(tmp_path, db, data_dir=data).start()
+    yield gw, manifest
+    gw.stop(kill=True)
+    db.drop()
+
+
+def kf_get(gw, path, password):
+    r = requests.get(gw.url + path, verify=gw.ca_bundle, timeout=30, auth=("admin", password),
+                     headers={"x-keyfactor-requested-with": "APIClient"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_an_old_data_directory_starts_intact(upgraded):
+    gw, m = upgraded
+    # Users: the admin and a folder-limited user sign in with their passwords.
+    admin = gw.session(token=gw.token(password=m["admin_password"]))
+    alice = gw.session(token=gw.token(user="alice", password=m["alice_password"], scope="certificate:manage"))
+    # Certificates: each object retrieves the certificate it had.
+    for cn, c in m["certificates"].items():
+        r = retrieve(admin, c["dn"])
+        assert r.status_code == 200, r.text
+        assert format(retrieved_certs(r)[0].serial_number, "X") == c["serial"], cn
+    # Folder grants survived: alice sees A, not B.
+    assert retrieve(alice, m["certificates"]["up-a.example.com"]["dn"]).status_code == 200
+    assert retrieve(alice, m["certificates"]["up-b.example.com"]["dn"]).status_code != 200
+    # Stores: placed in the deepest folder covering what they received; the younger of two stores
+    # sharing (ClientMachine, StorePath) got its GUID appended.
+    stores = {s["Id"].strip("{}").lower(): s for s in kf_get(gw, "/KeyfactorAPI/CertificateStores", m["admin_password"])}
+    first, second, alone = (stores[m["stores"][k].strip("{}").lower()] for k in ("first", "second", "alone"))
+    assert first["ContainerName"] == "\\VED\\Policy\\Up\\A", first
+    assert first["Storepath"] == "/same/path"
+    assert second["Storepath"] == f"/same/path#{m['stores']['second'].strip('{}').lower()}", second
+    assert alone["ContainerName"] == "\\VED\\Policy"
+    # The renewal path works on the old rows.
+    r = admin.post("/vedsdk/certificates/renew", json={"CertificateDN": m["certificates"]["up-a.example.com"]["dn"],
+                                                        "WorkToDoTimeout": 30})
+    assert r.status_code == 200 and r.json()["Success"] is True, r.text
+    # The data directory is private now.
+    assert stat.S_IMODE(os.stat(gw.data_dir).st_mode) == 0o700
