@@ -253,11 +253,11 @@ pub fn guard(
     v: &crate::db::models::CertVersion,
     perm: &str,
 ) -> Result<(), KeyfactorError> {
-    if !p.access.is_restricted() {
-        return Ok(());
+    if crate::engine::access::certificate_allowed(c, &p.access, v, perm)? {
+        Ok(())
+    } else {
+        Err(model::missing(Some(v.id), None, None))
     }
-    let folder: String = crate::engine::lookup::object_folder(c, v.object_id)?;
-    if p.access.allows(&folder, perm) { Ok(()) } else { Err(model::missing(Some(v.id), None, None)) }
 }
 
 #[cfg(test)]

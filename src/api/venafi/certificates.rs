@@ -511,11 +511,7 @@ fn object_for(
     dn_text: &str,
     perm: &str,
 ) -> Result<CertObject, VenafiError> {
-    match inventory::find_object(c, r)? {
-        Some(o) if p.access.allows(&o.policy_dn, perm) => Ok(o),
-        _ if p.access.is_restricted() => Err(VenafiError::Renew(RenewError::NoRights(dn_text.to_string()))),
-        _ => Err(VenafiError::Renew(RenewError::DoesNotExist(dn_text.to_string()))),
-    }
+    Ok(crate::engine::access::object(c, &p.access, r, dn_text, perm)?)
 }
 
 fn certificate_by_id(c: &mut crate::db::DbConn, id: i64) -> Result<CertVersion, VenafiError> {

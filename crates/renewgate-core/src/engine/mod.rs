@@ -1,6 +1,7 @@
 //! The renewal engine: inventory, policy, enroll/renew, the durable job queue. No HTTP here and
 //! no vendor names beyond the domain's own (a certificate object has a DN because that is how
 //! every dialect names it).
+pub mod access;
 pub mod audit;
 pub mod csr;
 pub mod error;
