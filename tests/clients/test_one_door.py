@@ -358,3 +358,23 @@ def test_key_handed_out_by_request_and_administration_changes_are_audited(gatewa
     assert audit_count(gateway, "ca_change") == ca + 2
     # Secrets never reach the trail.
     assert int(db_scalar(gateway, "SELECT COUNT(*) FROM audit_log WHERE detail LIKE '%Passw0rd%'")) == 0
+
+
+def test_a_folder_limited_search_gets_full_pages(gateway, s):
+    """Listings filter folders in SQL: a restricted caller's page is full, and the total is its own."""
+    from rg_helpers import request_service
+    tag = uuid.uuid4().hex[:6]
+    fa, fb = f"{ROOT}\\PageA{tag}", f"{ROOT}\\PageB{tag}"
+    for f in (fa, fb):
+        gateway.cli("policy", "set", f)
+    mine = [request_service(s, fa, f"page{i}-{tag}.example.com") for i in range(3)]
+    for i in range(4):
+        request_service(s, fb, f"other{i}-{tag}.example.com")
+    user, pw = f"page-{tag}", "Page-Passw0rd!12"
+    gateway.cli("user", "add", user, "--password", pw, "--scope", "certificate", "--folder", f"{fa}:read")
+    u = gateway.session(token=gateway.token(user=user, password=pw, scope="certificate"))
+    first = u.get("/vedsdk/certificates/", params={"Limit": 2, "Offset": 0}).json()
+    second = u.get("/vedsdk/certificates/", params={"Limit": 2, "Offset": 2}).json()
+    assert first["TotalCount"] == 3, first
+    assert len(first["Certificates"]) == 2 and len(second["Certificates"]) == 1
+    assert {c["DN"] for c in first["Certificates"] + second["Certificates"]} == set(mine)

@@ -948,23 +948,7 @@ pub async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
                 Ok((found.iter().map(|(o, v)| x509_summary(o, Some(v))).collect::<Vec<_>>(), total))
             }
             None => {
-                let objs: Vec<CertObject> = if principal.access.is_restricted() {
-                    // Folder-limited callers: filter (their folders are few).
-                    search::all_objects(c)?
-                        .into_iter()
-                        .filter(|o| principal.access.allows(&o.policy_dn, "read"))
-                        .collect()
-                } else {
-                    vec![]
-                };
-                let (page, total) = if principal.access.is_restricted() {
-                    let total = objs.len() as i64;
-                    (objs.into_iter().skip(offset as usize).take(limit as usize).collect::<Vec<_>>(), total)
-                } else {
-                    let total: i64 = search::count_objects(c)?;
-                    let page = search::objects_page(c, limit, offset)?;
-                    (page, total)
-                };
+                let (page, total) = search::objects_for(c, &principal.access, limit, offset)?;
                 let mut out = vec![];
                 for o in &page {
                     let v = inventory::current_version(c, o)?;

@@ -37,3 +37,19 @@ pub fn certificate_allowed(
     let folder = super::lookup::object_folder(conn, v.object_id).map_err(|e| RenewError::Internal(e.to_string()))?;
     Ok(access.allows(&folder, perm))
 }
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+/// `LIKE` pattern (escape character `!`) for "anything below this DN", lower-cased: the folder
+/// filter of listings, in SQL. (PostgreSQL would read the DN's backslashes as escapes without it.)
+pub fn below_pattern(dn: &str) -> String {
+    let mut p = String::new();
+    for c in crate::engine::policy::normalize_dn(dn).to_lowercase().chars() {
+        if matches!(c, '!' | '%' | '_') {
+            p.push('!');
+        }
+        p.push(c);
+    }
+    p.push_str("\\%");
+    p
+}

@@ -132,21 +132,7 @@ pub struct Filter {
     pub folders: Option<Vec<String>>,
 }
 
-diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
-
-/// `LIKE` pattern for "this DN or anything below it", escaped with `!` (PostgreSQL would read
-/// the DN's backslashes as escapes otherwise).
-fn below_pattern(dn: &str) -> String {
-    let mut p = String::new();
-    for c in dn.to_lowercase().chars() {
-        if matches!(c, '!' | '%' | '_') {
-            p.push('!');
-        }
-        p.push(c);
-    }
-    p.push_str("\\%");
-    p
-}
+use super::access::{below_pattern, lower};
 
 /// The newest `limit` matching records, oldest first.
 pub fn list(conn: &mut DbConn, f: &Filter) -> QueryResult<Vec<AuditRecord>> {

@@ -37,11 +37,6 @@ pub fn certificates(
     Ok(query.order(certificates::id.asc()).limit(limit).offset(offset).select(CertVersion::as_select()).load(conn)?)
 }
 
-/// Every certificate object, by id.
-pub fn all_objects(conn: &mut DbConn) -> Result<Vec<CertObject>, DbError> {
-    Ok(cert_objects::table.order(cert_objects::id.asc()).select(CertObject::as_select()).load(conn)?)
-}
-
 /// How many certificate objects there are.
 pub fn count_objects(conn: &mut DbConn) -> Result<i64, DbError> {
     Ok(cert_objects::table.count().get_result(conn)?)
@@ -55,4 +50,39 @@ pub fn objects_page(conn: &mut DbConn, limit: i64, offset: i64) -> Result<Vec<Ce
         .offset(offset)
         .select(CertObject::as_select())
         .load(conn)?)
+}
+
+/// One page of the certificate objects a caller may read, by id, and how many there are: the
+/// folder filter and the page are in SQL, so a folder-limited caller gets full pages.
+pub fn objects_for(
+    conn: &mut DbConn,
+    access: &crate::auth::FolderAccess,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<CertObject>, i64), DbError> {
+    use super::access::{below_pattern, lower};
+    let Some(roots) = access.roots("read") else {
+        return Ok((objects_page(conn, limit, offset)?, count_objects(conn)?));
+    };
+    let visible = || {
+        let mut cond: Box<dyn BoxableExpression<cert_objects::table, _, SqlType = diesel::sql_types::Bool>> =
+            Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("1 = 0"));
+        for dn in &roots {
+            let dn = super::policy::normalize_dn(dn);
+            cond = Box::new(
+                cond.or(lower(cert_objects::policy_dn).eq(dn.to_lowercase()))
+                    .or(lower(cert_objects::policy_dn).like(below_pattern(&dn)).escape('!')),
+            );
+        }
+        cond
+    };
+    let total: i64 = cert_objects::table.filter(visible()).count().get_result(conn)?;
+    let page = cert_objects::table
+        .filter(visible())
+        .order(cert_objects::id.asc())
+        .limit(limit)
+        .offset(offset)
+        .select(CertObject::as_select())
+        .load(conn)?;
+    Ok((page, total))
 }
