@@ -706,6 +706,9 @@ status(403); isJson();
     request("Agent jobs without a token (401)", "GET", "/api/v1/agent/jobs", """
 status(401); isJson();
 """, auth=NOAUTH),
+    request("Agent token renewal needs an agent token (403)", "POST", "/api/v1/agent/token", """
+status(403); isJson();
+"""),
     request("Delete the scratch folder", "DELETE", "/api/v1/policies", """
 status(200); isJson();
 pm.test('deleted', function () { pm.expect(body().deleted).to.eql(true); });

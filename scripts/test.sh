@@ -32,6 +32,9 @@ fi
 if grep -rnE 'diesel::|schema::' src/; then
   echo "FATAL: SQL outside the core crate (src/ must go through the engine)" >&2; exit 1
 fi
+if grep -rnE 'access\.(allows|is_restricted|roots)\(' src/; then
+  echo "FATAL: a permission check in the binary: the rule belongs in the core (engine::access, engine::stores)" >&2; exit 1
+fi
 
 ./target/debug/renewgate openapi > target/openapi.generated.json
 if ! diff -q openapi/renewgate.json target/openapi.generated.json >/dev/null; then

@@ -336,7 +336,7 @@ impl std::io::Write for EscapingStderr {
         };
         let mut out = String::with_capacity(body.len() + 1);
         for c in body.chars() {
-            if c.is_control() && !(self.ansi && c == '\x1b') {
+            if crate::names::is_control_like(c) && !(self.ansi && c == '\x1b') {
                 out.extend(c.escape_default());
             } else {
                 out.push(c);

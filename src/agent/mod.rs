@@ -40,6 +40,25 @@ pub struct Agent {
     token: std::sync::RwLock<String>,
 }
 
+/// Writes a renewed token next to the old file (random temp name, 0600, no links followed), then
+/// renames it over the file.
+fn write_token_file(dir: &Path, f: &Path, token: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut rnd = [0u8; 8];
+    openssl::rand::rand_bytes(&mut rnd).map_err(std::io::Error::other)?;
+    let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("token");
+    let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(rnd)));
+    let mut file =
+        fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&tmp)?;
+    let written =
+        file.write_all(format!("{token}\n").as_bytes()).and_then(|_| file.sync_all()).and_then(|_| fs::rename(&tmp, f));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
 /// How often a running agent asks the gateway whether its token is due for renewal (the gateway
 /// renews it once a third of its lifetime or less remains).
 const TOKEN_CHECK_EVERY: Duration = Duration::from_secs(600);
@@ -75,6 +94,19 @@ impl Agent {
     /// Asks the gateway to renew the token if it is due; a renewed token replaces the one in
     /// memory and, with `--token-file`, the file (written to a temp file and renamed, 0600).
     pub fn renew_token_if_due(&self) -> anyhow::Result<bool> {
+        // A token given on the command line or in the environment cannot be rewritten: renewing
+        // it would leave the next start with a revoked token. Only a --token-file is renewed.
+        let Some(f) = self.cfg.token_file.clone() else {
+            return Ok(false);
+        };
+        // Renew only where the new token can be kept: a directory we cannot write to would lose it.
+        let dir = f.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
+        // SAFETY: access(2) reads the NUL-terminated path only.
+        if unsafe { libc::access(c_dir.as_ptr(), libc::W_OK) } != 0 {
+            tracing::warn!(dir = %dir.display(), "the token file's directory is not writable: the agent token is not renewed");
+            return Ok(false);
+        }
         let mut resp =
             self.http.post(&self.url("/api/v1/agent/token")).header("Authorization", &self.bearer()).send_empty()?;
         anyhow::ensure!(resp.status().as_u16() == 200, "token renewal: HTTP {}", resp.status().as_u16());
@@ -82,30 +114,12 @@ impl Agent {
         let Some(new) = r.token.filter(|_| r.renewed) else {
             return Ok(false);
         };
-        if let Some(f) = &self.cfg.token_file {
-            let dir = f.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let tmp = dir.join(format!(
-                ".{}.{}.tmp",
-                f.file_name().and_then(|n| n.to_str()).unwrap_or("token"),
-                std::process::id()
-            ));
-            use std::io::Write as _;
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            let written = file.write_all(format!("{new}\n").as_bytes()).and_then(|_| file.sync_all());
-            if let Err(e) = written.and_then(|_| fs::rename(&tmp, f)) {
-                let _ = fs::remove_file(&tmp);
-                // The old token is revoked already: keep the new one in memory and say so.
-                tracing::error!(file = %f.display(), error = %e, "the renewed agent token could not be written; it is used from memory");
-            }
-        }
-        *self.token.write().unwrap_or_else(|e| e.into_inner()) = new;
+        // The old token is revoked now: the new one goes into memory before anything can fail.
+        *self.token.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
         tracing::info!(expires_at = %r.expires_at, "agent token renewed");
+        if let Err(e) = write_token_file(&dir, &f, &new) {
+            tracing::error!(file = %f.display(), error = %e, "the renewed agent token could not be written; it is used from memory");
+        }
         Ok(true)
     }
 

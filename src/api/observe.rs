@@ -147,8 +147,10 @@ pub async fn middleware(
     }
     let kind = classify(&method, &route);
     let notes = res.request().extensions().get::<Notes>().cloned().unwrap_or_default();
-    // A request that failed authentication writes nothing: otherwise any anonymous client could
-    // fill the audit table (the login throttle audits its own closures).
+    // Only an authenticated request is audited (the dialects mark it with `set_actor`; ACME once
+    // its JWS verified): otherwise any anonymous client could fill the audit table — a 401, a 429
+    // from the login throttle, a bad JWS. The login throttle audits its own closures.
+    let authenticated = res.request().extensions().get::<Actor>().is_some();
     if status == 401 || (kind.is_none() && notes.0.is_empty()) {
         return Ok(res);
     }
@@ -187,6 +189,9 @@ pub async fn middleware(
         };
         notes.push(Note { action: a, target, certificate_id: None });
     }
+    if !authenticated {
+        return Ok(res);
+    }
     let Some(state) = res.request().app_data::<web::Data<AppState>>().cloned() else {
         return Ok(res);
     };
@@ -210,12 +215,17 @@ pub async fn middleware(
                         // A reissue renews the same object too (Engine::renew).
                         Some((a, Some(obj))) if a == "renew" || a == "reissue" => {
                             METRICS.renewals.inc(&["acme", outcome]);
-                            let dn: Option<String> = lookup::find_object_dn(&mut c, obj).map_err(|e| e.to_string())?;
-                            notes.push(Note {
-                                action: action::RENEW,
-                                target: dn.unwrap_or_else(|| format!("object {obj}")),
-                                certificate_id: None,
-                            });
+                            // Only a finalize that went through names its order's object: a
+                            // refused one may name another account's order.
+                            if success {
+                                let dn: Option<String> =
+                                    lookup::find_object_dn(&mut c, obj).map_err(|e| e.to_string())?;
+                                notes.push(Note {
+                                    action: action::RENEW,
+                                    target: dn.unwrap_or_else(|| format!("object {obj}")),
+                                    certificate_id: None,
+                                });
+                            }
                         }
                         _ => METRICS.enrollments.inc(&["acme", outcome]),
                     }

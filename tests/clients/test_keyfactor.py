@@ -1578,3 +1578,31 @@ def test_store_pairs_are_unique_and_containers_are_honoured(gw, s):
     created2 = json_of(s.post("/KeyfactorAPI/CertificateStores", json={
         "ClientMachine": machine, "Storepath": f"/d{tag}", "CertStoreType": 1, "ContainerId": created["ContainerId"]}))
     assert created2["ContainerName"] == folder
+
+
+def test_store_paths_may_not_overlap_on_one_machine(gw):
+    """A store at `a/b/x.key` lies inside the pem-dir store `a/b`, and `a//b/` is `/a/b` to the agent:
+    such a store would let a user of one folder overwrite or delete another folder's files."""
+    tag = uuid.uuid4().hex[:6]
+    machine = machine_name("overlap")
+    store_add(gw, machine, f"/ov{tag}/tls")
+    for path in (f"ov{tag}/tls/", f"/ov{tag}//tls", f"./ov{tag}/tls", f"/ov{tag}/tls/svc.key", f"/ov{tag}"):
+        r = gw.cli("store", "add", "--client-machine", machine, "--store-path", path, "--type", "pkcs12", check=False)
+        assert r.returncode != 0 and "already exists" in r.stderr, (path, r.stderr)
+    store_add(gw, machine, f"/ov{tag}/other")
+    store_add(gw, machine_name("overlap2"), f"/ov{tag}/tls")
+
+
+def test_basic_credentials_stop_at_once_when_the_user_is_disabled(gw):
+    name, pw = f"basic-{uuid.uuid4().hex[:6]}", "Basic-Passw0rd!1"
+    gw.cli("user", "add", name, "--password", pw, "--scope", "certificate:manage")
+    get = lambda: requests.get(gw.url + "/KeyfactorAPI/Certificates", verify=gw.ca_bundle, timeout=30,  # noqa: E731
+                               auth=(name, pw), headers={"x-keyfactor-requested-with": "APIClient"})
+    assert get().status_code == 200
+    assert get().status_code == 200, "served from the cache"
+    gw.cli("user", "disable", name)
+    assert get().status_code == 401, "the cached sign-in does not outlive the disable"
+    gw.cli("user", "enable", name)
+    assert get().status_code == 200
+    gw.cli("user", "passwd", name, "--password-stdin", input="Basic-Passw0rd!2\n")
+    assert get().status_code == 401, "nor a password change"

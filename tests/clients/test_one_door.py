@@ -141,6 +141,13 @@ def test_failed_logins_close_the_user_and_source_pair(gateway_factory):
     r = keyfactor_basic(gw, "admin", gw.admin_password)
     assert r.status_code == 429 and r.headers.get("Retry-After"), r.text
     assert set(r.json()) == {"ErrorCode", "Message"}
+    # Refused callers write nothing, also on audited routes.
+    rows = int(db_scalar(gw, "SELECT COUNT(*) FROM audit_log"))
+    r = requests.post(gw.url + "/KeyfactorAPI/Enrollment/Renew", verify=gw.ca_bundle, timeout=30,
+                      auth=("admin", "wrong"), json={"CertificateId": 1},
+                      headers={"x-keyfactor-requested-with": "APIClient"})
+    assert r.status_code == 429, r.text
+    assert int(db_scalar(gw, "SELECT COUNT(*) FROM audit_log")) == rows
     # A user name alone never locks an account: another user from this source is open, and so
     # are valid bearer tokens of the closed user.
     gw.cli("user", "add", "other", "--password", "Other-Password-1234", "--scope", "certificate")

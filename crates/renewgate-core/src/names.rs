@@ -82,7 +82,7 @@ impl fmt::Display for NameError {
 impl std::error::Error for NameError {}
 
 /// Cc controls plus the separators and bidi overrides that break log lines or fake display order.
-fn is_control_like(c: char) -> bool {
+pub fn is_control_like(c: char) -> bool {
     c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 

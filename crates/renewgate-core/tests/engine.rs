@@ -55,6 +55,7 @@ fn renew_request(r: CertRef) -> RenewRequest {
         reenable: false,
         certificate_data: None,
         not_after_max: None,
+        access: Default::default(),
     }
 }
 

@@ -265,6 +265,8 @@ pub async fn verify_request(
     if !fresh {
         return Err(Problem::new(400, "badNonce", "the nonce is unknown, used or expired"));
     }
+    // Authenticated from here on: the audit trail may record what this request does.
+    crate::api::observe::set_actor(req, "acme");
     Ok(Verified { jws, account })
 }
 

@@ -831,6 +831,12 @@ async fn finalize_inner(
                             reenable: false,
                             certificate_data: None,
                             not_after_max,
+                            // An ACME account acts in the folder its EAB key binds it to; it
+                            // never holds Private Key Read (its keys are its own).
+                            access: crate::auth::FolderAccess(Some(vec![crate::auth::FolderGrant {
+                                dn: acct.policy_dn.clone(),
+                                perms: vec!["read".into(), "write".into()],
+                            }])),
                         },
                     )
                     .map_err(map_engine)?;

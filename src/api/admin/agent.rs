@@ -214,8 +214,9 @@ pub async fn request_status(
         let j = crate::engine::inventory::job(&mut c, id)
             .map_err(|e| NativeError::unavailable(e.to_string()))?
             .ok_or_else(|| NativeError::not_found(format!("no request {id}")))?;
-        let folder: Option<String> = crate::engine::lookup::find_object_folder(&mut c, j.object_id)?;
-        if !folder.is_some_and(|f| principal.access.allows(&f, "read")) {
+        if !crate::engine::access::job_visible(&mut c, &principal.access, j.object_id)
+            .map_err(|e| NativeError::unavailable(e.to_string()))?
+        {
             return Err(NativeError::not_found(format!("no request {id}")));
         }
         let tp = match j.result_cert_id {
@@ -255,7 +256,13 @@ pub async fn renew_token(req: HttpRequest, state: web::Data<AppState>) -> Result
     let current = p.token_expires_at;
     let renewed = crate::api::observe::block(move || -> Result<_, NativeError> {
         let mut c = engine.pool.get()?;
-        crate::auth::renew_agent_token(&mut c, &p).map_err(|e| NativeError::unavailable(e.to_string()))
+        crate::auth::renew_agent_token(&mut c, &p).map_err(|e| match e {
+            crate::auth::AuthError::BadToken => NativeError {
+                status: actix_web::http::StatusCode::UNAUTHORIZED,
+                message: "This token was renewed or revoked already.".into(),
+            },
+            other => NativeError::unavailable(other.to_string()),
+        })
     })
     .await??;
     let rfc = |t: chrono::NaiveDateTime| t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

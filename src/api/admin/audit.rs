@@ -59,12 +59,12 @@ pub async fn list(
         action: q.action,
         after_id: q.after_id,
         limit: q.limit.unwrap_or(100).clamp(1, 10_000),
-        folders: principal.access.roots("read"),
+        folders: None,
     };
     let engine = state.engine.clone();
     let records = crate::api::observe::block(move || -> Result<_, NativeError> {
         let mut c = engine.pool.get()?;
-        Ok(audit::list(&mut c, &f).map_err(crate::db::DbError::from)?)
+        Ok(audit::list_for(&mut c, &principal.access, &f).map_err(crate::db::DbError::from)?)
     })
     .await??;
     Ok(HttpResponse::Ok().json(AuditList { records }))

@@ -56,10 +56,7 @@ pub enum Enrolled {
 pub async fn enroll(state: &AppState, e: Enrollment, wait: Duration) -> Result<Enrolled, KeyfactorError> {
     let accepted = blocking(state, move |engine, c| {
         let tname = e.template.clone().unwrap_or_else(|| templates::DEFAULT_TEMPLATE.into());
-        let t = templates::find(c, &tname)?
-            .filter(|t| {
-                e.access.allows(&t.policy_dn, "write") && (!e.needs_key || e.access.allows(&t.policy_dn, "key"))
-            })
+        let t = crate::engine::access::template(c, &e.access, &tname, e.needs_key)?
             .ok_or_else(|| KeyfactorError::bad_request(format!("Template '{tname}' does not exist.")))?;
         let ca =
             match &e.ca {
@@ -657,13 +654,9 @@ pub async fn certificates_query(req: HttpRequest, state: web::Data<AppState>) ->
                 other => return Err(KeyfactorError::bad_request(format!("Unsupported query field '{other}'."))),
             });
         }
-        let rows: Vec<CertVersion> = search::certificates(c, &filters, limit, (page - 1).saturating_mul(limit))?;
-        rows.iter()
-            .filter(|v| guard(c, &principal, v, "read").is_ok())
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|v| model::certificate(c, v))
-            .collect::<Result<Vec<_>, _>>()
+        let offset = (page - 1).saturating_mul(limit);
+        let rows: Vec<CertVersion> = search::certificates_for(c, &principal.access, &filters, limit, offset)?;
+        rows.iter().map(|v| model::certificate(c, v)).collect::<Result<Vec<_>, _>>()
     })
     .await?;
     Ok(respond(cs, Value::Array(items)))
@@ -920,6 +913,8 @@ pub async fn stores_create(
                 crate::engine::policy::find_folder_by_id(c, id)
                     .map_err(crate::db::DbError::from)?
                     .map(|f| f.dn)
+                    // A container outside the caller's folders answers as a missing one.
+                    .filter(|dn| crate::engine::policy::may(&principal.access, dn, "write"))
                     .ok_or_else(|| KeyfactorError::bad_request(format!("Container {id} does not exist.")))?,
             ),
             (None, None) => None,

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::api::body::{LenientBody, read_payload};
 use crate::app::AppState;
-use crate::auth::{self, Principal, Scopes};
+use crate::auth::{self, Principal};
 pub use error::KeyfactorError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -125,7 +125,12 @@ pub fn respond(casing: Casing, v: Value) -> HttpResponse {
 
 /// Verified Basic credentials, cached briefly by a hash of the header so that argon2 does not
 /// run on every request.
-static BASIC_CACHE: Mutex<Option<HashMap<String, (Principal, Instant)>>> = Mutex::new(None);
+/// A hit is re-checked against the user's row (enabled, same password hash; current scope and
+/// folders): one indexed read, so disabling a user or changing a password takes effect at once.
+static BASIC_CACHE: Mutex<Option<HashMap<String, CachedSignIn>>> = Mutex::new(None);
+
+/// A cached Basic sign-in: the user's id, its password hash then, and when.
+type CachedSignIn = (i64, String, Instant);
 const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// `DOMAIN\user`, `user@domain` or `user`.
@@ -149,9 +154,21 @@ pub async fn authenticate(
             .unwrap()
             .get_or_insert_with(HashMap::new)
             .get(&key)
-            .filter(|(_, t)| t.elapsed() < BASIC_CACHE_TTL)
-            .map(|(p, _)| p.clone());
-        match cached {
+            .filter(|(_, _, t)| t.elapsed() < BASIC_CACHE_TTL)
+            .map(|(id, hash, _)| (*id, hash.clone()));
+        let fresh = match cached {
+            Some((user_id, hash)) => {
+                let engine = state.engine.clone();
+                web::block(move || -> Result<Option<Principal>, KeyfactorError> {
+                    let mut c = engine.pool.get()?;
+                    auth::recheck_password_principal(&mut c, user_id, &hash)
+                        .map_err(|e| KeyfactorError::unavailable(e.to_string()))
+                })
+                .await??
+            }
+            None => None,
+        };
+        match fresh {
             Some(p) => p,
             None => {
                 let decoded = B64
@@ -164,24 +181,13 @@ pub async fn authenticate(
                 let pass = pass.to_string();
                 let engine = state.engine.clone();
                 let source = crate::api::client_ip(req, &state.engine.settings);
-                let p = web::block(move || -> Result<Option<Principal>, KeyfactorError> {
+                let (p, hash) = web::block(move || -> Result<Option<(Principal, String)>, KeyfactorError> {
                     let mut c = engine.pool.get()?;
                     match engine.login.check_password(&mut c, &user, &pass, source, "keyfactor") {
-                        Ok(u) => {
-                            let scopes = Scopes::parse(&u.max_scope).map_err(|e| KeyfactorError::bad_request(e.0))?;
-                            Ok(Some(Principal {
-                                access: auth::FolderAccess::of_user(&u),
-                                user_id: u.id,
-                                user_name: u.name,
-                                user_guid: u.guid,
-                                scopes,
-                                token_id: None,
-                                client_id: "basic".into(),
-                                token_issued_at: None,
-                                token_expires_at: None,
-                                client_machine: None,
-                            }))
-                        }
+                        Ok(u) => Ok(Some((
+                            auth::password_principal(&u).map_err(|e| KeyfactorError::bad_request(e.to_string()))?,
+                            u.password_hash,
+                        ))),
                         Err(auth::login::LoginError::Auth(auth::AuthError::Db(e))) => {
                             Err(KeyfactorError::unavailable(e.to_string()))
                         }
@@ -194,9 +200,12 @@ pub async fn authenticate(
                 let mut g = BASIC_CACHE.lock().unwrap();
                 let m = g.get_or_insert_with(HashMap::new);
                 if m.len() > 10_000 {
-                    m.clear();
+                    m.retain(|_, (_, _, t)| t.elapsed() < BASIC_CACHE_TTL);
+                    if m.len() > 10_000 {
+                        m.clear();
+                    }
                 }
-                m.insert(key, (p.clone(), Instant::now()));
+                m.insert(key, (p.user_id, hash, Instant::now()));
                 p
             }
         }

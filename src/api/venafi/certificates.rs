@@ -438,12 +438,10 @@ pub async fn request(
     let body = json_body(payload, &state).await?;
     let policy_dn =
         body.nonblank("PolicyDN")?.ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
-    if !principal.access.allows(&policy::normalize_dn(&policy_dn), "write") {
-        return Err(VenafiError::Renew(RenewError::PolicyDoesNotExist(policy::normalize_dn(&policy_dn))));
-    }
+    let folder = crate::engine::access::folder(&principal.access, &policy_dn, "write")?;
     let timeout = work_to_do_timeout(&body, &state)?;
     let opts = output_options(&body, Some(OutputFormat::Base64), false, &state.engine.settings)?;
-    if opts.include_private_key && !principal.access.allows(&policy::normalize_dn(&policy_dn), "key") {
+    if opts.include_private_key && !crate::engine::access::may_read_keys(&principal.access, &folder) {
         return Err(VenafiError::BadRequest(NO_KEY_PERMISSION.into()));
     }
     let csr = parse_csr(&body)?;
@@ -537,7 +535,7 @@ async fn retrieve_common(
     let p2 = principal.clone();
     let obj =
         run_blocking(&state.engine, move |_, c| object_for(c, &p2, &CertRef::Dn(dn2.clone()), &dn2, "read")).await?;
-    if opts.include_private_key && !principal.access.allows(&obj.policy_dn, "key") {
+    if opts.include_private_key && !crate::engine::access::may_read_keys(&principal.access, &obj.policy_dn) {
         return Err(VenafiError::BadRequest(NO_KEY_PERMISSION.into()));
     }
     if let (Some(job_id), true) = (obj.pending_job_id, timeout > 0 && obj.state == obj_state::PROCESSING) {
@@ -709,6 +707,7 @@ pub async fn renew(
         reenable: body.bool("Reenable")?.unwrap_or(false),
         certificate_data,
         not_after_max: None,
+        access: principal.access.clone(),
     };
     let explicit_key = body.bool("IncludePrivateKey")?.unwrap_or(false);
     let p2 = principal.clone();
@@ -716,7 +715,7 @@ pub async fn renew(
     let (accepted, may_read_key) = run_blocking(&state.engine, move |e, c| {
         // Write permission on the object's folder (one answer for absent and forbidden).
         let o = object_for(c, &p2, &renew_req.certificate, &dn2, "write")?;
-        let may_read_key = p2.access.allows(&o.policy_dn, "key");
+        let may_read_key = crate::engine::access::may_read_keys(&p2.access, &o.policy_dn);
         if explicit_key {
             // An explicit request for the key must be answerable before anything is queued.
             if !may_read_key {
@@ -940,10 +939,7 @@ pub async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         use crate::engine::search;
         match thumbprint {
             Some(tp) => {
-                let found: Vec<_> = inventory::objects_by_thumbprint(c, &tp)?
-                    .into_iter()
-                    .filter(|(o, _)| principal.access.allows(&o.policy_dn, "read"))
-                    .collect();
+                let found = crate::engine::access::readable_by_thumbprint(c, &principal.access, &tp)?;
                 let total = found.len() as i64;
                 Ok((found.iter().map(|(o, v)| x509_summary(o, Some(v))).collect::<Vec<_>>(), total))
             }
@@ -1037,9 +1033,7 @@ pub async fn check_policy(
     let dn = body.nonblank("PolicyDN")?.ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
     let norm = policy::normalize_dn(&dn);
     let eff = run_blocking(&state.engine, move |_, c| {
-        if policy::find_folder(c, &norm).map_err(DbError::from)?.is_none() || !principal.access.allows(&norm, "read") {
-            return Err(VenafiError::Renew(RenewError::PolicyDoesNotExist(norm)));
-        }
+        crate::engine::access::existing_folder(c, &principal.access, &norm)?;
         Ok(policy::effective(c, &norm).map_err(DbError::from)?)
     })
     .await?;
@@ -1058,8 +1052,7 @@ pub async fn details(
     let principal = authenticate(&req, &state, "certificate", None).await?;
     let guid = path.into_inner();
     let v = run_blocking(&state.engine, move |_, c| {
-        let obj = inventory::find_object(c, &CertRef::Guid(guid.clone()))?
-            .filter(|o| principal.access.allows(&o.policy_dn, "read"))
+        let obj = crate::engine::access::readable_object(c, &principal.access, &guid)?
             .ok_or_else(|| VenafiError::BadRequest(format!("Certificate {guid} does not exist or you do not have sufficient rights to the object.")))?;
         let cur = inventory::current_version(c, &obj)?;
         let job = obj.pending_job_id.map(|id| inventory::job(c, id)).transpose()?.flatten();
@@ -1103,13 +1096,7 @@ pub async fn dn_to_guid(
     let body = json_body(payload, &state).await?;
     let dn = body.nonblank("ObjectDN")?.ok_or_else(|| VenafiError::BadRequest("ObjectDN is required.".into()))?;
     let found = run_blocking(&state.engine, move |_, c| {
-        if let Some(o) = inventory::find_object(c, &CertRef::Dn(dn.clone()))? {
-            return Ok(principal.access.allows(&o.policy_dn, "read").then(|| ("X509 Certificate".to_string(), o.guid)));
-        }
-        Ok(policy::find_folder(c, &dn)
-            .map_err(DbError::from)?
-            .filter(|f| principal.access.allows(&f.dn, "read"))
-            .map(|f| ("Policy".to_string(), f.guid)))
+        Ok(crate::engine::access::guid_of(c, &principal.access, &dn)?.map(|(class, guid)| (class.to_string(), guid)))
     })
     .await?;
     Ok(match found {

@@ -254,6 +254,38 @@ pub fn check_password(conn: &mut DbConn, name: &str, password: &str) -> Result<U
     }
 }
 
+/// The principal of a user signed in with a password (Keyfactor Basic): the user's whole scope
+/// and folder grants.
+pub fn password_principal(u: &User) -> Result<Principal, AuthError> {
+    let scopes = Scopes::parse(&u.max_scope).map_err(|e| AuthError::Scope(e.0))?;
+    Ok(Principal {
+        access: FolderAccess::of_user(u),
+        user_id: u.id,
+        user_name: u.name.clone(),
+        user_guid: u.guid.clone(),
+        scopes,
+        token_id: None,
+        client_id: "basic".into(),
+        token_issued_at: None,
+        token_expires_at: None,
+        client_machine: None,
+    })
+}
+
+/// A cached password sign-in is still good while the user is enabled and its password hash is
+/// the one the cache saw: returns the fresh principal (current scope and folders) then.
+pub fn recheck_password_principal(
+    conn: &mut DbConn,
+    user_id: i64,
+    password_hash: &str,
+) -> Result<Option<Principal>, AuthError> {
+    let u: Option<User> = users::table.find(user_id).select(User::as_select()).first(conn).optional()?;
+    match u {
+        Some(u) if !u.disabled && u.password_hash == password_hash => Ok(Some(password_principal(&u)?)),
+        _ => Ok(None),
+    }
+}
+
 /// A newly issued token pair; the secrets exist only here and in the caller's answer.
 pub struct IssuedToken {
     pub access_token: String,
@@ -407,6 +439,14 @@ pub fn renew_agent_token(conn: &mut DbConn, p: &Principal) -> Result<Option<Issu
     }
     let user = users::table.find(p.user_id).select(User::as_select()).first(conn)?;
     write_tx(conn, None, |c| -> Result<Option<IssuedToken>, AuthError> {
+        // Exactly one renewal per token: a second caller of the same token (a race, or a thief
+        // racing the agent) finds it revoked already and gets nothing.
+        let revoked = diesel::update(tokens::table.find(token_id).filter(tokens::revoked.eq(false)))
+            .set(tokens::revoked.eq(true))
+            .execute(c)?;
+        if revoked != 1 {
+            return Err(AuthError::BadToken);
+        }
         let t = issue_token(
             c,
             &user,
@@ -417,7 +457,6 @@ pub fn renew_agent_token(conn: &mut DbConn, p: &Principal) -> Result<Option<Issu
             None,
         )?;
         bind_client_machine(c, &t.access_token, machine)?;
-        revoke_token_id(c, token_id)?;
         crate::engine::audit::record(
             c,
             &crate::engine::audit::Entry {

@@ -24,6 +24,79 @@ pub fn object(
     }
 }
 
+/// A policy folder a request names (enrollment, CheckPolicy): the caller needs `perm` on it, and
+/// a folder outside its grants answers as a missing one. Returns the normalized DN.
+pub fn folder(access: &FolderAccess, dn: &str, perm: &str) -> Result<String, RenewError> {
+    let dn = crate::engine::policy::normalize_dn(dn);
+    if access.allows(&dn, perm) { Ok(dn) } else { Err(RenewError::PolicyDoesNotExist(dn)) }
+}
+
+/// An existing policy folder the caller may read (missing and hidden answer alike).
+pub fn existing_folder(conn: &mut DbConn, access: &FolderAccess, dn: &str) -> Result<String, RenewError> {
+    let dn = folder(access, dn, "read")?;
+    match crate::engine::policy::find_folder(conn, &dn)? {
+        Some(_) => Ok(dn),
+        None => Err(RenewError::PolicyDoesNotExist(dn)),
+    }
+}
+
+/// Private Key Read: private keys of a folder's certificates are handed out (in an answer or to a
+/// store) only to callers holding `key` on it.
+pub fn may_read_keys(access: &FolderAccess, folder: &str) -> bool {
+    access.allows(folder, "key")
+}
+
+/// DN to GUID for what the caller may read: an object (`X509 Certificate`) or a policy folder
+/// (`Policy`); `None` for a missing or hidden one.
+pub fn guid_of(
+    conn: &mut DbConn,
+    access: &FolderAccess,
+    dn: &str,
+) -> Result<Option<(&'static str, String)>, RenewError> {
+    if let Some(o) = inventory::find_object(conn, &CertRef::Dn(dn.to_string()))? {
+        return Ok(access.allows(&o.policy_dn, "read").then_some(("X509 Certificate", o.guid)));
+    }
+    Ok(crate::engine::policy::find_folder(conn, dn)?
+        .filter(|f| access.allows(&f.dn, "read"))
+        .map(|f| ("Policy", f.guid)))
+}
+
+/// Whether the caller may read the object a job belongs to (`None`: the object is gone).
+pub fn job_visible(conn: &mut DbConn, access: &FolderAccess, object_id: i64) -> Result<bool, RenewError> {
+    let folder = super::lookup::find_object_folder(conn, object_id).map_err(|e| RenewError::Internal(e.to_string()))?;
+    Ok(folder.is_some_and(|f| access.allows(&f, "read")))
+}
+
+/// A template the caller may enroll through: `write` on its folder, and `key` when the
+/// enrollment hands out a key. Another folder's template answers as a missing one.
+pub fn template(
+    conn: &mut DbConn,
+    access: &FolderAccess,
+    name: &str,
+    needs_key: bool,
+) -> Result<Option<crate::db::models::Template>, RenewError> {
+    Ok(super::templates::find(conn, name)?
+        .filter(|t| access.allows(&t.policy_dn, "write") && (!needs_key || may_read_keys(access, &t.policy_dn))))
+}
+
+/// The object with GUID `guid` if the caller may read it (`None` for a missing or hidden one).
+pub fn readable_object(conn: &mut DbConn, access: &FolderAccess, guid: &str) -> Result<Option<CertObject>, RenewError> {
+    Ok(inventory::find_object(conn, &CertRef::Guid(guid.to_string()))?.filter(|o| access.allows(&o.policy_dn, "read")))
+}
+
+/// The objects (with the matching version) having a version of this thumbprint that the caller
+/// may read.
+pub fn readable_by_thumbprint(
+    conn: &mut DbConn,
+    access: &FolderAccess,
+    thumbprint: &str,
+) -> Result<Vec<(CertObject, CertVersion)>, RenewError> {
+    Ok(inventory::objects_by_thumbprint(conn, thumbprint)?
+        .into_iter()
+        .filter(|(o, _)| access.allows(&o.policy_dn, "read"))
+        .collect())
+}
+
 /// Whether the caller holds `perm` on the folder of certificate version `v`.
 pub fn certificate_allowed(
     conn: &mut DbConn,

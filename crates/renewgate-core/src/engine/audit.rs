@@ -134,6 +134,13 @@ pub struct Filter {
 
 use super::access::{below_pattern, lower};
 
+/// [`list`] for a reader with folder permissions: a folder-limited reader sees only the records
+/// of the folders it may read.
+pub fn list_for(conn: &mut DbConn, access: &crate::auth::FolderAccess, f: &Filter) -> QueryResult<Vec<AuditRecord>> {
+    let f = Filter { folders: access.roots("read"), ..f.clone() };
+    list(conn, &f)
+}
+
 /// The newest `limit` matching records, oldest first.
 pub fn list(conn: &mut DbConn, f: &Filter) -> QueryResult<Vec<AuditRecord>> {
     let mut q = audit_log::table.select(AuditRow::as_select()).into_boxed();

@@ -119,6 +119,9 @@ pub struct RenewRequest {
     pub certificate_data: Option<Vec<u8>>,
     /// Latest notAfter (unix seconds) of the new version: an ACME reissue keeps its end date.
     pub not_after_max: Option<i64>,
+    /// The renewing caller's folder permissions: which stores holding the previous certificate
+    /// it may push the new one to (unrestricted for the scheduler and the CLI).
+    pub access: crate::auth::FolderAccess,
 }
 
 /// A Keyfactor renewal (CertEnroll/3/Renew, Enrollment/Renew).
@@ -155,18 +158,31 @@ where
     Ok(B64.encode(v?))
 }
 
-/// Where a renewal's certificate goes: the stores the request names, plus the stores holding the
-/// object's previous certificate unless the folder's `push_on_renew` is false. One rule for every
-/// path (Venafi, Keyfactor, ACME, scheduler, CLI).
+/// Where a renewal's certificate goes: the stores the request names (checked by the caller with
+/// `stores::stores_for_push`), plus the stores holding the object's previous certificate unless
+/// the folder's `push_on_renew` is false. One rule for every path (Venafi, Keyfactor, ACME,
+/// scheduler, CLI). A held store gets the new certificate only if the renewing caller may push
+/// it there (`stores::check_push`: write on the store's folder, key on the object's folder for a
+/// store receiving keys), and a store receiving keys only when the renewal generates a key (a
+/// key-less version would leave the old key beside the new certificate).
 fn push_targets(
     c: &mut DbConn,
     p: &policy::EffectivePolicy,
-    object_id: i64,
+    obj: &CertObject,
     requested: &[i64],
+    access: &crate::auth::FolderAccess,
+    generates_key: bool,
 ) -> Result<Vec<i64>, RenewError> {
     let mut ids = requested.to_vec();
     if p.push_on_renew() {
-        ids.extend(super::scheduler::stores_holding(c, object_id)?);
+        for sid in super::scheduler::stores_holding(c, obj.id)? {
+            let Some(store) = super::stores::find_store_by_id(c, sid)? else { continue };
+            if super::stores::check_push(access, &store, &obj.policy_dn).is_ok()
+                && (generates_key || !store.include_keys)
+            {
+                ids.push(sid);
+            }
+        }
     }
     ids.sort_unstable();
     ids.dedup();
@@ -457,7 +473,7 @@ impl Engine {
             let (mut payload, _, _) =
                 self.plan_issue(c, &p, req.csr.as_ref(), subject, sans, stored_spec, Some(obj.id), "renew")?;
             payload.not_after_max = req.not_after_max;
-            payload.store_ids = push_targets(c, &p, obj.id, &[])?;
+            payload.store_ids = push_targets(c, &p, &obj, &[], &req.access, payload.generate_key.is_some())?;
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
             if req.reenable && obj.disabled {
                 diesel::update(cert_objects::table.find(obj.id))
@@ -525,6 +541,9 @@ impl Engine {
             };
             let final_subject =
                 validate::check(&p, &subject, &sans, generate_key.or(cur_spec)).map_err(RenewError::Policy)?;
+            // Issued in the checked form, as on every other path.
+            let sans =
+                crate::names::normalize_sans(&sans).map_err(|e| RenewError::Policy(PolicyViolation::BadName(e)))?;
             // A folder's locked validity wins over the template's.
             let validity = template
                 .as_ref()
@@ -547,7 +566,14 @@ impl Engine {
                 ekus: template.as_ref().map(super::templates::ekus_of),
                 template: template.map(|t| t.name),
                 metadata: if req.metadata.is_empty() { None } else { Some(req.metadata.clone()) },
-                store_ids: push_targets(c, &p, obj.id, &stores.iter().map(|s| s.id).collect::<Vec<_>>())?,
+                store_ids: push_targets(
+                    c,
+                    &p,
+                    &obj,
+                    &stores.iter().map(|s| s.id).collect::<Vec<_>>(),
+                    &req.access,
+                    generate_key.is_some(),
+                )?,
                 not_after_max: None,
             };
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;

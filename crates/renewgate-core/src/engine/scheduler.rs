@@ -234,6 +234,7 @@ impl Engine {
                     reenable: false,
                     certificate_data: None,
                     not_after_max: None,
+                    access: Default::default(),
                 },
             )?;
             let raw: String = jobs::table.find(accepted.job_id).select(jobs::payload).first(c)?;

@@ -86,3 +86,44 @@ pub fn objects_for(
         .load(conn)?;
     Ok((page, total))
 }
+
+/// [`certificates`] limited to the certificates whose object lies in a folder the caller may
+/// read: the folder filter and the page are in SQL, so a folder-limited caller gets full pages.
+pub fn certificates_for(
+    conn: &mut DbConn,
+    access: &crate::auth::FolderAccess,
+    filters: &[CertFilter],
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<CertVersion>, DbError> {
+    use super::access::{below_pattern, lower};
+    let Some(roots) = access.roots("read") else {
+        return certificates(conn, filters, limit, offset);
+    };
+    let mut query = certificates::table.inner_join(cert_objects::table).into_boxed();
+    for f in filters {
+        query = match f {
+            CertFilter::Id(id) => query.filter(certificates::id.eq(*id)),
+            CertFilter::Thumbprint(t) => query.filter(certificates::thumbprint.eq(t.clone())),
+            CertFilter::Serial(s) => query.filter(certificates::serial.eq(s.clone())),
+            CertFilter::CommonName(cn) => query.filter(certificates::common_name.eq(cn.clone())),
+        };
+    }
+    let mut visible: Box<dyn BoxableExpression<_, _, SqlType = diesel::sql_types::Bool>> =
+        Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("1 = 0"));
+    for dn in &roots {
+        let dn = super::policy::normalize_dn(dn);
+        visible = Box::new(
+            visible
+                .or(lower(cert_objects::policy_dn).eq(dn.to_lowercase()))
+                .or(lower(cert_objects::policy_dn).like(below_pattern(&dn)).escape('!')),
+        );
+    }
+    Ok(query
+        .filter(visible)
+        .order(certificates::id.asc())
+        .limit(limit)
+        .offset(offset)
+        .select(CertVersion::as_select())
+        .load(conn)?)
+}

@@ -71,16 +71,22 @@ pub fn create_store(
     if super::policy::find_folder(conn, &folder)?.is_none() || !access.allows(&folder, "write") {
         return Err(RenewError::PolicyDoesNotExist(folder));
     }
-    let taken: i64 = stores::table
+    // The agent resolves `/a//b/`, `a/b` and `./a/b` to one place, and a store at `a/b/x.key`
+    // lies inside the pem-dir store `a/b`: on one machine no store may equal, contain or lie
+    // inside another (else a user of one folder could overwrite or delete another folder's files).
+    let wanted = canonical_store_path(s.store_path);
+    let same_machine: Vec<String> = stores::table
         .filter(stores::client_machine_lower.eq(s.client_machine.trim().to_lowercase()))
-        .filter(stores::store_path.eq(s.store_path.trim()))
-        .count()
-        .get_result(conn)?;
-    if taken > 0 {
+        .select(stores::store_path)
+        .load(conn)?;
+    if same_machine.iter().map(|p| canonical_store_path(p)).any(|other| {
+        let n = other.len().min(wanted.len());
+        other[..n] == wanted[..n]
+    }) {
         return Err(RenewError::BadParameter(
             "store".into(),
             format!(
-                "A certificate store for ClientMachine {} and StorePath {} already exists.",
+                "A certificate store for ClientMachine {} already exists at or around StorePath {}.",
                 s.client_machine.trim(),
                 s.store_path.trim()
             ),
@@ -107,6 +113,10 @@ pub fn create_store(
         ))
         .execute(conn)?;
     find_store(conn, &guid)?.ok_or_else(|| RenewError::Internal("store vanished".into()))
+}
+
+pub fn find_store_by_id(conn: &mut DbConn, id: i64) -> Result<Option<Store>, RenewError> {
+    Ok(stores::table.find(id).select(Store::as_select()).first(conn).optional()?)
 }
 
 pub fn find_store(conn: &mut DbConn, guid: &str) -> Result<Option<Store>, RenewError> {
@@ -478,6 +488,12 @@ pub fn schedule_remove(conn: &mut DbConn, store: &Store, alias: Option<&str>) ->
     Ok(guid)
 }
 
+/// A StorePath as the agent resolves it beneath its root: its components without empty and `.`
+/// ones (`..` is kept: the agent refuses such a path).
+pub fn canonical_store_path(p: &str) -> Vec<String> {
+    p.trim().split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect()
+}
+
 /// The one rule for stores: the caller needs `perm` on the store's folder. A store the caller may
 /// not use answers exactly like a missing one (`find_store_for` gives `None`).
 pub fn allowed(access: &FolderAccess, s: &Store, perm: &str) -> bool {
@@ -667,9 +683,22 @@ pub fn history_for(
         .inner_join(store_jobs::table.inner_join(stores::table))
         .select((StoreJobRun::as_select(), StorePushJob::as_select(), Store::as_select()))
         .into_boxed();
-    if access.is_restricted() {
-        let ids: Vec<i64> = list_stores_for(conn, access)?.iter().map(|s| s.id).collect();
-        q = q.filter(stores::id.eq_any(ids));
+    if let Some(roots) = access.roots("read") {
+        use super::access::{below_pattern, lower};
+        // Stores not yet placed in a folder (NULL) belong to the root.
+        let mut visible: Box<dyn BoxableExpression<_, _, SqlType = diesel::sql_types::Bool>> =
+            Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("1 = 0"));
+        for dn in &roots {
+            let dn = super::policy::normalize_dn(dn);
+            let folder = stores::folder_dn.assume_not_null();
+            visible = Box::new(
+                visible.or(lower(folder).eq(dn.to_lowercase())).or(lower(folder).like(below_pattern(&dn)).escape('!')),
+            );
+            if dn.eq_ignore_ascii_case(super::policy::ROOT_DN) {
+                visible = Box::new(visible.or(stores::folder_dn.is_null()));
+            }
+        }
+        q = q.filter(visible);
     }
     if let Some(g) = &f.job_guid {
         q = q.filter(store_jobs::guid.eq(super::inventory::normalize_guid(g)));
