@@ -153,11 +153,6 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Is `folder` the binding's folder or inside it?
-fn in_subtree(folder: &str, root: &str) -> bool {
-    let (f, r) = (folder.to_lowercase(), root.to_lowercase());
-    f == r || f.starts_with(&format!("{r}\\"))
-}
-
 /// The requested names (lower-case), in the order sent.
 fn identifiers(body: &Value) -> Result<Vec<(String, String)>, Problem> {
     let arr = body
@@ -301,7 +296,9 @@ fn replaced_object(
     let Some(v) = crate::acme::ari::find_version(c, &aki, &serial)? else { return Ok(None) };
     let obj = inventory::find_object(c, &CertRef::ObjectId(v.object_id))
         .map_err(|e| Problem::server(e.to_string()))?
-        .filter(|o| in_subtree(&o.policy_dn, &account.policy_dn))
+        .filter(|o| {
+            crate::engine::access::object_allowed(&crate::engine::access::acme_account(&account.policy_dn), o, "write")
+        })
         .ok_or_else(|| Problem::unauthorized(format!("Order {} not found for this account", v.object_id)))?;
     let canonical = openssl::x509::X509::from_der(&v.der)
         .ok()
@@ -450,7 +447,7 @@ async fn new_order_inner(req: &HttpRequest, state: &AppState, payload: web::Payl
                 }
                 let obj = inventory::find_object(c, &CertRef::ObjectId(n))
                     .map_err(|e| Problem::server(e.to_string()))?
-                    .filter(|o| in_subtree(&o.policy_dn, &account.policy_dn))
+                    .filter(|o| crate::engine::access::object_allowed(&crate::engine::access::acme_account(&account.policy_dn), o, "write"))
                     .ok_or_else(|| Problem::unauthorized(format!("Order {n} not found for this account")))?;
                 if a == "duplicate" {
                     let np = policy::effective(c, &obj.policy_dn).map_err(DbError::from)?;
@@ -833,10 +830,7 @@ async fn finalize_inner(
                             not_after_max,
                             // An ACME account acts in the folder its EAB key binds it to; it
                             // never holds Private Key Read (its keys are its own).
-                            access: crate::auth::FolderAccess(Some(vec![crate::auth::FolderGrant {
-                                dn: acct.policy_dn.clone(),
-                                perms: vec!["read".into(), "write".into()],
-                            }])),
+                            access: crate::engine::access::acme_account(&acct.policy_dn),
                         },
                     )
                     .map_err(map_engine)?;

@@ -97,6 +97,20 @@ pub fn readable_by_thumbprint(
         .collect())
 }
 
+/// What an ACME account may do: read and write in the folder its EAB key binds it to (and
+/// below), never Private Key Read (an ACME client's keys are its own).
+pub fn acme_account(binding_folder: &str) -> FolderAccess {
+    FolderAccess(Some(vec![crate::auth::FolderGrant {
+        dn: binding_folder.to_string(),
+        perms: vec!["read".into(), "write".into()],
+    }]))
+}
+
+/// Whether the caller holds `perm` on an object's folder.
+pub fn object_allowed(access: &FolderAccess, o: &CertObject, perm: &str) -> bool {
+    access.allows(&o.policy_dn, perm)
+}
+
 /// Whether the caller holds `perm` on the folder of certificate version `v`.
 pub fn certificate_allowed(
     conn: &mut DbConn,
