@@ -127,6 +127,23 @@ pub fn certificate_allowed(
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
+/// The folder filter of listings, in SQL: the DN column `$column` is one of `$roots` or lies below
+/// one (case-insensitively). A macro because each listing boxes a query over its own tables.
+macro_rules! under_folders {
+    ($column:expr, $roots:expr) => {{
+        let mut cond: Box<dyn diesel::BoxableExpression<_, _, SqlType = diesel::sql_types::Bool>> =
+            Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("1 = 0"));
+        for dn in $roots {
+            let dn = $crate::engine::policy::normalize_dn(dn);
+            cond = Box::new(cond.or($crate::engine::access::lower($column).eq(dn.to_lowercase())).or(
+                $crate::engine::access::lower($column).like($crate::engine::access::below_pattern(&dn)).escape('!'),
+            ));
+        }
+        cond
+    }};
+}
+pub(crate) use under_folders;
+
 /// `LIKE` pattern (escape character `!`) for "anything below this DN", lower-cased: the folder
 /// filter of listings, in SQL. (PostgreSQL would read the DN's backslashes as escapes without it.)
 pub fn below_pattern(dn: &str) -> String {

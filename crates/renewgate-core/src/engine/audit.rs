@@ -132,8 +132,6 @@ pub struct Filter {
     pub folders: Option<Vec<String>>,
 }
 
-use super::access::{below_pattern, lower};
-
 /// [`list`] for a reader with folder permissions: a folder-limited reader sees only the records
 /// of the folders it may read.
 pub fn list_for(conn: &mut DbConn, access: &crate::auth::FolderAccess, f: &Filter) -> QueryResult<Vec<AuditRecord>> {
@@ -152,15 +150,7 @@ pub fn list(conn: &mut DbConn, f: &Filter) -> QueryResult<Vec<AuditRecord>> {
     }
     if let Some(folders) = &f.folders {
         // The folder filter is in SQL, so a restricted reader gets full pages.
-        let mut cond: Box<dyn BoxableExpression<audit_log::table, _, SqlType = diesel::sql_types::Bool>> =
-            Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("1 = 0"));
-        for dn in folders {
-            let dn = crate::engine::policy::normalize_dn(dn);
-            cond = Box::new(
-                cond.or(lower(audit_log::target).eq(dn.to_lowercase()))
-                    .or(lower(audit_log::target).like(below_pattern(&dn)).escape('!')),
-            );
-        }
+        let cond = super::access::under_folders!(audit_log::target, folders);
         q = q.filter(cond);
     }
     let mut rows: Vec<AuditRow> = q.order(audit_log::id.desc()).limit(f.limit.clamp(1, 100_000)).load(conn)?;

@@ -18,25 +18,6 @@ pub enum CertFilter {
     CommonName(String),
 }
 
-/// Issued certificates matching every filter, by id, `limit` from `offset`.
-pub fn certificates(
-    conn: &mut DbConn,
-    filters: &[CertFilter],
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<CertVersion>, DbError> {
-    let mut query = certificates::table.into_boxed();
-    for f in filters {
-        query = match f {
-            CertFilter::Id(id) => query.filter(certificates::id.eq(*id)),
-            CertFilter::Thumbprint(t) => query.filter(certificates::thumbprint.eq(t.clone())),
-            CertFilter::Serial(s) => query.filter(certificates::serial.eq(s.clone())),
-            CertFilter::CommonName(cn) => query.filter(certificates::common_name.eq(cn.clone())),
-        };
-    }
-    Ok(query.order(certificates::id.asc()).limit(limit).offset(offset).select(CertVersion::as_select()).load(conn)?)
-}
-
 /// How many certificate objects there are.
 pub fn count_objects(conn: &mut DbConn) -> Result<i64, DbError> {
     Ok(cert_objects::table.count().get_result(conn)?)
@@ -60,22 +41,10 @@ pub fn objects_for(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<CertObject>, i64), DbError> {
-    use super::access::{below_pattern, lower};
     let Some(roots) = access.roots("read") else {
         return Ok((objects_page(conn, limit, offset)?, count_objects(conn)?));
     };
-    let visible = || {
-        let mut cond: Box<dyn BoxableExpression<cert_objects::table, _, SqlType = diesel::sql_types::Bool>> =
-            Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("1 = 0"));
-        for dn in &roots {
-            let dn = super::policy::normalize_dn(dn);
-            cond = Box::new(
-                cond.or(lower(cert_objects::policy_dn).eq(dn.to_lowercase()))
-                    .or(lower(cert_objects::policy_dn).like(below_pattern(&dn)).escape('!')),
-            );
-        }
-        cond
-    };
+    let visible = || super::access::under_folders!(cert_objects::policy_dn, &roots);
     let total: i64 = cert_objects::table.filter(visible()).count().get_result(conn)?;
     let page = cert_objects::table
         .filter(visible())
@@ -87,8 +56,9 @@ pub fn objects_for(
     Ok((page, total))
 }
 
-/// [`certificates`] limited to the certificates whose object lies in a folder the caller may
-/// read: the folder filter and the page are in SQL, so a folder-limited caller gets full pages.
+/// Issued certificates matching every filter whose object lies in a folder the caller may read,
+/// by id, `limit` from `offset`: the folder filter and the page are in SQL, so a folder-limited
+/// caller gets full pages.
 pub fn certificates_for(
     conn: &mut DbConn,
     access: &crate::auth::FolderAccess,
@@ -96,10 +66,6 @@ pub fn certificates_for(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<CertVersion>, DbError> {
-    use super::access::{below_pattern, lower};
-    let Some(roots) = access.roots("read") else {
-        return certificates(conn, filters, limit, offset);
-    };
     let mut query = certificates::table.inner_join(cert_objects::table).into_boxed();
     for f in filters {
         query = match f {
@@ -109,21 +75,8 @@ pub fn certificates_for(
             CertFilter::CommonName(cn) => query.filter(certificates::common_name.eq(cn.clone())),
         };
     }
-    let mut visible: Box<dyn BoxableExpression<_, _, SqlType = diesel::sql_types::Bool>> =
-        Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("1 = 0"));
-    for dn in &roots {
-        let dn = super::policy::normalize_dn(dn);
-        visible = Box::new(
-            visible
-                .or(lower(cert_objects::policy_dn).eq(dn.to_lowercase()))
-                .or(lower(cert_objects::policy_dn).like(below_pattern(&dn)).escape('!')),
-        );
+    if let Some(roots) = access.roots("read") {
+        query = query.filter(super::access::under_folders!(cert_objects::policy_dn, &roots));
     }
-    Ok(query
-        .filter(visible)
-        .order(certificates::id.asc())
-        .limit(limit)
-        .offset(offset)
-        .select(CertVersion::as_select())
-        .load(conn)?)
+    Ok(query.order(certificates::id.asc()).limit(limit).offset(offset).select(CertVersion::as_select()).load(conn)?)
 }

@@ -684,19 +684,10 @@ pub fn history_for(
         .select((StoreJobRun::as_select(), StorePushJob::as_select(), Store::as_select()))
         .into_boxed();
     if let Some(roots) = access.roots("read") {
-        use super::access::{below_pattern, lower};
         // Stores not yet placed in a folder (NULL) belong to the root.
-        let mut visible: Box<dyn BoxableExpression<_, _, SqlType = diesel::sql_types::Bool>> =
-            Box::new(diesel::dsl::sql::<diesel::sql_types::Bool>("1 = 0"));
-        for dn in &roots {
-            let dn = super::policy::normalize_dn(dn);
-            let folder = stores::folder_dn.assume_not_null();
-            visible = Box::new(
-                visible.or(lower(folder).eq(dn.to_lowercase())).or(lower(folder).like(below_pattern(&dn)).escape('!')),
-            );
-            if dn.eq_ignore_ascii_case(super::policy::ROOT_DN) {
-                visible = Box::new(visible.or(stores::folder_dn.is_null()));
-            }
+        let mut visible = super::access::under_folders!(stores::folder_dn.assume_not_null(), &roots);
+        if roots.iter().any(|dn| super::policy::normalize_dn(dn).eq_ignore_ascii_case(super::policy::ROOT_DN)) {
+            visible = Box::new(visible.or(stores::folder_dn.is_null()));
         }
         q = q.filter(visible);
     }
