@@ -78,11 +78,22 @@ pub struct AcmeSettings {
     pub validation: AcmeValidationSettings,
     /// Base URL of the ACME directory's links behind a reverse proxy (default: the request's scheme and Host + `/acme`).
     pub public_base_url: Option<String>,
+    /// The folder accounts made without an external account binding belong to (`eab_required =
+    /// false`); created when absent. Never the root: such accounts are anonymous.
+    pub default_policy: String,
+    /// New accounts without an external account binding allowed per source address and hour.
+    pub accounts_per_hour: u32,
 }
 
 impl Default for AcmeSettings {
     fn default() -> Self {
-        AcmeSettings { eab_required: true, validation: AcmeValidationSettings::default(), public_base_url: None }
+        AcmeSettings {
+            eab_required: true,
+            validation: AcmeValidationSettings::default(),
+            public_base_url: None,
+            default_policy: "\\VED\\Policy\\ACME".into(),
+            accounts_per_hour: 10,
+        }
     }
 }
 
@@ -93,17 +104,34 @@ pub struct AcmeValidationSettings {
     pub http01_port: u16,
     /// Static name → IP entries checked before DNS: `name=IP` or `*.suffix=IP` (comma-separated in the environment).
     pub hosts: Vec<String>,
-    /// Seconds a validation may take.
+    /// Seconds the whole validation of one challenge may take (resolution, connections,
+    /// redirects, reads), whatever the peer does.
     pub timeout_s: u64,
     /// Port tls-alpn-01 validation connects to (443 in production).
     pub tlsalpn01_port: u16,
     /// DNS server (`host:port`, UDP and TCP) asked for dns-01 TXT records; unset: the system resolver.
     pub dns_server: Option<String>,
+    /// Validations running at once in this instance (network only: none holds a database connection).
+    pub concurrency: usize,
+    /// Further address ranges validation never connects to (CIDRs), beside the built-in ones
+    /// (loopback, link-local, unspecified, multicast, cloud metadata).
+    pub deny_cidrs: Vec<String>,
+    /// Allow loopback targets (labs and tests; `RENEWGATE_ACME__VALIDATION__ALLOW_LOOPBACK`).
+    pub allow_loopback: bool,
 }
 
 impl Default for AcmeValidationSettings {
     fn default() -> Self {
-        AcmeValidationSettings { http01_port: 80, hosts: vec![], timeout_s: 10, tlsalpn01_port: 443, dns_server: None }
+        AcmeValidationSettings {
+            http01_port: 80,
+            hosts: vec![],
+            timeout_s: 10,
+            tlsalpn01_port: 443,
+            dns_server: None,
+            concurrency: 16,
+            deny_cidrs: vec![],
+            allow_loopback: false,
+        }
     }
 }
 
@@ -336,6 +364,7 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("tls.names")
                 .with_list_parse_key("acme.validation.hosts")
+                .with_list_parse_key("acme.validation.deny_cidrs")
                 .with_list_parse_key("http.trusted_proxies")
                 .try_parsing(true),
         );
@@ -367,6 +396,20 @@ impl Settings {
         }
         crate::ca::KeySpec::parse_config(&self.ca.key_type)?;
         self.trusted_proxies()?;
+        for c in &self.acme.validation.deny_cidrs {
+            c.trim()
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| c.trim().parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| anyhow::anyhow!("acme.validation.deny_cidrs: {c:?} is not an address or CIDR"))?;
+        }
+        if self.acme.validation.concurrency == 0 {
+            anyhow::bail!("acme.validation.concurrency must be at least 1");
+        }
+        if crate::engine::policy::normalize_dn(&self.acme.default_policy)
+            .eq_ignore_ascii_case(crate::engine::policy::ROOT_DN)
+        {
+            anyhow::bail!("acme.default_policy must be a folder below \\VED\\Policy, not the root");
+        }
         if crate::formats::Pkcs12Profile::parse(&self.formats.pkcs12_profile).is_none() {
             anyhow::bail!("formats.pkcs12_profile must be modern or legacy");
         }
