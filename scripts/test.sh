@@ -32,6 +32,10 @@ fi
 if grep -rnE 'diesel::|schema::' src/; then
   echo "FATAL: SQL outside the core crate (src/ must go through the engine)" >&2; exit 1
 fi
+# The ACME dialect only translates: its rules and SQL are the core's (crate::acme).
+if [ "$(cat src/api/acme/*.rs | wc -l)" -ge 1500 ]; then
+  echo "FATAL: src/api/acme/ has grown to 1,500 lines: rules belong in crates/renewgate-core/src/acme" >&2; exit 1
+fi
 if grep -rnE 'access\.(allows|is_restricted|roots)\(' src/; then
   echo "FATAL: a permission check in the binary: the rule belongs in the core (engine::access, engine::stores)" >&2; exit 1
 fi

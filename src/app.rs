@@ -159,7 +159,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let identity = crate::tls::server_identity(&settings, &issuing)?;
     let acceptor = crate::tls::acceptor(&identity)?;
     engine.start_workers();
-    actix_web::rt::spawn(crate::api::acme::validation::resume(engine.clone()));
+    crate::acme::jobs::start(engine.clone());
     engine.start_scheduler();
     let state = web::Data::new(AppState { engine: engine.clone() });
     let doc = crate::openapi::document();

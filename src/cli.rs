@@ -82,6 +82,15 @@ pub enum AcmeCmd {
     /// External account binding keys.
     #[command(subcommand)]
     Eab(AcmeEabCmd),
+    /// Let the accounts of an EAB key act on one more certificate object (renew, reissue,
+    /// duplicate, auto-detection): an object another key issued, or one made outside ACME.
+    Assign {
+        #[arg(long)]
+        eab_kid: String,
+        /// The object's id (the DigiCert-style orderId).
+        #[arg(long)]
+        object: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +102,10 @@ pub enum AcmeEabCmd {
         /// Names the folder's whitelisted domains cover are treated as already validated.
         #[arg(long)]
         prevalidated: bool,
+        /// The key's accounts may act on any object of its folder (DigiCert: any order of the
+        /// organisation), not only on the objects its own accounts issued.
+        #[arg(long)]
+        folder_orders: bool,
     },
 }
 
@@ -719,19 +732,38 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             println!("{}", t.access_token);
             Ok(0)
         }
-        Command::Acme(AcmeCmd::Eab(AcmeEabCmd::Create { policy, prevalidated })) => {
-            let (kid, key) = crate::api::acme::store::create_eab(&mut conn, &engine.master, &policy, prevalidated)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Command::Acme(AcmeCmd::Eab(AcmeEabCmd::Create { policy, prevalidated, folder_orders })) => {
+            let (kid, key) =
+                crate::acme::db::accounts::create_eab(&mut conn, &engine.master, &policy, prevalidated, folder_orders)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
             crate::engine::audit::record(
                 &mut conn,
                 &cli_audit(
                     crate::engine::audit::action::EAB_CHANGE,
                     &kid,
-                    &format!("EAB key created for {policy}{}", if prevalidated { " (pre-validated)" } else { "" }),
+                    &format!(
+                        "EAB key created for {policy}{}{}",
+                        if prevalidated { " (pre-validated)" } else { "" },
+                        if folder_orders { " (folder orders)" } else { "" }
+                    ),
                 ),
             )?;
             println!("EAB_KID={kid}");
             println!("EAB_HMAC_KEY={key}");
+            Ok(0)
+        }
+        Command::Acme(AcmeCmd::Assign { eab_kid, object }) => {
+            let added =
+                crate::acme::ownership::assign(&mut conn, &eab_kid, object).map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::engine::audit::record(
+                &mut conn,
+                &cli_audit(
+                    crate::engine::audit::action::EAB_CHANGE,
+                    &eab_kid,
+                    &format!("object {object} assigned to EAB key {eab_kid}"),
+                ),
+            )?;
+            println!("{}", if added { "assigned" } else { "already assigned" });
             Ok(0)
         }
         Command::Serve | Command::Migrate | Command::Openapi | Command::Bench(_) | Command::Agent(AgentCmd::Run(_)) => {

@@ -58,6 +58,9 @@ def chall_gw(gateway_factory_module, challtestsrv):  # noqa: F811
         # Nothing listens here: a name must never be validated over http-01 by accident.
         "RENEWGATE_ACME__VALIDATION__HTTP01_PORT": str(free_port()),
         "RENEWGATE_ACME__VALIDATION__TIMEOUT_S": "3",
+        # pebble-challtestsrv resolves every name to 127.0.0.1 (its tls-alpn-01 server): loopback
+        # targets reached through DNS are refused unless allowed.
+        "RENEWGATE_ACME__VALIDATION__ALLOW_LOOPBACK": "true",
     })
 
 

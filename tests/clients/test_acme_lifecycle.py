@@ -15,7 +15,8 @@ def versions(gw, object_id):
 
 
 def jobs(gw):
-    return int(db_scalar(gw, "SELECT COUNT(*) FROM jobs"))
+    """Issuance jobs (challenge validations are queue jobs of their own kind)."""
+    return int(db_scalar(gw, "SELECT COUNT(*) FROM jobs WHERE kind <> 'acme-validation'"))
 
 
 def test_replaces_links_the_new_order_to_the_replaced_certificate(acme_gw):
@@ -140,28 +141,36 @@ def test_multi_year_coverage_reissues_outside_the_order_window(acme_gw):
     assert db_scalar(acme_gw, f"SELECT coverage_end FROM acme_objects WHERE object_id = {n}") >= end
 
 
-def test_a_validation_interrupted_by_a_crash_completes_after_restart(gateway_factory_module, http01):  # noqa: F811
-    """A challenge accepted (`processing`) when the gateway is killed is validated after restart."""
+def test_a_validation_interrupted_by_a_kill_9_completes_after_restart(gateway_factory_module, http01):  # noqa: F811
+    """A challenge accepted (`processing`) when the gateway is killed is validated after the restart:
+    its validation job is claimed again once its lease (timeout_s + 5 s) has expired."""
+    import threading
     import time
-    from rg_helpers import db_exec
-    from test_acme_orders import TOKENS
+    from test_acme_orders import HOLD, TOKENS
     gw = gateway_factory_module(env={"RENEWGATE_ACME__VALIDATION__HTTP01_PORT": str(http01),
-                                     "RENEWGATE_ACME__VALIDATION__HOSTS": "*.example.test=127.0.0.1"})
+                                     "RENEWGATE_ACME__VALIDATION__HOSTS": "*.example.test=127.0.0.1",
+                                     "RENEWGATE_ACME__VALIDATION__TIMEOUT_S": "5"})
     c = account(gw, folder="\\VED\\Policy\\AcmeCrash")
     url = c.dir["newOrder"]
     o = c.post(url, c.jws(url, {"identifiers": [{"type": "dns", "value": "crash.example.test"}]})).json()
     az = o["authorizations"][0]
     ch = [x for x in c.post(az, c.jws(az, None)).json()["challenges"] if x["type"] == "http-01"][0]
     TOKENS[ch["token"]] = f"{ch['token']}.{c.key.thumbprint()}"
-    # The state a kill -9 right after the challenge POST leaves behind.
+    # The server holds its answer: the validation is in flight when the gateway is killed.
+    HOLD[ch["token"]] = threading.Event()
+    r = c.post(ch["url"], c.jws(ch["url"], {}))
+    assert r.status_code == 200, r.text
+    a = c.post(az, c.jws(az, None)).json()
+    assert [x for x in a["challenges"] if x["type"] == "http-01"][0]["status"] == "processing", a
     gw.stop(kill=True)
-    db_exec(gw, f"UPDATE acme_challenges SET status = 'processing' WHERE id = {ch['url'].rsplit('/', 1)[1]}")
+    HOLD.pop(ch["token"]).set()
     gw.start()
-    for _ in range(100):
+    deadline = time.time() + 60
+    while time.time() < deadline:
         a = c.post(az, c.jws(az, None)).json()
         if a["status"] != "pending":
             break
-        time.sleep(0.1)
+        time.sleep(0.2)
     assert a["status"] == "valid", a
 
 
@@ -180,6 +189,8 @@ def test_one_inventory_across_dialects(acme_gw):
     dn, guid = r.json()["CertificateDN"], r.json()["Guid"]
     first = retrieved_certs(wait_retrieve(api, dn))[0]
     n = api.get(f"/vedsdk/certificates/{guid}").json()["ObjectId"]
+    # An object ACME did not issue belongs to no EAB key: it is handed to this account's key.
+    acme_gw.cli("acme", "assign", "--eab-kid", c.eab_kid, "--object", str(n))
     d = c.s.get(acme_gw.url + f"/acme/directory?action=renew&orderId={n}").json()
     o, chain = order_and_issue(c, ["ven.example.test"], d["newOrder"], expect_validation=False)
     assert o["x-renewgate"] == {"action": "renew", "orderId": n} and chain[0].serial_number != first.serial_number

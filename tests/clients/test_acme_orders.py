@@ -16,11 +16,17 @@ from conftest import free_port, openssl
 from test_acme_accounts import Client, Key, b64u, problem
 
 TOKENS = {}
+# token -> threading.Event: the server holds its answer until the event is set (a validation in flight).
+HOLD = {}
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         token = self.path.rsplit("/", 1)[-1]
+        hold = HOLD.get(token)
+        if hold is not None:
+            hold.wait(60)
+            return
         body = TOKENS.get(token)
         self.send_response(200 if body else 404)
         self.end_headers()
@@ -68,6 +74,7 @@ def account(gw, prevalidated=False, folder="\\VED\\Policy\\Acme", settings=("dom
     env = dict(l.split("=", 1) for l in gw.cli(*args).stdout.split())
     c = Client(gw, Key("ES256"))
     assert c.register(env["EAB_KID"], env["EAB_HMAC_KEY"]).status_code == 201
+    c.eab_kid = env["EAB_KID"]
     return c
 
 

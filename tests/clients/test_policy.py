@@ -160,12 +160,13 @@ def test_validity_and_key_defaults_from_the_folder(gateway, api):
 
 
 def test_csr_errors(gateway, api):
-    dn = folder(gateway)
+    # A new installation allows key reuse: the folder refuses it explicitly.
+    dn = folder(gateway, "key_reuse=false")
     key, pem = csr_pem("reuse.example.com")
     r = request_csr(api, dn, pem, WorkToDoTimeout=20)
     assert r.status_code == 200
     obj = r.json()["CertificateDN"]
-    # Same key again: refused (key_reuse defaults to false) ...
+    # Same key again: refused (key_reuse=false) ...
     _, again = csr_pem("reuse.example.com", key=key)
     assert err(api.post("/vedsdk/certificates/renew", json={"CertificateDN": obj, "PKCS10": again})) == \
         "This CSR appears to reuse a private key. Private key reuse has not been allowed."

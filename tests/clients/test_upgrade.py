@@ -67,3 +67,23 @@ def test_an_old_data_directory_starts_intact(upgraded):
     assert r.status_code == 200 and r.json()["Success"] is True, r.text
     # The data directory is private now.
     assert stat.S_IMODE(os.stat(gw.data_dir).st_mode) == 0o700
+
+
+def test_an_upgraded_installation_keeps_refusing_key_reuse(upgraded):
+    """A new installation allows key reuse; an upgraded one gets key_reuse=false written on its root
+    folder, so renewals there keep refusing the current key."""
+    from rg_helpers import make_csr, wait_retrieve
+    gw, m = upgraded
+    lines = gw.cli("policy", "show", "\\VED\\Policy").stdout.splitlines()
+    assert "key_reuse = false  # from \\VED\\Policy" in lines, lines
+    admin = gw.session(token=gw.token(password=m["admin_password"]))
+    key, csr = make_csr("reuse-up.example.com", dns=["reuse-up.example.com"])
+    r = admin.post("/vedsdk/certificates/request", json={"PolicyDN": "\\VED\\Policy", "PKCS10": csr,
+                                                          "ObjectName": "reuse-up.example.com"})
+    assert r.status_code == 200, r.text
+    dn = r.json()["CertificateDN"]
+    wait_retrieve(admin, dn)
+    _, again = make_csr("reuse-up.example.com", dns=["reuse-up.example.com"], key=key)
+    r = admin.post("/vedsdk/certificates/renew", json={"CertificateDN": dn, "PKCS10": again})
+    assert r.status_code == 400, r.text
+    assert r.json()["Error"] == "This CSR appears to reuse a private key. Private key reuse has not been allowed."

@@ -72,6 +72,17 @@ impl MasterKey {
         Ok(key)
     }
 
+    /// A key for `purpose` derived from the master key (HMAC-SHA256): every instance sharing
+    /// the master key derives the same one, and it reveals nothing about the master key.
+    pub fn derive(&self, purpose: &str) -> Result<[u8; 32], SecretError> {
+        let key = openssl::pkey::PKey::hmac(&self.0)?;
+        let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key)?;
+        signer.update(purpose.as_bytes())?;
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&signer.sign_to_vec()?);
+        Ok(out)
+    }
+
     pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> Result<Vec<u8>, SecretError> {
         let mut nonce = [0u8; 12];
         rand_bytes(&mut nonce)?;

@@ -38,6 +38,7 @@ fn enroll_request(folder: &str, cn: &str, dns: &[&str]) -> EnrollRequest {
         key_spec: Some(KeySpec::Ec(EcCurve::P256)),
         management_type: None,
         overrides: None,
+        issue_as: None,
     }
 }
 
@@ -56,6 +57,7 @@ fn renew_request(r: CertRef) -> RenewRequest {
         certificate_data: None,
         not_after_max: None,
         access: Default::default(),
+        issue_as: None,
     }
 }
 

@@ -1,24 +1,23 @@
-//! The ACME dialect (RFC 8555) at `/acme`. This slice: the directory (with DigiCert-style
-//! `?action=…&orderId=N` carried into the newOrder URL), nonces shared through the database,
-//! accounts with external account binding (EAB keys bound to a policy subtree), and JWS
-//! verification (RS256, ES256, ES384, EdDSA). Orders, authorizations, challenges, finalize,
-//! certificates, revocation and ARI are the next slice.
+//! The ACME dialect (RFC 8555) at `/acme`: the directory (DigiCert-style `?action=…&orderId=N`
+//! carried into the newOrder URL), JWS verification (RS256, ES256, ES384, EdDSA; the external
+//! account binding's MAC), problem documents and handlers that translate to and from the ACME
+//! domain in the core crate (`crate::acme`), where every rule lives.
 pub mod ari;
 pub mod doc;
-pub mod dry_run;
 pub mod jws;
 pub mod orders;
 pub mod problem;
-pub mod store;
-pub mod validation;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 #[allow(unused_imports)]
 use doc::*;
 use serde_json::{Value, json};
 
+use crate::acme::{Account, Binding};
 use crate::api::body::read_payload;
 use crate::app::AppState;
+use crate::db::DbConn;
+use crate::engine::Engine;
 use jws::Jws;
 pub use problem::Problem;
 
@@ -43,78 +42,32 @@ pub fn base_url(req: &HttpRequest, state: &AppState) -> String {
     format!("{}://{}/acme", ci.scheme(), ci.host())
 }
 
-/// An automation action from the directory query (§4.2 of the reference).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    Auto,
-    Renew(i64),
-    Reissue(i64),
-    Duplicate(i64),
-    Enroll,
-}
+#[cfg(test)]
+use crate::acme::OrderAction;
+pub use crate::acme::RequestedAction as Action;
 
 /// Checks `action`/`orderId`: unknown action, an orderId that is not 1–19 digits, missing for
 /// renew/reissue/duplicate, or present with enroll or without an action → `malformed`.
 pub fn parse_action(query: &str) -> Result<(Action, bool), Problem> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
-    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let dry = get("dryRun").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    let order = match get("orderId") {
-        Some(o) => {
-            if o.is_empty() || o.len() > 19 || !o.chars().all(|c| c.is_ascii_digit()) {
-                return Err(Problem::malformed(format!("orderId must be 1 to 19 digits, not {o:?}")));
-            }
-            Some(o.parse::<i64>().map_err(|_| Problem::malformed("orderId is out of range"))?)
-        }
-        None => None,
-    };
-    let action = match (get("action").as_deref(), order) {
-        (None, None) => Action::Auto,
-        (None, Some(_)) => return Err(Problem::malformed("orderId needs an action (renew, reissue or duplicate)")),
-        (Some("renew"), Some(n)) => Action::Renew(n),
-        (Some("reissue"), Some(n)) => Action::Reissue(n),
-        (Some("duplicate"), Some(n)) => Action::Duplicate(n),
-        (Some("enroll"), None) => Action::Enroll,
-        (Some("enroll"), Some(_)) => return Err(Problem::malformed("action=enroll takes no orderId")),
-        (Some(a @ ("renew" | "reissue" | "duplicate")), None) => {
-            return Err(Problem::malformed(format!("action={a} needs an orderId")));
-        }
-        (Some(a), _) => {
-            return Err(Problem::malformed(format!("unknown action {a:?}: use renew, reissue, duplicate or enroll")));
-        }
-    };
-    Ok((action, dry))
+    Ok((Action::parse(get("action"), get("orderId"))?, dry))
 }
 
 /// The newOrder URL a directory lists for its query.
 pub fn new_order_url(base: &str, action: &Action, dry: bool) -> String {
     let root = if dry { format!("{base}/dry-run") } else { base.to_string() };
-    match action {
-        Action::Auto => format!("{root}/new-order"),
-        Action::Renew(n) => format!("{root}/o/renew/{n}/new-order"),
-        Action::Reissue(n) => format!("{root}/o/reissue/{n}/new-order"),
-        Action::Duplicate(n) => format!("{root}/o/duplicate/{n}/new-order"),
-        Action::Enroll => format!("{root}/o/enroll/new-order"),
-    }
+    format!("{root}/{}new-order", action.url_part())
 }
 
-async fn fresh_nonce(state: &AppState) -> Result<String, Problem> {
-    let engine = state.engine.clone();
-    web::block(move || -> Result<String, Problem> {
-        let mut c = engine.pool.get()?;
-        store::issue_nonce(&mut c)
-    })
-    .await?
-}
-
-fn with_nonce(mut p: Problem, nonce: Option<String>) -> Problem {
-    p.nonce = nonce;
-    p
+fn fresh_nonce(state: &AppState) -> Result<String, Problem> {
+    Ok(state.engine.acme_nonces.issue()?)
 }
 
 /// Runs an ACME handler and stamps a fresh `Replay-Nonce` on its answer, error or not.
 pub(crate) async fn acme_response(state: &AppState, r: Result<HttpResponse, Problem>) -> Result<HttpResponse, Problem> {
-    let nonce = fresh_nonce(state).await.ok();
+    let nonce = fresh_nonce(state).ok();
     match r {
         Ok(mut resp) => {
             if let Some(n) = nonce
@@ -124,7 +77,7 @@ pub(crate) async fn acme_response(state: &AppState, r: Result<HttpResponse, Prob
             }
             Ok(resp)
         }
-        Err(p) => Err(with_nonce(p, nonce)),
+        Err(p) => Err(Problem { nonce, ..p }),
     }
 }
 
@@ -158,7 +111,7 @@ pub async fn directory(req: HttpRequest, state: web::Data<AppState>) -> Result<H
     responses((status = 200, description = "A fresh nonce in Replay-Nonce",
         headers(("Replay-Nonce" = String, description = "A nonce for the next JWS")))))]
 pub async fn new_nonce_head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
-    let n = fresh_nonce(&state).await?;
+    let n = fresh_nonce(&state)?;
     Ok(HttpResponse::Ok()
         .insert_header(("Replay-Nonce", n))
         .insert_header(("Cache-Control", "no-store"))
@@ -167,12 +120,15 @@ pub async fn new_nonce_head(req: HttpRequest, state: web::Data<AppState>) -> Res
 }
 
 pub async fn new_nonce_get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
-    let n = fresh_nonce(&state).await?;
-    Ok(HttpResponse::NoContent()
-        .insert_header(("Replay-Nonce", n))
-        .insert_header(("Cache-Control", "no-store"))
-        .insert_header(("Link", format!("<{}/directory>;rel=\"index\"", base_url(&req, &state))))
-        .finish())
+    let mut r = new_nonce_head(req, state).await?;
+    *r.status_mut() = actix_web::http::StatusCode::NO_CONTENT;
+    Ok(r)
+}
+
+/// An account's stored key.
+pub(crate) fn account_key(a: &Account) -> Result<openssl::pkey::PKey<openssl::pkey::Public>, Problem> {
+    let jwk: Value = serde_json::from_str(&a.jwk).map_err(|e| Problem::server(e.to_string()))?;
+    Ok(jws::key_from_jwk(jwk.as_object().ok_or_else(|| Problem::server("stored JWK"))?)?)
 }
 
 /// The request URL as the client signed it (scheme, host, path and query).
@@ -188,7 +144,7 @@ fn request_url(req: &HttpRequest, state: &AppState) -> String {
 /// A verified request: the JWS, and the account when it was signed with `kid`.
 pub struct Verified {
     pub jws: Jws,
-    pub account: Option<store::Account>,
+    pub account: Option<Account>,
 }
 
 /// The RFC 8555 §6 pipeline: content type, flattened JWS, alg, key (jwk or kid), signature, url,
@@ -228,18 +184,9 @@ pub async fn verify_request(
                 .rsplit_once("/acct/")
                 .and_then(|(_, id)| id.parse::<i64>().ok())
                 .ok_or_else(|| Problem::new(400, "accountDoesNotExist", format!("no account {kid}")))?;
-            let engine = state.engine.clone();
-            let acct = web::block(move || -> Result<Option<store::Account>, Problem> {
-                let mut c = engine.pool.get()?;
-                store::account(&mut c, id)
-            })
-            .await??
-            .ok_or_else(|| Problem::new(400, "accountDoesNotExist", format!("no account {kid}")))?;
-            if acct.status != "valid" {
-                return Err(Problem::new(401, "unauthorized", format!("account {kid} is {}", acct.status)));
-            }
-            let jwk: Value = serde_json::from_str(&acct.jwk).map_err(|e| Problem::server(e.to_string()))?;
-            (jws::key_from_jwk(jwk.as_object().ok_or_else(|| Problem::server("stored JWK"))?)?, Some(acct))
+            let kid = kid.to_string();
+            let acct = blocking(state, move |_, c| Ok(crate::acme::accounts::acting(c, id, &kid)?)).await?;
+            (account_key(&acct)?, Some(acct))
         }
     };
     jws.verify(&key)?;
@@ -253,15 +200,7 @@ pub async fn verify_request(
     }
     let nonce =
         jws.nonce().ok_or_else(|| Problem::new(400, "badNonce", "the protected header has no nonce"))?.to_string();
-    if jws::b64u_decode(&nonce).is_err() {
-        return Err(Problem::malformed("the nonce is not base64url"));
-    }
-    let engine = state.engine.clone();
-    let fresh = web::block(move || -> Result<bool, Problem> {
-        let mut c = engine.pool.get()?;
-        store::consume_nonce(&mut c, &nonce)
-    })
-    .await??;
+    let fresh = blocking(state, move |e, c| Ok(e.acme_nonces.consume(c, &nonce)?)).await?;
     if !fresh {
         return Err(Problem::new(400, "badNonce", "the nonce is unknown, used or expired"));
     }
@@ -275,37 +214,68 @@ pub async fn verify_account(
     req: &HttpRequest,
     state: &AppState,
     payload: web::Payload,
-) -> Result<(Jws, store::Account), Problem> {
+) -> Result<(Jws, Account), Problem> {
     let v = verify_request(req, state, payload, false).await?;
     // With jwk refused, a verified request always names its account.
     let account = v.account.ok_or_else(|| Problem::malformed("this resource needs a 'kid' (an account URL)"))?;
     Ok((v.jws, account))
 }
 
-fn account_json(a: &store::Account, base: &str) -> Value {
+fn account_json(a: &Account, base: &str) -> Value {
     let contact: Value = serde_json::from_str(&a.contact).unwrap_or(json!([]));
     json!({"status": a.status, "contact": contact, "orders": format!("{base}/acct/{}/orders", a.id)})
 }
 
-fn check_contacts(v: Option<&Value>) -> Result<Vec<String>, Problem> {
-    let Some(v) = v else { return Ok(vec![]) };
-    let arr = v.as_array().ok_or_else(|| Problem::malformed("contact must be an array of URLs"))?;
-    let mut out = vec![];
-    for c in arr {
-        let s = c.as_str().ok_or_else(|| Problem::malformed("contact entries must be strings"))?;
-        let Some(addr) = s.strip_prefix("mailto:") else {
-            return Err(Problem::new(
-                400,
-                "unsupportedContact",
-                format!("only mailto: contacts are supported, not {s}"),
-            ));
-        };
-        if !addr.contains('@') || addr.contains(',') || addr.starts_with('@') || addr.ends_with('@') {
-            return Err(Problem::new(400, "invalidContact", format!("{s} is not an e-mail address")));
-        }
-        out.push(s.to_string());
+/// Runs `f` with the engine and a database connection on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Engine, &mut DbConn) -> Result<T, Problem> + Send + 'static,
+) -> Result<T, Problem> {
+    let engine = state.engine.clone();
+    web::block(move || {
+        let mut c = engine.pool.get()?;
+        f(&engine, &mut c)
+    })
+    .await?
+}
+
+/// Verifies an `externalAccountBinding` (RFC 8555 §7.3.4) for an account key with thumbprint
+/// `thumb`: the MAC under the stored key, the URL and the key it binds.
+fn check_eab(engine: &Engine, c: &mut DbConn, eab: &Value, outer_url: &str, thumb: &str) -> Result<Binding, Problem> {
+    let inner = Jws::parse(eab.to_string().as_bytes())
+        .map_err(|e| Problem::malformed(format!("externalAccountBinding: {e:?}")))?;
+    if inner.nonce().is_some() {
+        return Err(Problem::malformed("the external account binding must not carry a nonce"));
     }
-    Ok(out)
+    if inner.url() != Some(outer_url) {
+        return Err(Problem::malformed("the external account binding's url differs from the request's"));
+    }
+    if !matches!(inner.alg(), Some("HS256" | "HS384" | "HS512")) {
+        return Err(Problem::malformed("the external account binding must use HS256, HS384 or HS512"));
+    }
+    let kid = inner.kid().ok_or_else(|| Problem::malformed("the external account binding has no kid"))?.to_string();
+    let (key, binding) = crate::acme::accounts::eab_key(engine, c, &kid)?;
+    jws::verify_eab_mac(&inner, &key)
+        .map_err(|_| Problem::unauthorized("the external account binding MAC does not verify"))?;
+    let inner_jwk: Value = serde_json::from_slice(&inner.payload)
+        .map_err(|_| Problem::malformed("the external account binding payload is not a JWK"))?;
+    let inner_thumb =
+        jws::thumbprint(inner_jwk.as_object().ok_or_else(|| Problem::malformed("the EAB payload must be a JWK"))?)?;
+    if inner_thumb != thumb {
+        return Err(Problem::new(
+            400,
+            "badPublicKey",
+            "the external account binding names another key than the request's jwk",
+        ));
+    }
+    Ok(binding)
+}
+
+pub(crate) fn json_payload(jws: &Jws) -> Result<Value, Problem> {
+    if jws.payload.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&jws.payload).map_err(|e| Problem::malformed(format!("the payload is not JSON: {e}")))
 }
 
 #[utoipa::path(post, path = "/acme/new-account", tag = "ACME", operation_id = "acme_new_account", request_body(content = FlattenedJws, content_type = "application/jose+json"),
@@ -314,71 +284,53 @@ fn check_contacts(v: Option<&Value>) -> Result<Vec<String>, Problem> {
         (status = 200, description = "The key's existing account", body = AcmeAccount),
         (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
         (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
+        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        (status = 429, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
 pub async fn new_account(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    let r = new_account_inner(&req, &state, payload).await;
-    acme_response(&state, r).await
-}
-
-async fn new_account_inner(
-    req: &HttpRequest,
-    state: &AppState,
-    payload: web::Payload,
-) -> Result<HttpResponse, Problem> {
-    let v = verify_request(req, state, payload, true).await?;
-    let base = base_url(req, state);
-    let body: Value = if v.jws.payload.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(&v.jws.payload)
-            .map_err(|e| Problem::malformed(format!("the payload is not JSON: {e}")))?
-    };
-    let jwk = v.jws.jwk().cloned().ok_or_else(|| Problem::malformed("newAccount needs a 'jwk'"))?;
-    let thumb = jws::thumbprint(&jwk)?;
-    let only_existing = body.get("onlyReturnExisting").and_then(|x| x.as_bool()).unwrap_or(false);
-    let contacts = check_contacts(body.get("contact"))?;
-    let eab = body.get("externalAccountBinding").cloned();
-    let outer_url = v.jws.url().unwrap_or("").to_string();
-    let eab_required = state.engine.settings.acme.eab_required;
-    let canonical = jws::canonical_jwk(&jwk)?;
-    let engine = state.engine.clone();
-    let (acct, created) = web::block(move || -> Result<(store::Account, bool), Problem> {
-        let mut c = engine.pool.get()?;
-        if let Some(a) = store::account_by_thumbprint(&mut c, &thumb)? {
-            return Ok((a, false));
+    let r = async {
+        let v = verify_request(&req, &state, payload, true).await?;
+        let base = base_url(&req, &state);
+        let body = json_payload(&v.jws)?;
+        let jwk = v.jws.jwk().cloned().ok_or_else(|| Problem::malformed("newAccount needs a 'jwk'"))?;
+        let thumb = jws::thumbprint(&jwk)?;
+        let canonical = jws::canonical_jwk(&jwk)?;
+        let contacts = crate::acme::accounts::check_contacts(body.get("contact"))?;
+        let only_existing = body.get("onlyReturnExisting").and_then(|x| x.as_bool()).unwrap_or(false);
+        let eab = body.get("externalAccountBinding").cloned();
+        let outer_url = v.jws.url().unwrap_or("").to_string();
+        let source = Some(crate::api::client_ip(&req, &state.engine.settings).to_string());
+        let (acct, created) = blocking(&state, move |e, c| {
+            let binding = match &eab {
+                Some(b) if !only_existing => Some(check_eab(e, c, b, &outer_url, &thumb)?),
+                _ => None,
+            };
+            let new = crate::acme::accounts::NewAccount {
+                thumbprint: thumb,
+                jwk: canonical,
+                contacts,
+                binding,
+                only_return_existing: only_existing,
+                source,
+            };
+            Ok(crate::acme::accounts::find_or_create(e, c, new)?)
+        })
+        .await?;
+        let mut out = account_json(&acct, &base);
+        if created && acct.eab_kid.is_some() {
+            out["externalAccountBinding"] = body.get("externalAccountBinding").cloned().unwrap_or(Value::Null);
         }
-        if only_existing {
-            return Err(Problem::new(400, "accountDoesNotExist", "no account exists for this key"));
-        }
-        let binding = match eab {
-            Some(e) => Some(store::check_eab(&mut c, &engine.master, &e, &outer_url, &thumb)?),
-            None if eab_required => {
-                return Err(Problem::new(
-                    403,
-                    "externalAccountRequired",
-                    "an external account binding is required: get a key with `renewgate acme eab create`",
-                ));
-            }
-            None => None,
-        };
-        let a = store::create_account(&mut c, &thumb, &canonical, &contacts, binding)?;
-        Ok((a, true))
-    })
-    .await??;
-    let mut body = account_json(&acct, &base);
-    if created && acct.eab_kid.is_some() {
-        body["externalAccountBinding"] =
-            v.jws.payload_json().get("externalAccountBinding").cloned().unwrap_or(Value::Null);
+        let mut r = if created { HttpResponse::Created() } else { HttpResponse::Ok() };
+        Ok(r.insert_header(("Location", format!("{base}/acct/{}", acct.id)))
+            .insert_header(("Link", format!("<{base}/directory>;rel=\"index\"")))
+            .content_type("application/json")
+            .body(out.to_string()))
     }
-    let mut r = if created { HttpResponse::Created() } else { HttpResponse::Ok() };
-    Ok(r.insert_header(("Location", format!("{base}/acct/{}", acct.id)))
-        .insert_header(("Link", format!("<{base}/directory>;rel=\"index\"")))
-        .content_type("application/json")
-        .body(body.to_string()))
+    .await;
+    acme_response(&state, r).await
 }
 
 #[utoipa::path(post, path = "/acme/acct/{id}", tag = "ACME", operation_id = "acme_account", request_body(content = FlattenedJws, content_type = "application/jose+json"),
@@ -393,50 +345,25 @@ pub async fn account(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    let r = account_inner(&req, &state, path.into_inner(), payload).await;
+    let r = async {
+        let (jws, acct) = verify_account(&req, &state, payload).await?;
+        let base = base_url(&req, &state);
+        if acct.id.to_string() != path.into_inner() {
+            return Err(Problem::unauthorized("this account URL is not the signer's"));
+        }
+        let acct = if jws.payload.is_empty() {
+            acct
+        } else {
+            let body = json_payload(&jws)?;
+            blocking(&state, move |_, c| Ok(crate::acme::accounts::update(c, &acct, &body)?)).await?
+        };
+        Ok(HttpResponse::Ok()
+            .insert_header(("Link", format!("<{base}/directory>;rel=\"index\"")))
+            .content_type("application/json")
+            .body(account_json(&acct, &base).to_string()))
+    }
+    .await;
     acme_response(&state, r).await
-}
-
-async fn account_inner(
-    req: &HttpRequest,
-    state: &AppState,
-    id: String,
-    payload: web::Payload,
-) -> Result<HttpResponse, Problem> {
-    let (jws, acct) = verify_account(req, state, payload).await?;
-    let base = base_url(req, state);
-    if acct.id.to_string() != id {
-        return Err(Problem::unauthorized("this account URL is not the signer's"));
-    }
-    let mut acct = acct;
-    if !jws.payload.is_empty() {
-        let body: Value = serde_json::from_slice(&jws.payload)
-            .map_err(|e| Problem::malformed(format!("the payload is not JSON: {e}")))?;
-        let contacts = match body.get("contact") {
-            Some(c) => Some(check_contacts(Some(c))?),
-            None => None,
-        };
-        let deactivate = match body.get("status").and_then(|s| s.as_str()) {
-            Some("deactivated") => true,
-            Some(other) => {
-                return Err(Problem::malformed(format!(
-                    "an account's status can only be set to deactivated, not {other}"
-                )));
-            }
-            None => false,
-        };
-        let engine = state.engine.clone();
-        let aid = acct.id;
-        acct = web::block(move || -> Result<store::Account, Problem> {
-            let mut c = engine.pool.get()?;
-            store::update_account(&mut c, aid, contacts, deactivate)
-        })
-        .await??;
-    }
-    Ok(HttpResponse::Ok()
-        .insert_header(("Link", format!("<{base}/directory>;rel=\"index\"")))
-        .content_type("application/json")
-        .body(account_json(&acct, &base).to_string()))
 }
 
 /// keyChange (RFC 8555 §7.3.5): the outer JWS is signed by the account's key, the inner one by
@@ -464,7 +391,7 @@ pub async fn key_change(
         let new_jwk = inner.jwk().cloned().ok_or_else(|| Problem::malformed("the inner JWS has no jwk"))?;
         let new_key = jws::key_from_jwk(&new_jwk)?;
         inner.verify(&new_key)?;
-        let body = inner.payload_json();
+        let body = json_payload(&inner)?;
         if body.get("account").and_then(|a| a.as_str()) != jws.kid() {
             return Err(Problem::malformed("the inner payload names another account"));
         }
@@ -476,29 +403,13 @@ pub async fn key_change(
         let new_thumb = jws::thumbprint(&new_jwk)?;
         let canonical = jws::canonical_jwk(&new_jwk)?;
         let base = base_url(&req, &state);
-        let engine = state.engine.clone();
-        let aid = account.id;
-        let acct = web::block(move || -> Result<store::Account, Problem> {
-            let mut c = engine.pool.get()?;
-            if let Some(other) = store::account_by_thumbprint(&mut c, &new_thumb)? {
-                let mut p =
-                    Problem::new(409, "malformed", format!("the new key already belongs to account {}", other.id));
-                p.detail.push_str(" (see Location)");
-                return Err(p);
-            }
-            store::replace_key(&mut c, aid, &new_thumb, &canonical)
-        })
-        .await??;
+        let acct =
+            blocking(&state, move |_, c| Ok(crate::acme::accounts::change_key(c, &account, &new_thumb, &canonical)?))
+                .await?;
         Ok(HttpResponse::Ok().content_type("application/json").body(account_json(&acct, &base).to_string()))
     }
     .await;
     acme_response(&state, r).await
-}
-
-impl Jws {
-    pub fn payload_json(&self) -> Value {
-        serde_json::from_slice(&self.payload).unwrap_or(Value::Null)
-    }
 }
 
 #[cfg(test)]
@@ -507,22 +418,15 @@ mod tests {
 
     #[test]
     fn directory_queries() {
-        assert_eq!(parse_action("").unwrap(), (Action::Auto, false));
-        assert_eq!(parse_action("action=renew&orderId=555123456").unwrap(), (Action::Renew(555123456), false));
-        assert_eq!(parse_action("action=reissue&orderId=7&dryRun=1").unwrap(), (Action::Reissue(7), true));
-        assert_eq!(parse_action("action=duplicate&orderId=8").unwrap().0, Action::Duplicate(8));
-        assert_eq!(parse_action("action=enroll").unwrap().0, Action::Enroll);
-        for bad in [
-            "action=renew",
-            "orderId=5",
-            "action=enroll&orderId=5",
-            "action=fly&orderId=5",
-            "action=renew&orderId=x1",
-            "action=renew&orderId=12345678901234567890",
-        ] {
-            assert!(parse_action(bad).is_err(), "{bad}");
-        }
-        assert_eq!(new_order_url("https://h/acme", &Action::Renew(5), false), "https://h/acme/o/renew/5/new-order");
+        assert_eq!(
+            parse_action("action=reissue&orderId=7&dryRun=1").unwrap(),
+            (Action::On(OrderAction::Reissue, 7), true)
+        );
+        assert!(parse_action("action=renew").is_err());
+        assert_eq!(
+            new_order_url("https://h/acme", &Action::On(OrderAction::Renew, 5), false),
+            "https://h/acme/o/renew/5/new-order"
+        );
         assert_eq!(new_order_url("https://h/acme", &Action::Enroll, true), "https://h/acme/dry-run/o/enroll/new-order");
         assert_eq!(new_order_url("https://h/acme", &Action::Auto, false), "https://h/acme/new-order");
     }

@@ -11,6 +11,8 @@ pub struct Problem {
     /// Set by the handler wrapper: every ACME response carries a fresh nonce.
     pub nonce: Option<String>,
     pub algorithms: bool,
+    /// Seconds a rate-limited client should wait (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -21,6 +23,7 @@ impl Problem {
             detail: detail.into(),
             nonce: None,
             algorithms: false,
+            retry_after: None,
         }
     }
     pub fn malformed(d: impl Into<String>) -> Problem {
@@ -55,6 +58,9 @@ impl ResponseError for Problem {
         }
         let mut r = HttpResponse::build(self.status);
         r.insert_header(("Cache-Control", "no-store"));
+        if let Some(secs) = self.retry_after {
+            r.insert_header(("Retry-After", secs.to_string()));
+        }
         if let Some(n) = &self.nonce {
             r.insert_header(("Replay-Nonce", n.as_str()));
         }
@@ -79,15 +85,20 @@ impl From<super::jws::JwsError> for Problem {
     }
 }
 
-impl From<crate::db::DbError> for Problem {
-    fn from(e: crate::db::DbError) -> Self {
-        match e {
-            // What a query error always read ("database: …"); a pool error reads as below.
-            crate::db::DbError::Pool(e) => e.into(),
-            e => Problem::server(format!("database: {e}")),
+/// The domain's errors keep their type, status, detail and Retry-After.
+impl From<crate::acme::AcmeError> for Problem {
+    fn from(e: crate::acme::AcmeError) -> Self {
+        Problem {
+            status: StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            kind: e.kind.as_str(),
+            detail: e.detail,
+            nonce: None,
+            algorithms: false,
+            retry_after: e.retry_after,
         }
     }
 }
+
 impl From<r2d2::Error> for Problem {
     fn from(e: r2d2::Error) -> Self {
         Problem::server(format!("database unavailable: {e}"))

@@ -81,6 +81,7 @@ pub async fn enroll(state: &AppState, e: Enrollment, wait: Duration) -> Result<E
                 validity: t.validity.as_deref().and_then(|v| crate::settings::parse_duration(v).ok()),
                 metadata: if e.metadata.is_empty() { None } else { Some(e.metadata) },
             }),
+            issue_as: None,
         };
         Ok(engine.enroll(c, req)?)
     })

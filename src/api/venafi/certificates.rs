@@ -462,6 +462,7 @@ pub async fn request(
         key_spec: key_spec(&body)?,
         management_type: body.nonblank("ManagementType")?,
         overrides: None,
+        issue_as: None,
     };
     let accepted = run_blocking(&state.engine, move |e, c| Ok(e.enroll(c, enroll)?)).await?;
     let mut resp = CertificateRequestResponse {
@@ -708,6 +709,7 @@ pub async fn renew(
         certificate_data,
         not_after_max: None,
         access: principal.access.clone(),
+        issue_as: None,
     };
     let explicit_key = body.bool("IncludePrivateKey")?.unwrap_or(false);
     let p2 = principal.clone();

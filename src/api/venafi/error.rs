@@ -85,55 +85,10 @@ pub fn message(e: &RenewError) -> String {
     }
 }
 
-/// The policy and CSR messages of the seed (Certificates/Renew, HTTP 400), placeholders filled.
+/// The policy and CSR messages of the seed (Certificates/Renew, HTTP 400): the engine's own
+/// wording, which every dialect shows.
 pub fn policy_message(v: &PolicyViolation) -> String {
-    match v {
-        PolicyViolation::City(l) => format!("City error. City value {l} violates policy city settings."),
-        PolicyViolation::CommonNameWhitelist(cn) => {
-            format!("Common name error. Certificate common name {cn} violates whitelist domain policy settings.")
-        }
-        PolicyViolation::CommonNameWildcard => {
-            "Common name error. Certificate common name contains a wildcard symbol that violates policy settings."
-                .into()
-        }
-        PolicyViolation::Country(c) => format!("Country error. Country value {c} violates policy country settings."),
-        PolicyViolation::DnsSanWildcard(d) => {
-            format!(
-                "DNS SAN error. Subject alternative name DNS {d} contains a wildcard symbol that violates policy settings."
-            )
-        }
-        PolicyViolation::DnsSan => "DNS SAN error. Subject alternative name DNS violates policy settings.".into(),
-        PolicyViolation::EllipticCurve => "Elliptic curve error. Elliptic curve value violates policy settings.".into(),
-        PolicyViolation::EmailSan => "Email SAN error. Subject alternative name Email violates policy settings.".into(),
-        PolicyViolation::IpSan => "IP Address SAN error. Subject alternative name IP violates policy settings.".into(),
-        PolicyViolation::KeyAlgorithm => "Key algorithm error. Key algorithm violates policy settings.".into(),
-        PolicyViolation::KeySize => "Key size error. Key size violates policy settings.".into(),
-        PolicyViolation::Organization(o) => {
-            format!("Organization error. Organization value {o} violates policy organization settings.")
-        }
-        PolicyViolation::OrgUnitMissing(ou) => {
-            format!("Organization unit error. Organization unit value {ou} is missing from the organization unit list.")
-        }
-        PolicyViolation::OrgUnitViolating(ou) => {
-            format!("Organization unit error. Organization unit value {ou} violates policy organization unit settings.")
-        }
-        PolicyViolation::State(st) => format!("State error. State value {st} violates policy state settings."),
-        PolicyViolation::UpnSan => "UPN SAN error. Subject alternative name UPN violates policy settings.".into(),
-        PolicyViolation::UriSan => "URI SAN error. Subject alternative name URI violates policy settings.".into(),
-        PolicyViolation::Sans(names) => {
-            format!("SANs error. Subject alternative names {} violate policy settings.", names.join(", "))
-        }
-        PolicyViolation::BadName(e) => e.to_string(),
-        PolicyViolation::KeyReuse => {
-            "This CSR appears to reuse a private key. Private key reuse has not been allowed.".into()
-        }
-        PolicyViolation::CsrRequired(dn) => {
-            format!("PKCS#10 data required. Policy {dn}\\ is locked to a User Provided CSR.")
-        }
-        PolicyViolation::ServiceCsrRequired(dn) => {
-            format!("PKCS#10 data not allowed. Policy {dn}\\ is locked to a Service Generated CSR.")
-        }
-    }
+    v.message()
 }
 
 /// Retrieve/Renew status texts.

@@ -213,6 +213,32 @@ impl SanSet {
         SanSet::default()
     }
 
+    /// How many names of any type (dNSName, iPAddress, rfc822Name, URI, otherName, directoryName,
+    /// …) a CSR's subjectAltName holds: more than [`SanSet::of_csr`] reads means names of a type
+    /// it does not keep.
+    pub fn general_names_in_csr(req: &X509ReqRef) -> usize {
+        let Ok(exts) = req.extensions() else {
+            return 0;
+        };
+        let mut n = 0;
+        for ext in &exts {
+            // SAFETY: as in `of_csr`: `ext` is owned by `exts`, the GENERAL_NAMES returned is ours.
+            unsafe {
+                let obj = openssl_sys::X509_EXTENSION_get_object(ext.as_ptr());
+                if openssl_sys::OBJ_obj2nid(obj) != Nid::SUBJECT_ALT_NAME.as_raw() {
+                    continue;
+                }
+                let p = openssl_sys::X509V3_EXT_d2i(ext.as_ptr()) as *mut openssl_sys::stack_st_GENERAL_NAME;
+                if p.is_null() {
+                    continue;
+                }
+                let names: Stack<GeneralName> = Stack::from_ptr(p);
+                n += names.len();
+            }
+        }
+        n
+    }
+
     /// The SAN extension (added last in every issued certificate: vcert-python's renew drops SANs otherwise).
     fn extension(
         &self,

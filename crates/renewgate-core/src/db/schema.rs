@@ -243,6 +243,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     acme_challenges,
     acme_objects,
     acme_dry_run_certs,
+    acme_assignments,
     audit_log
 );
 
@@ -254,6 +255,7 @@ diesel::table! {
         policy_dn -> Text,
         prevalidated -> Bool,
         created_at -> Timestamp,
+        folder_orders -> Bool,
     }
 }
 
@@ -268,6 +270,7 @@ diesel::table! {
         policy_dn -> Text,
         prevalidated -> Bool,
         created_at -> Timestamp,
+        created_from -> Nullable<Text>,
     }
 }
 
@@ -328,6 +331,15 @@ diesel::table! {
         created_at -> Timestamp,
         coverage_end -> Nullable<Timestamp>,
         match_name -> Nullable<Text>,
+        owner -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    acme_assignments (eab_kid, object_id) {
+        eab_kid -> Text,
+        object_id -> BigInt,
+        created_at -> Timestamp,
     }
 }
 

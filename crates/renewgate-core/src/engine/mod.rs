@@ -53,6 +53,8 @@ pub struct Engine {
     pub signals: Arc<queue::Signals>,
     /// Login throttling and the bound on concurrent password hashes (in memory, per instance).
     pub login: Arc<crate::auth::login::LoginGate>,
+    /// ACME's stateless nonces (a key derived from the master key, shared by every instance).
+    pub acme_nonces: crate::acme::nonce::NonceSource,
 }
 
 impl Engine {
@@ -62,11 +64,12 @@ impl Engine {
             pool,
             backend,
             ca: BuiltinCa::new(master.clone()),
-            master,
+            master: master.clone(),
             settings: settings.clone(),
             default_validity,
             signals: Arc::new(queue::Signals::default()),
             login: Arc::new(crate::auth::login::LoginGate::new(&settings.auth)),
+            acme_nonces: crate::acme::nonce::NonceSource::new(&master)?,
         })
     }
 }

@@ -157,12 +157,15 @@ pub const KEYS: &[&str] = &[
     "acme_coverage",
     "acme_renewal_window",
     "acme_order_renewal_window",
+    "acme_ekus",
     "auto_renew",
     "auto_renew_before",
     "push_on_renew",
 ];
 
-const LIST_KEYS: &[&str] = &["domains", "org_units", "rsa_key_sizes", "ec_curves", "san_types"];
+const LIST_KEYS: &[&str] = &["domains", "org_units", "rsa_key_sizes", "ec_curves", "san_types", "acme_ekus"];
+/// The extended key usages a folder may give ACME certificates (`acme_ekus`).
+pub const EKUS: &[&str] = &["serverAuth", "clientAuth", "codeSigning", "emailProtection"];
 const BOOL_KEYS: &[&str] = &["wildcards", "key_reuse", "acme_allow_duplicates", "auto_renew", "push_on_renew"];
 pub const SAN_TYPES: &[&str] = &["dns", "ip", "email", "upn", "uri"];
 
@@ -205,6 +208,10 @@ pub fn normalize_setting(key: &str, v: &Value) -> Result<Value, String> {
                     }
                     Value::String(l)
                 }
+                "acme_ekus" => match EKUS.iter().find(|e| e.eq_ignore_ascii_case(&s)) {
+                    Some(e) => Value::String((*e).to_string()),
+                    None => return bad("extended key usages are serverAuth, clientAuth, codeSigning, emailProtection"),
+                },
                 _ => Value::String(s),
             };
             out.push(norm);
@@ -401,8 +408,15 @@ impl EffectivePolicy {
     pub fn wildcards(&self) -> bool {
         self.flag("wildcards", true)
     }
+    /// Whether a renewal CSR may reuse an earlier version's key. Allowed unless a folder says
+    /// otherwise (common ACME clients keep their key across renewals); an installation upgraded
+    /// from a build that refused it has `key_reuse=false` written on its root folder.
     pub fn key_reuse(&self) -> bool {
-        self.flag("key_reuse", false)
+        self.flag("key_reuse", true)
+    }
+    /// The extended key usages of ACME certificates: serverAuth unless the folder lists more.
+    pub fn acme_ekus(&self) -> Vec<String> {
+        self.list("acme_ekus").map(|l| l.0).filter(|l| !l.is_empty()).unwrap_or_else(|| vec!["serverAuth".into()])
     }
     pub fn rsa_key_sizes(&self) -> Vec<u32> {
         self.list("rsa_key_sizes")
@@ -505,7 +519,8 @@ fn default_text(key: &str) -> &'static str {
         "rsa_key_sizes" => "2048, 3072, 4096",
         "ec_curves" => "P256, P384, P521",
         "san_types" => "all",
-        "key_reuse" => "false",
+        "key_reuse" => "true",
+        "acme_ekus" => "serverAuth",
         "csr_origin" => "any",
         "management_type" => "Enrollment",
         "validity" => "issuance.validity",

@@ -26,6 +26,8 @@ pub struct Signals {
     enqueued: Mutex<u64>,
     enqueued_cv: Condvar,
     pub done: tokio::sync::Notify,
+    /// An ACME validation job was enqueued here (wakes this instance's validation dispatcher).
+    pub validation_enqueued: tokio::sync::Notify,
     /// Jobs this process's workers finished lately, so that a waiter woken by `done` reads the
     /// database only when its own job is among them (not every waiter on every job).
     finished: Mutex<FinishedIds>,
@@ -76,6 +78,12 @@ impl Signals {
         *seen = *g;
     }
 }
+
+/// Issuance jobs (the certificate objects' renewals and enrollments).
+pub const KIND_ISSUE: &str = "issue";
+/// ACME challenge validations. They belong to no inventory object: their `object_id` is 0 and
+/// their payload names the challenge.
+pub const KIND_ACME_VALIDATION: &str = "acme-validation";
 
 /// Set when a job's processing ends; wakes its heartbeat.
 #[derive(Default)]
@@ -153,7 +161,8 @@ impl Engine {
                 return Ok(false);
             }
         };
-        let Some(job) = self.claim(&mut conn, owner)? else {
+        let lease = self.settings.queue.lease_secs as i64;
+        let Some(job) = self.claim(&mut conn, owner, KIND_ISSUE, lease)? else {
             return Ok(false);
         };
         let started = Instant::now();
@@ -234,23 +243,33 @@ impl Engine {
         }
     }
 
-    fn claim(&self, conn: &mut DbConn, owner: &str) -> Result<Option<Job>, diesel::result::Error> {
+    /// Claims the oldest runnable job of `kind` (queued and due, or running with an expired
+    /// lease) for `lease_secs`.
+    fn claim(
+        &self,
+        conn: &mut DbConn,
+        owner: &str,
+        kind: &str,
+        lease_secs: i64,
+    ) -> Result<Option<Job>, diesel::result::Error> {
         let ts = now();
-        let lease_until = ts + chrono::Duration::seconds(self.settings.queue.lease_secs as i64);
+        let lease_until = ts + chrono::Duration::seconds(lease_secs);
         let id: Option<i64> = match conn {
             DbConn::Postgresql(c) => diesel::sql_query(
                 "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
-                 WHERE id = (SELECT id FROM jobs WHERE (state = 'queued' AND run_after <= $3) \
-                 OR (state = 'running' AND lease_until < $3) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id",
+                 WHERE id = (SELECT id FROM jobs WHERE kind = $4 AND ((state = 'queued' AND run_after <= $3) \
+                 OR (state = 'running' AND lease_until < $3)) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id",
             )
             .bind::<diesel::sql_types::Text, _>(owner)
             .bind::<diesel::sql_types::Timestamp, _>(lease_until)
             .bind::<diesel::sql_types::Timestamp, _>(ts)
+            .bind::<diesel::sql_types::Text, _>(kind)
             .get_result::<ClaimedId>(c)
             .optional()?
             .map(|r| r.id),
             DbConn::Sqlite(_) => write_tx(conn, None, |c| -> Result<Option<i64>, diesel::result::Error> {
                 let candidate: Option<i64> = jobs::table
+                    .filter(jobs::kind.eq(kind))
                     .filter(
                         jobs::state
                             .eq(job_state::QUEUED)
@@ -471,6 +490,44 @@ impl Engine {
             }
             Ok(())
         })
+    }
+
+    /// Enqueues an ACME validation job (inside the caller's transaction) and returns its id.
+    pub fn enqueue_validation(c: &mut DbConn, payload: &str) -> Result<i64, diesel::result::Error> {
+        let guid = new_guid();
+        let ts = now();
+        diesel::insert_into(jobs::table)
+            .values(crate::db::models::NewJob {
+                guid: &guid,
+                kind: KIND_ACME_VALIDATION,
+                object_id: 0,
+                payload,
+                state: job_state::QUEUED,
+                attempts: 0,
+                run_after: ts,
+                created_at: ts,
+                updated_at: ts,
+            })
+            .execute(c)?;
+        jobs::table.filter(jobs::guid.eq(&guid)).select(jobs::id).first(c)
+    }
+
+    /// Claims an ACME validation job. Its lease outlasts the validation's hard deadline, so no
+    /// heartbeat is needed; a job whose instance died is claimed again when the lease expires.
+    pub fn claim_validation(&self, conn: &mut DbConn, owner: &str) -> Result<Option<Job>, diesel::result::Error> {
+        let lease = self.settings.acme.validation.timeout_s.max(1) as i64 + 5;
+        self.claim(conn, owner, KIND_ACME_VALIDATION, lease)
+    }
+
+    /// Closes a claimed job as done, inside the caller's transaction: false when the lease was
+    /// lost (another instance owns the job now and will record its own outcome).
+    pub fn close_job(tx: &mut DbConn, job_id: i64, owner: &str) -> Result<bool, diesel::result::Error> {
+        let n = diesel::update(
+            jobs::table.find(job_id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(job_state::RUNNING)),
+        )
+        .set((jobs::state.eq(job_state::DONE), jobs::updated_at.eq(now())))
+        .execute(tx)?;
+        Ok(n == 1)
     }
 
     /// Where a job stands.

@@ -84,6 +84,16 @@ pub struct IssuePayload {
     pub not_after_max: Option<i64>,
 }
 
+/// Exactly what a certificate is issued with, whatever its CSR says: ACME issues an order's
+/// names (the CSR contributes its key only), with the folder's subject values and the EKUs the
+/// folder gives ACME certificates.
+#[derive(Debug, Clone, Default)]
+pub struct IssueAs {
+    pub subject: SubjectSpec,
+    pub sans: SanSet,
+    pub ekus: Vec<String>,
+}
+
 /// A request for a new certificate object (Venafi Certificates/Request).
 pub struct EnrollRequest {
     pub policy_dn: String,
@@ -95,6 +105,8 @@ pub struct EnrollRequest {
     pub management_type: Option<String>,
     /// Template/CA/metadata from a Keyfactor enrollment.
     pub overrides: Option<IssueOverrides>,
+    /// Issue these names and EKUs instead of the CSR's (ACME).
+    pub issue_as: Option<IssueAs>,
 }
 
 /// What a Keyfactor template and CA choice change in an issuance.
@@ -122,6 +134,8 @@ pub struct RenewRequest {
     /// The renewing caller's folder permissions: which stores holding the previous certificate
     /// it may push the new one to (unrestricted for the scheduler and the CLI).
     pub access: crate::auth::FolderAccess,
+    /// Issue these names and EKUs instead of the CSR's (ACME).
+    pub issue_as: Option<IssueAs>,
 }
 
 /// A Keyfactor renewal (CertEnroll/3/Renew, Enrollment/Renew).
@@ -219,10 +233,13 @@ impl Engine {
                         "the CSR's key type is not supported (RSA or EC P-256/P-384/P-521)".into(),
                     )
                 })?;
+                let fp = crate::ca::public_key_fingerprint(&pk);
+                if compromised_key(c, &fp)? {
+                    return Err(RenewError::Policy(PolicyViolation::CompromisedKey));
+                }
                 if let Some(oid) = object_id
                     && !p.key_reuse()
                 {
-                    let fp = crate::ca::public_key_fingerprint(&pk);
                     let reused: i64 = certificates::table
                         .filter(certificates::object_id.eq(oid))
                         .filter(certificates::public_key_sha256.eq(&fp))
@@ -282,8 +299,9 @@ impl Engine {
             return Err(RenewError::BadParameter("ObjectName".into(), "ObjectName must not contain '\\'.".into()));
         }
         let dn = format!("{policy_dn}\\{}", name.trim());
-        let (subject, sans) = match (&req.csr, csr_subject) {
-            (Some(csr), Some(s)) => (s, SanSet::of_csr(csr)),
+        let (subject, sans) = match (&req.issue_as, &req.csr, csr_subject) {
+            (Some(i), _, _) => (i.subject.clone(), i.sans.clone()),
+            (None, Some(csr), Some(s)) => (s, SanSet::of_csr(csr)),
             _ => {
                 let mut s = req.subject.clone();
                 if s.common_name.is_none() {
@@ -318,6 +336,9 @@ impl Engine {
                 payload.template = o.template.clone();
                 payload.ekus = o.ekus.clone();
                 payload.metadata = o.metadata.clone();
+            }
+            if let Some(i) = &req.issue_as {
+                payload.ekus = Some(i.ekus.clone());
             }
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
             let key_spec_json = key_spec.map(|k| serde_json::to_string(&k).unwrap_or_default()).unwrap_or_default();
@@ -448,9 +469,10 @@ impl Engine {
             }
             let p = policy::effective(c, &obj.policy_dn)?;
             let cur_cert = current.as_ref().map(|v| X509::from_der(&v.der)).transpose()?;
-            let (subject, sans) = match &req.csr {
-                Some(csr) => (validate::subject_of(csr.subject_name()), SanSet::of_csr(csr)),
-                None => {
+            let (subject, sans) = match (&req.issue_as, &req.csr) {
+                (Some(i), _) => (i.subject.clone(), i.sans.clone()),
+                (None, Some(csr)) => (validate::subject_of(csr.subject_name()), SanSet::of_csr(csr)),
+                (None, None) => {
                     let mut s = cur_cert
                         .as_ref()
                         .map(|c| validate::subject_of(c.subject_name()))
@@ -473,6 +495,9 @@ impl Engine {
             let (mut payload, _, _) =
                 self.plan_issue(c, &p, req.csr.as_ref(), subject, sans, stored_spec, Some(obj.id), "renew")?;
             payload.not_after_max = req.not_after_max;
+            if let Some(i) = &req.issue_as {
+                payload.ekus = Some(i.ekus.clone());
+            }
             payload.store_ids = push_targets(c, &p, &obj, &[], &req.access, payload.generate_key.is_some())?;
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
             if req.reenable && obj.disabled {
@@ -838,13 +863,25 @@ pub fn db_message(e: &diesel::result::Error) -> String {
     }
 }
 
+/// Was a certificate with this key (SPKI SHA-256) revoked for key compromise (reason 1)?
+pub fn compromised_key(c: &mut DbConn, public_key_sha256: &str) -> Result<bool, diesel::result::Error> {
+    use crate::db::schema::revocations;
+    let n: i64 = certificates::table
+        .inner_join(revocations::table.on(revocations::certificate_id.eq(certificates::id)))
+        .filter(certificates::public_key_sha256.eq(public_key_sha256))
+        .filter(revocations::reason.eq(1))
+        .count()
+        .get_result(c)?;
+    Ok(n > 0)
+}
+
 fn enqueue(c: &mut DbConn, object_id: i64, payload: &str) -> Result<i64, RenewError> {
     let guid = new_guid();
     let ts = now();
     diesel::insert_into(jobs::table)
         .values(NewJob {
             guid: &guid,
-            kind: "issue",
+            kind: super::queue::KIND_ISSUE,
             object_id,
             payload,
             state: job_state::QUEUED,

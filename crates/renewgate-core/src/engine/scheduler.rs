@@ -235,6 +235,7 @@ impl Engine {
                     certificate_data: None,
                     not_after_max: None,
                     access: Default::default(),
+                    issue_as: None,
                 },
             )?;
             let raw: String = jobs::table.find(accepted.job_id).select(jobs::payload).first(c)?;

@@ -30,6 +30,9 @@ pub enum PolicyViolation {
     /// The SAN set as a whole: the offending names.
     Sans(Vec<String>),
     KeyReuse,
+    /// The CSR's key belongs to a certificate revoked for key compromise (reason 1): refused
+    /// everywhere, whatever the folder allows.
+    CompromisedKey,
     /// The folder requires a user-provided CSR and none was given (the folder's DN).
     CsrRequired(String),
     /// The folder requires a service-generated key and a CSR was given.
@@ -37,6 +40,75 @@ pub enum PolicyViolation {
     /// A name that no certificate may carry (control characters, bad DNS syntax, a wildcard
     /// over a public suffix...): checked before any policy rule, in every dialect.
     BadName(crate::names::NameError),
+}
+
+impl PolicyViolation {
+    /// The policy and CSR messages of the seed (Venafi's Certificates/Renew, HTTP 400),
+    /// placeholders filled; every dialect shows them.
+    pub fn message(&self) -> String {
+        match self {
+            PolicyViolation::City(l) => format!("City error. City value {l} violates policy city settings."),
+            PolicyViolation::CommonNameWhitelist(cn) => {
+                format!("Common name error. Certificate common name {cn} violates whitelist domain policy settings.")
+            }
+            PolicyViolation::CommonNameWildcard => {
+                "Common name error. Certificate common name contains a wildcard symbol that violates policy settings."
+                    .into()
+            }
+            PolicyViolation::Country(c) => {
+                format!("Country error. Country value {c} violates policy country settings.")
+            }
+            PolicyViolation::DnsSanWildcard(d) => {
+                format!(
+                    "DNS SAN error. Subject alternative name DNS {d} contains a wildcard symbol that violates policy settings."
+                )
+            }
+            PolicyViolation::DnsSan => "DNS SAN error. Subject alternative name DNS violates policy settings.".into(),
+            PolicyViolation::EllipticCurve => {
+                "Elliptic curve error. Elliptic curve value violates policy settings.".into()
+            }
+            PolicyViolation::EmailSan => {
+                "Email SAN error. Subject alternative name Email violates policy settings.".into()
+            }
+            PolicyViolation::IpSan => {
+                "IP Address SAN error. Subject alternative name IP violates policy settings.".into()
+            }
+            PolicyViolation::KeyAlgorithm => "Key algorithm error. Key algorithm violates policy settings.".into(),
+            PolicyViolation::KeySize => "Key size error. Key size violates policy settings.".into(),
+            PolicyViolation::Organization(o) => {
+                format!("Organization error. Organization value {o} violates policy organization settings.")
+            }
+            PolicyViolation::OrgUnitMissing(ou) => {
+                format!(
+                    "Organization unit error. Organization unit value {ou} is missing from the organization unit list."
+                )
+            }
+            PolicyViolation::OrgUnitViolating(ou) => {
+                format!(
+                    "Organization unit error. Organization unit value {ou} violates policy organization unit settings."
+                )
+            }
+            PolicyViolation::State(st) => format!("State error. State value {st} violates policy state settings."),
+            PolicyViolation::UpnSan => "UPN SAN error. Subject alternative name UPN violates policy settings.".into(),
+            PolicyViolation::UriSan => "URI SAN error. Subject alternative name URI violates policy settings.".into(),
+            PolicyViolation::Sans(names) => {
+                format!("SANs error. Subject alternative names {} violate policy settings.", names.join(", "))
+            }
+            PolicyViolation::BadName(e) => e.to_string(),
+            PolicyViolation::KeyReuse => {
+                "This CSR appears to reuse a private key. Private key reuse has not been allowed.".into()
+            }
+            PolicyViolation::CompromisedKey => {
+                "This CSR's public key belongs to a certificate revoked for key compromise.".into()
+            }
+            PolicyViolation::CsrRequired(dn) => {
+                format!("PKCS#10 data required. Policy {dn}\\ is locked to a User Provided CSR.")
+            }
+            PolicyViolation::ServiceCsrRequired(dn) => {
+                format!("PKCS#10 data not allowed. Policy {dn}\\ is locked to a Service Generated CSR.")
+            }
+        }
+    }
 }
 
 /// The subject fields of an X.509 name.

@@ -1,37 +1,31 @@
-//! ACME state in the database: nonces (shared by every instance), EAB keys and accounts.
+//! ACME state in the database: consumed nonces (shared by every instance), EAB keys, accounts
+//! and the objects assigned to EAB keys.
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64U;
 use diesel::prelude::*;
 use serde_json::Value;
 
-use crate::db::schema::{acme_accounts, acme_eab_keys, acme_nonces};
+use crate::db::schema::{acme_accounts, acme_assignments, acme_eab_keys, acme_nonces};
 use crate::db::{DbConn, DbError, now};
 use crate::secrets::MasterKey;
 
 /// The sealing purpose of EAB HMAC keys (see [`MasterKey::seal`]).
 pub const EAB_PURPOSE: &str = "acme-eab-key";
-const NONCE_LIFETIME_SECS: i64 = 3600;
 
-/// Stores a fresh nonce, valid for an hour.
-pub fn insert_nonce(c: &mut DbConn, n: &str) -> Result<(), DbError> {
-    diesel::insert_into(acme_nonces::table)
-        .values((
-            acme_nonces::nonce.eq(n),
-            acme_nonces::expires_at.eq(now() + chrono::Duration::seconds(NONCE_LIFETIME_SECS)),
-        ))
-        .execute(c)?;
-    Ok(())
+/// Records a nonce a verified request consumed: false when it was consumed before (a replay,
+/// on this instance or another sharing the database).
+pub fn record_used_nonce(c: &mut DbConn, n: &str, expires_at: chrono::NaiveDateTime) -> Result<bool, DbError> {
+    match diesel::insert_into(acme_nonces::table)
+        .values((acme_nonces::nonce.eq(n), acme_nonces::expires_at.eq(expires_at)))
+        .execute(c)
+    {
+        Ok(_) => Ok(true),
+        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// Consumes a nonce atomically: true iff it existed and had not expired.
-pub fn consume_nonce(c: &mut DbConn, n: &str) -> Result<bool, DbError> {
-    let gone =
-        diesel::delete(acme_nonces::table.filter(acme_nonces::nonce.eq(n)).filter(acme_nonces::expires_at.gt(now())))
-            .execute(c)?;
-    Ok(gone == 1)
-}
-
-/// Deletes expired nonces (the table does not grow without bound).
+/// Deletes consumed nonces that have expired (they could not verify any more).
 pub fn purge_nonces(c: &mut DbConn) -> Result<usize, DbError> {
     Ok(diesel::delete(acme_nonces::table.filter(acme_nonces::expires_at.le(now()))).execute(c)?)
 }
@@ -48,6 +42,7 @@ pub struct Account {
     pub policy_dn: String,
     pub prevalidated: bool,
     pub created_at: chrono::NaiveDateTime,
+    pub created_from: Option<String>,
 }
 
 pub fn account(c: &mut DbConn, id: i64) -> Result<Option<Account>, DbError> {
@@ -65,12 +60,52 @@ pub struct Binding {
     pub prevalidated: bool,
 }
 
+/// Accounts created without EAB from `source` since `since` (the hourly limit).
+pub fn accounts_created_from(c: &mut DbConn, source: &str, since: chrono::NaiveDateTime) -> Result<i64, DbError> {
+    Ok(acme_accounts::table
+        .filter(acme_accounts::created_from.eq(source))
+        .filter(acme_accounts::created_at.gt(since))
+        .count()
+        .get_result(c)?)
+}
+
+/// Does the EAB key `kid` exist, and may its accounts act on any object of its folder?
+pub fn eab_folder_orders(c: &mut DbConn, kid: &str) -> Result<Option<bool>, DbError> {
+    Ok(acme_eab_keys::table
+        .filter(acme_eab_keys::kid.eq(kid))
+        .select(acme_eab_keys::folder_orders)
+        .first(c)
+        .optional()?)
+}
+
+/// Lets the accounts of EAB key `kid` act on `object_id` (`renewgate acme assign`).
+pub fn assign(c: &mut DbConn, kid: &str, object_id: i64) -> Result<bool, DbError> {
+    match diesel::insert_into(acme_assignments::table)
+        .values((
+            acme_assignments::eab_kid.eq(kid),
+            acme_assignments::object_id.eq(object_id),
+            acme_assignments::created_at.eq(now()),
+        ))
+        .execute(c)
+    {
+        Ok(_) => Ok(true),
+        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The objects assigned to EAB key `kid`.
+pub fn assigned_objects(c: &mut DbConn, kid: &str) -> Result<Vec<i64>, DbError> {
+    Ok(acme_assignments::table.filter(acme_assignments::eab_kid.eq(kid)).select(acme_assignments::object_id).load(c)?)
+}
+
 /// Creates an EAB key bound to a policy folder; returns (kid, base64url HMAC key).
 pub fn create_eab(
     c: &mut DbConn,
     master: &MasterKey,
     policy_dn: &str,
     prevalidated: bool,
+    folder_orders: bool,
 ) -> Result<(String, String), String> {
     let dn = crate::engine::policy::normalize_dn(policy_dn);
     if crate::engine::policy::find_folder(c, &dn).map_err(|e| e.to_string())?.is_none() {
@@ -105,6 +140,7 @@ pub fn create_eab(
             acme_eab_keys::policy_dn.eq(&dn),
             acme_eab_keys::prevalidated.eq(prevalidated),
             acme_eab_keys::created_at.eq(now()),
+            acme_eab_keys::folder_orders.eq(folder_orders),
         ))
         .execute(c)
         .map_err(|e| e.to_string())?;
@@ -127,18 +163,20 @@ pub fn eab_key(c: &mut DbConn, kid: &str) -> Result<Option<EabKey>, DbError> {
     Ok(row.map(|(hmac_enc, policy_dn, prevalidated)| EabKey { hmac_enc, policy_dn, prevalidated }))
 }
 
-/// Inserts a `valid` account for the key `thumb` (read it back with [`account_by_thumbprint`]);
-/// without a binding it belongs to the root folder.
+/// Inserts a `valid` account for the key `thumb` (read it back with [`account_by_thumbprint`]):
+/// bound by its EAB key, or (`b` None) to `unbound_folder`, recording where it came from.
 pub fn insert_account(
     c: &mut DbConn,
     thumb: &str,
     jwk: &Value,
     contacts: &[String],
     b: Option<Binding>,
+    unbound_folder: &str,
+    source: Option<&str>,
 ) -> Result<(), DbError> {
     let (kid, dn, pre) = match b {
         Some(b) => (Some(b.kid), b.policy_dn, b.prevalidated),
-        None => (None, crate::engine::policy::ROOT_DN.to_string(), false),
+        None => (None, unbound_folder.to_string(), false),
     };
     diesel::insert_into(acme_accounts::table)
         .values((
@@ -150,6 +188,7 @@ pub fn insert_account(
             acme_accounts::policy_dn.eq(dn),
             acme_accounts::prevalidated.eq(pre),
             acme_accounts::created_at.eq(now()),
+            acme_accounts::created_from.eq(source),
         ))
         .execute(c)?;
     Ok(())
