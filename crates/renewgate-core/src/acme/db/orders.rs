@@ -251,7 +251,12 @@ pub fn pending_authz_count(c: &mut DbConn, account_id: i64) -> Result<i64, DbErr
 
 /// An authorization's challenges.
 pub fn challenges(c: &mut DbConn, authz_id: i64) -> Result<Vec<Challenge>, DbError> {
-    Ok(acme_challenges::table.filter(acme_challenges::authz_id.eq(authz_id)).select(Challenge::as_select()).load(c)?)
+    // In creation order: PostgreSQL returns an updated row wherever its new version lies.
+    Ok(acme_challenges::table
+        .filter(acme_challenges::authz_id.eq(authz_id))
+        .order(acme_challenges::id.asc())
+        .select(Challenge::as_select())
+        .load(c)?)
 }
 
 pub fn find_challenge(c: &mut DbConn, id: i64) -> Result<Option<Challenge>, DbError> {
