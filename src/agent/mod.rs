@@ -257,15 +257,17 @@ fn install(job: &AgentJob, store: &StoreRoot, rel: &Path, alias: &str) -> anyhow
             {
                 anyhow::bail!("{} exists and the job does not allow overwriting", crt.display());
             }
-            store.write_file(&crt, leaf_pem.as_bytes(), WriteOptions::new(0o644))?;
+            // The .crt goes last: a watcher that reloads when it changes finds the chain and key
+            // of the same certificate already in place.
+            if let Some(k) = &job.private_key_pem {
+                store.write_file(&rel.join(format!("{alias}.key")), k.as_bytes(), WriteOptions::new(0o600))?;
+            }
             store.write_file(
                 &rel.join(format!("{alias}.chain.pem")),
                 format!("{leaf_pem}{chain_pem}").as_bytes(),
                 WriteOptions::new(0o644),
             )?;
-            if let Some(k) = &job.private_key_pem {
-                store.write_file(&rel.join(format!("{alias}.key")), k.as_bytes(), WriteOptions::new(0o600))?;
-            }
+            store.write_file(&crt, leaf_pem.as_bytes(), WriteOptions::new(0o644))?;
         }
         "pkcs12" | "jks" => {
             let pw = job.store_password.clone().ok_or_else(|| anyhow::anyhow!("the store has no password"))?;

@@ -76,7 +76,8 @@ class Gateway:
         self.root = root
         self.database = database
         self.port = free_port()
-        self.data_dir = Path(data_dir) if data_dir else root / f"data-{self.port}"
+        # A port can come back within one test: the name must not reuse an earlier gateway's files.
+        self.data_dir = Path(data_dir) if data_dir else root / f"data-{self.port}-{uuid.uuid4().hex[:8]}"
         self.url = f"https://127.0.0.1:{self.port}"
         self.extra_env = dict(env or {})
         self.proc = None
