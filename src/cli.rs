@@ -540,7 +540,7 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             let spec = crate::ca::KeySpec::parse_config(&settings.ca.key_type)?;
             engine
                 .ca
-                .add_issuing(&mut conn, &name, spec, &settings.ca.organization)
+                .add_issuing(&mut conn, &name, spec, &settings.ca.organization, &format!("{name} CA"))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             std::fs::write(settings.ca_bundle_path(), crate::ca::BuiltinCa::bundle_pem(&mut conn)?)?;
             crate::engine::audit::record(

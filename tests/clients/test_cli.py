@@ -30,7 +30,7 @@ def test_data_dir_files(gateway):
     assert mode(mk) == 0o600, oct(mode(mk))
     assert len(base64.b64decode(mk.read_text().strip())) == 32
     bundle = load_certs((d / "ca-bundle.pem").read_bytes())
-    assert len(bundle) == 2
+    assert len(bundle) == 3, "root, issuing and issuing-rsa"
     if gateway.database.backend == "sqlite":
         assert (d / "renewgate.db").exists()
     assert (d / "tls").is_dir()
@@ -103,7 +103,7 @@ def test_master_key_file(gateway_factory, tmp_path):
 def test_ca_show_prints_the_bundle(gateway):
     r = gateway.cli("ca", "show")
     assert r.stdout == open(gateway.ca_bundle).read()
-    assert len(load_certs(r.stdout)) == 2
+    assert len(load_certs(r.stdout)) == 3
 
 
 def test_migrate_prints_nothing_on_stdout(gateway):

@@ -31,14 +31,17 @@ def s(gw):
 
 @pytest.fixture(scope="module")
 def ca_certs(gw):
-    """(root, issuing) from the CA bundle."""
+    """(root, issuing) from the CA bundle: the EC issuing CA (the CSRs here have EC keys); the
+    bundle also holds `issuing-rsa`, which signs RSA keys."""
     certs = load_certs(open(gw.ca_bundle, "rb").read())
-    assert len(certs) == 2, "the CA bundle holds the root and the issuing CA"
+    assert len(certs) == 3, "the CA bundle holds the root, the issuing CA and the RSA issuing CA"
     roots = [c for c in certs if c.subject == c.issuer]
     assert len(roots) == 1
     root = roots[0]
-    issuing = [c for c in certs if c is not root][0]
-    return root, issuing
+    issuing = [c for c in certs if c is not root and not isinstance(c.public_key(), rsa.RSAPublicKey)]
+    assert len(issuing) == 1
+    assert [c for c in certs if isinstance(c.public_key(), rsa.RSAPublicKey)][0].issuer == root.subject
+    return root, issuing[0]
 
 
 @pytest.fixture(scope="module")

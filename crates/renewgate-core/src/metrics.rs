@@ -95,6 +95,53 @@ impl Histogram {
     }
 }
 
+/// A histogram of seconds per value of one label (e.g. per issuer), behind a mutex: it is
+/// observed once per issued certificate, not per request.
+pub struct LabeledHistogram {
+    name: &'static str,
+    help: &'static str,
+    label: &'static str,
+    bounds: &'static [f64],
+    values: Mutex<BTreeMap<String, (Vec<u64>, u64, f64)>>,
+}
+
+impl LabeledHistogram {
+    pub const fn new(name: &'static str, help: &'static str, label: &'static str, bounds: &'static [f64]) -> Self {
+        LabeledHistogram { name, help, label, bounds, values: Mutex::new(BTreeMap::new()) }
+    }
+
+    pub fn observe_labeled(&self, label_value: &str, secs: f64) {
+        let secs = if secs.is_finite() && secs > 0.0 { secs } else { 0.0 };
+        let mut m = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        let e = m.entry(label_value.to_string()).or_insert_with(|| (vec![0; self.bounds.len()], 0, 0.0));
+        for (b, bound) in e.0.iter_mut().zip(self.bounds) {
+            if secs <= *bound {
+                *b += 1;
+            }
+        }
+        e.1 += 1;
+        e.2 += secs;
+    }
+
+    pub fn count(&self, label_value: &str) -> u64 {
+        self.values.lock().unwrap_or_else(|e| e.into_inner()).get(label_value).map(|e| e.1).unwrap_or(0)
+    }
+
+    fn render(&self, out: &mut String) {
+        header(out, self.name, self.help, "histogram");
+        let bucket = format!("{}_bucket", self.name);
+        for (v, (buckets, count, sum)) in self.values.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            for (b, bound) in buckets.iter().zip(self.bounds) {
+                let le = format!("{bound}");
+                sample(out, &bucket, &[(self.label, v), ("le", &le)], *b as f64);
+            }
+            sample(out, &bucket, &[(self.label, v), ("le", "+Inf")], *count as f64);
+            sample(out, &format!("{}_sum", self.name), &[(self.label, v)], *sum);
+            sample(out, &format!("{}_count", self.name), &[(self.label, v)], *count as f64);
+        }
+    }
+}
+
 pub fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -129,6 +176,8 @@ pub struct Metrics {
     pub issuance_jobs: Counter,
     pub store_push_results: Counter,
     pub scheduler_runs: Counter,
+    pub issuer_latency: LabeledHistogram,
+    pub issuer_failures: Counter,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -167,6 +216,18 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "Passes of the automatic-renewal scheduler in this instance, by outcome.",
         &["outcome"],
     ),
+    issuer_latency: LabeledHistogram::new(
+        "renewgate_issuer_duration_seconds",
+        "Time an issuer took to sign one certificate (an upstream CA: the whole order), by issuer.",
+        "issuer",
+        &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0],
+    ),
+    issuer_failures: Counter::new(
+        "renewgate_issuer_failures_total",
+        "Failed issuance attempts by issuer and problem type (an upstream ACME error type such as \
+         rateLimited or badNonce, or unreachable, crypto, policy).",
+        &["issuer", "problem"],
+    ),
 });
 
 /// The process-local series, rendered.
@@ -179,6 +240,8 @@ pub fn render_process(out: &mut String) {
     m.issuance_jobs.render(out);
     m.store_push_results.render(out);
     m.scheduler_runs.render(out);
+    m.issuer_latency.render(out);
+    m.issuer_failures.render(out);
 }
 
 #[cfg(test)]

@@ -992,7 +992,7 @@ pub fn check_policy_body(p: &policy::EffectivePolicy) -> Value {
     let mgmt_locked = p.get("management_type").is_some_and(|x| x.locked);
     let ca_locked = p.get("ca").is_some_and(|x| x.locked);
     json!({
-        "CertificateAuthority": lv(ca_locked, p.get("ca").map(|_| json!(p.ca())).unwrap_or(Value::Null)),
+        "CertificateAuthority": lv(ca_locked, p.ca().map(|ca| json!(ca)).unwrap_or(Value::Null)),
         "CsrGeneration": lv(origin_locked, json!(if origin == "service" { "ServiceGenerated" } else { "UserProvided" })),
         "KeyGeneration": lv(origin_locked, json!(if origin == "user" { "UserProvided" } else { "Central" })),
         "KeyPair": {

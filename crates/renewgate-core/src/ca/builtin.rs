@@ -21,6 +21,17 @@ use crate::secrets::MasterKey;
 
 pub const ROOT_CA: &str = "root";
 pub const ISSUING_CA: &str = "issuing";
+/// The RSA issuing CA beside `issuing` (whose algorithm `ca.key_type` sets): RSA keys are signed
+/// with RSA, because real TPP CAs do and some clients (vcert-python) fail on anything else.
+pub const ISSUING_RSA_CA: &str = "issuing-rsa";
+
+/// The built-in issuing CA for a key of `spec` when its folder names none.
+pub fn default_issuer(spec: Option<KeySpec>) -> &'static str {
+    match spec {
+        Some(KeySpec::Rsa(_)) => ISSUING_RSA_CA,
+        _ => ISSUING_CA,
+    }
+}
 const CA_KEY_PURPOSE: &str = "ca-key";
 const CA_INIT_LOCK: i64 = 7262002;
 
@@ -50,6 +61,8 @@ pub enum CaError {
     NotFound(String),
     #[error("CA {0} is disabled")]
     Disabled(String),
+    #[error("CA {0} already exists")]
+    Exists(String),
     #[error(
         "the master key cannot decrypt the stored key of CA {0}: start with the master key this database was created with (RENEWGATE_MASTER_KEY_FILE or RENEWGATE_MASTER_KEY)"
     )]
@@ -73,8 +86,9 @@ impl BuiltinCa {
         BuiltinCa { master, cache: RwLock::new(HashMap::new()) }
     }
 
-    /// Creates root and issuing CAs on an empty database (under a lock), then checks that the
-    /// master key opens them.
+    /// Creates root, `issuing` and `issuing-rsa` on an empty database (under a lock) and adds
+    /// `issuing-rsa` under the existing root of a database from before it existed, then checks
+    /// that the master key opens them. Returns whether anything was created.
     pub fn initialise(&self, conn: &mut DbConn, spec: KeySpec, organization: &str) -> Result<bool, CaError> {
         let created = write_tx(conn, Some(CA_INIT_LOCK), |c| -> Result<bool, CaError> {
             let existing: i64 = cas::table.filter(cas::name_lower.eq(ROOT_CA)).count().get_result(c)?;
@@ -94,13 +108,32 @@ impl BuiltinCa {
             self.insert_ca(c, ISSUING_CA, &iss_cert, &iss_key, Some(root_id), false)?;
             Ok(true)
         })?;
+        let has_rsa: i64 = cas::table.filter(cas::name_lower.eq(ISSUING_RSA_CA)).count().get_result(conn)?;
+        let added_rsa = if has_rsa == 0 {
+            match self.add_issuing(conn, ISSUING_RSA_CA, KeySpec::Rsa(2048), organization, "Issuing CA RSA") {
+                Ok(()) => true,
+                // Another instance starting on the same database added it first.
+                Err(CaError::Exists(_)) => false,
+                Err(e) => return Err(e),
+            }
+        } else {
+            false
+        };
         // Fail the start now if the key does not open what is stored.
         self.load_by_name(conn, ISSUING_CA)?;
-        Ok(created)
+        self.load_by_name(conn, ISSUING_RSA_CA)?;
+        Ok(created || added_rsa)
     }
 
     /// Creates another issuing CA, signed by the built-in root.
-    pub fn add_issuing(&self, conn: &mut DbConn, name: &str, spec: KeySpec, organization: &str) -> Result<(), CaError> {
+    pub fn add_issuing(
+        &self,
+        conn: &mut DbConn,
+        name: &str,
+        spec: KeySpec,
+        organization: &str,
+        cn_suffix: &str,
+    ) -> Result<(), CaError> {
         if name.trim().is_empty() || name.contains('\\') {
             return Err(CaError::Other("a CA name must be non-empty and contain no '\\'".into()));
         }
@@ -109,11 +142,11 @@ impl BuiltinCa {
         write_tx(conn, Some(CA_INIT_LOCK), |c| -> Result<(), CaError> {
             let exists: i64 = cas::table.filter(cas::name_lower.eq(name.to_ascii_lowercase())).count().get_result(c)?;
             if exists > 0 {
-                return Err(CaError::Other(format!("CA {name} already exists")));
+                return Err(CaError::Exists(name.to_string()));
             }
             let (cert, key) = make_ca_cert(
                 spec,
-                &format!("{organization} {name} CA"),
+                &format!("{organization} {cn_suffix}"),
                 organization,
                 Some((&root.cert, &root.key)),
                 10 * 365,
@@ -123,15 +156,20 @@ impl BuiltinCa {
         })
     }
 
-    /// A CA row by name (`host\\NAME` or `NAME`, case-insensitive): its canonical name.
+    /// An issuer by name (`host\\NAME` or `NAME`, case-insensitive): a built-in issuing CA or
+    /// an upstream one. Its canonical name.
     pub fn find_row(conn: &mut DbConn, name: &str) -> Result<Option<String>, diesel::result::Error> {
         let bare = name.rsplit('\\').next().unwrap_or(name).trim().to_ascii_lowercase();
-        cas::table
-            .filter(cas::name_lower.eq(bare))
+        let builtin = cas::table
+            .filter(cas::name_lower.eq(&bare))
             .filter(cas::is_root.eq(false))
             .select(cas::name)
             .first(conn)
-            .optional()
+            .optional()?;
+        match builtin {
+            Some(n) => Ok(Some(n)),
+            None => Ok(super::upstream::db::find(conn, &bare)?.map(|r| r.name)),
+        }
     }
 
     pub fn list_issuing(conn: &mut DbConn) -> Result<Vec<CaRow>, diesel::result::Error> {

@@ -1,5 +1,8 @@
-//! Certificate authorities: key specs, leaf building, and the built-in OpenSSL CA.
+//! Certificate authorities: key specs, leaf building, the issuer interface, and the built-in
+//! OpenSSL CAs.
 pub mod builtin;
+pub mod issuer;
+pub mod upstream;
 
 use std::net::IpAddr;
 

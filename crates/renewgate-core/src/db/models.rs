@@ -211,6 +211,8 @@ pub struct Job {
     pub error: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub issuer_state: Option<String>,
+    pub key_enc: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Insertable)]

@@ -213,6 +213,34 @@ diesel::table! {
         error -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        issuer_state -> Nullable<Text>,
+        key_enc -> Nullable<Binary>,
+    }
+}
+
+diesel::table! {
+    issuers (id) {
+        id -> BigInt,
+        name -> Text,
+        name_lower -> Text,
+        kind -> Text,
+        directory_url -> Text,
+        config -> Text,
+        eab_hmac_enc -> Nullable<Binary>,
+        account_key_enc -> Nullable<Binary>,
+        account_url -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        removed -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    http01_answers (token) {
+        token -> Text,
+        key_authorization -> Text,
+        expires_at -> Timestamp,
     }
 }
 
@@ -230,6 +258,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     csrs,
     revocations,
     jobs,
+    issuers,
+    http01_answers,
     templates,
     certificate_info,
     stores,

@@ -55,9 +55,29 @@ pub struct Engine {
     pub login: Arc<crate::auth::login::LoginGate>,
     /// ACME's stateless nonces (a key derived from the master key, shared by every instance).
     pub acme_nonces: crate::acme::nonce::NonceSource,
+    /// Upstream ACME issuers, loaded on first use and reloaded when changed.
+    pub upstreams: crate::ca::upstream::Upstreams,
 }
 
 impl Engine {
+    /// The issuer a job names: a built-in CA (by its `cas` name) or an upstream ACME CA.
+    pub fn issuer(
+        &self,
+        conn: &mut crate::db::DbConn,
+        name: &str,
+    ) -> Result<Arc<dyn crate::ca::issuer::Issuer>, crate::ca::builtin::CaError> {
+        match self.ca.load_by_name(conn, name) {
+            Ok(ca) => Ok(ca),
+            Err(crate::ca::builtin::CaError::NotFound(_)) => {
+                match self.upstreams.get(conn, name, &self.master, &self.pool)? {
+                    Some(u) => Ok(u),
+                    None => Err(crate::ca::builtin::CaError::NotFound(name.to_string())),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn new(pool: Pool, backend: Backend, master: MasterKey, settings: Settings) -> anyhow::Result<Engine> {
         let default_validity = crate::settings::parse_duration(&settings.issuance.validity)?;
         Ok(Engine {
@@ -70,6 +90,7 @@ impl Engine {
             signals: Arc::new(queue::Signals::default()),
             login: Arc::new(crate::auth::login::LoginGate::new(&settings.auth)),
             acme_nonces: crate::acme::nonce::NonceSource::new(&master)?,
+            upstreams: Default::default(),
         })
     }
 }

@@ -437,8 +437,14 @@ impl EffectivePolicy {
     pub fn management_type(&self) -> String {
         self.string("management_type").map(|s| s.0).unwrap_or_else(|| "Enrollment".into())
     }
-    pub fn ca(&self) -> String {
-        self.string("ca").map(|s| s.0).unwrap_or_else(|| crate::ca::builtin::ISSUING_CA.into())
+    /// The issuer a folder names; None: the built-in issuing CA of the key's algorithm.
+    pub fn ca(&self) -> Option<String> {
+        self.string("ca").map(|s| s.0).filter(|s| !s.trim().is_empty())
+    }
+    /// The issuer of a request for a key of `spec`: the folder's CA, else the built-in issuing CA
+    /// of the key's algorithm (RSA keys `issuing-rsa`, EC keys `issuing`).
+    pub fn issuer_for(&self, spec: Option<crate::ca::KeySpec>) -> String {
+        self.ca().unwrap_or_else(|| crate::ca::builtin::default_issuer(spec).into())
     }
     /// Whether the scheduler renews this folder's service-generated certificates (default true).
     pub fn auto_renew(&self) -> bool {
@@ -524,7 +530,7 @@ fn default_text(key: &str) -> &'static str {
         "csr_origin" => "any",
         "management_type" => "Enrollment",
         "validity" => "issuance.validity",
-        "ca" => "issuing",
+        "ca" => "issuing (EC keys) / issuing-rsa (RSA keys)",
         "key_algorithm" => "either",
         "auto_renew" => "true",
         "push_on_renew" => "true",

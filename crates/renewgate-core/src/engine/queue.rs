@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use diesel::prelude::*;
-use openssl::pkey::{PKey, Public};
+use openssl::pkey::{PKey, Private, Public};
 use openssl::x509::{X509Name, X509Req};
 
 use super::inventory::{self, KEY_PURPOSE};
 use super::renew::IssuePayload;
 use super::{Engine, job_state, state};
-use crate::ca::{LeafTemplate, SanSet, build_leaf};
+use crate::ca::SanSet;
+use crate::ca::issuer::{IssueError, IssueInput, IssuerKind, JobProgress};
 use crate::db::models::{Job, NewCertVersion};
 use crate::db::schema::{cert_objects, certificate_info, certificates, jobs};
 use crate::db::{DbConn, new_guid, now, write_tx};
@@ -85,6 +86,17 @@ pub const KIND_ISSUE: &str = "issue";
 /// their payload names the challenge.
 pub const KIND_ACME_VALIDATION: &str = "acme-validation";
 
+/// Revocations at an upstream CA of certificates revoked here (retried until the CA confirms).
+pub const KIND_UPSTREAM_REVOKE: &str = "upstream-revoke";
+
+/// What an upstream revocation job revokes.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct UpstreamRevoke {
+    pub issuer: String,
+    pub certificate_id: i64,
+    pub reason: i32,
+}
+
 /// Set when a job's processing ends; wakes its heartbeat.
 #[derive(Default)]
 struct Finished {
@@ -111,14 +123,53 @@ struct ClaimedId {
 pub struct JobFailure {
     pub message: String,
     pub permanent: bool,
+    /// The issuer asked to be called again no sooner than this (an upstream Retry-After).
+    pub retry_after: Option<Duration>,
 }
 
 impl JobFailure {
     fn permanent(m: impl Into<String>) -> Self {
-        JobFailure { message: m.into(), permanent: true }
+        JobFailure { message: m.into(), permanent: true, retry_after: None }
     }
     fn transient(m: impl Into<String>) -> Self {
-        JobFailure { message: m.into(), permanent: false }
+        JobFailure { message: m.into(), permanent: false, retry_after: None }
+    }
+    fn from_issuer(e: IssueError) -> Self {
+        match e.retry {
+            None => JobFailure { message: e.message, permanent: true, retry_after: None },
+            Some(after) => JobFailure { message: e.message, permanent: false, retry_after: after },
+        }
+    }
+}
+
+/// An issuer's progress on one job (`jobs.issuer_state`), written only while the lease is ours.
+struct JobIssuerState<'a> {
+    engine: &'a Engine,
+    job_id: i64,
+    owner: &'a str,
+    resumed: Option<String>,
+}
+
+impl JobProgress for JobIssuerState<'_> {
+    fn load(&self) -> Option<String> {
+        self.resumed.clone()
+    }
+    fn save(&self, state: &str) -> Result<(), IssueError> {
+        let lost = |e: String| IssueError::transient("database", e);
+        let mut c = self.engine.pool.get().map_err(|e| lost(e.to_string()))?;
+        let n = diesel::update(
+            jobs::table
+                .find(self.job_id)
+                .filter(jobs::lease_owner.eq(self.owner))
+                .filter(jobs::state.eq(job_state::RUNNING)),
+        )
+        .set(jobs::issuer_state.eq(Some(state)))
+        .execute(&mut c)
+        .map_err(|e| lost(e.to_string()))?;
+        if n != 1 {
+            return Err(lost("the job's lease was lost".into()));
+        }
+        Ok(())
     }
 }
 
@@ -162,8 +213,15 @@ impl Engine {
             }
         };
         let lease = self.settings.queue.lease_secs as i64;
-        let Some(job) = self.claim(&mut conn, owner, KIND_ISSUE, lease)? else {
-            return Ok(false);
+        let job = match self.claim(&mut conn, owner, KIND_ISSUE, lease)? {
+            Some(job) => job,
+            None => match self.claim(&mut conn, owner, KIND_UPSTREAM_REVOKE, lease)? {
+                Some(job) => {
+                    self.revoke_upstream(&mut conn, &job, owner)?;
+                    return Ok(true);
+                }
+                None => return Ok(false),
+            },
         };
         let started = Instant::now();
         // Keep the lease alive while the crypto runs (an RSA-4096 key can take longer than a
@@ -185,7 +243,7 @@ impl Engine {
                 // Claimed again after its worker died each time: give up instead of looping.
                 return Err(JobFailure::permanent(format!("gave up after {} attempts", job.attempts - 1)));
             }
-            self.issue(&mut conn, &job)
+            self.issue(&mut conn, &job, owner)
         });
         match result {
             Ok(issued) => {
@@ -299,17 +357,19 @@ impl Engine {
         }
     }
 
-    /// The crypto: build and sign the new certificate (no transaction held meanwhile).
-    fn issue(&self, conn: &mut DbConn, job: &Job) -> Result<IssuedCert, JobFailure> {
+    /// The crypto: the issuer named by the job signs the new certificate (no transaction held
+    /// meanwhile).
+    fn issue(&self, conn: &mut DbConn, job: &Job, owner: &str) -> Result<IssuedCert, JobFailure> {
         let p: IssuePayload = serde_json::from_str(&job.payload)
             .map_err(|e| JobFailure::permanent(format!("unreadable job payload: {e}")))?;
-        let ca = self.ca.issuer(conn, &p.ca).map_err(|e| match e {
+        let issuer = self.issuer(conn, &p.ca).map_err(|e| match e {
             crate::ca::builtin::CaError::Db(e) => JobFailure::transient(e.to_string()),
             other => JobFailure::permanent(other.to_string()),
         })?;
         let crypto = |e: openssl::error::ErrorStack| JobFailure::permanent(format!("crypto: {e}"));
         let b64 = |s: &str| B64.decode(s).map_err(|e| JobFailure::permanent(format!("job payload: {e}")));
         let mut private_key = None;
+        let mut csr = None;
         // The subject and SANs to issue were settled at acceptance (policy applied); the CSR
         // contributes its public key.
         let payload_subject = p
@@ -317,14 +377,16 @@ impl Engine {
             .as_deref()
             .map(|d| b64(d).and_then(|der| X509Name::from_der(&der).map_err(crypto)))
             .transpose()?;
-        let (subject, sans, public_key): (X509Name, SanSet, PKey<Public>) = if let Some(csr) = &p.csr_der {
-            let req = X509Req::from_der(&b64(csr)?).map_err(crypto)?;
+        let (subject, sans, public_key): (X509Name, SanSet, PKey<Public>) = if let Some(csr_der) = &p.csr_der {
+            let req = X509Req::from_der(&b64(csr_der)?).map_err(crypto)?;
             let pk = req.public_key().map_err(crypto)?;
             let subject = match payload_subject {
                 Some(s) => s,
                 None => X509Name::from_der(&req.subject_name().to_der().map_err(crypto)?).map_err(crypto)?,
             };
-            (subject, p.sans.clone().unwrap_or_else(|| SanSet::of_csr(&req)), pk)
+            let sans = p.sans.clone().unwrap_or_else(|| SanSet::of_csr(&req));
+            csr = Some(req);
+            (subject, sans, pk)
         } else if let Some(pkd) = &p.public_key_der {
             // Re-sign an existing public key (no private key involved).
             let pk = PKey::public_key_from_der(&b64(pkd)?).map_err(crypto)?;
@@ -332,27 +394,39 @@ impl Engine {
             (subject, p.sans.clone().unwrap_or_default(), pk)
         } else {
             let spec = p.generate_key.ok_or_else(|| JobFailure::permanent("job has neither a CSR nor a key type"))?;
-            let key = spec.generate().map_err(crypto)?;
+            let key = self.job_key(conn, job, owner, spec, issuer.describe().kind)?;
             let pk = PKey::public_key_from_der(&key.public_key_to_der().map_err(crypto)?).map_err(crypto)?;
             private_key = Some(key);
             let subject = payload_subject.ok_or_else(|| JobFailure::permanent("job has no subject"))?;
             (subject, p.sans.clone().unwrap_or_default(), pk)
         };
-        let leaf = build_leaf(
-            &ca.cert,
-            &ca.key,
-            &LeafTemplate {
-                subject: &subject,
-                sans: &sans,
-                public_key: &public_key,
-                validity_secs: p.validity_secs,
-                ekus: p.ekus.as_deref().unwrap_or(&[]),
-                not_after_max: p.not_after_max,
-            },
-        )
-        .map_err(crypto)?;
+        let input = IssueInput {
+            subject: &subject,
+            sans: &sans,
+            public_key: &public_key,
+            private_key: private_key.as_deref(),
+            csr: csr.as_deref(),
+            validity_secs: p.validity_secs,
+            ekus: p.ekus.as_deref().unwrap_or(&[]),
+            not_after_max: p.not_after_max,
+        };
+        let started = Instant::now();
+        let progress = JobIssuerState { engine: self, job_id: job.id, owner, resumed: job.issuer_state.clone() };
+        let issued = issuer.issue(&input, &progress);
+        let name = issuer.describe().name;
+        let issued = match issued {
+            Ok(i) => {
+                crate::metrics::METRICS.issuer_latency.observe_labeled(&name, started.elapsed().as_secs_f64());
+                i
+            }
+            Err(e) => {
+                crate::metrics::METRICS.issuer_failures.inc(&[&name, &e.kind]);
+                return Err(JobFailure::from_issuer(e));
+            }
+        };
+        let leaf = issued.leaf;
         let mut chain_pem = String::new();
-        for c in ca.chain() {
+        for c in &issued.chain {
             chain_pem.push_str(&String::from_utf8_lossy(&c.to_pem().map_err(crypto)?));
         }
         let key_enc = match &private_key {
@@ -363,6 +437,10 @@ impl Engine {
             ),
             None => None,
         };
+        let leaf_key = leaf.public_key().map_err(crypto)?;
+        if !leaf_key.public_eq(&public_key) {
+            return Err(JobFailure::permanent(format!("CA {name} returned a certificate for another key")));
+        }
         Ok(IssuedCert {
             der: leaf.to_der().map_err(crypto)?,
             chain_pem,
@@ -373,12 +451,47 @@ impl Engine {
             not_after: crate::ca::asn1_to_naive(leaf.not_after()),
             public_key_sha256: crate::ca::public_key_fingerprint(&public_key),
             key_enc,
-            ca_id: ca.id,
-            ca_name: ca.name.clone(),
+            ca_id: issued.ca_id,
+            ca_name: name,
             template: p.template.clone(),
             metadata: p.metadata.clone(),
             store_ids: p.store_ids.clone(),
         })
+    }
+
+    /// The key a service-generated request is issued for. An issuer that works in steps (an
+    /// upstream order finalized with a CSR of this key) needs the same key when the job resumes
+    /// after a crash, so the key is kept with the job, sealed, before the issuer sees it.
+    fn job_key(
+        &self,
+        conn: &mut DbConn,
+        job: &Job,
+        owner: &str,
+        spec: crate::ca::KeySpec,
+        kind: IssuerKind,
+    ) -> Result<PKey<Private>, JobFailure> {
+        let crypto = |e: openssl::error::ErrorStack| JobFailure::permanent(format!("crypto: {e}"));
+        if let Some(sealed) = &job.key_enc {
+            let der = self.master.open(KEY_PURPOSE, sealed).map_err(|e| JobFailure::permanent(e.to_string()))?;
+            return PKey::private_key_from_der(&der).map_err(crypto);
+        }
+        let key = spec.generate().map_err(crypto)?;
+        if kind != IssuerKind::Builtin {
+            let sealed = self
+                .master
+                .seal(KEY_PURPOSE, &key.private_key_to_pkcs8().map_err(crypto)?)
+                .map_err(|e| JobFailure::permanent(e.to_string()))?;
+            let n = diesel::update(
+                jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(job_state::RUNNING)),
+            )
+            .set(jobs::key_enc.eq(Some(sealed)))
+            .execute(conn)
+            .map_err(|e| JobFailure::transient(e.to_string()))?;
+            if n != 1 {
+                return Err(JobFailure::transient("the job's lease was lost"));
+            }
+        }
+        Ok(key)
     }
 
     /// Commits the new version, makes it current and closes the job — all only if we still hold the lease.
@@ -404,7 +517,7 @@ impl Engine {
                 .values(NewCertVersion {
                     guid: &guid,
                     object_id: job.object_id,
-                    issuer_ca_id: Some(c.ca_id),
+                    issuer_ca_id: c.ca_id,
                     der: &c.der,
                     chain_pem: &c.chain_pem,
                     serial: &c.serial,
@@ -476,7 +589,10 @@ impl Engine {
                     audit_failed_renewal(tx, job, &f.message)?;
                 }
             } else {
-                let backoff = 2i64.pow(job.attempts.clamp(0, 8) as u32);
+                let backoff = f
+                    .retry_after
+                    .map(|d| d.as_secs().min(3600) as i64)
+                    .unwrap_or_else(|| 2i64.pow(job.attempts.clamp(0, 8) as u32));
                 diesel::update(owned)
                     .set((
                         jobs::state.eq(job_state::QUEUED),
@@ -490,6 +606,62 @@ impl Engine {
             }
             Ok(())
         })
+    }
+
+    /// Revokes a certificate at the upstream CA that issued it; failures retry with backoff up
+    /// to `queue.max_attempts` (the revocation here is already recorded and in force).
+    fn revoke_upstream(&self, conn: &mut DbConn, job: &Job, owner: &str) -> Result<(), diesel::result::Error> {
+        let outcome = (|| -> Result<(), JobFailure> {
+            let r: UpstreamRevoke = serde_json::from_str(&job.payload)
+                .map_err(|e| JobFailure::permanent(format!("unreadable job payload: {e}")))?;
+            let row = crate::ca::upstream::db::find_any(conn, &r.issuer)
+                .map_err(|e| JobFailure::transient(e.to_string()))?
+                .ok_or_else(|| JobFailure::permanent(format!("issuer {} does not exist", r.issuer)))?;
+            let issuer = crate::ca::upstream::UpstreamIssuer::from_row(&row, &self.master, &self.pool)
+                .map_err(JobFailure::permanent)?;
+            let (_, der) = crate::ca::upstream::db::issued_by(conn, r.certificate_id)
+                .map_err(|e| JobFailure::transient(e.to_string()))?
+                .ok_or_else(|| JobFailure::permanent(format!("certificate {} vanished", r.certificate_id)))?;
+            let leaf = openssl::x509::X509::from_der(&der).map_err(|e| JobFailure::permanent(e.to_string()))?;
+            crate::ca::issuer::Issuer::revoke(&issuer, &leaf, r.reason).map_err(|e| {
+                crate::metrics::METRICS.issuer_failures.inc(&[&row.name, &e.kind]);
+                JobFailure::from_issuer(e)
+            })
+        })();
+        match outcome {
+            Ok(()) => {
+                write_tx(conn, None, |tx| Self::close_job(tx, job.id, owner))?;
+                tracing::info!(job = job.id, "certificate revoked at the upstream CA");
+            }
+            Err(f) => self.fail(conn, job, owner, &f)?,
+        }
+        self.signals.job_finished(job.id);
+        Ok(())
+    }
+
+    /// Enqueues a revocation at an upstream CA (inside the revoking transaction).
+    pub fn enqueue_upstream_revoke(
+        c: &mut DbConn,
+        object_id: i64,
+        r: &UpstreamRevoke,
+    ) -> Result<(), diesel::result::Error> {
+        let guid = new_guid();
+        let ts = now();
+        let payload = serde_json::to_string(r).map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+        diesel::insert_into(jobs::table)
+            .values(crate::db::models::NewJob {
+                guid: &guid,
+                kind: KIND_UPSTREAM_REVOKE,
+                object_id,
+                payload: &payload,
+                state: job_state::QUEUED,
+                attempts: 0,
+                run_after: ts,
+                created_at: ts,
+                updated_at: ts,
+            })
+            .execute(c)?;
+        Ok(())
     }
 
     /// Enqueues an ACME validation job (inside the caller's transaction) and returns its id.
@@ -624,7 +796,7 @@ pub struct IssuedCert {
     not_after: chrono::NaiveDateTime,
     public_key_sha256: String,
     key_enc: Option<Vec<u8>>,
-    ca_id: i64,
+    ca_id: Option<i64>,
     ca_name: String,
     template: Option<String>,
     metadata: Option<std::collections::BTreeMap<String, String>>,

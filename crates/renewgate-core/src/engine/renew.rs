@@ -261,7 +261,7 @@ impl Engine {
             subject_der: Some(to_b64(final_subject.to_name()?.to_der())?),
             sans: Some(sans),
             generate_key: if csr.is_none() { Some(key_spec) } else { None },
-            ca: p.ca(),
+            ca: p.issuer_for(Some(key_spec)),
             validity_secs: p.validity(self.default_validity).as_secs(),
             reason: reason.into(),
             public_key_der: None,
@@ -340,6 +340,7 @@ impl Engine {
             if let Some(i) = &req.issue_as {
                 payload.ekus = Some(i.ekus.clone());
             }
+            check_upstream(c, &p, &payload)?;
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
             let key_spec_json = key_spec.map(|k| serde_json::to_string(&k).unwrap_or_default()).unwrap_or_default();
             let mgmt = match req.management_type.as_deref() {
@@ -499,6 +500,7 @@ impl Engine {
                 payload.ekus = Some(i.ekus.clone());
             }
             payload.store_ids = push_targets(c, &p, &obj, &[], &req.access, payload.generate_key.is_some())?;
+            check_upstream(c, &p, &payload)?;
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
             if req.reenable && obj.disabled {
                 diesel::update(cert_objects::table.find(obj.id))
@@ -583,7 +585,7 @@ impl Engine {
                 generate_key,
                 ca: match ca_name {
                     Some(n) => locked_ca(&p, &n)?,
-                    None => p.ca(),
+                    None => p.issuer_for(generate_key.or(cur_spec)),
                 },
                 validity_secs: validity.as_secs(),
                 reason: "renew".into(),
@@ -601,6 +603,7 @@ impl Engine {
                 )?,
                 not_after_max: None,
             };
+            check_upstream(c, &p, &payload)?;
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
             let job_id = enqueue(c, obj.id, &payload_json).map_err(|e| match e {
                 RenewError::StoreFailed(_, m) => RenewError::StoreFailed(obj.dn.clone(), m),
@@ -702,7 +705,22 @@ impl Engine {
                     revocations::revoked_at.eq(now()),
                 ))
                 .execute(c)?;
+            // A certificate from an upstream CA is revoked there too, by a durable job.
+            if let Some((issuer, _)) = crate::ca::upstream::db::issued_by(c, cert_id)?
+                && crate::ca::upstream::db::find_any(c, &issuer)?.is_some()
+            {
+                Self::enqueue_upstream_revoke(
+                    c,
+                    obj.id,
+                    &super::queue::UpstreamRevoke { issuer, certificate_id: cert_id, reason },
+                )?;
+            }
             Ok(true)
+        })
+        .inspect(|fresh| {
+            if *fresh {
+                self.signals.job_enqueued();
+            }
         })
     }
 
@@ -829,14 +847,50 @@ impl Engine {
     }
 }
 
+/// A public upstream CA logs every certificate in Certificate Transparency: the folder must
+/// restrict its domains, and names such a CA refuses are refused here, before any order.
+fn check_upstream(c: &mut DbConn, p: &policy::EffectivePolicy, payload: &IssuePayload) -> Result<(), RenewError> {
+    use crate::ca::builtin::{ISSUING_CA, ISSUING_RSA_CA};
+    if payload.ca == ISSUING_CA || payload.ca == ISSUING_RSA_CA {
+        return Ok(());
+    }
+    let Some(row) = crate::ca::upstream::db::find(c, &payload.ca)? else { return Ok(()) };
+    let public = serde_json::from_str::<crate::ca::upstream::UpstreamConfig>(&row.config).is_ok_and(|c| c.public);
+    if !public {
+        return Ok(());
+    }
+    if p.domains().is_empty() {
+        return Err(RenewError::Policy(PolicyViolation::PublicIssuer(format!(
+            "The certificate authority '{}' is public (its certificates appear in Certificate Transparency logs): the policy folder must restrict its domains.",
+            row.name
+        ))));
+    }
+    let names = payload.sans.iter().flat_map(|s| s.dns.iter());
+    for n in names {
+        if let Some(problem) = crate::ca::upstream::public_name_problem(n) {
+            return Err(RenewError::Policy(PolicyViolation::PublicIssuer(format!(
+                "The certificate authority '{}' is public: {problem}.",
+                row.name
+            ))));
+        }
+    }
+    Ok(())
+}
+
 /// Inserts a queued job and marks the object `processing` (inside the caller's transaction).
 /// A CA override, unless the folder locks another CA.
 fn locked_ca(p: &policy::EffectivePolicy, wanted: &str) -> Result<String, RenewError> {
     match p.get("ca") {
-        Some(s) if s.locked && !p.ca().eq_ignore_ascii_case(wanted) => Err(RenewError::BadParameter(
-            "CAConfiguration".into(),
-            format!("The policy folder {} locks the certificate authority to '{}'.", s.folder, p.ca()),
-        )),
+        Some(s) if s.locked && !p.ca().is_some_and(|ca| ca.eq_ignore_ascii_case(wanted)) => {
+            Err(RenewError::BadParameter(
+                "CAConfiguration".into(),
+                format!(
+                    "The policy folder {} locks the certificate authority to '{}'.",
+                    s.folder,
+                    p.ca().unwrap_or_default()
+                ),
+            ))
+        }
         _ => Ok(wanted.to_string()),
     }
 }

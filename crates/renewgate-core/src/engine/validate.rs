@@ -40,6 +40,8 @@ pub enum PolicyViolation {
     /// A name that no certificate may carry (control characters, bad DNS syntax, a wildcard
     /// over a public suffix...): checked before any policy rule, in every dialect.
     BadName(crate::names::NameError),
+    /// A request a public upstream CA must not see (the message says why).
+    PublicIssuer(String),
 }
 
 impl PolicyViolation {
@@ -95,6 +97,7 @@ impl PolicyViolation {
                 format!("SANs error. Subject alternative names {} violate policy settings.", names.join(", "))
             }
             PolicyViolation::BadName(e) => e.to_string(),
+            PolicyViolation::PublicIssuer(m) => m.clone(),
             PolicyViolation::KeyReuse => {
                 "This CSR appears to reuse a private key. Private key reuse has not been allowed.".into()
             }
