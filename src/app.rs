@@ -160,6 +160,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let acceptor = crate::tls::acceptor(&identity)?;
     engine.start_workers();
     crate::acme::jobs::start(engine.clone());
+    crate::api::http01::supervise(engine.clone());
     engine.start_scheduler();
     let state = web::Data::new(AppState { engine: engine.clone() });
     let doc = crate::openapi::document();

@@ -280,12 +280,123 @@ pub enum CaCmd {
         #[arg(long)]
         key: PathBuf,
     },
-    /// Create another issuing CA under the built-in root (key type from ca.key_type).
-    Add { name: String },
+    /// Create another issuing CA under the built-in root (key type from ca.key_type), or, with
+    /// --acme-directory, add an upstream CA reached over ACME (a folder with `ca=NAME` issues there).
+    Add {
+        name: String,
+        #[command(flatten)]
+        upstream: UpstreamArgs,
+    },
+    /// Change an upstream CA (the options of `ca add`; those not given keep their value). A
+    /// running gateway uses the new settings for its next job.
+    Update {
+        name: String,
+        #[command(flatten)]
+        upstream: UpstreamArgs,
+    },
+    /// One line per issuer: `<name>\t<kind>\t<status>\t<directory URL or ->`.
+    List,
+    /// Remove an upstream CA (refused while unexpired certificates or open jobs reference it; its
+    /// account is kept for later revocations).
+    Remove { name: String },
     /// Stop issuing from a CA (issuance from it fails and puts certificates in the error state).
     Disable { name: String },
     /// Issue from a disabled CA again.
     Enable { name: String },
+}
+
+fn public_text(public: bool) -> &'static str {
+    if public { "public" } else { "private" }
+}
+
+/// The options of an upstream ACME CA. Secrets come from stdin or a file, never the command line.
+#[derive(Debug, Args, Default)]
+pub struct UpstreamArgs {
+    /// The CA's ACME directory URL (https).
+    #[arg(long)]
+    pub acme_directory: Option<String>,
+    /// External account binding key id.
+    #[arg(long)]
+    pub eab_kid: Option<String>,
+    /// Read the EAB HMAC key (base64url) from stdin.
+    #[arg(long)]
+    pub eab_hmac_key_stdin: bool,
+    /// Read the EAB HMAC key (base64url) from a file.
+    #[arg(long)]
+    pub eab_hmac_key_file: Option<PathBuf>,
+    /// Account contact (mailto:…). Repeatable.
+    #[arg(long)]
+    pub contact: Vec<String>,
+    /// PEM certificates trusted for the directory's TLS (a private CA, a self-signed server).
+    #[arg(long)]
+    pub ca_bundle: Option<PathBuf>,
+    /// How challenges are answered: http-01 (from --http-listen) or none (pre-validated account).
+    #[arg(long)]
+    pub solver: Option<String>,
+    /// The plain-HTTP address the http-01 solver listens on (port 80 of the names forwards here).
+    #[arg(long)]
+    pub http_listen: Option<String>,
+    /// The CA is public (certificates in CT logs; folders need a domains policy). Default: a
+    /// directory not on loopback or a private address.
+    #[arg(long, conflicts_with = "private")]
+    pub public: bool,
+    /// The CA is private (on-premises), whatever its address.
+    #[arg(long)]
+    pub private: bool,
+}
+
+impl UpstreamArgs {
+    fn given(&self) -> bool {
+        self.acme_directory.is_some()
+            || self.eab_kid.is_some()
+            || self.eab_hmac_key_stdin
+            || self.eab_hmac_key_file.is_some()
+            || !self.contact.is_empty()
+            || self.ca_bundle.is_some()
+            || self.solver.is_some()
+            || self.http_listen.is_some()
+            || self.public
+            || self.private
+    }
+
+    fn spec(&self) -> anyhow::Result<crate::ca::upstream::admin::UpstreamSpec> {
+        let eab_hmac_key = if self.eab_hmac_key_stdin {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+            Some(s.trim().to_string())
+        } else if let Some(f) = &self.eab_hmac_key_file {
+            Some(std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?.trim().to_string())
+        } else {
+            None
+        };
+        let solver = match &self.solver {
+            Some(s) => Some(
+                crate::ca::upstream::Solver::parse(s)
+                    .ok_or_else(|| anyhow::anyhow!("unknown solver {s:?} (use http-01 or none)"))?,
+            ),
+            None => None,
+        };
+        let ca_bundle_pem = match &self.ca_bundle {
+            Some(f) => Some(std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?),
+            None => None,
+        };
+        Ok(crate::ca::upstream::admin::UpstreamSpec {
+            directory: self.acme_directory.clone(),
+            eab_kid: self.eab_kid.clone(),
+            eab_hmac_key,
+            contact: if self.contact.is_empty() { None } else { Some(self.contact.clone()) },
+            ca_bundle_pem,
+            solver,
+            http_listen: self.http_listen.clone(),
+            public: if self.public {
+                Some(true)
+            } else if self.private {
+                Some(false)
+            } else {
+                None
+            },
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -536,7 +647,22 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             print!("{}", crate::ca::BuiltinCa::bundle_pem(&mut conn)?);
             Ok(0)
         }
-        Command::Ca(CaCmd::Add { name }) => {
+        Command::Ca(CaCmd::Add { name, upstream }) if upstream.given() => {
+            let cfg = crate::ca::upstream::admin::add(&mut conn, &engine.master, &name, &upstream.spec()?)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::engine::audit::record(
+                &mut conn,
+                &cli_audit(crate::engine::audit::action::CA_CHANGE, &name, "upstream ACME issuer added"),
+            )?;
+            eprintln!("upstream issuer {name} added (solver {}, {})", cfg.solver.as_str(), public_text(cfg.public));
+            if cfg.public {
+                eprintln!(
+                    "  its certificates appear in Certificate Transparency logs: folders using it need a domains policy"
+                );
+            }
+            Ok(0)
+        }
+        Command::Ca(CaCmd::Add { name, .. }) => {
             let spec = crate::ca::KeySpec::parse_config(&settings.ca.key_type)?;
             engine
                 .ca
@@ -548,6 +674,31 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
                 &cli_audit(crate::engine::audit::action::CA_CHANGE, &name, "issuing CA created"),
             )?;
             eprintln!("issuing CA {name} created under root; CA bundle updated");
+            Ok(0)
+        }
+        Command::Ca(CaCmd::Update { name, upstream }) => {
+            let cfg = crate::ca::upstream::admin::update(&mut conn, &engine.master, &name, &upstream.spec()?)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::engine::audit::record(
+                &mut conn,
+                &cli_audit(crate::engine::audit::action::CA_CHANGE, &name, "upstream ACME issuer changed"),
+            )?;
+            eprintln!("upstream issuer {name} updated (solver {}, {})", cfg.solver.as_str(), public_text(cfg.public));
+            Ok(0)
+        }
+        Command::Ca(CaCmd::List) => {
+            for l in crate::ca::upstream::admin::list(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))? {
+                println!("{}\t{}\t{}\t{}", l.name, l.kind, l.status, l.directory.as_deref().unwrap_or("-"));
+            }
+            Ok(0)
+        }
+        Command::Ca(CaCmd::Remove { name }) => {
+            crate::ca::upstream::admin::remove(&mut conn, &name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::engine::audit::record(
+                &mut conn,
+                &cli_audit(crate::engine::audit::action::CA_CHANGE, &name, "upstream ACME issuer removed"),
+            )?;
+            eprintln!("upstream issuer {name} removed (its account is kept for revocations)");
             Ok(0)
         }
         Command::Ca(CaCmd::Disable { name }) => {

@@ -3,6 +3,7 @@
 //! master key), orders exactly the names the engine settled, answers the challenges with its
 //! solver, finalizes with the request's CSR (or one signed by the key it generated), and keeps
 //! the order URL with the job so that a job resumed after a crash continues the same order.
+pub mod admin;
 pub mod db;
 pub mod http;
 
@@ -12,8 +13,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey, Identifier, NewAccount,
-    NewOrder, Order, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, ChallengeStatus, ChallengeType, ExternalAccountKey, Identifier,
+    NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
 };
 use openssl::hash::MessageDigest;
 use openssl::stack::Stack;
@@ -295,6 +296,10 @@ impl UpstreamIssuer {
                         format!("the upstream CA offers no http-01 challenge for {name}"),
                     )
                 })?;
+                if ch.status != ChallengeStatus::Pending {
+                    // Answered before a crash: the CA is validating it already.
+                    continue;
+                }
                 let token = ch.token.clone();
                 let key_auth = ch.key_authorization();
                 {
