@@ -338,6 +338,7 @@ impl Engine {
             let subject = payload_subject.ok_or_else(|| JobFailure::permanent("job has no subject"))?;
             (subject, p.sans.clone().unwrap_or_default(), pk)
         };
+        let urls = crate::ca::IssuerUrls::new(&self.settings.crl_base_url(), &ca.name);
         let leaf = build_leaf(
             &ca.cert,
             &ca.key,
@@ -348,6 +349,7 @@ impl Engine {
                 validity_secs: p.validity_secs,
                 ekus: p.ekus.as_deref().unwrap_or(&[]),
                 not_after_max: p.not_after_max,
+                urls: Some(&urls),
             },
         )
         .map_err(crypto)?;
