@@ -1,5 +1,6 @@
-//! Certificate authorities: key specs, leaf building, and the built-in OpenSSL CA.
+//! Certificate authorities: key specs, leaf building, the built-in OpenSSL CA and its CRLs.
 pub mod builtin;
+pub mod crl;
 
 use std::net::IpAddr;
 

@@ -669,7 +669,8 @@ impl Engine {
         disable: bool,
     ) -> Result<bool, RenewError> {
         use crate::db::schema::revocations;
-        write_tx(conn, None, |c| -> Result<bool, RenewError> {
+        // Under the CRL lock: a CRL being made either lists this revocation or is marked stale by it.
+        write_tx(conn, Some(crate::ca::crl::CRL_LOCK), |c| -> Result<bool, RenewError> {
             let obj = inventory::find_object(c, r)?.ok_or_else(|| RenewError::DoesNotExist(format!("{r:?}")))?;
             let cert_id = match r {
                 CertRef::Thumbprint(t) => certificates::table
@@ -702,6 +703,7 @@ impl Engine {
                     revocations::revoked_at.eq(now()),
                 ))
                 .execute(c)?;
+            crate::ca::crl::mark_stale(c, cert_id)?;
             Ok(true)
         })
     }
