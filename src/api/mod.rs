@@ -5,6 +5,7 @@ pub mod admin;
 pub mod body;
 pub mod keyfactor;
 pub mod observe;
+pub mod pki;
 pub mod venafi;
 
 /// The client's address for login throttling: the TCP peer, or behind `http.trusted_proxies` the
