@@ -20,6 +20,8 @@ fn bundle(spec: KeySpec) -> CertBundle {
     nb.append_entry_by_text("CN", "bench.example.com").unwrap();
     let name = nb.build();
     let sans = SanSet { dns: vec!["bench.example.com".into()], ..Default::default() };
+    // As the built-in CA issues it: with its CRL and CA-certificate URLs.
+    let urls = renewgate::ca::IssuerUrls::new("http://127.0.0.1:8080", "issuing");
     let leaf = build_leaf(
         &iss,
         &iss_key,
@@ -30,6 +32,7 @@ fn bundle(spec: KeySpec) -> CertBundle {
             validity_secs: 86400,
             ekus: &[],
             not_after_max: None,
+            urls: Some(&urls),
         },
     )
     .unwrap();

@@ -122,6 +122,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig) {
     crate::api::keyfactor::configure(cfg);
     crate::api::acme::configure(cfg);
     crate::api::admin::configure(cfg);
+    crate::api::pki::configure(cfg);
 }
 
 /// Prints the start banner: URLs and paths only; the password itself stays in its 0600 file.
@@ -132,6 +133,9 @@ fn banner(settings: &Settings, first_start: bool) {
     println!("Renewgate {} listening on {url}", env!("CARGO_PKG_VERSION"));
     println!("  CA bundle (trust this in clients): {}", bundle.display());
     println!("  OpenAPI: {url}/openapi.json   Swagger UI: {url}/docs/");
+    if let Some(bind) = settings.crl_http_bind() {
+        println!("  CRLs and CA certificates over plain HTTP on {bind}: {}/crl/<CA>.crl", settings.crl_base_url());
+    }
     if first_start {
         println!("  First start: user 'admin' created; its password is in {}", pwfile.display());
     }
@@ -188,8 +192,33 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if settings.http.workers > 0 {
         server = server.workers(settings.http.workers);
     }
+    // Relying parties fetch CRLs over plain HTTP (RFC 5280 §4.2.1.13): a listener that serves the
+    // CRL and CA-certificate paths and nothing else.
+    let plain = match settings.crl_http_bind() {
+        Some(bind) => {
+            let state = web::Data::new(AppState { engine: engine.clone() });
+            let s = HttpServer::new(move || {
+                App::new()
+                    .app_data(state.clone())
+                    .wrap(from_fn(crate::api::observe::middleware))
+                    .configure(crate::api::pki::configure)
+                    .default_service(web::to(crate::api::pki::plain_not_found))
+            })
+            .workers(2)
+            .bind(bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {bind} (crl.http_bind): {e}"))?;
+            tracing::info!(bind, "CRL listener (plain HTTP) started");
+            Some(s.run())
+        }
+        None => None,
+    };
     banner(&settings, password.is_some());
     tracing::info!(bind = %settings.bind, backend = engine.backend.name(), workers = settings.queue.workers, "gateway started");
-    server.run().await?;
+    match plain {
+        Some(plain) => {
+            tokio::try_join!(server.run(), plain)?;
+        }
+        None => server.run().await?,
+    }
     Ok(())
 }

@@ -82,6 +82,8 @@ pub fn server_identity(settings: &Settings, issuing: &LoadedCa) -> anyhow::Resul
             validity_secs: 365 * 86400,
             ekus: &["serverAuth".into()],
             not_after_max: None,
+            // The gateway's own server certificate names no CRL: clients check it by the bundle.
+            urls: None,
         },
     )?;
     let mut pem = leaf.to_pem()?;

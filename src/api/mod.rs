@@ -6,6 +6,7 @@ pub mod body;
 pub mod http01;
 pub mod keyfactor;
 pub mod observe;
+pub mod pki;
 pub mod venafi;
 
 /// The client's address for login throttling: the TCP peer, or behind `http.trusted_proxies` the

@@ -36,6 +36,7 @@ pub struct Settings {
     pub acme: AcmeSettings,
     pub metrics: MetricsSettings,
     pub scheduler: SchedulerSettings,
+    pub crl: CrlSettings,
     /// The TOML file these settings were read from (its `[policy.'DN']` tables are applied at start).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -46,6 +47,18 @@ pub struct Settings {
 pub struct MetricsSettings {
     /// When set, `GET /metrics` needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+}
+
+/// Where the built-in CAs' CRLs and certificates are published (`/crl/<CA>.crl`, `/ca/<CA>.crt`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct CrlSettings {
+    /// When set (`127.0.0.1:8080`), a plain-HTTP listener on this address serves only the CRL and
+    /// CA-certificate paths (relying parties fetch CRLs over plain HTTP: RFC 5280 §4.2.1.13).
+    pub http_bind: Option<String>,
+    /// Base of the CRL distribution point and CA-issuers URLs in issued certificates; default
+    /// `http://<crl.http_bind>` when that is set, else the public URL.
+    pub base_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -285,6 +298,7 @@ impl Default for Settings {
             acme: AcmeSettings::default(),
             metrics: MetricsSettings::default(),
             scheduler: SchedulerSettings::default(),
+            crl: CrlSettings::default(),
             config_file: None,
         }
     }
@@ -413,6 +427,18 @@ impl Settings {
         if crate::formats::Pkcs12Profile::parse(&self.formats.pkcs12_profile).is_none() {
             anyhow::bail!("formats.pkcs12_profile must be modern or legacy");
         }
+        if let Some(b) = self.crl_http_bind()
+            && b.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).is_none()
+        {
+            anyhow::bail!("crl.http_bind must be host:port, e.g. 127.0.0.1:8080 (got {b:?})");
+        }
+        let base = self.crl_base_url();
+        if !(base.starts_with("http://") || base.starts_with("https://"))
+            || !base.is_ascii()
+            || base.chars().any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+        {
+            anyhow::bail!("crl.base_url must be an http:// or https:// URL in ASCII without spaces (got {base:?})");
+        }
         Ok(())
     }
 
@@ -430,6 +456,23 @@ impl Settings {
                 let bind = self.bind.replace("0.0.0.0", "127.0.0.1").replace("[::]", "localhost");
                 format!("https://{bind}")
             }
+        }
+    }
+
+    /// `crl.http_bind`, when set and not blank.
+    pub fn crl_http_bind(&self) -> Option<&str> {
+        self.crl.http_bind.as_deref().map(str::trim).filter(|b| !b.is_empty())
+    }
+
+    /// Base of the CRL and CA-certificate URLs named in issued certificates (no trailing slash):
+    /// `crl.base_url`, else `http://<crl.http_bind>`, else the public URL.
+    pub fn crl_base_url(&self) -> String {
+        if let Some(u) = self.crl.base_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            return u.trim_end_matches('/').to_string();
+        }
+        match self.crl_http_bind() {
+            Some(b) => format!("http://{}", b.replace("0.0.0.0", "127.0.0.1").replace("[::]", "localhost")),
+            None => self.public_url(),
         }
     }
 
@@ -531,15 +574,35 @@ mod tests {
             std::env::set_var("RENEWGATE_QUEUE__LEASE_SECS", "7");
             std::env::set_var("RENEWGATE_VENAFI__WORK_TO_DO_TIMEOUT", "11");
             std::env::set_var("RENEWGATE_TLS__NAMES", "gw.example.com,10.0.0.5");
+            std::env::set_var("RENEWGATE_CRL__HTTP_BIND", "127.0.0.1:8089");
         }
         let s = Settings::load(None).unwrap();
         assert_eq!(s.queue.lease_secs, 7);
         assert_eq!(s.venafi.work_to_do_timeout, 11);
         assert_eq!(s.tls.names, vec!["gw.example.com".to_string(), "10.0.0.5".to_string()]);
+        assert_eq!(s.crl.http_bind.as_deref(), Some("127.0.0.1:8089"));
+        assert_eq!(s.crl_base_url(), "http://127.0.0.1:8089");
         unsafe {
             std::env::remove_var("RENEWGATE_QUEUE__LEASE_SECS");
             std::env::remove_var("RENEWGATE_VENAFI__WORK_TO_DO_TIMEOUT");
             std::env::remove_var("RENEWGATE_TLS__NAMES");
+            std::env::remove_var("RENEWGATE_CRL__HTTP_BIND");
         }
+    }
+
+    #[test]
+    fn crl_base_url_defaults() {
+        let mut s = Settings::default();
+        assert_eq!(s.crl_base_url(), "https://127.0.0.1:8443");
+        s.crl.http_bind = Some("0.0.0.0:8080".into());
+        assert_eq!(s.crl_base_url(), "http://127.0.0.1:8080");
+        s.crl.base_url = Some("http://pki.example.com/renewgate/".into());
+        assert_eq!(s.crl_base_url(), "http://pki.example.com/renewgate");
+        assert!(s.validate().is_ok());
+        s.crl.base_url = Some("ldap://x".into());
+        assert!(s.validate().is_err());
+        s.crl.base_url = None;
+        s.crl.http_bind = Some("localhost".into());
+        assert!(s.validate().is_err());
     }
 }

@@ -79,6 +79,8 @@ pub fn issue(
             validity_secs,
             ekus: &issue.ekus,
             not_after_max: None,
+            // The test issuer publishes nothing.
+            urls: None,
         },
     )
     .map_err(crypto)?;

@@ -63,6 +63,8 @@ pub enum CaError {
     Disabled(String),
     #[error("CA {0} already exists")]
     Exists(String),
+    #[error("CA {0} holds no key (a chain certificate of an imported CA)")]
+    NoKey(String),
     #[error(
         "the master key cannot decrypt the stored key of CA {0}: start with the master key this database was created with (RENEWGATE_MASTER_KEY_FILE or RENEWGATE_MASTER_KEY)"
     )]
@@ -277,6 +279,9 @@ impl BuiltinCa {
         let cert = X509::from_pem(row.cert_pem.as_bytes())?;
         let der =
             self.master.open(CA_KEY_PURPOSE, &row.key_enc).map_err(|_| CaError::WrongMasterKey(row.name.clone()))?;
+        if der.is_empty() {
+            return Err(CaError::NoKey(row.name));
+        }
         let key = PKey::private_key_from_der(&der)?;
         let mut parents = vec![];
         let mut parent = row.parent_id;

@@ -2,12 +2,13 @@
 //! signs it — a built-in CA of this gateway or an upstream CA reached over ACME. The engine has
 //! settled what to certify (policy applied) before an issuer sees a request; an issuer only
 //! signs, revokes and describes itself.
+use std::sync::Arc;
 use std::time::Duration;
 
 use openssl::pkey::{PKeyRef, Private, Public};
 use openssl::x509::{X509, X509NameRef, X509Ref, X509ReqRef};
 
-use super::{LeafTemplate, SanSet, build_leaf};
+use super::{IssuerUrls, LeafTemplate, SanSet, build_leaf};
 
 /// What to certify.
 pub struct IssueInput<'a> {
@@ -119,24 +120,33 @@ pub trait Issuer: Send + Sync {
     fn revoke(&self, leaf: &X509Ref, reason: i32) -> Result<(), IssueError>;
 }
 
-impl Issuer for super::LoadedCa {
+/// A built-in CA as an issuer: its certificates name where its CRL and certificate are
+/// published.
+pub struct BuiltinIssuer {
+    pub ca: Arc<super::LoadedCa>,
+    pub urls: IssuerUrls,
+}
+
+impl Issuer for BuiltinIssuer {
     fn describe(&self) -> IssuerInfo {
+        let ca = &self.ca;
         IssuerInfo {
-            name: self.name.clone(),
+            name: ca.name.clone(),
             kind: IssuerKind::Builtin,
-            status: if self.disabled { "disabled".into() } else { "enabled".into() },
+            status: if ca.disabled { "disabled".into() } else { "enabled".into() },
             directory: None,
-            chain: self.chain(),
+            chain: ca.chain(),
         }
     }
 
     fn issue(&self, input: &IssueInput<'_>, _progress: &dyn JobProgress) -> Result<Issued, IssueError> {
-        if self.disabled {
-            return Err(IssueError::permanent("disabled", format!("CA {} is disabled", self.name)));
+        let ca = &self.ca;
+        if ca.disabled {
+            return Err(IssueError::permanent("disabled", format!("CA {} is disabled", ca.name)));
         }
         let leaf = build_leaf(
-            &self.cert,
-            &self.key,
+            &ca.cert,
+            &ca.key,
             &LeafTemplate {
                 subject: input.subject,
                 sans: input.sans,
@@ -144,9 +154,10 @@ impl Issuer for super::LoadedCa {
                 validity_secs: input.validity_secs,
                 ekus: input.ekus,
                 not_after_max: input.not_after_max,
+                urls: Some(&self.urls),
             },
         )?;
-        Ok(Issued { leaf, chain: self.chain(), ca_id: Some(self.id) })
+        Ok(Issued { leaf, chain: ca.chain(), ca_id: Some(ca.id) })
     }
 
     /// A built-in CA's revocations are its database rows (what its CRL lists): nothing to call.

@@ -1,6 +1,7 @@
-//! Certificate authorities: key specs, leaf building, the issuer interface, and the built-in
-//! OpenSSL CAs.
+//! Certificate authorities: key specs, leaf building, the issuer interface, the built-in OpenSSL
+//! CAs and their CRLs, upstream ACME CAs.
 pub mod builtin;
+pub mod crl;
 pub mod issuer;
 pub mod upstream;
 
@@ -356,6 +357,73 @@ pub struct LeafTemplate<'a> {
     pub ekus: &'a [String],
     /// Latest notAfter allowed (unix seconds): a reissue keeps its order's end date.
     pub not_after_max: Option<i64>,
+    /// Where the issuer publishes its CRL and certificate (a built-in CA): named in the leaf's
+    /// CRL distribution point and authority information access. None: neither extension.
+    pub urls: Option<&'a IssuerUrls>,
+}
+
+/// The URLs a built-in CA's certificates name: its CRL (`<base>/crl/<CA>.crl`, the CRL
+/// distribution point) and its certificate (`<base>/ca/<CA>.crt`, AIA caIssuers). Both are served
+/// by `GET` without authentication (and over plain HTTP when `crl.http_bind` is set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerUrls {
+    pub crl: String,
+    pub ca_issuers: String,
+}
+
+impl IssuerUrls {
+    /// The URLs of CA `ca_name` under `base` (`Settings::crl_base_url`); the name is percent-encoded.
+    pub fn new(base: &str, ca_name: &str) -> IssuerUrls {
+        let base = base.trim_end_matches('/');
+        let name = url_path_segment(ca_name);
+        IssuerUrls { crl: format!("{base}/crl/{name}.crl"), ca_issuers: format!("{base}/ca/{name}.crt") }
+    }
+
+    /// cRLDistributionPoints (RFC 5280 §4.2.1.13): one DistributionPoint whose fullName is the
+    /// CRL's URI. The DER is written here: the openssl crate has no builder for it.
+    fn crl_distribution_points(&self) -> Result<openssl::x509::X509Extension, openssl::error::ErrorStack> {
+        // SEQUENCE OF DistributionPoint { distributionPoint [0] { fullName [0] { URI [6] } } }
+        let uri = der(0x86, self.crl.as_bytes());
+        let value = der(0x30, &der(0x30, &der(0xa0, &der(0xa0, &uri))));
+        raw_extension("2.5.29.31", &value)
+    }
+
+    /// authorityInfoAccess (RFC 5280 §4.2.2.1) with one caIssuers access description.
+    fn authority_info_access(&self) -> Result<openssl::x509::X509Extension, openssl::error::ErrorStack> {
+        // id-ad-caIssuers 1.3.6.1.5.5.7.48.2
+        const CA_ISSUERS: &[u8] = &[0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x02];
+        let mut desc = CA_ISSUERS.to_vec();
+        desc.extend(der(0x86, self.ca_issuers.as_bytes()));
+        raw_extension("1.3.6.1.5.5.7.1.1", &der(0x30, &der(0x30, &desc)))
+    }
+}
+
+/// A CA name as one URL path segment: unreserved characters kept, everything else percent-encoded.
+fn url_path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One DER TLV with a definite length.
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    push_der_len(&mut out, content.len());
+    out.extend_from_slice(content);
+    out
+}
+
+/// A non-critical extension from its OID and DER value.
+fn raw_extension(oid: &str, value: &[u8]) -> Result<openssl::x509::X509Extension, openssl::error::ErrorStack> {
+    let oid = openssl::asn1::Asn1Object::from_str(oid)?;
+    let value = openssl::asn1::Asn1OctetString::new_from_bytes(value)?;
+    openssl::x509::X509Extension::new_from_der(&oid, false, &value)
 }
 
 /// A random positive 127-bit serial from the OpenSSL CSPRNG.
@@ -366,7 +434,7 @@ pub fn random_serial() -> Result<Asn1Integer, openssl::error::ErrorStack> {
 }
 
 /// Builds and signs an end-entity certificate. Extension order: BasicConstraints, KeyUsage,
-/// ExtendedKeyUsage, SKI, AKI, then SAN last.
+/// ExtendedKeyUsage, SKI, AKI, CRL distribution point and AIA (when `urls`), then SAN last.
 pub fn build_leaf(
     issuer_cert: &X509Ref,
     issuer_key: &PKeyRef<Private>,
@@ -418,6 +486,10 @@ pub fn build_leaf(
     b.append_extension(ski)?;
     let aki = AuthorityKeyIdentifier::new().keyid(false).build(&b.x509v3_context(Some(issuer_cert), None))?;
     b.append_extension(aki)?;
+    if let Some(urls) = t.urls {
+        b.append_extension(urls.crl_distribution_points()?)?;
+        b.append_extension(urls.authority_info_access()?)?;
+    }
     if let Some(san) = t.sans.extension(&b.x509v3_context(Some(issuer_cert), None))? {
         b.append_extension(san)?;
     }
@@ -473,6 +545,49 @@ pub fn name_to_string(name: &X509NameRef) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leaves_name_the_issuer_urls_before_the_san() {
+        let spec = KeySpec::Ec(EcCurve::P256);
+        let (ca, ca_key) = builtin::make_ca_cert(spec, "Test Issuing", "Test", None, 30).unwrap();
+        let key = spec.generate().unwrap();
+        let public = PKey::public_key_from_der(&key.public_key_to_der().unwrap()).unwrap();
+        let mut nb = openssl::x509::X509NameBuilder::new().unwrap();
+        nb.append_entry_by_text("CN", "a.example.com").unwrap();
+        let subject = nb.build();
+        let sans = SanSet { dns: vec!["a.example.com".into()], ..SanSet::default() };
+        let urls = IssuerUrls::new("http://pki.example.com:8080/", "My CA/2");
+        assert_eq!(urls.crl, "http://pki.example.com:8080/crl/My%20CA%2F2.crl");
+        assert_eq!(urls.ca_issuers, "http://pki.example.com:8080/ca/My%20CA%2F2.crt");
+        let t = |urls| LeafTemplate {
+            subject: &subject,
+            sans: &sans,
+            public_key: &public,
+            validity_secs: 3600,
+            ekus: &[],
+            not_after_max: None,
+            urls,
+        };
+        let leaf = build_leaf(&ca, &ca_key, &t(Some(&urls))).unwrap();
+        let cdp = leaf.crl_distribution_points().expect("a CRL distribution point");
+        let names = cdp.get(0).unwrap().distpoint().unwrap().fullname().unwrap();
+        assert_eq!(names.get(0).unwrap().uri(), Some(urls.crl.as_str()));
+        let aia = leaf.authority_info().expect("authority information access");
+        assert_eq!(aia.len(), 1);
+        assert_eq!(aia.get(0).unwrap().method().nid(), Nid::AD_CA_ISSUERS);
+        assert_eq!(aia.get(0).unwrap().location().uri(), Some(urls.ca_issuers.as_str()));
+        // SAN stays the last extension (vcert-python drops SANs otherwise).
+        let text = String::from_utf8(leaf.to_text().unwrap()).unwrap();
+        let pos = |s: &str| text.find(s).unwrap_or_else(|| panic!("{s} in {text}"));
+        assert!(pos("CRL Distribution Points") < pos("Authority Information Access"));
+        assert!(pos("Authority Information Access") < pos("Subject Alternative Name"));
+        assert!(
+            text.find("X509v3").is_some() && text.rfind("X509v3 ").unwrap() == pos("X509v3 Subject Alternative Name")
+        );
+        // Without URLs: neither extension.
+        let plain = build_leaf(&ca, &ca_key, &t(None)).unwrap();
+        assert!(plain.crl_distribution_points().is_none() && plain.authority_info().is_none());
+    }
 
     #[test]
     fn upn_other_names_are_read_from_san_der() {

@@ -396,3 +396,16 @@ diesel::table! {
         request_id -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    /// The current CRL of each built-in CA (`ca::crl`).
+    crls (ca_id) {
+        ca_id -> BigInt,
+        crl_number -> BigInt,
+        der -> Binary,
+        this_update -> Timestamp,
+        next_update -> Timestamp,
+        stale -> Bool,
+        updated_at -> Timestamp,
+    }
+}

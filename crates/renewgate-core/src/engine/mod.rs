@@ -67,7 +67,10 @@ impl Engine {
         name: &str,
     ) -> Result<Arc<dyn crate::ca::issuer::Issuer>, crate::ca::builtin::CaError> {
         match self.ca.load_by_name(conn, name) {
-            Ok(ca) => Ok(ca),
+            Ok(ca) => {
+                let urls = crate::ca::IssuerUrls::new(&self.settings.crl_base_url(), &ca.name);
+                Ok(Arc::new(crate::ca::issuer::BuiltinIssuer { ca, urls }))
+            }
             Err(crate::ca::builtin::CaError::NotFound(_)) => {
                 match self.upstreams.get(conn, name, &self.master, &self.pool)? {
                     Some(u) => Ok(u),

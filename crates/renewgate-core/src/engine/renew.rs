@@ -672,7 +672,8 @@ impl Engine {
         disable: bool,
     ) -> Result<bool, RenewError> {
         use crate::db::schema::revocations;
-        write_tx(conn, None, |c| -> Result<bool, RenewError> {
+        // Under the CRL lock: a CRL being made either lists this revocation or is marked stale by it.
+        write_tx(conn, Some(crate::ca::crl::CRL_LOCK), |c| -> Result<bool, RenewError> {
             let obj = inventory::find_object(c, r)?.ok_or_else(|| RenewError::DoesNotExist(format!("{r:?}")))?;
             let cert_id = match r {
                 CertRef::Thumbprint(t) => certificates::table
@@ -715,6 +716,7 @@ impl Engine {
                     &super::queue::UpstreamRevoke { issuer, certificate_id: cert_id, reason },
                 )?;
             }
+            crate::ca::crl::mark_stale(c, cert_id)?;
             Ok(true)
         })
         .inspect(|fresh| {
