@@ -31,6 +31,7 @@ async fn answer(engine: web::Data<Arc<Engine>>, token: web::Path<String>) -> Htt
 pub fn supervise(engine: Arc<Engine>) {
     actix_web::rt::spawn(async move {
         let mut bound: HashSet<String> = HashSet::new();
+        let mut warned: HashSet<String> = HashSet::new();
         loop {
             let e = engine.clone();
             let wanted = web::block(move || -> anyhow::Result<Vec<String>> {
@@ -59,7 +60,11 @@ pub fn supervise(engine: Arc<Engine>) {
                         }
                         // Another instance on this host holds it, or the address is wrong: its
                         // issuer's validations fail with the upstream CA's own message.
-                        Err(err) => tracing::warn!(addr = %addr, error = %err, "http-01 solver cannot listen"),
+                        Err(err) => {
+                            if warned.insert(addr.clone()) {
+                                tracing::warn!(addr = %addr, error = %err, "http-01 solver cannot listen (retrying)");
+                            }
+                        }
                     }
                 }
             }

@@ -87,3 +87,41 @@ def test_an_upgraded_installation_keeps_refusing_key_reuse(upgraded):
     r = admin.post("/vedsdk/certificates/renew", json={"CertificateDN": dn, "PKCS10": again})
     assert r.status_code == 400, r.text
     assert r.json()["Error"] == "This CSR appears to reuse a private key. Private key reuse has not been allowed."
+
+
+def test_an_upgraded_installation_gets_issuing_rsa_under_its_root(upgraded):
+    """The built-in `issuing-rsa` is added at upgrade, under the root the installation already had;
+    the old certificates still retrieve and renew, an RSA key now from `issuing-rsa` and an EC key
+    from `issuing`, each chaining to the old root; both new CAs publish a CRL."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from rg_helpers import load_certs, make_csr, wait_retrieve
+    gw, m = upgraded
+    lines = [l.split("\t") for l in gw.cli("ca", "list").stdout.splitlines()]
+    assert ["issuing-rsa", "builtin", "enabled", "-"] in lines, lines
+    bundle = load_certs(open(gw.ca_bundle, "rb").read())
+    roots = [c for c in bundle if c.subject == c.issuer]
+    assert len(roots) == 1, "the old root stays the only root"
+    rsa_ca = [c for c in bundle if c.subject != c.issuer and isinstance(c.public_key(), rsa.RSAPublicKey)]
+    assert len(rsa_ca) == 1 and rsa_ca[0].issuer == roots[0].subject
+    rsa_ca[0].verify_directly_issued_by(roots[0])
+    admin = gw.session(token=gw.token(password=m["admin_password"]))
+    for cn, c in m["certificates"].items():
+        old = retrieved_certs(retrieve(admin, c["dn"]))[0]
+        for kind in ("rsa", "ec"):
+            _, csr = make_csr(cn, dns=[cn], kind=kind)
+            r = admin.post("/vedsdk/certificates/renew",
+                           json={"CertificateDN": c["dn"], "PKCS10": csr, "WorkToDoTimeout": 30})
+            assert r.status_code == 200 and r.json()["Success"] is True, r.text
+            certs = retrieved_certs(wait_retrieve(admin, c["dn"], IncludeChain=True))
+            leaf, issuer = certs[0], certs[1]
+            assert leaf.serial_number != old.serial_number
+            assert isinstance(issuer.public_key(), rsa.RSAPublicKey) == (kind == "rsa"), (cn, kind, issuer.subject)
+            leaf.verify_directly_issued_by(issuer)
+            issuer.verify_directly_issued_by(roots[0])
+            crl = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+            assert crl[0].full_name[0].value.endswith("/crl/issuing-rsa.crl" if kind == "rsa" else "/crl/issuing.crl")
+    for name in ("issuing", "issuing-rsa", "root"):
+        r = requests.get(f"{gw.url}/crl/{name}.crl", verify=gw.ca_bundle, timeout=30)
+        assert r.status_code == 200, (name, r.text)
+        x509.load_der_x509_crl(r.content)

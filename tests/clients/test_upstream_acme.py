@@ -341,6 +341,11 @@ def test_pebble_down_then_back(backend, tmp_path, dns_port):
             status = r.json().get("Status", "") + r.json().get("Error", "")
             assert "Post CSR failed with error: " in status and "upstream CA cannot be reached" in status, r.text
         assert "failing" in gw.cli("ca", "list").stdout
+        metrics = requests.get(gw.url + "/metrics", verify=gw.ca_bundle, timeout=30).text
+        assert 'renewgate_issuer_duration_seconds_count{issuer="pebble"} 1' in metrics, metrics
+        failures = [l for l in metrics.splitlines()
+                    if l.startswith('renewgate_issuer_failures_total{issuer="pebble",problem="unreachable"}')]
+        assert failures and int(failures[0].split()[-1]) >= 3, metrics
 
         pebble.start()
         r = s.post("/vedsdk/Certificates/Reset", json={"CertificateDN": dn, "Restart": True})
@@ -382,7 +387,7 @@ def test_kill9_during_an_upstream_order_completes_that_order(backend, tmp_path, 
                              "WorkToDoTimeout": 0})
             assert r.status_code in (200, 202), r.text
             dn = f"{FOLDER}\\{cn}"
-            oid = db_scalar(gw, f"SELECT id FROM cert_objects WHERE dn = '{dn}'")
+            oid = db_scalar(gw, f"SELECT id FROM cert_objects WHERE name = '{cn}'")
             order_url = None
             deadline = time.time() + 30
             while time.time() < deadline and not order_url:
