@@ -21,7 +21,8 @@ use crate::secrets::MasterKey;
 
 pub const ROOT_CA: &str = "root";
 pub const ISSUING_CA: &str = "issuing";
-const CA_KEY_PURPOSE: &str = "ca-key";
+/// The sealing purpose of CA keys (see [`MasterKey::seal`]).
+pub const CA_KEY_PURPOSE: &str = "ca-key";
 const CA_INIT_LOCK: i64 = 7262002;
 
 /// One usable CA: certificate, private key and its chain up to (and including) the root.
