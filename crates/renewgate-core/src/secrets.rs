@@ -40,6 +40,8 @@ pub enum SecretError {
     Open,
     #[error("a stored secret is sealed under master key {sealed}; the configured master key is {configured}")]
     WrongKey { sealed: KeyId, configured: KeyId },
+    #[error("a stored secret does not authenticate under the master key it names: damaged, or moved from elsewhere")]
+    Corrupt,
     #[error("a stored secret is not a sealed blob (unknown format)")]
     Format,
     #[error("crypto: {0}")]
@@ -60,12 +62,6 @@ pub struct KeyId(pub [u8; KeyId::LEN]);
 
 impl KeyId {
     pub const LEN: usize = 8;
-
-    /// Parses the 16 hex digits `Display` prints.
-    pub fn from_hex(s: &str) -> Option<KeyId> {
-        let raw = hex::decode(s.trim()).ok()?;
-        Some(KeyId(raw.try_into().ok()?))
-    }
 }
 
 impl std::fmt::Display for KeyId {
@@ -172,7 +168,8 @@ impl MasterKey {
     }
 
     /// A key for `purpose` derived from the master key (HMAC-SHA256): every instance sharing
-    /// the master key derives the same one, and it reveals nothing about the master key.
+    /// the master key derives the same one, and it reveals nothing about the master key. Derived
+    /// keys change when the master key is rotated (ACME's stateless nonces are refused once).
     pub fn derive(&self, purpose: &str) -> Result<[u8; 32], SecretError> {
         let key = openssl::pkey::PKey::hmac(&self.key)?;
         let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key)?;
@@ -211,7 +208,8 @@ impl MasterKey {
                 return Err(SecretError::Format);
             }
             let aad = [&sealed[..header], purpose.as_bytes()].concat();
-            return self.decrypt(&aad, &sealed[header..]);
+            // The right key: a failure is damage (or a blob moved to another purpose).
+            return self.decrypt(&aad, &sealed[header..]).map_err(|_| SecretError::Corrupt);
         }
         if sealed.len() >= MAGIC_V1.len() + NONCE_LEN + TAG_LEN && &sealed[..MAGIC_V1.len()] == MAGIC_V1 {
             return self.decrypt(purpose.as_bytes(), &sealed[MAGIC_V1.len()..]);
@@ -319,10 +317,15 @@ mod tests {
         assert!(
             matches!(e, SecretError::WrongKey { sealed, configured } if sealed == k.key_id() && configured == other.key_id())
         );
-        // A relabelled blob (another key's ciphertext under this key's id) fails authentication.
+        // A relabelled blob (another key's ciphertext under this key's id), a damaged one, or one
+        // moved to another purpose fails authentication.
         let mut forged = other.seal("certificate-key", b"x").unwrap();
         forged[3..11].copy_from_slice(&k.key_id().0);
-        assert!(matches!(k.open("certificate-key", &forged), Err(SecretError::Open)));
+        assert!(matches!(k.open("certificate-key", &forged), Err(SecretError::Corrupt)));
+        let mut damaged = s.clone();
+        *damaged.last_mut().unwrap() ^= 1;
+        assert!(matches!(k.open("certificate-key", &damaged), Err(SecretError::Corrupt)));
+        assert!(matches!(k.open("ca-key", &s), Err(SecretError::Corrupt)));
         // Neither format, or cut short.
         assert!(matches!(k.open("certificate-key", b"nonsense"), Err(SecretError::Format)));
         assert!(matches!(k.open("certificate-key", &s[..20]), Err(SecretError::Format)));
@@ -337,7 +340,7 @@ mod tests {
         assert_ne!(k.key_id(), MasterKey::generate().unwrap().key_id());
         let hex_id = k.key_id().to_string();
         assert_eq!(hex_id.len(), 16);
-        assert_eq!(KeyId::from_hex(&hex_id), Some(k.key_id()));
+        assert_eq!(hex_id, hex::encode(k.key_id().0));
         assert!(!hex::encode(k.key).contains(&hex_id));
         // Not a prefix of any other derived key (the ACME nonce key among them).
         assert_ne!(&k.derive("acme-nonce-v1").unwrap()[..8], &k.key_id().0);
