@@ -34,6 +34,17 @@ pub fn bootstrap(settings: Settings) -> anyhow::Result<(Arc<Engine>, Option<Stri
     if applied > 0 {
         tracing::info!(applied, backend = backend.name(), "database migrations applied");
     }
+    // Before anything opens a secret: an instance holding another key than the database's (after
+    // `renewgate master-key rotate`, say) stops here, naming both key ids.
+    match db::sealed::check_master_key(&mut conn, &master).map_err(|e| anyhow::anyhow!("{e}"))? {
+        db::sealed::KeyCheck::Matches => {}
+        db::sealed::KeyCheck::Recorded => {
+            tracing::info!(key_id = %master.key_id(), "master key id recorded in the database");
+        }
+        db::sealed::KeyCheck::Unverified(what) => {
+            tracing::warn!(key_id = %master.key_id(), %what, "the master key does not open a stored secret; its id is not recorded");
+        }
+    }
     let engine = Engine::new(pool.clone(), backend, master, settings.clone())?;
     let spec = KeySpec::parse_config(&settings.ca.key_type)?;
     let created =

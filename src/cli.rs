@@ -60,6 +60,9 @@ pub enum Command {
     Acme(AcmeCmd),
     /// Print the audit trail (renewals, revocations, key downloads, policy changes) as JSON lines, oldest first.
     Audit(AuditArgs),
+    /// The master key sealing the secrets at rest (CA keys, private keys, store passwords, EAB keys).
+    #[command(subcommand)]
+    MasterKey(crate::master_key::MasterKeyCmd),
     /// Load benchmark: starts (or targets) a gateway and measures renewals per second.
     Bench(crate::bench::BenchArgs),
 }
@@ -476,7 +479,7 @@ impl std::io::Write for EscapingStderr {
 }
 
 /// An audit entry for an administration command (actor `cli:<OS user>`).
-fn cli_audit(action: &str, target: &str, detail: &str) -> crate::engine::audit::Entry {
+pub(crate) fn cli_audit(action: &str, target: &str, detail: &str) -> crate::engine::audit::Entry {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
     crate::engine::audit::Entry {
         actor: if user.is_empty() { "cli".into() } else { format!("cli:{user}") },
@@ -535,6 +538,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             agent.run()?;
             Ok(0)
         }
+        // Not through `bootstrap`: it would refuse a key the database is not under (show) and
+        // create what a first start creates (rotate needs only the database and the keys).
+        Command::MasterKey(cmd) => crate::master_key::run(&settings, cmd),
         Command::Migrate => {
             let url = settings.database_url();
             crate::secrets::secure_data_dir(&settings.data_dir)?;
@@ -917,7 +923,12 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
             println!("{}", if added { "assigned" } else { "already assigned" });
             Ok(0)
         }
-        Command::Serve | Command::Migrate | Command::Openapi | Command::Bench(_) | Command::Agent(AgentCmd::Run(_)) => {
+        Command::Serve
+        | Command::Migrate
+        | Command::Openapi
+        | Command::Bench(_)
+        | Command::Agent(AgentCmd::Run(_))
+        | Command::MasterKey(_) => {
             unreachable!()
         }
     }

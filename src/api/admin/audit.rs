@@ -12,7 +12,7 @@ use crate::engine::audit::{self, AuditRecord};
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct AuditQuery {
     /// Only this action: `renew`, `revoke`, `key_download`, `policy_change`, `sign_in`, `login_throttled`,
-    /// `user_change`, `token_change`, `store_change`, `ca_change` or `eab_change`.
+    /// `user_change`, `token_change`, `store_change`, `ca_change`, `eab_change` or `master_key_change`.
     pub action: Option<String>,
     /// Only records with a larger id (follow the trail from the last id seen).
     pub after_id: Option<i64>,
@@ -48,6 +48,7 @@ pub async fn list(
         audit::action::STORE_CHANGE,
         audit::action::CA_CHANGE,
         audit::action::EAB_CHANGE,
+        audit::action::MASTER_KEY_CHANGE,
     ];
     if let Some(a) = &q.action
         && !known.contains(&a.as_str())

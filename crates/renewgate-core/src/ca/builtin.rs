@@ -32,7 +32,8 @@ pub fn default_issuer(spec: Option<KeySpec>) -> &'static str {
         _ => ISSUING_CA,
     }
 }
-const CA_KEY_PURPOSE: &str = "ca-key";
+/// The sealing purpose of CA keys (see [`MasterKey::seal`]).
+pub const CA_KEY_PURPOSE: &str = "ca-key";
 const CA_INIT_LOCK: i64 = 7262002;
 
 /// One usable CA: certificate, private key and its chain up to (and including) the root.

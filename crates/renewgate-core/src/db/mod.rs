@@ -5,6 +5,7 @@
 pub mod bench_support;
 pub mod models;
 pub mod schema;
+pub mod sealed;
 
 use std::time::Duration;
 

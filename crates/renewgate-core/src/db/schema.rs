@@ -409,3 +409,13 @@ diesel::table! {
         updated_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    /// One row (id = 1): the id of the master key the sealed secrets are under (db::sealed).
+    master_key (id) {
+        id -> BigInt,
+        key_id -> Text,
+        recorded_at -> Timestamp,
+        rotated_at -> Nullable<Timestamp>,
+    }
+}

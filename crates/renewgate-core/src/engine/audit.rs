@@ -30,6 +30,8 @@ pub mod action {
     pub const CA_CHANGE: &str = "ca_change";
     /// An ACME EAB key created (target: its key id, never the HMAC key).
     pub const EAB_CHANGE: &str = "eab_change";
+    /// The master key rotated (detail: the key ids and counts, never a key).
+    pub const MASTER_KEY_CHANGE: &str = "master_key_change";
 }
 
 /// One thing to record.
