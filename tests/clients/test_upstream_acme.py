@@ -391,7 +391,8 @@ def test_kill9_during_an_upstream_order_completes_that_order(backend, tmp_path, 
             order_url = None
             deadline = time.time() + 30
             while time.time() < deadline and not order_url:
-                order_url = db_scalar(gw, f"SELECT issuer_state FROM jobs WHERE object_id = {oid}") or None
+                state = db_scalar(gw, f"SELECT COALESCE(issuer_state, '-') FROM jobs WHERE object_id = {oid}")
+                order_url = None if state == "-" else state
                 time.sleep(0.05)
             assert order_url and "/my-order/" in order_url, order_url
             done = db_scalar(gw, f"SELECT state FROM jobs WHERE object_id = {oid}")
