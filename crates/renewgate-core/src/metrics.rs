@@ -102,8 +102,11 @@ pub struct LabeledHistogram {
     help: &'static str,
     label: &'static str,
     bounds: &'static [f64],
-    values: Mutex<BTreeMap<String, (Vec<u64>, u64, f64)>>,
+    values: Mutex<BTreeMap<String, Series>>,
 }
+
+/// One label value's bucket counts, count and sum.
+type Series = (Vec<u64>, u64, f64);
 
 impl LabeledHistogram {
     pub const fn new(name: &'static str, help: &'static str, label: &'static str, bounds: &'static [f64]) -> Self {

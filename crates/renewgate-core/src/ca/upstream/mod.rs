@@ -450,11 +450,13 @@ fn build_csr(
     let mut sans = SubjectAlternativeName::new();
     let cn = super::common_name(input.subject);
     let mut any = false;
-    if !cn.is_empty() && cn.contains('.') && !input.sans.dns.iter().any(|d| d.eq_ignore_ascii_case(&cn)) {
-        if cn.parse::<IpAddr>().is_err() {
-            sans.dns(&cn);
-            any = true;
-        }
+    if !cn.is_empty()
+        && cn.contains('.')
+        && cn.parse::<IpAddr>().is_err()
+        && !input.sans.dns.iter().any(|d| d.eq_ignore_ascii_case(&cn))
+    {
+        sans.dns(&cn);
+        any = true;
     }
     for d in &input.sans.dns {
         sans.dns(d);
