@@ -507,7 +507,13 @@ impl Engine {
             let n = diesel::update(
                 jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(job_state::RUNNING)),
             )
-            .set((jobs::state.eq(job_state::DONE), jobs::updated_at.eq(ts), jobs::error.eq(None::<String>)))
+            // The key kept for a resumed upstream order now lives (sealed) with the certificate.
+            .set((
+                jobs::state.eq(job_state::DONE),
+                jobs::updated_at.eq(ts),
+                jobs::error.eq(None::<String>),
+                jobs::key_enc.eq(None::<Vec<u8>>),
+            ))
             .execute(tx)?;
             if n != 1 {
                 return Ok(false);
@@ -574,7 +580,12 @@ impl Engine {
                 jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(job_state::RUNNING));
             if give_up {
                 let n = diesel::update(owned)
-                    .set((jobs::state.eq(job_state::FAILED), jobs::error.eq(&f.message), jobs::updated_at.eq(ts)))
+                    .set((
+                        jobs::state.eq(job_state::FAILED),
+                        jobs::error.eq(&f.message),
+                        jobs::updated_at.eq(ts),
+                        jobs::key_enc.eq(None::<Vec<u8>>),
+                    ))
                     .execute(tx)?;
                 if n == 1 {
                     diesel::update(
