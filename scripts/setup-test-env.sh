@@ -10,6 +10,9 @@ command -v keytool >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v psql >/dev/null || need_apt+=(postgresql-client)
 # pebble-challtestsrv answers dns-01 and tls-alpn-01 for the ACME validation tests.
 command -v pebble-challtestsrv >/dev/null || need_apt+=(pebble)
+# BIND answers and takes RFC 2136 updates for the upstream dns-01 tests; dig reads the zone.
+[ -x /usr/sbin/named ] || need_apt+=(bind9)
+command -v dig >/dev/null || need_apt+=(dnsutils)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 dpkg -s libpq-dev >/dev/null 2>&1 || need_apt+=(libpq-dev)

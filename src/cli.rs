@@ -333,7 +333,8 @@ pub struct UpstreamArgs {
     /// PEM certificates trusted for the directory's TLS (a private CA, a self-signed server).
     #[arg(long)]
     pub ca_bundle: Option<PathBuf>,
-    /// How challenges are answered: http-01 (from --http-listen) or none (pre-validated account).
+    /// How challenges are answered: http-01 (from --http-listen), dns-01 (RFC 2136 updates signed
+    /// with TSIG: --dns-server, --tsig-key-file) or none (pre-validated account).
     #[arg(long)]
     pub solver: Option<String>,
     /// The plain-HTTP address the http-01 solver listens on (port 80 of the names forwards here).
@@ -346,6 +347,19 @@ pub struct UpstreamArgs {
     /// The CA is private (on-premises), whatever its address.
     #[arg(long)]
     pub private: bool,
+    /// dns-01: the primary DNS server taking RFC 2136 updates (HOST:PORT).
+    #[arg(long)]
+    pub dns_server: Option<String>,
+    /// dns-01: the TSIG key file, as tsig-keygen writes it (the secret is sealed, never printed).
+    #[arg(long)]
+    pub tsig_key_file: Option<PathBuf>,
+    /// dns-01: the zone to update (default: the zone whose SOA answers for the challenge name).
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// dns-01: where a published value must be seen before the challenge is answered: ns (every
+    /// server of the zone's NS records, on --dns-server's port) or server (--dns-server alone).
+    #[arg(long)]
+    pub propagation_check: Option<String>,
 }
 
 impl UpstreamArgs {
@@ -360,6 +374,10 @@ impl UpstreamArgs {
             || self.http_listen.is_some()
             || self.public
             || self.private
+            || self.dns_server.is_some()
+            || self.tsig_key_file.is_some()
+            || self.zone.is_some()
+            || self.propagation_check.is_some()
     }
 
     fn spec(&self) -> anyhow::Result<crate::ca::upstream::admin::UpstreamSpec> {
@@ -375,7 +393,7 @@ impl UpstreamArgs {
         let solver = match &self.solver {
             Some(s) => Some(
                 crate::ca::upstream::Solver::parse(s)
-                    .ok_or_else(|| anyhow::anyhow!("unknown solver {s:?} (use http-01 or none)"))?,
+                    .ok_or_else(|| anyhow::anyhow!("unknown solver {s:?} (use http-01, dns-01 or none)"))?,
             ),
             None => None,
         };
@@ -383,7 +401,22 @@ impl UpstreamArgs {
             Some(f) => Some(std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?),
             None => None,
         };
+        let tsig_key = match &self.tsig_key_file {
+            Some(f) => Some(std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?),
+            None => None,
+        };
+        let propagation = match &self.propagation_check {
+            Some(p) => Some(
+                crate::ca::upstream::dns01::PropagationCheck::parse(p)
+                    .ok_or_else(|| anyhow::anyhow!("unknown propagation check {p:?} (use ns or server)"))?,
+            ),
+            None => None,
+        };
         Ok(crate::ca::upstream::admin::UpstreamSpec {
+            dns_server: self.dns_server.clone(),
+            tsig_key,
+            zone: self.zone.clone(),
+            propagation,
             directory: self.acme_directory.clone(),
             eab_kid: self.eab_kid.clone(),
             eab_hmac_key,

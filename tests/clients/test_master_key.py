@@ -30,7 +30,8 @@ PW = "Str0ng!Passw0rd#26"
 STORE_PW = "St0re!Passw0rd#26"
 # Every column holding sealed blobs (crates/renewgate-core/src/db/sealed.rs SEALED).
 SEALED = [("cas", "key_enc"), ("certificates", "key_enc"), ("stores", "password_enc"), ("acme_eab_keys", "hmac_enc"),
-          ("issuers", "eab_hmac_enc"), ("issuers", "account_key_enc"), ("jobs", "key_enc")]
+          ("issuers", "eab_hmac_enc"), ("issuers", "account_key_enc"), ("issuers", "tsig_secret_enc"),
+          ("jobs", "key_enc")]
 RG2 = b"RG2".hex()
 
 

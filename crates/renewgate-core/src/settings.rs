@@ -189,6 +189,22 @@ pub struct CaSettings {
     pub organization: String,
     /// Host part of Keyfactor-style CA configuration names (`<host>\<name>`); default: the machine's host name.
     pub host: Option<String>,
+    /// The dns-01 solver of upstream issuers.
+    pub dns01: Dns01Settings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Dns01Settings {
+    /// How long a published `_acme-challenge` value may take to reach the zone's authoritative
+    /// servers (a duration such as `120s`).
+    pub propagation_timeout: String,
+}
+
+impl Default for Dns01Settings {
+    fn default() -> Self {
+        Dns01Settings { propagation_timeout: "120s".into() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -306,7 +322,12 @@ impl Default for Settings {
 
 impl Default for CaSettings {
     fn default() -> Self {
-        CaSettings { key_type: "ec-p256".into(), organization: "Renewgate".into(), host: None }
+        CaSettings {
+            key_type: "ec-p256".into(),
+            organization: "Renewgate".into(),
+            host: None,
+            dns01: Dns01Settings::default(),
+        }
     }
 }
 impl Default for AuthSettings {

@@ -233,6 +233,7 @@ diesel::table! {
         removed -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        tsig_secret_enc -> Nullable<Binary>,
     }
 }
 

@@ -49,6 +49,7 @@ pub const SEALED: &[SealedColumn] = &[
     sealed("acme_eab_keys", "id", "hmac_enc", crate::acme::db::accounts::EAB_PURPOSE, "ACME EAB keys"),
     sealed("issuers", "id", "eab_hmac_enc", crate::ca::upstream::EAB_PURPOSE, "upstream EAB keys"),
     sealed("issuers", "id", "account_key_enc", crate::ca::upstream::ACCOUNT_PURPOSE, "upstream ACME accounts"),
+    sealed("issuers", "id", "tsig_secret_enc", crate::ca::upstream::TSIG_PURPOSE, "upstream dns-01 TSIG keys"),
     // The key an upstream job generated, kept until the job ends (a resumed order needs it).
     sealed("jobs", "id", "key_enc", crate::engine::inventory::KEY_PURPOSE, "keys of upstream jobs"),
 ];

@@ -57,6 +57,8 @@ pub struct Engine {
     pub acme_nonces: crate::acme::nonce::NonceSource,
     /// Upstream ACME issuers, loaded on first use and reloaded when changed.
     pub upstreams: crate::ca::upstream::Upstreams,
+    /// `ca.dns01.propagation_timeout`.
+    pub dns01_propagation_timeout: Duration,
 }
 
 impl Engine {
@@ -72,7 +74,7 @@ impl Engine {
                 Ok(Arc::new(crate::ca::issuer::BuiltinIssuer { ca, urls }))
             }
             Err(crate::ca::builtin::CaError::NotFound(_)) => {
-                match self.upstreams.get(conn, name, &self.master, &self.pool)? {
+                match self.upstreams.get(conn, name, &self.master, &self.pool, self.dns01_propagation_timeout)? {
                     Some(u) => Ok(u),
                     None => Err(crate::ca::builtin::CaError::NotFound(name.to_string())),
                 }
@@ -94,6 +96,8 @@ impl Engine {
             login: Arc::new(crate::auth::login::LoginGate::new(&settings.auth)),
             acme_nonces: crate::acme::nonce::NonceSource::new(&master)?,
             upstreams: Default::default(),
+            dns01_propagation_timeout: crate::settings::parse_duration(&settings.ca.dns01.propagation_timeout)
+                .map_err(|e| anyhow::anyhow!("ca.dns01.propagation_timeout: {e}"))?,
         })
     }
 }

@@ -628,8 +628,13 @@ impl Engine {
             let row = crate::ca::upstream::db::find_any(conn, &r.issuer)
                 .map_err(|e| JobFailure::transient(e.to_string()))?
                 .ok_or_else(|| JobFailure::permanent(format!("issuer {} does not exist", r.issuer)))?;
-            let issuer = crate::ca::upstream::UpstreamIssuer::from_row(&row, &self.master, &self.pool)
-                .map_err(JobFailure::permanent)?;
+            let issuer = crate::ca::upstream::UpstreamIssuer::from_row(
+                &row,
+                &self.master,
+                &self.pool,
+                self.dns01_propagation_timeout,
+            )
+            .map_err(JobFailure::permanent)?;
             let (_, der) = crate::ca::upstream::db::issued_by(conn, r.certificate_id)
                 .map_err(|e| JobFailure::transient(e.to_string()))?
                 .ok_or_else(|| JobFailure::permanent(format!("certificate {} vanished", r.certificate_id)))?;

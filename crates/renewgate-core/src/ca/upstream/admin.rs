@@ -1,6 +1,7 @@
 //! Adding, changing, listing and removing upstream issuers (`renewgate ca add|update|list|remove`).
 use super::db::{self, IssuerRow, NewIssuer};
-use super::{EAB_PURPOSE, Solver, UpstreamConfig, is_private_directory};
+use super::dns01::{Dns01Config, PropagationCheck, TsigKey};
+use super::{EAB_PURPOSE, Solver, TSIG_PURPOSE, UpstreamConfig, is_private_directory};
 use crate::ca::builtin::BuiltinCa;
 use crate::db::{DbConn, write_tx};
 use crate::secrets::MasterKey;
@@ -17,6 +18,12 @@ pub struct UpstreamSpec {
     pub solver: Option<Solver>,
     pub http_listen: Option<String>,
     pub public: Option<bool>,
+    /// dns-01: the primary server taking RFC 2136 updates (`host:port`).
+    pub dns_server: Option<String>,
+    /// dns-01: the TSIG key, as `tsig-keygen` writes it.
+    pub tsig_key: Option<String>,
+    pub zone: Option<String>,
+    pub propagation: Option<super::dns01::PropagationCheck>,
 }
 
 const LOCK: i64 = 7262010;
@@ -87,7 +94,36 @@ fn settle(
         .or(if spec.directory.is_some() { None } else { old.as_ref().map(|o| o.public) })
         .unwrap_or_else(|| !is_private_directory(&directory));
     let eab_kid = spec.eab_kid.clone().or_else(|| old.as_ref().and_then(|o| o.eab_kid.clone()));
-    Ok((directory, UpstreamConfig { contact, solver, http_listen, public, ca_bundle_pem, eab_kid }))
+    let old_dns = old.as_ref().and_then(|o| o.dns01.clone());
+    let dns01 = if solver == Solver::Dns01 {
+        let server = spec
+            .dns_server
+            .clone()
+            .or_else(|| old_dns.as_ref().map(|d| d.server.clone()))
+            .ok_or_else(|| format!("issuer {name}: the dns-01 solver needs --dns-server HOST:PORT"))?;
+        if !server.contains(':') {
+            return Err(format!("issuer {name}: --dns-server {server} is not host:port"));
+        }
+        let key = match &spec.tsig_key {
+            Some(k) => Some(TsigKey::parse(k).map_err(|e| format!("issuer {name}: {e}"))?),
+            None => None,
+        };
+        let (tsig_name, tsig_algorithm) = match (&key, &old_dns) {
+            (Some(k), _) => (k.name.clone(), k.algorithm.clone()),
+            (None, Some(d)) => (d.tsig_name.clone(), d.tsig_algorithm.clone()),
+            (None, None) => return Err(format!("issuer {name}: the dns-01 solver needs --tsig-key-file FILE")),
+        };
+        Some(Dns01Config {
+            server,
+            tsig_name,
+            tsig_algorithm,
+            zone: spec.zone.clone().or_else(|| old_dns.as_ref().and_then(|d| d.zone.clone())),
+            propagation: spec.propagation.or(old_dns.as_ref().map(|d| d.propagation)).unwrap_or(PropagationCheck::Ns),
+        })
+    } else {
+        None
+    };
+    Ok((directory, UpstreamConfig { contact, solver, http_listen, public, ca_bundle_pem, eab_kid, dns01 }))
 }
 
 /// Adds an upstream issuer. Its secrets are sealed; nothing is contacted until it first issues.
@@ -99,15 +135,36 @@ pub fn add(c: &mut DbConn, master: &MasterKey, name: &str, spec: &UpstreamSpec) 
     }
     let hmac = spec.eab_hmac_key.as_deref().map(decode_hmac).transpose().map_err(anyhow::Error::msg)?;
     let sealed = hmac.map(|k| master.seal(EAB_PURPOSE, &k)).transpose()?;
+    let tsig = sealed_tsig(master, spec)?;
     let json = serde_json::to_string(&config)?;
     write_tx(c, Some(LOCK), |tx| -> anyhow::Result<()> {
         if db::builtin_exists(tx, name)? || db::find(tx, name)?.is_some() {
             anyhow::bail!("an issuer named {name} already exists");
         }
-        db::insert(tx, &NewIssuer { name, directory_url: &directory, config: &json, eab_hmac_enc: sealed.as_deref() })
-            .map_err(anyhow::Error::from)
+        db::insert(
+            tx,
+            &NewIssuer {
+                name,
+                directory_url: &directory,
+                config: &json,
+                eab_hmac_enc: sealed.as_deref(),
+                tsig_secret_enc: tsig.as_deref(),
+            },
+        )
+        .map_err(anyhow::Error::from)
     })?;
     Ok(config)
+}
+
+/// The TSIG secret of `spec`'s key file, sealed.
+fn sealed_tsig(master: &MasterKey, spec: &UpstreamSpec) -> anyhow::Result<Option<Vec<u8>>> {
+    match &spec.tsig_key {
+        Some(k) => {
+            let key = TsigKey::parse(k).map_err(anyhow::Error::msg)?;
+            Ok(Some(master.seal(TSIG_PURPOSE, &key.secret)?))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Changes an upstream issuer; a running gateway uses the new settings for its next job.
@@ -129,13 +186,24 @@ pub fn update(c: &mut DbConn, master: &MasterKey, name: &str, spec: &UpstreamSpe
         if config.eab_kid.is_some() != eab_hmac_enc.is_some() {
             anyhow::bail!("issuer {name}: --eab-kid and the EAB HMAC key go together");
         }
+        let tsig_secret_enc = match sealed_tsig(master, spec)? {
+            Some(t) => Some(t),
+            None if config.dns01.is_some() => row.tsig_secret_enc.clone(),
+            None => None,
+        };
         let drop_account =
             directory != row.directory_url || config.eab_kid != old.eab_kid || spec.eab_hmac_key.is_some();
         let json = serde_json::to_string(&config)?;
         db::update(
             tx,
             row.id,
-            &NewIssuer { name, directory_url: &directory, config: &json, eab_hmac_enc: eab_hmac_enc.as_deref() },
+            &NewIssuer {
+                name,
+                directory_url: &directory,
+                config: &json,
+                eab_hmac_enc: eab_hmac_enc.as_deref(),
+                tsig_secret_enc: tsig_secret_enc.as_deref(),
+            },
             drop_account,
         )?;
         Ok(config)

@@ -20,6 +20,7 @@ pub struct IssuerRow {
     pub removed: bool,
     pub created_at: chrono::NaiveDateTime,
     pub updated_at: chrono::NaiveDateTime,
+    pub tsig_secret_enc: Option<Vec<u8>>,
 }
 
 /// An issuer that is in use (not removed), by name (case-insensitive).
@@ -55,6 +56,7 @@ pub struct NewIssuer<'a> {
     pub directory_url: &'a str,
     pub config: &'a str,
     pub eab_hmac_enc: Option<&'a [u8]>,
+    pub tsig_secret_enc: Option<&'a [u8]>,
 }
 
 /// Adds an issuer, or brings a removed one of the same name back with the new settings (its
@@ -72,6 +74,7 @@ pub fn insert(c: &mut DbConn, n: &NewIssuer<'_>) -> QueryResult<()> {
             issuers::directory_url.eq(n.directory_url),
             issuers::config.eq(n.config),
             issuers::eab_hmac_enc.eq(n.eab_hmac_enc),
+            issuers::tsig_secret_enc.eq(n.tsig_secret_enc),
             issuers::removed.eq(false),
             issuers::created_at.eq(ts),
             issuers::updated_at.eq(ts),
@@ -89,6 +92,7 @@ pub fn update(c: &mut DbConn, id: i64, n: &NewIssuer<'_>, drop_account: bool) ->
             issuers::directory_url.eq(n.directory_url),
             issuers::config.eq(n.config),
             issuers::eab_hmac_enc.eq(n.eab_hmac_enc),
+            issuers::tsig_secret_enc.eq(n.tsig_secret_enc),
             issuers::last_error.eq(None::<String>),
             issuers::updated_at.eq(now()),
         ))

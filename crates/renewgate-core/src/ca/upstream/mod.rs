@@ -5,6 +5,7 @@
 //! the order URL with the job so that a job resumed after a crash continues the same order.
 pub mod admin;
 pub mod db;
+pub mod dns01;
 pub mod http;
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use crate::secrets::MasterKey;
 /// Sealing purposes (see [`MasterKey::seal`]).
 pub const ACCOUNT_PURPOSE: &str = "acme-issuer-account";
 pub const EAB_PURPOSE: &str = "acme-issuer-eab";
+pub const TSIG_PURPOSE: &str = "acme-issuer-tsig";
 
 /// How an upstream CA's challenges are answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +38,9 @@ pub enum Solver {
     /// From the gateway's plain-HTTP listener (`http_listen`), for hosts whose port 80 forwards to it.
     #[serde(rename = "http-01")]
     Http01,
+    /// `_acme-challenge` TXT records by RFC 2136 dynamic update signed with TSIG.
+    #[serde(rename = "dns-01")]
+    Dns01,
     /// Authorizations are already valid upstream (a pre-validated organisation account).
     #[serde(rename = "none")]
     None,
@@ -45,6 +50,7 @@ impl Solver {
     pub fn parse(s: &str) -> Option<Solver> {
         match s.to_ascii_lowercase().as_str() {
             "http-01" => Some(Solver::Http01),
+            "dns-01" => Some(Solver::Dns01),
             "none" => Some(Solver::None),
             _ => None,
         }
@@ -52,6 +58,7 @@ impl Solver {
     pub fn as_str(self) -> &'static str {
         match self {
             Solver::Http01 => "http-01",
+            Solver::Dns01 => "dns-01",
             Solver::None => "none",
         }
     }
@@ -72,6 +79,31 @@ pub struct UpstreamConfig {
     pub ca_bundle_pem: Option<String>,
     #[serde(default)]
     pub eab_kid: Option<String>,
+    /// The dns-01 solver's server, key name and zone (its secret is sealed beside).
+    #[serde(default)]
+    pub dns01: Option<dns01::Dns01Config>,
+}
+
+/// What a job keeps of its progress at an upstream CA: the order it placed and the TXT values it
+/// published (removed before the job ends, or when it resumes after a crash).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct JobState {
+    #[serde(default)]
+    order: Option<String>,
+    #[serde(default)]
+    dns: Vec<dns01::Published>,
+}
+
+impl JobState {
+    fn load(progress: &dyn JobProgress) -> JobState {
+        match progress.load() {
+            Some(s) => serde_json::from_str(&s).unwrap_or(JobState { order: Some(s), dns: vec![] }),
+            None => JobState::default(),
+        }
+    }
+    fn save(&self, progress: &dyn JobProgress) -> Result<(), IssueError> {
+        progress.save(&serde_json::to_string(self).map_err(|e| IssueError::permanent("internal", e.to_string()))?)
+    }
 }
 
 /// Whether a directory URL is on loopback or a private network (then the issuer is not public
@@ -110,6 +142,8 @@ pub struct UpstreamIssuer {
     pub directory: String,
     pub config: UpstreamConfig,
     eab: Option<(String, Vec<u8>)>,
+    tsig_secret: Option<Vec<u8>>,
+    propagation_timeout: Duration,
     account: Option<Vec<u8>>,
     last_error: Option<String>,
     master: MasterKey,
@@ -117,7 +151,12 @@ pub struct UpstreamIssuer {
 }
 
 impl UpstreamIssuer {
-    pub fn from_row(row: &db::IssuerRow, master: &MasterKey, pool: &Pool) -> Result<UpstreamIssuer, String> {
+    pub fn from_row(
+        row: &db::IssuerRow,
+        master: &MasterKey,
+        pool: &Pool,
+        propagation_timeout: Duration,
+    ) -> Result<UpstreamIssuer, String> {
         let config: UpstreamConfig =
             serde_json::from_str(&row.config).map_err(|e| format!("issuer {}: unreadable settings: {e}", row.name))?;
         let eab = match (&config.eab_kid, &row.eab_hmac_enc) {
@@ -127,8 +166,16 @@ impl UpstreamIssuer {
             )),
             _ => None,
         };
+        let tsig_secret = row
+            .tsig_secret_enc
+            .as_ref()
+            .map(|sealed| master.open(TSIG_PURPOSE, sealed))
+            .transpose()
+            .map_err(|e| format!("issuer {}: TSIG key: {e}", row.name))?;
         Ok(UpstreamIssuer {
             row_id: row.id,
+            tsig_secret,
+            propagation_timeout,
             name: row.name.clone(),
             directory: row.directory_url.clone(),
             config,
@@ -196,9 +243,10 @@ impl UpstreamIssuer {
         &self,
         account: &Account,
         ids: &[Identifier],
+        state: &mut JobState,
         progress: &dyn JobProgress,
     ) -> Result<Order, IssueError> {
-        if let Some(url) = progress.load() {
+        if let Some(url) = state.order.clone() {
             match account.order(url.clone()).await {
                 Ok(mut o) => {
                     if o.state().status != OrderStatus::Invalid {
@@ -216,7 +264,8 @@ impl UpstreamIssuer {
             }
         }
         let order = account.new_order(&NewOrder::new(ids)).await.map_err(upstream_error)?;
-        progress.save(order.url())?;
+        state.order = Some(order.url().to_string());
+        state.save(progress)?;
         Ok(order)
     }
 
@@ -235,29 +284,122 @@ impl UpstreamIssuer {
                 ));
             }
         };
-        let mut account = self.account(false).await?;
-        let mut order = match self.order(&account, &ids, progress).await {
-            // The CA forgot the account (a reset test CA, a deactivated account): register again.
-            Err(e) if e.kind == "accountDoesNotExist" => {
-                tracing::warn!(issuer = %self.name, "the upstream CA does not know the account; registering again");
-                account = self.account(true).await?;
-                self.order(&account, &ids, progress).await?
-            }
-            other => other?,
-        };
-        let mut answered = vec![];
-        let result = self.complete(&mut order, &csr_der, &mut answered).await;
-        if !answered.is_empty()
-            && let Ok(mut c) = self.conn()
-        {
-            let _ = db::remove_answers(&mut c, &answered);
-        }
+        let mut state = JobState::load(progress);
+        let result = self.ordered(&ids, &csr_der, &mut state, progress).await;
+        // Whatever happened, the TXT values this job published (in this attempt or one a crash
+        // interrupted) go before the job answers.
+        let cleaned = self.remove_published(&mut state, progress);
         let pem = result?;
+        cleaned?;
         let mut certs = X509::stack_from_pem(pem.as_bytes())?.into_iter();
         let leaf = certs
             .next()
             .ok_or_else(|| IssueError::permanent("badCertificate", "the upstream CA returned no certificate"))?;
         Ok(Issued { leaf, chain: certs.collect(), ca_id: None })
+    }
+
+    async fn ordered(
+        &self,
+        ids: &[Identifier],
+        csr_der: &[u8],
+        state: &mut JobState,
+        progress: &dyn JobProgress,
+    ) -> Result<String, IssueError> {
+        let mut account = self.account(false).await?;
+        let mut order = match self.order(&account, ids, state, progress).await {
+            // The CA forgot the account (a reset test CA, a deactivated account): register again.
+            Err(e) if e.kind == "accountDoesNotExist" => {
+                tracing::warn!(issuer = %self.name, "the upstream CA does not know the account; registering again");
+                account = self.account(true).await?;
+                self.order(&account, ids, state, progress).await?
+            }
+            other => other?,
+        };
+        let mut answered = vec![];
+        let result = self.complete(&mut order, csr_der, &mut answered, state, progress).await;
+        if !answered.is_empty()
+            && let Ok(mut c) = self.conn()
+        {
+            let _ = db::remove_answers(&mut c, &answered);
+        }
+        result
+    }
+
+    fn dns01(&self) -> Result<dns01::Dns01Solver, IssueError> {
+        let (Some(cfg), Some(secret)) = (&self.config.dns01, &self.tsig_secret) else {
+            return Err(IssueError::permanent(
+                "configuration",
+                format!("issuer {}: dns-01 has no server or key", self.name),
+            ));
+        };
+        dns01::Dns01Solver::new(cfg, secret.clone()).map_err(dns01_error)
+    }
+
+    /// Removes the TXT values the job published and forgets them.
+    fn remove_published(&self, state: &mut JobState, progress: &dyn JobProgress) -> Result<(), IssueError> {
+        if state.dns.is_empty() {
+            return Ok(());
+        }
+        let solver = self.dns01()?;
+        let mut left = vec![];
+        let mut failure = None;
+        for p in state.dns.drain(..) {
+            if let Err(e) = solver.remove(&p) {
+                failure = Some(dns01_error(e));
+                left.push(p);
+            }
+        }
+        state.dns = left;
+        state.save(progress)?;
+        match failure {
+            Some(e) => Err(IssueError { retry: Some(None), ..e }),
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes the TXT values of the pending dns-01 challenges and waits until the zone's
+    /// authoritative servers answer them. Each value is remembered with the job before it is
+    /// added, so that a crash in between still removes it.
+    async fn publish_dns01(
+        &self,
+        order: &mut Order,
+        state: &mut JobState,
+        progress: &dyn JobProgress,
+    ) -> Result<(), IssueError> {
+        let mut wanted = vec![];
+        let mut authzs = order.authorizations();
+        while let Some(a) = authzs.next().await {
+            let mut a = a.map_err(upstream_error)?;
+            if a.status != AuthorizationStatus::Pending {
+                continue;
+            }
+            let name = identifier_text(a.identifier().identifier);
+            let ch = a.challenge(ChallengeType::Dns01).ok_or_else(|| {
+                IssueError::permanent("unauthorized", format!("the upstream CA offers no dns-01 challenge for {name}"))
+            })?;
+            if ch.status == ChallengeStatus::Pending {
+                wanted.push((dns01::Dns01Solver::record_name(&name), ch.key_authorization().dns_value()));
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let solver = self.dns01()?;
+        let mut published = vec![];
+        for (record, value) in wanted {
+            let zone = solver.zone_of(&record).map_err(dns01_error)?;
+            let p = dns01::Published { name: record, zone, value };
+            if !state.dns.contains(&p) {
+                state.dns.push(p.clone());
+                state.save(progress)?;
+            }
+            solver.add(&p).map_err(dns01_error)?;
+            published.push(p);
+        }
+        for p in &published {
+            solver.wait_propagated(p, self.propagation_timeout).map_err(dns01_error)?;
+        }
+        Ok(())
     }
 
     /// Answers the pending authorizations, finalizes and downloads the chain (PEM).
@@ -266,10 +408,17 @@ impl UpstreamIssuer {
         order: &mut Order,
         csr_der: &[u8],
         answered: &mut Vec<String>,
+        state: &mut JobState,
+        progress: &dyn JobProgress,
     ) -> Result<String, IssueError> {
         let retries =
             RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(Duration::from_secs(90));
+        if order.state().status == OrderStatus::Pending && self.config.solver == Solver::Dns01 {
+            self.publish_dns01(order, state, progress).await?;
+        }
         if order.state().status == OrderStatus::Pending {
+            let challenge_type =
+                if self.config.solver == Solver::Dns01 { ChallengeType::Dns01 } else { ChallengeType::Http01 };
             let mut authzs = order.authorizations();
             while let Some(a) = authzs.next().await {
                 let mut a = a.map_err(upstream_error)?;
@@ -290,14 +439,19 @@ impl UpstreamIssuer {
                         format!("{name} is not pre-validated at the upstream CA {} (solver none)", self.name),
                     ));
                 }
-                let mut ch = a.challenge(ChallengeType::Http01).ok_or_else(|| {
+                let mut ch = a.challenge(challenge_type.clone()).ok_or_else(|| {
                     IssueError::permanent(
                         "unauthorized",
-                        format!("the upstream CA offers no http-01 challenge for {name}"),
+                        format!("the upstream CA offers no {} challenge for {name}", self.config.solver.as_str()),
                     )
                 })?;
                 if ch.status != ChallengeStatus::Pending {
                     // Answered before a crash: the CA is validating it already.
+                    continue;
+                }
+                if challenge_type == ChallengeType::Dns01 {
+                    // Published and seen on the zone's servers above.
+                    ch.set_ready().await.map_err(upstream_error)?;
                     continue;
                 }
                 let token = ch.token.clone();
@@ -476,6 +630,12 @@ fn build_csr(
     Ok(b.build().to_der()?)
 }
 
+/// A dns-01 failure as the job and the client see it: `dns-01: <cause>: <detail>`.
+fn dns01_error(e: dns01::Dns01Error) -> IssueError {
+    let message = format!("dns-01: {}: {}", e.cause, e.detail);
+    if e.transient { IssueError::transient(&e.cause, message) } else { IssueError::permanent(&e.cause, message) }
+}
+
 /// An instant-acme error as the queue sees it: its problem type, and whether to retry.
 fn upstream_error(e: instant_acme::Error) -> IssueError {
     match e {
@@ -513,6 +673,7 @@ impl Upstreams {
         name: &str,
         master: &MasterKey,
         pool: &Pool,
+        propagation_timeout: Duration,
     ) -> Result<Option<Arc<UpstreamIssuer>>, super::builtin::CaError> {
         let Some(row) = db::find(c, name)? else { return Ok(None) };
         if let Some((at, i)) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&row.name_lower)
@@ -521,7 +682,10 @@ impl Upstreams {
         {
             return Ok(Some(i.clone()));
         }
-        let issuer = Arc::new(UpstreamIssuer::from_row(&row, master, pool).map_err(super::builtin::CaError::Other)?);
+        let issuer = Arc::new(
+            UpstreamIssuer::from_row(&row, master, pool, propagation_timeout)
+                .map_err(super::builtin::CaError::Other)?,
+        );
         self.cache
             .write()
             .unwrap_or_else(|e| e.into_inner())

@@ -1,0 +1,1 @@
+ALTER TABLE issuers DROP COLUMN tsig_secret_enc;
