@@ -37,6 +37,10 @@ class Bind:
         self.key_file = tmp / "rg-tsig.key"
         self.key_file.write_text(subprocess.run([keygen, "-a", "hmac-sha256", "rg-update"], check=True,
                                                 capture_output=True, text=True).stdout)
+        # A key BIND knows that may not update the zone.
+        self.other_key_file = tmp / "rg-other.key"
+        self.other_key_file.write_text(subprocess.run([keygen, "-a", "hmac-sha256", "rg-other"], check=True,
+                                                      capture_output=True, text=True).stdout)
         (tmp / "zone.db").write_text(f"""$TTL 60
 @ IN SOA ns1.{ZONE}. hostmaster.{ZONE}. ( 1 60 60 600 60 )
 @ IN NS ns1.{ZONE}.
@@ -46,6 +50,7 @@ ns1 IN A 127.0.0.1
 _acme-challenge.wild IN TXT "{KEEP}"
 """)
         (tmp / "named.conf").write_text(f"""include "{self.key_file}";
+include "{self.other_key_file}";
 options {{ directory "{tmp}"; listen-on port {self.port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }};
   pid-file "{tmp}/named.pid"; recursion no; dnssec-validation no; notify no; }};
 zone "{ZONE}" {{ type primary; file "{tmp}/zone.db"; allow-update {{ key "rg-update"; }}; }};
@@ -176,9 +181,16 @@ def test_wrong_tsig_secret_and_unserved_zone_name_their_cause(env, bind, tmp_pat
     add_issuer(gw, pebble, bind, "pebble-badsig", key_file=wrong)
     r = gw.cli("ca", "list")
     assert secret not in r.stdout + r.stderr and secret not in open(gw.log_path).read()
-    gw.cli("policy", "set", "\\VED\\Policy\\BadSig", "ca=pebble-badsig")
+    unknown = tmp_path / "unknown.key"
+    unknown.write_text(f'key "rg-nobody" {{ algorithm hmac-sha256; secret "{secret}"; }};\n')
+    add_issuer(gw, pebble, bind, "pebble-badkey", key_file=unknown)
+    add_issuer(gw, pebble, bind, "pebble-refused", key_file=bind.other_key_file)
+    for issuer in ("badsig", "badkey", "refused"):
+        gw.cli("policy", "set", f"\\VED\\Policy\\Dns-{issuer}", f"ca=pebble-{issuer}")
     s = gw.session()
-    cases = [("\\VED\\Policy\\BadSig", f"b{uuid.uuid4().hex[:6]}.{ZONE}", "dns-01: TSIG refused (BADSIG): "),
+    cases = [("\\VED\\Policy\\Dns-badsig", f"b{uuid.uuid4().hex[:6]}.{ZONE}", "dns-01: TSIG refused (BADSIG): "),
+             ("\\VED\\Policy\\Dns-badkey", f"k{uuid.uuid4().hex[:6]}.{ZONE}", "dns-01: TSIG refused (BADKEY): "),
+             ("\\VED\\Policy\\Dns-refused", f"r{uuid.uuid4().hex[:6]}.{ZONE}", "dns-01: update refused (REFUSED): "),
              (FOLDER, f"n{uuid.uuid4().hex[:6]}.unserved.example", "dns-01: zone not found: ")]
     for folder, cn, cause in cases:
         r = s.post("/vedsdk/Certificates/Request", json={"PolicyDN": folder, "Subject": cn, "KeyAlgorithm": "RSA",

@@ -226,7 +226,7 @@ impl Dns01Solver {
             }
             (ResponseCode::NoError, _) => Ok(()),
             (code @ (ResponseCode::Refused | ResponseCode::NotAuth), _) => Err(Dns01Error::new(
-                &format!("update refused ({})", code.to_str().to_ascii_uppercase()),
+                &format!("update refused ({})", rcode_name(code)),
                 format!("{} refused the update of zone {}", self.server, zone_text(&msg)),
             )),
             (ResponseCode::NotZone, _) => Err(Dns01Error::new(
@@ -330,6 +330,22 @@ impl Dns01Solver {
                 return Ok(rsp);
             }
         }
+    }
+}
+
+/// The RFC 1035/2136 mnemonic of a response code (REFUSED, NOTAUTH, SERVFAIL…).
+fn rcode_name(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::Refused => "REFUSED".into(),
+        ResponseCode::NotAuth => "NOTAUTH".into(),
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::YXDomain => "YXDOMAIN".into(),
+        ResponseCode::YXRRSet => "YXRRSET".into(),
+        ResponseCode::NXRRSet => "NXRRSET".into(),
+        ResponseCode::NXDomain => "NXDOMAIN".into(),
+        other => format!("RCODE {}", u16::from(other)),
     }
 }
 
