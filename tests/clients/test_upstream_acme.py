@@ -206,6 +206,7 @@ def test_ca_cli_add_list_update_remove(up_gw, pebble):
         (["ca", "add", "x3", "--acme-directory", "https://acme.example.net/dir", "--solver", "dns-99"], "solver"),
         (["ca", "add", "issuing", "--acme-directory", "https://acme.example.net/dir", "--solver", "none"],
          "already exists"),
+        (["ca", "add", "PEBBLE"], "already exists"),  # a built-in CA would shadow the upstream one
         (["ca", "update", "issuing", "--solver", "none"], "built-in"),
         (["ca", "remove", "issuing"], "built-in"),
     ]

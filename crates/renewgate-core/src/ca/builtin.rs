@@ -144,7 +144,8 @@ impl BuiltinCa {
         let root_id = root.id;
         write_tx(conn, Some(CA_INIT_LOCK), |c| -> Result<(), CaError> {
             let exists: i64 = cas::table.filter(cas::name_lower.eq(name.to_ascii_lowercase())).count().get_result(c)?;
-            if exists > 0 {
+            // An upstream issuer of the name would be shadowed (built-in CAs are looked up first).
+            if exists > 0 || super::upstream::db::find(c, name)?.is_some() {
                 return Err(CaError::Exists(name.to_string()));
             }
             let (cert, key) = make_ca_cert(
@@ -192,7 +193,7 @@ impl BuiltinCa {
         }
         write_tx(conn, Some(CA_INIT_LOCK), |c| -> Result<(), CaError> {
             let exists: i64 = cas::table.filter(cas::name_lower.eq(name.to_ascii_lowercase())).count().get_result(c)?;
-            if exists > 0 {
+            if exists > 0 || super::upstream::db::find(c, name)?.is_some() {
                 return Err(CaError::Other(format!("CA {name} already exists")));
             }
             // Parents first (root last in the file), so each row can point at its issuer.

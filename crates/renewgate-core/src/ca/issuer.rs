@@ -118,6 +118,10 @@ pub trait Issuer: Send + Sync {
     fn issue(&self, input: &IssueInput<'_>, progress: &dyn JobProgress) -> Result<Issued, IssueError>;
     /// Revokes a certificate this issuer signed (RFC 5280 reason code).
     fn revoke(&self, leaf: &X509Ref, reason: i32) -> Result<(), IssueError>;
+    /// Undoes what a job given up on left outside (published DNS records).
+    fn abandon(&self, _progress: &dyn JobProgress) -> Result<(), IssueError> {
+        Ok(())
+    }
 }
 
 /// A built-in CA as an issuer: its certificates name where its CRL and certificate are

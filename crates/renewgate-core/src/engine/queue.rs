@@ -241,6 +241,7 @@ impl Engine {
             let _done = Done(&finished);
             if job.attempts > self.settings.queue.max_attempts {
                 // Claimed again after its worker died each time: give up instead of looping.
+                self.abandon(&mut conn, &job, owner);
                 return Err(JobFailure::permanent(format!("gave up after {} attempts", job.attempts - 1)));
             }
             self.issue(&mut conn, &job, owner)
@@ -492,6 +493,16 @@ impl Engine {
             }
         }
         Ok(key)
+    }
+
+    /// Lets the issuer of a job given up on undo what its attempts left outside.
+    fn abandon(&self, conn: &mut DbConn, job: &Job, owner: &str) {
+        let Ok(p) = serde_json::from_str::<IssuePayload>(&job.payload) else { return };
+        let Ok(issuer) = self.issuer(conn, &p.ca) else { return };
+        let progress = JobIssuerState { engine: self, job_id: job.id, owner, resumed: job.issuer_state.clone() };
+        if let Err(e) = issuer.abandon(&progress) {
+            tracing::warn!(job = job.id, error = %e.message, "could not undo what the abandoned job left");
+        }
     }
 
     /// Commits the new version, makes it current and closes the job — all only if we still hold the lease.

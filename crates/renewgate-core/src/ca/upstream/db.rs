@@ -105,13 +105,25 @@ pub fn update(c: &mut DbConn, id: i64, n: &NewIssuer<'_>, drop_account: bool) ->
     Ok(())
 }
 
-/// Saves the account the gateway registered (credentials sealed by the caller). The update
-/// time is left alone: a new account does not make the cached issuer stale.
-pub fn save_account(c: &mut DbConn, id: i64, sealed: &[u8], url: &str) -> QueryResult<()> {
-    diesel::update(issuers::table.find(id))
-        .set((issuers::account_key_enc.eq(sealed), issuers::account_url.eq(url)))
-        .execute(c)?;
-    Ok(())
+/// Saves the account the gateway registered (credentials sealed by the caller), unless another
+/// job or instance saved one since `previous` was read: false then, and that one is to be used.
+/// The update time is left alone: a new account does not make the cached issuer stale.
+pub fn save_account(c: &mut DbConn, id: i64, sealed: &[u8], url: &str, previous: Option<&[u8]>) -> QueryResult<bool> {
+    let set = (issuers::account_key_enc.eq(sealed), issuers::account_url.eq(url));
+    let n = match previous {
+        Some(p) => {
+            diesel::update(issuers::table.find(id).filter(issuers::account_key_enc.eq(p))).set(set).execute(c)?
+        }
+        None => {
+            diesel::update(issuers::table.find(id).filter(issuers::account_key_enc.is_null())).set(set).execute(c)?
+        }
+    };
+    Ok(n == 1)
+}
+
+/// The stored (sealed) account of an issuer.
+pub fn stored_account(c: &mut DbConn, id: i64) -> QueryResult<Option<Vec<u8>>> {
+    Ok(issuers::table.find(id).select(issuers::account_key_enc).first::<Option<Vec<u8>>>(c).optional()?.flatten())
 }
 
 pub fn set_last_error(c: &mut DbConn, id: i64, error: Option<&str>) -> QueryResult<()> {
@@ -136,11 +148,18 @@ pub fn references(c: &mut DbConn, name: &str) -> QueryResult<(i64, i64)> {
         .filter(certificates::not_after.gt(now()))
         .count()
         .get_result(c)?;
-    // Job payloads are JSON: `"ca":"<name>"` as serde writes it.
-    let pattern = format!("%\"ca\":{}%", serde_json::Value::String(name.to_string()));
+    // Job payloads are JSON: `"ca":"<name>"` as serde writes it, the name as the folder spelled
+    // it (compared without case; `_` and `%` in a name match themselves).
+    let quoted = serde_json::Value::String(name.to_ascii_lowercase()).to_string();
+    let escaped = quoted.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let pattern = format!("%\"ca\":{escaped}%");
     let open_jobs: i64 = jobs::table
         .filter(jobs::state.eq_any(["queued", "running"]))
-        .filter(jobs::payload.like(pattern))
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("lower(payload) LIKE ")
+                .bind::<diesel::sql_types::Text, _>(pattern)
+                .sql(" ESCAPE '\\'"),
+        )
         .count()
         .get_result(c)?;
     Ok((certs, open_jobs))

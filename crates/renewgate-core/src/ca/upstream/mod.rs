@@ -144,7 +144,6 @@ pub struct UpstreamIssuer {
     eab: Option<(String, Vec<u8>)>,
     tsig_secret: Option<Vec<u8>>,
     propagation_timeout: Duration,
-    account: Option<Vec<u8>>,
     last_error: Option<String>,
     master: MasterKey,
     pool: Pool,
@@ -180,7 +179,6 @@ impl UpstreamIssuer {
             directory: row.directory_url.clone(),
             config,
             eab,
-            account: row.account_key_enc.clone(),
             last_error: row.last_error.clone(),
             master: master.clone(),
             pool: pool.clone(),
@@ -197,45 +195,60 @@ impl UpstreamIssuer {
             .map_err(|e| IssueError::permanent("configuration", format!("issuer {}: {e}", self.name)))
     }
 
-    /// The stored account, else a new registration (saved sealed for every instance).
+    /// The stored account, else a new registration (saved sealed for every instance). `fresh`:
+    /// the stored account is unknown to the CA; register again.
     async fn account(&self, fresh: bool) -> Result<Account, IssueError> {
-        if !fresh {
-            // A registration made since this issuer was loaded (by another job or instance).
-            let stored = {
-                let mut c = self.conn()?;
-                db::find_any(&mut c, &self.name)
-                    .map_err(|e| IssueError::transient("database", e.to_string()))?
-                    .and_then(|r| r.account_key_enc)
-                    .or_else(|| self.account.clone())
-            };
-            if let Some(sealed) = stored {
-                let json = self.master.open(ACCOUNT_PURPOSE, &sealed).map_err(|e| {
-                    IssueError::permanent("configuration", format!("issuer {}: account: {e}", self.name))
-                })?;
-                let creds: AccountCredentials = serde_json::from_slice(&json).map_err(|e| {
-                    IssueError::permanent("configuration", format!("issuer {}: account: {e}", self.name))
-                })?;
-                return Account::builder_with_http(self.http()?).from_credentials(creds).await.map_err(upstream_error);
-            }
+        let db_err = |e: diesel::result::Error| IssueError::transient("database", e.to_string());
+        // A registration made since this issuer was loaded (by another job or instance) counts.
+        let stored = {
+            let mut c = self.conn()?;
+            db::stored_account(&mut c, self.row_id).map_err(db_err)?
+        };
+        if !fresh && let Some(sealed) = &stored {
+            return self.restore(sealed).await;
         }
         let contact: Vec<&str> = self.config.contact.iter().map(String::as_str).collect();
         let eab = self.eab.as_ref().map(|(kid, key)| ExternalAccountKey::new(kid.clone(), key));
-        let (account, creds) = Account::builder_with_http(self.http()?)
+        let created = Account::builder_with_http(self.http()?)
             .create(
                 &NewAccount { contact: &contact, terms_of_service_agreed: true, only_return_existing: false },
                 self.directory.clone(),
                 eab.as_ref(),
             )
-            .await
-            .map_err(upstream_error)?;
+            .await;
+        let (account, creds) = match created {
+            Ok(a) => a,
+            Err(e) => {
+                // Another job or instance registered meanwhile (a one-time EAB key refuses the
+                // second registration): use its account.
+                let mut c = self.conn()?;
+                let now = db::stored_account(&mut c, self.row_id).map_err(db_err)?;
+                return match now {
+                    Some(sealed) if Some(&sealed) != stored.as_ref() => self.restore(&sealed).await,
+                    _ => Err(upstream_error(e)),
+                };
+            }
+        };
         let json = serde_json::to_vec(&creds).map_err(|e| IssueError::permanent("internal", e.to_string()))?;
         let sealed =
             self.master.seal(ACCOUNT_PURPOSE, &json).map_err(|e| IssueError::permanent("internal", e.to_string()))?;
         let mut c = self.conn()?;
-        db::save_account(&mut c, self.row_id, &sealed, account.id())
-            .map_err(|e| IssueError::transient("database", e.to_string()))?;
+        if !db::save_account(&mut c, self.row_id, &sealed, account.id(), stored.as_deref()).map_err(db_err)? {
+            // Another registration was saved first: every job uses that one.
+            if let Some(theirs) = db::stored_account(&mut c, self.row_id).map_err(db_err)? {
+                drop(c);
+                return self.restore(&theirs).await;
+            }
+        }
         tracing::info!(issuer = %self.name, account = %account.id(), "registered with the upstream CA");
         Ok(account)
+    }
+
+    async fn restore(&self, sealed: &[u8]) -> Result<Account, IssueError> {
+        let bad = |e: String| IssueError::permanent("configuration", format!("issuer {}: account: {e}", self.name));
+        let json = self.master.open(ACCOUNT_PURPOSE, sealed).map_err(|e| bad(e.to_string()))?;
+        let creds: AccountCredentials = serde_json::from_slice(&json).map_err(|e| bad(e.to_string()))?;
+        Account::builder_with_http(self.http()?).from_credentials(creds).await.map_err(upstream_error)
     }
 
     /// The order a resumed job placed before, else a new one for `ids`.
@@ -287,10 +300,13 @@ impl UpstreamIssuer {
         let mut state = JobState::load(progress);
         let result = self.ordered(&ids, &csr_der, &mut state, progress).await;
         // Whatever happened, the TXT values this job published (in this attempt or one a crash
-        // interrupted) go before the job answers.
+        // interrupted) go before the job answers. A certificate the CA issued is kept even when
+        // that fails: the values left are named in the log.
         let cleaned = self.remove_published(&mut state, progress);
         let pem = result?;
-        cleaned?;
+        if let Err(e) = cleaned {
+            tracing::warn!(issuer = %self.name, error = %e.message, left = ?state.dns, "dns-01 values left in the zone");
+        }
         let mut certs = X509::stack_from_pem(pem.as_bytes())?.into_iter();
         let leaf = certs
             .next()
@@ -377,7 +393,9 @@ impl UpstreamIssuer {
             let ch = a.challenge(ChallengeType::Dns01).ok_or_else(|| {
                 IssueError::permanent("unauthorized", format!("the upstream CA offers no dns-01 challenge for {name}"))
             })?;
-            if ch.status == ChallengeStatus::Pending {
+            // A challenge already processing (an attempt that timed out removed its value, or a
+            // crash) needs its value back for the CA's validation to succeed.
+            if matches!(ch.status, ChallengeStatus::Pending | ChallengeStatus::Processing) {
                 wanted.push((dns01::Dns01Solver::record_name(&name), ch.key_authorization().dns_value()));
             }
         }
@@ -445,11 +463,16 @@ impl UpstreamIssuer {
                         format!("the upstream CA offers no {} challenge for {name}", self.config.solver.as_str()),
                     )
                 })?;
-                if ch.status != ChallengeStatus::Pending {
-                    // Answered before a crash: the CA is validating it already.
+                if !matches!(ch.status, ChallengeStatus::Pending | ChallengeStatus::Processing) {
                     continue;
                 }
+                // Answered before (a crash, an attempt that timed out): the CA is validating it
+                // already; its answer is published again, not the challenge.
+                let answer_only = ch.status == ChallengeStatus::Processing;
                 if challenge_type == ChallengeType::Dns01 {
+                    if answer_only {
+                        continue;
+                    }
                     // Published and seen on the zone's servers above.
                     ch.set_ready().await.map_err(upstream_error)?;
                     continue;
@@ -462,7 +485,9 @@ impl UpstreamIssuer {
                         .map_err(|e| IssueError::transient("database", e.to_string()))?;
                 }
                 answered.push(token);
-                ch.set_ready().await.map_err(upstream_error)?;
+                if !answer_only {
+                    ch.set_ready().await.map_err(upstream_error)?;
+                }
             }
         }
         let status = match order.state().status {
@@ -487,7 +512,7 @@ impl UpstreamIssuer {
         let account = self.account(false).await?;
         let der = leaf.to_der()?;
         let cert = rustls_pki_types::CertificateDer::from(der);
-        let reason = match reason {
+        let code = |r: i32| match r {
             1 => instant_acme::RevocationReason::KeyCompromise,
             2 => instant_acme::RevocationReason::CaCompromise,
             3 => instant_acme::RevocationReason::AffiliationChanged,
@@ -495,12 +520,22 @@ impl UpstreamIssuer {
             5 => instant_acme::RevocationReason::CessationOfOperation,
             _ => instant_acme::RevocationReason::Unspecified,
         };
-        match account.revoke(&instant_acme::RevocationRequest { certificate: &cert, reason: Some(reason) }).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let e = upstream_error(e);
-                // Revoked before (another instance, an earlier attempt): done.
-                if e.kind == "alreadyRevoked" { Ok(()) } else { Err(e) }
+        let mut with_reason = true;
+        loop {
+            let reason = with_reason.then(|| code(reason));
+            match account.revoke(&instant_acme::RevocationRequest { certificate: &cert, reason }).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let e = upstream_error(e);
+                    match e.kind.as_str() {
+                        // Revoked before (another instance, an earlier attempt): done.
+                        "alreadyRevoked" => return Ok(()),
+                        // A reason this CA does not take (Let's Encrypt refuses some): revoke
+                        // without one rather than leave the certificate valid there.
+                        "badRevocationReason" if with_reason => with_reason = false,
+                        _ => return Err(e),
+                    }
+                }
             }
         }
     }
@@ -543,6 +578,11 @@ impl Issuer for UpstreamIssuer {
 
     fn revoke(&self, leaf: &X509Ref, reason: i32) -> Result<(), IssueError> {
         self.run(self.revoke_async(leaf, reason))
+    }
+
+    fn abandon(&self, progress: &dyn JobProgress) -> Result<(), IssueError> {
+        let mut state = JobState::load(progress);
+        self.remove_published(&mut state, progress)
     }
 }
 
