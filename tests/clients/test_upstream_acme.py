@@ -24,7 +24,7 @@ from vcert import CSR_ORIGIN_SERVICE, SCOPE_CM, Authentication, CertificateReque
 
 from conftest import Database, Gateway, free_port
 from rg_helpers import (assert_venafi_error, db_rows, db_scalar, load_certs, make_ca, openssl, public_key_der,
-                        retrieve, sha1_thumbprint)
+                        retrieve, sha1_thumbprint, wait_retrieve)
 
 FOLDER = "\\VED\\Policy\\Upstream"
 ZONE = "Upstream"
@@ -402,14 +402,7 @@ def test_kill9_during_an_upstream_order_completes_that_order(backend, tmp_path, 
                 gw.start()
                 continue  # Pebble was quick this time: try again
             gw.start()
-            deadline = time.time() + 120
-            while time.time() < deadline:
-                r = retrieve(s, dn)
-                if r.status_code == 200:
-                    break
-                assert r.status_code == 202, r.text
-                time.sleep(0.5)
-            assert r.status_code == 200, r.text + gw.logs()[-3000:]
+            wait_retrieve(s, dn, timeout=120)
             assert db_scalar(gw, f"SELECT COUNT(*) FROM certificates WHERE object_id = {oid}") == "1"
             invalid = [line for line in open(gw.log_path).read().splitlines()
                        if "order is invalid; placing another" in line and order_url in line]

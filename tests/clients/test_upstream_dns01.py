@@ -17,7 +17,7 @@ from cryptography import x509
 from vcert import SCOPE_CM, Authentication, CertificateRequest, VenafiPlatform, venafi_connection
 
 from conftest import Database, Gateway, free_port
-from rg_helpers import db_scalar, load_certs, retrieve, sha1_thumbprint
+from rg_helpers import db_scalar, load_certs, retrieve, sha1_thumbprint, wait_retrieve
 from test_upstream_acme import Pebble
 
 ZONE = "rgzone.example"
@@ -222,14 +222,7 @@ def test_kill9_after_publishing_leaves_no_record(backend, bind, tmp_path):
         gw.stop(kill=True)
         assert bind.challenge_values(cn) == published, "the value outlives the killed gateway"
         gw.start()
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            r = retrieve(s, dn)
-            if r.status_code == 200:
-                break
-            assert r.status_code == 202, r.text
-            time.sleep(0.5)
-        assert r.status_code == 200, r.text
+        r = wait_retrieve(s, dn, timeout=180)
         assert load_certs(base64.b64decode(r.json()["CertificateData"]))[0].issuer == pebble.intermediate().subject
         assert bind.challenge_values(cn) == [], "the resumed job removed what the killed one published"
         assert bind.txt(f"_acme-challenge.wild.{ZONE}") == [KEEP]

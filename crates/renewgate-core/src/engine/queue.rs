@@ -672,43 +672,13 @@ impl Engine {
         object_id: i64,
         r: &UpstreamRevoke,
     ) -> Result<(), diesel::result::Error> {
-        let guid = new_guid();
-        let ts = now();
         let payload = serde_json::to_string(r).map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-        diesel::insert_into(jobs::table)
-            .values(crate::db::models::NewJob {
-                guid: &guid,
-                kind: KIND_UPSTREAM_REVOKE,
-                object_id,
-                payload: &payload,
-                state: job_state::QUEUED,
-                attempts: 0,
-                run_after: ts,
-                created_at: ts,
-                updated_at: ts,
-            })
-            .execute(c)?;
-        Ok(())
+        insert_job(c, KIND_UPSTREAM_REVOKE, object_id, &payload).map(|_| ())
     }
 
     /// Enqueues an ACME validation job (inside the caller's transaction) and returns its id.
     pub fn enqueue_validation(c: &mut DbConn, payload: &str) -> Result<i64, diesel::result::Error> {
-        let guid = new_guid();
-        let ts = now();
-        diesel::insert_into(jobs::table)
-            .values(crate::db::models::NewJob {
-                guid: &guid,
-                kind: KIND_ACME_VALIDATION,
-                object_id: 0,
-                payload,
-                state: job_state::QUEUED,
-                attempts: 0,
-                run_after: ts,
-                created_at: ts,
-                updated_at: ts,
-            })
-            .execute(c)?;
-        jobs::table.filter(jobs::guid.eq(&guid)).select(jobs::id).first(c)
+        insert_job(c, KIND_ACME_VALIDATION, 0, payload)
     }
 
     /// Claims an ACME validation job. Its lease outlasts the validation's hard deadline, so no
@@ -788,6 +758,26 @@ impl Engine {
             }
         }
     }
+}
+
+/// Inserts a queued job of `kind`, due now (inside the caller's transaction); returns its id.
+pub fn insert_job(c: &mut DbConn, kind: &str, object_id: i64, payload: &str) -> Result<i64, diesel::result::Error> {
+    let guid = new_guid();
+    let ts = now();
+    diesel::insert_into(jobs::table)
+        .values(crate::db::models::NewJob {
+            guid: &guid,
+            kind,
+            object_id,
+            payload,
+            state: job_state::QUEUED,
+            attempts: 0,
+            run_after: ts,
+            created_at: ts,
+            updated_at: ts,
+        })
+        .execute(c)?;
+    jobs::table.filter(jobs::guid.eq(&guid)).select(jobs::id).first(c)
 }
 
 /// A renewal accepted earlier whose issuance failed for good: the audit trail says so (its

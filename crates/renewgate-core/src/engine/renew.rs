@@ -11,9 +11,9 @@ use super::error::RenewError;
 use super::inventory::{self, CertRef};
 use super::policy;
 use super::validate::{self, PolicyViolation};
-use super::{Engine, job_state, state};
+use super::{Engine, state};
 use crate::ca::{KeySpec, SanSet};
-use crate::db::models::{CertObject, NewCertObject, NewCertVersion, NewJob};
+use crate::db::models::{CertObject, NewCertObject, NewCertVersion};
 use crate::db::schema::{cert_objects, certificates, csrs, jobs};
 use crate::db::{DbConn, new_guid, now, write_tx};
 
@@ -932,23 +932,9 @@ pub fn compromised_key(c: &mut DbConn, public_key_sha256: &str) -> Result<bool, 
 }
 
 fn enqueue(c: &mut DbConn, object_id: i64, payload: &str) -> Result<i64, RenewError> {
-    let guid = new_guid();
     let ts = now();
-    diesel::insert_into(jobs::table)
-        .values(NewJob {
-            guid: &guid,
-            kind: super::queue::KIND_ISSUE,
-            object_id,
-            payload,
-            state: job_state::QUEUED,
-            attempts: 0,
-            run_after: ts,
-            created_at: ts,
-            updated_at: ts,
-        })
-        .execute(c)
+    let job_id = super::queue::insert_job(c, super::queue::KIND_ISSUE, object_id, payload)
         .map_err(|e| RenewError::StoreFailed(String::new(), db_message(&e)))?;
-    let job_id: i64 = jobs::table.filter(jobs::guid.eq(&guid)).select(jobs::id).first(c)?;
     // The state guard makes "one renewal in flight" hold even between two instances.
     let n = diesel::update(cert_objects::table.find(object_id).filter(cert_objects::state.ne(state::PROCESSING)))
         .set((
