@@ -6,8 +6,8 @@
 //!
 //! Fast at a million objects on SQLite: pages are keyset pages over indexed columns; folder,
 //! DN and name prefixes are index ranges there (on PostgreSQL, whose collations do not order
-//! text byte-wise, they are `LIKE` patterns); the overview's aggregates are cached for
-//! [`OVERVIEW_TTL`] per folder scope.
+//! text byte-wise, they are `LIKE` patterns); the overview's aggregates, when they take a while
+//! to compute, are cached for [`OVERVIEW_TTL`] per folder scope.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -29,6 +29,8 @@ use crate::db::{DbConn, now};
 
 /// How long the overview's figures are reused for the same folder scope.
 pub const OVERVIEW_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+/// Overviews computed faster than this are not cached.
+const CACHE_WHEN_SLOWER_THAN: std::time::Duration = std::time::Duration::from_millis(50);
 /// Rows per inventory page.
 pub const PAGE: i64 = 50;
 /// Weeks in the expiry chart.
@@ -195,7 +197,13 @@ pub fn overview(c: &mut DbConn, access: &FolderAccess) -> Result<Arc<Overview>, 
     {
         return Ok(o.clone());
     }
+    let started = Instant::now();
     let o = Arc::new(compute_overview(c, access)?);
+    // Only figures that took a while are worth reusing (a large inventory); a small one is
+    // always shown as it is now.
+    if started.elapsed() < CACHE_WHEN_SLOWER_THAN {
+        return Ok(o);
+    }
     if let Ok(mut m) = cache.lock() {
         m.retain(|_, (at, _)| at.elapsed() < OVERVIEW_TTL);
         m.insert(key, (Instant::now(), o.clone()));
