@@ -89,7 +89,7 @@ pub fn backup(db: &Path, dest: &Path, progress: Progress<'_>) -> Result<Summary,
     let tmp = temp_beside(dest);
     let result = (|| {
         create_private(&tmp)?;
-        online_copy(db, &tmp, progress)?;
+        online_copy(db, &tmp, PAGES_PER_STEP, progress)?;
         // The copy carries the source's WAL flag; in rollback mode it is one self-contained file.
         let summary = check_and_inspect(&tmp, true)?;
         install(&tmp, dest)?;
@@ -118,7 +118,7 @@ pub fn restore(
         create_private(&tmp)?;
         // Through the backup API, not a file copy: a backup opened (in WAL mode) since it was
         // taken may keep part of its content in its own -wal file.
-        online_copy(file, &tmp, progress).map_err(|e| match e {
+        online_copy(file, &tmp, PAGES_PER_STEP, progress).map_err(|e| match e {
             BackupError::Sqlite { message, .. } => BackupError::Sqlite { path: file.to_path_buf(), message },
             other => other,
         })?;
@@ -201,7 +201,10 @@ fn check_and_inspect(path: &Path, rollback_mode: bool) -> Result<Summary, Backup
     if rollback_mode {
         conn.batch_execute("PRAGMA journal_mode = DELETE").map_err(|e| sqlite_err(&e))?;
     }
-    let lines: Vec<Line> = diesel::sql_query("PRAGMA integrity_check").load(&mut conn).map_err(|e| sqlite_err(&e))?;
+    // A page too damaged to read fails the pragma itself: that is its report.
+    let lines: Vec<Line> = diesel::sql_query("PRAGMA integrity_check")
+        .load(&mut conn)
+        .map_err(|e| BackupError::Integrity { path: path.to_path_buf(), report: e.to_string() })?;
     let report: Vec<String> = lines.into_iter().map(|l| l.text).collect();
     if report != ["ok"] {
         return Err(BackupError::Integrity { path: path.to_path_buf(), report: report.join("; ") });
@@ -238,7 +241,7 @@ fn check_and_inspect(path: &Path, rollback_mode: bool) -> Result<Summary, Backup
 /// transaction and writes a reorganised file). Both handles are private to this function and
 /// closed on every path.
 #[allow(unsafe_code)]
-fn online_copy(src: &Path, dest: &Path, progress: Progress<'_>) -> Result<(), BackupError> {
+fn online_copy(src: &Path, dest: &Path, pages_per_step: c_int, progress: Progress<'_>) -> Result<(), BackupError> {
     use libsqlite3_sys as ffi;
     let c_path = |p: &Path| {
         CString::new(p.as_os_str().as_bytes())
@@ -283,7 +286,7 @@ fn online_copy(src: &Path, dest: &Path, progress: Progress<'_>) -> Result<(), Ba
         let (mut restarts, mut last_done) = (0u32, 0u64);
         let mut step_rc;
         loop {
-            let pages = if restarts >= MAX_RESTARTS { -1 } else { PAGES_PER_STEP };
+            let pages = if restarts >= MAX_RESTARTS { -1 } else { pages_per_step };
             step_rc = ffi::sqlite3_backup_step(b, pages);
             let total = ffi::sqlite3_backup_pagecount(b).max(0) as u64;
             let done = total.saturating_sub(ffi::sqlite3_backup_remaining(b).max(0) as u64);
@@ -293,7 +296,8 @@ fn online_copy(src: &Path, dest: &Path, progress: Progress<'_>) -> Result<(), Ba
                     break;
                 }
                 ffi::SQLITE_OK => {
-                    if done < last_done {
+                    // No headway: SQLite started over because the source changed.
+                    if done <= last_done {
                         restarts += 1;
                     }
                     last_done = done;
@@ -397,6 +401,59 @@ mod tests {
         let err = restore(&junk, &restored, "0123456789abcdef", &mut |_, _| {}).unwrap_err();
         assert!(matches!(err, BackupError::Sqlite { .. }), "{err}");
         drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Small steps while another connection writes: the copy restarts, then finishes in one step,
+    /// and holds a consistent snapshot (every row of a transaction or none).
+    #[test]
+    fn copy_in_small_steps_beside_a_writer() {
+        let dir = scratch("writer");
+        let live = dir.join("live.db");
+        let url = live.to_string_lossy().into_owned();
+        let mut c = establish(&url).expect("open");
+        c.batch_execute("CREATE TABLE filler (batch INTEGER, x BLOB)").expect("table");
+        for b in 0..200 {
+            c.batch_execute(&format!("INSERT INTO filler VALUES ({b}, randomblob(2000)), ({b}, randomblob(2000))"))
+                .expect("fill");
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (stop, url) = (stop.clone(), url.clone());
+            std::thread::spawn(move || {
+                let mut w = establish(&url).expect("writer");
+                let mut b = 1000;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    w.batch_execute(&format!(
+                        "BEGIN IMMEDIATE; INSERT INTO filler VALUES ({b}, randomblob(2000)); \
+                         INSERT INTO filler VALUES ({b}, randomblob(2000)); COMMIT;"
+                    ))
+                    .expect("write");
+                    b += 1;
+                }
+                b - 1000
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let copy = dir.join("copy.db");
+        create_private(&copy).expect("dest");
+        let mut steps = 0u32;
+        online_copy(&live, &copy, 8, &mut |_, _| steps += 1).expect("copy beside a writer");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let written = writer.join().expect("writer thread");
+        assert!(written > 0 && steps > 1, "written {written}, steps {steps}");
+        let mut k = establish(&copy.to_string_lossy()).expect("copy");
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let odd: Vec<N> = diesel::sql_query(
+            "SELECT COUNT(*) AS n FROM (SELECT batch FROM filler GROUP BY batch HAVING COUNT(*) <> 2)",
+        )
+        .load(&mut k)
+        .expect("count");
+        assert_eq!(odd[0].n, 0, "a transaction half in the copy");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
