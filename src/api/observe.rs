@@ -117,6 +117,17 @@ fn classify(method: &str, pattern: &str) -> Option<Kind> {
     })
 }
 
+/// The audited action a route implies.
+fn implied_action(kind: Option<Kind>) -> Option<&'static str> {
+    match kind {
+        Some(Kind::Renew) => Some(action::RENEW),
+        Some(Kind::Revoke) => Some(action::REVOKE),
+        Some(Kind::KeyDownload) => Some(action::KEY_DOWNLOAD),
+        Some(Kind::PolicyChange) => Some(action::POLICY_CHANGE),
+        _ => None,
+    }
+}
+
 fn sane_request_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?.trim();
     (!s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)))
@@ -169,19 +180,17 @@ pub async fn middleware(
         .map(|a| a.0.clone())
         .unwrap_or_else(|| if dialect == "acme" { "acme".into() } else { "anonymous".into() });
     let mut notes = notes.0;
+    // A console form refused before it did anything (no session, a bad CSRF token) noted
+    // nothing: it is neither a renewal to count nor an action to audit.
+    let kind =
+        if dialect == "console" && !notes.iter().any(|n| Some(n.action) == implied_action(kind)) { None } else { kind };
     match kind {
         Some(Kind::Renew) => METRICS.renewals.inc(&[dialect, outcome]),
         Some(Kind::Enroll | Kind::EnrollWithKey) => METRICS.enrollments.inc(&[dialect, outcome]),
         _ => {}
     }
     // What the route implies when the handler noted nothing (it failed early, say).
-    let implied = match kind {
-        Some(Kind::Renew) => Some(action::RENEW),
-        Some(Kind::Revoke) => Some(action::REVOKE),
-        Some(Kind::KeyDownload) => Some(action::KEY_DOWNLOAD),
-        Some(Kind::PolicyChange) => Some(action::POLICY_CHANGE),
-        _ => None,
-    };
+    let implied = implied_action(kind);
     if let Some(a) = implied
         && !notes.iter().any(|n| n.action == a)
     {

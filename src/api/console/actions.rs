@@ -527,13 +527,13 @@ pub async fn retry_push(
     }
     let guid = path.into_inner();
     let principal = s.principal.clone();
-    let r = db(&state, move |_, c| {
-        crate::engine::console::retry_push(c, &principal.access, &guid).map_err(|e| e.to_string())
-    })
-    .await;
+    let g = guid.clone();
+    let r =
+        db(&state, move |_, c| crate::engine::console::retry_push(c, &principal.access, &g).map_err(|e| e.to_string()))
+            .await;
     match r {
         Ok(true) => {
-            observe::note(&req, action::STORE_CHANGE, "store job retried");
+            observe::note(&req, action::STORE_CHANGE, format!("store job {guid} retried"));
             see_other("/console/stores?ok=retried")
         }
         Ok(false) => message(

@@ -620,7 +620,7 @@ pub fn certificate_page(
         let x = openssl::x509::X509::from_der(&v.der).ok();
         versions.push(VersionInfo {
             key_type: x.as_ref().map(key_type_of).unwrap_or_default(),
-            sans: super::inventory::names_of(&v.der).into_iter().skip(usize::from(!v.common_name.is_empty())).collect(),
+            sans: x.as_ref().map(super::inventory::sans_of).unwrap_or_default(),
             revoked: revoked.contains(&v.id),
             current: object.current_cert_id == Some(v.id),
             version: v,

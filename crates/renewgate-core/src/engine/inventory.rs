@@ -131,17 +131,32 @@ pub fn names_of(der: &[u8]) -> Vec<String> {
         return vec![];
     };
     let mut out: Vec<String> = Vec::new();
+    for e in x.subject_name().entries_by_nid(openssl::nid::Nid::COMMONNAME) {
+        if let Ok(s) = e.data().to_string() {
+            let s = s.trim().trim_end_matches('.').to_lowercase();
+            if !s.is_empty() && s.len() <= 1024 && !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    for s in sans_of(&x) {
+        let s = s.to_lowercase();
+        if s.len() <= 1024 && !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// A certificate's SANs as text (DNS names, IPs, e-mail addresses, URIs), in their order.
+pub fn sans_of(x: &X509) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
     let mut push = |s: String| {
-        let s = s.trim().trim_end_matches('.').to_lowercase();
-        if !s.is_empty() && s.len() <= 1024 && !out.contains(&s) {
+        let s = s.trim().trim_end_matches('.').to_string();
+        if !s.is_empty() {
             out.push(s);
         }
     };
-    for e in x.subject_name().entries_by_nid(openssl::nid::Nid::COMMONNAME) {
-        if let Ok(s) = e.data().to_string() {
-            push(s);
-        }
-    }
     if let Some(sans) = x.subject_alt_names() {
         for g in sans.iter() {
             if let Some(d) = g.dnsname() {
