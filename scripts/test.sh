@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, the OpenAPI staleness check, the integration suite over real
 # HTTPS against the real binary on SQLite and on PostgreSQL (real clients: vcert, openssl,
-# keytool, pyjks), then the ecosystem checks (compose files, Postman collection with newman,
+# keytool, pyjks), the web console's browser test (headless chromium, axe-core), then the ecosystem checks (compose files, Postman collection with newman,
 # generated Python SDK, schemathesis). Installs what it needs. Fails loudly if PostgreSQL cannot
 # be reached.
 set -euo pipefail
@@ -10,6 +10,7 @@ start=$(date +%s)
 
 ./scripts/install-build-deps.sh
 ./scripts/setup-test-env.sh
+./scripts/setup-browser-env.sh
 
 # PostgreSQL: the machine's server on 127.0.0.1:5432 (started here if it is installed but down).
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
@@ -50,6 +51,14 @@ fi
 for backend in sqlite postgres; do
   echo "== integration suite on $backend =="
   .venv/bin/python -m pytest tests/clients --backend "$backend" -q -p no:cacheprovider
+done
+
+# The web console in Debian's headless chromium (Selenium, axe-core) on a fresh gateway: every
+# page as the admin and as a user limited to one folder, every form, screenshots under
+# target/console-screenshots/.
+for backend in sqlite; do
+  echo "== console browser test on $backend =="
+  .venv-browser/bin/python -m pytest tests/browser --backend "$backend" -q -p no:cacheprovider
 done
 
 # The ecosystem around the API, each on a fresh gateway from ./target/debug/renewgate (no rebuild).

@@ -164,6 +164,8 @@ class Console:
         self.gw = gw
         self.base = gw.url
         self.axe_src = AXE_JS.read_text() if AXE_JS.exists() else None
+        self.pre_sign_in = set()
+        self.who = None
         self.violations = {}     # page name -> blocking violations
         self.report = {}         # page name -> every violation (target/console-screenshots/axe.json)
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -309,6 +311,7 @@ class Console:
     # -- sessions
     def sign_in(self, user, password, expect_ok=True):
         self.get("/console/login")
+        self.pre_sign_in = {(c["name"], c["value"]) for c in self.d.get_cookies()}
         f = self.find('form[action="/console/login"]')
         self.fill(f, username=user, password=password)
         self.submit(f)
@@ -333,10 +336,16 @@ class Console:
         return self.requests().get(self.url(path), allow_redirects=False).status_code
 
     def session_cookie(self):
+        """The __Host- cookie the last sign-in set (a sign-in page may carry a cookie of its own)."""
         for c in self.d.get_cookies():
-            if c["name"].startswith("__Host-"):
+            if c["name"].startswith("__Host-") and (c["name"], c["value"]) not in self.pre_sign_in:
                 return c
         return None
+
+    def nav_status(self):
+        """The HTTP status of the page now shown (Navigation Timing's responseStatus)."""
+        return self.d.execute_script(
+            "const e = performance.getEntriesByType('navigation')[0]; return e ? e.responseStatus : null")
 
     def requests(self):
         """A requests session carrying the browser's cookies (to read statuses and headers)."""
@@ -387,3 +396,84 @@ def http_sign_in(gw, user="admin", password=None):
     r = s.post(gw.url + "/console/login", data={"username": user, "password": password or gw.admin_password,
                                                  "csrf": csrf_of(page.text)}, allow_redirects=False)
     return s, r
+
+
+# ---------------------------------------------------------------- what every console page must show
+
+def assert_console_headers(resp, what=""):
+    """Cache-Control: no-store and a Content-Security-Policy that forbids framing, plugins,
+    <base> and inline scripts."""
+    where = f"{what or resp.url} ({resp.status_code})"
+    cc = resp.headers.get("Cache-Control", "")
+    assert "no-store" in [p.strip().lower() for p in cc.split(",")], f"{where}: Cache-Control {cc!r}"
+    csp = resp.headers.get("Content-Security-Policy")
+    assert csp, f"{where}: no Content-Security-Policy"
+    directives = {}
+    for part in csp.split(";"):
+        words = part.strip().split()
+        if words:
+            directives[words[0].lower()] = [w.lower() for w in words[1:]]
+    for name in ("frame-ancestors", "object-src", "base-uri"):
+        assert directives.get(name) == ["'none'"], f"{where}: {name} is {directives.get(name)!r} in {csp!r}"
+    scripts = directives.get("script-src", directives.get("default-src"))
+    assert scripts is not None, f"{where}: neither script-src nor default-src in {csp!r}"
+    assert "'unsafe-inline'" not in scripts and "*" not in scripts, f"{where}: script sources {scripts} in {csp!r}"
+    for name in ("script-src-elem", "script-src-attr"):
+        assert "'unsafe-inline'" not in directives.get(name, []), f"{where}: {name} allows inline: {csp!r}"
+    return directives
+
+
+NAV = ["/console/inventory", "/console/", "/console/policies", "/console/stores", "/console/acme", "/console/audit"]
+
+
+def assert_page_frame(console, admin):
+    """The navigation (first link /console/inventory, the contract's order, Users only for
+    security:manage), a sign-out form with its csrf, one <main> and one <h1>."""
+    links = console.d.execute_script(
+        "return Array.from(document.querySelectorAll('a[href]')).map(a => "
+        "[a.getAttribute('href'), !!a.closest('nav[aria-label=\"Console\"]')])")
+    where = console.path
+    assert console.has('nav[aria-label="Console"]'), f"{where}: no <nav aria-label=\"Console\">"
+    assert links, f"{where}: no links"
+    first = urlparse(links[0][0])
+    assert links[0][1] and first.path == "/console/inventory", \
+        f"{where}: the first link is {links[0][0]!r} (in the nav: {links[0][1]}), expected /console/inventory in the nav"
+    hrefs = [urlparse(h).path for h, in_nav in links if in_nav]
+    want = NAV + (["/console/users"] if admin else [])
+    assert hrefs == want, f"{where}: nav links {hrefs}, expected {want}"
+    out = console.finds('form[action="/console/logout"]')
+    assert len(out) == 1 and (out[0].get_attribute("method") or "").lower() == "post", \
+        f"{where}: sign-out form missing or not POST"
+    assert console.finds('input[type="hidden"][name="csrf"]', out[0]), f"{where}: sign-out form without csrf"
+    assert console.finds("button", out[0]), f"{where}: sign-out form without a button"
+    assert len(console.finds("main")) == 1, f"{where}: {len(console.finds('main'))} <main> elements"
+    assert len(console.finds("h1")) == 1, f"{where}: {len(console.finds('h1'))} <h1> elements"
+    for f in console.finds('form'):
+        if (f.get_attribute("method") or "get").lower() == "post":
+            assert console.finds('input[type="hidden"][name="csrf"]', f), \
+                f"{where}: POST form {f.get_attribute('action')} ({f.get_attribute('data-action')}) without csrf"
+
+
+def assert_no_text(console, needles, where):
+    """None of NEEDLES (folder DNs, names) appears in the page's HTML."""
+    html = console.d.page_source.lower()
+    found = [n for n in needles if n.lower() in html or n.lower().replace("\\", "\\\\") in html]
+    assert not found, f"{where}: shows {found}"
+
+
+@pytest.fixture
+def as_admin(console, gateway):
+    if getattr(console, "who", None) != "admin":
+        console.forget()
+        console.sign_in("admin", gateway.admin_password)
+        console.who = "admin"
+    return console
+
+
+@pytest.fixture
+def as_limited(console, world):
+    if getattr(console, "who", None) != world["user"]:
+        console.forget()
+        console.sign_in(world["user"], world["password"])
+        console.who = world["user"]
+    return console
