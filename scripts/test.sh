@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, the OpenAPI staleness check, the integration suite over real
 # HTTPS against the real binary on SQLite and on PostgreSQL (real clients: vcert, openssl,
-# keytool, pyjks), the web console's browser test (headless chromium, axe-core), then the ecosystem checks (compose files, Postman collection with newman,
-# generated Python SDK, schemathesis). Installs what it needs. Fails loudly if PostgreSQL cannot
-# be reached.
+# keytool, pyjks), the web console's browser test (headless chromium, axe-core), then the
+# ecosystem checks (compose files, Postman collection with newman, generated Python SDK,
+# schemathesis). Installs what it needs. Fails loudly if PostgreSQL cannot be reached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
