@@ -73,6 +73,14 @@ pub fn bootstrap(settings: Settings) -> anyhow::Result<(Arc<Engine>, Option<Stri
     db::write_tx(&mut conn, Some(7262004), |c| {
         crate::engine::templates::ensure_default(c).map_err(|e| anyhow::anyhow!("{e}"))
     })?;
+    // Certificates stored before the name index existed get their names once.
+    match crate::engine::inventory::backfill_names(&mut conn) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(certificates = n, "certificate names indexed for search"),
+        Err(e) => {
+            tracing::warn!(error = %e, "indexing certificate names failed; search by name may miss older certificates")
+        }
+    }
     let password = crate::auth::create_first_admin(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(pw) = &password {
         write_private_file(&settings.initial_password_path(), format!("{pw}\n").as_bytes())?;
@@ -134,6 +142,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig) {
     crate::api::acme::configure(cfg);
     crate::api::admin::configure(cfg);
     crate::api::pki::configure(cfg);
+    crate::api::console::configure(cfg);
 }
 
 /// Prints the start banner: URLs and paths only; the password itself stays in its 0600 file.

@@ -3,6 +3,7 @@
 pub mod acme;
 pub mod admin;
 pub mod body;
+pub mod console;
 pub mod http01;
 pub mod keyfactor;
 pub mod observe;

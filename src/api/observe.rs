@@ -75,6 +75,8 @@ fn dialect_of(path: &str) -> &'static str {
         "keyfactor"
     } else if p.starts_with("/acme") {
         "acme"
+    } else if p.starts_with("/console") {
+        "console"
     } else {
         "native"
     }
@@ -106,6 +108,9 @@ fn classify(method: &str, pattern: &str) -> Option<Kind> {
             Kind::Revoke
         }
         ("POST", "/keyfactorapi/certificates/recover") => Kind::KeyDownload,
+        ("POST", "/console/certificates/{guid}/renew") => Kind::Renew,
+        ("POST", "/console/certificates/{guid}/revoke") => Kind::Revoke,
+        ("POST", "/console/policies") => Kind::PolicyChange,
         ("PUT" | "DELETE", "/api/v1/policies") => Kind::PolicyChange,
         ("POST", "/acme/order/{id}/finalize") => Kind::AcmeFinalize,
         _ => return None,
@@ -270,6 +275,8 @@ mod tests {
         assert_eq!(classify("GET", "/api/v1/policies"), None);
         assert_eq!(classify("POST", "/acme/order/{id}/finalize"), Some(Kind::AcmeFinalize));
         assert_eq!(dialect_of("/CMSApi/x"), "keyfactor");
+        assert_eq!(dialect_of("/console/certificates/x/renew"), "console");
+        assert_eq!(classify("POST", "/console/certificates/{guid}/renew"), Some(Kind::Renew));
         assert!(sane_request_id(&HeaderValue::from_static("abc-123")).is_some());
         assert!(sane_request_id(&HeaderValue::from_static("a b")).is_none());
     }

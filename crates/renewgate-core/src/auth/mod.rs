@@ -4,6 +4,7 @@
 //! request is authenticated by one indexed lookup of the token's SHA-256.
 pub mod login;
 pub mod scopes;
+pub mod sessions;
 pub mod throttle;
 
 use argon2::Argon2;
@@ -479,4 +480,34 @@ pub fn bind_client_machine(conn: &mut DbConn, access_token: &str, machine: &str)
         .set(tokens::client_machine.eq(machine))
         .execute(conn)?;
     Ok(())
+}
+
+/// `security:manage` grants no more than the granter holds: every scope and restriction of
+/// `scopes`, and every permission on every folder of `folders`, must be the granter's own.
+pub fn check_grant(granter: &Principal, scopes: &Scopes, folders: &[FolderGrant]) -> Result<(), String> {
+    if !granter.scopes.allows("security", Some("manage")) {
+        return Err("managing users needs the security:manage scope".into());
+    }
+    if let Some(missing) = granter.scopes.first_missing(scopes) {
+        return Err(format!("you cannot grant {missing}: you do not hold it"));
+    }
+    if folders.is_empty() && granter.access.is_restricted() {
+        return Err("you cannot grant every folder: you are limited to some".into());
+    }
+    for g in folders {
+        for p in &g.perms {
+            if !granter.access.allows(&g.dn, p) {
+                return Err(format!("you cannot grant {p} on {}: you do not hold it", g.dn));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `granter` may change `target` (disable, enable, set its password, revoke or create
+/// its tokens): only a user whose rights the granter could have granted.
+pub fn may_manage(granter: &Principal, target: &User) -> Result<(), String> {
+    let scopes = Scopes::parse(&target.max_scope).map_err(|e| e.0)?;
+    let folders = FolderAccess::of_user(target).0.unwrap_or_default();
+    check_grant(granter, &scopes, &folders).map_err(|e| format!("{} holds more than you: {e}", target.name))
 }

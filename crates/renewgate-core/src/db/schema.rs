@@ -420,3 +420,37 @@ diesel::table! {
         rotated_at -> Nullable<Timestamp>,
     }
 }
+
+diesel::table! {
+    /// Console sessions (`auth::sessions`): the cookie's secret only as SHA-256.
+    console_sessions (id) {
+        id -> BigInt,
+        token_hash -> Text,
+        user_id -> BigInt,
+        user_stamp -> Text,
+        created_at -> Timestamp,
+        last_seen -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// When each store agent last asked for its jobs.
+    agent_contacts (client_machine_lower) {
+        client_machine_lower -> Text,
+        client_machine -> Text,
+        last_contact -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Every name (CN, SANs; lower-case) a certificate carries, for search by name.
+    certificate_names (certificate_id, name) {
+        certificate_id -> BigInt,
+        object_id -> BigInt,
+        name -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(console_sessions, users);
+diesel::allow_tables_to_appear_in_same_query!(certificate_names, cert_objects);
+diesel::allow_tables_to_appear_in_same_query!(certificate_names, certificates);

@@ -123,3 +123,100 @@ impl CertBundle {
         Ok(CertBundle { leaf, chain, key })
     }
 }
+
+/// The names a certificate carries, lower-case and deduplicated: its CN, then its DNS, IP,
+/// e-mail and URI SANs (the console searches them by prefix).
+pub fn names_of(der: &[u8]) -> Vec<String> {
+    let Ok(x) = X509::from_der(der) else {
+        return vec![];
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |s: String| {
+        let s = s.trim().trim_end_matches('.').to_lowercase();
+        if !s.is_empty() && s.len() <= 1024 && !out.contains(&s) {
+            out.push(s);
+        }
+    };
+    for e in x.subject_name().entries_by_nid(openssl::nid::Nid::COMMONNAME) {
+        if let Ok(s) = e.data().to_string() {
+            push(s);
+        }
+    }
+    if let Some(sans) = x.subject_alt_names() {
+        for g in sans.iter() {
+            if let Some(d) = g.dnsname() {
+                push(d.to_string());
+            } else if let Some(ip) = g.ipaddress() {
+                match ip.len() {
+                    4 => push(std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]).to_string()),
+                    16 => {
+                        let mut b = [0u8; 16];
+                        b.copy_from_slice(ip);
+                        push(std::net::Ipv6Addr::from(b).to_string())
+                    }
+                    _ => {}
+                }
+            } else if let Some(m) = g.email() {
+                push(m.to_string());
+            } else if let Some(u) = g.uri() {
+                push(u.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Records the names of a stored certificate (in the transaction that stores it).
+pub fn record_names(conn: &mut DbConn, certificate_id: i64, object_id: i64, der: &[u8]) -> QueryResult<()> {
+    use crate::db::schema::certificate_names;
+    // One row at a time: a multi-row insert is not portable across the two backends here.
+    for n in names_of(der) {
+        diesel::insert_into(certificate_names::table)
+            .values((
+                certificate_names::certificate_id.eq(certificate_id),
+                certificate_names::object_id.eq(object_id),
+                certificate_names::name.eq(n),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Fills `certificate_names` for certificates stored before it existed, in batches (once, at
+/// start; a no-op afterwards). Returns how many certificates were indexed.
+pub fn backfill_names(conn: &mut DbConn) -> QueryResult<usize> {
+    use crate::db::schema::{certificate_names, meta};
+    const KEY: &str = "certificate_names_backfilled";
+    let done: Option<String> = meta::table.find(KEY).select(meta::value).first(conn).optional()?;
+    if done.is_some() {
+        return Ok(0);
+    }
+    let mut after = 0i64;
+    let mut n = 0usize;
+    loop {
+        let batch: Vec<(i64, i64, Vec<u8>)> = certificates::table
+            .filter(certificates::id.gt(after))
+            .order(certificates::id)
+            .select((certificates::id, certificates::object_id, certificates::der))
+            .limit(1000)
+            .load(conn)?;
+        let Some(last) = batch.last().map(|b| b.0) else { break };
+        crate::db::write_tx(conn, None, |c| -> QueryResult<()> {
+            for (id, obj, der) in &batch {
+                let has: i64 =
+                    certificate_names::table.filter(certificate_names::certificate_id.eq(id)).count().get_result(c)?;
+                if has == 0 {
+                    record_names(c, *id, *obj, der)?;
+                }
+            }
+            Ok(())
+        })?;
+        n += batch.len();
+        after = last;
+    }
+    // Two instances starting together may both get here: the second insert is a no-op.
+    let _ = diesel::insert_into(meta::table)
+        .values((meta::key.eq(KEY), meta::value.eq(crate::db::now().to_string())))
+        .execute(conn);
+    Ok(n)
+}

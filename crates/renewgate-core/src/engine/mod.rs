@@ -3,6 +3,7 @@
 //! every dialect names it).
 pub mod access;
 pub mod audit;
+pub mod console;
 pub mod csr;
 pub mod error;
 pub mod inventory;

@@ -552,6 +552,7 @@ impl Engine {
             let cert_id: i64 =
                 certificates::table.filter(certificates::guid.eq(&guid)).select(certificates::id).first(tx)?;
             diesel::update(jobs::table.find(job.id)).set(jobs::result_cert_id.eq(cert_id)).execute(tx)?;
+            super::inventory::record_names(tx, cert_id, job.object_id, &c.der)?;
             diesel::update(cert_objects::table.find(job.object_id).filter(cert_objects::pending_job_id.eq(job.id)))
                 .set((
                     cert_objects::current_cert_id.eq(cert_id),

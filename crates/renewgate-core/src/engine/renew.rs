@@ -838,6 +838,7 @@ impl Engine {
                     .execute(c)?;
                 let cert_id: i64 =
                     certificates::table.filter(certificates::guid.eq(&vguid)).select(certificates::id).first(c)?;
+                inventory::record_names(c, cert_id, obj_id, &der)?;
                 diesel::update(cert_objects::table.find(obj_id))
                     .set(cert_objects::current_cert_id.eq(cert_id))
                     .execute(c)?;

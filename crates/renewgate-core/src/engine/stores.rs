@@ -202,6 +202,8 @@ pub fn claim_for_machine(
     limit: i64,
 ) -> Result<Vec<ClaimedJob>, RenewError> {
     let machine = client_machine.to_lowercase();
+    // Outside the claim's transaction: on PostgreSQL a lost insert race would abort it.
+    super::console::agent_contact(conn, client_machine)?;
     write_tx(conn, Some(7262010), |c| -> Result<Vec<ClaimedJob>, RenewError> {
         let ts = now();
         let due: Vec<(StorePushJob, Store)> = store_jobs::table
