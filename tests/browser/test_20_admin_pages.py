@@ -182,3 +182,45 @@ def test_admin_users_page(as_admin, world):
         console.form(action)
     assert console.has('form[data-action="user-disable"]') or console.has('form[data-action="user-enable"]')
     assert console.has("#tokens")
+
+
+# Console defects this test found, reported to the console's author: each is a strict xfail, so
+# the fix turns it into a failure that asks for the marker to go.
+USERS_OVERFLOW = pytest.mark.xfail(strict=True, reason="console defect: /console/users' #users table is ~1600 px wide "
+                                   "in a 1366 px window (the unbroken scope string), its actions column off-screen")
+
+
+@pytest.mark.parametrize("path", [p for _, p in PAGES if p != "/console/users"]
+                         + [pytest.param("/console/users", marks=USERS_OVERFLOW)])
+def test_no_page_scrolls_sideways_at_1366_px(as_admin, path):
+    console = as_admin
+    console.get(path)
+    sw, cw = console.d.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert sw <= cw, f"{path} is {sw} px wide in a {cw} px window"
+
+
+@pytest.mark.xfail(strict=True, reason="console defect: the versions table's SANs cell leaves out a SAN equal to the "
+                   "CN (engine::console drops the first of inventory::names_of, which de-duplicates CN and SANs)")
+def test_the_versions_table_shows_the_sans(as_admin, world):
+    console = as_admin
+    obj = world["c"]["misc"]
+    console.get(f"/console/certificates/{obj['guid']}")
+    header = [th.text.strip() for th in console.finds("#versions thead th")]
+    row = [r for r in console.finds("#versions tbody tr")][0]
+    cells = [td.text.strip() for td in console.finds("td", row)]
+    sans = cells[header.index("SANs")]
+    assert obj["cn"] in sans, f"SANs cell {sans!r}; the certificate's only SAN is DNS:{obj['cn']}"
+
+
+@pytest.mark.xfail(strict=True, reason="console defect: a console POST refused for its CSRF token is audited as a "
+                   "failed 'renew' with an empty target and listed in the overview's #recent-renewals")
+def test_recent_renewals_name_their_certificate(as_admin):
+    console = as_admin
+    console.get("/console/")
+    header = [th.text.strip() for th in console.finds("#recent-renewals thead th")]
+    rows = [[td.text.strip() for td in console.finds("td", r)] for r in console.finds("#recent-renewals tbody tr")]
+    rows = [r for r in rows if len(r) == len(header)]
+    assert rows, "no renewals listed (test_10 and the world fixture renewed)"
+    empty = [r for r in rows if not r[header.index("Certificate")]]
+    assert not empty, f"renewals without a certificate: {empty}"
