@@ -56,10 +56,11 @@ done
 # The web console in Debian's headless chromium (Selenium, axe-core) on a fresh gateway: every
 # page as the admin and as a user limited to one folder, every form, screenshots under
 # target/console-screenshots/.
-for backend in sqlite; do
-  echo "== console browser test on $backend =="
-  .venv-browser/bin/python -m pytest tests/browser --backend "$backend" -q -p no:cacheprovider
-done
+# PostgreSQL without the screenshots and axe-core (they do not depend on the backend).
+echo "== console browser test on sqlite =="
+.venv-browser/bin/python -m pytest tests/browser --backend sqlite -q -p no:cacheprovider
+echo "== console browser test on postgres =="
+.venv-browser/bin/python -m pytest tests/browser --backend postgres --no-evidence -q -p no:cacheprovider
 
 # The ecosystem around the API, each on a fresh gateway from ./target/debug/renewgate (no rebuild).
 for check in compose postman sdk schemathesis; do

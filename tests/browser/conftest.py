@@ -54,6 +54,8 @@ BLOCKING = ("serious", "critical")
 def pytest_addoption(parser):
     parser.addoption("--backend", default="sqlite", choices=["sqlite", "postgres"],
                      help="storage backend of the gateway the browser test starts")
+    parser.addoption("--no-evidence", action="store_true",
+                     help="skip the screenshots and axe-core (backend-independent: test.sh takes them on SQLite)")
 
 
 @pytest.fixture(scope="session")
@@ -169,6 +171,7 @@ class Console:
         self.base = gw.url
         self.axe_src = AXE_JS.read_text() if AXE_JS.exists() else None
         self.pre_sign_in = set()
+        self.evidence = True
         self.who = None
         self.violations = {}     # page name -> blocking violations
         self.report = {}         # page name -> every violation (target/console-screenshots/axe.json)
@@ -202,8 +205,9 @@ class Console:
             self.check(name)
 
     def check(self, name):
-        self.screenshot(name)
-        self.axe(name)
+        if self.evidence:
+            self.screenshot(name)
+            self.axe(name)
 
     # -- evidence
     def screenshot(self, name):
@@ -239,7 +243,8 @@ class Console:
         blocking = [v for v in slim if v["impact"] in BLOCKING]
         if blocking:
             self.violations[f"{name} ({self.path})"] = blocking
-        (SHOTS / "axe.json").write_text(json.dumps(self.report, indent=1))
+        if self.evidence:
+            (SHOTS / "axe.json").write_text(json.dumps(self.report, indent=1))
         return slim
 
     def assert_accessible(self, names=None):
@@ -375,8 +380,10 @@ def format_violations(bad):
 
 
 @pytest.fixture(scope="session")
-def console(driver, gateway):
-    return Console(driver, gateway)
+def console(driver, gateway, request):
+    c = Console(driver, gateway)
+    c.evidence = not request.config.getoption("--no-evidence")
+    return c
 
 
 def raw_session(gw):
