@@ -166,7 +166,7 @@ pub async fn renew(
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = need_scope(&s, &req, "certificate", Some("manage")) {
+    if let Some(r) = need_scope(&s, &req, "certificate", Some("manage")) {
         return r;
     }
     let guid = path.into_inner();
@@ -225,7 +225,7 @@ pub async fn revoke(
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = need_scope(&s, &req, "certificate", Some("revoke")) {
+    if let Some(r) = need_scope(&s, &req, "certificate", Some("revoke")) {
         return r;
     }
     let guid = path.into_inner();
@@ -279,7 +279,7 @@ async fn set_disabled(
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = need_scope(&s, &req, "certificate", Some("manage")) {
+    if let Some(r) = need_scope(&s, &req, "certificate", Some("manage")) {
         return r;
     }
     let principal = s.principal.clone();
@@ -335,7 +335,7 @@ pub async fn reset(
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = need_scope(&s, &req, "certificate", Some("manage")) {
+    if let Some(r) = need_scope(&s, &req, "certificate", Some("manage")) {
         return r;
     }
     let guid = path.into_inner();
@@ -471,7 +471,7 @@ pub async fn policy_edit(req: HttpRequest, state: web::Data<AppState>, payload: 
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = need_scope(&s, &req, "configuration", Some("manage")) {
+    if let Some(r) = need_scope(&s, &req, "configuration", Some("manage")) {
         return r;
     }
     let dn = match access::folder(&s.principal.access, &field(&f, "dn"), "write") {
@@ -522,7 +522,7 @@ pub async fn retry_push(
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = need_scope(&s, &req, "certificate", Some("manage")) {
+    if let Some(r) = need_scope(&s, &req, "certificate", Some("manage")) {
         return r;
     }
     let guid = path.into_inner();
@@ -559,7 +559,7 @@ pub async fn eab_create(req: HttpRequest, state: web::Data<AppState>, payload: w
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = need_scope(&s, &req, "certificate", Some("manage")) {
+    if let Some(r) = need_scope(&s, &req, "certificate", Some("manage")) {
         return r;
     }
     let dn = match access::folder(&s.principal.access, &field(&f, "folder"), "write") {

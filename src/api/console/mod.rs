@@ -246,18 +246,18 @@ pub async fn require_post(
     Ok(s)
 }
 
-/// Needs a scope (as the API twin does): 403 page otherwise.
+/// Needs a scope (as the API twin does): the 403 page when the session lacks it.
 pub fn need_scope(
     s: &ConsoleSession,
     req: &HttpRequest,
     scope: &str,
     restriction: Option<&str>,
-) -> Result<(), HttpResponse> {
+) -> Option<HttpResponse> {
     if s.principal.scopes.allows(scope, restriction) {
-        return Ok(());
+        return None;
     }
     let needed = restriction.map(|r| format!("{scope}:{r}")).unwrap_or_else(|| scope.to_string());
-    Err(message(
+    Some(message(
         StatusCode::FORBIDDEN,
         Some(Chrome::new(s, "", req)),
         "Not allowed",

@@ -109,7 +109,7 @@ pub async fn overview(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         .oldest_job
         .map(|t| {
             let age = (crate::db::now() - t).num_seconds().max(0);
-            format!("{} ({} s ago)", fmt_time(&t), age)
+            format!("{} ({} s ago)", fmt_time(t), age)
         })
         .unwrap_or_else(|| "none".into());
     let chart_total = o.weeks.iter().sum();
@@ -213,7 +213,7 @@ pub async fn inventory(req: HttpRequest, state: web::Data<AppState>, q: Query) -
             name: r.object.name,
             folder: r.object.policy_dn,
             serial: r.serial.unwrap_or_default(),
-            expires: r.not_after.map(|t| fmt_time(&t)).unwrap_or_default(),
+            expires: r.not_after.map(fmt_time).unwrap_or_default(),
             issuer: r.issuer.unwrap_or_default(),
         })
         .collect();
@@ -307,8 +307,8 @@ pub async fn certificate(req: HttpRequest, state: web::Data<AppState>, path: web
         .map(|v| VersionView {
             serial: v.version.serial.clone(),
             thumbprint: v.version.thumbprint.clone(),
-            not_before: fmt_time(&v.version.not_before),
-            not_after: fmt_time(&v.version.not_after),
+            not_before: fmt_time(v.version.not_before),
+            not_after: fmt_time(v.version.not_after),
             issuer: v.version.issuer_dn.clone(),
             key_type: v.key_type.clone(),
             sans: v.sans.join(", "),
@@ -336,7 +336,7 @@ pub async fn certificate(req: HttpRequest, state: web::Data<AppState>, path: web
                         .map(|r| {
                             format!(
                                 "{}: {}",
-                                fmt_time(&r.operation_start),
+                                fmt_time(r.operation_start),
                                 if r.message.is_empty() { "ok" } else { &r.message }
                             )
                         })
@@ -534,7 +534,7 @@ pub async fn stores(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
                 path: r.store.store_path.clone(),
                 kind: r.store.store_type.clone(),
                 folder: r.store.folder().to_string(),
-                last_contact: r.last_contact.map(|t| fmt_time(&t)).unwrap_or_else(|| "never".into()),
+                last_contact: r.last_contact.map(fmt_time).unwrap_or_else(|| "never".into()),
                 pending: r.pending,
                 failed: r.failed,
             })
@@ -550,7 +550,7 @@ pub async fn stores(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
                 state: j.state,
                 attempts: j.attempts,
                 message: j.message.unwrap_or_default(),
-                updated: fmt_time(&j.updated_at),
+                updated: fmt_time(j.updated_at),
             })
             .collect(),
     })

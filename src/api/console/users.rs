@@ -58,7 +58,7 @@ pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = need_scope(&s, &req, "security", Some("manage")) {
+    if let Some(r) = need_scope(&s, &req, "security", Some("manage")) {
         return r;
     }
     show(&req, &state, &s, None).await
@@ -72,7 +72,9 @@ async fn manager(
 ) -> Result<(auth::sessions::ConsoleSession, HashMap<String, String>), HttpResponse> {
     let f = form(payload, state).await?;
     let s = require_post(req, state, &f).await?;
-    need_scope(&s, req, "security", Some("manage"))?;
+    if let Some(r) = need_scope(&s, req, "security", Some("manage")) {
+        return Err(r);
+    }
     Ok((s, f))
 }
 
@@ -253,7 +255,7 @@ pub async fn token_create(req: HttpRequest, state: web::Data<AppState>, payload:
             ),
         )
         .map_err(|e| e.to_string())?;
-        Ok(Ok((t.access_token, target.name, super::fmt_time(&t.expires_at))))
+        Ok(Ok((t.access_token, target.name, super::fmt_time(t.expires_at))))
     })
     .await;
     match r {

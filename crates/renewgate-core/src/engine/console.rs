@@ -433,6 +433,9 @@ pub struct InventoryRow {
     pub issuer: Option<String>,
 }
 
+/// An object with its current certificate's serial, end date and issuer.
+type InventoryTuple = (CertObject, Option<String>, Option<NaiveDateTime>, Option<String>);
+
 #[derive(Debug, Clone)]
 pub struct InventoryPage {
     pub rows: Vec<InventoryRow>,
@@ -520,8 +523,7 @@ pub fn inventory(c: &mut DbConn, access: &FolderAccess, f: &InventoryFilter) -> 
         }
     }
     q = if by_dn { q.order(cert_objects::dn_lower.asc()) } else { q.order(cert_objects::id.desc()) };
-    let mut rows: Vec<(CertObject, Option<String>, Option<NaiveDateTime>, Option<String>)> =
-        q.limit(limit + 1).load(c)?;
+    let mut rows: Vec<InventoryTuple> = q.limit(limit + 1).load(c)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next =
