@@ -83,6 +83,11 @@ def test_admin_overview_counts(as_admin, world):
     console.find("#queue-oldest")
     for css in ("#failing-pushes", "#recent-renewals", "#issuers"):
         assert console.has(css), f"overview without {css}"
+    # The API renewal of B's first object, with its dialect.
+    rows = [r.text for r in console.finds("#recent-renewals tbody tr")]
+    assert any(world["b"][0]["cn"] in r and "venafi" in r for r in rows), rows
+    issuers = console.text("#issuers")
+    assert "issuing" in issuers, issuers
 
 
 def chart(console):
@@ -116,6 +121,13 @@ def test_admin_inventory_lists_every_folder_and_searches(as_admin, world):
     console.get("/console/inventory?folder=" + quote(world["fa"]))
     found = {r.get_attribute("data-guid").strip("{}").lower() for r in console.finds("#inventory tr[data-guid]")}
     assert found == {o["guid"] for o in world["a"]}, f"folder={world['fa']}: {found}"
+    # Expires within 30 days: exactly A's 20-day certificates; state=disabled: none of the test's.
+    console.get("/console/inventory?expires=30")
+    found = {r.get_attribute("data-guid").strip("{}").lower() for r in console.finds("#inventory tr[data-guid]")}
+    assert found == {o["guid"] for o in world["a"]}, f"expires=30: {found}"
+    console.get("/console/inventory?state=disabled")
+    found = {r.get_attribute("data-guid").strip("{}").lower() for r in console.finds("#inventory tr[data-guid]")}
+    assert not found & set(everyone), f"state=disabled lists active objects: {found}"
     console.assert_accessible(["admin-inventory-search"])
 
 
