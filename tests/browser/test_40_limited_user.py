@@ -145,3 +145,32 @@ def test_limited_user_cannot_act_on_folder_b(as_limited, world):
     assert other != action, f"the renew form's action {action} does not name the object"
     r = console.requests().post(console.url(other), data=fields, allow_redirects=False)
     assert r.status_code == 404, f"renew of B's object as the limited user: {r.status_code}"
+
+
+def test_limited_user_forms_outside_their_reach(as_limited, world, gateway):
+    """Posted with a valid csrf token from outside the pages: an EAB key for B answers like a
+    missing folder; policy edits need configuration:manage; tokens and other users' passwords need
+    security:manage."""
+    import re
+    console = as_limited
+    s = console.requests()
+    page = s.get(console.url("/console/acme"))
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    flash = lambda r: re.findall(r'id="flash"[^>]*>([^<]*)', r.text)
+    b = s.post(console.url("/console/acme/eab"), data={"csrf": token, "folder": world["fb"]}, allow_redirects=False)
+    missing = s.post(console.url("/console/acme/eab"), data={"csrf": token, "folder": world["fb"] + "Nope"},
+                     allow_redirects=False)
+    assert b.status_code == missing.status_code == 404, (b.status_code, missing.status_code)
+    assert 'id="eab-kid"' not in b.text
+    assert [x.replace("Nope", "") for x in flash(missing)] == flash(b), (flash(b), flash(missing))
+    for path, data in (("/console/policies", {"dn": world["fb"], "key": "validity", "value": "5d"}),
+                       ("/console/policies", {"dn": world["fa"], "key": "validity", "value": "5d"}),
+                       ("/console/tokens", {"user": world["user"], "scope": "certificate:manage"}),
+                       ("/console/users/admin/password", {"password": "Hijack-Passw0rd!9"}),
+                       ("/console/users", {"username": "intruder-" + world["tag"], "password": "Intruder-Passw0rd!1",
+                                           "scope": "certificate:manage", "folders": ""})):
+        r = s.post(console.url(path), data={"csrf": token, **data}, allow_redirects=False)
+        assert r.status_code in (403, 404), f"POST {path} as the limited user: {r.status_code}"
+    assert '"5d"' not in gateway.cli("policy", "show", world["fa"]).stdout
+    assert '"5d"' not in gateway.cli("policy", "show", world["fb"]).stdout
+    assert gateway.token()  # the admin's password still works
