@@ -152,3 +152,32 @@ def test_a_form_whose_csrf_input_was_removed_is_refused_in_the_browser(as_admin,
     console.submit(out)
     assert console.nav_status() == 403, f"sign-out without csrf answered {console.nav_status()}"
     assert console.status_of("/console/") == 200
+
+
+def test_sign_in_with_the_keyboard_alone(console, gateway):
+    """To the user name (autofocus or Tab), type, Tab to the password, type, Enter: signed in; then Tab from the
+    top of a page reaches the navigation's first link, Inventory."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+    console.forget()
+    console.who = None
+    console.get("/console/login")
+    active = lambda: console.d.switch_to.active_element
+    if active().get_attribute("name") != "username":  # the field has autofocus; else Tab reaches it first
+        ActionChains(console.d).send_keys(Keys.TAB).perform()
+    assert active().get_attribute("name") == "username", active().get_attribute("outerHTML")
+    ActionChains(console.d).send_keys("admin", Keys.TAB).perform()
+    assert active().get_attribute("name") == "password", active().get_attribute("outerHTML")
+    old = console.find("html")
+    ActionChains(console.d).send_keys(gateway.admin_password, Keys.ENTER).perform()
+    for _ in range(200):
+        try:
+            old.tag_name
+        except Exception:
+            break
+        __import__("time").sleep(0.05)
+    console.wait_loaded()
+    assert urlparse(console.d.current_url).path == "/console/", console.d.current_url
+    console.who = "admin"
+    ActionChains(console.d).send_keys(Keys.TAB).perform()
+    assert urlparse(active().get_attribute("href") or "").path == "/console/inventory", active().get_attribute("outerHTML")
