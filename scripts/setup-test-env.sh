@@ -14,6 +14,11 @@ command -v pebble-challtestsrv >/dev/null || need_apt+=(pebble)
 [ -x /usr/sbin/named ] || need_apt+=(bind9)
 command -v dig >/dev/null || need_apt+=(dnsutils)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+# promtool checks and unit-tests docs/prometheus-alerts.yml. The package also ships a Prometheus
+# service: where policy-rc.d allows it (a systemd machine) the install starts it on :9090 (and a
+# node exporter on :9100); no test uses those ports, so it is harmless (`systemctl disable --now
+# prometheus prometheus-node-exporter` if unwanted). In containers policy-rc.d denies the start.
+command -v promtool >/dev/null || need_apt+=(prometheus)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 dpkg -s libpq-dev >/dev/null 2>&1 || need_apt+=(libpq-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)

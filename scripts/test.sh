@@ -48,6 +48,10 @@ if ! diff -q openapi/renewgate.json target/openapi.generated.json >/dev/null; th
   exit 1
 fi
 
+# The sample alert rules parse and use real series names; their unit tests fire on sample series.
+promtool check rules docs/prometheus-alerts.yml
+promtool test rules docs/prometheus-alerts.test.yml
+
 for backend in sqlite postgres; do
   echo "== integration suite on $backend =="
   .venv/bin/python -m pytest tests/clients --backend "$backend" -q -p no:cacheprovider

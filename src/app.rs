@@ -170,6 +170,21 @@ fn banner(settings: &Settings, first_start: bool) {
 }
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // SQLite: one gateway per data directory, and `renewgate restore` must see it running. The
+    // lock lives as long as this function, i.e. the process. (PostgreSQL instances may share a
+    // data directory: no lock.)
+    let _data_dir_lock = match Backend::from_url(&settings.database_url()) {
+        Backend::Sqlite => Some(db::backup::DataDirLock::acquire(&settings.data_dir).map_err(|e| match e {
+            db::backup::LockError::Held(path) => anyhow::anyhow!(
+                "another gateway is running on the data directory {} (it holds {}): one SQLite database serves one \
+                 gateway (several instances need PostgreSQL)",
+                settings.data_dir.display(),
+                path.display()
+            ),
+            other => anyhow::anyhow!("{other}"),
+        })?),
+        Backend::Postgres => None,
+    };
     let bootstrap_settings = settings.clone();
     let (engine, password) = web::block(move || bootstrap(bootstrap_settings)).await??;
     let issuing = {

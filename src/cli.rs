@@ -65,6 +65,12 @@ pub enum Command {
     MasterKey(crate::master_key::MasterKeyCmd),
     /// Load benchmark: starts (or targets) a gateway and measures renewals per second.
     Bench(crate::bench::BenchArgs),
+    /// Write a consistent copy of the SQLite database to FILE (mode 0600) while the gateway runs;
+    /// prints `backup FILE: N bytes, M certificate objects, master key ID`. PostgreSQL: use pg_dump (exit 2).
+    Backup { file: PathBuf },
+    /// Replace the SQLite database with the backup FILE: the gateway stopped, the master key the
+    /// backup was taken under configured. PostgreSQL: use pg_restore or psql (exit 2).
+    Restore { file: PathBuf },
 }
 
 #[derive(Debug, Args)]
@@ -574,6 +580,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         // Not through `bootstrap`: it would refuse a key the database is not under (show) and
         // create what a first start creates (rotate needs only the database and the keys).
         Command::MasterKey(cmd) => crate::master_key::run(&settings, cmd),
+        // Not through `bootstrap` either: a backup runs beside the gateway and needs only the file;
+        // a restore must not migrate or create anything in the database it replaces.
+        Command::Backup { file } => crate::backup::backup(&settings, &file),
+        Command::Restore { file } => crate::backup::restore(&settings, &file),
         Command::Migrate => {
             let url = settings.database_url();
             crate::secrets::secure_data_dir(&settings.data_dir)?;
@@ -960,6 +970,8 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
         | Command::Migrate
         | Command::Openapi
         | Command::Bench(_)
+        | Command::Backup { .. }
+        | Command::Restore { .. }
         | Command::Agent(AgentCmd::Run(_))
         | Command::MasterKey(_) => {
             unreachable!()

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod api;
 pub mod app;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod master_key;

@@ -336,6 +336,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     }
     anyhow::ensure!(args.clients.iter().all(|c| *c > 0), "--clients must be positive");
     anyhow::ensure!(args.instances >= 1, "--instances must be at least 1");
+    // A gateway on SQLite holds its data directory's lock: a second one would refuse to start.
+    anyhow::ensure!(
+        args.instances == 1 || args.backend.iter().all(|b| b == "postgres"),
+        "--instances {} needs --backend postgres: one SQLite database serves one gateway",
+        args.instances
+    );
     eprintln!("bench: measuring the raw single-thread crypto rates");
     let raw = raw::measure(workloads.iter().any(|w| w == "keygen-rsa"))?;
     let speed = raw::openssl_speed();

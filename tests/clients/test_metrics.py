@@ -163,3 +163,21 @@ def test_text_logs_by_default(gateway):
                                   if rid in l), None), what="the access log line")
     assert not line.lstrip().startswith("{"), line
     assert f"request_id={rid}" in line, line
+
+
+def test_alert_rules_name_only_exposed_series(gateway):
+    """docs/prometheus-alerts.yml uses series the gateway exposes (a renamed series would leave an
+    alert that never fires): every renewgate_* name in it has a `# TYPE` line in /metrics, with the
+    label values the rules select on."""
+    from pathlib import Path
+    rules = (Path(__file__).resolve().parents[2] / "docs" / "prometheus-alerts.yml").read_text()
+    text = requests.get(gateway.url + "/metrics", verify=gateway.ca_bundle, timeout=30).text
+    exposed = set(re.findall(r"^# TYPE (renewgate_\w+) ", text, re.M))
+    used = set(re.findall(r"\b(renewgate_\w+)", rules))
+    assert used and used <= exposed, f"not exposed: {sorted(used - exposed)}"
+    # Gauges list every label value at once (counters only those that have counted).
+    gauges = set(re.findall(r"^# TYPE (renewgate_\w+) gauge$", text, re.M))
+    samples = parse(text)
+    for name, label, val in re.findall(r'(renewgate_\w+)\{(\w+)="([^"]+)"\}', rules):
+        if name in gauges:
+            assert any(k[0] == name and (label, val) in k[1] for k in samples), f'{name}{{{label}="{val}"}}'

@@ -2,6 +2,7 @@
 //!
 //! `DbConn` is a `MultiConnection`; the pool's manager picks the backend from the URL scheme itself,
 //! because diesel's own `establish` tries each backend in turn and throws the real error away.
+pub mod backup;
 pub mod bench_support;
 pub mod models;
 pub mod schema;
