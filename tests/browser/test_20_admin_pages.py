@@ -196,14 +196,10 @@ def test_admin_users_page(as_admin, world):
     assert console.has("#tokens")
 
 
-# Console defects this test found, reported to the console's author: each is a strict xfail, so
-# the fix turns it into a failure that asks for the marker to go.
-USERS_OVERFLOW = pytest.mark.xfail(strict=True, reason="console defect: /console/users' #users table is ~1600 px wide "
-                                   "in a 1366 px window (the unbroken scope string), its actions column off-screen")
+# Regressions of console defects this test found (fixed on main in e515343).
 
 
-@pytest.mark.parametrize("path", [p for _, p in PAGES if p != "/console/users"]
-                         + [pytest.param("/console/users", marks=USERS_OVERFLOW)])
+@pytest.mark.parametrize("path", [p for _, p in PAGES])
 def test_no_page_scrolls_sideways_at_1366_px(as_admin, path):
     console = as_admin
     console.get(path)
@@ -212,8 +208,6 @@ def test_no_page_scrolls_sideways_at_1366_px(as_admin, path):
     assert sw <= cw, f"{path} is {sw} px wide in a {cw} px window"
 
 
-@pytest.mark.xfail(strict=True, reason="console defect: the versions table's SANs cell leaves out a SAN equal to the "
-                   "CN (engine::console drops the first of inventory::names_of, which de-duplicates CN and SANs)")
 def test_the_versions_table_shows_the_sans(as_admin, world):
     console = as_admin
     obj = world["c"]["misc"]
@@ -225,9 +219,8 @@ def test_the_versions_table_shows_the_sans(as_admin, world):
     assert obj["cn"] in sans, f"SANs cell {sans!r}; the certificate's only SAN is DNS:{obj['cn']}"
 
 
-@pytest.mark.xfail(strict=True, reason="console defect: a console POST refused for its CSRF token is audited as a "
-                   "failed 'renew' with an empty target and listed in the overview's #recent-renewals")
 def test_recent_renewals_name_their_certificate(as_admin):
+    """A form refused before it acted (the CSRF refusals of test_10) is no renewal."""
     console = as_admin
     console.get("/console/")
     header = [th.text.strip() for th in console.finds("#recent-renewals thead th")]
