@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, the OpenAPI staleness check, the integration suite over real
 # HTTPS against the real binary on SQLite and on PostgreSQL (real clients: vcert, openssl,
-# keytool, pyjks), then the ecosystem checks (compose files, Postman collection with newman,
-# generated Python SDK, schemathesis). Installs what it needs. Fails loudly if PostgreSQL cannot
-# be reached.
+# keytool, pyjks), the web console's browser test (headless chromium, axe-core), then the
+# ecosystem checks (compose files, Postman collection with newman, generated Python SDK,
+# schemathesis). Installs what it needs. Fails loudly if PostgreSQL cannot be reached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
 ./scripts/install-build-deps.sh
 ./scripts/setup-test-env.sh
+./scripts/setup-browser-env.sh
 
 # PostgreSQL: the machine's server on 127.0.0.1:5432 (started here if it is installed but down).
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
@@ -55,6 +56,15 @@ for backend in sqlite postgres; do
   echo "== integration suite on $backend =="
   .venv/bin/python -m pytest tests/clients --backend "$backend" -q -p no:cacheprovider
 done
+
+# The web console in Debian's headless chromium (Selenium, axe-core) on a fresh gateway: every
+# page as the admin and as a user limited to one folder, every form, screenshots under
+# target/console-screenshots/.
+# PostgreSQL without the screenshots and axe-core (they do not depend on the backend).
+echo "== console browser test on sqlite =="
+.venv-browser/bin/python -m pytest tests/browser --backend sqlite -q -p no:cacheprovider
+echo "== console browser test on postgres =="
+.venv-browser/bin/python -m pytest tests/browser --backend postgres --no-evidence -q -p no:cacheprovider
 
 # The ecosystem around the API, each on a fresh gateway from ./target/debug/renewgate (no rebuild).
 for check in compose postman sdk schemathesis; do
