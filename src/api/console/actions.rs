@@ -110,8 +110,9 @@ pub async fn login(req: HttpRequest, state: web::Data<AppState>, payload: web::P
             Some("The gateway is busy. Try again in a moment.".into()),
             &username,
         ),
+        // 200, not 401: a form page carries no WWW-Authenticate challenge.
         Ok(Ok(Err(LoginError::Auth(_)))) => super::pages::login_page(
-            StatusCode::UNAUTHORIZED,
+            StatusCode::OK,
             Some("Sign-in failed: wrong user name or password.".into()),
             &username,
         ),
@@ -404,11 +405,17 @@ pub async fn download(
     let source = crate::api::client_ip(&req, &state.engine.settings);
     let principal = s.principal.clone();
     let g = guid.clone();
+    let target = std::sync::Arc::new(std::sync::Mutex::new(guid.clone()));
+    let named = target.clone();
     let r = db(&state, move |e, c| -> Result<Result<(crate::formats::Rendered, String, i64), String>, String> {
         let o = match access::object(c, &principal.access, &CertRef::Guid(g.clone()), &g, "read") {
             Ok(o) => o,
             Err(err) => return Ok(Err(crate::api::venafi::error::message(&err))),
         };
+        // A refused download is audited under the object's DN, like a successful one.
+        if let Ok(mut t) = named.lock() {
+            t.clone_from(&o.dn);
+        }
         if with_key {
             if !access::may_read_keys(&principal.access, &o.policy_dn) {
                 return Ok(Err("Your account may not read private keys in this folder.".into()));
@@ -450,7 +457,8 @@ pub async fn download(
         }
         Ok(Err(text)) => {
             if with_key {
-                observe::note(&req, action::KEY_DOWNLOAD, guid.clone());
+                let t = target.lock().map(|t| t.clone()).unwrap_or(guid);
+                observe::note(&req, action::KEY_DOWNLOAD, t);
             }
             message(StatusCode::FORBIDDEN, Some(Chrome::new(&s, "inventory", &req)), "Refused", &text)
         }

@@ -29,7 +29,7 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; f
                    frame-ancestors 'none'; object-src 'none'; base-uri 'none'";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/console", web::get().to(|| async { see_other("/console/") }));
+    cfg.service(web::resource("/console").wrap(from_fn(security_headers)).get(|| async { see_other("/console/") }));
     cfg.service(
         web::scope("/console")
             .wrap(from_fn(security_headers))

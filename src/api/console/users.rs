@@ -150,6 +150,7 @@ async fn change_user(
     payload: web::Payload,
     ok: &'static str,
     detail: &'static str,
+    on_self: bool,
     change: impl FnOnce(&mut crate::db::DbConn, &str, &HashMap<String, String>) -> Result<(), String> + Send + 'static,
 ) -> HttpResponse {
     let (s, f) = match manager(&req, &state, payload).await {
@@ -163,6 +164,9 @@ async fn change_user(
         };
         if let Err(e) = auth::may_manage(&principal, &target) {
             return Ok(Err(e));
+        }
+        if !on_self && target.id == principal.user_id {
+            return Ok(Err("You cannot do this to your own account (it would lock you out).".into()));
         }
         if let Err(e) = change(c, &target.name, &f) {
             return Ok(Err(e));
@@ -185,9 +189,16 @@ pub async fn disable(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    change_user(req, state, path.into_inner(), payload, "user-disabled", "disabled, tokens revoked", |c, n, _| {
-        auth::set_user_disabled(c, n, true).map(|_| ()).map_err(|e| e.to_string())
-    })
+    change_user(
+        req,
+        state,
+        path.into_inner(),
+        payload,
+        "user-disabled",
+        "disabled, tokens revoked",
+        false,
+        |c, n, _| auth::set_user_disabled(c, n, true).map(|_| ()).map_err(|e| e.to_string()),
+    )
     .await
 }
 
@@ -197,7 +208,7 @@ pub async fn enable(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    change_user(req, state, path.into_inner(), payload, "user-enabled", "enabled", |c, n, _| {
+    change_user(req, state, path.into_inner(), payload, "user-enabled", "enabled", true, |c, n, _| {
         auth::set_user_disabled(c, n, false).map(|_| ()).map_err(|e| e.to_string())
     })
     .await
@@ -209,10 +220,19 @@ pub async fn password(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    change_user(req, state, path.into_inner(), payload, "password", "password changed, tokens revoked", |c, n, f| {
-        let pw = f.get("password").cloned().unwrap_or_default();
-        auth::set_password(c, n, &pw).map(|_| ()).map_err(|e| e.to_string())
-    })
+    change_user(
+        req,
+        state,
+        path.into_inner(),
+        payload,
+        "password",
+        "password changed, tokens revoked",
+        true,
+        |c, n, f| {
+            let pw = f.get("password").cloned().unwrap_or_default();
+            auth::set_password(c, n, &pw).map(|_| ()).map_err(|e| e.to_string())
+        },
+    )
     .await
 }
 
