@@ -461,6 +461,9 @@ pub struct InventoryPage {
     pub kind: SearchKind,
 }
 
+/// An inventory row as loaded: the object, its current certificate's serial, expiry and issuer.
+type PageRow = (CertObject, Option<String>, Option<NaiveDateTime>, Option<String>);
+
 /// One page of the caller's objects: newest first, or by DN for a DN-prefix search.
 pub fn inventory(c: &mut DbConn, access: &FolderAccess, f: &InventoryFilter) -> Result<InventoryPage, RenewError> {
     let sqlite = is_sqlite(c);
@@ -540,8 +543,7 @@ pub fn inventory(c: &mut DbConn, access: &FolderAccess, f: &InventoryFilter) -> 
         }
     }
     q = if by_dn { q.order(cert_objects::dn_lower.asc()) } else { q.order(cert_objects::id.desc()) };
-    let mut rows: Vec<(CertObject, Option<String>, Option<NaiveDateTime>, Option<String>)> =
-        q.limit(limit + 1).load(c)?;
+    let mut rows: Vec<PageRow> = q.limit(limit + 1).load(c)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next =
