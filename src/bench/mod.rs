@@ -5,6 +5,7 @@
 //! human line per run while it goes, then one JSON object per line per (workload, backend, clients).
 pub mod acme;
 pub mod client;
+pub mod console;
 pub mod gateway;
 pub mod raw;
 
@@ -20,6 +21,8 @@ use crate::db::bench_support;
 use gateway::{Deployment, Store};
 
 pub const WORKLOADS: &[&str] = &["csr-ec", "keygen-ec", "keygen-rsa", "keyfactor-resign", "acme", "acme-pebble"];
+/// The console's page latencies (not a renewal workload: only run when named).
+pub const CONSOLE: &str = "console";
 
 const FOLDER_CSR: &str = "\\VED\\Policy\\Bench\\Csr";
 const FOLDER_KEYGEN_EC: &str = "\\VED\\Policy\\Bench\\KeygenEc";
@@ -42,7 +45,8 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     pub clients: Vec<usize>,
     /// Run only this workload: csr-ec, keygen-ec, keygen-rsa, keyfactor-resign, acme, acme-pebble
-    /// (comma-separated for several). Default: all.
+    /// (comma-separated for several). Default: all of these. `console` (only when named): the web
+    /// console's page latencies at `--objects`.
     #[arg(long, value_delimiter = ',')]
     pub workload: Vec<String>,
     /// Storage backend of the gateway the bench starts: sqlite, postgres (comma-separated for both).
@@ -329,7 +333,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         args.workload.clone()
     };
     for w in &workloads {
-        anyhow::ensure!(WORKLOADS.contains(&w.as_str()), "unknown workload {w:?}; known: {}", WORKLOADS.join(", "));
+        anyhow::ensure!(
+            WORKLOADS.contains(&w.as_str()) || w == CONSOLE,
+            "unknown workload {w:?}; known: {}, {CONSOLE}",
+            WORKLOADS.join(", ")
+        );
     }
     for b in &args.backend {
         anyhow::ensure!(b == "sqlite" || b == "postgres", "unknown backend {b:?}: sqlite or postgres");
@@ -526,9 +534,11 @@ fn seed(under: &Under, folder: &str, prefix: &str, n: usize, with_csr: bool) -> 
 
 fn run_workloads(ctx: &mut Ctx, under: &mut Under, tmp: &std::path::Path, workloads: &[String]) -> anyhow::Result<()> {
     let n = ctx.args.objects.max(1);
-    let api_n = n.min(API_SEED_MAX);
     let needs = |w: &str| workloads.iter().any(|x| x == w);
-    let mut csr_objs = if needs("csr-ec") || needs("keyfactor-resign") {
+    // The console workload keeps a tenth of the inventory (at most API_SEED_MAX) in the API-made
+    // folder, for its folder-limited users; the rest is cloned into FOLDER_FILL.
+    let api_n = if needs(CONSOLE) { (n / 10).clamp(1, API_SEED_MAX) } else { n.min(API_SEED_MAX) };
+    let mut csr_objs = if needs("csr-ec") || needs("keyfactor-resign") || needs(CONSOLE) {
         seed(under, FOLDER_CSR, "csr", api_n, true)?
     } else {
         vec![]
@@ -565,6 +575,14 @@ fn run_workloads(ctx: &mut Ctx, under: &mut Under, tmp: &std::path::Path, worklo
         print_plans(d, &csr_objs)?;
     }
     for w in workloads {
+        if w == CONSOLE {
+            if let Err(e) = run_console(ctx, under) {
+                println!("error: console ({}): {e:#}", under.backend);
+                ctx.lines.push(json!({"workload": w, "backend": under.backend, "error": format!("{e:#}")}));
+                ctx.failed = true;
+            }
+            continue;
+        }
         for &clients in &ctx.args.clients.clone() {
             let res = match w.as_str() {
                 "csr-ec" => run_venafi(ctx, under, &mut csr_objs, clients, true),
@@ -641,6 +659,46 @@ fn record(ctx: &mut Ctx, under: &Under, w: &str, clients: usize, r: RunResult, r
         l["peak_rss_note"] = json!("no process id of the gateway (give --target-pid with --target)");
     }
     ctx.lines.push(l);
+}
+
+/// The console workload (see `console`): its lines carry the backend, the object count and the
+/// gateway's peak RSS over the whole console run.
+fn run_console(ctx: &mut Ctx, under: &Under) -> anyhow::Result<()> {
+    let d = under
+        .deployment
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the console workload needs a gateway the bench starts"))?;
+    under.reset_rss();
+    let t0 = Instant::now();
+    let mut lines = vec![];
+    let ok = console::run(
+        d,
+        &under.ca_pem,
+        &under.urls[0],
+        &under.auth,
+        FOLDER_FILL,
+        &[FOLDER_CSR, FOLDER_FILL],
+        &ctx.args.clients.clone(),
+        |l| lines.push(l),
+    )?;
+    let rss = under.peak_rss();
+    println!(
+        "console ({}, {} objects): measured in {:.0} s; gateway peak RSS {}",
+        under.backend,
+        ctx.args.objects,
+        t0.elapsed().as_secs_f64(),
+        rss.map(|m| format!("{m:.1} MB")).unwrap_or_else(|| "n/a".into())
+    );
+    for mut l in lines {
+        l["backend"] = json!(under.backend);
+        l["objects"] = json!(ctx.args.objects);
+        l["peak_rss_mb"] = json!(rss.map(|m| round(m, 1)));
+        ctx.lines.push(l);
+    }
+    if !ok {
+        ctx.failed = true;
+    }
+    Ok(())
 }
 
 /// A client agent already connected to `base` (TLS handshake done before the measured window;

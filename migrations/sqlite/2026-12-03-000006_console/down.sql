@@ -1,5 +1,7 @@
 DROP INDEX audit_log_actor;
 DROP INDEX audit_log_target;
+DROP INDEX cert_objects_current_cert;
+DROP INDEX cert_objects_state;
 DROP INDEX cert_objects_name_lower;
 DROP INDEX cert_objects_folder_id;
 DROP INDEX certificates_not_after;

@@ -94,14 +94,38 @@ pub fn first_object_id(c: &mut DbConn) -> anyhow::Result<i64> {
     count(c, "SELECT MIN(id) AS n FROM cert_objects")
 }
 
+#[derive(QueryableByName)]
+struct SerialRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    serial: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    thumbprint: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+}
+
+/// The current certificate's serial and thumbprint of object `id`, and the object's name.
+pub fn current_serial_thumbprint(c: &mut DbConn, id: i64) -> anyhow::Result<(String, String, String)> {
+    let sql = format!(
+        "SELECT certificates.serial AS serial, certificates.thumbprint AS thumbprint, cert_objects.name AS name \
+         FROM cert_objects JOIN certificates ON certificates.id = cert_objects.current_cert_id WHERE cert_objects.id = {id}"
+    );
+    let r = match c {
+        DbConn::Sqlite(s) => diesel::sql_query(sql).get_result::<SerialRow>(s)?,
+        DbConn::Postgresql(p) => diesel::sql_query(sql).get_result::<SerialRow>(p)?,
+    };
+    Ok((r.serial, r.thumbprint, r.name))
+}
+
 /// How many certificate objects the database holds.
 pub fn object_count(c: &mut DbConn) -> anyhow::Result<i64> {
     count(c, "SELECT COUNT(*) AS n FROM cert_objects")
 }
 
 /// Clones the object `tmpl` `extra` times into the policy folder `fill` (distinct DN, GUID,
-/// serial, thumbprint, key hash), with a certificate and a finished job each, in batches of
-/// 100,000 objects; `progress(done)` after each batch. The folder must exist.
+/// serial, thumbprint, key hash, and a name in `certificate_names`), with a certificate and a
+/// finished job each, in batches of 100,000 objects; `progress(done)` after each batch. The
+/// folder must exist.
 pub fn clone_inventory(
     c: &mut DbConn,
     tmpl: i64,
@@ -120,8 +144,9 @@ pub fn clone_inventory(
     };
     let cat = |a: &str, b: &str| format!("({a} || {b})");
     let text = |x: &str| format!("CAST({x} AS TEXT)");
-    let hex40 = |x: &str| {
-        if pg { format!("lpad(to_hex({x}), 40, '0')") } else { format!("printf('%040x', {x})") }
+    // Upper-case hex of `x`, `w` digits, as the gateway stores serials and thumbprints.
+    let hex = |x: &str, w: usize| {
+        if pg { format!("upper(lpad(to_hex({x}), {w}, '0'))") } else { format!("printf('%0{w}X', {x})") }
     };
     let batch = 100_000usize;
     let mut done = 0usize;
@@ -163,9 +188,23 @@ pub fn clone_inventory(
          FROM cert_objects o CROSS JOIN (SELECT * FROM certificates WHERE object_id = {tmpl} ORDER BY id LIMIT 1) t \
          WHERE o.policy_dn = '{fill}'",
             guid = cat("'fill-cert-'", &text("o.id")),
-            serial = cat("'F'", &hex40("o.id")),
-            tp = cat("'F'", &hex40("o.id")),
-            pk = cat("'fill'", &hex40("o.id")),
+            // Distinct per clone and shaped like real values (a 40-hex thumbprint; a serial of 20
+            // bytes), so the console's exact searches find one row.
+            serial = cat("'5E'", &hex("o.id", 38)),
+            tp = cat("'F'", &hex("o.id", 39)),
+            pk = cat("'fill'", &hex("o.id", 40)),
+        ),
+    )?;
+    // The names the console searches (the gateway indexes them at issuance; the clones bypass
+    // it, and the start-up backfill has already run): one per clone, from its object name.
+    exec(
+        c,
+        &format!(
+            "INSERT INTO certificate_names (certificate_id, object_id, name) \
+             SELECT certificates.id, o.id, {name} FROM cert_objects o \
+             JOIN certificates ON certificates.object_id = o.id \
+             WHERE o.policy_dn = '{fill}'",
+            name = cat("lower(o.name)", "'.fill.bench.example'"),
         ),
     )?;
     // Statistics first: the planner must know the new rows are there (a join, not a scan per row).
