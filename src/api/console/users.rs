@@ -142,15 +142,21 @@ pub async fn add(req: HttpRequest, state: web::Data<AppState>, payload: web::Pay
     }
 }
 
+/// What a change of a user answers with (`?ok=` code), records, and whether one may make it to
+/// one's own account.
+struct UserChange {
+    ok: &'static str,
+    detail: &'static str,
+    on_self: bool,
+}
+
 /// Runs `change` on a user the granter may manage, audits it, and answers with `ok`.
 async fn change_user(
     req: HttpRequest,
     state: web::Data<AppState>,
     name: String,
     payload: web::Payload,
-    ok: &'static str,
-    detail: &'static str,
-    on_self: bool,
+    what: UserChange,
     change: impl FnOnce(&mut crate::db::DbConn, &str, &HashMap<String, String>) -> Result<(), String> + Send + 'static,
 ) -> HttpResponse {
     let (s, f) = match manager(&req, &state, payload).await {
@@ -165,19 +171,22 @@ async fn change_user(
         if let Err(e) = auth::may_manage(&principal, &target) {
             return Ok(Err(e));
         }
-        if !on_self && target.id == principal.user_id {
+        if !what.on_self && target.id == principal.user_id {
             return Ok(Err("You cannot do this to your own account (it would lock you out).".into()));
         }
         if let Err(e) = change(c, &target.name, &f) {
             return Ok(Err(e));
         }
-        crate::engine::audit::record(c, &cli_like(&principal.user_name, action::USER_CHANGE, &target.name, detail))
-            .map_err(|e| e.to_string())?;
+        crate::engine::audit::record(
+            c,
+            &cli_like(&principal.user_name, action::USER_CHANGE, &target.name, what.detail),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(Ok(()))
     })
     .await;
     match r {
-        Ok(Ok(())) => see_other(&format!("/console/users?ok={ok}")),
+        Ok(Ok(())) => see_other(&format!("/console/users?ok={}", what.ok)),
         Ok(Err(text)) => refused(&s, &req, &text),
         Err(r) => r,
     }
@@ -194,9 +203,7 @@ pub async fn disable(
         state,
         path.into_inner(),
         payload,
-        "user-disabled",
-        "disabled, tokens revoked",
-        false,
+        UserChange { ok: "user-disabled", detail: "disabled, tokens revoked", on_self: false },
         |c, n, _| auth::set_user_disabled(c, n, true).map(|_| ()).map_err(|e| e.to_string()),
     )
     .await
@@ -208,9 +215,14 @@ pub async fn enable(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    change_user(req, state, path.into_inner(), payload, "user-enabled", "enabled", true, |c, n, _| {
-        auth::set_user_disabled(c, n, false).map(|_| ()).map_err(|e| e.to_string())
-    })
+    change_user(
+        req,
+        state,
+        path.into_inner(),
+        payload,
+        UserChange { ok: "user-enabled", detail: "enabled", on_self: true },
+        |c, n, _| auth::set_user_disabled(c, n, false).map(|_| ()).map_err(|e| e.to_string()),
+    )
     .await
 }
 
@@ -225,9 +237,7 @@ pub async fn password(
         state,
         path.into_inner(),
         payload,
-        "password",
-        "password changed, tokens revoked",
-        true,
+        UserChange { ok: "password", detail: "password changed, tokens revoked", on_self: true },
         |c, n, f| {
             let pw = f.get("password").cloned().unwrap_or_default();
             auth::set_password(c, n, &pw).map(|_| ()).map_err(|e| e.to_string())
