@@ -328,3 +328,38 @@ def test_security_manage_grants_no_more_than_the_granter_holds(gateway, world):
     assert admin.form(f"/console/tokens/{ids[0]}/revoke", {}).status_code == 303
     assert requests.get(gateway.url + "/vedsdk/certificates/", headers={"Authorization": "Bearer " + token},
                         verify=gateway.ca_bundle, timeout=30).status_code == 401
+
+
+def test_a_failed_store_push_is_shown_and_retried_within_the_folder(gateway, world):
+    api = world["api"]
+    dn = world["dns"]["a"][0]
+    cert_id = int(rg.db_scalar(gateway, f"SELECT current_cert_id FROM cert_objects WHERE dn = {rg.sql_str(dn)}"))
+    machine = "console-store.example.net"
+    store = gateway.cli("store", "add", "--client-machine", machine, "--store-path", "/etc/ssl/console",
+                        "--type", "pem-dir", "--alias", "web", "--folder", FA).stdout.strip()
+    r = api.post("/KeyfactorAPI/CertificateStores/Certificates/Add", headers={"x-keyfactor-api-version": "1"},
+                 json={"CertificateId": cert_id,
+                       "CertificateStores": [{"CertificateStoreId": store, "Alias": "web", "Overwrite": True}]})
+    assert r.status_code == 200, r.text
+    sid = rg.db_scalar(gateway, f"SELECT id FROM stores WHERE client_machine_lower = '{machine}'")
+    # The agent gave up on it (what `agent run` reports after its last attempt).
+    rg.db_exec(gateway, "UPDATE store_jobs SET state = 'failed', attempts = 5, message = 'disk full' "
+                        f"WHERE store_id = {sid}")
+    admin = signed_in(gateway)
+    page = admin.page("/console/stores").text
+    assert machine in page and "disk full" in page and "never" in page  # no agent has called yet
+    job = re.search(r'<tr data-job-guid="([^"]+)"', page).group(1)
+    assert "disk full" in admin.get("/console/").text  # failing pushes on the overview
+    # A user of another folder neither sees the store nor may retry its job.
+    gateway.cli("user", "add", "dave", "--password-stdin", "--scope", "certificate:manage", "--folder", f"{FB}:read,write",
+                input=STRONG + "\n")
+    dave = signed_in(gateway, "dave", STRONG)
+    assert machine not in dave.page("/console/stores").text
+    assert "disk full" not in dave.get("/console/").text
+    assert dave.form(f"/console/stores/jobs/{job}/retry", {}).status_code == 404
+    assert rg.db_scalar(gateway, f"SELECT state FROM store_jobs WHERE store_id = {sid}") == "failed"
+    r = admin.form(f"/console/stores/jobs/{job}/retry", {})
+    assert r.status_code == 303 and "ok=retried" in r.headers["Location"]
+    assert rg.db_rows(gateway, f"SELECT state, attempts FROM store_jobs WHERE store_id = {sid}") == [("waiting", "0")]
+    trail = gateway.cli("audit").stdout
+    assert f"store job {job} retried" in trail
