@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::{Chrome, db, enc, form, message, need_scope, require_post, see_other};
+use super::{Chrome, db, enc, form, message, require_post, scoped_form, see_other};
 use crate::api::observe;
 use crate::app::AppState;
 use crate::auth::login::LoginError;
@@ -159,17 +159,10 @@ pub async fn renew(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let f = match form(payload, &state).await {
-        Ok(f) => f,
+    let (s, f) = match scoped_form(&req, &state, payload, "certificate", Some("manage")).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let s = match require_post(&req, &state, &f).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Some(r) = need_scope(&s, &req, "certificate", Some("manage")) {
-        return r;
-    }
     let guid = path.into_inner();
     let principal = s.principal.clone();
     let g = guid.clone();
@@ -218,17 +211,10 @@ pub async fn revoke(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let f = match form(payload, &state).await {
-        Ok(f) => f,
+    let (s, f) = match scoped_form(&req, &state, payload, "certificate", Some("revoke")).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let s = match require_post(&req, &state, &f).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Some(r) = need_scope(&s, &req, "certificate", Some("revoke")) {
-        return r;
-    }
     let guid = path.into_inner();
     let reason: i32 = field(&f, "reason").parse().unwrap_or(0);
     if !(0..=5).contains(&reason) {
@@ -272,17 +258,10 @@ async fn set_disabled(
     payload: web::Payload,
     disabled: bool,
 ) -> HttpResponse {
-    let f = match form(payload, &state).await {
-        Ok(f) => f,
+    let (s, _) = match scoped_form(&req, &state, payload, "certificate", Some("manage")).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let s = match require_post(&req, &state, &f).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Some(r) = need_scope(&s, &req, "certificate", Some("manage")) {
-        return r;
-    }
     let principal = s.principal.clone();
     let g = guid.clone();
     let r = db(&state, move |e, c| {
@@ -328,17 +307,10 @@ pub async fn reset(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let f = match form(payload, &state).await {
-        Ok(f) => f,
+    let (s, f) = match scoped_form(&req, &state, payload, "certificate", Some("manage")).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let s = match require_post(&req, &state, &f).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Some(r) = need_scope(&s, &req, "certificate", Some("manage")) {
-        return r;
-    }
     let guid = path.into_inner();
     let restart = f.contains_key("restart");
     let principal = s.principal.clone();
@@ -471,17 +443,10 @@ pub async fn download(
 /// Sets (or clears, with an empty value) one setting of a folder, and its lock: needs
 /// `configuration:manage` and `write` on the folder, like `PUT /api/v1/policies`.
 pub async fn policy_edit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let f = match form(payload, &state).await {
-        Ok(f) => f,
+    let (s, f) = match scoped_form(&req, &state, payload, "configuration", Some("manage")).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let s = match require_post(&req, &state, &f).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Some(r) = need_scope(&s, &req, "configuration", Some("manage")) {
-        return r;
-    }
     let dn = match access::folder(&s.principal.access, &field(&f, "dn"), "write") {
         Ok(dn) => dn,
         Err(e) => return refused(&s, &req, &e),
@@ -522,17 +487,10 @@ pub async fn retry_push(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let f = match form(payload, &state).await {
-        Ok(f) => f,
+    let (s, _) = match scoped_form(&req, &state, payload, "certificate", Some("manage")).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let s = match require_post(&req, &state, &f).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Some(r) = need_scope(&s, &req, "certificate", Some("manage")) {
-        return r;
-    }
     let guid = path.into_inner();
     let principal = s.principal.clone();
     let g = guid.clone();
@@ -559,17 +517,10 @@ pub async fn retry_push(
 /// Creates an EAB key bound to a folder (shown once): whoever holds it may enroll in that
 /// folder, so it needs `certificate:manage` and `write` there, as a token enrolling would.
 pub async fn eab_create(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let f = match form(payload, &state).await {
-        Ok(f) => f,
+    let (s, f) = match scoped_form(&req, &state, payload, "certificate", Some("manage")).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let s = match require_post(&req, &state, &f).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Some(r) = need_scope(&s, &req, "certificate", Some("manage")) {
-        return r;
-    }
     let dn = match access::folder(&s.principal.access, &field(&f, "folder"), "write") {
         Ok(dn) => dn,
         Err(e) => return refused(&s, &req, &e),

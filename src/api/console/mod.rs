@@ -246,6 +246,23 @@ pub async fn require_post(
     Ok(s)
 }
 
+/// A form post's session and fields: signed in, its CSRF token valid, and holding
+/// `scope[:restriction]` (the API twin's); otherwise the answer to send.
+pub async fn scoped_form(
+    req: &HttpRequest,
+    state: &AppState,
+    payload: web::Payload,
+    scope: &str,
+    restriction: Option<&str>,
+) -> Result<(ConsoleSession, std::collections::HashMap<String, String>), HttpResponse> {
+    let f = form(payload, state).await?;
+    let s = require_post(req, state, &f).await?;
+    if let Some(r) = need_scope(&s, req, scope, restriction) {
+        return Err(r);
+    }
+    Ok((s, f))
+}
+
 /// Needs a scope (as the API twin does): the 403 page when the session lacks it.
 pub fn need_scope(
     s: &ConsoleSession,

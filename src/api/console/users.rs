@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
-use super::{Chrome, db, form, message, need_scope, render, require, require_post, see_other};
+use super::{Chrome, db, message, need_scope, render, require, scoped_form, see_other};
 use crate::api::observe;
 use crate::app::AppState;
 use crate::auth::{self, Scopes};
@@ -64,20 +64,6 @@ pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     show(&req, &state, &s, None).await
 }
 
-/// Signed-in session with `security:manage` and a valid CSRF token, and its form.
-async fn manager(
-    req: &HttpRequest,
-    state: &AppState,
-    payload: web::Payload,
-) -> Result<(auth::sessions::ConsoleSession, HashMap<String, String>), HttpResponse> {
-    let f = form(payload, state).await?;
-    let s = require_post(req, state, &f).await?;
-    if let Some(r) = need_scope(&s, req, "security", Some("manage")) {
-        return Err(r);
-    }
-    Ok((s, f))
-}
-
 fn refused(s: &auth::sessions::ConsoleSession, req: &HttpRequest, text: &str) -> HttpResponse {
     message(StatusCode::BAD_REQUEST, Some(Chrome::new(s, "users", req)), "Refused", text)
 }
@@ -95,7 +81,7 @@ fn cli_like(actor: &str, action: &str, target: &str, detail: &str) -> crate::eng
 }
 
 pub async fn add(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let (s, f) = match manager(&req, &state, payload).await {
+    let (s, f) = match scoped_form(&req, &state, payload, "security", Some("manage")).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -159,7 +145,7 @@ async fn change_user(
     what: UserChange,
     change: impl FnOnce(&mut crate::db::DbConn, &str, &HashMap<String, String>) -> Result<(), String> + Send + 'static,
 ) -> HttpResponse {
-    let (s, f) = match manager(&req, &state, payload).await {
+    let (s, f) = match scoped_form(&req, &state, payload, "security", Some("manage")).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -248,7 +234,7 @@ pub async fn password(
 
 /// Creates a token for a user (shown once), within that user's scope and the granter's.
 pub async fn token_create(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let (s, f) = match manager(&req, &state, payload).await {
+    let (s, f) = match scoped_form(&req, &state, payload, "security", Some("manage")).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -304,7 +290,7 @@ pub async fn token_revoke(
     path: web::Path<i64>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let (s, _f) = match manager(&req, &state, payload).await {
+    let (s, _) = match scoped_form(&req, &state, payload, "security", Some("manage")).await {
         Ok(v) => v,
         Err(r) => return r,
     };
