@@ -36,20 +36,7 @@ pub async fn list(
 ) -> Result<HttpResponse, NativeError> {
     let principal = authenticate(&req, &state, "configuration", None).await?;
     let q = q.into_inner();
-    let known = [
-        audit::action::RENEW,
-        audit::action::REVOKE,
-        audit::action::KEY_DOWNLOAD,
-        audit::action::POLICY_CHANGE,
-        audit::action::SIGN_IN,
-        audit::action::LOGIN_THROTTLED,
-        audit::action::USER_CHANGE,
-        audit::action::TOKEN_CHANGE,
-        audit::action::STORE_CHANGE,
-        audit::action::CA_CHANGE,
-        audit::action::EAB_CHANGE,
-        audit::action::MASTER_KEY_CHANGE,
-    ];
+    let known = audit::action::ALL;
     if let Some(a) = &q.action
         && !known.contains(&a.as_str())
     {

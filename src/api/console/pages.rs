@@ -699,20 +699,7 @@ pub async fn audit(req: HttpRequest, state: web::Data<AppState>, q: Query) -> Ht
         since: q_get(&q, "since").unwrap_or_default(),
         until: q_get(&q, "until").unwrap_or_default(),
         export: format!("/console/audit/export?{}", serde_urlencoded::to_string(&params).unwrap_or_default()),
-        actions: vec![
-            audit::action::RENEW,
-            audit::action::REVOKE,
-            audit::action::KEY_DOWNLOAD,
-            audit::action::POLICY_CHANGE,
-            audit::action::SIGN_IN,
-            audit::action::LOGIN_THROTTLED,
-            audit::action::USER_CHANGE,
-            audit::action::TOKEN_CHANGE,
-            audit::action::STORE_CHANGE,
-            audit::action::CA_CHANGE,
-            audit::action::EAB_CHANGE,
-            audit::action::MASTER_KEY_CHANGE,
-        ],
+        actions: audit::action::ALL.to_vec(),
     })
 }
 

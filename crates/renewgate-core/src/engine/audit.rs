@@ -32,6 +32,22 @@ pub mod action {
     pub const EAB_CHANGE: &str = "eab_change";
     /// The master key rotated (detail: the key ids and counts, never a key).
     pub const MASTER_KEY_CHANGE: &str = "master_key_change";
+
+    /// Every action, in the order filters list them.
+    pub const ALL: &[&str] = &[
+        RENEW,
+        REVOKE,
+        KEY_DOWNLOAD,
+        POLICY_CHANGE,
+        SIGN_IN,
+        LOGIN_THROTTLED,
+        USER_CHANGE,
+        TOKEN_CHANGE,
+        STORE_CHANGE,
+        CA_CHANGE,
+        EAB_CHANGE,
+        MASTER_KEY_CHANGE,
+    ];
 }
 
 /// One thing to record.
