@@ -136,15 +136,6 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     HttpResponse::NotFound().content_type("application/json; charset=utf-8").body(body.to_string())
 }
 
-pub fn configure_app(cfg: &mut web::ServiceConfig) {
-    crate::api::venafi::configure(cfg);
-    crate::api::keyfactor::configure(cfg);
-    crate::api::acme::configure(cfg);
-    crate::api::admin::configure(cfg);
-    crate::api::pki::configure(cfg);
-    crate::api::console::configure(cfg);
-}
-
 /// Prints the start banner: URLs and paths only; the password itself stays in its 0600 file.
 fn banner(settings: &Settings, first_start: bool) {
     let url = settings.public_url();
@@ -204,7 +195,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let state = web::Data::new(AppState { engine: engine.clone() });
     let doc = crate::openapi::document();
     let mut server = HttpServer::new(move || {
-        App::new()
+        let app = App::new()
             .app_data(state.clone())
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 crate::api::admin::error::NativeError::bad_request(format!("invalid query: {e}")).into()
@@ -212,8 +203,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             // Request id, access log, metrics and audit records (api::observe); inside the vendor
             // path normalisation so routes are matched (and counted) by their template.
             .wrap(from_fn(crate::api::observe::middleware))
-            .wrap(from_fn(normalize_vendor_path))
-            .configure(configure_app)
+            .wrap(from_fn(normalize_vendor_path));
+        utoipa_actix_web::UtoipaApp::from(app)
+            .configure(crate::api::routes)
+            .into_app()
             .route(
                 "/docs",
                 web::get().to(|| async { HttpResponse::Found().insert_header(("Location", "/docs/")).finish() }),

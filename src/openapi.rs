@@ -1,8 +1,11 @@
 //! The OpenAPI 3.1 document (utoipa), printed by `renewgate openapi` and served at /openapi.json.
+//! Paths and schemas come from the route registration itself (`api::routes`, through
+//! utoipa-actix-web); this file adds the document's info, tags, security schemes and the
+//! responses every password-checking operation shares.
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{admin, keyfactor, venafi};
+use crate::api::{keyfactor, venafi};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -52,16 +55,6 @@ use crate::api::{admin, keyfactor, venafi};
         keyfactor::api::templates,
         keyfactor::api::cas,
         keyfactor::api::status_endpoints,
-        admin::health,
-        admin::policies::get,
-        admin::policies::put,
-        admin::policies::delete,
-        admin::agent::claim,
-        admin::agent::result,
-        admin::agent::renew_token,
-        admin::agent::request_status,
-        admin::metrics::metrics,
-        admin::audit::list,
     ),
     tags(
         (name = "Keyfactor: classic (CMSApi)", description = "Keyfactor Command classic CMS API, `/CMSApi/CertEnroll/3/...`: renewal by lookup, PKCS#10 and PKCS#12 enrollment. Answers are always PascalCase; request keys are matched case-insensitively. Authentication: Basic (`DOMAIN\\user:password`) or a bearer token from /vedauth/authorize/oauth. Errors are `{ErrorCode, Message}`."),
@@ -71,7 +64,7 @@ use crate::api::{admin, keyfactor, venafi};
         (name = "Keyfactor: orchestrator jobs", description = "Keyfactor API orchestrator jobs: the store jobs, their run history, acknowledging failed runs. Answers are documented in PascalCase, as the server sends them by default; the server answers camelCase instead (the .NET rule: `KeyfactorID` becomes `keyfactorID`, dictionary keys such as Metadata are kept) when the request body's first key starts with a lower-case letter, or when a GET carries `collectionId=0` without an `x-keyfactor-api-version` header. Request keys are matched case-insensitively. Authentication: Basic (`DOMAIN\\user:password`) or a bearer token from /vedauth/authorize/oauth. Errors are `{ErrorCode, Message}`."),
         (name = "Keyfactor: templates and CAs", description = "Keyfactor API templates (bound to policy folders), certificate authorities and the served endpoints. Answers are documented in PascalCase, as the server sends them by default; the server answers camelCase instead (the .NET rule: `KeyfactorID` becomes `keyfactorID`, dictionary keys such as Metadata are kept) when the request body's first key starts with a lower-case letter, or when a GET carries `collectionId=0` without an `x-keyfactor-api-version` header. Request keys are matched case-insensitively. Authentication: Basic (`DOMAIN\\user:password`) or a bearer token from /vedauth/authorize/oauth. Errors are `{ErrorCode, Message}`."),
     ),
-    modifiers(&SecuritySchemes, &LoginThrottleResponses, &ResponseDescriptions)
+
 )]
 pub struct ApiDoc;
 
@@ -183,8 +176,16 @@ impl Modify for ResponseDescriptions {
 }
 
 pub fn document() -> utoipa::openapi::OpenApi {
+    // The registration of a server's App, taken apart for its document (no server is started).
+    let (_, registered) =
+        utoipa_actix_web::UtoipaApp::from(actix_web::App::new()).configure(crate::api::routes).split_for_parts();
     let mut doc = ApiDoc::openapi();
+    doc.merge(registered);
     doc.merge(crate::api::acme::doc::AcmeDoc::openapi());
+    // Modifiers run over the whole document, so after the merge.
+    for m in [&SecuritySchemes as &dyn Modify, &LoginThrottleResponses, &ResponseDescriptions] {
+        m.modify(&mut doc);
+    }
     doc
 }
 

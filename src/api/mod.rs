@@ -10,6 +10,22 @@ pub mod observe;
 pub mod pki;
 pub mod venafi;
 
+/// Every route, registered once: the same registration serves them and, for the handlers that
+/// carry `#[utoipa::path]` over their actix route macro, generates the OpenAPI paths and schemas
+/// (`openapi::document`). Order matters where a template could shadow a fixed path
+/// (`/vedsdk/certificates/{guid}` comes after `/vedsdk/certificates/renew`).
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    venafi::configure(cfg);
+    keyfactor::configure(cfg);
+    admin::configure(cfg);
+    cfg.map(|c| {
+        acme::configure(c);
+        pki::configure(c);
+        console::configure(c);
+        c
+    });
+}
+
 /// The client's address for login throttling: the TCP peer, or behind `http.trusted_proxies` the
 /// last `X-Forwarded-For` hop that is not a trusted proxy.
 pub fn client_ip(req: &actix_web::HttpRequest, settings: &crate::settings::Settings) -> std::net::IpAddr {

@@ -1,11 +1,12 @@
 //! Native endpoints for store agents (`agent` scope, token bound to a client machine) and for
 //! following an issuance request (`GET /api/v1/jobs/{id}`).
 use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{get, post};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{NativeError, NativeErrorBody};
+use super::error::{NativeAuthErrors, NativeError, NativeErrorBody};
 use crate::api::body::read_payload;
 use crate::api::venafi::authenticate;
 use crate::app::AppState;
@@ -70,8 +71,9 @@ async fn agent_machine(req: &HttpRequest, state: &AppState) -> Result<String, Na
 #[utoipa::path(get, path = "/api/v1/agent/jobs", tag = "Native: store agents", params(ClaimQuery),
     responses((status = 200, description = "Claimed jobs (leased for keyfactor.agent_lease_secs, default 5 minutes)", body = Vec<AgentJob>),
               (status = 400, description = "A query parameter that is not an integer", body = NativeErrorBody),
-              (status = 401, body = NativeErrorBody), (status = 403, body = NativeErrorBody)),
+              NativeAuthErrors),
     security(("bearer" = [])))]
+#[get("/api/v1/agent/jobs")]
 pub async fn claim(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -146,9 +148,9 @@ pub async fn claim(
 
 #[utoipa::path(post, path = "/api/v1/agent/jobs/{job_id}/result", tag = "Native: store agents",
     params(("job_id" = String, Path)), request_body = AgentResult,
-    responses((status = 200, body = AgentResultAccepted), (status = 400, body = NativeErrorBody), (status = 401, body = NativeErrorBody),
-              (status = 403, body = NativeErrorBody), (status = 409, description = "The job is not leased to this machine", body = NativeErrorBody)),
+    responses((status = 200, body = AgentResultAccepted), (status = 400, body = NativeErrorBody), NativeAuthErrors, (status = 409, description = "The job is not leased to this machine", body = NativeErrorBody)),
     security(("bearer" = [])))]
+#[post("/api/v1/agent/jobs/{job_id}/result")]
 pub async fn result(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -201,6 +203,7 @@ pub struct RequestStatus {
     responses((status = 200, body = RequestStatus), (status = 400, description = "The id is not a 64-bit integer", body = NativeErrorBody),
               (status = 401, body = NativeErrorBody), (status = 404, body = NativeErrorBody)),
     security(("bearer" = [])))]
+#[get("/api/v1/jobs/{id}")]
 pub async fn request_status(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -247,8 +250,9 @@ pub struct AgentTokenRenewal {
 
 #[utoipa::path(post, path = "/api/v1/agent/token", tag = "Native: store agents",
     responses((status = 200, description = "Renewed when a third of the token's lifetime or less remains; otherwise unchanged", body = AgentTokenRenewal),
-              (status = 401, body = NativeErrorBody), (status = 403, body = NativeErrorBody)),
+              NativeAuthErrors),
     security(("bearer" = [])))]
+#[post("/api/v1/agent/token")]
 pub async fn renew_token(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, NativeError> {
     let p = authenticate(&req, &state, "agent", None).await?;
     agent_machine(&req, &state).await?;

@@ -1,10 +1,11 @@
 //! `GET /api/v1/audit`: the audit trail (renewals, revocations, key downloads, policy changes),
 //! oldest first, the newest `limit` records (configuration scope).
+use actix_web::get;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{NativeError, NativeErrorBody};
+use super::error::{NativeAuthErrors, NativeError, NativeErrorBody};
 use crate::api::venafi::authenticate;
 use crate::app::AppState;
 use crate::engine::audit::{self, AuditRecord};
@@ -26,9 +27,9 @@ pub struct AuditList {
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", tag = "Native: audit", params(AuditQuery),
-    responses((status = 200, body = AuditList), (status = 400, body = NativeErrorBody), (status = 401, body = NativeErrorBody),
-              (status = 403, body = NativeErrorBody)),
+    responses((status = 200, body = AuditList), (status = 400, body = NativeErrorBody), NativeAuthErrors),
     security(("bearer" = [])))]
+#[get("/api/v1/audit")]
 pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -11,6 +11,27 @@ pub struct NativeErrorBody {
     pub message: String,
 }
 
+/// The answers every operation that takes a bearer token and needs a scope may give, declared
+/// once: `responses((status = 200, ...), NativeAuthErrors)`.
+pub struct NativeAuthErrors;
+
+impl utoipa::IntoResponses for NativeAuthErrors {
+    fn responses() -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>> {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let answer = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("NativeErrorBody"))).build(),
+                )
+                .build()
+                .into()
+        };
+        [("401".to_string(), answer("Unauthorized")), ("403".to_string(), answer("Forbidden"))].into_iter().collect()
+    }
+}
+
 #[derive(Debug)]
 pub struct NativeError {
     pub status: StatusCode,
@@ -23,6 +44,10 @@ impl NativeError {
     }
     pub fn not_found(m: impl Into<String>) -> Self {
         NativeError { status: StatusCode::NOT_FOUND, message: m.into() }
+    }
+    /// A broken invariant of stored data (logged by the access log with the request id).
+    pub fn internal(m: impl Into<String>) -> Self {
+        NativeError { status: StatusCode::INTERNAL_SERVER_ERROR, message: m.into() }
     }
     pub fn unavailable(m: impl Into<String>) -> Self {
         NativeError { status: StatusCode::SERVICE_UNAVAILABLE, message: m.into() }

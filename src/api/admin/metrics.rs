@@ -2,6 +2,7 @@
 //! enrollments by dialect, issuance latency, store push results) come from `crate::metrics`;
 //! gauges about the shared database (queue depth and age, store push jobs, certificates by state
 //! and by days to expiry) are counted at scrape time by `engine::stats`; rendered here.
+use actix_web::get;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::error::{NativeError, NativeErrorBody};
@@ -79,6 +80,7 @@ fn authorized(req: &HttpRequest, token: Option<&str>) -> bool {
               (status = 401, description = "metrics.token is set and the request did not present it", body = NativeErrorBody),
               (status = 503, body = NativeErrorBody)),
     security((), ("bearer" = [])))]
+#[get("/metrics")]
 pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, NativeError> {
     if !authorized(&req, state.engine.settings.metrics.token.as_deref()) {
         return Err(NativeError {

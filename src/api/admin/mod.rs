@@ -1,4 +1,5 @@
 //! The native API: health (and, later, stores, agents' job polling, jobs, metrics).
+use actix_web::get;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -11,17 +12,17 @@ pub mod error;
 pub mod metrics;
 pub mod policies;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
-        .route("/api/v1/policies", web::get().to(policies::get))
-        .route("/api/v1/policies", web::put().to(policies::put))
-        .route("/api/v1/policies", web::delete().to(policies::delete))
-        .route("/api/v1/agent/jobs", web::get().to(agent::claim))
-        .route("/api/v1/agent/jobs/{job_id}/result", web::post().to(agent::result))
-        .route("/api/v1/agent/token", web::post().to(agent::renew_token))
-        .route("/api/v1/jobs/{id}", web::get().to(agent::request_status))
-        .route("/metrics", web::get().to(metrics::metrics))
-        .route("/api/v1/audit", web::get().to(audit::list));
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(health)
+        .service(policies::get)
+        .service(policies::put)
+        .service(policies::delete)
+        .service(agent::claim)
+        .service(agent::result)
+        .service(agent::renew_token)
+        .service(agent::request_status)
+        .service(metrics::metrics)
+        .service(audit::list);
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -37,6 +38,7 @@ pub struct Health {
 #[utoipa::path(get, path = "/health", tag = "Native: health",
     responses((status = 200, description = "Alive and the database answers", body = Health),
               (status = 503, description = "Alive but the database does not answer", body = Health)))]
+#[get("/health")]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let engine = state.engine.clone();
     let db = web::block(move || -> Result<(), String> {

@@ -2,11 +2,12 @@
 use std::collections::BTreeMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{delete, get, put};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{NativeError, NativeErrorBody};
+use super::error::{NativeAuthErrors, NativeError, NativeErrorBody};
 use crate::api::body::read_payload;
 use crate::api::venafi::authenticate;
 use crate::app::AppState;
@@ -19,63 +20,71 @@ pub struct DnQuery {
     pub dn: String,
 }
 
+// The engine keeps settings as JSON; answers carry them through this type, so the document says
+// exactly what a value can be.
 /// A policy value: a string, a boolean, or a list (strings; RSA key sizes are integers).
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
-#[allow(dead_code)]
-pub enum PolicyValueDoc {
+#[schema(as = PolicyValueDoc)]
+pub enum PolicyValue {
     Text(String),
     Flag(bool),
     Number(i64),
-    List(Vec<PolicyListItemDoc>),
+    List(Vec<PolicyListItem>),
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
-#[allow(dead_code)]
-pub enum PolicyListItemDoc {
+#[schema(as = PolicyListItemDoc)]
+pub enum PolicyListItem {
     Text(String),
     Number(i64),
 }
 
-/// A policy value, or `null` to remove the key from the folder (PUT bodies).
-pub struct PolicyUpdateValueDoc;
+impl PolicyValue {
+    /// A stored setting (validated when it was written) as an answer's value.
+    fn of(v: Value) -> Result<PolicyValue, NativeError> {
+        serde_json::from_value(v)
+            .map_err(|e| NativeError::internal(format!("a stored policy value has an unexpected shape: {e}")))
+    }
+}
 
-impl utoipa::PartialSchema for PolicyUpdateValueDoc {
+fn values(m: BTreeMap<String, Value>) -> Result<BTreeMap<String, PolicyValue>, NativeError> {
+    m.into_iter().map(|(k, v)| Ok((k, PolicyValue::of(v)?))).collect()
+}
+
+/// A PUT body's value: a policy value, or `null` to remove the key from the folder. Kept as JSON
+/// so that the engine's validation answers a wrong value with its own message.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct PolicyUpdateValue(pub Value);
+
+impl utoipa::PartialSchema for PolicyUpdateValue {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
         use utoipa::openapi::{ObjectBuilder, OneOfBuilder, Type};
         OneOfBuilder::new()
-            .item(utoipa::openapi::Ref::from_schema_name(<PolicyValueDoc as ToSchema>::name()))
+            .item(utoipa::openapi::Ref::from_schema_name(<PolicyValue as ToSchema>::name()))
             .item(ObjectBuilder::new().schema_type(Type::Null))
             .description(Some("A policy value, or null to remove the key from the folder."))
             .into()
     }
 }
 
-impl ToSchema for PolicyUpdateValueDoc {
+impl ToSchema for PolicyUpdateValue {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "PolicyUpdateValueDoc".into()
+    }
     fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
         use utoipa::PartialSchema;
-        schemas.push((<PolicyValueDoc as ToSchema>::name().into(), PolicyValueDoc::schema()));
-        <PolicyValueDoc as ToSchema>::schemas(schemas);
+        schemas.push((<PolicyValue as ToSchema>::name().into(), PolicyValue::schema()));
+        <PolicyValue as ToSchema>::schemas(schemas);
     }
-}
-
-/// A folder's own settings (keys: domains, wildcards, organization, org_units, city, state,
-/// country, key_algorithm, rsa_key_sizes, ec_curves, san_types, key_reuse, csr_origin,
-/// management_type, validity, ca, auto_renew, auto_renew_before, acme_*) and the keys it locks.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PolicyFolderBody {
-    pub dn: String,
-    #[schema(value_type = BTreeMap<String, PolicyValueDoc>)]
-    pub settings: BTreeMap<String, Value>,
-    pub locked: Vec<String>,
 }
 
 /// One effective setting: value, the folder it comes from, lock flag.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EffectiveSettingBody {
-    #[schema(value_type = PolicyValueDoc)]
-    pub value: Value,
+    pub value: PolicyValue,
     pub folder: String,
     pub locked: bool,
 }
@@ -83,8 +92,7 @@ pub struct EffectiveSettingBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PolicyResponse {
     pub dn: String,
-    #[schema(value_type = BTreeMap<String, PolicyValueDoc>)]
-    pub settings: BTreeMap<String, Value>,
+    pub settings: BTreeMap<String, PolicyValue>,
     pub locked: Vec<String>,
     /// What is in force here, inherited values included.
     pub effective: BTreeMap<String, EffectiveSettingBody>,
@@ -96,8 +104,7 @@ pub struct PolicyResponse {
 pub struct PolicyUpdate {
     pub dn: Option<String>,
     #[serde(default)]
-    #[schema(value_type = BTreeMap<String, PolicyUpdateValueDoc>)]
-    pub settings: BTreeMap<String, Value>,
+    pub settings: BTreeMap<String, PolicyUpdateValue>,
     pub locked: Option<Vec<String>>,
 }
 
@@ -118,19 +125,22 @@ fn response(
     let eff = policy::effective(c, &f.dn).map_err(DbError::from)?;
     Ok(PolicyResponse {
         dn: f.dn,
-        settings: own.settings,
+        settings: values(own.settings)?,
         locked: own.locked,
         effective: eff
             .values
             .into_iter()
-            .map(|(k, v)| (k, EffectiveSettingBody { value: v.value, folder: v.folder, locked: v.locked }))
-            .collect(),
+            .map(|(k, v)| {
+                Ok((k, EffectiveSettingBody { value: PolicyValue::of(v.value)?, folder: v.folder, locked: v.locked }))
+            })
+            .collect::<Result<_, NativeError>>()?,
     })
 }
 
 #[utoipa::path(get, path = "/api/v1/policies", tag = "Native: policies", params(DnQuery),
-    responses((status = 200, body = PolicyResponse), (status = 400, body = NativeErrorBody), (status = 401, body = NativeErrorBody), (status = 403, body = NativeErrorBody), (status = 404, body = NativeErrorBody)),
+    responses((status = 200, body = PolicyResponse), (status = 400, body = NativeErrorBody), NativeAuthErrors, (status = 404, body = NativeErrorBody)),
     security(("bearer" = [])))]
+#[get("/api/v1/policies")]
 pub async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -146,8 +156,9 @@ pub async fn get(
 }
 
 #[utoipa::path(put, path = "/api/v1/policies", tag = "Native: policies", params(DnQuery), request_body = PolicyUpdate,
-    responses((status = 200, body = PolicyResponse), (status = 400, body = NativeErrorBody), (status = 401, body = NativeErrorBody), (status = 403, body = NativeErrorBody)),
+    responses((status = 200, body = PolicyResponse), (status = 400, body = NativeErrorBody), NativeAuthErrors),
     security(("bearer" = [])))]
+#[put("/api/v1/policies")]
 pub async fn put(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -182,7 +193,8 @@ pub async fn put(
                 Some(l) => (l.clone(), current.locked.iter().filter(|k| !l.contains(k)).cloned().collect()),
                 None => (vec![], vec![]),
             };
-            policy::merge_folder(tx, &dn, &upd.settings, &lock, &unlock).map_err(NativeError::bad_request)?;
+            let settings: BTreeMap<String, Value> = upd.settings.into_iter().map(|(k, v)| (k, v.0)).collect();
+            policy::merge_folder(tx, &dn, &settings, &lock, &unlock).map_err(NativeError::bad_request)?;
             Ok(())
         })?;
         tracing::info!(dn = %dn, "policy folder updated");
@@ -193,8 +205,9 @@ pub async fn put(
 }
 
 #[utoipa::path(delete, path = "/api/v1/policies", tag = "Native: policies", params(DnQuery),
-    responses((status = 200, body = DeletedResponse), (status = 400, body = NativeErrorBody), (status = 401, body = NativeErrorBody), (status = 403, body = NativeErrorBody), (status = 404, body = NativeErrorBody)),
+    responses((status = 200, body = DeletedResponse), (status = 400, body = NativeErrorBody), NativeAuthErrors, (status = 404, body = NativeErrorBody)),
     security(("bearer" = [])))]
+#[delete("/api/v1/policies")]
 pub async fn delete(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -22,37 +22,39 @@ use crate::app::AppState;
 use crate::auth::{self, Principal};
 pub use error::KeyfactorError;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/cmsapi/certenroll/3/renew", web::post().to(classic::renew))
-        .route("/cmsapi/certenroll/3/pkcs10", web::post().to(classic::pkcs10))
-        .route("/cmsapi/certenroll/3/pkcs12", web::post().to(classic::pkcs12))
-        .route("/keyfactorapi/enrollment/renew", web::post().to(api::enrollment_renew))
-        .route("/keyfactorapi/enrollment/availablerenewal/id/{id}", web::get().to(api::available_renewal_id))
-        .route(
-            "/keyfactorapi/enrollment/availablerenewal/thumbprint/{tp}",
-            web::get().to(api::available_renewal_thumbprint),
-        )
-        .route("/keyfactorapi/enrollment/pfx", web::post().to(api::enrollment_pfx))
-        .route("/keyfactorapi/enrollment/csr", web::post().to(api::enrollment_csr))
-        .route("/keyfactorapi/enrollment/pfx/deploy", web::post().to(api::pfx_deploy))
-        .route("/keyfactorapi/enrollment/pfx/replace", web::post().to(api::pfx_replace))
-        .route("/keyfactorapi/certificates", web::get().to(api::certificates_query))
-        .route("/keyfactorapi/certificates/download", web::post().to(api::certificates_download))
-        .route("/keyfactorapi/certificates/recover", web::post().to(api::certificates_recover))
-        .route("/keyfactorapi/certificates/revoke", web::post().to(api::certificates_revoke))
-        .route("/keyfactorapi/certificates/{id}", web::get().to(api::certificate_get))
-        .route("/keyfactorapi/certificatestores", web::get().to(api::stores_list))
-        .route("/keyfactorapi/certificatestores", web::post().to(api::stores_create))
-        .route("/keyfactorapi/certificatestores/certificates/add", web::post().to(api::stores_add))
-        .route("/keyfactorapi/certificatestores/certificates/remove", web::post().to(api::stores_remove))
-        .route("/keyfactorapi/certificatestores/{id}", web::get().to(api::stores_get))
-        .route("/keyfactorapi/certificatestores/{id}/inventory", web::get().to(api::stores_inventory))
-        .route("/keyfactorapi/orchestratorjobs/jobhistory", web::get().to(api::job_history))
-        .route("/keyfactorapi/orchestratorjobs/scheduledjobs", web::get().to(api::scheduled_jobs))
-        .route("/keyfactorapi/orchestratorjobs/acknowledge", web::post().to(api::acknowledge))
-        .route("/keyfactorapi/templates", web::get().to(api::templates))
-        .route("/keyfactorapi/certificateauthority", web::get().to(api::cas))
-        .route("/keyfactorapi/status/endpoints", web::get().to(api::status_endpoints));
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.map(|cfg| {
+        cfg.route("/cmsapi/certenroll/3/renew", web::post().to(classic::renew))
+            .route("/cmsapi/certenroll/3/pkcs10", web::post().to(classic::pkcs10))
+            .route("/cmsapi/certenroll/3/pkcs12", web::post().to(classic::pkcs12))
+            .route("/keyfactorapi/enrollment/renew", web::post().to(api::enrollment_renew))
+            .route("/keyfactorapi/enrollment/availablerenewal/id/{id}", web::get().to(api::available_renewal_id))
+            .route(
+                "/keyfactorapi/enrollment/availablerenewal/thumbprint/{tp}",
+                web::get().to(api::available_renewal_thumbprint),
+            )
+            .route("/keyfactorapi/enrollment/pfx", web::post().to(api::enrollment_pfx))
+            .route("/keyfactorapi/enrollment/csr", web::post().to(api::enrollment_csr))
+            .route("/keyfactorapi/enrollment/pfx/deploy", web::post().to(api::pfx_deploy))
+            .route("/keyfactorapi/enrollment/pfx/replace", web::post().to(api::pfx_replace))
+            .route("/keyfactorapi/certificates", web::get().to(api::certificates_query))
+            .route("/keyfactorapi/certificates/download", web::post().to(api::certificates_download))
+            .route("/keyfactorapi/certificates/recover", web::post().to(api::certificates_recover))
+            .route("/keyfactorapi/certificates/revoke", web::post().to(api::certificates_revoke))
+            .route("/keyfactorapi/certificates/{id}", web::get().to(api::certificate_get))
+            .route("/keyfactorapi/certificatestores", web::get().to(api::stores_list))
+            .route("/keyfactorapi/certificatestores", web::post().to(api::stores_create))
+            .route("/keyfactorapi/certificatestores/certificates/add", web::post().to(api::stores_add))
+            .route("/keyfactorapi/certificatestores/certificates/remove", web::post().to(api::stores_remove))
+            .route("/keyfactorapi/certificatestores/{id}", web::get().to(api::stores_get))
+            .route("/keyfactorapi/certificatestores/{id}/inventory", web::get().to(api::stores_inventory))
+            .route("/keyfactorapi/orchestratorjobs/jobhistory", web::get().to(api::job_history))
+            .route("/keyfactorapi/orchestratorjobs/scheduledjobs", web::get().to(api::scheduled_jobs))
+            .route("/keyfactorapi/orchestratorjobs/acknowledge", web::post().to(api::acknowledge))
+            .route("/keyfactorapi/templates", web::get().to(api::templates))
+            .route("/keyfactorapi/certificateauthority", web::get().to(api::cas))
+            .route("/keyfactorapi/status/endpoints", web::get().to(api::status_endpoints))
+    });
 }
 
 /// PascalCase (v1, docs, classic) or camelCase (v11) answers.

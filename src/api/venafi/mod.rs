@@ -11,25 +11,27 @@ use crate::app::AppState;
 use crate::auth::{self, Principal};
 pub use error::VenafiError;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/vedauth/authorize/oauth", web::post().to(authorize::oauth))
-        .route("/vedauth/authorize/token", web::post().to(authorize::refresh))
-        .route("/vedauth/authorize/verify", web::get().to(authorize::verify))
-        .route("/vedauth/revoke/token", web::get().to(authorize::revoke))
-        .route("/vedauth/revoke/token", web::post().to(authorize::revoke))
-        .route("/vedsdk/authorize", web::post().to(authorize::legacy_login))
-        .route("/vedsdk/systemstatus/version", web::get().to(authorize::version))
-        .route("/vedsdk/certificates/request", web::post().to(certificates::request))
-        .route("/vedsdk/certificates/retrieve", web::post().to(certificates::retrieve_post))
-        .route("/vedsdk/certificates/retrieve", web::get().to(certificates::retrieve_get))
-        .route("/vedsdk/certificates/renew", web::post().to(certificates::renew))
-        .route("/vedsdk/certificates/checkpolicy", web::post().to(certificates::check_policy))
-        .route("/vedsdk/certificates", web::get().to(certificates::search))
-        .route("/vedsdk/certificates/reset", web::post().to(certificates::reset))
-        .route("/vedsdk/certificates/revoke", web::post().to(certificates::revoke))
-        .route("/vedsdk/certificates/{guid}", web::get().to(certificates::details))
-        .route("/vedsdk/certificates/{guid}", web::put().to(certificates::update))
-        .route("/vedsdk/config/dntoguid", web::post().to(certificates::dn_to_guid));
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.map(|cfg| {
+        cfg.route("/vedauth/authorize/oauth", web::post().to(authorize::oauth))
+            .route("/vedauth/authorize/token", web::post().to(authorize::refresh))
+            .route("/vedauth/authorize/verify", web::get().to(authorize::verify))
+            .route("/vedauth/revoke/token", web::get().to(authorize::revoke))
+            .route("/vedauth/revoke/token", web::post().to(authorize::revoke))
+            .route("/vedsdk/authorize", web::post().to(authorize::legacy_login))
+            .route("/vedsdk/systemstatus/version", web::get().to(authorize::version))
+            .route("/vedsdk/certificates/request", web::post().to(certificates::request))
+            .route("/vedsdk/certificates/retrieve", web::post().to(certificates::retrieve_post))
+            .route("/vedsdk/certificates/retrieve", web::get().to(certificates::retrieve_get))
+            .route("/vedsdk/certificates/renew", web::post().to(certificates::renew))
+            .route("/vedsdk/certificates/checkpolicy", web::post().to(certificates::check_policy))
+            .route("/vedsdk/certificates", web::get().to(certificates::search))
+            .route("/vedsdk/certificates/reset", web::post().to(certificates::reset))
+            .route("/vedsdk/certificates/revoke", web::post().to(certificates::revoke))
+            .route("/vedsdk/certificates/{guid}", web::get().to(certificates::details))
+            .route("/vedsdk/certificates/{guid}", web::put().to(certificates::update))
+            .route("/vedsdk/config/dntoguid", web::post().to(certificates::dn_to_guid))
+    });
 }
 
 /// The bearer token from `Authorization: Bearer`, or `X-Venafi-Api-Key` (with or without `Bearer `).
