@@ -21,7 +21,7 @@ SCOPE = "certificate:manage,revoke;configuration:manage"
 
 # The enrollments that take a caller's CSR get CSRs made in the run's first pre-request script, with
 # fresh names and a fresh key per run: a gateway whose policy refuses key reuse (`key_reuse=false`, as
-# an upgraded installation has on `\\VED\\Policy`) would refuse a fixed CSR the second time. newman's
+# an upgraded installation has on `\VED\Policy`) would refuse a fixed CSR the second time. newman's
 # sandbox has no crypto module, so the collection carries node-forge (pure JS, pinned in package.json)
 # and makes an RSA key with it (forge has no P-256 CSRs); its random numbers come from Math.random
 # there, which is enough for keys of certificates that are never used.
