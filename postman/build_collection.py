@@ -5,9 +5,10 @@ run it again (`python3 postman/build_collection.py`) rather than editing them by
 
 The collection is an end-to-end test of every documented endpoint of the Venafi TPP, Keyfactor
 (classic and API) and native dialects (ACME excluded: its requests are JWS-signed). It needs only
-`baseUrl`, `username` and `password` (the `admin` user of a fresh gateway): the first request
-makes a run id, and everything else (its policy folder, stores, certificates) is created by the
-collection and captured from responses into collection variables.
+`baseUrl`, `username` and `password` (the `admin` user of a gateway): the first request's
+pre-request script makes a run id, the run's names and its CSRs, and everything else (its policy
+folder, stores, certificates) is created by the collection and captured from responses into
+collection variables, so the collection passes run after run against the same gateway.
 """
 import json
 import uuid
@@ -18,28 +19,23 @@ SCHEMA = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
 STRONG = "Str0ng!Passw0rd#2024"
 SCOPE = "certificate:manage,revoke;configuration:manage"
 
-# Two CSRs made once with `openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256` for the
-# enrollments that take a caller's CSR (their keys are not needed: the certificates are never used). The gateway refuses a
-# key it has seen before (no key reuse), so these requests need a gateway that has not seen them.
-CSR_PEM = """-----BEGIN CERTIFICATE REQUEST-----
-MIIBEjCBuQIBADAiMSAwHgYDVQQDDBdjc3IucG9zdG1hbi5leGFtcGxlLmNvbTBZ
-MBMGByqGSM49AgEGCCqGSM49AwEHA0IABKxXSsLAXko4Wf8kGTpTCg16xwfd7gGD
-KgasyPWS85k5kmUgva+10AQsPJy0M1qv5e9/bmgsSQKKqY49kfzgjK2gNTAzBgkq
-hkiG9w0BCQ4xJjAkMCIGA1UdEQQbMBmCF2Nzci5wb3N0bWFuLmV4YW1wbGUuY29t
-MAoGCCqGSM49BAMCA0gAMEUCIQDB6Uz1PvzjEOPw61FvVz5jV5aN2xuiapnclVNA
-R2hL6QIgcOwrzm5cb0n8svPWiUHhABayCFxrNioLHqdZE+6OlNI=
------END CERTIFICATE REQUEST-----
-"""
+# The enrollments that take a caller's CSR get CSRs made in the run's first pre-request script, with
+# fresh names and a fresh key per run: a gateway whose policy refuses key reuse (`key_reuse=false`, as
+# an upgraded installation has on `\VED\Policy`) would refuse a fixed CSR the second time. newman's
+# sandbox has no crypto module, so the collection carries node-forge (pure JS, pinned in package.json)
+# and makes an RSA key with it (forge has no P-256 CSRs); its random numbers come from Math.random
+# there, which is enough for keys of certificates that are never used.
+FORGE_VERSION = "1.3.1"
+FORGE_DIR = HERE.parent / "node_modules" / "node-forge"
 
-CSR2_PEM = """-----BEGIN CERTIFICATE REQUEST-----
-MIIBGDCBvwIBADAlMSMwIQYDVQQDDBpwa2NzMTAucG9zdG1hbi5leGFtcGxlLmNv
-bTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABHWPJ89S18vDYeZR530oAT/nYYhv
-kYNbJ7DwAr8TJuQjlKMmeYAyMVoX4FwA61FgltQDmXQ/BRx47Iqbr+di9cigODA2
-BgkqhkiG9w0BCQ4xKTAnMCUGA1UdEQQeMByCGnBrY3MxMC5wb3N0bWFuLmV4YW1w
-bGUuY29tMAoGCCqGSM49BAMCA0gAMEUCIDDNyt8QWIj+ZJpANCJqNDXKxz0Hnc5c
-4Nvijs9rJ1VAAiEA4WUVbOwx8xug3/Tb/LxDTwuzXLmjEk6e4P2LefMZBpU=
------END CERTIFICATE REQUEST-----
-"""
+
+def forge_source():
+    """node-forge's browser bundle, from the version package.json pins (`npm ci` installs it)."""
+    version = json.loads((FORGE_DIR / "package.json").read_text())["version"]
+    if version != FORGE_VERSION:
+        raise SystemExit(f"node_modules has node-forge {version}, expected {FORGE_VERSION}: run `npm ci`")
+    return (FORGE_DIR / "dist" / "forge.min.js").read_text().strip()
+
 
 # --------------------------------------------------------------------------- scripts
 
@@ -79,8 +75,36 @@ set('scratchDNUrl', encodeURIComponent(dn + '\\Scratch'));
 set('domain', id + '.example.com');
 set('venafiCN', 'www.' + id + '.example.com');
 set('pfxCN', 'pfx.' + id + '.example.com');
+set('csrCN', 'csr.' + id + '.example.com');
+set('pkcs10CN', 'pkcs10.' + id + '.example.com');
 set('storeMachine', 'postman-' + id);
 pm.collectionVariables.unset('token');
+"""
+
+MAKE_CSRS = r"""
+// The run's two CSRs (Keyfactor Enrollment/CSR and CMSApi Pkcs10), on one fresh RSA key made by
+// the node-forge bundle below (newman's sandbox has no crypto module, nor a window).
+const forge = (function () {
+  const module = { exports: {} };
+  const exports = module.exports;
+  const window = {};
+FORGE_SOURCE
+  return module.exports;
+})();
+const keys = forge.pki.rsa.generateKeyPair({ bits: 2048, e: 0x10001 });
+const makeCsr = function (cn) {
+  const csr = forge.pki.createCertificationRequest();
+  csr.publicKey = keys.publicKey;
+  csr.setSubject([{ name: 'commonName', value: cn }]);
+  csr.setAttributes([{ name: 'extensionRequest',
+    extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: cn }] }] }]);
+  csr.sign(keys.privateKey, forge.md.sha256.create());
+  return forge.pki.certificationRequestToPem(csr);
+};
+[['csr', 'csrCN'], ['pkcs10', 'pkcs10CN']].forEach(function (v) {
+  const pem = makeCsr(pm.collectionVariables.get(v[1]));
+  pm.collectionVariables.set(v[0] + 'PemJson', JSON.stringify(pem).slice(1, -1));
+});
 """
 
 HELPERS = """
@@ -172,7 +196,7 @@ pm.test('database answers', function () {
   pm.expect(body().database).to.eql('ok');
   pm.expect(body().backend).to.be.oneOf(['sqlite', 'postgres']);
 });
-""", auth=NOAUTH, prerequest=RUN_SETUP),
+""", auth=NOAUTH, prerequest=RUN_SETUP + MAKE_CSRS.replace("FORGE_SOURCE", forge_source())),
     request("Create the run's policy folder", "PUT", "/api/v1/policies", """
 status(200); isJson();
 pm.test('folder created with its settings', function () {
@@ -488,8 +512,8 @@ pm.test('issued from the CSR', function () {
   pm.expect(i.Certificates).to.be.an('array').and.not.empty;
   keep('csrId', i.KeyfactorID);
 });
-""", headers=KF_V1, body={"CSR": CSR_PEM, "Template": "WebServer", "IncludeChain": True,
-                         "Timestamp": "2024-01-02T03:04:05.000Z"}),
+""", headers=KF_V1, body='{\n  "CSR": "{{csrPemJson}}",\n  "Template": "WebServer",\n  "IncludeChain": true,\n'
+                         '  "Timestamp": "2024-01-02T03:04:05.000Z"\n}'),
     request("Get a certificate", "GET", "/KeyfactorAPI/Certificates/{{pfxId}}", """
 status(200); isJson();
 pm.test('the enrolled certificate', function () {
@@ -660,8 +684,8 @@ pm.test('issued from the CSR', function () {
   pm.expect(b.Certificates).to.be.an('array').and.not.empty;
 });
 """, headers={"x-keyfactor-requested-with": "APIClient"},
-        body={"Request": {"Pkcs10Request": CSR2_PEM, "TemplateName": "WebServer",
-                          "metadataList": [{"MetadataFieldTypeName": "Email-Contact", "Value": "ops@example.com"}]}}),
+        body='{\n  "Request": {\n    "Pkcs10Request": "{{pkcs10PemJson}}",\n    "TemplateName": "WebServer",\n'
+             '    "metadataList": [{"MetadataFieldTypeName": "Email-Contact", "Value": "ops@example.com"}]\n  }\n}'),
     request("CertEnroll/3/Pkcs12", "POST", "/CMSApi/CertEnroll/3/Pkcs12", """
 status(200); isJson();
 pm.test('a PKCS #12 blob', function () {
@@ -716,6 +740,35 @@ pm.test('deleted', function () { pm.expect(body().deleted).to.eql(true); });
     request("The scratch folder is gone (404)", "GET", "/api/v1/policies", """
 status(404); isJson();
 """, query=[("dn", "{{scratchDNUrl}}")]),
+    request("Metrics (Prometheus text)", "GET", "/metrics", """
+status(200);
+pm.test('Prometheus text format', function () {
+  pm.expect(pm.response.headers.get('Content-Type')).to.match(/^text\\/plain/);
+});
+pm.test('every series is prefixed renewgate_', function () {
+  const names = pm.response.text().split('\\n').filter(l => l && !l.startsWith('#')).map(l => l.split(/[{ ]/)[0]);
+  pm.expect(names.length).to.be.above(0);
+  names.forEach(n => pm.expect(n).to.match(/^renewgate_/));
+});
+pm.test('this run\\'s renewals are counted', function () {
+  const lines = pm.response.text().split('\\n').filter(l => l.startsWith('renewgate_renewals_total{') && /outcome="(success|accepted)"/.test(l));
+  const total = lines.map(l => parseFloat(l.split(' ').pop())).reduce((a, b) => a + b, 0);
+  pm.expect(total).to.be.above(0);
+});
+""", auth=NOAUTH),
+    request("Audit trail: this run's renewals", "GET", "/api/v1/audit", """
+status(200); isJson();
+pm.test('a renew record for this run\\'s folder, with who and the outcome', function () {
+  // Newest first: this run's records are among them whatever earlier runs left.
+  const recs = body().records.filter(r => r.target.indexOf(pm.collectionVariables.get('runId')) >= 0);
+  pm.expect(recs.length).to.be.above(0);
+  recs.forEach(r => {
+    pm.expect(r.action).to.eql('renew');
+    pm.expect(r.actor).to.be.a('string').and.not.empty;
+    pm.expect(r.outcome).to.be.oneOf(['success', 'failure']);
+  });
+});
+""", query=[("action", "renew"), ("limit", "1000")]),
     request("Revoke the token", "GET", "/vedauth/revoke/token", """
 status(200); isJson();
 pm.test('revoked', function () { pm.expect(body().Revoked).to.eql(true); });
