@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::engine::audit::{self, action};
-use crate::metrics::METRICS;
+use crate::metrics::{HttpRequestLabels, METRICS};
 
 /// The id of the request being served (also sent back as `X-Request-Id`).
 #[derive(Debug, Clone)]
@@ -153,7 +153,10 @@ pub async fn middleware(
     let mut res = next.call(req).instrument(span.clone()).await?;
     let status = res.status().as_u16();
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
-    METRICS.http_requests.inc(&[&method, &route, &status.to_string()]);
+    // The label set owns the method and route; they are read back from it below.
+    let labels = HttpRequestLabels { method, route, status };
+    METRICS.http_requests.get_or_create(&labels).inc();
+    let (method, route) = (&labels.method, &labels.route);
     let ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
     if path != "/health" {
         span.in_scope(|| tracing::info!(%peer, %method, %path, status, ms, "request"));
@@ -161,7 +164,7 @@ pub async fn middleware(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
     }
-    let kind = classify(&method, &route);
+    let kind = classify(method, route);
     let notes = res.request().extensions().get::<Notes>().cloned().unwrap_or_default();
     // Only an authenticated request is audited (the dialects mark it with `set_actor`; ACME once
     // its JWS verified): otherwise any anonymous client could fill the audit table — a 401, a 429
@@ -185,8 +188,8 @@ pub async fn middleware(
     let kind =
         if dialect == "console" && !notes.iter().any(|n| Some(n.action) == implied_action(kind)) { None } else { kind };
     match kind {
-        Some(Kind::Renew) => METRICS.renewals.inc(&[dialect, outcome]),
-        Some(Kind::Enroll | Kind::EnrollWithKey) => METRICS.enrollments.inc(&[dialect, outcome]),
+        Some(Kind::Renew) => METRICS.renewal(dialect, outcome),
+        Some(Kind::Enroll | Kind::EnrollWithKey) => METRICS.enrollment(dialect, outcome),
         _ => {}
     }
     // What the route implies when the handler noted nothing (it failed early, say).
@@ -228,7 +231,7 @@ pub async fn middleware(
                     match row {
                         // A reissue renews the same object too (Engine::renew).
                         Some((a, Some(obj))) if a == "renew" || a == "reissue" => {
-                            METRICS.renewals.inc(&["acme", outcome]);
+                            METRICS.renewal("acme", outcome);
                             // Only a finalize that went through names its order's object: a
                             // refused one may name another account's order.
                             if success {
@@ -241,7 +244,7 @@ pub async fn middleware(
                                 });
                             }
                         }
-                        _ => METRICS.enrollments.inc(&["acme", outcome]),
+                        _ => METRICS.enrollment("acme", outcome),
                     }
                 }
                 for n in notes {

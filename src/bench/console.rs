@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::client;
 use super::gateway::Deployment;
+use super::latency::Latencies;
 use crate::db::bench_support;
 
 const LOGIN_COOKIE: &str = "__Host-renewgate-login";
@@ -132,18 +133,18 @@ pub fn measure(ca_pem: &[u8], base: &str, p: &Probe, clients: usize, requests: u
         }
     }
     let barrier = std::sync::Barrier::new(clients);
-    let results: Vec<(Vec<u32>, Vec<String>)> = std::thread::scope(|s| {
+    let results: Vec<(Latencies, Vec<String>)> = std::thread::scope(|s| {
         let hs: Vec<_> = agents
             .iter()
             .map(|a| {
                 let barrier = &barrier;
                 s.spawn(move || {
                     barrier.wait();
-                    let (mut lat, mut errs) = (vec![], vec![]);
+                    let (mut lat, mut errs) = (Latencies::default(), vec![]);
                     for _ in 0..per {
                         let t0 = Instant::now();
                         match get(a, base, p) {
-                            Ok(_) => lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32),
+                            Ok(_) => lat.record(t0.elapsed()),
                             Err(e) => errs.push(e),
                         }
                     }
@@ -153,14 +154,13 @@ pub fn measure(ca_pem: &[u8], base: &str, p: &Probe, clients: usize, requests: u
             .collect();
         hs.into_iter().map(|h| h.join().unwrap_or_default()).collect()
     });
-    let mut lat = vec![];
+    let mut lat = Latencies::default();
     let mut errs = vec![];
     for (l, e) in results {
-        lat.extend(l);
+        lat.add(&l);
         errs.extend(e);
     }
-    lat.sort_unstable();
-    let pct = |q| super::percentile(&lat, q);
+    let pct = |q| lat.percentile_ms(q);
     let mut samples: Vec<String> = vec![];
     for e in &errs {
         if samples.len() < 3 && !samples.contains(e) {
@@ -168,12 +168,12 @@ pub fn measure(ca_pem: &[u8], base: &str, p: &Probe, clients: usize, requests: u
         }
     }
     Ok(Stats {
-        requests: lat.len() + errs.len(),
+        requests: lat.count() as usize + errs.len(),
         errors: errs.len(),
         p50: pct(50.0),
         p90: pct(90.0),
         p99: pct(99.0),
-        max: lat.last().map(|m| *m as f64 / 1000.0).unwrap_or(0.0),
+        max: lat.max_ms(),
         error_samples: samples,
     })
 }

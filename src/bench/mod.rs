@@ -7,6 +7,7 @@ pub mod acme;
 pub mod client;
 pub mod console;
 pub mod gateway;
+mod latency;
 pub mod raw;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::db::bench_support;
 use gateway::{Deployment, Store};
+use latency::Latencies;
 
 pub const WORKLOADS: &[&str] = &["csr-ec", "keygen-ec", "keygen-rsa", "keyfactor-resign", "acme", "acme-pebble"];
 /// The console's page latencies (not a renewal workload: only run when named).
@@ -98,7 +100,7 @@ struct Obj {
 struct ClientResult {
     renewals: u64,
     errors: u64,
-    latencies_us: Vec<u32>,
+    latencies: Latencies,
     chain_checks: u64,
     error_samples: Vec<String>,
 }
@@ -123,36 +125,27 @@ struct RunResult {
     error_samples: Vec<String>,
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
-}
-
 fn combine(results: Vec<ClientResult>, elapsed: f64) -> RunResult {
-    let mut lat = vec![];
+    let mut lat = Latencies::default();
     let (mut renewals, mut errors, mut chain_checks, mut samples) = (0, 0, 0, vec![]);
     for r in results {
         renewals += r.renewals;
         errors += r.errors;
         chain_checks += r.chain_checks;
-        lat.extend(r.latencies_us);
+        lat.add(&r.latencies);
         for s in r.error_samples {
             if samples.len() < 5 && !samples.contains(&s) {
                 samples.push(s);
             }
         }
     }
-    lat.sort_unstable();
     RunResult {
         renewals,
         errors,
         elapsed,
-        p50: percentile(&lat, 50.0),
-        p90: percentile(&lat, 90.0),
-        p99: percentile(&lat, 99.0),
+        p50: lat.percentile_ms(50.0),
+        p90: lat.percentile_ms(90.0),
+        p99: lat.percentile_ms(99.0),
         chain_checks,
         error_samples: samples,
     }
@@ -195,12 +188,12 @@ fn drive<S: Send + 'static>(
                     let n = part.len();
                     op(&mut st, &mut part[i % n], seq)
                 };
-                let us = t0.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                let elapsed = t0.elapsed();
                 i += 1;
                 match outcome {
                     Ok(checked) => {
                         r.renewals += 1;
-                        r.latencies_us.push(us);
+                        r.latencies.record(elapsed);
                         if checked {
                             r.chain_checks += 1;
                         }

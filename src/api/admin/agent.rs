@@ -164,12 +164,11 @@ pub async fn result(
     let r: AgentResult =
         serde_json::from_slice(&bytes).map_err(|e| NativeError::bad_request(format!("invalid body: {e}")))?;
     let outcome = r.outcome.to_ascii_lowercase();
-    if !["success", "warning", "failure"].contains(&outcome.as_str()) {
+    let Some(counted) = ["success", "warning", "failure"].into_iter().find(|o| *o == outcome) else {
         return Err(NativeError::bad_request("outcome must be success, warning or failure"));
-    }
+    };
     let job = path.into_inner();
     let engine = state.engine.clone();
-    let counted = outcome.clone();
     let ok = web::block(move || -> Result<bool, NativeError> {
         let mut c = engine.pool.get()?;
         stores::complete(&mut c, &job, &machine, &outcome, &r.message, r.audit_id)
@@ -177,7 +176,7 @@ pub async fn result(
     })
     .await??;
     if ok {
-        crate::metrics::METRICS.store_push_results.inc(&[&counted]);
+        crate::metrics::METRICS.store_push_result(counted);
     }
     if !ok {
         return Err(NativeError {

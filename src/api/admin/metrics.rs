@@ -1,65 +1,93 @@
 //! `GET /metrics`: Prometheus text format. Process counters (HTTP requests, renewals and
 //! enrollments by dialect, issuance latency, store push results) come from `crate::metrics`;
 //! gauges about the shared database (queue depth and age, store push jobs, certificates by state
-//! and by days to expiry) are counted at scrape time by `engine::stats`; rendered here.
+//! and by days to expiry) are counted at scrape time by `engine::stats` into a registry of this
+//! scrape, encoded after the process's.
 use actix_web::get;
 use actix_web::{HttpRequest, HttpResponse, web};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 use super::error::{NativeError, NativeErrorBody};
 use crate::app::AppState;
 use crate::db::now;
 use crate::engine::stats::{self, DbGauges};
-use crate::metrics::{header, sample};
 
-fn render(g: &DbGauges, backend: &str) -> String {
-    let mut out = String::new();
-    header(&mut out, "renewgate_build_info", "The gateway's version and storage backend.", "gauge");
-    sample(&mut out, "renewgate_build_info", &[("version", env!("CARGO_PKG_VERSION")), ("backend", backend)], 1.0);
-    crate::metrics::render_process(&mut out);
-    header(&mut out, "renewgate_queue_depth", "Issuance jobs waiting or running, by state (whole database).", "gauge");
-    for st in ["queued", "running"] {
-        let n = g.jobs.iter().find(|(s, _)| s == st).map(|x| x.1).unwrap_or(0);
-        sample(&mut out, "renewgate_queue_depth", &[("state", st)], n as f64);
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildInfoLabels {
+    version: &'static str,
+    backend: &'static str,
+}
+
+/// Jobs and certificate objects by state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+/// Current certificates by days until they expire.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExpiryLabels {
+    days: &'static str,
+}
+
+/// One gauge per state, every state listed even when its count is 0 (an alert on a state must
+/// see the series).
+fn by_state(states: &[&'static str], count: impl Fn(&str) -> i64) -> Family<StateLabels, Gauge> {
+    let family = Family::<StateLabels, Gauge>::default();
+    for &state in states {
+        family.get_or_create(&StateLabels { state }).set(count(state));
     }
-    header(
-        &mut out,
+    family
+}
+
+/// The gauges of this scrape: the build and the shared database's state. Help texts without
+/// their final period: the registry appends one.
+fn scrape_registry(g: &DbGauges, backend: &'static str) -> Registry {
+    let mut r = Registry::default();
+    let build_info = Family::<BuildInfoLabels, Gauge>::default();
+    build_info.get_or_create(&BuildInfoLabels { version: env!("CARGO_PKG_VERSION"), backend }).set(1);
+    r.register("renewgate_build_info", "The gateway's version and storage backend", build_info);
+    let count_of = |rows: &[(String, i64)], st: &str| rows.iter().find(|(s, _)| s == st).map(|x| x.1).unwrap_or(0);
+    r.register(
+        "renewgate_queue_depth",
+        "Issuance jobs waiting or running, by state (whole database)",
+        by_state(&["queued", "running"], |st| count_of(&g.jobs, st)),
+    );
+    let age = Gauge::<f64, AtomicU64>::default();
+    age.set(g.oldest_job.map(|t| (now() - t).num_milliseconds().max(0) as f64 / 1000.0).unwrap_or(0.0));
+    r.register(
         "renewgate_queue_oldest_job_age_seconds",
-        "Age of the oldest issuance job still waiting or running (0 when the queue is empty).",
-        "gauge",
+        "Age of the oldest issuance job still waiting or running (0 when the queue is empty)",
+        age,
     );
-    let age = g.oldest_job.map(|t| (now() - t).num_milliseconds().max(0) as f64 / 1000.0).unwrap_or(0.0);
-    sample(&mut out, "renewgate_queue_oldest_job_age_seconds", &[], age);
-    header(
-        &mut out,
+    r.register(
         "renewgate_store_push_jobs",
-        "Store push jobs by state (waiting, running, done, failed).",
-        "gauge",
+        "Store push jobs by state (waiting, running, done, failed)",
+        by_state(&["waiting", "running", "done", "failed"], |st| count_of(&g.store_jobs, st)),
     );
-    for st in ["waiting", "running", "done", "failed"] {
-        let n = g.store_jobs.iter().find(|(s, _)| s == st).map(|x| x.1).unwrap_or(0);
-        sample(&mut out, "renewgate_store_push_jobs", &[("state", st)], n as f64);
-    }
-    header(
-        &mut out,
+    // A disabled object counts as disabled whatever its state.
+    let objects = |st: &str| -> i64 {
+        g.objects.iter().filter(|(s, d, _)| if st == "disabled" { *d } else { !*d && s == st }).map(|x| x.2).sum()
+    };
+    r.register(
         "renewgate_certificates",
-        "Certificate objects by state (active, processing, error, disabled).",
-        "gauge",
+        "Certificate objects by state (active, processing, error, disabled)",
+        by_state(&["active", "processing", "error", "disabled"], objects),
     );
-    for st in ["active", "processing", "error", "disabled"] {
-        let n: i64 =
-            g.objects.iter().filter(|(s, d, _)| if st == "disabled" { *d } else { !*d && s == st }).map(|x| x.2).sum();
-        sample(&mut out, "renewgate_certificates", &[("state", st)], n as f64);
+    let expiry = Family::<ExpiryLabels, Gauge>::default();
+    for &(days, n) in &g.expiry {
+        expiry.get_or_create(&ExpiryLabels { days }).set(n);
     }
-    header(
-        &mut out,
+    r.register(
         "renewgate_certificates_by_expiry",
-        "Current certificates by days until they expire (expired, 0-7, 7-30, 30-90, 90+).",
-        "gauge",
+        "Current certificates by days until they expire (expired, 0-7, 7-30, 30-90, 90+)",
+        expiry,
     );
-    for (b, n) in &g.expiry {
-        sample(&mut out, "renewgate_certificates_by_expiry", &[("days", b)], *n as f64);
-    }
-    out
+    r
 }
 
 fn authorized(req: &HttpRequest, token: Option<&str>) -> bool {
@@ -94,7 +122,7 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
         Ok(stats::gauges(&mut c)?)
     })
     .await??;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(render(&g, state.engine.backend.name())))
+    let body = crate::metrics::render(&scrape_registry(&g, state.engine.backend.name()))
+        .map_err(|e| NativeError::unavailable(format!("encoding the metrics: {e}")))?;
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(body))
 }

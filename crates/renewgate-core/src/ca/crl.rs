@@ -32,7 +32,7 @@ use openssl::x509::extension::CrlNumber;
 use openssl::x509::{X509, X509CrlBuilder, X509Ref, X509RevokedBuilder};
 
 use super::builtin::{BuiltinCa, CaError};
-use super::{KeySpec, der, der_tlv, raw_extension};
+use super::{KeySpec, der, raw_extension};
 use crate::db::schema::{cas, certificates, crls, revocations};
 use crate::db::{DbConn, now, write_tx};
 
@@ -107,14 +107,18 @@ fn key_identifier(cert: &X509Ref) -> Result<Vec<u8>, CaError> {
         return Ok(ski.as_slice().to_vec());
     }
     let spki = cert.public_key()?.public_key_to_der()?;
-    // SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }
-    let bits = der_tlv(&spki)
-        .and_then(|(_, seq, _)| der_tlv(seq))
-        .and_then(|(_, _, rest)| der_tlv(rest))
-        .filter(|(tag, bits, _)| *tag == 0x03 && !bits.is_empty())
-        .map(|(_, bits, _)| &bits[1..])
-        .ok_or_else(|| CaError::Other("unreadable CA public key".into()))?;
+    let bits = subject_public_key(&spki).ok_or_else(|| CaError::Other("unreadable CA public key".into()))?;
     Ok(openssl::sha::sha1(bits).to_vec())
+}
+
+/// The subjectPublicKey bits of a DER SubjectPublicKeyInfo
+/// (`SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }`).
+fn subject_public_key(spki: &[u8]) -> Option<&[u8]> {
+    use ::der::{Decode, Reader, Tagged};
+    let info = ::der::AnyRef::from_der(spki).ok().filter(|info| info.tag() == ::der::Tag::Sequence)?;
+    let mut reader = ::der::SliceReader::new(info.value()).ok()?;
+    reader.decode::<::der::AnyRef<'_>>().ok()?;
+    Some(reader.decode::<::der::asn1::BitStringRef<'_>>().ok()?.raw_bytes())
 }
 
 /// Builds and signs a v2 CRL of `ca_cert`/`ca_key`: issuer, thisUpdate and nextUpdate (unix
@@ -307,9 +311,10 @@ mod tests {
             let reason = [0x06, 0x03, 0x55, 0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01, 0x01];
             assert_eq!(der.windows(reason.len()).filter(|w| *w == reason).count(), 1);
             // Version 2: the TBSCertList starts with INTEGER 1.
-            let (_, tbs_list, _) = der_tlv(&der).unwrap();
-            let (_, tbs, _) = der_tlv(tbs_list).unwrap();
-            assert_eq!(&tbs[..3], &[0x02, 0x01, 0x01]);
+            use ::der::{Decode, Reader};
+            let list = ::der::AnyRef::from_der(&der).unwrap();
+            let tbs = ::der::SliceReader::new(list.value()).unwrap().decode::<::der::AnyRef<'_>>().unwrap();
+            assert_eq!(&tbs.value()[..3], &[0x02, 0x01, 0x01]);
         }
     }
 

@@ -292,48 +292,49 @@ unsafe fn extension_value<'a>(ext: *mut openssl_sys::X509_EXTENSION) -> &'a [u8]
     }
 }
 
-/// One DER TLV: (tag, contents, rest).
-fn der_tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = b.split_first()?;
-    let (&l0, rest) = rest.split_first()?;
-    let (len, rest) = if l0 < 0x80 {
-        (l0 as usize, rest)
-    } else {
-        let n = (l0 & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        (rest[..n].iter().fold(0usize, |a, &x| (a << 8) | x as usize), &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
-}
+/// The DER contents of the UPN otherName's type-id, 1.3.6.1.4.1.311.20.2.3 (compared as bytes:
+/// the `der` crate's `oid` feature would add a crate for this one comparison).
+const UPN_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x14, 0x02, 0x03];
 
-/// UPNs (otherName 1.3.6.1.4.1.311.20.2.3, UTF8String) in a GeneralNames DER value. The openssl
-/// crate exposes no otherName accessor, so this walks the few bytes itself.
-fn upns_from_san_der(der: &[u8]) -> Vec<String> {
-    const UPN_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x14, 0x02, 0x03];
+/// GeneralName's otherName, `[0] IMPLICIT SEQUENCE`, and the `[0] EXPLICIT` around its value.
+const CONTEXT_0: ::der::Tag = ::der::Tag::ContextSpecific { constructed: true, number: ::der::TagNumber(0) };
+
+/// UPNs (otherName 1.3.6.1.4.1.311.20.2.3, UTF8String) in a GeneralNames DER value, read with the
+/// `der` crate: the openssl crate exposes no otherName accessor. A malformed name ends the list;
+/// an otherName of another type, or whose value is not a UTF8String, is skipped.
+fn upns_from_san_der(san: &[u8]) -> Vec<String> {
+    use ::der::{Decode, Reader, Tagged};
+    // GeneralNames ::= SEQUENCE OF GeneralName
+    let Ok(names) = ::der::AnyRef::from_der(san) else { return vec![] };
+    if names.tag() != ::der::Tag::Sequence {
+        return vec![];
+    }
+    let Ok(mut reader) = ::der::SliceReader::new(names.value()) else { return vec![] };
     let mut out = vec![];
-    let Some((0x30, mut items, _)) = der_tlv(der) else { return out };
-    while let Some((tag, content, rest)) = der_tlv(items) {
-        items = rest;
-        if tag != 0xa0 {
-            continue;
-        }
-        let Some((0x06, oid, after)) = der_tlv(content) else { continue };
-        if oid != UPN_OID {
-            continue;
-        }
-        if let Some((0xa0, explicit, _)) = der_tlv(after)
-            && let Some((0x0c, value, _)) = der_tlv(explicit)
-            && let Ok(s) = std::str::from_utf8(value)
+    while !reader.is_finished() {
+        let Ok(name) = reader.decode::<::der::AnyRef<'_>>() else { break };
+        if name.tag() == CONTEXT_0
+            && let Some(upn) = upn_of_other_name(name.value())
         {
-            out.push(s.to_string());
+            out.push(upn);
         }
     }
     out
+}
+
+/// The UPN in an otherName's contents: `type-id OBJECT IDENTIFIER, value [0] EXPLICIT ANY`.
+fn upn_of_other_name(contents: &[u8]) -> Option<String> {
+    use ::der::{Decode, Reader, Tagged};
+    let mut reader = ::der::SliceReader::new(contents).ok()?;
+    let type_id = reader.decode::<::der::AnyRef<'_>>().ok()?;
+    if type_id.tag() != ::der::Tag::ObjectIdentifier || type_id.value() != UPN_OID {
+        return None;
+    }
+    let value = reader.decode::<::der::AnyRef<'_>>().ok()?;
+    if value.tag() != CONTEXT_0 {
+        return None;
+    }
+    ::der::asn1::Utf8StringRef::from_der(value.value()).ok().map(|upn| upn.as_str().to_string())
 }
 
 fn push_der_len(out: &mut Vec<u8>, len: usize) {

@@ -251,8 +251,8 @@ impl Engine {
                 let committed = self.complete(&mut conn, &job, owner, issued)?;
                 if committed {
                     let latency = (now() - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-                    crate::metrics::METRICS.issuance.observe(latency);
-                    crate::metrics::METRICS.issuance_jobs.inc(&["issued"]);
+                    crate::metrics::METRICS.issuance.observe(crate::metrics::seconds(latency));
+                    crate::metrics::METRICS.issuance_job("issued");
                     tracing::info!(
                         job = job.id,
                         object = job.object_id,
@@ -417,11 +417,11 @@ impl Engine {
         let name = issuer.describe().name;
         let issued = match issued {
             Ok(i) => {
-                crate::metrics::METRICS.issuer_latency.observe_labeled(&name, started.elapsed().as_secs_f64());
+                crate::metrics::METRICS.issuer_signed(&name, started.elapsed().as_secs_f64());
                 i
             }
             Err(e) => {
-                crate::metrics::METRICS.issuer_failures.inc(&[&name, &e.kind]);
+                crate::metrics::METRICS.issuer_failure(&name, &e.kind);
                 return Err(JobFailure::from_issuer(e));
             }
         };
@@ -584,7 +584,7 @@ impl Engine {
 
     fn fail(&self, conn: &mut DbConn, job: &Job, owner: &str, f: &JobFailure) -> Result<(), diesel::result::Error> {
         let give_up = f.permanent || job.attempts >= self.settings.queue.max_attempts;
-        crate::metrics::METRICS.issuance_jobs.inc(&[if give_up { "failed" } else { "retry" }]);
+        crate::metrics::METRICS.issuance_job(if give_up { "failed" } else { "retry" });
         tracing::warn!(job = job.id, object = job.object_id, error = %f.message, give_up, "issuance failed");
         write_tx(conn, None, |tx| -> Result<(), diesel::result::Error> {
             let ts = now();
@@ -652,7 +652,7 @@ impl Engine {
                 .ok_or_else(|| JobFailure::permanent(format!("certificate {} vanished", r.certificate_id)))?;
             let leaf = openssl::x509::X509::from_der(&der).map_err(|e| JobFailure::permanent(e.to_string()))?;
             crate::ca::issuer::Issuer::revoke(&issuer, &leaf, r.reason).map_err(|e| {
-                crate::metrics::METRICS.issuer_failures.inc(&[&row.name, &e.kind]);
+                crate::metrics::METRICS.issuer_failure(&row.name, &e.kind);
                 JobFailure::from_issuer(e)
             })
         })();

@@ -160,9 +160,9 @@ impl Engine {
                 loop {
                     std::thread::sleep(every);
                     match engine.auto_renew_pass(&mut reported) {
-                        Ok(_) => METRICS.scheduler_runs.inc(&["success"]),
+                        Ok(_) => METRICS.scheduler_run("success"),
                         Err(e) => {
-                            METRICS.scheduler_runs.inc(&["failure"]);
+                            METRICS.scheduler_run("failure");
                             tracing::warn!(error = %e, "scheduler: pass failed; trying again next time");
                         }
                     }
@@ -182,13 +182,13 @@ impl Engine {
             match self.auto_renew_one(&mut conn, &d) {
                 Ok(Some(job)) => {
                     started += 1;
-                    METRICS.renewals.inc(&["scheduler", "success"]);
+                    METRICS.renewal("scheduler", "success");
                     tracing::info!(object = d.object_id, job, dn = %d.dn, not_after = %d.not_after, "automatic renewal started");
                 }
                 Ok(None) | Err(RenewError::AlreadyProcessing(_)) => {}
                 Err(e) => {
                     if reported.insert(d.certificate_id) {
-                        METRICS.renewals.inc(&["scheduler", "failure"]);
+                        METRICS.renewal("scheduler", "failure");
                         tracing::warn!(object = d.object_id, dn = %d.dn, error = %e, "automatic renewal refused");
                         let _ = audit::record(
                             &mut conn,
