@@ -45,7 +45,8 @@ pub fn bootstrap(settings: Settings) -> anyhow::Result<(Arc<Engine>, Option<Stri
             tracing::warn!(key_id = %master.key_id(), %what, "the master key does not open a stored secret; its id is not recorded");
         }
     }
-    let engine = Engine::new(pool.clone(), backend, master, settings.clone())?;
+    let engine = Engine::new(pool.clone(), backend, master, settings)?;
+    let settings = &engine.settings;
     let spec = KeySpec::parse_config(&settings.ca.key_type)?;
     let created =
         engine.ca.initialise(&mut conn, spec, &settings.ca.organization).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -551,7 +551,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Openapi => {
-            println!("{}", crate::openapi::json());
+            println!("{}", crate::openapi::json()?);
             Ok(0)
         }
         Command::Bench(args) => crate::bench::run(args),

@@ -189,6 +189,6 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc
 }
 
-pub fn json() -> String {
-    document().to_pretty_json().expect("OpenAPI document serialises")
+pub fn json() -> Result<String, serde_json::Error> {
+    document().to_pretty_json()
 }

@@ -90,7 +90,9 @@ pub fn server_identity(settings: &Settings, issuing: &LoadedCa) -> anyhow::Resul
     for c in issuing.chain() {
         pem.extend_from_slice(&c.to_pem()?);
     }
-    fs::create_dir_all(cert_path.parent().unwrap())?;
+    if let Some(dir) = cert_path.parent() {
+        fs::create_dir_all(dir)?;
+    }
     fs::write(&cert_path, &pem)?;
     write_private_file(&key_path, &key.private_key_to_pem_pkcs8()?)?;
     let mut chain = vec![leaf];

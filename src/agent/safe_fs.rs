@@ -212,6 +212,7 @@ fn parse<'a>(rel: &'a Path, action: &'static str) -> Result<RelPath<'a>> {
 }
 
 /// Names here come from checked components (no NUL byte) plus ASCII.
+#[expect(clippy::expect_used, reason = "every caller passes checked components, which hold no NUL byte")]
 fn c_string(bytes: Vec<u8>) -> CString {
     CString::new(bytes).expect("path components are checked for NUL bytes")
 }

@@ -164,7 +164,7 @@ impl<T: DeserializeOwned> Lenient<T> {
         let map = canonical_keys::<T>(body.0);
         serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
             let field = e.path().to_string();
-            body_error(field, e.into_inner().to_string())
+            body_error(field, &e.into_inner().to_string())
         })
     }
 }
@@ -251,7 +251,7 @@ fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
 /// Marks a wrong-type message from [`lenient`] so that it comes back as [`BodyError::WrongType`].
 const WRONG_TYPE: char = '\u{1f}';
 
-fn body_error(field: String, message: String) -> BodyError {
+fn body_error(field: String, message: &str) -> BodyError {
     let mut parts = message.splitn(3, WRONG_TYPE);
     match (parts.next(), parts.next(), parts.next()) {
         (Some(_), Some(expected), Some(got)) => BodyError::WrongType(field, expected_of(expected), got.to_string()),
@@ -271,7 +271,7 @@ pub mod lenient {
 
     use super::{LenientBody, WRONG_TYPE, short};
 
-    fn wrong<E: serde::de::Error>(expected: &str, got: String) -> E {
+    fn wrong<E: serde::de::Error>(expected: &str, got: &str) -> E {
         E::custom(format!("{WRONG_TYPE}{expected}{WRONG_TYPE}{got}"))
     }
 
@@ -284,7 +284,7 @@ pub mod lenient {
 
     fn as_field_error<T, E: serde::de::Error>(r: Result<Option<T>, super::BodyError>) -> Result<Option<T>, E> {
         r.map_err(|e| match e {
-            super::BodyError::WrongType(_, expected, got) => wrong(expected, got),
+            super::BodyError::WrongType(_, expected, got) => wrong(expected, &got),
             other => E::custom(other.to_string()),
         })
     }
@@ -313,7 +313,7 @@ pub mod lenient {
                 .map(|v| serde_json::from_value::<T>(v).map_err(serde::de::Error::custom))
                 .collect::<Result<Vec<T>, D::Error>>()
                 .map(Some),
-            other => Err(wrong("an array", short(&other))),
+            other => Err(wrong("an array", &short(&other))),
         }
     }
 }

@@ -113,5 +113,6 @@ fn request_answer((status, body): (u16, Value)) -> anyhow::Result<(String, X509)
     anyhow::ensure!(status == 200, "Request answered {status}: {body}");
     let dn = body.get("CertificateDN").and_then(Value::as_str).unwrap_or_default().to_string();
     let certs = certs_of(&body).ok_or_else(|| anyhow::anyhow!("Request answered without a certificate: {body}"))?;
-    Ok((dn, certs.into_iter().next().expect("non-empty")))
+    let leaf = certs.into_iter().next().ok_or_else(|| anyhow::anyhow!("Request answered an empty chain: {body}"))?;
+    Ok((dn, leaf))
 }

@@ -130,7 +130,7 @@ impl Deployment {
         let deadline = Instant::now() + Duration::from_secs(90);
         let bundle = self.ca_bundle();
         loop {
-            let p = self.procs.last_mut().expect("just pushed");
+            let p = self.procs.last_mut().ok_or_else(|| anyhow::anyhow!("no gateway process to wait for"))?;
             if let Some(st) = p.child.try_wait()? {
                 anyhow::bail!("gateway exited with {st}:\n{}", tail(&p.log));
             }

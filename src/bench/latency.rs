@@ -10,6 +10,7 @@ pub struct Latencies(Histogram<u64>);
 const HIGHEST_US: u64 = 3_600_000_000;
 
 impl Default for Latencies {
+    #[expect(clippy::expect_used, reason = "constant bounds that hdrhistogram accepts")]
     fn default() -> Self {
         Latencies(
             Histogram::new_with_bounds(1, HIGHEST_US, 3).expect("1 µs..1 h at 3 significant digits is a valid range"),
@@ -22,6 +23,7 @@ impl Latencies {
         self.0.saturating_record(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
     }
 
+    #[expect(clippy::expect_used, reason = "every Latencies has the same bounds, so adding never fails")]
     pub fn add(&mut self, other: &Latencies) {
         self.0.add(&other.0).expect("histograms of the same range add up");
     }

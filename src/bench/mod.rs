@@ -587,7 +587,7 @@ fn run_workloads(ctx: &mut Ctx, under: &mut Under, tmp: &std::path::Path, worklo
                 _ => unreachable!(),
             };
             match res {
-                Ok((r, rss)) => record(ctx, under, w, clients, r, rss),
+                Ok((r, rss)) => record(ctx, under, w, clients, &r, rss),
                 Err(e) => {
                     println!("error: {w} ({}, {clients} clients): {e:#}", under.backend);
                     ctx.lines.push(json!({"workload": w, "backend": under.backend, "clients": clients,
@@ -603,7 +603,7 @@ fn run_workloads(ctx: &mut Ctx, under: &mut Under, tmp: &std::path::Path, worklo
     Ok(())
 }
 
-fn record(ctx: &mut Ctx, under: &Under, w: &str, clients: usize, r: RunResult, rss: Option<f64>) {
+fn record(ctx: &mut Ctx, under: &Under, w: &str, clients: usize, r: &RunResult, rss: Option<f64>) {
     let rate = r.renewals as f64 / r.elapsed.max(1e-9);
     let (raw_total, parts) = raw_parts(w, &ctx.raw);
     let ratio = if raw_total > 0.0 { rate / raw_total } else { 0.0 };
@@ -843,7 +843,7 @@ fn run_acme_gateway(ctx: &Ctx, under: &Under, clients: usize) -> anyhow::Result<
     let key = acme::AccountKey::generate()?;
     let mut c = acme::AcmeClient::new(client::agent_for_pem(&under.ca_pem)?, &directory, key.clone())?;
     c.register(Some((&kid, &hmac)))?;
-    let kid = c.kid.clone().expect("registered");
+    let kid = c.kid.clone().ok_or_else(|| anyhow::anyhow!("the account has no kid after registering"))?;
     under.reset_rss();
     let r = drive_acme(ctx.duration, clients, &directory, &under.ca_pem, &under.ca_pem, &key, &kid, "bench.example")?;
     Ok((r, under.peak_rss()))
@@ -860,7 +860,7 @@ fn run_acme_pebble(
         let key = acme::AccountKey::generate()?;
         let mut c = acme::AcmeClient::new(client::agent_for_pem(&p.tls_ca_pem)?, &p.directory, key.clone())?;
         c.register(Some((&p.eab_kid, &p.eab_hmac)))?;
-        let kid = c.kid.clone().expect("registered");
+        let kid = c.kid.clone().ok_or_else(|| anyhow::anyhow!("the account has no kid after registering"))?;
         let root = p.root_pem()?;
         let r = drive_acme(ctx.duration, clients, &p.directory, &p.tls_ca_pem, &root, &key, &kid, "bench.example")?;
         Ok((r, gateway::peak_rss_mb(p.child.id())))
