@@ -113,7 +113,8 @@ impl MasterKey {
 
     fn from_bytes(key: [u8; 32]) -> Result<MasterKey, SecretError> {
         let mut k = MasterKey { key, id: KeyId([0; KeyId::LEN]) };
-        k.id = KeyId(k.derive(KEY_ID_LABEL)?[..KeyId::LEN].try_into().expect("8 of 32 bytes"));
+        let derived = k.derive(KEY_ID_LABEL)?;
+        k.id.0.copy_from_slice(&derived[..KeyId::LEN]);
         Ok(k)
     }
 
@@ -243,6 +244,7 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 /// Random token bytes, base64 (a TPP-shaped access token is 16 bytes: 24 characters ending in `==`).
+#[expect(clippy::expect_used, reason = "a failing OpenSSL RNG leaves nothing safe to do but stop")]
 pub fn random_b64(n: usize) -> String {
     let mut b = vec![0u8; n];
     rand_bytes(&mut b).expect("OpenSSL RNG");

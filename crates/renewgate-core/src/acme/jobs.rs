@@ -155,7 +155,7 @@ fn record(
     let mut c = engine.pool.get().map_err(|e| e.to_string())?;
     write_tx(&mut c, None, |tx| -> Result<(), crate::db::DbError> {
         if Engine::close_job(tx, job.id, owner)? {
-            rows::record(tx, challenge_id, authz_id, outcome.err().map(|f| f.encode()))?;
+            rows::record(tx, challenge_id, authz_id, outcome.err().map(|f| f.encode()).as_deref())?;
         }
         Ok(())
     })

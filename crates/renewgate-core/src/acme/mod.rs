@@ -100,7 +100,7 @@ mod tests {
 
         assert!(orders::start_challenge(&mut c, chals[0].id).unwrap());
         assert!(!orders::start_challenge(&mut c, chals[0].id).unwrap(), "only a pending challenge starts");
-        validation::record(&mut c, chals[0].id, ids[0], Some("dns|no record".into())).unwrap();
+        validation::record(&mut c, chals[0].id, ids[0], Some("dns|no record")).unwrap();
         let ch = orders::challenge(&mut c, chals[0].id).unwrap();
         assert_eq!((ch.status.as_str(), ch.error.as_deref()), ("invalid", Some("dns|no record")));
         assert_eq!(orders::authz(&mut c, ids[0]).unwrap().status, "invalid");

@@ -273,7 +273,7 @@ impl BuiltinCa {
     }
 
     fn load_row(&self, conn: &mut DbConn, row: CaRow) -> Result<Arc<LoadedCa>, CaError> {
-        if let Some(ca) = self.cache.read().unwrap().get(&row.id)
+        if let Some(ca) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&row.id)
             && ca.disabled == row.disabled
         {
             return Ok(ca.clone());
@@ -296,7 +296,7 @@ impl BuiltinCa {
             }
         }
         let ca = Arc::new(LoadedCa { id: row.id, name: row.name, cert, key, parents, disabled: row.disabled });
-        self.cache.write().unwrap().insert(row.id, ca.clone());
+        self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(row.id, ca.clone());
         Ok(ca)
     }
 

@@ -162,10 +162,12 @@ impl SanSet {
             if let Some(d) = n.dnsname() {
                 s.dns.push(d.to_string());
             } else if let Some(ip) = n.ipaddress() {
-                let addr = match ip.len() {
-                    4 => IpAddr::from(<[u8; 4]>::try_from(ip).unwrap()).to_string(),
-                    16 => IpAddr::from(<[u8; 16]>::try_from(ip).unwrap()).to_string(),
-                    _ => continue,
+                let addr = if let Ok(v4) = <[u8; 4]>::try_from(ip) {
+                    IpAddr::from(v4).to_string()
+                } else if let Ok(v6) = <[u8; 16]>::try_from(ip) {
+                    IpAddr::from(v6).to_string()
+                } else {
+                    continue;
                 };
                 s.ip.push(addr);
             } else if let Some(e) = n.email() {

@@ -11,9 +11,9 @@ pub fn render(bundle: &CertBundle, opts: &OutputOptions) -> Result<(Vec<u8>, &'s
     for c in ordered_certs(bundle, opts) {
         out.extend_from_slice(&c.to_pem()?);
     }
-    let with_key = opts.include_private_key && bundle.key.is_some();
-    if with_key {
-        let key = bundle.key.as_ref().unwrap();
+    let key = bundle.key.as_ref().filter(|_| opts.include_private_key);
+    let with_key = key.is_some();
+    if let Some(key) = key {
         let pw = opts.password.as_deref().unwrap_or_default().as_bytes();
         let block = match opts.format {
             // PKCS#8 with PBES2 / AES-256-CBC.

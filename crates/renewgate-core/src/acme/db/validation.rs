@@ -24,7 +24,7 @@ pub fn task(c: &mut DbConn, challenge_id: i64) -> Result<Option<(Challenge, Stri
 /// `valid` (validated now) or `invalid` with `failure` (the stored error), and its
 /// authorization follows if it is still `pending` (a deactivated authorization, the client gave
 /// up, stays deactivated). Only a `processing` challenge changes.
-pub fn record(tx: &mut DbConn, challenge_id: i64, authz_id: i64, failure: Option<String>) -> Result<(), DbError> {
+pub fn record(tx: &mut DbConn, challenge_id: i64, authz_id: i64, failure: Option<&str>) -> Result<(), DbError> {
     let ts = now();
     {
         let current: String = acme_authz::table.find(authz_id).select(acme_authz::status).first(tx)?;

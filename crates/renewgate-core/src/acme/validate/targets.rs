@@ -345,10 +345,11 @@ impl<'s> Lookup<'s> {
         if let Some(ip) = pinned(self.settings, name) {
             return Ok(vec![ip]);
         }
-        if self.resolver.is_none() {
-            self.resolver = Some(resolver(self.settings)?);
-        }
-        let resolver = self.resolver.as_ref().expect("built above");
+        let built = match self.resolver.take() {
+            Some(r) => r,
+            None => resolver(self.settings)?,
+        };
+        let resolver = self.resolver.insert(built);
         let found = resolver.lookup_ip(format!("{name}.")).await.map_err(|e| {
             let detail = if e.is_no_records_found() {
                 format!("{name} has no A or AAAA record")

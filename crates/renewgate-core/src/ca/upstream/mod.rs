@@ -348,7 +348,7 @@ impl UpstreamIssuer {
                 format!("issuer {}: dns-01 has no server or key", self.name),
             ));
         };
-        dns01::Dns01Solver::new(cfg, secret.clone()).map_err(dns01_error)
+        dns01::Dns01Solver::new(cfg, secret.clone()).map_err(|e| dns01_error(&e))
     }
 
     /// Removes the TXT values the job published and forgets them.
@@ -361,7 +361,7 @@ impl UpstreamIssuer {
         let mut failure = None;
         for p in state.dns.drain(..) {
             if let Err(e) = solver.remove(&p) {
-                failure = Some(dns01_error(e));
+                failure = Some(dns01_error(&e));
                 left.push(p);
             }
         }
@@ -405,17 +405,17 @@ impl UpstreamIssuer {
         let solver = self.dns01()?;
         let mut published = vec![];
         for (record, value) in wanted {
-            let zone = solver.zone_of(&record).map_err(dns01_error)?;
+            let zone = solver.zone_of(&record).map_err(|e| dns01_error(&e))?;
             let p = dns01::Published { name: record, zone, value };
             if !state.dns.contains(&p) {
                 state.dns.push(p.clone());
                 state.save(progress)?;
             }
-            solver.add(&p).map_err(dns01_error)?;
+            solver.add(&p).map_err(|e| dns01_error(&e))?;
             published.push(p);
         }
         for p in &published {
-            solver.wait_propagated(p, self.propagation_timeout).map_err(dns01_error)?;
+            solver.wait_propagated(p, self.propagation_timeout).map_err(|e| dns01_error(&e))?;
         }
         Ok(())
     }
@@ -671,7 +671,7 @@ fn build_csr(
 }
 
 /// A dns-01 failure as the job and the client see it: `dns-01: <cause>: <detail>`.
-fn dns01_error(e: dns01::Dns01Error) -> IssueError {
+fn dns01_error(e: &dns01::Dns01Error) -> IssueError {
     let message = format!("dns-01: {}: {}", e.cause, e.detail);
     if e.transient { IssueError::transient(&e.cause, message) } else { IssueError::permanent(&e.cause, message) }
 }
