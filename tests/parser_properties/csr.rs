@@ -62,11 +62,7 @@ fn csr_spec() -> impl Strategy<Value = CsrSpec> {
 }
 
 fn build_csr(spec: &CsrSpec) -> X509Req {
-    let key = if spec.rsa {
-        rsa_key()
-    } else {
-        KeySpec::Ec(EcCurve::P256).generate().expect("generating a P-256 key")
-    };
+    let key = if spec.rsa { rsa_key() } else { KeySpec::Ec(EcCurve::P256).generate().expect("generating a P-256 key") };
     let mut name = X509NameBuilder::new().expect("name builder");
     name.append_entry_by_text("CN", &spec.common_name).expect("CN");
     let mut b = X509ReqBuilder::new().expect("request builder");
@@ -141,9 +137,8 @@ fn encoding() -> impl Strategy<Value = Encoding> {
 fn encode(der: &[u8], how: Encoding) -> String {
     let b64 = B64.encode(der);
     let lines = b64.as_bytes().chunks(64).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>();
-    let pem = |label: &str, nl: &str| {
-        format!("-----BEGIN {label}-----{nl}{}{nl}-----END {label}-----{nl}", lines.join(nl))
-    };
+    let pem =
+        |label: &str, nl: &str| format!("-----BEGIN {label}-----{nl}{}{nl}-----END {label}-----{nl}", lines.join(nl));
     match how {
         Encoding::Pem => pem("CERTIFICATE REQUEST", "\n"),
         Encoding::PemCrlf => pem("CERTIFICATE REQUEST", "\r\n"),

@@ -94,8 +94,12 @@ pub enum Mutation {
     Delete(Index),
     /// Drops everything from the position on.
     Truncate(Index),
-    /// Copies a span of the input over another place (repeated or swapped fields).
-    Splice { from: Index, to: Index, len: u8 },
+    /// Inserts a copy of a span of the input elsewhere (a repeated field or block).
+    Splice {
+        from: Index,
+        to: Index,
+        len: u8,
+    },
 }
 
 /// One to eight mutations.
