@@ -85,6 +85,18 @@ proptest! {
         })?;
     }
 
+    /// Deeply nested arrays and objects (up to 64 Ki levels): an error, not a stack overflow
+    /// (which would abort the process rather than fail a test).
+    #[test]
+    fn deep_nesting_is_refused(depth in crate::support::input_len(), objects in any::<bool>()) {
+        within_deadline(move || {
+            let open = if objects { "{\"a\":" } else { "[" };
+            let raw = open.repeat(depth).into_bytes();
+            prop_assert!(depth == 0 || LenientBody::parse(&raw).is_err());
+            Ok(())
+        })?;
+    }
+
     /// Arbitrary query strings (the GET variants) give a body whose accessors answer.
     #[test]
     fn arbitrary_queries_never_panic(query in text()) {

@@ -34,12 +34,28 @@ fn rsa_key() -> PKey<Private> {
     .clone()
 }
 
+const UTF8_STRING: u8 = 0x0c;
+
+/// A DER TLV with a short or long-form length.
+fn der_tlv(tag: u8, value: &[u8]) -> Vec<u8> {
+    let mut der = vec![tag];
+    match value.len() {
+        n @ 0..=127 => der.push(n as u8),
+        n @ 128..=255 => der.extend([0x81, n as u8]),
+        n => der.extend([0x82, (n >> 8) as u8, n as u8]),
+    }
+    der.extend_from_slice(value);
+    der
+}
+
 /// What a generated request asks for.
 #[derive(Debug, Clone)]
 struct CsrSpec {
     rsa: bool,
     common_name: String,
     sans: SanSet,
+    /// UPN otherNames whose value is some other string type, or not UTF-8: (tag, bytes).
+    odd_upns: Vec<(u8, Vec<u8>)>,
 }
 
 fn csr_spec() -> impl Strategy<Value = CsrSpec> {
@@ -53,11 +69,18 @@ fn csr_spec() -> impl Strategy<Value = CsrSpec> {
         names("https://[a-z]{1,8}\\.example\\.com/[a-z]{0,8}"),
         // UPNs up to 300 bytes: long enough for the two-byte DER length form.
         prop::collection::vec("[a-zA-Z0-9.é]{1,150}@[a-z]{1,140}\\.corp", 0..3),
+        prop::collection::vec(
+            // UTF8String (possibly invalid UTF-8), OCTET STRING, PrintableString, IA5String (OpenSSL
+            // checks the contents of none of them here).
+            (prop::sample::select(vec![UTF8_STRING, 0x04, 0x13, 0x16]), prop::collection::vec(any::<u8>(), 0..300)),
+            0..2,
+        ),
     )
-        .prop_map(|(rsa, common_name, dns, ip, email, uri, upn)| CsrSpec {
+        .prop_map(|(rsa, common_name, dns, ip, email, uri, upn, odd_upns)| CsrSpec {
             rsa,
             common_name,
             sans: SanSet { dns, ip, email, uri, upn },
+            odd_upns,
         })
 }
 
@@ -68,7 +91,7 @@ fn build_csr(spec: &CsrSpec) -> X509Req {
     let mut b = X509ReqBuilder::new().expect("request builder");
     b.set_subject_name(&name.build()).expect("subject");
     b.set_pubkey(&key).expect("public key");
-    if !spec.sans.is_empty() {
+    if !spec.sans.is_empty() || !spec.odd_upns.is_empty() {
         let mut san = SubjectAlternativeName::new();
         for d in &spec.sans.dns {
             san.dns(d);
@@ -82,17 +105,12 @@ fn build_csr(spec: &CsrSpec) -> X509Req {
         for u in &spec.sans.uri {
             san.uri(u);
         }
-        for upn in &spec.sans.upn {
-            // otherName UPN (1.3.6.1.4.1.311.20.2.3) as a UTF8String, as Windows clients send it.
+        // otherName UPN (1.3.6.1.4.1.311.20.2.3) as a UTF8String, as Windows clients send it,
+        // then the odd values some clients put under the same OID.
+        let upns = spec.sans.upn.iter().map(|u| (UTF8_STRING, u.as_bytes().to_vec()));
+        for (tag, value) in upns.chain(spec.odd_upns.iter().cloned()) {
             let oid = Asn1Object::from_str("1.3.6.1.4.1.311.20.2.3").expect("UPN OID");
-            let mut der = vec![0x0c];
-            match upn.len() {
-                n @ 0..=127 => der.push(n as u8),
-                n @ 128..=255 => der.extend([0x81, n as u8]),
-                n => der.extend([0x82, (n >> 8) as u8, n as u8]),
-            }
-            der.extend_from_slice(upn.as_bytes());
-            san.other_name2(oid, &der);
+            san.other_name2(oid, &der_tlv(tag, &value));
         }
         let ext = san.build(&b.x509v3_context(None)).expect("subjectAltName");
         let mut exts = Stack::new().expect("extension stack");
@@ -264,7 +282,16 @@ proptest! {
             prop_assert_eq!(&sans.ip, &spec.sans.ip);
             prop_assert_eq!(&sans.email, &spec.sans.email);
             prop_assert_eq!(&sans.uri, &spec.sans.uri);
-            prop_assert_eq!(&sans.upn, &spec.sans.upn);
+            // The UPNs are the UTF8String values that are UTF-8, in order; other types are skipped.
+            let odd_utf8 = spec.odd_upns.iter().filter(|(tag, _)| *tag == UTF8_STRING);
+            let expected_upns: Vec<String> = spec
+                .sans
+                .upn
+                .iter()
+                .cloned()
+                .chain(odd_utf8.filter_map(|(_, v)| String::from_utf8(v.clone()).ok()))
+                .collect();
+            prop_assert_eq!(&sans.upn, &expected_upns);
             Ok(())
         })?;
     }

@@ -152,6 +152,27 @@ proptest! {
         })?;
     }
 
+    /// RSA JWKs with arbitrary modulus and exponent (up to 16 384 bits each): an error or a key,
+    /// and verifying with it ends within the deadline (a huge exponent is the classic way to make
+    /// RSA verification slow).
+    #[test]
+    fn arbitrary_rsa_jwks_verify_in_time(
+        n in prop::collection::vec(any::<u8>(), 0..=2048),
+        e in prop::collection::vec(any::<u8>(), 0..=2048),
+        signature in prop::collection::vec(any::<u8>(), 0..=2048),
+    ) {
+        within_deadline(move || {
+            let jwk = json!({"kty": "RSA", "n": B64U.encode(&n), "e": B64U.encode(&e)});
+            let header = json!({"alg": "RS256", "jwk": jwk, "nonce": "n", "url": "u"});
+            let body = json!({"protected": B64U.encode(header.to_string()), "payload": "", "signature": B64U.encode(&signature)});
+            let jws = Jws::parse(body.to_string().as_bytes()).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            if let Some(Ok(key)) = jws.jwk().map(key_from_jwk) {
+                prop_assert!(jws.verify(&key).is_err());
+            }
+            Ok(())
+        })?;
+    }
+
     /// A JWS signed with an EC P-256 or an RSA key verifies with the key from its own JWK (or the
     /// account's, for `kid`), and gives back its payload, nonce and URL.
     #[test]

@@ -55,10 +55,11 @@ where
     }
 }
 
-/// A length up to [`MAX_INPUT`], mostly short: every case stays cheap, and one in eight still
-/// reaches the large sizes (512 cases × 64 KiB would dominate the suite's run time otherwise).
+/// A length up to [`MAX_INPUT`], mostly short: one case in four draws from the whole range, so
+/// each property sees about 128 inputs of kilobytes to 64 KiB while the suite stays within
+/// seconds (all 512 cases at up to 64 KiB would dominate the test command's time).
 pub fn input_len() -> impl Strategy<Value = usize> {
-    prop_oneof![7 => 0..=1024usize, 1 => 0..=MAX_INPUT]
+    prop_oneof![3 => 0..=1024usize, 1 => 0..=MAX_INPUT]
 }
 
 /// Arbitrary bytes up to [`MAX_INPUT`].
