@@ -109,7 +109,8 @@ impl LenientBody {
             None => Ok(None),
             Some(Value::Number(n)) => n
                 .as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+                // A whole float (60.0) is that integer; one outside i64 is refused, not clamped.
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i64))
                 .map(Some)
                 .ok_or_else(|| BodyError::WrongType(key.to_string(), "an integer", n.to_string())),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
@@ -334,6 +335,10 @@ mod tests {
         assert_eq!(b.bool("Reenable").unwrap(), Some(true));
         assert_eq!(b.str("x").unwrap(), None);
         assert!(b.int("IncludeChain").is_err());
+        let big = LenientBody::parse(br#"{"a":1e300,"b":18446744073709551615,"c":60.0}"#).unwrap();
+        assert!(big.int("a").is_err());
+        assert!(big.int("b").is_err());
+        assert_eq!(big.int("c").unwrap(), Some(60));
     }
 
     #[test]
