@@ -8,9 +8,10 @@ use renewgate_core::db::{self, Backend, DbConn};
 use renewgate_core::engine::inventory::{self, CertRef};
 use renewgate_core::engine::renew::{EnrollRequest, RenewRequest, SubjectSpec};
 use renewgate_core::engine::validate::PolicyViolation;
-use renewgate_core::engine::{Engine, RenewError, policy, state, stores};
+use renewgate_core::engine::{Engine, RenewError, policy, stores};
 use renewgate_core::secrets::MasterKey;
 use renewgate_core::settings::Settings;
+use renewgate_core::vocab::ObjectState;
 
 fn engine() -> Engine {
     let pool = db::build_pool(":memory:", 1).expect("in-memory SQLite");
@@ -72,7 +73,7 @@ fn enroll_then_renew_through_the_queue() {
     let dn = accepted.object.dn.clone();
     let mut c = e.pool.get().unwrap();
     let obj = inventory::find_object(&mut c, &CertRef::Dn(dn.clone())).unwrap().unwrap();
-    assert_eq!(obj.state, state::ACTIVE);
+    assert_eq!(obj.state, ObjectState::Active);
     assert_eq!(inventory::versions(&mut c, obj.id).unwrap().len(), 1);
     e.renew(&mut c, renew_request(CertRef::Dn(dn.clone()))).unwrap();
     // One renewal in flight per certificate.

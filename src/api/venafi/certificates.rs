@@ -21,8 +21,9 @@ use crate::db::models::{CertObject, CertVersion};
 use crate::engine::inventory::{self, CertBundle, CertRef};
 use crate::engine::queue::JobOutcome;
 use crate::engine::renew::{EnrollRequest, RenewRequest, SubjectSpec};
-use crate::engine::{Engine, RenewError, csr, policy, state as obj_state};
+use crate::engine::{Engine, RenewError, csr, policy};
 use crate::formats::{self, OutputFormat, OutputOptions, Pkcs12Profile};
+use crate::vocab::{CsrOrigin, JobState, ObjectState};
 
 /// `{"Error": "...", "Success": false}`
 #[derive(Debug, Serialize, ToSchema)]
@@ -539,7 +540,7 @@ async fn retrieve_common(
     if opts.include_private_key && !crate::engine::access::may_read_keys(&principal.access, &obj.policy_dn) {
         return Err(VenafiError::BadRequest(NO_KEY_PERMISSION.into()));
     }
-    if let (Some(job_id), true) = (obj.pending_job_id, timeout > 0 && obj.state == obj_state::PROCESSING) {
+    if let (Some(job_id), true) = (obj.pending_job_id, timeout > 0 && obj.state == ObjectState::Processing) {
         state.engine.wait_for_job(job_id, Duration::from_secs(timeout)).await?;
     }
     run_blocking(&state.engine, move |e, c| {
@@ -556,17 +557,17 @@ fn object_answer(
     obj: &CertObject,
     opts: &OutputOptions,
 ) -> Result<RetrieveAnswer, VenafiError> {
-    match obj.state.as_str() {
-        obj_state::PROCESSING => {
+    match obj.state {
+        ObjectState::Processing => {
             let job = obj.pending_job_id.map(|id| inventory::job(c, id)).transpose()?.flatten();
-            let (stage, status) = match job.as_ref().map(|j| j.state.as_str()) {
-                Some("running") => (500, "Post CSR".to_string()),
+            let (stage, status) = match job.as_ref().map(|j| j.state) {
+                Some(JobState::Running) => (500, "Post CSR".to_string()),
                 _ if obj.current_cert_id.is_some() => (100, QUEUED_FOR_RENEWAL.to_string()),
                 _ => (100, "WebSDK CertRequest Module Requested Certificate".to_string()),
             };
             Ok(RetrieveAnswer::Pending(stage, status))
         }
-        obj_state::ERROR => Ok(RetrieveAnswer::Failed(format!(
+        ObjectState::Error => Ok(RetrieveAnswer::Failed(format!(
             "Post CSR failed with error: {}",
             obj.last_error.clone().unwrap_or_default()
         ))),
@@ -723,7 +724,7 @@ pub async fn renew(
             if !may_read_key {
                 return Err(VenafiError::BadRequest(NO_KEY_PERMISSION.into()));
             }
-            if o.csr_origin != crate::engine::renew::CSR_SERVICE {
+            if o.csr_origin != CsrOrigin::Service {
                 return Err(VenafiError::BadRequest(KEY_NOT_IN_VAULT.into()));
             }
         }
@@ -1068,17 +1069,17 @@ pub async fn details(
         m.insert(
             "ProcessingDetails".into(),
             json!({
-                "InError": obj.state == obj_state::ERROR,
-                "InProcess": obj.state == obj_state::PROCESSING,
-                "Stage": if obj.state == obj_state::PROCESSING { 500 } else { -1 },
-                "Status": match obj.state.as_str() {
-                    obj_state::ERROR => format!("Post CSR failed with error: {}", obj.last_error.clone().unwrap_or_default()),
-                    obj_state::PROCESSING => if job.is_some_and(|j| j.state == "running") { "Post CSR".into() } else { QUEUED_FOR_RENEWAL.into() },
+                "InError": obj.state == ObjectState::Error,
+                "InProcess": obj.state == ObjectState::Processing,
+                "Stage": if obj.state == ObjectState::Processing { 500 } else { -1 },
+                "Status": match obj.state {
+                    ObjectState::Error => format!("Post CSR failed with error: {}", obj.last_error.clone().unwrap_or_default()),
+                    ObjectState::Processing => if job.is_some_and(|j| j.state == JobState::Running) { "Post CSR".into() } else { QUEUED_FOR_RENEWAL.into() },
                     _ => String::new(),
                 },
             }),
         );
-        m.insert("CsrOrigin".into(), json!(if obj.csr_origin == "service" { "ServiceGenerated" } else { "UserProvided" }));
+        m.insert("CsrOrigin".into(), json!(if obj.csr_origin == CsrOrigin::Service { "ServiceGenerated" } else { "UserProvided" }));
         Ok(s)
     })
     .await?;

@@ -26,6 +26,7 @@ use crate::db::schema::{
     users,
 };
 use crate::db::{DbConn, now};
+use crate::vocab::{JobState, ObjectState, StoreJobState};
 
 /// How long the overview's figures are reused for the same folder scope.
 pub const OVERVIEW_TTL: std::time::Duration = std::time::Duration::from_secs(15);
@@ -170,6 +171,9 @@ fn scope(sqlite: bool, access: &FolderAccess, col: &str) -> Option<Cond> {
 // ---------------------------------------------------------------------------------------------
 // Overview
 
+/// The state shown for a disabled object, whatever its stored state (disabled is a flag beside it).
+pub const DISABLED: &str = "disabled";
+
 #[derive(Debug, Clone)]
 pub struct StateCount {
     /// `active`, `processing`, `error` or `disabled` (a disabled object counts only there).
@@ -259,13 +263,13 @@ fn compute_overview(c: &mut DbConn, access: &FolderAccess) -> Result<Overview, R
     if let Some(s) = object_scope(c, access)? {
         q = q.filter(s);
     }
-    let rows: Vec<(String, bool, i64)> = q.load(c)?;
+    let rows: Vec<(ObjectState, bool, i64)> = q.load(c)?;
     let mut by: std::collections::BTreeMap<String, i64> = Default::default();
-    for s in [super::state::ACTIVE, super::state::PROCESSING, super::state::ERROR, "disabled"] {
+    for s in ObjectState::ALL.iter().map(|s| s.as_str()).chain([DISABLED]) {
         by.insert(s.to_string(), 0);
     }
     for (s, disabled, n) in rows {
-        *by.entry(if disabled { "disabled".into() } else { s }).or_default() += n;
+        *by.entry(if disabled { DISABLED } else { s.as_str() }.to_string()).or_default() += n;
     }
     let total = by.values().sum();
     let states = by.into_iter().map(|(state, count)| StateCount { state, count }).collect();
@@ -295,7 +299,7 @@ fn compute_overview(c: &mut DbConn, access: &FolderAccess) -> Result<Overview, R
     // Queue: renewal/issuance jobs not finished, of the caller's objects.
     let mut q = jobs::table
         .inner_join(cert_objects::table.on(cert_objects::id.eq(jobs::object_id)))
-        .filter(jobs::state.eq_any([super::job_state::QUEUED, super::job_state::RUNNING]))
+        .filter(jobs::state.eq_any([JobState::Queued, JobState::Running]))
         .select((diesel::dsl::count_star(), diesel::dsl::min(jobs::created_at)))
         .into_boxed();
     if let Some(s) = scope(sqlite, access, "cert_objects.policy_dn") {
@@ -333,8 +337,8 @@ pub fn failing_pushes(c: &mut DbConn, access: &FolderAccess, limit: i64) -> Resu
         .inner_join(stores::table)
         .filter(
             store_jobs::state
-                .eq(super::stores::job::FAILED)
-                .or(store_jobs::state.eq(super::stores::job::WAITING).and(store_jobs::attempts.gt(0))),
+                .eq(StoreJobState::Failed)
+                .or(store_jobs::state.eq(StoreJobState::Waiting).and(store_jobs::attempts.gt(0))),
         )
         .select((StorePushJob::as_select(), Store::as_select()))
         .order(store_jobs::updated_at.desc())
@@ -760,26 +764,28 @@ pub fn stores_page(c: &mut DbConn, access: &FolderAccess) -> Result<StoresPage, 
         .load::<(String, NaiveDateTime)>(c)?
         .into_iter()
         .collect();
-    let counts: Vec<(i64, String, i64)> = store_jobs::table
-        .filter(store_jobs::state.ne(super::stores::job::DONE))
+    let counts: Vec<(i64, StoreJobState, i64)> = store_jobs::table
+        .filter(store_jobs::state.ne(StoreJobState::Done))
         .group_by((store_jobs::store_id, store_jobs::state))
         .select((store_jobs::store_id, store_jobs::state, diesel::dsl::count_star()))
         .load(c)?;
     let stores = list
         .into_iter()
         .map(|s| {
-            let of = |st: &str| counts.iter().filter(|(id, state, _)| *id == s.id && state == st).map(|x| x.2).sum();
+            let of = |st: StoreJobState| {
+                counts.iter().filter(|(id, state, _)| *id == s.id && *state == st).map(|x| x.2).sum()
+            };
             StoreRow {
                 last_contact: contacts.get(&s.client_machine_lower).copied(),
-                pending: of(super::stores::job::WAITING) + of(super::stores::job::RUNNING),
-                failed: of(super::stores::job::FAILED),
+                pending: of(StoreJobState::Waiting) + of(StoreJobState::Running),
+                failed: of(StoreJobState::Failed),
                 store: s,
             }
         })
         .collect();
     let mut q = store_jobs::table
         .inner_join(stores::table)
-        .filter(store_jobs::state.ne(super::stores::job::DONE))
+        .filter(store_jobs::state.ne(StoreJobState::Done))
         .select((StorePushJob::as_select(), Store::as_select()))
         .order(store_jobs::id.desc())
         .limit(200)
@@ -818,12 +824,12 @@ pub fn retry_push(c: &mut DbConn, access: &FolderAccess, job_guid: &str) -> Resu
         .first(c)
         .optional()?;
     let Some((j, s)) = row else { return Ok(false) };
-    if !super::stores::allowed(access, &s, "write") || j.state != super::stores::job::FAILED {
+    if !super::stores::allowed(access, &s, "write") || j.state != StoreJobState::Failed {
         return Ok(false);
     }
-    let n = diesel::update(store_jobs::table.find(j.id).filter(store_jobs::state.eq(super::stores::job::FAILED)))
+    let n = diesel::update(store_jobs::table.find(j.id).filter(store_jobs::state.eq(StoreJobState::Failed)))
         .set((
-            store_jobs::state.eq(super::stores::job::WAITING),
+            store_jobs::state.eq(StoreJobState::Waiting),
             store_jobs::attempts.eq(0),
             store_jobs::run_after.eq(now()),
             store_jobs::lease_owner.eq(None::<String>),

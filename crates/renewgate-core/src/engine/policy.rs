@@ -244,8 +244,8 @@ pub fn normalize_setting(key: &str, v: &Value) -> Result<Value, String> {
             o @ ("service" | "user" | "any") => Ok(Value::String(o.into())),
             _ => bad("service, user or any"),
         },
-        "management_type" => super::renew::canonical_management_type(&s)
-            .map(|m| Value::String(m.into()))
+        "management_type" => crate::vocab::ManagementType::parse_any_case(&s)
+            .map(|m| Value::String(m.as_str().into()))
             .ok_or_else(|| format!("{key}: Enrollment, Provisioning, Monitoring or Unassigned")),
         "validity" | "acme_coverage" | "acme_renewal_window" | "acme_order_renewal_window" | "auto_renew_before" => {
             crate::settings::parse_duration(&s).map(|_| Value::String(s.clone())).map_err(|e| format!("{key}: {e}"))
@@ -434,8 +434,11 @@ impl EffectivePolicy {
     pub fn csr_origin(&self) -> String {
         self.string("csr_origin").map(|s| s.0).unwrap_or_else(|| "any".into())
     }
-    pub fn management_type(&self) -> String {
-        self.string("management_type").map(|s| s.0).unwrap_or_else(|| "Enrollment".into())
+    /// The folder's management type for new objects (stored normalized; Enrollment by default).
+    pub fn management_type(&self) -> crate::vocab::ManagementType {
+        self.string("management_type")
+            .and_then(|s| crate::vocab::ManagementType::parse_any_case(&s.0))
+            .unwrap_or(crate::vocab::ManagementType::Enrollment)
     }
     /// The issuer a folder names; None: the built-in issuing CA of the key's algorithm.
     pub fn ca(&self) -> Option<String> {
