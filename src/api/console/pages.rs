@@ -10,6 +10,7 @@ use crate::app::AppState;
 use crate::engine::audit::{self, AuditRecord};
 use crate::engine::console::{self as view, InventoryFilter};
 use crate::engine::policy;
+use crate::vocab::Permission;
 
 type Query = web::Query<HashMap<String, String>>;
 
@@ -471,7 +472,7 @@ pub async fn policies(req: HttpRequest, state: web::Data<AppState>, q: Query) ->
     render(&PoliciesPage {
         chrome: Chrome::new(&s, "policies", &req),
         may_edit: s.principal.scopes.allows("configuration", Some("manage"))
-            && crate::engine::access::folder(&s.principal.access, &eff.dn, "write").is_ok(),
+            && crate::engine::access::folder(&s.principal.access, &eff.dn, Permission::Write).is_ok(),
         dn: eff.dn.clone(),
         tree,
         settings,

@@ -23,7 +23,7 @@ use crate::engine::queue::JobOutcome;
 use crate::engine::renew::{EnrollRequest, RenewRequest, SubjectSpec};
 use crate::engine::{Engine, RenewError, csr, policy};
 use crate::formats::{self, OutputFormat, OutputOptions, Pkcs12Profile};
-use crate::vocab::{CsrOrigin, JobState, ObjectState};
+use crate::vocab::{CsrOrigin, JobState, ObjectState, Permission};
 
 /// `{"Error": "...", "Success": false}`
 #[derive(Debug, Serialize, ToSchema)]
@@ -439,7 +439,7 @@ pub async fn request(
     let body = json_body(payload, &state).await?;
     let policy_dn =
         body.nonblank("PolicyDN")?.ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
-    let folder = crate::engine::access::folder(&principal.access, &policy_dn, "write")?;
+    let folder = crate::engine::access::folder(&principal.access, &policy_dn, Permission::Write)?;
     let timeout = work_to_do_timeout(&body, &state)?;
     let opts = output_options(&body, Some(OutputFormat::Base64), false, &state.engine.settings)?;
     if opts.include_private_key && !crate::engine::access::may_read_keys(&principal.access, &folder) {
@@ -509,7 +509,7 @@ fn object_for(
     p: &Principal,
     r: &CertRef,
     dn_text: &str,
-    perm: &str,
+    perm: Permission,
 ) -> Result<CertObject, VenafiError> {
     Ok(crate::engine::access::object(c, &p.access, r, dn_text, perm)?)
 }
@@ -536,7 +536,8 @@ async fn retrieve_common(
     let dn2 = dn.clone();
     let p2 = principal.clone();
     let obj =
-        run_blocking(&state.engine, move |_, c| object_for(c, &p2, &CertRef::Dn(dn2.clone()), &dn2, "read")).await?;
+        run_blocking(&state.engine, move |_, c| object_for(c, &p2, &CertRef::Dn(dn2.clone()), &dn2, Permission::Read))
+            .await?;
     if opts.include_private_key && !crate::engine::access::may_read_keys(&principal.access, &obj.policy_dn) {
         return Err(VenafiError::BadRequest(NO_KEY_PERMISSION.into()));
     }
@@ -717,7 +718,7 @@ pub async fn renew(
     let dn2 = dn.clone();
     let (accepted, may_read_key) = run_blocking(&state.engine, move |e, c| {
         // Write permission on the object's folder (one answer for absent and forbidden).
-        let o = object_for(c, &p2, &renew_req.certificate, &dn2, "write")?;
+        let o = object_for(c, &p2, &renew_req.certificate, &dn2, Permission::Write)?;
         let may_read_key = crate::engine::access::may_read_keys(&p2.access, &o.policy_dn);
         if explicit_key {
             // An explicit request for the key must be answerable before anything is queued.
@@ -987,15 +988,15 @@ pub fn check_policy_body(p: &policy::EffectivePolicy) -> Value {
     let curves_locked = p.get("ec_curves").is_some_and(|x| x.locked);
     let (ous, ous_locked) = p.list("org_units").unwrap_or_default();
     let origin = p.csr_origin();
-    let origin_locked = origin != "any";
+    let origin_locked = origin.is_some();
     let types = p.san_types();
     let allowed = |t: &str| types.iter().any(|x| x == t);
     let mgmt_locked = p.get("management_type").is_some_and(|x| x.locked);
     let ca_locked = p.get("ca").is_some_and(|x| x.locked);
     json!({
         "CertificateAuthority": lv(ca_locked, p.ca().map(|ca| json!(ca)).unwrap_or(Value::Null)),
-        "CsrGeneration": lv(origin_locked, json!(if origin == "service" { "ServiceGenerated" } else { "UserProvided" })),
-        "KeyGeneration": lv(origin_locked, json!(if origin == "user" { "UserProvided" } else { "Central" })),
+        "CsrGeneration": lv(origin_locked, json!(if origin == Some(CsrOrigin::Service) { "ServiceGenerated" } else { "UserProvided" })),
+        "KeyGeneration": lv(origin_locked, json!(if origin == Some(CsrOrigin::User) { "UserProvided" } else { "Central" })),
         "KeyPair": {
             "KeyAlgorithm": lv(alg_locked, json!(alg)),
             "KeySize": lv(sizes_locked || alg_locked, json!(sizes.first().copied().unwrap_or(2048))),
@@ -1142,7 +1143,7 @@ pub async fn reset(
     let dn = body.nonblank("CertificateDN")?.ok_or(VenafiError::Renew(RenewError::MissingDn))?;
     let restart = body.bool("Restart")?.unwrap_or(false);
     let done = run_blocking(&state.engine, move |e, c| {
-        let o = object_for(c, &principal, &CertRef::Dn(dn.clone()), &dn, "write").map_err(|_| {
+        let o = object_for(c, &principal, &CertRef::Dn(dn.clone()), &dn, Permission::Write).map_err(|_| {
             VenafiError::BadRequest(format!(
                 "Certificate {dn} does not exist or you do not have sufficient rights to the object."
             ))
@@ -1204,7 +1205,7 @@ pub async fn revoke(
     let comments = body.str("Comments")?.unwrap_or_default();
     let disable = body.bool("Disable")?.unwrap_or(false);
     let requested = run_blocking(&state.engine, move |e, c| {
-        let o = object_for(c, &principal, &r, &text, "write")?;
+        let o = object_for(c, &principal, &r, &text, Permission::Write)?;
         let target = match &r {
             CertRef::Thumbprint(_) => r.clone(),
             _ => CertRef::ObjectId(o.id),
@@ -1274,7 +1275,7 @@ pub async fn update(
     }
     let guid = path.into_inner();
     run_blocking(&state.engine, move |e, c| {
-        let o = object_for(c, &principal, &CertRef::Guid(guid.clone()), &guid, "write")?;
+        let o = object_for(c, &principal, &CertRef::Guid(guid.clone()), &guid, Permission::Write)?;
         if let Some(d) = disabled {
             e.set_disabled(c, &o.dn, d)?;
         }

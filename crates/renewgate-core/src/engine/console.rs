@@ -26,7 +26,7 @@ use crate::db::schema::{
     users,
 };
 use crate::db::{DbConn, now};
-use crate::vocab::{JobState, ObjectState, StoreJobState};
+use crate::vocab::{JobState, ObjectState, Permission, StoreJobState};
 
 /// How long the overview's figures are reused for the same folder scope.
 pub const OVERVIEW_TTL: std::time::Duration = std::time::Duration::from_secs(15);
@@ -141,7 +141,7 @@ fn in_folders(sqlite: bool, col: &str, roots: &[String]) -> Cond {
 /// `= ? OR (>= ? AND < ?)` makes SQLite walk the whole table from the newest id (a folder of old
 /// objects at a million rows: every row read before the first match).
 fn object_scope(c: &mut DbConn, access: &FolderAccess) -> QueryResult<Option<Cond>> {
-    let Some(roots) = access.roots("read") else { return Ok(None) };
+    let Some(roots) = access.roots(Permission::Read) else { return Ok(None) };
     if !is_sqlite(c) {
         return Ok(Some(in_folders(false, "cert_objects.policy_dn", &roots)));
     }
@@ -165,7 +165,7 @@ fn object_scope(c: &mut DbConn, access: &FolderAccess) -> QueryResult<Option<Con
 
 /// The read scope of a caller, as the filter of `col`; `None` for an unlimited caller.
 fn scope(sqlite: bool, access: &FolderAccess, col: &str) -> Option<Cond> {
-    access.roots("read").map(|roots| in_folders(sqlite, col, &roots))
+    access.roots(Permission::Read).map(|roots| in_folders(sqlite, col, &roots))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ static OVERVIEW_CACHE: std::sync::OnceLock<OverviewCache> = std::sync::OnceLock:
 
 /// The overview for a caller: computed at most every [`OVERVIEW_TTL`] per folder scope.
 pub fn overview(c: &mut DbConn, access: &FolderAccess) -> Result<Arc<Overview>, RenewError> {
-    let key = format!("{:?}", access.roots("read"));
+    let key = format!("{:?}", access.roots(Permission::Read));
     let cache = OVERVIEW_CACHE.get_or_init(Default::default);
     if let Ok(m) = cache.lock()
         && let Some((at, o)) = m.get(&key)
@@ -363,7 +363,7 @@ pub fn failing_pushes(c: &mut DbConn, access: &FolderAccess, limit: i64) -> Resu
 
 /// Stores a caller may read (a store not yet placed in a folder belongs to the root).
 fn store_scope(sqlite: bool, access: &FolderAccess) -> Option<Cond> {
-    let roots = access.roots("read")?;
+    let roots = access.roots(Permission::Read)?;
     Some(in_folders(sqlite, "COALESCE(stores.folder_dn, '\\VED\\Policy')", &roots))
 }
 
@@ -680,7 +680,7 @@ pub fn certificate_page(
     let mut installs = vec![];
     if let Some(cur) = object.current_cert_id {
         for (store, alias) in super::stores::locations_of(c, cur)? {
-            if !super::stores::allowed(access, &store, "read") {
+            if !super::stores::allowed(access, &store, Permission::Read) {
                 continue;
             }
             installs.push(StoreInstall { store, alias, runs: vec![] });
@@ -696,7 +696,7 @@ pub fn certificate_page(
         .select((StorePushJob::as_select(), Store::as_select()))
         .load(c)?;
     for (j, s) in jobs {
-        if !super::stores::allowed(access, &s, "read") {
+        if !super::stores::allowed(access, &s, Permission::Read) {
             continue;
         }
         let runs: Vec<StoreJobRun> = crate::db::schema::store_job_runs::table
@@ -717,7 +717,7 @@ pub fn certificate_page(
     let audit = audit_of_object(c, &object, &ids)?;
     let has_key = versions.iter().any(|v| v.current && v.version.key_enc.is_some());
     Ok(Some(CertificatePage {
-        may_write: super::access::object_allowed(access, &object, "write"),
+        may_write: super::access::object_allowed(access, &object, Permission::Write),
         may_read_keys: super::access::may_read_keys(access, &object.policy_dn),
         has_key,
         object,
@@ -824,7 +824,7 @@ pub fn retry_push(c: &mut DbConn, access: &FolderAccess, job_guid: &str) -> Resu
         .first(c)
         .optional()?;
     let Some((j, s)) = row else { return Ok(false) };
-    if !super::stores::allowed(access, &s, "write") || j.state != StoreJobState::Failed {
+    if !super::stores::allowed(access, &s, Permission::Write) || j.state != StoreJobState::Failed {
         return Ok(false);
     }
     let n = diesel::update(store_jobs::table.find(j.id).filter(store_jobs::state.eq(StoreJobState::Failed)))
@@ -1021,7 +1021,7 @@ pub fn revoke_token_by_id(c: &mut DbConn, id: i64) -> Result<bool, RenewError> {
 pub fn folder_names(c: &mut DbConn, access: &FolderAccess) -> Result<Vec<String>, RenewError> {
     use crate::db::schema::policy_folders;
     let all: Vec<String> = policy_folders::table.select(policy_folders::dn).order(policy_folders::dn_lower).load(c)?;
-    Ok(all.into_iter().filter(|dn| super::policy::may(access, dn, "read")).collect())
+    Ok(all.into_iter().filter(|dn| super::policy::may(access, dn, Permission::Read)).collect())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use crate::db::models::{NewPolicyFolder, PolicyFolder};
 use crate::db::schema::policy_folders;
 use crate::db::{DbConn, new_guid, now};
+use crate::vocab::Permission;
 
 pub const ROOT_DN: &str = "\\VED\\Policy";
 
@@ -55,7 +56,7 @@ pub fn find_folder(conn: &mut DbConn, dn: &str) -> QueryResult<Option<PolicyFold
 
 /// The one rule for folder administration: `perm` on the folder itself. A folder outside the
 /// caller's grants answers exactly as a missing one (callers render their not-found answer).
-pub fn may(access: &crate::auth::FolderAccess, dn: &str, perm: &str) -> bool {
+pub fn may(access: &crate::auth::FolderAccess, dn: &str, perm: Permission) -> bool {
     access.allows(&normalize_dn(dn), perm)
 }
 
@@ -65,7 +66,7 @@ pub fn find_folder_for(
     access: &crate::auth::FolderAccess,
     dn: &str,
 ) -> QueryResult<Option<PolicyFolder>> {
-    if !may(access, dn, "read") {
+    if !may(access, dn, Permission::Read) {
         return Ok(None);
     }
     find_folder(conn, dn)
@@ -431,8 +432,9 @@ impl EffectivePolicy {
     pub fn san_types(&self) -> Vec<String> {
         self.list("san_types").map(|l| l.0).unwrap_or_else(|| SAN_TYPES.iter().map(|s| s.to_string()).collect())
     }
-    pub fn csr_origin(&self) -> String {
-        self.string("csr_origin").map(|s| s.0).unwrap_or_else(|| "any".into())
+    /// The CSR origin the folder requires; `None` when either is allowed (`any`, the default).
+    pub fn csr_origin(&self) -> Option<crate::vocab::CsrOrigin> {
+        self.string("csr_origin").and_then(|s| s.0.parse().ok())
     }
     /// The folder's management type for new objects (stored normalized; Enrollment by default).
     pub fn management_type(&self) -> crate::vocab::ManagementType {

@@ -212,9 +212,13 @@ impl Engine {
         reason: &str,
     ) -> Result<(IssuePayload, CsrOrigin, Option<KeySpec>), RenewError> {
         let origin_folder = p.get("csr_origin").map(|s| s.folder.clone()).unwrap_or_else(|| p.dn.clone());
-        match (csr.is_some(), p.csr_origin().as_str()) {
-            (false, "user") => return Err(RenewError::Policy(PolicyViolation::CsrRequired(origin_folder))),
-            (true, "service") => return Err(RenewError::Policy(PolicyViolation::ServiceCsrRequired(origin_folder))),
+        match (csr.is_some(), p.csr_origin()) {
+            (false, Some(CsrOrigin::User)) => {
+                return Err(RenewError::Policy(PolicyViolation::CsrRequired(origin_folder)));
+            }
+            (true, Some(CsrOrigin::Service)) => {
+                return Err(RenewError::Policy(PolicyViolation::ServiceCsrRequired(origin_folder)));
+            }
             _ => {}
         }
         let key_spec = match csr {

@@ -11,7 +11,7 @@ use crate::db::models::{Store, StoreJobRun, StorePushJob};
 use crate::db::schema::{store_job_runs, store_jobs, stores};
 use crate::db::{DbConn, new_guid, now, write_tx};
 use crate::secrets::MasterKey;
-use crate::vocab::StoreJobState;
+use crate::vocab::{Permission, StoreJobState};
 
 pub const STORE_TYPES: &[&str] = &["pem-dir", "pkcs12", "jks"];
 pub const STORE_PASSWORD_PURPOSE: &str = "store-password";
@@ -61,7 +61,7 @@ pub fn create_store(
         return Err(RenewError::BadParameter("store".into(), "ClientMachine and StorePath are required".into()));
     }
     let folder = super::policy::normalize_dn(s.folder_dn.unwrap_or(super::policy::ROOT_DN));
-    if super::policy::find_folder(conn, &folder)?.is_none() || !access.allows(&folder, "write") {
+    if super::policy::find_folder(conn, &folder)?.is_none() || !access.allows(&folder, Permission::Write) {
         return Err(RenewError::PolicyDoesNotExist(folder));
     }
     // The agent resolves `/a//b/`, `a/b` and `./a/b` to one place, and a store at `a/b/x.key`
@@ -491,7 +491,7 @@ pub fn canonical_store_path(p: &str) -> Vec<String> {
 
 /// The one rule for stores: the caller needs `perm` on the store's folder. A store the caller may
 /// not use answers exactly like a missing one (`find_store_for` gives `None`).
-pub fn allowed(access: &FolderAccess, s: &Store, perm: &str) -> bool {
+pub fn allowed(access: &FolderAccess, s: &Store, perm: Permission) -> bool {
     access.allows(s.folder(), perm)
 }
 
@@ -500,14 +500,14 @@ pub fn find_store_for(
     conn: &mut DbConn,
     access: &FolderAccess,
     guid: &str,
-    perm: &str,
+    perm: Permission,
 ) -> Result<Option<Store>, RenewError> {
     Ok(find_store(conn, guid)?.filter(|s| allowed(access, s, perm)))
 }
 
 /// The stores the caller may see, oldest first.
 pub fn list_stores_for(conn: &mut DbConn, access: &FolderAccess) -> Result<Vec<Store>, RenewError> {
-    Ok(list_stores(conn)?.into_iter().filter(|s| allowed(access, s, "read")).collect())
+    Ok(list_stores(conn)?.into_iter().filter(|s| allowed(access, s, Permission::Read)).collect())
 }
 
 /// Resolves store GUIDs for a caller who will push to them (`write` on each store's folder); a
@@ -518,7 +518,7 @@ pub fn resolve_stores_for(
     guids: &[String],
 ) -> Result<Vec<Store>, RenewError> {
     let all = resolve_stores(conn, guids)?;
-    if let Some((g, _)) = guids.iter().zip(&all).find(|(_, s)| !allowed(access, s, "write")) {
+    if let Some((g, _)) = guids.iter().zip(&all).find(|(_, s)| !allowed(access, s, Permission::Write)) {
         return Err(RenewError::BadParameter("CertStores".into(), format!("Certificate store {g} does not exist.")));
     }
     Ok(all)
@@ -528,10 +528,10 @@ pub fn resolve_stores_for(
 /// and, when the store receives private keys, `key` on the certificate's folder (the same
 /// permission Recover asks for: a store that receives keys writes them to disk).
 pub fn check_push(access: &FolderAccess, s: &Store, cert_folder: &str) -> Result<(), StoreDenied> {
-    if !allowed(access, s, "write") {
+    if !allowed(access, s, Permission::Write) {
         return Err(StoreDenied::Store);
     }
-    if s.include_keys && !access.allows(cert_folder, "key") {
+    if s.include_keys && !access.allows(cert_folder, Permission::Key) {
         return Err(StoreDenied::Key);
     }
     Ok(())
@@ -678,7 +678,7 @@ pub fn history_for(
         .inner_join(store_jobs::table.inner_join(stores::table))
         .select((StoreJobRun::as_select(), StorePushJob::as_select(), Store::as_select()))
         .into_boxed();
-    if let Some(roots) = access.roots("read") {
+    if let Some(roots) = access.roots(Permission::Read) {
         // Stores not yet placed in a folder (NULL) belong to the root.
         let mut visible = super::access::under_folders!(stores::folder_dn.assume_not_null(), &roots);
         if roots.iter().any(|dn| super::policy::normalize_dn(dn).eq_ignore_ascii_case(super::policy::ROOT_DN)) {
@@ -703,7 +703,7 @@ pub fn history_for(
 
 /// Unfinished jobs of the stores the caller may read.
 pub fn scheduled_for(conn: &mut DbConn, access: &FolderAccess) -> Result<Vec<(StorePushJob, Store)>, RenewError> {
-    Ok(scheduled(conn)?.into_iter().filter(|(_, s)| allowed(access, s, "read")).collect())
+    Ok(scheduled(conn)?.into_iter().filter(|(_, s)| allowed(access, s, Permission::Read)).collect())
 }
 
 /// [`acknowledge`] limited to the runs of stores the caller may write to.
@@ -716,6 +716,7 @@ pub fn acknowledge_for(conn: &mut DbConn, access: &FolderAccess, run_ids: &[i64]
         .filter(store_job_runs::id.eq_any(run_ids))
         .select((store_job_runs::id, Store::as_select()))
         .load(conn)?;
-    let mine: Vec<i64> = rows.into_iter().filter(|(_, s)| allowed(access, s, "write")).map(|(id, _)| id).collect();
+    let mine: Vec<i64> =
+        rows.into_iter().filter(|(_, s)| allowed(access, s, Permission::Write)).map(|(id, _)| id).collect();
     acknowledge(conn, &mine)
 }
