@@ -1,11 +1,9 @@
 //! The core's vocabulary: the closed sets of words the database keeps in text columns (object,
-//! job and store-job states, CSR origin, management type, folder permissions) as enums, and row
-//! ids as distinct types. Every word is stored exactly as before these types existed, so existing
-//! databases read unchanged on both backends.
-pub mod ids;
+//! job and store-job states, CSR origin, management type, folder permissions) as enums. Every
+//! word is stored exactly as before these types existed, so existing databases read unchanged on
+//! both backends.
 mod text;
 
-pub use ids::{CaId, CertificateId, JobId, ObjectId, StoreId, StoreJobId, UserId};
 pub use text::UnknownWord;
 use text::text_enum;
 

@@ -80,13 +80,3 @@ fn unknown_word_names_its_vocabulary() {
     let e = "paused".parse::<ObjectState>().unwrap_err();
     assert_eq!(e.to_string(), "unknown certificate object state \"paused\"");
 }
-
-#[test]
-fn ids_round_trip_as_integers() {
-    let mut conn = sqlite();
-    let id: ObjectId =
-        diesel::select(ObjectId(42).into_sql::<diesel::sql_types::BigInt>()).get_result(&mut conn).unwrap();
-    assert_eq!(id, ObjectId(42));
-    assert_eq!(serde_json::to_string(&JobId(7)).unwrap(), "7");
-    assert_eq!(serde_json::from_str::<CertificateId>("9").unwrap(), CertificateId(9));
-}
