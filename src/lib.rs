@@ -15,4 +15,4 @@ pub mod master_key;
 pub mod openapi;
 pub mod tls;
 
-pub use renewgate_core::{acme, auth, ca, db, engine, formats, metrics, names, secrets, settings};
+pub use renewgate_core::{acme, auth, ca, db, engine, formats, metrics, names, secrets, settings, vocab};

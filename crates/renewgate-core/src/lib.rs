@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod names;
 pub mod secrets;
 pub mod settings;
+pub mod vocab;

@@ -8,9 +8,10 @@ use renewgate_core::db::{self, Backend, DbConn};
 use renewgate_core::engine::inventory::{self, CertRef};
 use renewgate_core::engine::renew::{EnrollRequest, RenewRequest, SubjectSpec};
 use renewgate_core::engine::validate::PolicyViolation;
-use renewgate_core::engine::{Engine, RenewError, policy, state, stores};
+use renewgate_core::engine::{Engine, RenewError, policy, stores};
 use renewgate_core::secrets::MasterKey;
 use renewgate_core::settings::Settings;
+use renewgate_core::vocab::{ObjectState, Permission};
 
 fn engine() -> Engine {
     let pool = db::build_pool(":memory:", 1).expect("in-memory SQLite");
@@ -72,7 +73,7 @@ fn enroll_then_renew_through_the_queue() {
     let dn = accepted.object.dn.clone();
     let mut c = e.pool.get().unwrap();
     let obj = inventory::find_object(&mut c, &CertRef::Dn(dn.clone())).unwrap().unwrap();
-    assert_eq!(obj.state, state::ACTIVE);
+    assert_eq!(obj.state, ObjectState::Active);
     assert_eq!(inventory::versions(&mut c, obj.id).unwrap().len(), 1);
     e.renew(&mut c, renew_request(CertRef::Dn(dn.clone()))).unwrap();
     // One renewal in flight per certificate.
@@ -106,12 +107,12 @@ fn policy_and_names_are_checked_before_anything_is_queued() {
 
 #[test]
 fn folder_access_covers_whole_components_only() {
-    let a = FolderAccess(Some(vec![FolderGrant { dn: "\\VED\\Policy\\A".into(), perms: vec!["read".into()] }]));
-    assert!(a.allows("\\VED\\Policy\\A", "read"));
-    assert!(a.allows("\\VED\\Policy\\A\\Deep", "read"));
-    assert!(!a.allows("\\VED\\Policy\\AB", "read"));
-    assert!(!a.allows("\\VED\\Policy\\A", "write"));
-    assert!(FolderAccess::default().allows("\\VED\\Policy\\Anything", "key"));
+    let a = FolderAccess(Some(vec![FolderGrant { dn: "\\VED\\Policy\\A".into(), perms: vec![Permission::Read] }]));
+    assert!(a.allows("\\VED\\Policy\\A", Permission::Read));
+    assert!(a.allows("\\VED\\Policy\\A\\Deep", Permission::Read));
+    assert!(!a.allows("\\VED\\Policy\\AB", Permission::Read));
+    assert!(!a.allows("\\VED\\Policy\\A", Permission::Write));
+    assert!(FolderAccess::default().allows("\\VED\\Policy\\Anything", Permission::Key));
 }
 
 #[test]
@@ -137,14 +138,14 @@ fn stores_belong_to_folders_and_keys_need_key_permission() {
     assert!(stores::create_store(&mut c, &e.master, &all, new("/a", "\\VED\\Policy\\A", false)).is_err());
     let rw = FolderAccess(Some(vec![FolderGrant {
         dn: "\\VED\\Policy\\A".into(),
-        perms: vec!["read".into(), "write".into()],
+        perms: vec![Permission::Read, Permission::Write],
     }]));
     let cert_folder = "\\VED\\Policy\\A";
     assert_eq!(stores::check_push(&rw, &in_a, cert_folder), Ok(()));
     assert_eq!(stores::check_push(&rw, &in_b, cert_folder), Err(stores::StoreDenied::Store));
     assert_eq!(stores::check_push(&rw, &keyed, cert_folder), Err(stores::StoreDenied::Key));
     // Another folder's store answers like a missing one; lists hold the caller's only.
-    assert!(stores::find_store_for(&mut c, &rw, &in_b.guid, "read").unwrap().is_none());
+    assert!(stores::find_store_for(&mut c, &rw, &in_b.guid, Permission::Read).unwrap().is_none());
     let listed: Vec<String> = stores::list_stores_for(&mut c, &rw).unwrap().into_iter().map(|s| s.guid).collect();
     assert!(listed.contains(&in_a.guid) && !listed.contains(&in_b.guid));
     // A restricted caller cannot create a store outside its folders.

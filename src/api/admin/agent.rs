@@ -225,7 +225,13 @@ pub async fn request_status(
             Some(cid) => crate::engine::lookup::find_thumbprint(&mut c, cid)?,
             None => None,
         };
-        Ok(RequestStatus { id, state: j.state, certificate_id: j.result_cert_id, thumbprint: tp, error: j.error })
+        Ok(RequestStatus {
+            id,
+            state: j.state.to_string(),
+            certificate_id: j.result_cert_id,
+            thumbprint: tp,
+            error: j.error,
+        })
     })
     .await??;
     Ok(HttpResponse::Ok().json(st))

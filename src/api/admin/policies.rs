@@ -13,6 +13,7 @@ use crate::api::venafi::authenticate;
 use crate::app::AppState;
 use crate::db::DbError;
 use crate::engine::policy;
+use crate::vocab::Permission;
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct DnQuery {
@@ -178,7 +179,7 @@ pub async fn put(
         return Err(NativeError::bad_request("the body's dn differs from the dn query parameter"));
     }
     // Creating or changing a folder needs write on it; any other folder answers as missing.
-    if !policy::may(&principal.access, &dn, "write") {
+    if !policy::may(&principal.access, &dn, Permission::Write) {
         return Err(NativeError::not_found(format!("PolicyDN: {dn} does not exist.")));
     }
     let engine = state.engine.clone();
@@ -215,7 +216,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, NativeError> {
     let principal = authenticate(&req, &state, "configuration", Some("manage")).await?;
     let dn = policy::normalize_dn(&q.dn);
-    if !policy::may(&principal.access, &dn, "write") {
+    if !policy::may(&principal.access, &dn, Permission::Write) {
         return Err(NativeError::not_found("no such policy folder"));
     }
     let engine = state.engine.clone();

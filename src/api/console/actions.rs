@@ -16,6 +16,7 @@ use crate::engine::audit::action;
 use crate::engine::inventory::CertRef;
 use crate::engine::{RenewError, access, policy};
 use crate::formats::{OutputFormat, OutputOptions, Pkcs12Profile};
+use crate::vocab::Permission;
 
 type Form = HashMap<String, String>;
 
@@ -168,7 +169,7 @@ pub async fn renew(
     let g = guid.clone();
     let reenable = f.contains_key("reenable");
     let r = db(&state, move |e, c| {
-        let o = match access::object(c, &principal.access, &CertRef::Guid(g.clone()), &g, "write") {
+        let o = match access::object(c, &principal.access, &CertRef::Guid(g.clone()), &g, Permission::Write) {
             Ok(o) => o,
             Err(err) => return Ok(Err(err)),
         };
@@ -230,7 +231,7 @@ pub async fn revoke(
     let principal = s.principal.clone();
     let g = guid.clone();
     let r = db(&state, move |e, c| {
-        let o = match access::object(c, &principal.access, &CertRef::Guid(g.clone()), &g, "write") {
+        let o = match access::object(c, &principal.access, &CertRef::Guid(g.clone()), &g, Permission::Write) {
             Ok(o) => o,
             Err(err) => return Ok(Err(err)),
         };
@@ -265,7 +266,7 @@ async fn set_disabled(
     let principal = s.principal.clone();
     let g = guid.clone();
     let r = db(&state, move |e, c| {
-        let o = match access::object(c, &principal.access, &CertRef::Guid(g.clone()), &g, "write") {
+        let o = match access::object(c, &principal.access, &CertRef::Guid(g.clone()), &g, Permission::Write) {
             Ok(o) => o,
             Err(err) => return Ok(Err(err)),
         };
@@ -316,7 +317,7 @@ pub async fn reset(
     let principal = s.principal.clone();
     let g = guid.clone();
     let r = db(&state, move |e, c| {
-        let o = match access::object(c, &principal.access, &CertRef::Guid(g.clone()), &g, "write") {
+        let o = match access::object(c, &principal.access, &CertRef::Guid(g.clone()), &g, Permission::Write) {
             Ok(o) => o,
             Err(err) => return Ok(Err(err)),
         };
@@ -380,7 +381,7 @@ pub async fn download(
     let target = std::sync::Arc::new(std::sync::Mutex::new(guid.clone()));
     let named = target.clone();
     let r = db(&state, move |e, c| -> Result<Result<(crate::formats::Rendered, String, i64), String>, String> {
-        let o = match access::object(c, &principal.access, &CertRef::Guid(g.clone()), &g, "read") {
+        let o = match access::object(c, &principal.access, &CertRef::Guid(g.clone()), &g, Permission::Read) {
             Ok(o) => o,
             Err(err) => return Ok(Err(crate::api::venafi::error::message(&err))),
         };
@@ -447,7 +448,7 @@ pub async fn policy_edit(req: HttpRequest, state: web::Data<AppState>, payload: 
         Ok(v) => v,
         Err(r) => return r,
     };
-    let dn = match access::folder(&s.principal.access, &field(&f, "dn"), "write") {
+    let dn = match access::folder(&s.principal.access, &field(&f, "dn"), Permission::Write) {
         Ok(dn) => dn,
         Err(e) => return refused(&s, &req, &e),
     };
@@ -521,7 +522,7 @@ pub async fn eab_create(req: HttpRequest, state: web::Data<AppState>, payload: w
         Ok(v) => v,
         Err(r) => return r,
     };
-    let dn = match access::folder(&s.principal.access, &field(&f, "folder"), "write") {
+    let dn = match access::folder(&s.principal.access, &field(&f, "folder"), Permission::Write) {
         Ok(dn) => dn,
         Err(e) => return refused(&s, &req, &e),
     };

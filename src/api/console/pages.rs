@@ -10,6 +10,7 @@ use crate::app::AppState;
 use crate::engine::audit::{self, AuditRecord};
 use crate::engine::console::{self as view, InventoryFilter};
 use crate::engine::policy;
+use crate::vocab::Permission;
 
 type Query = web::Query<HashMap<String, String>>;
 
@@ -208,7 +209,7 @@ pub async fn inventory(req: HttpRequest, state: web::Data<AppState>, q: Query) -
         .into_iter()
         .map(|r| InvRow {
             guid: r.object.guid.trim_matches(['{', '}']).to_string(),
-            state: if r.object.disabled { "disabled".into() } else { r.object.state.clone() },
+            state: if r.object.disabled { "disabled".into() } else { r.object.state.to_string() },
             dn: r.object.dn,
             name: r.object.name,
             folder: r.object.policy_dn,
@@ -328,7 +329,7 @@ pub async fn certificate(req: HttpRequest, state: web::Data<AppState>, path: web
                     store: label.clone(),
                     alias: j.alias.clone().unwrap_or_else(|| i.alias.clone()),
                     operation: j.operation.clone(),
-                    state: j.state.clone(),
+                    state: j.state.to_string(),
                     attempts: j.attempts,
                     message: j.message.clone().unwrap_or_default(),
                     runs: runs
@@ -362,12 +363,12 @@ pub async fn certificate(req: HttpRequest, state: web::Data<AppState>, path: web
         guid: page.object.guid.trim_matches(['{', '}']).to_string(),
         dn: page.object.dn.clone(),
         folder: page.object.policy_dn.clone(),
-        state: page.object.state.clone(),
+        state: page.object.state.to_string(),
         disabled: page.object.disabled,
-        in_error: page.object.state == crate::engine::state::ERROR,
+        in_error: page.object.state == crate::vocab::ObjectState::Error,
         last_error: page.object.last_error.clone().unwrap_or_default(),
-        management_type: page.object.management_type.clone(),
-        csr_origin: page.object.csr_origin.clone(),
+        management_type: page.object.management_type.to_string(),
+        csr_origin: page.object.csr_origin.to_string(),
         has_cert: page.object.current_cert_id.is_some(),
         versions,
         stores,
@@ -471,7 +472,7 @@ pub async fn policies(req: HttpRequest, state: web::Data<AppState>, q: Query) ->
     render(&PoliciesPage {
         chrome: Chrome::new(&s, "policies", &req),
         may_edit: s.principal.scopes.allows("configuration", Some("manage"))
-            && crate::engine::access::folder(&s.principal.access, &eff.dn, "write").is_ok(),
+            && crate::engine::access::folder(&s.principal.access, &eff.dn, Permission::Write).is_ok(),
         dn: eff.dn.clone(),
         tree,
         settings,
@@ -545,9 +546,9 @@ pub async fn stores(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
             .map(|(j, st)| JobView {
                 guid: j.guid.trim_matches(['{', '}']).to_string(),
                 store: crate::engine::stores::store_label(&st),
-                failed: j.state == crate::engine::stores::job::FAILED,
+                failed: j.state == crate::vocab::StoreJobState::Failed,
                 operation: j.operation,
-                state: j.state,
+                state: j.state.to_string(),
                 attempts: j.attempts,
                 message: j.message.unwrap_or_default(),
                 updated: fmt_time(j.updated_at),

@@ -33,7 +33,12 @@ impl UsersPage {
             return "every folder".into();
         }
         serde_json::from_str::<Vec<auth::FolderGrant>>(folders)
-            .map(|g| g.iter().map(|g| format!("{}:{}", g.dn, g.perms.join(","))).collect::<Vec<_>>().join("; "))
+            .map(|g| {
+                g.iter()
+                    .map(|g| format!("{}:{}", g.dn, g.perms.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",")))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
             .unwrap_or_default()
     }
 }

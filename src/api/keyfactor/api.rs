@@ -22,6 +22,7 @@ use crate::engine::queue::JobOutcome;
 use crate::engine::renew::{EnrollRequest, IssueOverrides, KeyfactorRenew, SubjectSpec};
 use crate::engine::{stores as store_engine, templates};
 use crate::formats::{OutputFormat, OutputOptions, Pkcs12Profile};
+use crate::vocab::Permission;
 
 pub const API_WAIT: Duration = Duration::from_secs(4);
 
@@ -220,7 +221,7 @@ pub async fn enrollment_renew(
         access: principal.access.clone(),
     };
     let (accepted, _) = blocking(&state, move |e, c| {
-        let v = model::lookup_for(c, &principal, "write", id, tp.as_deref(), None, None)?;
+        let v = model::lookup_for(c, &principal, Permission::Write, id, tp.as_deref(), None, None)?;
         Ok(e.renew_keyfactor(c, KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
     })
     .await?;
@@ -253,7 +254,7 @@ async fn available_renewal(
     let principal = authenticate(req, state, "certificate", None).await?;
     let cs = casing(req, None);
     let (kind, msg) = blocking(state, move |_, c| {
-        let v = model::lookup_for(c, &principal, "read", id, tp.as_deref(), None, None)?;
+        let v = model::lookup_for(c, &principal, Permission::Read, id, tp.as_deref(), None, None)?;
         let obj = crate::engine::inventory::find_object(c, &CertRef::ObjectId(v.object_id))?
             .ok_or_else(|| KeyfactorError::not_found("certificate object vanished"))?;
         Ok(match crate::engine::Engine::check_renewable(&obj, false) {
@@ -465,7 +466,7 @@ fn deploy(
     guids: &[(String, Option<String>, bool)],
 ) -> Result<(Vec<String>, Vec<String>), KeyfactorError> {
     let v = model::version(c, cert_id)?;
-    guard(c, principal, &v, "write")?;
+    guard(c, principal, &v, Permission::Write)?;
     let folder = crate::engine::lookup::object_folder(c, v.object_id)?;
     let mut ok = vec![];
     let mut failed = vec![];
@@ -566,7 +567,7 @@ pub async fn pfx_replace(
     let (ok, failed) = blocking(&state, move |_, c| {
         // The replaced certificate must be the caller's to see, like the new one.
         let replaced = model::version(c, old)?;
-        guard(c, &principal, &replaced, "write")?;
+        guard(c, &principal, &replaced, Permission::Write)?;
         // Every entry the old certificate occupies now gets the new one, under the same alias.
         let holding = store_engine::locations_of(c, old)?;
         let targets: Vec<(String, Option<String>, bool)> =
@@ -596,7 +597,7 @@ pub async fn certificate_get(
     let id = path_id(&path.into_inner())?;
     let v = blocking(&state, move |_, c| {
         let v = model::version(c, id)?;
-        guard(c, &principal, &v, "read")?;
+        guard(c, &principal, &v, Permission::Read)?;
         model::certificate(c, &v)
     })
     .await?;
@@ -668,7 +669,7 @@ async fn find_guarded(
     state: &AppState,
     principal: crate::auth::Principal,
     (id, tp, sn, iss): model::LookupFields,
-    perm: &'static str,
+    perm: Permission,
 ) -> Result<CertVersion, KeyfactorError> {
     blocking(state, move |_, c| {
         let v = model::lookup_for(c, &principal, perm, id, tp.as_deref(), sn.as_deref(), iss.as_deref())?;
@@ -715,7 +716,7 @@ pub async fn certificates_download(
             )));
         }
     };
-    let v = find_guarded(&state, principal, (id, tp, sn, iss), "read").await?;
+    let v = find_guarded(&state, principal, (id, tp, sn, iss), Permission::Read).await?;
     let bytes = render(&state, v.id, fmt, None, include_chain, false).await?;
     Ok(respond(cs, json!({"Content": B64.encode(bytes)})))
 }
@@ -754,7 +755,7 @@ pub async fn certificates_recover(
             )));
         }
     };
-    let v = find_guarded(&state, principal, (id, tp, sn, iss), "key").await?;
+    let v = find_guarded(&state, principal, (id, tp, sn, iss), Permission::Key).await?;
     let target = format!("certificate {} ({})", v.id, v.thumbprint);
     crate::api::observe::note_certificate(&req, crate::engine::audit::action::KEY_DOWNLOAD, target, Some(v.id));
     let bytes = render(&state, v.id, fmt, Some(password), include_chain, true).await?;
@@ -794,7 +795,7 @@ pub async fn certificates_revoke(
         let mut out = vec![];
         for id in ids {
             let v = model::version(c, id)?;
-            guard(c, &principal, &v, "write")?;
+            guard(c, &principal, &v, Permission::Write)?;
             e.revoke(c, &CertRef::Thumbprint(v.thumbprint.clone()), reason, &comment, false)?;
             out.push(id);
         }
@@ -844,7 +845,7 @@ pub async fn stores_get(
     let cs = casing(&req, None);
     let g = path.into_inner();
     let v = blocking(&state, move |_, c| {
-        let s = store_engine::find_store_for(c, &principal.access, &g, "read")?
+        let s = store_engine::find_store_for(c, &principal.access, &g, Permission::Read)?
             .ok_or_else(|| KeyfactorError::not_found(format!("Certificate store {g} does not exist.")))?;
         let id = store_engine::container_id(c, &s)?;
         Ok(model::store(&s, id))
@@ -915,7 +916,7 @@ pub async fn stores_create(
                     .map_err(crate::db::DbError::from)?
                     .map(|f| f.dn)
                     // A container outside the caller's folders answers as a missing one.
-                    .filter(|dn| crate::engine::policy::may(&principal.access, dn, "write"))
+                    .filter(|dn| crate::engine::policy::may(&principal.access, dn, Permission::Write))
                     .ok_or_else(|| KeyfactorError::bad_request(format!("Container {id} does not exist.")))?,
             ),
             (None, None) => None,
@@ -978,7 +979,7 @@ pub async fn stores_inventory(
     let cs = casing(&req, None);
     let g = path.into_inner();
     let v = blocking(&state, move |_, c| {
-        let s = store_engine::find_store_for(c, &principal.access, &g, "read")?
+        let s = store_engine::find_store_for(c, &principal.access, &g, Permission::Read)?
             .ok_or_else(|| KeyfactorError::not_found(format!("Certificate store {g} does not exist.")))?;
         let mut out = vec![];
         for (alias, cid) in store_engine::contents(c, &s)? {
@@ -1039,7 +1040,7 @@ pub async fn stores_add(
     let targets = store_targets(&b)?;
     let guids = blocking(&state, move |_, c| {
         let v = model::version(c, cert_id)?;
-        guard(c, &principal, &v, "write")?;
+        guard(c, &principal, &v, Permission::Write)?;
         let folder = crate::engine::lookup::object_folder(c, v.object_id)?;
         let guids: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
         let stores = store_engine::stores_for_push(c, &principal.access, &guids, &folder)?;

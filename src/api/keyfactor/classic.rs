@@ -15,6 +15,7 @@ use crate::app::AppState;
 use crate::engine::inventory::CertRef;
 use crate::engine::queue::JobOutcome;
 use crate::engine::renew::KeyfactorRenew;
+use crate::vocab::Permission;
 
 pub const RENEWED_MESSAGE: &str = "The certificate renewal has been completed successfully. Agent jobs to install the new certificate have been created.";
 
@@ -117,7 +118,8 @@ pub async fn renew(
         access: principal.access.clone(),
     };
     let (accepted, stores) = blocking(&state, move |e, c| {
-        let v = model::lookup_for(c, &principal, "write", id, tp.as_deref(), sn.as_deref(), issuer.as_deref())?;
+        let v =
+            model::lookup_for(c, &principal, Permission::Write, id, tp.as_deref(), sn.as_deref(), issuer.as_deref())?;
         Ok(e.renew_keyfactor(c, KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
     })
     .await?;

@@ -20,6 +20,7 @@ use serde_json::Value;
 use crate::api::body::{LenientBody, read_payload};
 use crate::app::AppState;
 use crate::auth::{self, Principal};
+use crate::vocab::Permission;
 pub use error::KeyfactorError;
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -262,7 +263,7 @@ pub fn guard(
     c: &mut crate::db::DbConn,
     p: &Principal,
     v: &crate::db::models::CertVersion,
-    perm: &str,
+    perm: Permission,
 ) -> Result<(), KeyfactorError> {
     if crate::engine::access::certificate_allowed(c, &p.access, v, perm)? {
         Ok(())

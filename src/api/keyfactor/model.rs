@@ -9,6 +9,7 @@ use crate::db::DbConn;
 use crate::db::models::{CertObject, CertVersion, Store};
 use crate::engine::lookup;
 use crate::engine::stores as store_engine;
+use crate::vocab::Permission;
 
 pub fn ts(t: chrono::NaiveDateTime) -> String {
     t.and_utc().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
@@ -49,7 +50,7 @@ pub fn missing(id: Option<i64>, thumbprint: Option<&str>, serial: Option<&str>) 
 pub fn lookup_for(
     c: &mut DbConn,
     p: &crate::auth::Principal,
-    perm: &str,
+    perm: Permission,
     id: Option<i64>,
     thumbprint: Option<&str>,
     serial: Option<&str>,

@@ -21,8 +21,9 @@ use crate::db::models::{CertObject, CertVersion};
 use crate::engine::inventory::{self, CertBundle, CertRef};
 use crate::engine::queue::JobOutcome;
 use crate::engine::renew::{EnrollRequest, RenewRequest, SubjectSpec};
-use crate::engine::{Engine, RenewError, csr, policy, state as obj_state};
+use crate::engine::{Engine, RenewError, csr, policy};
 use crate::formats::{self, OutputFormat, OutputOptions, Pkcs12Profile};
+use crate::vocab::{CsrOrigin, JobState, ObjectState, Permission};
 
 /// `{"Error": "...", "Success": false}`
 #[derive(Debug, Serialize, ToSchema)]
@@ -438,7 +439,7 @@ pub async fn request(
     let body = json_body(payload, &state).await?;
     let policy_dn =
         body.nonblank("PolicyDN")?.ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
-    let folder = crate::engine::access::folder(&principal.access, &policy_dn, "write")?;
+    let folder = crate::engine::access::folder(&principal.access, &policy_dn, Permission::Write)?;
     let timeout = work_to_do_timeout(&body, &state)?;
     let opts = output_options(&body, Some(OutputFormat::Base64), false, &state.engine.settings)?;
     if opts.include_private_key && !crate::engine::access::may_read_keys(&principal.access, &folder) {
@@ -508,7 +509,7 @@ fn object_for(
     p: &Principal,
     r: &CertRef,
     dn_text: &str,
-    perm: &str,
+    perm: Permission,
 ) -> Result<CertObject, VenafiError> {
     Ok(crate::engine::access::object(c, &p.access, r, dn_text, perm)?)
 }
@@ -535,11 +536,12 @@ async fn retrieve_common(
     let dn2 = dn.clone();
     let p2 = principal.clone();
     let obj =
-        run_blocking(&state.engine, move |_, c| object_for(c, &p2, &CertRef::Dn(dn2.clone()), &dn2, "read")).await?;
+        run_blocking(&state.engine, move |_, c| object_for(c, &p2, &CertRef::Dn(dn2.clone()), &dn2, Permission::Read))
+            .await?;
     if opts.include_private_key && !crate::engine::access::may_read_keys(&principal.access, &obj.policy_dn) {
         return Err(VenafiError::BadRequest(NO_KEY_PERMISSION.into()));
     }
-    if let (Some(job_id), true) = (obj.pending_job_id, timeout > 0 && obj.state == obj_state::PROCESSING) {
+    if let (Some(job_id), true) = (obj.pending_job_id, timeout > 0 && obj.state == ObjectState::Processing) {
         state.engine.wait_for_job(job_id, Duration::from_secs(timeout)).await?;
     }
     run_blocking(&state.engine, move |e, c| {
@@ -556,17 +558,17 @@ fn object_answer(
     obj: &CertObject,
     opts: &OutputOptions,
 ) -> Result<RetrieveAnswer, VenafiError> {
-    match obj.state.as_str() {
-        obj_state::PROCESSING => {
+    match obj.state {
+        ObjectState::Processing => {
             let job = obj.pending_job_id.map(|id| inventory::job(c, id)).transpose()?.flatten();
-            let (stage, status) = match job.as_ref().map(|j| j.state.as_str()) {
-                Some("running") => (500, "Post CSR".to_string()),
+            let (stage, status) = match job.as_ref().map(|j| j.state) {
+                Some(JobState::Running) => (500, "Post CSR".to_string()),
                 _ if obj.current_cert_id.is_some() => (100, QUEUED_FOR_RENEWAL.to_string()),
                 _ => (100, "WebSDK CertRequest Module Requested Certificate".to_string()),
             };
             Ok(RetrieveAnswer::Pending(stage, status))
         }
-        obj_state::ERROR => Ok(RetrieveAnswer::Failed(format!(
+        ObjectState::Error => Ok(RetrieveAnswer::Failed(format!(
             "Post CSR failed with error: {}",
             obj.last_error.clone().unwrap_or_default()
         ))),
@@ -716,14 +718,14 @@ pub async fn renew(
     let dn2 = dn.clone();
     let (accepted, may_read_key) = run_blocking(&state.engine, move |e, c| {
         // Write permission on the object's folder (one answer for absent and forbidden).
-        let o = object_for(c, &p2, &renew_req.certificate, &dn2, "write")?;
+        let o = object_for(c, &p2, &renew_req.certificate, &dn2, Permission::Write)?;
         let may_read_key = crate::engine::access::may_read_keys(&p2.access, &o.policy_dn);
         if explicit_key {
             // An explicit request for the key must be answerable before anything is queued.
             if !may_read_key {
                 return Err(VenafiError::BadRequest(NO_KEY_PERMISSION.into()));
             }
-            if o.csr_origin != crate::engine::renew::CSR_SERVICE {
+            if o.csr_origin != CsrOrigin::Service {
                 return Err(VenafiError::BadRequest(KEY_NOT_IN_VAULT.into()));
             }
         }
@@ -986,15 +988,15 @@ pub fn check_policy_body(p: &policy::EffectivePolicy) -> Value {
     let curves_locked = p.get("ec_curves").is_some_and(|x| x.locked);
     let (ous, ous_locked) = p.list("org_units").unwrap_or_default();
     let origin = p.csr_origin();
-    let origin_locked = origin != "any";
+    let origin_locked = origin.is_some();
     let types = p.san_types();
     let allowed = |t: &str| types.iter().any(|x| x == t);
     let mgmt_locked = p.get("management_type").is_some_and(|x| x.locked);
     let ca_locked = p.get("ca").is_some_and(|x| x.locked);
     json!({
         "CertificateAuthority": lv(ca_locked, p.ca().map(|ca| json!(ca)).unwrap_or(Value::Null)),
-        "CsrGeneration": lv(origin_locked, json!(if origin == "service" { "ServiceGenerated" } else { "UserProvided" })),
-        "KeyGeneration": lv(origin_locked, json!(if origin == "user" { "UserProvided" } else { "Central" })),
+        "CsrGeneration": lv(origin_locked, json!(if origin == Some(CsrOrigin::Service) { "ServiceGenerated" } else { "UserProvided" })),
+        "KeyGeneration": lv(origin_locked, json!(if origin == Some(CsrOrigin::User) { "UserProvided" } else { "Central" })),
         "KeyPair": {
             "KeyAlgorithm": lv(alg_locked, json!(alg)),
             "KeySize": lv(sizes_locked || alg_locked, json!(sizes.first().copied().unwrap_or(2048))),
@@ -1068,17 +1070,17 @@ pub async fn details(
         m.insert(
             "ProcessingDetails".into(),
             json!({
-                "InError": obj.state == obj_state::ERROR,
-                "InProcess": obj.state == obj_state::PROCESSING,
-                "Stage": if obj.state == obj_state::PROCESSING { 500 } else { -1 },
-                "Status": match obj.state.as_str() {
-                    obj_state::ERROR => format!("Post CSR failed with error: {}", obj.last_error.clone().unwrap_or_default()),
-                    obj_state::PROCESSING => if job.is_some_and(|j| j.state == "running") { "Post CSR".into() } else { QUEUED_FOR_RENEWAL.into() },
+                "InError": obj.state == ObjectState::Error,
+                "InProcess": obj.state == ObjectState::Processing,
+                "Stage": if obj.state == ObjectState::Processing { 500 } else { -1 },
+                "Status": match obj.state {
+                    ObjectState::Error => format!("Post CSR failed with error: {}", obj.last_error.clone().unwrap_or_default()),
+                    ObjectState::Processing => if job.is_some_and(|j| j.state == JobState::Running) { "Post CSR".into() } else { QUEUED_FOR_RENEWAL.into() },
                     _ => String::new(),
                 },
             }),
         );
-        m.insert("CsrOrigin".into(), json!(if obj.csr_origin == "service" { "ServiceGenerated" } else { "UserProvided" }));
+        m.insert("CsrOrigin".into(), json!(if obj.csr_origin == CsrOrigin::Service { "ServiceGenerated" } else { "UserProvided" }));
         Ok(s)
     })
     .await?;
@@ -1141,7 +1143,7 @@ pub async fn reset(
     let dn = body.nonblank("CertificateDN")?.ok_or(VenafiError::Renew(RenewError::MissingDn))?;
     let restart = body.bool("Restart")?.unwrap_or(false);
     let done = run_blocking(&state.engine, move |e, c| {
-        let o = object_for(c, &principal, &CertRef::Dn(dn.clone()), &dn, "write").map_err(|_| {
+        let o = object_for(c, &principal, &CertRef::Dn(dn.clone()), &dn, Permission::Write).map_err(|_| {
             VenafiError::BadRequest(format!(
                 "Certificate {dn} does not exist or you do not have sufficient rights to the object."
             ))
@@ -1203,7 +1205,7 @@ pub async fn revoke(
     let comments = body.str("Comments")?.unwrap_or_default();
     let disable = body.bool("Disable")?.unwrap_or(false);
     let requested = run_blocking(&state.engine, move |e, c| {
-        let o = object_for(c, &principal, &r, &text, "write")?;
+        let o = object_for(c, &principal, &r, &text, Permission::Write)?;
         let target = match &r {
             CertRef::Thumbprint(_) => r.clone(),
             _ => CertRef::ObjectId(o.id),
@@ -1273,7 +1275,7 @@ pub async fn update(
     }
     let guid = path.into_inner();
     run_blocking(&state.engine, move |e, c| {
-        let o = object_for(c, &principal, &CertRef::Guid(guid.clone()), &guid, "write")?;
+        let o = object_for(c, &principal, &CertRef::Guid(guid.clone()), &guid, Permission::Write)?;
         if let Some(d) = disabled {
             e.set_disabled(c, &o.dn, d)?;
         }

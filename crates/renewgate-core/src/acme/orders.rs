@@ -21,6 +21,7 @@ use crate::ca::SanSet;
 use crate::db::{DbConn, write_tx};
 use crate::engine::inventory::{self, CertRef};
 use crate::engine::{Engine, policy, validate};
+use crate::vocab::{JobState, ObjectState};
 
 /// An order as the client sees it.
 #[derive(Debug, Clone)]
@@ -127,8 +128,8 @@ fn refresh(c: &mut DbConn, mut o: rows::Order) -> AcmeResult<rows::Order> {
             }
         }
         OrderStatus::Processing => match o.job_id.map(|j| inventory::job(c, j)).transpose()?.flatten() {
-            Some(j) if j.state == crate::engine::job_state::DONE => Some((OrderStatus::Valid, j.result_cert_id, None)),
-            Some(j) if j.state == crate::engine::job_state::FAILED => Some((OrderStatus::Invalid, None, j.error)),
+            Some(j) if j.state == JobState::Done => Some((OrderStatus::Valid, j.result_cert_id, None)),
+            Some(j) if j.state == JobState::Failed => Some((OrderStatus::Invalid, None, j.error)),
             _ => None,
         },
         _ => None,
@@ -236,7 +237,7 @@ pub fn create(_engine: &Engine, c: &mut DbConn, account: &Account, req: NewOrder
                     )));
                 }
             }
-            if obj.state == crate::engine::state::PROCESSING {
+            if obj.state == ObjectState::Processing {
                 return Err(AcmeError::rate_limited(format!("Order {n} is being processed; try again shortly"), 2));
             }
             (a, Some(n))

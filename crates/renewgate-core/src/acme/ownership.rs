@@ -12,6 +12,7 @@ use crate::db::DbConn;
 use crate::db::models::CertObject;
 use crate::engine::access;
 use crate::engine::inventory::{self, CertRef};
+use crate::vocab::Permission;
 
 /// An account's standing for ownership.
 pub struct Owner {
@@ -48,7 +49,7 @@ impl Owner {
 
     /// May this owner act on `o`?
     pub fn may_act_on(&self, c: &mut DbConn, o: &CertObject) -> AcmeResult<bool> {
-        if !access::object_allowed(&self.access(), o, "write") {
+        if !access::object_allowed(&self.access(), o, Permission::Write) {
             return Ok(false);
         }
         if self.folder_orders || order_rows::object_owner(c, o.id)?.as_deref() == Some(self.key.as_str()) {
@@ -72,7 +73,7 @@ pub fn assign(c: &mut DbConn, kid: &str, n: i64) -> Result<bool, String> {
     let o = inventory::find_object(c, &CertRef::ObjectId(n))
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no certificate object {n}"))?;
-    if !access::object_allowed(&access::acme_account(&key.policy_dn), &o, "write") {
+    if !access::object_allowed(&access::acme_account(&key.policy_dn), &o, Permission::Write) {
         return Err(format!("{} is outside {}, the folder of EAB key {kid}", o.dn, key.policy_dn));
     }
     account_rows::assign(c, kid, n).map_err(|e| e.to_string())

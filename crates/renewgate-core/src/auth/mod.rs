@@ -16,6 +16,7 @@ use crate::db::models::{NewToken, NewUser, Token, User};
 use crate::db::schema::{tokens, users};
 use crate::db::{DbConn, new_guid, now, write_tx};
 use crate::secrets::{random_b64, sha256_hex};
+use crate::vocab::Permission;
 pub use scopes::Scopes;
 
 #[derive(Debug, thiserror::Error)]
@@ -74,20 +75,17 @@ pub fn revoke_user_tokens(c: &mut DbConn, user_id: i64) -> Result<usize, AuthErr
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FolderGrant {
     pub dn: String,
-    /// `read`, `write`, `key` (Private Key Read).
-    pub perms: Vec<String>,
+    /// Stored in `users.folders` as JSON: `read`, `write`, `key` (Private Key Read).
+    pub perms: Vec<Permission>,
 }
-
-pub const PERMS: &[&str] = &["read", "write", "key"];
 
 /// Parses `DN:PERMS` (PERMS after the last `:`, default `read,write`).
 pub fn parse_folder_grant(s: &str) -> Result<FolderGrant, String> {
+    let listed = |p: &str| p.split(',').map(|x| x.trim().to_ascii_lowercase().parse()).collect::<Result<Vec<_>, _>>();
     let (dn, perms) = match s.rsplit_once(':') {
-        Some((dn, p)) if p.split(',').all(|x| PERMS.contains(&x.trim().to_ascii_lowercase().as_str())) => {
-            (dn, p.split(',').map(|x| x.trim().to_ascii_lowercase()).collect::<Vec<_>>())
-        }
+        Some((dn, p)) if let Ok(perms) = listed(p) => (dn, perms),
         Some((_, p)) if !p.contains('\\') => return Err(format!("unknown permission in '{p}' (use read, write, key)")),
-        _ => (s, vec!["read".to_string(), "write".to_string()]),
+        _ => (s, vec![Permission::Read, Permission::Write]),
     };
     Ok(FolderGrant { dn: crate::engine::policy::normalize_dn(dn), perms })
 }
@@ -108,18 +106,18 @@ impl FolderAccess {
         self.0.is_some()
     }
     /// The folders granting `perm` (each covers its subtree); `None` for an unrestricted caller.
-    pub fn roots(&self, perm: &str) -> Option<Vec<String>> {
-        self.0.as_ref().map(|g| g.iter().filter(|g| g.perms.iter().any(|p| p == perm)).map(|g| g.dn.clone()).collect())
+    pub fn roots(&self, perm: Permission) -> Option<Vec<String>> {
+        self.0.as_ref().map(|g| g.iter().filter(|g| g.perms.contains(&perm)).map(|g| g.dn.clone()).collect())
     }
     /// True when `perm` is granted on `folder_dn` (the grant's folder or any folder under it).
-    pub fn allows(&self, folder_dn: &str, perm: &str) -> bool {
+    pub fn allows(&self, folder_dn: &str, perm: Permission) -> bool {
         match &self.0 {
             None => true,
             Some(grants) => {
                 let f = folder_dn.to_lowercase();
                 grants.iter().any(|g| {
                     let gd = g.dn.to_lowercase();
-                    (f == gd || f.starts_with(&format!("{gd}\\"))) && g.perms.iter().any(|p| p == perm)
+                    (f == gd || f.starts_with(&format!("{gd}\\"))) && g.perms.contains(&perm)
                 })
             }
         }
@@ -496,7 +494,7 @@ pub fn check_grant(granter: &Principal, scopes: &Scopes, folders: &[FolderGrant]
     }
     for g in folders {
         for p in &g.perms {
-            if !granter.access.allows(&g.dn, p) {
+            if !granter.access.allows(&g.dn, *p) {
                 return Err(format!("you cannot grant {p} on {}: you do not hold it", g.dn));
             }
         }

@@ -3,6 +3,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::*;
+use crate::vocab::{CsrOrigin, JobState, ManagementType, ObjectState, StoreJobState};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
@@ -121,10 +122,10 @@ pub struct CertObject {
     pub dn_lower: String,
     pub policy_dn: String,
     pub name: String,
-    pub state: String,
+    pub state: ObjectState,
     pub disabled: bool,
-    pub management_type: String,
-    pub csr_origin: String,
+    pub management_type: ManagementType,
+    pub csr_origin: CsrOrigin,
     pub key_spec: String,
     pub current_cert_id: Option<i64>,
     pub pending_job_id: Option<i64>,
@@ -141,10 +142,10 @@ pub struct NewCertObject<'a> {
     pub dn_lower: &'a str,
     pub policy_dn: &'a str,
     pub name: &'a str,
-    pub state: &'a str,
+    pub state: ObjectState,
     pub disabled: bool,
-    pub management_type: &'a str,
-    pub csr_origin: &'a str,
+    pub management_type: ManagementType,
+    pub csr_origin: CsrOrigin,
     pub key_spec: &'a str,
     pub current_cert_id: Option<i64>,
     pub pending_job_id: Option<i64>,
@@ -202,7 +203,7 @@ pub struct Job {
     pub kind: String,
     pub object_id: i64,
     pub payload: String,
-    pub state: String,
+    pub state: JobState,
     pub attempts: i32,
     pub run_after: NaiveDateTime,
     pub lease_owner: Option<String>,
@@ -222,7 +223,7 @@ pub struct NewJob<'a> {
     pub kind: &'a str,
     pub object_id: i64,
     pub payload: &'a str,
-    pub state: &'a str,
+    pub state: JobState,
     pub attempts: i32,
     pub run_after: NaiveDateTime,
     pub created_at: NaiveDateTime,
@@ -275,7 +276,7 @@ pub struct StorePushJob {
     pub operation: String,
     pub alias: Option<String>,
     pub overwrite: bool,
-    pub state: String,
+    pub state: StoreJobState,
     pub attempts: i32,
     pub run_after: NaiveDateTime,
     pub lease_owner: Option<String>,

@@ -6,6 +6,7 @@ use super::inventory::{self, CertRef};
 use crate::auth::FolderAccess;
 use crate::db::DbConn;
 use crate::db::models::{CertObject, CertVersion};
+use crate::vocab::Permission;
 
 /// The object `r` if the caller holds `perm` on its folder. Otherwise the answer for a missing
 /// object, naming only `sent` (what the caller asked for): `NoRights` for a folder-limited
@@ -15,7 +16,7 @@ pub fn object(
     access: &FolderAccess,
     r: &CertRef,
     sent: &str,
-    perm: &str,
+    perm: Permission,
 ) -> Result<CertObject, RenewError> {
     match inventory::find_object(conn, r)? {
         Some(o) if access.allows(&o.policy_dn, perm) => Ok(o),
@@ -26,14 +27,14 @@ pub fn object(
 
 /// A policy folder a request names (enrollment, CheckPolicy): the caller needs `perm` on it, and
 /// a folder outside its grants answers as a missing one. Returns the normalized DN.
-pub fn folder(access: &FolderAccess, dn: &str, perm: &str) -> Result<String, RenewError> {
+pub fn folder(access: &FolderAccess, dn: &str, perm: Permission) -> Result<String, RenewError> {
     let dn = crate::engine::policy::normalize_dn(dn);
     if access.allows(&dn, perm) { Ok(dn) } else { Err(RenewError::PolicyDoesNotExist(dn)) }
 }
 
 /// An existing policy folder the caller may read (missing and hidden answer alike).
 pub fn existing_folder(conn: &mut DbConn, access: &FolderAccess, dn: &str) -> Result<String, RenewError> {
-    let dn = folder(access, dn, "read")?;
+    let dn = folder(access, dn, Permission::Read)?;
     match crate::engine::policy::find_folder(conn, &dn)? {
         Some(_) => Ok(dn),
         None => Err(RenewError::PolicyDoesNotExist(dn)),
@@ -43,7 +44,7 @@ pub fn existing_folder(conn: &mut DbConn, access: &FolderAccess, dn: &str) -> Re
 /// Private Key Read: private keys of a folder's certificates are handed out (in an answer or to a
 /// store) only to callers holding `key` on it.
 pub fn may_read_keys(access: &FolderAccess, folder: &str) -> bool {
-    access.allows(folder, "key")
+    access.allows(folder, Permission::Key)
 }
 
 /// DN to GUID for what the caller may read: an object (`X509 Certificate`) or a policy folder
@@ -54,17 +55,17 @@ pub fn guid_of(
     dn: &str,
 ) -> Result<Option<(&'static str, String)>, RenewError> {
     if let Some(o) = inventory::find_object(conn, &CertRef::Dn(dn.to_string()))? {
-        return Ok(access.allows(&o.policy_dn, "read").then_some(("X509 Certificate", o.guid)));
+        return Ok(access.allows(&o.policy_dn, Permission::Read).then_some(("X509 Certificate", o.guid)));
     }
     Ok(crate::engine::policy::find_folder(conn, dn)?
-        .filter(|f| access.allows(&f.dn, "read"))
+        .filter(|f| access.allows(&f.dn, Permission::Read))
         .map(|f| ("Policy", f.guid)))
 }
 
 /// Whether the caller may read the object a job belongs to (`None`: the object is gone).
 pub fn job_visible(conn: &mut DbConn, access: &FolderAccess, object_id: i64) -> Result<bool, RenewError> {
     let folder = super::lookup::find_object_folder(conn, object_id).map_err(|e| RenewError::Internal(e.to_string()))?;
-    Ok(folder.is_some_and(|f| access.allows(&f, "read")))
+    Ok(folder.is_some_and(|f| access.allows(&f, Permission::Read)))
 }
 
 /// A template the caller may enroll through: `write` on its folder, and `key` when the
@@ -75,13 +76,15 @@ pub fn template(
     name: &str,
     needs_key: bool,
 ) -> Result<Option<crate::db::models::Template>, RenewError> {
-    Ok(super::templates::find(conn, name)?
-        .filter(|t| access.allows(&t.policy_dn, "write") && (!needs_key || may_read_keys(access, &t.policy_dn))))
+    Ok(super::templates::find(conn, name)?.filter(|t| {
+        access.allows(&t.policy_dn, Permission::Write) && (!needs_key || may_read_keys(access, &t.policy_dn))
+    }))
 }
 
 /// The object with GUID `guid` if the caller may read it (`None` for a missing or hidden one).
 pub fn readable_object(conn: &mut DbConn, access: &FolderAccess, guid: &str) -> Result<Option<CertObject>, RenewError> {
-    Ok(inventory::find_object(conn, &CertRef::Guid(guid.to_string()))?.filter(|o| access.allows(&o.policy_dn, "read")))
+    Ok(inventory::find_object(conn, &CertRef::Guid(guid.to_string()))?
+        .filter(|o| access.allows(&o.policy_dn, Permission::Read)))
 }
 
 /// The objects (with the matching version) having a version of this thumbprint that the caller
@@ -93,7 +96,7 @@ pub fn readable_by_thumbprint(
 ) -> Result<Vec<(CertObject, CertVersion)>, RenewError> {
     Ok(inventory::objects_by_thumbprint(conn, thumbprint)?
         .into_iter()
-        .filter(|(o, _)| access.allows(&o.policy_dn, "read"))
+        .filter(|(o, _)| access.allows(&o.policy_dn, Permission::Read))
         .collect())
 }
 
@@ -102,12 +105,12 @@ pub fn readable_by_thumbprint(
 pub fn acme_account(binding_folder: &str) -> FolderAccess {
     FolderAccess(Some(vec![crate::auth::FolderGrant {
         dn: binding_folder.to_string(),
-        perms: vec!["read".into(), "write".into()],
+        perms: vec![Permission::Read, Permission::Write],
     }]))
 }
 
 /// Whether the caller holds `perm` on an object's folder.
-pub fn object_allowed(access: &FolderAccess, o: &CertObject, perm: &str) -> bool {
+pub fn object_allowed(access: &FolderAccess, o: &CertObject, perm: Permission) -> bool {
     access.allows(&o.policy_dn, perm)
 }
 
@@ -116,7 +119,7 @@ pub fn certificate_allowed(
     conn: &mut DbConn,
     access: &FolderAccess,
     v: &CertVersion,
-    perm: &str,
+    perm: Permission,
 ) -> Result<bool, RenewError> {
     if !access.is_restricted() {
         return Ok(true);

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::db::schema::audit_log;
 use crate::db::{DbConn, new_guid, now};
+use crate::vocab::Permission;
 
 /// Audited actions.
 pub mod action {
@@ -153,7 +154,7 @@ pub struct Filter {
 /// [`list`] for a reader with folder permissions: a folder-limited reader sees only the records
 /// of the folders it may read.
 pub fn list_for(conn: &mut DbConn, access: &crate::auth::FolderAccess, f: &Filter) -> QueryResult<Vec<AuditRecord>> {
-    let f = Filter { folders: access.roots("read"), ..f.clone() };
+    let f = Filter { folders: access.roots(Permission::Read), ..f.clone() };
     list(conn, &f)
 }
 
@@ -197,7 +198,7 @@ pub fn search_for(
     if let Some(a) = &f.action {
         q = q.filter(audit_log::action.eq(a.clone()));
     }
-    if let Some(roots) = access.roots("read") {
+    if let Some(roots) = access.roots(Permission::Read) {
         let cond = super::access::under_folders!(audit_log::target, &roots);
         q = q.filter(cond);
     }

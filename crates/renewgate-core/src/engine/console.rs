@@ -26,6 +26,7 @@ use crate::db::schema::{
     users,
 };
 use crate::db::{DbConn, now};
+use crate::vocab::{JobState, ObjectState, Permission, StoreJobState};
 
 /// How long the overview's figures are reused for the same folder scope.
 pub const OVERVIEW_TTL: std::time::Duration = std::time::Duration::from_secs(15);
@@ -140,7 +141,7 @@ fn in_folders(sqlite: bool, col: &str, roots: &[String]) -> Cond {
 /// `= ? OR (>= ? AND < ?)` makes SQLite walk the whole table from the newest id (a folder of old
 /// objects at a million rows: every row read before the first match).
 fn object_scope(c: &mut DbConn, access: &FolderAccess) -> QueryResult<Option<Cond>> {
-    let Some(roots) = access.roots("read") else { return Ok(None) };
+    let Some(roots) = access.roots(Permission::Read) else { return Ok(None) };
     if !is_sqlite(c) {
         return Ok(Some(in_folders(false, "cert_objects.policy_dn", &roots)));
     }
@@ -164,11 +165,14 @@ fn object_scope(c: &mut DbConn, access: &FolderAccess) -> QueryResult<Option<Con
 
 /// The read scope of a caller, as the filter of `col`; `None` for an unlimited caller.
 fn scope(sqlite: bool, access: &FolderAccess, col: &str) -> Option<Cond> {
-    access.roots("read").map(|roots| in_folders(sqlite, col, &roots))
+    access.roots(Permission::Read).map(|roots| in_folders(sqlite, col, &roots))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Overview
+
+/// The state shown for a disabled object, whatever its stored state (disabled is a flag beside it).
+pub const DISABLED: &str = "disabled";
 
 #[derive(Debug, Clone)]
 pub struct StateCount {
@@ -217,7 +221,7 @@ static OVERVIEW_CACHE: std::sync::OnceLock<OverviewCache> = std::sync::OnceLock:
 
 /// The overview for a caller: computed at most every [`OVERVIEW_TTL`] per folder scope.
 pub fn overview(c: &mut DbConn, access: &FolderAccess) -> Result<Arc<Overview>, RenewError> {
-    let key = format!("{:?}", access.roots("read"));
+    let key = format!("{:?}", access.roots(Permission::Read));
     let cache = OVERVIEW_CACHE.get_or_init(Default::default);
     if let Ok(m) = cache.lock()
         && let Some((at, o)) = m.get(&key)
@@ -259,13 +263,13 @@ fn compute_overview(c: &mut DbConn, access: &FolderAccess) -> Result<Overview, R
     if let Some(s) = object_scope(c, access)? {
         q = q.filter(s);
     }
-    let rows: Vec<(String, bool, i64)> = q.load(c)?;
+    let rows: Vec<(ObjectState, bool, i64)> = q.load(c)?;
     let mut by: std::collections::BTreeMap<String, i64> = Default::default();
-    for s in [super::state::ACTIVE, super::state::PROCESSING, super::state::ERROR, "disabled"] {
+    for s in ObjectState::ALL.iter().map(|s| s.as_str()).chain([DISABLED]) {
         by.insert(s.to_string(), 0);
     }
     for (s, disabled, n) in rows {
-        *by.entry(if disabled { "disabled".into() } else { s }).or_default() += n;
+        *by.entry(if disabled { DISABLED } else { s.as_str() }.to_string()).or_default() += n;
     }
     let total = by.values().sum();
     let states = by.into_iter().map(|(state, count)| StateCount { state, count }).collect();
@@ -295,7 +299,7 @@ fn compute_overview(c: &mut DbConn, access: &FolderAccess) -> Result<Overview, R
     // Queue: renewal/issuance jobs not finished, of the caller's objects.
     let mut q = jobs::table
         .inner_join(cert_objects::table.on(cert_objects::id.eq(jobs::object_id)))
-        .filter(jobs::state.eq_any([super::job_state::QUEUED, super::job_state::RUNNING]))
+        .filter(jobs::state.eq_any([JobState::Queued, JobState::Running]))
         .select((diesel::dsl::count_star(), diesel::dsl::min(jobs::created_at)))
         .into_boxed();
     if let Some(s) = scope(sqlite, access, "cert_objects.policy_dn") {
@@ -333,8 +337,8 @@ pub fn failing_pushes(c: &mut DbConn, access: &FolderAccess, limit: i64) -> Resu
         .inner_join(stores::table)
         .filter(
             store_jobs::state
-                .eq(super::stores::job::FAILED)
-                .or(store_jobs::state.eq(super::stores::job::WAITING).and(store_jobs::attempts.gt(0))),
+                .eq(StoreJobState::Failed)
+                .or(store_jobs::state.eq(StoreJobState::Waiting).and(store_jobs::attempts.gt(0))),
         )
         .select((StorePushJob::as_select(), Store::as_select()))
         .order(store_jobs::updated_at.desc())
@@ -359,7 +363,7 @@ pub fn failing_pushes(c: &mut DbConn, access: &FolderAccess, limit: i64) -> Resu
 
 /// Stores a caller may read (a store not yet placed in a folder belongs to the root).
 fn store_scope(sqlite: bool, access: &FolderAccess) -> Option<Cond> {
-    let roots = access.roots("read")?;
+    let roots = access.roots(Permission::Read)?;
     Some(in_folders(sqlite, "COALESCE(stores.folder_dn, '\\VED\\Policy')", &roots))
 }
 
@@ -676,7 +680,7 @@ pub fn certificate_page(
     let mut installs = vec![];
     if let Some(cur) = object.current_cert_id {
         for (store, alias) in super::stores::locations_of(c, cur)? {
-            if !super::stores::allowed(access, &store, "read") {
+            if !super::stores::allowed(access, &store, Permission::Read) {
                 continue;
             }
             installs.push(StoreInstall { store, alias, runs: vec![] });
@@ -692,7 +696,7 @@ pub fn certificate_page(
         .select((StorePushJob::as_select(), Store::as_select()))
         .load(c)?;
     for (j, s) in jobs {
-        if !super::stores::allowed(access, &s, "read") {
+        if !super::stores::allowed(access, &s, Permission::Read) {
             continue;
         }
         let runs: Vec<StoreJobRun> = crate::db::schema::store_job_runs::table
@@ -713,7 +717,7 @@ pub fn certificate_page(
     let audit = audit_of_object(c, &object, &ids)?;
     let has_key = versions.iter().any(|v| v.current && v.version.key_enc.is_some());
     Ok(Some(CertificatePage {
-        may_write: super::access::object_allowed(access, &object, "write"),
+        may_write: super::access::object_allowed(access, &object, Permission::Write),
         may_read_keys: super::access::may_read_keys(access, &object.policy_dn),
         has_key,
         object,
@@ -760,26 +764,28 @@ pub fn stores_page(c: &mut DbConn, access: &FolderAccess) -> Result<StoresPage, 
         .load::<(String, NaiveDateTime)>(c)?
         .into_iter()
         .collect();
-    let counts: Vec<(i64, String, i64)> = store_jobs::table
-        .filter(store_jobs::state.ne(super::stores::job::DONE))
+    let counts: Vec<(i64, StoreJobState, i64)> = store_jobs::table
+        .filter(store_jobs::state.ne(StoreJobState::Done))
         .group_by((store_jobs::store_id, store_jobs::state))
         .select((store_jobs::store_id, store_jobs::state, diesel::dsl::count_star()))
         .load(c)?;
     let stores = list
         .into_iter()
         .map(|s| {
-            let of = |st: &str| counts.iter().filter(|(id, state, _)| *id == s.id && state == st).map(|x| x.2).sum();
+            let of = |st: StoreJobState| {
+                counts.iter().filter(|(id, state, _)| *id == s.id && *state == st).map(|x| x.2).sum()
+            };
             StoreRow {
                 last_contact: contacts.get(&s.client_machine_lower).copied(),
-                pending: of(super::stores::job::WAITING) + of(super::stores::job::RUNNING),
-                failed: of(super::stores::job::FAILED),
+                pending: of(StoreJobState::Waiting) + of(StoreJobState::Running),
+                failed: of(StoreJobState::Failed),
                 store: s,
             }
         })
         .collect();
     let mut q = store_jobs::table
         .inner_join(stores::table)
-        .filter(store_jobs::state.ne(super::stores::job::DONE))
+        .filter(store_jobs::state.ne(StoreJobState::Done))
         .select((StorePushJob::as_select(), Store::as_select()))
         .order(store_jobs::id.desc())
         .limit(200)
@@ -818,12 +824,12 @@ pub fn retry_push(c: &mut DbConn, access: &FolderAccess, job_guid: &str) -> Resu
         .first(c)
         .optional()?;
     let Some((j, s)) = row else { return Ok(false) };
-    if !super::stores::allowed(access, &s, "write") || j.state != super::stores::job::FAILED {
+    if !super::stores::allowed(access, &s, Permission::Write) || j.state != StoreJobState::Failed {
         return Ok(false);
     }
-    let n = diesel::update(store_jobs::table.find(j.id).filter(store_jobs::state.eq(super::stores::job::FAILED)))
+    let n = diesel::update(store_jobs::table.find(j.id).filter(store_jobs::state.eq(StoreJobState::Failed)))
         .set((
-            store_jobs::state.eq(super::stores::job::WAITING),
+            store_jobs::state.eq(StoreJobState::Waiting),
             store_jobs::attempts.eq(0),
             store_jobs::run_after.eq(now()),
             store_jobs::lease_owner.eq(None::<String>),
@@ -1015,7 +1021,7 @@ pub fn revoke_token_by_id(c: &mut DbConn, id: i64) -> Result<bool, RenewError> {
 pub fn folder_names(c: &mut DbConn, access: &FolderAccess) -> Result<Vec<String>, RenewError> {
     use crate::db::schema::policy_folders;
     let all: Vec<String> = policy_folders::table.select(policy_folders::dn).order(policy_folders::dn_lower).load(c)?;
-    Ok(all.into_iter().filter(|dn| super::policy::may(access, dn, "read")).collect())
+    Ok(all.into_iter().filter(|dn| super::policy::may(access, dn, Permission::Read)).collect())
 }
 
 #[cfg(test)]

@@ -28,21 +28,6 @@ use crate::settings::Settings;
 
 pub use error::RenewError;
 
-/// Certificate object states.
-pub mod state {
-    pub const ACTIVE: &str = "active";
-    pub const PROCESSING: &str = "processing";
-    pub const ERROR: &str = "error";
-}
-
-/// Job states in the `jobs` table.
-pub mod job_state {
-    pub const QUEUED: &str = "queued";
-    pub const RUNNING: &str = "running";
-    pub const DONE: &str = "done";
-    pub const FAILED: &str = "failed";
-}
-
 /// Everything the engine needs, shared by the HTTP dialects, the CLI and the workers.
 pub struct Engine {
     pub pool: Pool,

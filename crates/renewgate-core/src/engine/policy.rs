@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use crate::db::models::{NewPolicyFolder, PolicyFolder};
 use crate::db::schema::policy_folders;
 use crate::db::{DbConn, new_guid, now};
+use crate::vocab::Permission;
 
 pub const ROOT_DN: &str = "\\VED\\Policy";
 
@@ -55,7 +56,7 @@ pub fn find_folder(conn: &mut DbConn, dn: &str) -> QueryResult<Option<PolicyFold
 
 /// The one rule for folder administration: `perm` on the folder itself. A folder outside the
 /// caller's grants answers exactly as a missing one (callers render their not-found answer).
-pub fn may(access: &crate::auth::FolderAccess, dn: &str, perm: &str) -> bool {
+pub fn may(access: &crate::auth::FolderAccess, dn: &str, perm: Permission) -> bool {
     access.allows(&normalize_dn(dn), perm)
 }
 
@@ -65,7 +66,7 @@ pub fn find_folder_for(
     access: &crate::auth::FolderAccess,
     dn: &str,
 ) -> QueryResult<Option<PolicyFolder>> {
-    if !may(access, dn, "read") {
+    if !may(access, dn, Permission::Read) {
         return Ok(None);
     }
     find_folder(conn, dn)
@@ -244,8 +245,8 @@ pub fn normalize_setting(key: &str, v: &Value) -> Result<Value, String> {
             o @ ("service" | "user" | "any") => Ok(Value::String(o.into())),
             _ => bad("service, user or any"),
         },
-        "management_type" => super::renew::canonical_management_type(&s)
-            .map(|m| Value::String(m.into()))
+        "management_type" => crate::vocab::ManagementType::parse_any_case(&s)
+            .map(|m| Value::String(m.as_str().into()))
             .ok_or_else(|| format!("{key}: Enrollment, Provisioning, Monitoring or Unassigned")),
         "validity" | "acme_coverage" | "acme_renewal_window" | "acme_order_renewal_window" | "auto_renew_before" => {
             crate::settings::parse_duration(&s).map(|_| Value::String(s.clone())).map_err(|e| format!("{key}: {e}"))
@@ -431,11 +432,15 @@ impl EffectivePolicy {
     pub fn san_types(&self) -> Vec<String> {
         self.list("san_types").map(|l| l.0).unwrap_or_else(|| SAN_TYPES.iter().map(|s| s.to_string()).collect())
     }
-    pub fn csr_origin(&self) -> String {
-        self.string("csr_origin").map(|s| s.0).unwrap_or_else(|| "any".into())
+    /// The CSR origin the folder requires; `None` when either is allowed (`any`, the default).
+    pub fn csr_origin(&self) -> Option<crate::vocab::CsrOrigin> {
+        self.string("csr_origin").and_then(|s| s.0.parse().ok())
     }
-    pub fn management_type(&self) -> String {
-        self.string("management_type").map(|s| s.0).unwrap_or_else(|| "Enrollment".into())
+    /// The folder's management type for new objects (stored normalized; Enrollment by default).
+    pub fn management_type(&self) -> crate::vocab::ManagementType {
+        self.string("management_type")
+            .and_then(|s| crate::vocab::ManagementType::parse_any_case(&s.0))
+            .unwrap_or(crate::vocab::ManagementType::Enrollment)
     }
     /// The issuer a folder names; None: the built-in issuing CA of the key's algorithm.
     pub fn ca(&self) -> Option<String> {

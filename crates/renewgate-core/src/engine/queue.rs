@@ -11,14 +11,15 @@ use diesel::prelude::*;
 use openssl::pkey::{PKey, Private, Public};
 use openssl::x509::{X509Name, X509Req};
 
+use super::Engine;
 use super::inventory::{self, KEY_PURPOSE};
 use super::renew::IssuePayload;
-use super::{Engine, job_state, state};
 use crate::ca::SanSet;
 use crate::ca::issuer::{IssueError, IssueInput, IssuerKind, JobProgress};
 use crate::db::models::{Job, NewCertVersion};
 use crate::db::schema::{cert_objects, certificate_info, certificates, jobs};
 use crate::db::{DbConn, new_guid, now, write_tx};
+use crate::vocab::{JobState, ObjectState};
 
 /// Wake-ups between request handlers and workers of this process. Other instances are reached
 /// by polling the table.
@@ -161,7 +162,7 @@ impl JobProgress for JobIssuerState<'_> {
             jobs::table
                 .find(self.job_id)
                 .filter(jobs::lease_owner.eq(self.owner))
-                .filter(jobs::state.eq(job_state::RUNNING)),
+                .filter(jobs::state.eq(JobState::Running)),
         )
         .set(jobs::issuer_state.eq(Some(state)))
         .execute(&mut c)
@@ -293,7 +294,7 @@ impl Engine {
                     jobs::table
                         .find(job.id)
                         .filter(jobs::lease_owner.eq(owner))
-                        .filter(jobs::state.eq(job_state::RUNNING)),
+                        .filter(jobs::state.eq(JobState::Running)),
                 )
                 .set(jobs::lease_until.eq(now() + chrono::Duration::seconds(lease)))
                 .execute(&mut c);
@@ -331,9 +332,9 @@ impl Engine {
                     .filter(jobs::kind.eq(kind))
                     .filter(
                         jobs::state
-                            .eq(job_state::QUEUED)
+                            .eq(JobState::Queued)
                             .and(jobs::run_after.le(ts))
-                            .or(jobs::state.eq(job_state::RUNNING).and(jobs::lease_until.lt(ts))),
+                            .or(jobs::state.eq(JobState::Running).and(jobs::lease_until.lt(ts))),
                     )
                     .order(jobs::id.asc())
                     .select(jobs::id)
@@ -342,7 +343,7 @@ impl Engine {
                 let Some(id) = candidate else { return Ok(None) };
                 diesel::update(jobs::table.find(id))
                     .set((
-                        jobs::state.eq(job_state::RUNNING),
+                        jobs::state.eq(JobState::Running),
                         jobs::lease_owner.eq(owner),
                         jobs::lease_until.eq(lease_until),
                         jobs::attempts.eq(jobs::attempts + 1),
@@ -483,7 +484,7 @@ impl Engine {
                 .seal(KEY_PURPOSE, &key.private_key_to_pkcs8().map_err(crypto)?)
                 .map_err(|e| JobFailure::permanent(e.to_string()))?;
             let n = diesel::update(
-                jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(job_state::RUNNING)),
+                jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(JobState::Running)),
             )
             .set(jobs::key_enc.eq(Some(sealed)))
             .execute(conn)
@@ -516,11 +517,11 @@ impl Engine {
         write_tx(conn, None, |tx| -> Result<bool, diesel::result::Error> {
             let ts = now();
             let n = diesel::update(
-                jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(job_state::RUNNING)),
+                jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(JobState::Running)),
             )
             // The key kept for a resumed upstream order now lives (sealed) with the certificate.
             .set((
-                jobs::state.eq(job_state::DONE),
+                jobs::state.eq(JobState::Done),
                 jobs::updated_at.eq(ts),
                 jobs::error.eq(None::<String>),
                 jobs::key_enc.eq(None::<Vec<u8>>),
@@ -556,7 +557,7 @@ impl Engine {
             diesel::update(cert_objects::table.find(job.object_id).filter(cert_objects::pending_job_id.eq(job.id)))
                 .set((
                     cert_objects::current_cert_id.eq(cert_id),
-                    cert_objects::state.eq(state::ACTIVE),
+                    cert_objects::state.eq(ObjectState::Active),
                     cert_objects::pending_job_id.eq(None::<i64>),
                     cert_objects::last_error.eq(None::<String>),
                     cert_objects::updated_at.eq(ts),
@@ -589,11 +590,11 @@ impl Engine {
         write_tx(conn, None, |tx| -> Result<(), diesel::result::Error> {
             let ts = now();
             let owned =
-                jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(job_state::RUNNING));
+                jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(JobState::Running));
             if give_up {
                 let n = diesel::update(owned)
                     .set((
-                        jobs::state.eq(job_state::FAILED),
+                        jobs::state.eq(JobState::Failed),
                         jobs::error.eq(&f.message),
                         jobs::updated_at.eq(ts),
                         jobs::key_enc.eq(None::<Vec<u8>>),
@@ -604,7 +605,7 @@ impl Engine {
                         cert_objects::table.find(job.object_id).filter(cert_objects::pending_job_id.eq(job.id)),
                     )
                     .set((
-                        cert_objects::state.eq(state::ERROR),
+                        cert_objects::state.eq(ObjectState::Error),
                         cert_objects::last_error.eq(&f.message),
                         cert_objects::updated_at.eq(ts),
                     ))
@@ -618,7 +619,7 @@ impl Engine {
                     .unwrap_or_else(|| 2i64.pow(job.attempts.clamp(0, 8) as u32));
                 diesel::update(owned)
                     .set((
-                        jobs::state.eq(job_state::QUEUED),
+                        jobs::state.eq(JobState::Queued),
                         jobs::error.eq(&f.message),
                         jobs::run_after.eq(ts + chrono::Duration::seconds(backoff)),
                         jobs::lease_owner.eq(None::<String>),
@@ -693,9 +694,9 @@ impl Engine {
     /// lost (another instance owns the job now and will record its own outcome).
     pub fn close_job(tx: &mut DbConn, job_id: i64, owner: &str) -> Result<bool, diesel::result::Error> {
         let n = diesel::update(
-            jobs::table.find(job_id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(job_state::RUNNING)),
+            jobs::table.find(job_id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(JobState::Running)),
         )
-        .set((jobs::state.eq(job_state::DONE), jobs::updated_at.eq(now())))
+        .set((jobs::state.eq(JobState::Done), jobs::updated_at.eq(now())))
         .execute(tx)?;
         Ok(n == 1)
     }
@@ -704,9 +705,9 @@ impl Engine {
     pub fn job_outcome(&self, conn: &mut DbConn, job_id: i64) -> Result<JobOutcome, super::RenewError> {
         let job = inventory::job(conn, job_id)?
             .ok_or_else(|| super::RenewError::Internal(format!("job {job_id} vanished")))?;
-        Ok(match job.state.as_str() {
-            job_state::DONE => JobOutcome::Done(job.result_cert_id),
-            job_state::FAILED => JobOutcome::Failed(job.error.unwrap_or_default()),
+        Ok(match job.state {
+            JobState::Done => JobOutcome::Done(job.result_cert_id),
+            JobState::Failed => JobOutcome::Failed(job.error.unwrap_or_default()),
             _ => JobOutcome::Pending,
         })
     }
@@ -771,7 +772,7 @@ pub fn insert_job(c: &mut DbConn, kind: &str, object_id: i64, payload: &str) -> 
             kind,
             object_id,
             payload,
-            state: job_state::QUEUED,
+            state: JobState::Queued,
             attempts: 0,
             run_after: ts,
             created_at: ts,

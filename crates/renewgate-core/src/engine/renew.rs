@@ -7,15 +7,16 @@ use diesel::prelude::*;
 use openssl::x509::{X509, X509Name, X509NameBuilder, X509Req};
 use serde::{Deserialize, Serialize};
 
+use super::Engine;
 use super::error::RenewError;
 use super::inventory::{self, CertRef};
 use super::policy;
 use super::validate::{self, PolicyViolation};
-use super::{Engine, state};
 use crate::ca::{KeySpec, SanSet};
 use crate::db::models::{CertObject, NewCertObject, NewCertVersion};
 use crate::db::schema::{cert_objects, certificates, csrs, jobs};
 use crate::db::{DbConn, new_guid, now, write_tx};
+use crate::vocab::{CsrOrigin, ManagementType, ObjectState};
 
 /// Subject fields given by a caller (service-generated CSRs).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -157,14 +158,6 @@ pub struct Accepted {
     pub job_id: i64,
 }
 
-pub const CSR_USER: &str = "user";
-pub const CSR_SERVICE: &str = "service";
-pub const MANAGEMENT_TYPES: &[&str] = &["Enrollment", "Provisioning", "Monitoring", "Unassigned"];
-
-pub fn canonical_management_type(s: &str) -> Option<&'static str> {
-    MANAGEMENT_TYPES.iter().copied().find(|m| m.eq_ignore_ascii_case(s.trim()))
-}
-
 fn to_b64<T>(v: Result<Vec<u8>, T>) -> Result<String, RenewError>
 where
     RenewError: From<T>,
@@ -217,11 +210,15 @@ impl Engine {
         requested_key: Option<KeySpec>,
         object_id: Option<i64>,
         reason: &str,
-    ) -> Result<(IssuePayload, &'static str, Option<KeySpec>), RenewError> {
+    ) -> Result<(IssuePayload, CsrOrigin, Option<KeySpec>), RenewError> {
         let origin_folder = p.get("csr_origin").map(|s| s.folder.clone()).unwrap_or_else(|| p.dn.clone());
-        match (csr.is_some(), p.csr_origin().as_str()) {
-            (false, "user") => return Err(RenewError::Policy(PolicyViolation::CsrRequired(origin_folder))),
-            (true, "service") => return Err(RenewError::Policy(PolicyViolation::ServiceCsrRequired(origin_folder))),
+        match (csr.is_some(), p.csr_origin()) {
+            (false, Some(CsrOrigin::User)) => {
+                return Err(RenewError::Policy(PolicyViolation::CsrRequired(origin_folder)));
+            }
+            (true, Some(CsrOrigin::Service)) => {
+                return Err(RenewError::Policy(PolicyViolation::ServiceCsrRequired(origin_folder)));
+            }
             _ => {}
         }
         let key_spec = match csr {
@@ -273,7 +270,7 @@ impl Engine {
         };
         Ok((
             payload,
-            if csr.is_some() { CSR_USER } else { CSR_SERVICE },
+            if csr.is_some() { CsrOrigin::User } else { CsrOrigin::Service },
             if csr.is_none() { Some(key_spec) } else { None },
         ))
     }
@@ -344,16 +341,14 @@ impl Engine {
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
             let key_spec_json = key_spec.map(|k| serde_json::to_string(&k).unwrap_or_default()).unwrap_or_default();
             let mgmt = match req.management_type.as_deref() {
-                Some(m) => canonical_management_type(m)
-                    .ok_or_else(|| {
-                        RenewError::BadParameter("ManagementType".into(), format!("Unknown ManagementType {m}."))
-                    })?
-                    .to_string(),
+                Some(m) => ManagementType::parse_any_case(m).ok_or_else(|| {
+                    RenewError::BadParameter("ManagementType".into(), format!("Unknown ManagementType {m}."))
+                })?,
                 None => p.management_type(),
             };
             let obj_id = match existing {
                 Some(o) => {
-                    if o.state == state::PROCESSING {
+                    if o.state == ObjectState::Processing {
                         return Err(RenewError::AlreadyProcessing(o.dn));
                     }
                     diesel::update(cert_objects::table.find(o.id))
@@ -361,7 +356,7 @@ impl Engine {
                             cert_objects::csr_origin.eq(csr_origin),
                             cert_objects::key_spec.eq(&key_spec_json),
                             cert_objects::disabled.eq(false),
-                            cert_objects::state.eq(state::ACTIVE),
+                            cert_objects::state.eq(ObjectState::Active),
                         ))
                         .execute(c)?;
                     o.id
@@ -376,9 +371,9 @@ impl Engine {
                             dn_lower: &dn.to_lowercase(),
                             policy_dn: &policy_dn,
                             name: name.trim(),
-                            state: state::ACTIVE,
+                            state: ObjectState::Active,
                             disabled: false,
-                            management_type: &mgmt,
+                            management_type: mgmt,
                             csr_origin,
                             key_spec: &key_spec_json,
                             current_cert_id: None,
@@ -416,18 +411,20 @@ impl Engine {
 
     /// Checks the state rules of a renewal (without changing anything).
     pub fn check_renewable(obj: &CertObject, reenable: bool) -> Result<(), RenewError> {
-        if obj.state == state::PROCESSING {
+        if obj.state == ObjectState::Processing {
             return Err(RenewError::AlreadyProcessing(obj.dn.clone()));
         }
-        if obj.state == state::ERROR {
+        if obj.state == ObjectState::Error {
             return Err(RenewError::ErrorState(obj.dn.clone()));
         }
-        match obj.management_type.as_str() {
+        match obj.management_type {
             // TPP renews Provisioning objects too (and then provisions them); only Unassigned and
             // Monitoring objects are not for renewal.
-            "Enrollment" | "Provisioning" => {}
-            "Monitoring" => return Err(RenewError::MonitoringOnly(obj.dn.clone())),
-            other => return Err(RenewError::InvalidManagementType(obj.dn.clone(), other.to_string())),
+            ManagementType::Enrollment | ManagementType::Provisioning => {}
+            ManagementType::Monitoring => return Err(RenewError::MonitoringOnly(obj.dn.clone())),
+            other @ ManagementType::Unassigned => {
+                return Err(RenewError::InvalidManagementType(obj.dn.clone(), other.to_string()));
+            }
         }
         if obj.disabled && !reenable {
             return Err(RenewError::Disabled(obj.dn.clone()));
@@ -465,7 +462,7 @@ impl Engine {
                     return Err(RenewError::CertificateMismatch(obj.dn));
                 }
             }
-            if req.csr.is_none() && obj.csr_origin == CSR_USER {
+            if req.csr.is_none() && obj.csr_origin == CsrOrigin::User {
                 return Err(RenewError::UserCsrRequired(obj.dn.clone()));
             }
             let p = policy::effective(c, &obj.policy_dn)?;
@@ -632,7 +629,7 @@ impl Engine {
     pub fn reset(&self, conn: &mut DbConn, r: &CertRef, restart: bool) -> Result<bool, RenewError> {
         let done = write_tx(conn, None, |c| -> Result<bool, RenewError> {
             let obj = inventory::find_object(c, r)?.ok_or_else(|| RenewError::DoesNotExist(format!("{r:?}")))?;
-            if obj.state != state::ERROR {
+            if obj.state != ObjectState::Error {
                 return Ok(false);
             }
             let failed_payload: Option<String> = match obj.pending_job_id {
@@ -641,7 +638,7 @@ impl Engine {
             };
             diesel::update(cert_objects::table.find(obj.id))
                 .set((
-                    cert_objects::state.eq(state::ACTIVE),
+                    cert_objects::state.eq(ObjectState::Active),
                     cert_objects::pending_job_id.eq(None::<i64>),
                     cert_objects::last_error.eq(None::<String>),
                     cert_objects::updated_at.eq(now()),
@@ -737,7 +734,7 @@ impl Engine {
         management_type: &str,
     ) -> Result<Vec<(i64, i64, String)>, RenewError> {
         let policy_dn = policy::normalize_dn(policy_dn);
-        let mgmt = canonical_management_type(management_type).ok_or_else(|| {
+        let mgmt = ManagementType::parse_any_case(management_type).ok_or_else(|| {
             RenewError::BadParameter("management-type".into(), format!("unknown management type {management_type:?}"))
         })?;
         let certs = X509::stack_from_pem(pem)
@@ -802,10 +799,10 @@ impl Engine {
                         dn_lower: &dn.to_lowercase(),
                         policy_dn: &policy_dn,
                         name: &name,
-                        state: state::ACTIVE,
+                        state: ObjectState::Active,
                         disabled: false,
                         management_type: mgmt,
-                        csr_origin: if key_matches { CSR_SERVICE } else { CSR_USER },
+                        csr_origin: if key_matches { CsrOrigin::Service } else { CsrOrigin::User },
                         key_spec: &spec_json,
                         current_cert_id: None,
                         pending_job_id: None,
@@ -937,9 +934,9 @@ fn enqueue(c: &mut DbConn, object_id: i64, payload: &str) -> Result<i64, RenewEr
     let job_id = super::queue::insert_job(c, super::queue::KIND_ISSUE, object_id, payload)
         .map_err(|e| RenewError::StoreFailed(String::new(), db_message(&e)))?;
     // The state guard makes "one renewal in flight" hold even between two instances.
-    let n = diesel::update(cert_objects::table.find(object_id).filter(cert_objects::state.ne(state::PROCESSING)))
+    let n = diesel::update(cert_objects::table.find(object_id).filter(cert_objects::state.ne(ObjectState::Processing)))
         .set((
-            cert_objects::state.eq(state::PROCESSING),
+            cert_objects::state.eq(ObjectState::Processing),
             cert_objects::pending_job_id.eq(job_id),
             cert_objects::last_error.eq(None::<String>),
             cert_objects::updated_at.eq(ts),

@@ -17,11 +17,12 @@ use diesel::prelude::*;
 
 use super::audit;
 use super::inventory::CertRef;
-use super::renew::{CSR_SERVICE, IssuePayload, RenewRequest};
-use super::{Engine, RenewError, policy, state};
+use super::renew::{IssuePayload, RenewRequest};
+use super::{Engine, RenewError, policy};
 use crate::db::schema::{cert_objects, certificates, jobs, store_jobs};
 use crate::db::{DbConn, now, write_tx};
 use crate::metrics::METRICS;
+use crate::vocab::{CsrOrigin, ManagementType, ObjectState, StoreJobState};
 
 /// Advisory lock (PostgreSQL) serialising the scheduler's renewal decisions across instances.
 const SCHEDULER_LOCK: i64 = 7262030;
@@ -56,9 +57,9 @@ fn validity_start(not_before: NaiveDateTime, created_at: NaiveDateTime, job_id: 
 fn candidates(c: &mut DbConn, object: Option<i64>, until: NaiveDateTime) -> QueryResult<Vec<Candidate>> {
     let mut q = cert_objects::table
         .inner_join(certificates::table.on(certificates::id.nullable().eq(cert_objects::current_cert_id)))
-        .filter(cert_objects::csr_origin.eq(CSR_SERVICE))
-        .filter(cert_objects::management_type.eq("Enrollment"))
-        .filter(cert_objects::state.eq(state::ACTIVE))
+        .filter(cert_objects::csr_origin.eq(CsrOrigin::Service))
+        .filter(cert_objects::management_type.eq(ManagementType::Enrollment))
+        .filter(cert_objects::state.eq(ObjectState::Active))
         .filter(cert_objects::disabled.eq(false))
         .filter(certificates::not_after.le(until))
         .select((
@@ -128,7 +129,7 @@ pub fn stores_holding(c: &mut DbConn, object_id: i64) -> Result<Vec<i64>, RenewE
         certificates::table.filter(certificates::object_id.eq(object_id)).select(certificates::id).load(c)?;
     let mut ids: Vec<i64> = store_jobs::table
         .filter(store_jobs::certificate_id.eq_any(&versions))
-        .filter(store_jobs::state.eq(super::stores::job::DONE))
+        .filter(store_jobs::state.eq(StoreJobState::Done))
         .filter(store_jobs::operation.eq("add"))
         .select(store_jobs::store_id)
         .distinct()

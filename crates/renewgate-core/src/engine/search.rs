@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use crate::db::models::{CertObject, CertVersion};
 use crate::db::schema::{cert_objects, certificates};
 use crate::db::{DbConn, DbError};
+use crate::vocab::Permission;
 
 /// One condition on an issued certificate (all conditions of a query must hold).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub fn objects_for(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<CertObject>, i64), DbError> {
-    let Some(roots) = access.roots("read") else {
+    let Some(roots) = access.roots(Permission::Read) else {
         return Ok((objects_page(conn, limit, offset)?, count_objects(conn)?));
     };
     let visible = || super::access::under_folders!(cert_objects::policy_dn, &roots);
@@ -75,7 +76,7 @@ pub fn certificates_for(
             CertFilter::CommonName(cn) => query.filter(certificates::common_name.eq(cn.clone())),
         };
     }
-    if let Some(roots) = access.roots("read") {
+    if let Some(roots) = access.roots(Permission::Read) {
         query = query.filter(super::access::under_folders!(cert_objects::policy_dn, &roots));
     }
     Ok(query.order(certificates::id.asc()).limit(limit).offset(offset).select(CertVersion::as_select()).load(conn)?)

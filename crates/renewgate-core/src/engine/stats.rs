@@ -7,6 +7,7 @@ use diesel::prelude::*;
 
 use crate::db::schema::{cert_objects, certificates, jobs, store_jobs};
 use crate::db::{DbConn, DbError, now};
+use crate::vocab::JobState;
 
 /// Gauges read from the database.
 #[derive(Debug, Default)]
@@ -24,7 +25,7 @@ pub struct DbGauges {
 }
 
 pub fn gauges(c: &mut DbConn) -> Result<DbGauges, DbError> {
-    let open = ["queued", "running"];
+    let open = [JobState::Queued, JobState::Running];
     let jobs_by_state: Vec<(String, i64)> = jobs::table
         .filter(jobs::state.eq_any(open))
         .group_by(jobs::state)

@@ -11,6 +11,7 @@ use crate::db::models::{Store, StoreJobRun, StorePushJob};
 use crate::db::schema::{store_job_runs, store_jobs, stores};
 use crate::db::{DbConn, new_guid, now, write_tx};
 use crate::secrets::MasterKey;
+use crate::vocab::{Permission, StoreJobState};
 
 pub const STORE_TYPES: &[&str] = &["pem-dir", "pkcs12", "jks"];
 pub const STORE_PASSWORD_PURPOSE: &str = "store-password";
@@ -30,14 +31,6 @@ pub mod result {
     pub const SUCCESS: i32 = 2;
     pub const WARNING: i32 = 3;
     pub const FAILURE: i32 = 4;
-}
-
-/// Push-job states in `store_jobs`.
-pub mod job {
-    pub const WAITING: &str = "waiting";
-    pub const RUNNING: &str = "running";
-    pub const DONE: &str = "done";
-    pub const FAILED: &str = "failed";
 }
 
 pub struct NewStore<'a> {
@@ -68,7 +61,7 @@ pub fn create_store(
         return Err(RenewError::BadParameter("store".into(), "ClientMachine and StorePath are required".into()));
     }
     let folder = super::policy::normalize_dn(s.folder_dn.unwrap_or(super::policy::ROOT_DN));
-    if super::policy::find_folder(conn, &folder)?.is_none() || !access.allows(&folder, "write") {
+    if super::policy::find_folder(conn, &folder)?.is_none() || !access.allows(&folder, Permission::Write) {
         return Err(RenewError::PolicyDoesNotExist(folder));
     }
     // The agent resolves `/a//b/`, `a/b` and `./a/b` to one place, and a store at `a/b/x.key`
@@ -174,7 +167,7 @@ pub fn schedule(
                 store_jobs::operation.eq(operation),
                 store_jobs::alias.eq(alias),
                 store_jobs::overwrite.eq(overwrite),
-                store_jobs::state.eq(job::WAITING),
+                store_jobs::state.eq(StoreJobState::Waiting),
                 store_jobs::attempts.eq(0),
                 store_jobs::run_after.eq(ts),
                 store_jobs::created_at.eq(ts),
@@ -211,9 +204,9 @@ pub fn claim_for_machine(
             .filter(stores::client_machine_lower.eq(&machine))
             .filter(
                 store_jobs::state
-                    .eq(job::WAITING)
+                    .eq(StoreJobState::Waiting)
                     .and(store_jobs::run_after.le(ts))
-                    .or(store_jobs::state.eq(job::RUNNING).and(store_jobs::lease_until.lt(ts))),
+                    .or(store_jobs::state.eq(StoreJobState::Running).and(store_jobs::lease_until.lt(ts))),
             )
             .order(store_jobs::id.asc())
             .limit(limit)
@@ -221,7 +214,7 @@ pub fn claim_for_machine(
             .load(c)?;
         let mut out = vec![];
         for (j, s) in due {
-            if j.state == job::RUNNING && j.attempts >= MAX_STORE_ATTEMPTS {
+            if j.state == StoreJobState::Running && j.attempts >= MAX_STORE_ATTEMPTS {
                 // Its agent died on every attempt: stop handing it out.
                 diesel::update(
                     store_job_runs::table
@@ -236,12 +229,12 @@ pub fn claim_for_machine(
                 ))
                 .execute(c)?;
                 diesel::update(store_jobs::table.find(j.id))
-                    .set((store_jobs::state.eq(job::FAILED), store_jobs::updated_at.eq(ts)))
+                    .set((store_jobs::state.eq(StoreJobState::Failed), store_jobs::updated_at.eq(ts)))
                     .execute(c)?;
                 continue;
             }
             // A run that was in progress when its agent died ends as a failure to retry.
-            if j.state == job::RUNNING {
+            if j.state == StoreJobState::Running {
                 diesel::update(
                     store_job_runs::table
                         .filter(store_job_runs::job_id.eq(j.id))
@@ -257,7 +250,7 @@ pub fn claim_for_machine(
             }
             diesel::update(store_jobs::table.find(j.id))
                 .set((
-                    store_jobs::state.eq(job::RUNNING),
+                    store_jobs::state.eq(StoreJobState::Running),
                     store_jobs::lease_owner.eq(owner),
                     store_jobs::lease_until.eq(ts + chrono::Duration::seconds(lease_secs)),
                     store_jobs::attempts.eq(j.attempts + 1),
@@ -306,7 +299,7 @@ pub fn complete(
             .first(c)
             .optional()?;
         let Some((j, s)) = found else { return Ok(false) };
-        if s.client_machine_lower != machine || j.state != job::RUNNING {
+        if s.client_machine_lower != machine || j.state != StoreJobState::Running {
             return Ok(false);
         }
         let ts = now();
@@ -339,12 +332,12 @@ pub fn complete(
                 .execute(c)?;
         }
         let (state, run_after) = if success {
-            (job::DONE, ts)
+            (StoreJobState::Done, ts)
         } else if retry {
             // 2 s, 4 s, 8 s, … between attempts.
-            (job::WAITING, ts + chrono::Duration::seconds(2i64.pow(j.attempts.clamp(1, 8) as u32)))
+            (StoreJobState::Waiting, ts + chrono::Duration::seconds(2i64.pow(j.attempts.clamp(1, 8) as u32)))
         } else {
-            (job::FAILED, ts)
+            (StoreJobState::Failed, ts)
         };
         diesel::update(store_jobs::table.find(j.id))
             .set((
@@ -379,7 +372,7 @@ pub fn history(
 pub fn scheduled(conn: &mut DbConn) -> Result<Vec<(StorePushJob, Store)>, RenewError> {
     Ok(store_jobs::table
         .inner_join(stores::table)
-        .filter(store_jobs::state.eq_any([job::WAITING, job::RUNNING]))
+        .filter(store_jobs::state.eq_any([StoreJobState::Waiting, StoreJobState::Running]))
         .order(store_jobs::id.asc())
         .select((StorePushJob::as_select(), Store::as_select()))
         .load(conn)?)
@@ -410,7 +403,7 @@ pub fn contents(conn: &mut DbConn, store: &Store) -> Result<std::collections::BT
     let rows: Vec<(StorePushJob, Option<String>)> = store_jobs::table
         .left_join(certificates::table.on(certificates::id.nullable().eq(store_jobs::certificate_id)))
         .filter(store_jobs::store_id.eq(store.id))
-        .filter(store_jobs::state.eq(job::DONE))
+        .filter(store_jobs::state.eq(StoreJobState::Done))
         .order(store_jobs::id.asc())
         .select((StorePushJob::as_select(), certificates::common_name.nullable()))
         .load(conn)?;
@@ -434,7 +427,7 @@ pub fn contents(conn: &mut DbConn, store: &Store) -> Result<std::collections::BT
 pub fn locations_of(conn: &mut DbConn, certificate_id: i64) -> Result<Vec<(Store, String)>, RenewError> {
     let store_ids: Vec<i64> = store_jobs::table
         .filter(store_jobs::certificate_id.eq(certificate_id))
-        .filter(store_jobs::state.eq(job::DONE))
+        .filter(store_jobs::state.eq(StoreJobState::Done))
         .select(store_jobs::store_id)
         .distinct()
         .load(conn)?;
@@ -480,7 +473,7 @@ pub fn schedule_remove(conn: &mut DbConn, store: &Store, alias: Option<&str>) ->
             store_jobs::operation.eq("remove"),
             store_jobs::alias.eq(alias.or(store.alias.as_deref())),
             store_jobs::overwrite.eq(false),
-            store_jobs::state.eq(job::WAITING),
+            store_jobs::state.eq(StoreJobState::Waiting),
             store_jobs::attempts.eq(0),
             store_jobs::run_after.eq(ts),
             store_jobs::created_at.eq(ts),
@@ -498,7 +491,7 @@ pub fn canonical_store_path(p: &str) -> Vec<String> {
 
 /// The one rule for stores: the caller needs `perm` on the store's folder. A store the caller may
 /// not use answers exactly like a missing one (`find_store_for` gives `None`).
-pub fn allowed(access: &FolderAccess, s: &Store, perm: &str) -> bool {
+pub fn allowed(access: &FolderAccess, s: &Store, perm: Permission) -> bool {
     access.allows(s.folder(), perm)
 }
 
@@ -507,14 +500,14 @@ pub fn find_store_for(
     conn: &mut DbConn,
     access: &FolderAccess,
     guid: &str,
-    perm: &str,
+    perm: Permission,
 ) -> Result<Option<Store>, RenewError> {
     Ok(find_store(conn, guid)?.filter(|s| allowed(access, s, perm)))
 }
 
 /// The stores the caller may see, oldest first.
 pub fn list_stores_for(conn: &mut DbConn, access: &FolderAccess) -> Result<Vec<Store>, RenewError> {
-    Ok(list_stores(conn)?.into_iter().filter(|s| allowed(access, s, "read")).collect())
+    Ok(list_stores(conn)?.into_iter().filter(|s| allowed(access, s, Permission::Read)).collect())
 }
 
 /// Resolves store GUIDs for a caller who will push to them (`write` on each store's folder); a
@@ -525,7 +518,7 @@ pub fn resolve_stores_for(
     guids: &[String],
 ) -> Result<Vec<Store>, RenewError> {
     let all = resolve_stores(conn, guids)?;
-    if let Some((g, _)) = guids.iter().zip(&all).find(|(_, s)| !allowed(access, s, "write")) {
+    if let Some((g, _)) = guids.iter().zip(&all).find(|(_, s)| !allowed(access, s, Permission::Write)) {
         return Err(RenewError::BadParameter("CertStores".into(), format!("Certificate store {g} does not exist.")));
     }
     Ok(all)
@@ -535,10 +528,10 @@ pub fn resolve_stores_for(
 /// and, when the store receives private keys, `key` on the certificate's folder (the same
 /// permission Recover asks for: a store that receives keys writes them to disk).
 pub fn check_push(access: &FolderAccess, s: &Store, cert_folder: &str) -> Result<(), StoreDenied> {
-    if !allowed(access, s, "write") {
+    if !allowed(access, s, Permission::Write) {
         return Err(StoreDenied::Store);
     }
-    if s.include_keys && !access.allows(cert_folder, "key") {
+    if s.include_keys && !access.allows(cert_folder, Permission::Key) {
         return Err(StoreDenied::Key);
     }
     Ok(())
@@ -685,7 +678,7 @@ pub fn history_for(
         .inner_join(store_jobs::table.inner_join(stores::table))
         .select((StoreJobRun::as_select(), StorePushJob::as_select(), Store::as_select()))
         .into_boxed();
-    if let Some(roots) = access.roots("read") {
+    if let Some(roots) = access.roots(Permission::Read) {
         // Stores not yet placed in a folder (NULL) belong to the root.
         let mut visible = super::access::under_folders!(stores::folder_dn.assume_not_null(), &roots);
         if roots.iter().any(|dn| super::policy::normalize_dn(dn).eq_ignore_ascii_case(super::policy::ROOT_DN)) {
@@ -710,7 +703,7 @@ pub fn history_for(
 
 /// Unfinished jobs of the stores the caller may read.
 pub fn scheduled_for(conn: &mut DbConn, access: &FolderAccess) -> Result<Vec<(StorePushJob, Store)>, RenewError> {
-    Ok(scheduled(conn)?.into_iter().filter(|(_, s)| allowed(access, s, "read")).collect())
+    Ok(scheduled(conn)?.into_iter().filter(|(_, s)| allowed(access, s, Permission::Read)).collect())
 }
 
 /// [`acknowledge`] limited to the runs of stores the caller may write to.
@@ -723,6 +716,7 @@ pub fn acknowledge_for(conn: &mut DbConn, access: &FolderAccess, run_ids: &[i64]
         .filter(store_job_runs::id.eq_any(run_ids))
         .select((store_job_runs::id, Store::as_select()))
         .load(conn)?;
-    let mine: Vec<i64> = rows.into_iter().filter(|(_, s)| allowed(access, s, "write")).map(|(id, _)| id).collect();
+    let mine: Vec<i64> =
+        rows.into_iter().filter(|(_, s)| allowed(access, s, Permission::Write)).map(|(id, _)| id).collect();
     acknowledge(conn, &mine)
 }

@@ -3,6 +3,7 @@ use diesel::prelude::*;
 
 use crate::db::schema::{cas, certificate_info, certificates, http01_answers, issuers, jobs};
 use crate::db::{DbConn, now};
+use crate::vocab::JobState;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = issuers)]
@@ -154,7 +155,7 @@ pub fn references(c: &mut DbConn, name: &str) -> QueryResult<(i64, i64)> {
     let escaped = quoted.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     let pattern = format!("%\"ca\":{escaped}%");
     let open_jobs: i64 = jobs::table
-        .filter(jobs::state.eq_any(["queued", "running"]))
+        .filter(jobs::state.eq_any([JobState::Queued, JobState::Running]))
         .filter(
             diesel::dsl::sql::<diesel::sql_types::Bool>("lower(payload) LIKE ")
                 .bind::<diesel::sql_types::Text, _>(pattern)
