@@ -73,3 +73,69 @@ pub fn texts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::
         other => Some(vec![text(other)]),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct San {
+        #[serde(default, deserialize_with = "lenient::int")]
+        r#type: Option<i64>,
+        #[serde(default, deserialize_with = "lenient::string")]
+        name: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Body {
+        #[serde(default, deserialize_with = "lenient::list")]
+        subject_alt_names: Option<Vec<Entry<San>>>,
+        #[serde(default, deserialize_with = "string_or_list")]
+        organizational_unit: Option<Vec<String>>,
+        #[serde(default, deserialize_with = "texts")]
+        value: Option<Vec<String>>,
+    }
+
+    fn err_text<T: std::fmt::Debug>(r: Result<T, VenafiError>) -> String {
+        r.expect_err("an error").to_string()
+    }
+
+    #[test]
+    fn list_entries_keep_the_vendor_texts_in_order() {
+        let b: Body =
+            Lenient::parse(br#"{"subjectaltnames":[{"TYPE":"2","name":"a.example"},5,{"Type":"x"}]}"#).unwrap();
+        let mut entries = b.subject_alt_names.unwrap().into_iter();
+        let first = entries.next().unwrap().get("not an object").unwrap();
+        assert_eq!((first.r#type, first.name.as_deref()), (Some(2), Some("a.example")));
+        assert_eq!(err_text(entries.next().unwrap().get("not an object")), "not an object");
+        // A bad field of an entry answers with that field's name, as the accessors did.
+        assert_eq!(
+            err_text(entries.next().unwrap().get("not an object")),
+            r#"Invalid value for Type: expected an integer, got "x"."#
+        );
+        let err = Lenient::<Body>::parse(br#"{"SubjectAltNames":{"Type":2}}"#).unwrap_err();
+        assert_eq!(err.to_string(), r#"Invalid value for SubjectAltNames: expected an array, got {"Type":2}."#);
+    }
+
+    #[test]
+    fn organizational_unit_is_a_list_or_one_value() {
+        let b: Body = Lenient::parse(br#"{"OrganizationalUnit":["Web",3,"Ops"]}"#).unwrap();
+        assert_eq!(b.organizational_unit.unwrap(), ["Web", "Ops"]);
+        let b: Body = Lenient::parse(br#"{"organizationalunit":"Web"}"#).unwrap();
+        assert_eq!(b.organizational_unit.unwrap(), ["Web"]);
+        let b: Body = Lenient::parse(br#"{"OrganizationalUnit":"  "}"#).unwrap();
+        assert!(b.organizational_unit.unwrap().is_empty());
+        let err = Lenient::<Body>::parse(br#"{"OrganizationalUnit":{"a":1}}"#).unwrap_err();
+        assert_eq!(err.to_string(), r#"Invalid value for OrganizationalUnit: expected a string, got {"a":1}."#);
+    }
+
+    #[test]
+    fn attribute_values_are_texts() {
+        let b: Body = Lenient::parse(br#"{"Value":["1",true,null]}"#).unwrap();
+        assert_eq!(b.value.unwrap(), ["1", "true", ""]);
+        let b: Body = Lenient::parse(br#"{"Value":1}"#).unwrap();
+        assert_eq!(b.value.unwrap(), ["1"]);
+    }
+}
