@@ -27,7 +27,7 @@ pub struct OAuthRequest {
     /// TPP scope string, e.g. `certificate:manage,revoke`.
     #[serde(default, deserialize_with = "lenient::string")]
     scope: Option<String>,
-    /// Accepted and not used (the vendor echoes it in browser flows only).
+    /// Accepted; the gateway only logs it (at debug level).
     #[serde(default, deserialize_with = "lenient::string")]
     state: Option<String>,
 }
