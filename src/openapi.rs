@@ -5,29 +5,12 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{keyfactor, venafi};
+use crate::api::keyfactor;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Renewgate", description = "Certificate-renewal gateway: Venafi TPP, Keyfactor Command and ACME renew APIs over one inventory and one CA."),
     paths(
-        venafi::authorize::oauth,
-        venafi::authorize::refresh,
-        venafi::authorize::verify,
-        venafi::authorize::revoke,
-        venafi::authorize::legacy_login,
-        venafi::authorize::version,
-        venafi::certificates::request,
-        venafi::certificates::retrieve_post,
-        venafi::certificates::retrieve_get,
-        venafi::certificates::renew,
-        venafi::certificates::search,
-        venafi::certificates::check_policy,
-        venafi::certificates::details,
-        venafi::certificates::dn_to_guid,
-        venafi::certificates::reset,
-        venafi::certificates::revoke,
-        venafi::certificates::update,
         keyfactor::classic::renew,
         keyfactor::classic::pkcs10,
         keyfactor::classic::pkcs12,

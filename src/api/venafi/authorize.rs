@@ -1,10 +1,12 @@
 //! `/vedauth` token endpoints, the legacy `/vedsdk/authorize/` API key, and the version probe.
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, route, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{VenafiError, authenticate, json_body, json_ok, presented_token};
+use super::fields::nonblank;
+use super::{ErrorBody, OAuthErrorBody, VenafiError, VenafiTokenErrors, authenticate, json_body, json_object, json_ok};
+use crate::api::body::{Lenient, lenient};
 use crate::app::AppState;
 use crate::auth::login::LoginError;
 use crate::auth::{self, AuthError, IssuedToken, Scopes};
@@ -12,14 +14,21 @@ use crate::settings::parse_duration;
 
 /// `POST /vedauth/authorize/oauth` request.
 #[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)]
 pub struct OAuthRequest {
-    username: String,
-    password: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    #[schema(required = true, value_type = String)]
+    username: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    #[schema(required = true, value_type = String)]
+    password: Option<String>,
     /// Application id (vcert sends `vcert-sdk`).
+    #[serde(default, deserialize_with = "lenient::string")]
     client_id: Option<String>,
     /// TPP scope string, e.g. `certificate:manage,revoke`.
+    #[serde(default, deserialize_with = "lenient::string")]
     scope: Option<String>,
+    /// Accepted; the gateway only logs it (at debug level).
+    #[serde(default, deserialize_with = "lenient::string")]
     state: Option<String>,
 }
 
@@ -38,16 +47,12 @@ pub struct TokenResponse {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)]
 pub struct RefreshRequest {
-    refresh_token: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    #[schema(required = true, value_type = String)]
+    refresh_token: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     client_id: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OAuthErrorBody {
-    error: String,
-    error_description: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -68,10 +73,13 @@ pub struct VerifyResponse {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct LegacyLoginRequest {
-    username: String,
-    password: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    #[schema(required = true, value_type = String)]
+    username: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    #[schema(required = true, value_type = String)]
+    password: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -127,22 +135,23 @@ fn lifetimes(state: &AppState) -> (std::time::Duration, std::time::Duration) {
 #[utoipa::path(post, path = "/vedauth/authorize/oauth", tag = "Venafi: authorization",
     request_body = OAuthRequest,
     responses((status = 200, body = TokenResponse), (status = 400, description = "Bad credentials or scope", body = OAuthErrorBody)))]
+#[post("/vedauth/authorize/oauth")]
 pub async fn oauth(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
     let source = crate::api::client_ip(&req, &state.engine.settings);
-    let body = json_body(payload, &state).await.map_err(|e| invalid_grant(&e.to_string()))?;
-    let bad =
-        |e: crate::api::body::BodyError| VenafiError::OAuth(StatusCode::BAD_REQUEST, "invalid_request", e.to_string());
-    let username = body
-        .nonblank("username")
-        .map_err(bad)?
+    // A body that is not a JSON object is a bad grant; a field of the wrong type a bad request.
+    let object = json_object(payload, &state).await.map_err(|e| invalid_grant(&e.to_string()))?;
+    let body = Lenient::<OAuthRequest>::from_body(object)
+        .map_err(|e| VenafiError::OAuth(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
+    let username = nonblank(body.username)
         .ok_or_else(|| VenafiError::OAuth(StatusCode::BAD_REQUEST, "invalid_request", "username is required".into()))?;
-    let password = body.str("password").map_err(bad)?.unwrap_or_default();
-    let client_id = body.nonblank("client_id").map_err(bad)?.unwrap_or_else(|| "renewgate".into());
-    let scope_text = body.nonblank("scope").map_err(bad)?.unwrap_or_else(|| auth::scopes::DEFAULT_USER.into());
+    let password = body.password.unwrap_or_default();
+    let client_id = nonblank(body.client_id).unwrap_or_else(|| "renewgate".into());
+    let scope_text = nonblank(body.scope).unwrap_or_else(|| auth::scopes::DEFAULT_USER.into());
+    tracing::debug!(client_id = %client_id, state = body.state.as_deref(), "token grant requested");
     let requested = Scopes::parse(&scope_text).map_err(|e| {
         VenafiError::OAuth(StatusCode::BAD_REQUEST, "invalid_scope", format!("Invalid scope '{scope_text}': {e}"))
     })?;
@@ -177,14 +186,11 @@ pub async fn oauth(
 #[utoipa::path(post, path = "/vedauth/authorize/token", tag = "Venafi: authorization",
     request_body = RefreshRequest,
     responses((status = 200, body = TokenResponse), (status = 400, body = OAuthErrorBody)))]
+#[post("/vedauth/authorize/token")]
 pub async fn refresh(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, VenafiError> {
-    let body = json_body(payload, &state).await.map_err(|e| invalid_grant(&e.to_string()))?;
-    let refresh = body
-        .nonblank("refresh_token")
-        .map_err(|e| invalid_grant(&e.to_string()))?
-        .ok_or_else(|| invalid_grant("refresh_token is required"))?;
-    let client_id =
-        body.nonblank("client_id").map_err(|e| invalid_grant(&e.to_string()))?.unwrap_or_else(|| "renewgate".into());
+    let body: RefreshRequest = json_body(payload, &state).await.map_err(|e| invalid_grant(&e.to_string()))?;
+    let refresh = nonblank(body.refresh_token).ok_or_else(|| invalid_grant("refresh_token is required"))?;
+    let client_id = nonblank(body.client_id).unwrap_or_else(|| "renewgate".into());
     let (life, refresh_life) = lifetimes(&state);
     let engine = state.engine.clone();
     let result = web::block(move || -> Result<Result<(IssuedToken, String), AuthError>, VenafiError> {
@@ -205,8 +211,9 @@ pub async fn refresh(state: web::Data<AppState>, payload: web::Payload) -> Resul
 }
 
 #[utoipa::path(get, path = "/vedauth/authorize/verify", tag = "Venafi: authorization",
-    responses((status = 200, body = VerifyResponse), (status = 401, body = OAuthErrorBody)),
+    responses((status = 200, body = VerifyResponse), VenafiTokenErrors),
     security(("bearer" = []), ("venafiApiKey" = [])))]
+#[get("/vedauth/authorize/verify")]
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     let p = authenticate(&req, &state, "", None).await?;
     let issued = p.token_issued_at.unwrap_or_default().and_utc();
@@ -227,8 +234,11 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 }
 
 #[utoipa::path(get, path = "/vedauth/revoke/token", tag = "Venafi: authorization", operation_id = "revoke_token",
-    responses((status = 200, body = RevokeResponse), (status = 401, body = OAuthErrorBody)),
+    responses((status = 200, body = RevokeResponse), VenafiTokenErrors),
     security(("bearer" = []), ("venafiApiKey" = [])))]
+// vcert revokes with GET, TPP also takes POST; the document keeps the one operation it had (an
+// operation per method would need an operationId each).
+#[route("/vedauth/revoke/token", method = "GET", method = "POST")]
 pub async fn revoke(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     let p = authenticate(&req, &state, "", None).await?;
     let engine = state.engine.clone();
@@ -240,23 +250,23 @@ pub async fn revoke(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         Ok(())
     })
     .await??;
-    let _ = presented_token(&req);
     Ok(json_ok(&RevokeResponse { revoked: true }))
 }
 
 #[utoipa::path(post, path = "/vedsdk/authorize", tag = "Venafi: authorization",
     request_body = LegacyLoginRequest,
-    responses((status = 200, body = LegacyLoginResponse), (status = 400, description = "No username, or a body that is not JSON", body = crate::api::venafi::certificates::ErrorBody),
+    responses((status = 200, body = LegacyLoginResponse), (status = 400, description = "No username, or a body that is not JSON", body = ErrorBody),
               (status = 401, description = "Wrong credentials", body = OAuthErrorBody)))]
+#[post("/vedsdk/authorize")]
 pub async fn legacy_login(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
     let source = crate::api::client_ip(&req, &state.engine.settings);
-    let body = json_body(payload, &state).await?;
-    let username = body.nonblank("username")?.ok_or_else(|| VenafiError::BadRequest("Username is required.".into()))?;
-    let password = body.str("password")?.unwrap_or_default();
+    let body: LegacyLoginRequest = json_body(payload, &state).await?;
+    let username = nonblank(body.username).ok_or_else(|| VenafiError::BadRequest("Username is required.".into()))?;
+    let password = body.password.unwrap_or_default();
     let (life, _) = lifetimes(&state);
     let engine = state.engine.clone();
     let result = web::block(move || -> Result<Result<IssuedToken, AuthError>, VenafiError> {
@@ -290,8 +300,9 @@ pub async fn legacy_login(
 }
 
 #[utoipa::path(get, path = "/vedsdk/systemstatus/version", tag = "Venafi: system",
-    responses((status = 200, body = VersionResponse), (status = 401, body = OAuthErrorBody)),
+    responses((status = 200, body = VersionResponse), VenafiTokenErrors),
     security(("bearer" = []), ("venafiApiKey" = [])))]
+#[get("/vedsdk/systemstatus/version")]
 pub async fn version(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     authenticate(&req, &state, "", None).await?;
     Ok(json_ok(&VersionResponse { version: state.engine.settings.venafi.version.clone() }))

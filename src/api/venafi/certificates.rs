@@ -3,16 +3,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, Responder, get, post, put, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::{QUEUED_FOR_RENEWAL, WORK_TO_DO_TIMEOUT};
-use super::{VenafiError, authenticate, json_body, json_ok};
-use crate::api::body::LenientBody;
+use super::fields::{self, Entry, nonblank};
+use super::{ErrorBody, VenafiError, VenafiErrors, authenticate, json_body, json_ok, json_with};
+use crate::api::body::{Lenient, lenient};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::ca::{EcCurve, KeySpec, SanSet};
@@ -25,54 +25,82 @@ use crate::engine::{Engine, RenewError, csr, policy};
 use crate::formats::{self, OutputFormat, OutputOptions, Pkcs12Profile};
 use crate::vocab::{CsrOrigin, JobState, ObjectState, Permission};
 
-/// `{"Error": "...", "Success": false}`
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase")]
-pub struct ErrorBody {
-    error: String,
-    success: bool,
-}
-
 /// SAN entry: Type 0 = UPN, 1 = e-mail, 2 = DNS, 6 = URI, 7 = IP.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-pub struct SubjectAltNameDoc {
-    r#type: i32,
-    name: String,
+#[schema(as = SubjectAltNameDoc)]
+pub struct SubjectAltName {
+    #[serde(default, deserialize_with = "lenient::int")]
+    #[schema(required = true, value_type = i32)]
+    r#type: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    #[schema(required = true, value_type = String)]
+    name: Option<String>,
 }
 
 /// `POST /vedsdk/certificates/request` (keys are matched case-insensitively; booleans and
 /// integers may be strings).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
-pub struct CertificateRequestDoc {
-    #[serde(rename = "PolicyDN")]
-    policy_dn: String,
+#[schema(as = CertificateRequestDoc)]
+pub struct CertificateRequestBody {
+    #[serde(rename = "PolicyDN", default, deserialize_with = "lenient::string")]
+    #[schema(required = true, value_type = String)]
+    policy_dn: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     object_name: Option<String>,
-    #[serde(rename = "PKCS10")]
+    #[serde(rename = "PKCS10", default, deserialize_with = "lenient::string")]
     pkcs10: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     subject: Option<String>,
-    subject_alt_names: Option<Vec<SubjectAltNameDoc>>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    #[schema(value_type = Option<Vec<SubjectAltName>>)]
+    subject_alt_names: Option<Vec<Entry<SubjectAltName>>>,
+    #[serde(default, deserialize_with = "lenient::string")]
     organization: Option<String>,
+    /// A list, or one value.
+    #[serde(default, deserialize_with = "fields::string_or_list")]
     organizational_unit: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "lenient::string")]
     city: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     state: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     country: Option<String>,
     /// `RSA` or `ECC`.
+    #[serde(default, deserialize_with = "lenient::string")]
     key_algorithm: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
     key_bit_size: Option<i64>,
     /// `P256`, `P384`, `P521`.
+    #[serde(default, deserialize_with = "lenient::string")]
     elliptic_curve: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     pkix_parameter_set: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     management_type: Option<String>,
     /// Seconds to wait for issuance (0–120).
+    #[serde(default, deserialize_with = "lenient::int")]
     work_to_do_timeout: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::string")]
     format: Option<String>,
+    #[serde(default, deserialize_with = "lenient::bool")]
     include_chain: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::bool")]
     root_first_order: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::bool")]
     include_private_key: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::string")]
     password: Option<String>,
+    /// JKS: the store's own password (default: `Password`).
+    #[serde(default, deserialize_with = "lenient::string")]
+    keystore_password: Option<String>,
+    /// PKCS #12 / JKS alias.
+    #[serde(default, deserialize_with = "lenient::string")]
+    friendly_name: Option<String>,
+    /// PKCS #12 encryption: `modern` or `legacy` (default: `formats.pkcs12_profile`).
+    #[serde(default, deserialize_with = "lenient::string")]
+    pkcs12_profile: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -89,20 +117,34 @@ pub struct CertificateRequestResponse {
     format: Option<String>,
 }
 
+/// `POST /vedsdk/certificates/retrieve`, and the query of its GET variant.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
-pub struct RetrieveRequestDoc {
-    #[serde(rename = "CertificateDN")]
-    certificate_dn: String,
+#[schema(as = RetrieveRequestDoc)]
+pub struct RetrieveRequestBody {
+    #[serde(rename = "CertificateDN", default, deserialize_with = "lenient::string")]
+    #[schema(required = true, value_type = String)]
+    certificate_dn: Option<String>,
     /// `Base64`, `Base64 (PKCS #8)`, `DER`, `PKCS #7`, `PKCS #12`, `JKS`.
-    format: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    #[schema(required = true, value_type = String)]
+    format: Option<String>,
+    #[serde(default, deserialize_with = "lenient::bool")]
     include_chain: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::bool")]
     root_first_order: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::bool")]
     include_private_key: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::string")]
     password: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     keystore_password: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     friendly_name: Option<String>,
+    /// PKCS #12 encryption: `modern` or `legacy` (default: `formats.pkcs12_profile`).
+    #[serde(default, deserialize_with = "lenient::string")]
+    pkcs12_profile: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
     work_to_do_timeout: Option<i64>,
 }
 
@@ -123,25 +165,47 @@ pub struct ProcessingStatus {
     status: String,
 }
 
+/// `POST /vedsdk/certificates/renew`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
-pub struct RenewRequestDoc {
-    #[serde(rename = "CertificateDN")]
-    certificate_dn: String,
-    #[serde(rename = "PKCS10")]
+#[schema(as = RenewRequestDoc)]
+pub struct RenewRequestBody {
+    #[serde(rename = "CertificateDN", default, deserialize_with = "lenient::string")]
+    #[schema(required = true, value_type = String)]
+    certificate_dn: Option<String>,
+    #[serde(rename = "PKCS10", default, deserialize_with = "lenient::string")]
     pkcs10: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     subject: Option<String>,
-    subject_alt_names: Option<Vec<SubjectAltNameDoc>>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    #[schema(value_type = Option<Vec<SubjectAltName>>)]
+    subject_alt_names: Option<Vec<Entry<SubjectAltName>>>,
+    #[serde(default, deserialize_with = "lenient::bool")]
     reenable: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::int")]
     work_to_do_timeout: Option<i64>,
     /// The caller's copy of the current certificate (base64).
+    #[serde(default, deserialize_with = "lenient::string")]
     certificate_data: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     format: Option<String>,
+    #[serde(default, deserialize_with = "lenient::bool")]
     include_chain: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::bool")]
     root_first_order: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::bool")]
     include_private_key: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::string")]
     password: Option<String>,
+    /// JKS: the store's own password (default: `Password`).
+    #[serde(default, deserialize_with = "lenient::string")]
+    keystore_password: Option<String>,
+    /// PKCS #12 / JKS alias.
+    #[serde(default, deserialize_with = "lenient::string")]
+    friendly_name: Option<String>,
+    /// PKCS #12 encryption: `modern` or `legacy` (default: `formats.pkcs12_profile`).
+    #[serde(default, deserialize_with = "lenient::string")]
+    pkcs12_profile: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -160,86 +224,84 @@ pub struct RenewResponse {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct CheckPolicyRequest {
-    #[serde(rename = "PolicyDN")]
-    policy_dn: String,
+    #[serde(rename = "PolicyDN", default, deserialize_with = "lenient::string")]
+    #[schema(required = true, value_type = String)]
+    policy_dn: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct DnToGuidRequest {
-    #[serde(rename = "ObjectDN")]
-    object_dn: String,
+    #[serde(rename = "ObjectDN", default, deserialize_with = "lenient::string")]
+    #[schema(required = true, value_type = String)]
+    object_dn: Option<String>,
 }
 
-// Loosely typed answers (checkpolicy, search, details) are documented as objects with their
-// keys; `Value` keeps the vendor's exact key spellings.
 /// A policy value and whether the folder locks it.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
-pub struct LockedStringDoc {
+#[schema(as = LockedStringDoc)]
+pub struct LockedString {
     locked: bool,
     value: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
-pub struct LockedIntDoc {
+#[schema(as = LockedIntDoc)]
+pub struct LockedInt {
     locked: bool,
     value: i64,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
-pub struct LockedListDoc {
+#[schema(as = LockedListDoc)]
+pub struct LockedList {
     locked: bool,
     values: Vec<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
-pub struct KeyPairPolicyDoc {
+#[schema(as = KeyPairPolicyDoc)]
+pub struct KeyPairPolicy {
     /// `RSA` or `ECC`.
-    key_algorithm: LockedStringDoc,
-    key_size: LockedIntDoc,
-    elliptic_curve: LockedStringDoc,
+    key_algorithm: LockedString,
+    key_size: LockedInt,
+    elliptic_curve: LockedString,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
-pub struct SubjectPolicyDoc {
-    city: LockedStringDoc,
-    country: LockedStringDoc,
-    organization: LockedStringDoc,
-    organizational_unit: LockedListDoc,
-    organizational_units: LockedListDoc,
-    state: LockedStringDoc,
+#[schema(as = SubjectPolicyDoc)]
+pub struct SubjectPolicy {
+    city: LockedString,
+    country: LockedString,
+    organization: LockedString,
+    organizational_unit: LockedList,
+    organizational_units: LockedList,
+    state: LockedString,
 }
 
 /// The effective policy of a folder as TPP's CheckPolicy reports it.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
-pub struct CheckPolicyDoc {
-    certificate_authority: LockedStringDoc,
-    csr_generation: LockedStringDoc,
-    key_generation: LockedStringDoc,
-    key_pair: KeyPairPolicyDoc,
-    management_type: LockedStringDoc,
+#[schema(as = CheckPolicyDoc)]
+pub struct CheckPolicy {
+    certificate_authority: LockedString,
+    csr_generation: LockedString,
+    key_generation: LockedString,
+    key_pair: KeyPairPolicy,
+    management_type: LockedString,
     private_key_reuse_allowed: bool,
     subj_alt_name_dns_allowed: bool,
     subj_alt_name_email_allowed: bool,
     subj_alt_name_ip_allowed: bool,
     subj_alt_name_upn_allowed: bool,
     subj_alt_name_uri_allowed: bool,
-    subject: SubjectPolicyDoc,
+    subject: SubjectPolicy,
     unique_subject_enforced: bool,
     whitelisted_domains: Vec<String>,
     wildcards_allowed: bool,
@@ -248,17 +310,29 @@ pub struct CheckPolicyDoc {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct CheckPolicyResponse {
-    #[schema(value_type = CheckPolicyDoc)]
-    policy: Value,
-    #[schema(value_type = Option<String>)]
+    policy: CheckPolicy,
+    /// Always null: refusals are `{"Error", "Success": false}` answers.
     error: Option<String>,
+}
+
+/// `GET /vedsdk/certificates/` query (keys case-insensitive, integers as text).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "PascalCase")]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// SHA-1 thumbprint (hex; case, spaces and colons ignored)
+    #[serde(default, deserialize_with = "lenient::string")]
+    thumbprint: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    limit: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    offset: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct SearchResponse {
-    #[schema(value_type = Vec<CertificateObjectDoc>)]
-    certificates: Vec<Value>,
+    certificates: Vec<CertificateObject>,
     data_range: String,
     total_count: i64,
 }
@@ -273,6 +347,33 @@ pub struct DnToGuidResponse {
     result: i64,
     #[serde(rename = "Revision")]
     revision: i64,
+}
+
+/// The output parameters Request, Retrieve and Renew share, as the body gave them.
+struct OutputFields<'a> {
+    format: Option<&'a str>,
+    password: Option<&'a str>,
+    include_private_key: Option<bool>,
+    include_chain: Option<bool>,
+    root_first_order: Option<bool>,
+    keystore_password: Option<&'a str>,
+    friendly_name: Option<&'a str>,
+    pkcs12_profile: Option<&'a str>,
+}
+
+macro_rules! output_fields {
+    ($body:expr) => {
+        OutputFields {
+            format: $body.format.as_deref(),
+            password: $body.password.as_deref(),
+            include_private_key: $body.include_private_key,
+            include_chain: $body.include_chain,
+            root_first_order: $body.root_first_order,
+            keystore_password: $body.keystore_password.as_deref(),
+            friendly_name: $body.friendly_name.as_deref(),
+            pkcs12_profile: $body.pkcs12_profile.as_deref(),
+        }
+    };
 }
 
 fn run_blocking<T: Send + 'static>(
@@ -290,8 +391,8 @@ fn run_blocking<T: Send + 'static>(
 }
 
 /// WorkToDoTimeout: absent → the configured default; 0–120 s.
-fn work_to_do_timeout(body: &LenientBody, state: &AppState) -> Result<u64, VenafiError> {
-    match body.int("WorkToDoTimeout")? {
+fn work_to_do_timeout(given: Option<i64>, state: &AppState) -> Result<u64, VenafiError> {
+    match given {
         None => Ok(state.engine.settings.venafi.work_to_do_timeout),
         Some(n) if (0..=120).contains(&n) => Ok(n as u64),
         Some(n) => Err(VenafiError::BadRequest(format!("WorkToDoTimeout must be between 0 and 120 seconds; got {n}."))),
@@ -301,20 +402,22 @@ fn work_to_do_timeout(body: &LenientBody, state: &AppState) -> Result<u64, Venaf
 /// Output options from a Retrieve/Renew/Request body. `renew_defaults` applies Renew's
 /// IncludePrivateKey default (true only for key-carrying container formats with a Password).
 fn output_options(
-    body: &LenientBody,
+    body: &OutputFields<'_>,
     default_format: Option<OutputFormat>,
     renew_defaults: bool,
     settings: &crate::settings::Settings,
 ) -> Result<OutputOptions, VenafiError> {
-    let format = match body.nonblank("Format")? {
+    fn given(v: Option<&str>) -> Option<&str> {
+        v.filter(|s| !s.trim().is_empty())
+    }
+    let format = match given(body.format) {
         Some(f) => {
-            OutputFormat::parse(&f).ok_or_else(|| VenafiError::BadRequest(format!("Invalid Format value: {f}.")))?
+            OutputFormat::parse(f).ok_or_else(|| VenafiError::BadRequest(format!("Invalid Format value: {f}.")))?
         }
         None => default_format.ok_or_else(|| VenafiError::BadRequest("Format is required.".into()))?,
     };
-    let password = body.str("Password")?.filter(|p| !p.is_empty());
-    let explicit_key = body.bool("IncludePrivateKey")?;
-    let include_private_key = match explicit_key {
+    let password = body.password.filter(|p| !p.is_empty()).map(str::to_string);
+    let include_private_key = match body.include_private_key {
         Some(v) => v,
         None => {
             renew_defaults
@@ -324,14 +427,14 @@ fn output_options(
     };
     let opts = OutputOptions {
         format,
-        include_chain: body.bool("IncludeChain")?.unwrap_or(false),
-        root_first: body.bool("RootFirstOrder")?.unwrap_or(false),
+        include_chain: body.include_chain.unwrap_or(false),
+        root_first: body.root_first_order.unwrap_or(false),
         include_private_key,
         password,
-        keystore_password: body.str("KeystorePassword")?.filter(|p| !p.is_empty()),
-        friendly_name: body.nonblank("FriendlyName")?,
-        pkcs12_profile: match body.nonblank("Pkcs12Profile")? {
-            Some(p) => Pkcs12Profile::parse(&p).ok_or_else(|| {
+        keystore_password: body.keystore_password.filter(|p| !p.is_empty()).map(str::to_string),
+        friendly_name: given(body.friendly_name).map(str::to_string),
+        pkcs12_profile: match given(body.pkcs12_profile) {
+            Some(p) => Pkcs12Profile::parse(p).ok_or_else(|| {
                 VenafiError::BadRequest(format!("Invalid Pkcs12Profile value: {p}. Use modern or legacy."))
             })?,
             None => Pkcs12Profile::parse(&settings.formats.pkcs12_profile).unwrap_or(Pkcs12Profile::Modern),
@@ -354,16 +457,13 @@ fn render_version(engine: &Engine, v: &CertVersion, opts: &OutputOptions) -> Res
     Ok(formats::render(&bundle, opts)?)
 }
 
-fn subject_alt_names(body: &LenientBody) -> Result<SanSet, VenafiError> {
+fn subject_alt_names(entries: Option<Vec<Entry<SubjectAltName>>>) -> Result<SanSet, VenafiError> {
     let mut s = SanSet::default();
-    for item in body.array("SubjectAltNames")? {
-        let Value::Object(m) = item else {
-            return Err(VenafiError::BadRequest("SubjectAltNames entries must be objects with Type and Name.".into()));
-        };
-        let e = LenientBody::from_map(m);
-        let t = e.int("Type")?.ok_or_else(|| VenafiError::BadRequest("SubjectAltNames entry without Type.".into()))?;
+    for entry in entries.unwrap_or_default() {
+        let e = entry.get("SubjectAltNames entries must be objects with Type and Name.")?;
+        let t = e.r#type.ok_or_else(|| VenafiError::BadRequest("SubjectAltNames entry without Type.".into()))?;
         let name =
-            e.nonblank("Name")?.ok_or_else(|| VenafiError::BadRequest("SubjectAltNames entry without Name.".into()))?;
+            nonblank(e.name).ok_or_else(|| VenafiError::BadRequest("SubjectAltNames entry without Name.".into()))?;
         match t {
             0 => s.upn.push(name),
             1 => s.email.push(name),
@@ -382,16 +482,8 @@ fn subject_alt_names(body: &LenientBody) -> Result<SanSet, VenafiError> {
     Ok(s)
 }
 
-fn string_list(body: &LenientBody, key: &str) -> Result<Vec<String>, VenafiError> {
-    match body.get(key) {
-        None => Ok(vec![]),
-        Some(Value::Array(a)) => Ok(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
-        Some(_) => Ok(body.nonblank(key)?.into_iter().collect()),
-    }
-}
-
-fn key_spec(body: &LenientBody) -> Result<Option<KeySpec>, VenafiError> {
-    if let Some(oid) = body.nonblank("PkixParameterSet")? {
+fn key_spec(body: &CertificateRequestBody) -> Result<Option<KeySpec>, VenafiError> {
+    if let Some(oid) = nonblank(body.pkix_parameter_set.clone()) {
         return match KeySpec::from_pkix_parameter_set(&oid) {
             Some(KeySpec::Rsa(bits)) if ![2048, 3072, 4096].contains(&bits) => {
                 Err(VenafiError::BadRequest(format!("Unsupported PkixParameterSet {oid}.")))
@@ -400,17 +492,17 @@ fn key_spec(body: &LenientBody) -> Result<Option<KeySpec>, VenafiError> {
             None => Err(VenafiError::BadRequest(format!("Unsupported PkixParameterSet {oid}."))),
         };
     }
-    match body.nonblank("KeyAlgorithm")?.map(|a| a.to_ascii_uppercase()) {
+    match nonblank(body.key_algorithm.clone()).map(|a| a.to_ascii_uppercase()) {
         None => Ok(None),
         Some(a) if a == "RSA" => {
-            let bits = body.int("KeyBitSize")?.unwrap_or(2048);
+            let bits = body.key_bit_size.unwrap_or(2048);
             if ![2048, 3072, 4096].contains(&bits) {
                 return Err(VenafiError::BadRequest(format!("Unsupported KeyBitSize {bits}.")));
             }
             Ok(Some(KeySpec::Rsa(bits as u32)))
         }
         Some(a) if a == "ECC" || a == "EC" || a == "ECDSA" => {
-            let curve = body.nonblank("EllipticCurve")?.unwrap_or_else(|| "P256".into());
+            let curve = nonblank(body.elliptic_curve.clone()).unwrap_or_else(|| "P256".into());
             EcCurve::parse(&curve)
                 .map(|c| Some(KeySpec::Ec(c)))
                 .ok_or_else(|| VenafiError::BadRequest(format!("Unsupported EllipticCurve {curve}.")))
@@ -419,49 +511,51 @@ fn key_spec(body: &LenientBody) -> Result<Option<KeySpec>, VenafiError> {
     }
 }
 
-fn parse_csr(body: &LenientBody) -> Result<Option<openssl::x509::X509Req>, VenafiError> {
-    match body.nonblank("PKCS10")? {
+fn parse_csr(pkcs10: Option<String>) -> Result<Option<openssl::x509::X509Req>, VenafiError> {
+    match nonblank(pkcs10) {
         Some(text) => Ok(Some(csr::parse_pkcs10(&text)?)),
         None => Ok(None),
     }
 }
 
 #[utoipa::path(post, path = "/vedsdk/Certificates/Request", tag = "Venafi: certificates",
-    request_body = CertificateRequestDoc,
-    responses((status = 200, body = CertificateRequestResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
+    request_body = CertificateRequestBody,
+    responses((status = 200, body = CertificateRequestResponse), VenafiErrors),
     security(("bearer" = []), ("venafiApiKey" = [])))]
+#[post("/vedsdk/certificates/request")]
 pub async fn request(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let body = json_body(payload, &state).await?;
+    let body: CertificateRequestBody = json_body(payload, &state).await?;
     let policy_dn =
-        body.nonblank("PolicyDN")?.ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
+        nonblank(body.policy_dn.clone()).ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
     let folder = crate::engine::access::folder(&principal.access, &policy_dn, Permission::Write)?;
-    let timeout = work_to_do_timeout(&body, &state)?;
-    let opts = output_options(&body, Some(OutputFormat::Base64), false, &state.engine.settings)?;
+    let timeout = work_to_do_timeout(body.work_to_do_timeout, &state)?;
+    let opts = output_options(&output_fields!(body), Some(OutputFormat::Base64), false, &state.engine.settings)?;
     if opts.include_private_key && !crate::engine::access::may_read_keys(&principal.access, &folder) {
         return Err(VenafiError::BadRequest(NO_KEY_PERMISSION.into()));
     }
-    let csr = parse_csr(&body)?;
+    let key_spec = key_spec(&body)?;
+    let csr = parse_csr(body.pkcs10)?;
     let subject = SubjectSpec {
-        common_name: body.nonblank("Subject")?,
-        organization: body.nonblank("Organization")?,
-        org_units: string_list(&body, "OrganizationalUnit")?,
-        city: body.nonblank("City")?,
-        state: body.nonblank("State")?,
-        country: body.nonblank("Country")?,
+        common_name: nonblank(body.subject),
+        organization: nonblank(body.organization),
+        org_units: body.organizational_unit.unwrap_or_default(),
+        city: nonblank(body.city),
+        state: nonblank(body.state),
+        country: nonblank(body.country),
     };
     let enroll = EnrollRequest {
         policy_dn,
-        object_name: body.nonblank("ObjectName")?,
+        object_name: nonblank(body.object_name),
         csr,
         subject,
-        sans: subject_alt_names(&body)?,
-        key_spec: key_spec(&body)?,
-        management_type: body.nonblank("ManagementType")?,
+        sans: subject_alt_names(body.subject_alt_names)?,
+        key_spec,
+        management_type: nonblank(body.management_type),
         overrides: None,
         issue_as: None,
     };
@@ -528,11 +622,11 @@ enum RetrieveAnswer {
 async fn retrieve_common(
     state: &AppState,
     principal: &Principal,
-    body: LenientBody,
+    body: RetrieveRequestBody,
 ) -> Result<RetrieveAnswer, VenafiError> {
-    let dn = body.nonblank("CertificateDN")?.ok_or(VenafiError::Renew(RenewError::MissingDn))?;
-    let opts = output_options(&body, None, false, &state.engine.settings)?;
-    let timeout = body.int("WorkToDoTimeout")?.unwrap_or(0).clamp(0, 120) as u64;
+    let dn = nonblank(body.certificate_dn.clone()).ok_or(VenafiError::Renew(RenewError::MissingDn))?;
+    let opts = output_options(&output_fields!(body), None, false, &state.engine.settings)?;
+    let timeout = body.work_to_do_timeout.unwrap_or(0).clamp(0, 120) as u64;
     let dn2 = dn.clone();
     let p2 = principal.clone();
     let obj =
@@ -580,39 +674,30 @@ fn object_answer(
 }
 
 fn pending_response(stage: i64, status: String) -> HttpResponse {
-    HttpResponse::build(StatusCode::ACCEPTED)
-        .content_type("application/json; charset=utf-8")
-        .body(json!({"Stage": stage, "Status": status}).to_string())
+    json_with(StatusCode::ACCEPTED, &ProcessingStatus { stage, status })
 }
 
 fn failed_response(stage: i64, status: String) -> HttpResponse {
-    HttpResponse::build(StatusCode::INTERNAL_SERVER_ERROR)
-        .content_type("application/json; charset=utf-8")
-        .body(json!({"Stage": stage, "Status": status}).to_string())
+    json_with(StatusCode::INTERNAL_SERVER_ERROR, &ProcessingStatus { stage, status })
 }
 
 #[utoipa::path(post, path = "/vedsdk/Certificates/Retrieve", tag = "Venafi: certificates",
-    request_body = RetrieveRequestDoc,
+    request_body = RetrieveRequestBody,
     responses(
         (status = 200, body = RetrieveResponse),
         (status = 202, description = "Not issued yet: call again", body = ProcessingStatus),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = super::authorize::OAuthErrorBody),
-        (status = 403, body = super::authorize::OAuthErrorBody),
+        VenafiErrors,
         (status = 500, description = "Issuance failed (documented by the vendor)", body = ProcessingStatus)),
     security(("bearer" = []), ("venafiApiKey" = [])))]
+#[post("/vedsdk/certificates/retrieve")]
 pub async fn retrieve_post(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let body = json_body(payload, &state).await?;
-    let key_dn = body
-        .nonblank("CertificateDN")
-        .ok()
-        .flatten()
-        .filter(|_| body.bool("IncludePrivateKey").ok().flatten() == Some(true));
+    let body: RetrieveRequestBody = json_body(payload, &state).await?;
+    let key_dn = key_download(&body);
     let answer = retrieve_common(&state, &principal, body).await;
     if let (Some(dn), Err(_) | Ok(RetrieveAnswer::Ready(_))) = (key_dn, &answer) {
         crate::api::observe::note(&req, crate::engine::audit::action::KEY_DOWNLOAD, dn);
@@ -628,11 +713,28 @@ pub async fn retrieve_post(
     })
 }
 
+/// The object a Retrieve asks the private key of (audited whether or not it is handed out).
+fn key_download(body: &RetrieveRequestBody) -> Option<String> {
+    nonblank(body.certificate_dn.clone()).filter(|_| body.include_private_key == Some(true))
+}
+
 /// A certificate file: PEM (`Base64`, `Base64 (PKCS #8)`), DER, PKCS #7, PKCS #12 or JKS bytes.
+// Answered with its MIME type and a Content-Disposition filename (`Responder`).
 #[derive(ToSchema)]
 #[schema(value_type = String, format = Binary)]
-#[allow(dead_code)]
-pub struct CertificateFile(Vec<u8>);
+pub struct CertificateFile(formats::Rendered);
+
+impl actix_web::Responder for CertificateFile {
+    type Body = actix_web::body::BoxBody;
+
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
+        let CertificateFile(r) = self;
+        HttpResponse::Ok()
+            .content_type(r.format.mime())
+            .insert_header(("Content-Disposition", format!("attachment; filename=\"{}\"", r.filename)))
+            .body(r.bytes)
+    }
+}
 
 #[utoipa::path(get, path = "/vedsdk/Certificates/Retrieve", tag = "Venafi: certificates",
     params(("CertificateDN" = String, Query), ("Format" = String, Query), ("IncludeChain" = Option<bool>, Query),
@@ -645,58 +747,50 @@ pub struct CertificateFile(Vec<u8>);
             (CertificateFile = "application/x-pkcs12"),
             (CertificateFile = "application/octet-stream"))),
         (status = 202, body = ProcessingStatus),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = super::authorize::OAuthErrorBody),
-        (status = 403, body = super::authorize::OAuthErrorBody),
+        VenafiErrors,
         (status = 500, body = ProcessingStatus)),
     security(("bearer" = []), ("venafiApiKey" = [])))]
+#[get("/vedsdk/certificates/retrieve")]
 pub async fn retrieve_get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let body = LenientBody::from_query(req.query_string());
-    let key_dn = body
-        .nonblank("CertificateDN")
-        .ok()
-        .flatten()
-        .filter(|_| body.bool("IncludePrivateKey").ok().flatten() == Some(true));
+    let body = Lenient::<RetrieveRequestBody>::from_query(req.query_string())?;
+    let key_dn = key_download(&body);
     let answer = retrieve_common(&state, &principal, body).await;
     if let (Some(dn), Err(_) | Ok(RetrieveAnswer::Ready(_))) = (key_dn, &answer) {
         crate::api::observe::note(&req, crate::engine::audit::action::KEY_DOWNLOAD, dn);
     }
     Ok(match answer? {
-        RetrieveAnswer::Ready(r) => HttpResponse::Ok()
-            .content_type(r.format.mime())
-            .insert_header(("Content-Disposition", format!("attachment; filename=\"{}\"", r.filename)))
-            .body(r.bytes),
+        RetrieveAnswer::Ready(r) => CertificateFile(r).respond_to(&req),
         RetrieveAnswer::Pending(stage, status) => pending_response(stage, status),
         RetrieveAnswer::Failed(status) => failed_response(500, status),
     })
 }
 
 #[utoipa::path(post, path = "/vedsdk/Certificates/Renew", tag = "Venafi: certificates",
-    request_body = RenewRequestDoc,
+    request_body = RenewRequestBody,
     responses(
         (status = 200, description = "Accepted (and, with WorkToDoTimeout, issued)", body = RenewResponse),
         (status = 202, description = "Accepted, not issued within WorkToDoTimeout", body = ErrorBody),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = super::authorize::OAuthErrorBody),
-        (status = 403, body = super::authorize::OAuthErrorBody)),
+        VenafiErrors),
     security(("bearer" = []), ("venafiApiKey" = [])))]
+#[post("/vedsdk/certificates/renew")]
 pub async fn renew(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let body = json_body(payload, &state).await?;
-    let dn = body.nonblank("CertificateDN")?.ok_or(VenafiError::Renew(RenewError::MissingDn))?;
+    let body: RenewRequestBody = json_body(payload, &state).await?;
+    let dn = nonblank(body.certificate_dn.clone()).ok_or(VenafiError::Renew(RenewError::MissingDn))?;
     crate::api::observe::note(&req, crate::engine::audit::action::RENEW, dn.clone());
-    let timeout = work_to_do_timeout(&body, &state)?;
+    let timeout = work_to_do_timeout(body.work_to_do_timeout, &state)?;
     // Output parameters are validated before anything is queued.
-    let opts = output_options(&body, Some(OutputFormat::Base64), true, &state.engine.settings)?;
-    let csr = parse_csr(&body)?;
-    let subject_cn = body.nonblank("Subject")?;
-    let sans = subject_alt_names(&body)?;
-    let certificate_data = match body.nonblank("CertificateData")? {
+    let opts = output_options(&output_fields!(body), Some(OutputFormat::Base64), true, &state.engine.settings)?;
+    let explicit_key = body.include_private_key.unwrap_or(false);
+    let csr = parse_csr(body.pkcs10)?;
+    let subject_cn = nonblank(body.subject);
+    let sans = subject_alt_names(body.subject_alt_names)?;
+    let certificate_data = match nonblank(body.certificate_data) {
         Some(d) => Some(
             B64.decode(d.trim()).map_err(|_| VenafiError::BadRequest("CertificateData is not valid base64.".into()))?,
         ),
@@ -707,13 +801,12 @@ pub async fn renew(
         csr,
         subject: subject_cn.map(|cn| SubjectSpec { common_name: Some(cn), ..Default::default() }),
         sans: if sans.is_empty() { None } else { Some(sans) },
-        reenable: body.bool("Reenable")?.unwrap_or(false),
+        reenable: body.reenable.unwrap_or(false),
         certificate_data,
         not_after_max: None,
         access: principal.access.clone(),
         issue_as: None,
     };
-    let explicit_key = body.bool("IncludePrivateKey")?.unwrap_or(false);
     let p2 = principal.clone();
     let dn2 = dn.clone();
     let (accepted, may_read_key) = run_blocking(&state.engine, move |e, c| {
@@ -775,16 +868,13 @@ pub async fn renew(
         JobOutcome::Failed(msg) => Err(VenafiError::BadRequest(format!(
             "Certificate {dn} has encountered an error while processing, Status: Post CSR failed with error: {msg}, Stage: 500."
         ))),
-        _ => Ok(HttpResponse::build(StatusCode::ACCEPTED)
-            .content_type("application/json; charset=utf-8")
-            .body(json!({"Error": WORK_TO_DO_TIMEOUT, "Success": false}).to_string())),
+        _ => Ok(json_with(StatusCode::ACCEPTED, &ErrorBody::new(WORK_TO_DO_TIMEOUT))),
     }
 }
 
-// Documentation-only shapes of the answers built with `json!` (their keys are the vendor's).
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct SansDoc {
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = SansDoc)]
+pub struct Sans {
     #[serde(rename = "DNS")]
     dns: Vec<String>,
     #[serde(rename = "IP")]
@@ -798,15 +888,15 @@ pub struct SansDoc {
 }
 
 /// The current certificate of an object.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct X509SummaryDoc {
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = X509SummaryDoc)]
+pub struct X509Summary {
     #[serde(rename = "CN")]
     cn: String,
     #[serde(rename = "Issuer")]
     issuer: String,
     #[serde(rename = "SANS")]
-    sans: SansDoc,
+    sans: Sans,
     /// Hex serial number.
     #[serde(rename = "Serial")]
     serial: String,
@@ -819,17 +909,17 @@ pub struct X509SummaryDoc {
     valid_to: String,
 }
 
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct DetailsLinkDoc {
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DetailsLinkDoc)]
+pub struct DetailsLink {
     #[serde(rename = "Details")]
     details: String,
 }
 
 /// One certificate object (search results).
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct CertificateObjectDoc {
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CertificateObjectDoc)]
+pub struct CertificateObject {
     #[serde(rename = "CreatedOn")]
     created_on: String,
     #[serde(rename = "DN")]
@@ -845,14 +935,14 @@ pub struct CertificateObjectDoc {
     schema_class: String,
     /// Null while the object has no certificate yet.
     #[serde(rename = "X509")]
-    x509: Option<X509SummaryDoc>,
+    x509: Option<X509Summary>,
     #[serde(rename = "_links")]
-    links: Vec<DetailsLinkDoc>,
+    links: Vec<DetailsLink>,
 }
 
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct ProcessingDetailsDoc {
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ProcessingDetailsDoc)]
+pub struct ProcessingDetails {
     #[serde(rename = "InError")]
     in_error: bool,
     #[serde(rename = "InProcess")]
@@ -864,10 +954,12 @@ pub struct ProcessingDetailsDoc {
     status: String,
 }
 
-/// `GET /vedsdk/Certificates/{guid}`.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct CertificateDetailsDoc {
+/// `GET /vedsdk/Certificates/{guid}`: the search entry's fields and the object's state.
+// The search entry's fields are repeated rather than flattened: a flattened field would turn the
+// schema into an `allOf`, and generated SDKs would get another model.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CertificateDetailsDoc)]
+pub struct CertificateDetails {
     #[serde(rename = "CreatedOn")]
     created_on: String,
     #[serde(rename = "DN")]
@@ -881,9 +973,9 @@ pub struct CertificateDetailsDoc {
     #[serde(rename = "SchemaClass")]
     schema_class: String,
     #[serde(rename = "X509")]
-    x509: Option<X509SummaryDoc>,
+    x509: Option<X509Summary>,
     #[serde(rename = "_links")]
-    links: Vec<DetailsLinkDoc>,
+    links: Vec<DetailsLink>,
     /// `Enrollment`, `Monitoring`, `Provisioning` or `Unassigned`.
     #[serde(rename = "ManagementType")]
     management_type: String,
@@ -894,65 +986,72 @@ pub struct CertificateDetailsDoc {
     disabled: bool,
     /// Same as `X509`.
     #[serde(rename = "CertificateDetails")]
-    certificate_details: Option<X509SummaryDoc>,
+    certificate_details: Option<X509Summary>,
     #[serde(rename = "ProcessingDetails")]
-    processing_details: ProcessingDetailsDoc,
+    processing_details: ProcessingDetails,
     /// `ServiceGenerated` or `UserProvided`.
     #[serde(rename = "CsrOrigin")]
     csr_origin: String,
 }
 
-fn x509_summary(obj: &CertObject, v: Option<&CertVersion>) -> Value {
-    let (sans, cn) = match v.and_then(|v| openssl::x509::X509::from_der(&v.der).ok()) {
+fn vendor_time(t: chrono::NaiveDateTime) -> String {
+    t.and_utc().format("%Y-%m-%dT%H:%M:%S.0000000Z").to_string()
+}
+
+fn x509_summary(v: &CertVersion) -> X509Summary {
+    let (sans, cn) = match openssl::x509::X509::from_der(&v.der).ok() {
         Some(c) => (SanSet::of_cert(&c), crate::ca::common_name(c.subject_name())),
         None => (SanSet::default(), String::new()),
     };
-    let iso = |t: chrono::NaiveDateTime| t.and_utc().format("%Y-%m-%dT%H:%M:%S.0000000Z").to_string();
-    json!({
-        "CreatedOn": iso(obj.created_at),
-        "DN": obj.dn,
-        "Guid": format!("{{{}}}", obj.guid),
-        "Name": obj.name,
-        "ParentDn": obj.policy_dn,
-        "SchemaClass": "X509 Certificate",
-        "X509": v.map(|v| json!({
-            "CN": cn,
-            "Issuer": v.issuer_dn,
-            "SANS": {"DNS": sans.dns, "IP": sans.ip, "Email": sans.email, "URI": sans.uri, "UPN": sans.upn},
-            "Serial": v.serial,
-            "Thumbprint": v.thumbprint,
-            "ValidFrom": iso(v.not_before),
-            "ValidTo": iso(v.not_after),
-        })).unwrap_or(Value::Null),
-        "_links": [{"Details": format!("/vedsdk/certificates/{{{}}}", obj.guid)}],
-    })
+    X509Summary {
+        cn,
+        issuer: v.issuer_dn.clone(),
+        sans: Sans { dns: sans.dns, ip: sans.ip, email: sans.email, uri: sans.uri, upn: sans.upn },
+        serial: v.serial.clone(),
+        thumbprint: v.thumbprint.clone(),
+        valid_from: vendor_time(v.not_before),
+        valid_to: vendor_time(v.not_after),
+    }
+}
+
+fn certificate_object(obj: &CertObject, v: Option<&CertVersion>) -> CertificateObject {
+    CertificateObject {
+        created_on: vendor_time(obj.created_at),
+        dn: obj.dn.clone(),
+        guid: format!("{{{}}}", obj.guid),
+        name: obj.name.clone(),
+        parent_dn: obj.policy_dn.clone(),
+        schema_class: "X509 Certificate".into(),
+        x509: v.map(x509_summary),
+        links: vec![DetailsLink { details: format!("/vedsdk/certificates/{{{}}}", obj.guid) }],
+    }
 }
 
 #[utoipa::path(get, path = "/vedsdk/Certificates/", tag = "Venafi: certificates",
-    params(("Thumbprint" = Option<String>, Query, description = "SHA-1 thumbprint (hex; case, spaces and colons ignored)"),
-           ("Limit" = Option<i64>, Query), ("Offset" = Option<i64>, Query)),
-    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
+    params(SearchQuery),
+    responses((status = 200, body = SearchResponse), VenafiErrors),
     security(("bearer" = []), ("venafiApiKey" = [])))]
+#[get("/vedsdk/certificates")]
 pub async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", None).await?;
-    let q = LenientBody::from_query(req.query_string());
-    let thumbprint = q.nonblank("Thumbprint")?;
-    let limit = q.int("Limit")?.unwrap_or(100).clamp(1, 1000);
-    let offset = q.int("Offset")?.unwrap_or(0).max(0);
+    let q = Lenient::<SearchQuery>::from_query(req.query_string())?;
+    let thumbprint = nonblank(q.thumbprint);
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let offset = q.offset.unwrap_or(0).max(0);
     let (items, total) = run_blocking(&state.engine, move |_, c| {
         use crate::engine::search;
         match thumbprint {
             Some(tp) => {
                 let found = crate::engine::access::readable_by_thumbprint(c, &principal.access, &tp)?;
                 let total = found.len() as i64;
-                Ok((found.iter().map(|(o, v)| x509_summary(o, Some(v))).collect::<Vec<_>>(), total))
+                Ok((found.iter().map(|(o, v)| certificate_object(o, Some(v))).collect::<Vec<_>>(), total))
             }
             None => {
                 let (page, total) = search::objects_for(c, &principal.access, limit, offset)?;
                 let mut out = vec![];
                 for o in &page {
                     let v = inventory::current_version(c, o)?;
-                    out.push(x509_summary(o, v.as_ref()));
+                    out.push(certificate_object(o, v.as_ref()));
                 }
                 Ok((out, total))
             }
@@ -965,21 +1064,19 @@ pub async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         data_range: format!("Certificates {} to {}", offset.saturating_add(1), offset.saturating_add(n)),
         total_count: total,
     };
-    Ok(HttpResponse::Ok()
-        .content_type("application/json; charset=utf-8")
-        .insert_header(("X-Record-Count", total.to_string()))
-        .body(serde_json::to_string(&body).unwrap_or_default()))
-}
-
-fn lv(locked: bool, v: Value) -> Value {
-    json!({"Locked": locked, "Value": v})
+    let mut resp = json_ok(&body);
+    resp.headers_mut().insert(
+        actix_web::http::header::HeaderName::from_static("x-record-count"),
+        actix_web::http::header::HeaderValue::from(total),
+    );
+    Ok(resp)
 }
 
 /// The CheckPolicy answer (reference §3.1) from the effective policy of a folder.
-pub fn check_policy_body(p: &policy::EffectivePolicy) -> Value {
+pub fn check_policy_body(p: &policy::EffectivePolicy) -> CheckPolicy {
     let s = |k: &str| match p.string(k) {
-        Some((v, l)) => lv(l, json!(v)),
-        None => lv(false, Value::Null),
+        Some((v, l)) => LockedString { locked: l, value: Some(v) },
+        None => LockedString { locked: false, value: None },
     };
     let (alg, alg_locked) = p.string("key_algorithm").unwrap_or_else(|| ("RSA".into(), false));
     let sizes = p.rsa_key_sizes();
@@ -993,48 +1090,60 @@ pub fn check_policy_body(p: &policy::EffectivePolicy) -> Value {
     let allowed = |t: &str| types.iter().any(|x| x == t);
     let mgmt_locked = p.get("management_type").is_some_and(|x| x.locked);
     let ca_locked = p.get("ca").is_some_and(|x| x.locked);
-    json!({
-        "CertificateAuthority": lv(ca_locked, p.ca().map(|ca| json!(ca)).unwrap_or(Value::Null)),
-        "CsrGeneration": lv(origin_locked, json!(if origin == Some(CsrOrigin::Service) { "ServiceGenerated" } else { "UserProvided" })),
-        "KeyGeneration": lv(origin_locked, json!(if origin == Some(CsrOrigin::User) { "UserProvided" } else { "Central" })),
-        "KeyPair": {
-            "KeyAlgorithm": lv(alg_locked, json!(alg)),
-            "KeySize": lv(sizes_locked || alg_locked, json!(sizes.first().copied().unwrap_or(2048))),
-            "EllipticCurve": lv(curves_locked, if alg == "ECC" || p.get("ec_curves").is_some() { json!(curves.first().map(|c| c.name())) } else { Value::Null }),
+    let curve =
+        if alg == "ECC" || p.get("ec_curves").is_some() { curves.first().map(|c| c.name().to_string()) } else { None };
+    CheckPolicy {
+        certificate_authority: LockedString { locked: ca_locked, value: p.ca() },
+        csr_generation: LockedString {
+            locked: origin_locked,
+            value: Some(if origin == Some(CsrOrigin::Service) { "ServiceGenerated" } else { "UserProvided" }.into()),
         },
-        "ManagementType": lv(mgmt_locked, json!(p.management_type())),
-        "PrivateKeyReuseAllowed": p.key_reuse(),
-        "SubjAltNameDnsAllowed": allowed("dns"),
-        "SubjAltNameEmailAllowed": allowed("email"),
-        "SubjAltNameIpAllowed": allowed("ip"),
-        "SubjAltNameUpnAllowed": allowed("upn"),
-        "SubjAltNameUriAllowed": allowed("uri"),
-        "Subject": {
-            "City": s("city"),
-            "Country": s("country"),
-            "Organization": s("organization"),
-            "OrganizationalUnit": {"Locked": ous_locked, "Values": ous},
-            "OrganizationalUnits": {"Locked": ous_locked, "Values": ous},
-            "State": s("state"),
+        key_generation: LockedString {
+            locked: origin_locked,
+            value: Some(if origin == Some(CsrOrigin::User) { "UserProvided" } else { "Central" }.into()),
         },
-        "UniqueSubjectEnforced": false,
-        "WhitelistedDomains": p.domains(),
-        "WildcardsAllowed": p.wildcards(),
-    })
+        key_pair: KeyPairPolicy {
+            key_size: LockedInt {
+                locked: sizes_locked || alg_locked,
+                value: sizes.first().copied().unwrap_or(2048).into(),
+            },
+            key_algorithm: LockedString { locked: alg_locked, value: Some(alg) },
+            elliptic_curve: LockedString { locked: curves_locked, value: curve },
+        },
+        management_type: LockedString { locked: mgmt_locked, value: Some(p.management_type().to_string()) },
+        private_key_reuse_allowed: p.key_reuse(),
+        subj_alt_name_dns_allowed: allowed("dns"),
+        subj_alt_name_email_allowed: allowed("email"),
+        subj_alt_name_ip_allowed: allowed("ip"),
+        subj_alt_name_upn_allowed: allowed("upn"),
+        subj_alt_name_uri_allowed: allowed("uri"),
+        subject: SubjectPolicy {
+            city: s("city"),
+            country: s("country"),
+            organization: s("organization"),
+            organizational_unit: LockedList { locked: ous_locked, values: ous.clone() },
+            organizational_units: LockedList { locked: ous_locked, values: ous },
+            state: s("state"),
+        },
+        unique_subject_enforced: false,
+        whitelisted_domains: p.domains(),
+        wildcards_allowed: p.wildcards(),
+    }
 }
 
 #[utoipa::path(post, path = "/vedsdk/Certificates/CheckPolicy", tag = "Venafi: certificates",
     request_body = CheckPolicyRequest,
-    responses((status = 200, body = CheckPolicyResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
+    responses((status = 200, body = CheckPolicyResponse), VenafiErrors),
     security(("bearer" = []), ("venafiApiKey" = [])))]
+#[post("/vedsdk/certificates/checkpolicy")]
 pub async fn check_policy(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let body = json_body(payload, &state).await?;
-    let dn = body.nonblank("PolicyDN")?.ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
+    let body: CheckPolicyRequest = json_body(payload, &state).await?;
+    let dn = nonblank(body.policy_dn).ok_or_else(|| VenafiError::BadRequest("PolicyDN is required.".into()))?;
     let norm = policy::normalize_dn(&dn);
     let eff = run_blocking(&state.engine, move |_, c| {
         crate::engine::access::existing_folder(c, &principal.access, &norm)?;
@@ -1046,8 +1155,9 @@ pub async fn check_policy(
 
 #[utoipa::path(get, path = "/vedsdk/Certificates/{guid}", tag = "Venafi: certificates",
     params(("guid" = String, Path, description = "Certificate object GUID, with or without braces")),
-    responses((status = 200, description = "Certificate object details", body = CertificateDetailsDoc), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
+    responses((status = 200, description = "Certificate object details", body = CertificateDetails), VenafiErrors),
     security(("bearer" = []), ("venafiApiKey" = [])))]
+#[get("/vedsdk/certificates/{guid}")]
 pub async fn details(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -1056,32 +1166,49 @@ pub async fn details(
     let principal = authenticate(&req, &state, "certificate", None).await?;
     let guid = path.into_inner();
     let v = run_blocking(&state.engine, move |_, c| {
-        let obj = crate::engine::access::readable_object(c, &principal.access, &guid)?
-            .ok_or_else(|| VenafiError::BadRequest(format!("Certificate {guid} does not exist or you do not have sufficient rights to the object.")))?;
+        let obj = crate::engine::access::readable_object(c, &principal.access, &guid)?.ok_or_else(|| {
+            VenafiError::BadRequest(format!(
+                "Certificate {guid} does not exist or you do not have sufficient rights to the object."
+            ))
+        })?;
         let cur = inventory::current_version(c, &obj)?;
         let job = obj.pending_job_id.map(|id| inventory::job(c, id)).transpose()?.flatten();
-        let mut s = x509_summary(&obj, cur.as_ref());
-        let m = s.as_object_mut().unwrap();
-        m.insert("ManagementType".into(), json!(obj.management_type));
-        // The inventory object's id: ACME's orderId (and what `cert import` prints).
-        m.insert("ObjectId".into(), json!(obj.id));
-        m.insert("Disabled".into(), json!(obj.disabled));
-        m.insert("CertificateDetails".into(), m.get("X509").cloned().unwrap_or(Value::Null));
-        m.insert(
-            "ProcessingDetails".into(),
-            json!({
-                "InError": obj.state == ObjectState::Error,
-                "InProcess": obj.state == ObjectState::Processing,
-                "Stage": if obj.state == ObjectState::Processing { 500 } else { -1 },
-                "Status": match obj.state {
-                    ObjectState::Error => format!("Post CSR failed with error: {}", obj.last_error.clone().unwrap_or_default()),
-                    ObjectState::Processing => if job.is_some_and(|j| j.state == JobState::Running) { "Post CSR".into() } else { QUEUED_FOR_RENEWAL.into() },
+        let entry = certificate_object(&obj, cur.as_ref());
+        let processing = obj.state == ObjectState::Processing;
+        Ok(CertificateDetails {
+            management_type: obj.management_type.to_string(),
+            // The inventory object's id: ACME's orderId (and what `cert import` prints).
+            object_id: obj.id,
+            disabled: obj.disabled,
+            certificate_details: entry.x509.clone(),
+            processing_details: ProcessingDetails {
+                in_error: obj.state == ObjectState::Error,
+                in_process: processing,
+                stage: if processing { 500 } else { -1 },
+                status: match obj.state {
+                    ObjectState::Error => {
+                        format!("Post CSR failed with error: {}", obj.last_error.clone().unwrap_or_default())
+                    }
+                    ObjectState::Processing => {
+                        if job.is_some_and(|j| j.state == JobState::Running) {
+                            "Post CSR".into()
+                        } else {
+                            QUEUED_FOR_RENEWAL.into()
+                        }
+                    }
                     _ => String::new(),
                 },
-            }),
-        );
-        m.insert("CsrOrigin".into(), json!(if obj.csr_origin == CsrOrigin::Service { "ServiceGenerated" } else { "UserProvided" }));
-        Ok(s)
+            },
+            csr_origin: if obj.csr_origin == CsrOrigin::Service { "ServiceGenerated" } else { "UserProvided" }.into(),
+            created_on: entry.created_on,
+            dn: entry.dn,
+            guid: entry.guid,
+            name: entry.name,
+            parent_dn: entry.parent_dn,
+            schema_class: entry.schema_class,
+            x509: entry.x509,
+            links: entry.links,
+        })
     })
     .await?;
     Ok(json_ok(&v))
@@ -1089,16 +1216,17 @@ pub async fn details(
 
 #[utoipa::path(post, path = "/vedsdk/Config/DnToGuid", tag = "Venafi: config",
     request_body = DnToGuidRequest,
-    responses((status = 200, body = DnToGuidResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody)),
+    responses((status = 200, body = DnToGuidResponse), VenafiErrors),
     security(("bearer" = []), ("venafiApiKey" = [])))]
+#[post("/vedsdk/config/dntoguid")]
 pub async fn dn_to_guid(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", None).await?;
-    let body = json_body(payload, &state).await?;
-    let dn = body.nonblank("ObjectDN")?.ok_or_else(|| VenafiError::BadRequest("ObjectDN is required.".into()))?;
+    let body: DnToGuidRequest = json_body(payload, &state).await?;
+    let dn = nonblank(body.object_dn).ok_or_else(|| VenafiError::BadRequest("ObjectDN is required.".into()))?;
     let found = run_blocking(&state.engine, move |_, c| {
         Ok(crate::engine::access::guid_of(c, &principal.access, &dn)?.map(|(class, guid)| (class.to_string(), guid)))
     })
@@ -1113,11 +1241,12 @@ pub async fn dn_to_guid(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct ResetRequest {
-    #[serde(rename = "CertificateDN")]
-    certificate_dn: String,
+    #[serde(rename = "CertificateDN", default, deserialize_with = "lenient::string")]
+    #[schema(required = true, value_type = String)]
+    certificate_dn: Option<String>,
     /// Queue the failed issuance again after clearing the error.
+    #[serde(default, deserialize_with = "lenient::bool")]
     restart: Option<bool>,
 }
 
@@ -1131,17 +1260,18 @@ pub struct ResetResponse {
 
 #[utoipa::path(post, path = "/vedsdk/Certificates/Reset", tag = "Venafi: certificates",
     request_body = ResetRequest,
-    responses((status = 200, body = ResetResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
+    responses((status = 200, body = ResetResponse), VenafiErrors),
     security(("bearer" = []), ("venafiApiKey" = [])))]
+#[post("/vedsdk/certificates/reset")]
 pub async fn reset(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let body = json_body(payload, &state).await?;
-    let dn = body.nonblank("CertificateDN")?.ok_or(VenafiError::Renew(RenewError::MissingDn))?;
-    let restart = body.bool("Restart")?.unwrap_or(false);
+    let body: ResetRequest = json_body(payload, &state).await?;
+    let dn = nonblank(body.certificate_dn).ok_or(VenafiError::Renew(RenewError::MissingDn))?;
+    let restart = body.restart.unwrap_or(false);
     let done = run_blocking(&state.engine, move |e, c| {
         let o = object_for(c, &principal, &CertRef::Dn(dn.clone()), &dn, Permission::Write).map_err(|_| {
             VenafiError::BadRequest(format!(
@@ -1161,15 +1291,19 @@ pub async fn reset(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct RevokeRequest {
-    #[serde(rename = "CertificateDN")]
+    #[serde(rename = "CertificateDN", default, deserialize_with = "lenient::string")]
     certificate_dn: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
     thumbprint: Option<String>,
     /// 0 none, 1 key compromise, 2 CA compromise, 3 affiliation changed, 4 superseded, 5 cessation of operation.
-    reason: Option<i32>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    #[schema(value_type = Option<i32>)]
+    reason: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::string")]
     comments: Option<String>,
     /// Also disable the certificate object.
+    #[serde(default, deserialize_with = "lenient::bool")]
     disable: Option<bool>,
 }
 
@@ -1183,27 +1317,28 @@ pub struct RevokeResponse {
 
 #[utoipa::path(post, path = "/vedsdk/Certificates/Revoke", tag = "Venafi: certificates",
     request_body = RevokeRequest,
-    responses((status = 200, body = RevokeResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
+    responses((status = 200, body = RevokeResponse), VenafiErrors),
     security(("bearer" = []), ("venafiApiKey" = [])))]
+#[post("/vedsdk/certificates/revoke")]
 pub async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", Some("revoke")).await?;
-    let body = json_body(payload, &state).await?;
-    let (r, text) = match (body.nonblank("CertificateDN")?, body.nonblank("Thumbprint")?) {
+    let body: RevokeRequest = json_body(payload, &state).await?;
+    let (r, text) = match (nonblank(body.certificate_dn), nonblank(body.thumbprint)) {
         (Some(dn), _) => (CertRef::Dn(dn.clone()), dn),
         (None, Some(tp)) => (CertRef::Thumbprint(tp.clone()), tp),
         (None, None) => return Err(VenafiError::BadRequest("CertificateDN or Thumbprint is required.".into())),
     };
     crate::api::observe::note(&req, crate::engine::audit::action::REVOKE, text.clone());
-    let reason = body.int("Reason")?.unwrap_or(0);
+    let reason = body.reason.unwrap_or(0);
     if !(0..=5).contains(&reason) {
         return Err(VenafiError::BadRequest(format!("Invalid Reason {reason}: use 0 to 5.")));
     }
-    let comments = body.str("Comments")?.unwrap_or_default();
-    let disable = body.bool("Disable")?.unwrap_or(false);
+    let comments = body.comments.unwrap_or_default();
+    let disable = body.disable.unwrap_or(false);
     let requested = run_blocking(&state.engine, move |e, c| {
         let o = object_for(c, &principal, &r, &text, Permission::Write)?;
         let target = match &r {
@@ -1218,20 +1353,25 @@ pub async fn revoke(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
 pub struct AttributeDataRequest {
     /// `[{"Name": "Disabled", "Value": ["1"]}]`; other attributes are accepted and ignored.
-    #[schema(value_type = Vec<AttributeDoc>)]
-    attribute_data: Vec<Value>,
+    #[serde(default, deserialize_with = "lenient::list")]
+    #[schema(required = true, value_type = Vec<Attribute>)]
+    attribute_data: Option<Vec<Entry<Attribute>>>,
 }
 
 /// One attribute of a `PUT /vedsdk/Certificates/{guid}` body.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-#[allow(dead_code)]
-pub struct AttributeDoc {
-    name: String,
-    value: Vec<String>,
+#[schema(as = AttributeDoc)]
+pub struct Attribute {
+    #[serde(default, deserialize_with = "lenient::string")]
+    #[schema(required = true, value_type = String)]
+    name: Option<String>,
+    /// A list (TPP's form) or one value; numbers and booleans count as their text.
+    #[serde(default, deserialize_with = "fields::texts")]
+    #[schema(required = true, value_type = Vec<String>)]
+    value: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -1243,8 +1383,9 @@ pub struct SuccessResponse {
 #[utoipa::path(put, path = "/vedsdk/Certificates/{guid}", tag = "Venafi: certificates",
     params(("guid" = String, Path, description = "Certificate object GUID, with or without braces")),
     request_body = AttributeDataRequest,
-    responses((status = 200, body = SuccessResponse), (status = 400, body = ErrorBody), (status = 401, body = super::authorize::OAuthErrorBody), (status = 403, body = super::authorize::OAuthErrorBody)),
+    responses((status = 200, body = SuccessResponse), VenafiErrors),
     security(("bearer" = []), ("venafiApiKey" = [])))]
+#[put("/vedsdk/certificates/{guid}")]
 pub async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -1252,25 +1393,13 @@ pub async fn update(
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let body = json_body(payload, &state).await?;
+    let body: AttributeDataRequest = json_body(payload, &state).await?;
     let mut disabled = None;
-    for item in body.array("AttributeData")? {
-        let Value::Object(m) = item else {
-            return Err(VenafiError::BadRequest("AttributeData entries must be objects with Name and Value.".into()));
-        };
-        let e = LenientBody::from_map(m);
-        let name = e.nonblank("Name")?.unwrap_or_default();
-        if name.eq_ignore_ascii_case("Disabled") {
-            let v = match e.get("Value") {
-                Some(Value::Array(a)) => a.first().cloned().unwrap_or(Value::Null),
-                Some(v) => v.clone(),
-                None => Value::Null,
-            };
-            disabled = Some(
-                matches!(v.as_str().map(str::trim), Some("1") | Some("true") | Some("True"))
-                    || v == json!(1)
-                    || v == json!(true),
-            );
+    for entry in body.attribute_data.unwrap_or_default() {
+        let attribute = entry.get("AttributeData entries must be objects with Name and Value.")?;
+        if nonblank(attribute.name).is_some_and(|n| n.eq_ignore_ascii_case("Disabled")) {
+            let first = attribute.value.and_then(|v| v.into_iter().next()).unwrap_or_default();
+            disabled = Some(matches!(first.trim(), "1" | "true" | "True"));
         }
     }
     let guid = path.into_inner();

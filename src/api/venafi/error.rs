@@ -4,12 +4,73 @@
 //! `{"error", "error_description"}` for /vedauth and token failures.
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::api::body::BodyError;
 use crate::engine::RenewError;
 use crate::engine::validate::PolicyViolation;
 use crate::formats::FormatError;
+
+/// `{"Error": "...", "Success": false}`
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ErrorBody {
+    error: String,
+    success: bool,
+}
+
+impl ErrorBody {
+    pub fn new(error: impl Into<String>) -> ErrorBody {
+        ErrorBody { error: error.into(), success: false }
+    }
+}
+
+/// The OAuth-style error of `/vedauth` and of token checks: `{"error", "error_description"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthErrorBody {
+    error: String,
+    error_description: String,
+}
+
+/// The answers every certificate call may give, declared once:
+/// `responses((status = 200, ...), VenafiErrors)`.
+pub struct VenafiErrors;
+
+impl utoipa::IntoResponses for VenafiErrors {
+    fn responses() -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>> {
+        let mut answers = VenafiTokenErrors::responses();
+        answers.insert("400".into(), answer("The request was refused; `Error` says why", "ErrorBody"));
+        answers.insert(
+            "403".into(),
+            answer("The token lacks the scope (and restriction) the call needs", "OAuthErrorBody"),
+        );
+        answers
+    }
+}
+
+/// The answers of the calls that only need a valid token (verify, revoke, version).
+pub struct VenafiTokenErrors;
+
+impl utoipa::IntoResponses for VenafiTokenErrors {
+    fn responses() -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>> {
+        [
+            ("401".to_string(), answer("Missing, unknown, expired or revoked token", "OAuthErrorBody")),
+            ("503".to_string(), answer("The database is unavailable; try again later", "ErrorBody")),
+        ]
+        .into_iter()
+        .collect()
+    }
+}
+
+fn answer(description: &str, schema: &str) -> utoipa::openapi::RefOr<utoipa::openapi::response::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build())
+        .build()
+        .into()
+}
 
 #[derive(Debug)]
 pub enum VenafiError {
@@ -169,29 +230,28 @@ impl ResponseError for VenafiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        let oauth = |error: &str, description: String| {
+            serde_json::to_string(&OAuthErrorBody { error: error.into(), error_description: description })
+        };
         let body = match self {
-            VenafiError::Unauthorized => {
-                json!({"error": "session_error", "error_description": "Invalid token format"})
+            VenafiError::Unauthorized => oauth("session_error", "Invalid token format".into()),
+            VenafiError::InsufficientScope(scope) => oauth(
+                "insufficient_scope",
+                format!("Grant rejected scope '{scope}'. Call POST Authorize/OAuth with the correct scope and restriction. Update the header with the new token and retry."),
+            ),
+            VenafiError::OAuth(_, e, d) => oauth(e, d.clone()),
+            VenafiError::Throttled(secs) => {
+                oauth("too_many_requests", format!("Too many failed logins; retry after {secs} seconds."))
             }
-            VenafiError::InsufficientScope(scope) => json!({
-                "error": "insufficient_scope",
-                "error_description": format!("Grant rejected scope '{scope}'. Call POST Authorize/OAuth with the correct scope and restriction. Update the header with the new token and retry.")
-            }),
-            VenafiError::OAuth(_, e, d) => json!({"error": e, "error_description": d}),
-            VenafiError::Throttled(secs) => json!({
-                "error": "too_many_requests",
-                "error_description": format!("Too many failed logins; retry after {secs} seconds.")
-            }),
-            VenafiError::Busy => json!({
-                "error": "temporarily_unavailable",
-                "error_description": "Too many logins at once; retry shortly."
-            }),
+            VenafiError::Busy => oauth("temporarily_unavailable", "Too many logins at once; retry shortly.".into()),
             VenafiError::Internal(m) => {
                 tracing::error!(error = %m, "internal error answering a Venafi call");
-                json!({"Error": "The gateway could not complete the request; try again later.", "Success": false})
+                serde_json::to_string(&ErrorBody::new("The gateway could not complete the request; try again later."))
             }
-            other => json!({"Error": other.to_string(), "Success": false}),
-        };
+            other => serde_json::to_string(&ErrorBody::new(other.to_string())),
+        }
+        // Two string fields always serialise; the fallback keeps the status if that ever changes.
+        .unwrap_or_else(|_| "{}".into());
         let mut resp = HttpResponse::build(self.status_code());
         if matches!(self, VenafiError::Unauthorized) {
             resp.insert_header(("WWW-Authenticate", "Bearer realm=\"renewgate\""));
@@ -199,7 +259,7 @@ impl ResponseError for VenafiError {
         if let VenafiError::Throttled(secs) = self {
             resp.insert_header(("Retry-After", secs.to_string()));
         }
-        resp.content_type("application/json; charset=utf-8").body(body.to_string())
+        resp.content_type("application/json; charset=utf-8").body(body)
     }
 }
 

@@ -3,35 +3,38 @@
 pub mod authorize;
 pub mod certificates;
 pub mod error;
+pub mod fields;
 
 use actix_web::{HttpRequest, web};
 
-use crate::api::body::{LenientBody, read_payload};
+use serde::de::DeserializeOwned;
+
+use crate::api::body::{Lenient, LenientBody, read_payload};
 use crate::app::AppState;
 use crate::auth::{self, Principal};
-pub use error::VenafiError;
+pub use error::{ErrorBody, OAuthErrorBody, VenafiError, VenafiErrors, VenafiTokenErrors};
 
+/// The dialect's routes; each handler carries its actix route under its `#[utoipa::path]`, so this
+/// registration also yields the document's paths. Fixed `/vedsdk/certificates/...` paths come
+/// before `/vedsdk/certificates/{guid}`, which would otherwise take them.
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.map(|cfg| {
-        cfg.route("/vedauth/authorize/oauth", web::post().to(authorize::oauth))
-            .route("/vedauth/authorize/token", web::post().to(authorize::refresh))
-            .route("/vedauth/authorize/verify", web::get().to(authorize::verify))
-            .route("/vedauth/revoke/token", web::get().to(authorize::revoke))
-            .route("/vedauth/revoke/token", web::post().to(authorize::revoke))
-            .route("/vedsdk/authorize", web::post().to(authorize::legacy_login))
-            .route("/vedsdk/systemstatus/version", web::get().to(authorize::version))
-            .route("/vedsdk/certificates/request", web::post().to(certificates::request))
-            .route("/vedsdk/certificates/retrieve", web::post().to(certificates::retrieve_post))
-            .route("/vedsdk/certificates/retrieve", web::get().to(certificates::retrieve_get))
-            .route("/vedsdk/certificates/renew", web::post().to(certificates::renew))
-            .route("/vedsdk/certificates/checkpolicy", web::post().to(certificates::check_policy))
-            .route("/vedsdk/certificates", web::get().to(certificates::search))
-            .route("/vedsdk/certificates/reset", web::post().to(certificates::reset))
-            .route("/vedsdk/certificates/revoke", web::post().to(certificates::revoke))
-            .route("/vedsdk/certificates/{guid}", web::get().to(certificates::details))
-            .route("/vedsdk/certificates/{guid}", web::put().to(certificates::update))
-            .route("/vedsdk/config/dntoguid", web::post().to(certificates::dn_to_guid))
-    });
+    cfg.service(authorize::oauth)
+        .service(authorize::refresh)
+        .service(authorize::verify)
+        .service(authorize::revoke)
+        .service(authorize::legacy_login)
+        .service(authorize::version)
+        .service(certificates::request)
+        .service(certificates::retrieve_post)
+        .service(certificates::retrieve_get)
+        .service(certificates::renew)
+        .service(certificates::check_policy)
+        .service(certificates::search)
+        .service(certificates::reset)
+        .service(certificates::revoke)
+        .service(certificates::details)
+        .service(certificates::update)
+        .service(certificates::dn_to_guid);
 }
 
 /// The bearer token from `Authorization: Bearer`, or `X-Venafi-Api-Key` (with or without `Bearer `).
@@ -80,14 +83,25 @@ pub async fn authenticate(
     Ok(principal)
 }
 
-/// Reads a JSON body leniently, answering bad ones in the Venafi error shape.
-pub async fn json_body(payload: web::Payload, state: &AppState) -> Result<LenientBody, VenafiError> {
+/// Reads a request body as a JSON object with lower-cased keys, answering bad ones in the Venafi
+/// error shape (the OAuth calls type it themselves: their field errors have another OAuth code).
+pub async fn json_object(payload: web::Payload, state: &AppState) -> Result<LenientBody, VenafiError> {
     let bytes = read_payload(payload, state.engine.settings.http.max_body_bytes).await?;
     Ok(LenientBody::parse(&bytes)?)
 }
 
+/// Reads a request body into its typed struct under the lenient rules (`Lenient<T>`).
+pub async fn json_body<T: DeserializeOwned>(payload: web::Payload, state: &AppState) -> Result<T, VenafiError> {
+    Ok(Lenient::<T>::from_body(json_object(payload, state).await?)?)
+}
+
 pub fn json_ok(v: &impl serde::Serialize) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok()
+    json_with(actix_web::http::StatusCode::OK, v)
+}
+
+/// A typed answer with its status, as the dialect sends JSON (`charset=utf-8`).
+pub fn json_with(status: actix_web::http::StatusCode, v: &impl serde::Serialize) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::build(status)
         .content_type("application/json; charset=utf-8")
         .body(serde_json::to_string(v).unwrap_or_else(|_| "{}".into()))
 }
