@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{keyfactor, venafi};
+use crate::api::venafi;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,33 +28,6 @@ use crate::api::{keyfactor, venafi};
         venafi::certificates::reset,
         venafi::certificates::revoke,
         venafi::certificates::update,
-        keyfactor::classic::renew,
-        keyfactor::classic::pkcs10,
-        keyfactor::classic::pkcs12,
-        keyfactor::api::enrollment_renew,
-        keyfactor::api::available_renewal_id,
-        keyfactor::api::available_renewal_thumbprint,
-        keyfactor::api::enrollment_pfx,
-        keyfactor::api::enrollment_csr,
-        keyfactor::api::pfx_deploy,
-        keyfactor::api::pfx_replace,
-        keyfactor::api::certificates_query,
-        keyfactor::api::certificate_get,
-        keyfactor::api::certificates_download,
-        keyfactor::api::certificates_recover,
-        keyfactor::api::certificates_revoke,
-        keyfactor::api::stores_list,
-        keyfactor::api::stores_create,
-        keyfactor::api::stores_get,
-        keyfactor::api::stores_inventory,
-        keyfactor::api::stores_add,
-        keyfactor::api::stores_remove,
-        keyfactor::api::job_history,
-        keyfactor::api::scheduled_jobs,
-        keyfactor::api::acknowledge,
-        keyfactor::api::templates,
-        keyfactor::api::cas,
-        keyfactor::api::status_endpoints,
     ),
     tags(
         (name = "Keyfactor: classic (CMSApi)", description = "Keyfactor Command classic CMS API, `/CMSApi/CertEnroll/3/...`: renewal by lookup, PKCS#10 and PKCS#12 enrollment. Answers are always PascalCase; request keys are matched case-insensitively. Authentication: Basic (`DOMAIN\\user:password`) or a bearer token from /vedauth/authorize/oauth. Errors are `{ErrorCode, Message}`."),

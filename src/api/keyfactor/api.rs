@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
 use super::classic::{ca_name, metadata};
 use super::doc;
-use super::error::KeyfactorErrorBody;
+use super::error::{INVALID_REQUEST, KeyfactorAuthErrors, KeyfactorErrorBody, NOT_VISIBLE};
 use super::{Casing, KeyfactorError, authenticate, blocking, body, casing, guard, model, respond};
 use crate::api::body::{BodyError, LenientBody};
 use crate::app::AppState;
@@ -193,11 +193,11 @@ fn subject_of_dn(dn: &str) -> SubjectSpec {
     request_body(content = doc::KfEnrollmentRenewRequest, example = json!({"CertificateId": 1})),
     responses(
         (status = 200, description = "Renewed, or queued when not issued within 4 s", body = doc::KfEnrollmentRenewResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/enrollment/renew")]
 pub async fn enrollment_renew(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -274,11 +274,11 @@ async fn available_renewal(
     params(("id" = i64, Path, description = "The certificate id", example = 1)),
     responses(
         (status = 200, body = doc::KfAvailableRenewal),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/enrollment/availablerenewal/id/{id}")]
 pub async fn available_renewal_id(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -292,11 +292,11 @@ pub async fn available_renewal_id(
     params(("thumbprint" = String, Path, description = "SHA-1 thumbprint (hex)")),
     responses(
         (status = 200, body = doc::KfAvailableRenewal),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/enrollment/availablerenewal/thumbprint/{thumbprint}")]
 pub async fn available_renewal_thumbprint(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -323,11 +323,11 @@ fn key_spec_v11(b: &LenientBody) -> Result<Option<KeySpec>, KeyfactorError> {
     request_body(content = doc::KfPfxEnrollmentRequest, example = json!({"Subject": "CN=pfx.example.com", "Password": "Str0ng!Passw0rd#2024", "IncludeChain": true, "Template": "WebServer", "SANs": {"dns": ["pfx.example.com"]}, "Metadata": {"Email-Contact": "pki@example.com"}})),
     responses(
         (status = 200, description = "Issued (PKCS#12 with the key), or queued when not issued within 4 s", body = doc::KfPfxEnrollmentResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/enrollment/pfx")]
 pub async fn enrollment_pfx(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -386,11 +386,11 @@ pub async fn enrollment_pfx(
     params(("x-certificateformat" = Option<String>, Header, description = "`PEM` (default) or `DER`")), request_body(content = doc::KfCsrEnrollmentRequest, example = json!({"CSR": "-----BEGIN CERTIFICATE REQUEST-----\nMIHTMHwCAQAwGjEYMBYGA1UEAwwPY3NyLmV4YW1wbGUuY29tMFkwEwYHKoZIzj0C\nAQYIKoZIzj0DAQcDQgAEPEKVXHcT0PDqX3xbXGeH2XHXA4T0kpq+DBQ3KP/wiZJX\ncy2i3DaNSdVtgFvha+S89n3yqAtiNo6DRqBHhUidcaAAMAoGCCqGSM49BAMCA0cA\nMEQCIFAqK0REGYo+/E4GPcwtgut7XSuR78PgbYwrso2xwZSHAiBs5NuMu1QLrGAq\nEiNOnRQUoE3kfODWei6UELHQ+4iDkg==\n-----END CERTIFICATE REQUEST-----\n", "Template": "WebServer", "IncludeChain": true})),
     responses(
         (status = 200, description = "Issued, or queued when not issued within 4 s", body = doc::KfCsrEnrollmentResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/enrollment/csr")]
 pub async fn enrollment_csr(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -490,11 +490,11 @@ fn deploy(
     request_body = doc::KfPfxDeployRequest,
     responses(
         (status = 200, description = "Add jobs scheduled", body = doc::KfDeployResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/enrollment/pfx/deploy")]
 pub async fn pfx_deploy(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -542,11 +542,11 @@ pub async fn pfx_deploy(
     request_body(content = doc::KfPfxReplaceRequest, example = json!({"ExistingCertificateId": 1, "CertificateId": 1})),
     responses(
         (status = 200, description = "Add jobs scheduled", body = doc::KfDeployResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/enrollment/pfx/replace")]
 pub async fn pfx_replace(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -581,11 +581,11 @@ pub async fn pfx_replace(
     params(("id" = i64, Path, description = "The certificate id", example = 1)),
     responses(
         (status = 200, body = doc::KfCertificate),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/certificates/{id}")]
 pub async fn certificate_get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -632,10 +632,10 @@ fn query_terms(q: &str) -> Result<Vec<(String, String)>, KeyfactorError> {
            ("pq.pageReturned" = Option<i64>, Query, description = "Page number from 1")),
     responses(
         (status = 200, body = Vec<doc::KfCertificate>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/certificates")]
 pub async fn certificates_query(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", None).await?;
     let cs = casing(&req, None);
@@ -690,11 +690,11 @@ fn lookup_fields(b: &LenientBody) -> Result<model::LookupFields, KeyfactorError>
     params(("x-certificateformat" = Option<String>, Header, description = "`PEM` (default), `DER` or `P7B`")), request_body(content = doc::KfDownloadRequest, example = json!({"CertID": 1, "IncludeChain": true})),
     responses(
         (status = 200, body = doc::KfDownloadResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/certificates/download")]
 pub async fn certificates_download(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -724,11 +724,11 @@ pub async fn certificates_download(
     params(("x-certificateformat" = Option<String>, Header, description = "`PFX` (default), `PEM` or `JKS`")), request_body(content = doc::KfRecoverRequest, example = json!({"CertID": 1, "Password": "Str0ng!Passw0rd#2024"})),
     responses(
         (status = 200, body = doc::KfRecoverResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/certificates/recover")]
 pub async fn certificates_recover(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -767,11 +767,11 @@ pub async fn certificates_recover(
     request_body = doc::KfRevokeRequest,
     responses(
         (status = 200, body = doc::KfRevokeResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/certificates/revoke")]
 pub async fn certificates_revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -807,10 +807,10 @@ pub async fn certificates_revoke(
 #[utoipa::path(get, path = "/KeyfactorAPI/CertificateStores", tag = "Keyfactor: certificate stores", operation_id = "keyfactor_stores_list",
     responses(
         (status = 200, body = Vec<doc::KfCertificateStore>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/certificatestores")]
 pub async fn stores_list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
@@ -830,11 +830,11 @@ pub async fn stores_list(req: HttpRequest, state: web::Data<AppState>) -> Result
     params(("id" = String, Path, description = "The store GUID")),
     responses(
         (status = 200, body = doc::KfCertificateStore),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/certificatestores/{id}")]
 pub async fn stores_get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -860,10 +860,10 @@ pub async fn stores_get(
     request_body(content = doc::KfCreateStoreRequest, example = json!({"ClientMachine": "web01", "Storepath": "/opt/app/tls", "CertStoreType": 1, "Properties": "{\"alias\": \"web\", \"includeKeys\": true}"})),
     responses(
         (status = 200, body = doc::KfCertificateStore),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/certificatestores")]
 pub async fn stores_create(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -964,11 +964,11 @@ pub async fn stores_create(
     params(("id" = String, Path, description = "The store GUID")),
     responses(
         (status = 200, body = Vec<doc::KfStoreInventoryItem>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/certificatestores/{id}/inventory")]
 pub async fn stores_inventory(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -1019,11 +1019,11 @@ fn store_targets(b: &LenientBody) -> Result<Vec<(String, Option<String>, bool)>,
     request_body = doc::KfStoresAddRequest,
     responses(
         (status = 200, description = "GUIDs of the scheduled store jobs", body = Vec<String>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/certificatestores/certificates/add")]
 pub async fn stores_add(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -1060,11 +1060,11 @@ pub async fn stores_add(
     request_body = doc::KfStoresRemoveRequest,
     responses(
         (status = 200, description = "GUIDs of the scheduled store jobs", body = Vec<String>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/certificatestores/certificates/remove")]
 pub async fn stores_remove(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -1097,10 +1097,10 @@ pub async fn stores_remove(
            ("pq.pageReturned" = Option<i64>, Query, description = "Page number from 1")),
     responses(
         (status = 200, body = Vec<doc::KfJobHistory>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/orchestratorjobs/jobhistory")]
 pub async fn job_history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
@@ -1147,10 +1147,10 @@ pub async fn job_history(req: HttpRequest, state: web::Data<AppState>) -> Result
 #[utoipa::path(get, path = "/KeyfactorAPI/OrchestratorJobs/ScheduledJobs", tag = "Keyfactor: orchestrator jobs", operation_id = "keyfactor_scheduled_jobs",
     responses(
         (status = 200, body = Vec<doc::KfScheduledJob>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/orchestratorjobs/scheduledjobs")]
 pub async fn scheduled_jobs(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
@@ -1169,10 +1169,10 @@ pub async fn scheduled_jobs(req: HttpRequest, state: web::Data<AppState>) -> Res
     request_body(content = doc::KfAcknowledgeRequest, example = json!({"JobAuditIds": []})),
     responses(
         (status = 204, description = "Failed runs acknowledged (other ids are ignored)"),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/orchestratorjobs/acknowledge")]
 pub async fn acknowledge(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -1191,11 +1191,11 @@ pub async fn acknowledge(
 #[utoipa::path(get, path = "/KeyfactorAPI/Templates", tag = "Keyfactor: templates and CAs", operation_id = "keyfactor_templates",
     responses(
         (status = 200, body = Vec<doc::KfTemplate>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
-pub async fn templates(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
+#[get("/keyfactorapi/templates")]
+pub async fn templates_list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
     let list = blocking(&state, |_, c| Ok(templates::list(c)?)).await?;
@@ -1229,10 +1229,10 @@ pub async fn templates(req: HttpRequest, state: web::Data<AppState>) -> Result<H
 #[utoipa::path(get, path = "/KeyfactorAPI/CertificateAuthority", tag = "Keyfactor: templates and CAs", operation_id = "keyfactor_certificate_authorities",
     responses(
         (status = 200, body = Vec<doc::KfCertificateAuthority>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/certificateauthority")]
 pub async fn cas(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
@@ -1256,10 +1256,10 @@ pub async fn cas(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
 #[utoipa::path(get, path = "/KeyfactorAPI/Status/Endpoints", tag = "Keyfactor: templates and CAs", operation_id = "keyfactor_status_endpoints",
     responses(
         (status = 200, description = "The operations this gateway serves (`METHOD /path`)", body = Vec<String>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/status/endpoints")]
 pub async fn status_endpoints(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     authenticate(&req, &state, "", None).await?;
     let list = [

@@ -2,13 +2,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, post, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
 use super::doc;
-use super::error::KeyfactorErrorBody;
+use super::error::{INVALID_REQUEST, KeyfactorAuthErrors, KeyfactorErrorBody, NOT_VISIBLE};
 use super::{Casing, KeyfactorError, authenticate, blocking, body, model, respond};
 use crate::api::body::LenientBody;
 use crate::app::AppState;
@@ -94,11 +94,11 @@ pub fn ca_name(state: &AppState, cfg: Option<String>) -> Result<Option<String>, 
     request_body(content = doc::KfClassicRenewRequest, example = json!({"Lookup": {"Type": "CMSID", "CMSID": 1}, "Template": "WebServer"})),
     responses(
         (status = 200, description = "Renewed (`Issued`) or queued (`Pending`); waits up to keyfactor.classic_wait", body = doc::KfClassicRenewResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/cmsapi/certenroll/3/renew")]
 pub async fn renew(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -192,11 +192,11 @@ fn metadata_list(r: &LenientBody) -> BTreeMap<String, String> {
     request_body(content = doc::KfClassicPkcs10Request, example = json!({"Request": {"Pkcs10Request": "MIHUMHwCAQAwGjEYMBYGA1UEAwwPcDEwLmV4YW1wbGUuY29tMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEz0xvgjPBOiI2kETWglSdG0gqM6+Y4Jh500pU8CmifsieDX5iZ8Bd1rFDxOTI3cqwYI4SxlWgosbQrtW3nJDVZKAAMAoGCCqGSM49BAMCA0gAMEUCIQDV4l9u1aILRtI8H3gG3qIAWI183px1DKLT9RT5DsZv0wIgMXanxP7upap9XGxZB4SyexQC5m6KoT8t6Q8b1MAcBpI=", "TemplateName": "WebServer", "metadataList": [{"MetadataFieldTypeName": "Email-Contact", "Value": "pki@example.com"}]}})),
     responses(
         (status = 200, description = "Issued or queued", body = doc::KfClassicPkcs10Response),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/cmsapi/certenroll/3/pkcs10")]
 pub async fn pkcs10(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -255,11 +255,11 @@ pub async fn pkcs10(
     request_body(content = doc::KfClassicPkcs12Request, example = json!({"Request": {"Pkcs12Password": "Str0ng!Passw0rd#2024", "SubjectNameAttributes": {"CN": "p12.example.com", "OU": "Ops"}, "SubjectAltNameElements": [{"key": "dns", "value": "p12.example.com"}], "TemplateName": "WebServer"}})),
     responses(
         (status = 200, description = "Issued (with key) or queued", body = doc::KfClassicPkcs12Response),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/cmsapi/certenroll/3/pkcs12")]
 pub async fn pkcs12(
     req: HttpRequest,
     state: web::Data<AppState>,

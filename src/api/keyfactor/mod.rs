@@ -22,39 +22,37 @@ use crate::app::AppState;
 use crate::auth::{self, Principal};
 pub use error::KeyfactorError;
 
+/// The dialect's routes, in an order where no `{id}` template comes before a fixed path it would
+/// also match; each handler carries its actix route (lower-case: vendor paths arrive lower-cased)
+/// under its `#[utoipa::path]`, so this registration is also the document's list of paths.
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.map(|cfg| {
-        cfg.route("/cmsapi/certenroll/3/renew", web::post().to(classic::renew))
-            .route("/cmsapi/certenroll/3/pkcs10", web::post().to(classic::pkcs10))
-            .route("/cmsapi/certenroll/3/pkcs12", web::post().to(classic::pkcs12))
-            .route("/keyfactorapi/enrollment/renew", web::post().to(api::enrollment_renew))
-            .route("/keyfactorapi/enrollment/availablerenewal/id/{id}", web::get().to(api::available_renewal_id))
-            .route(
-                "/keyfactorapi/enrollment/availablerenewal/thumbprint/{tp}",
-                web::get().to(api::available_renewal_thumbprint),
-            )
-            .route("/keyfactorapi/enrollment/pfx", web::post().to(api::enrollment_pfx))
-            .route("/keyfactorapi/enrollment/csr", web::post().to(api::enrollment_csr))
-            .route("/keyfactorapi/enrollment/pfx/deploy", web::post().to(api::pfx_deploy))
-            .route("/keyfactorapi/enrollment/pfx/replace", web::post().to(api::pfx_replace))
-            .route("/keyfactorapi/certificates", web::get().to(api::certificates_query))
-            .route("/keyfactorapi/certificates/download", web::post().to(api::certificates_download))
-            .route("/keyfactorapi/certificates/recover", web::post().to(api::certificates_recover))
-            .route("/keyfactorapi/certificates/revoke", web::post().to(api::certificates_revoke))
-            .route("/keyfactorapi/certificates/{id}", web::get().to(api::certificate_get))
-            .route("/keyfactorapi/certificatestores", web::get().to(api::stores_list))
-            .route("/keyfactorapi/certificatestores", web::post().to(api::stores_create))
-            .route("/keyfactorapi/certificatestores/certificates/add", web::post().to(api::stores_add))
-            .route("/keyfactorapi/certificatestores/certificates/remove", web::post().to(api::stores_remove))
-            .route("/keyfactorapi/certificatestores/{id}", web::get().to(api::stores_get))
-            .route("/keyfactorapi/certificatestores/{id}/inventory", web::get().to(api::stores_inventory))
-            .route("/keyfactorapi/orchestratorjobs/jobhistory", web::get().to(api::job_history))
-            .route("/keyfactorapi/orchestratorjobs/scheduledjobs", web::get().to(api::scheduled_jobs))
-            .route("/keyfactorapi/orchestratorjobs/acknowledge", web::post().to(api::acknowledge))
-            .route("/keyfactorapi/templates", web::get().to(api::templates))
-            .route("/keyfactorapi/certificateauthority", web::get().to(api::cas))
-            .route("/keyfactorapi/status/endpoints", web::get().to(api::status_endpoints))
-    });
+    cfg.service(classic::renew)
+        .service(classic::pkcs10)
+        .service(classic::pkcs12)
+        .service(api::enrollment_renew)
+        .service(api::available_renewal_id)
+        .service(api::available_renewal_thumbprint)
+        .service(api::enrollment_pfx)
+        .service(api::enrollment_csr)
+        .service(api::pfx_deploy)
+        .service(api::pfx_replace)
+        .service(api::certificates_query)
+        .service(api::certificates_download)
+        .service(api::certificates_recover)
+        .service(api::certificates_revoke)
+        .service(api::certificate_get)
+        .service(api::stores_list)
+        .service(api::stores_create)
+        .service(api::stores_add)
+        .service(api::stores_remove)
+        .service(api::stores_get)
+        .service(api::stores_inventory)
+        .service(api::job_history)
+        .service(api::scheduled_jobs)
+        .service(api::acknowledge)
+        .service(api::templates_list)
+        .service(api::cas)
+        .service(api::status_endpoints);
 }
 
 /// PascalCase (v1, docs, classic) or camelCase (v11) answers.
