@@ -4,9 +4,10 @@
 //! case-insensitively. Errors are `{"ErrorCode": "0x…", "Message": "…"}`.
 pub mod api;
 pub mod classic;
-pub mod doc;
 pub mod error;
 pub mod model;
+pub mod request;
+pub mod response;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,9 +16,11 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::body::{LenientBody, read_payload};
+use crate::api::body::{Lenient, LenientBody, read_payload};
 use crate::app::AppState;
 use crate::auth::{self, Principal};
 pub use error::KeyfactorError;
@@ -117,10 +120,17 @@ fn camelize(v: Value) -> Value {
     }
 }
 
-/// A 200 JSON answer in the caller's casing.
-pub fn respond(casing: Casing, v: Value) -> HttpResponse {
+/// A 200 JSON answer in the caller's casing: the typed answer serialized as it is spelled
+/// (PascalCase), re-cased for camelCase callers.
+pub fn respond(casing: Casing, answer: &impl Serialize) -> Result<HttpResponse, KeyfactorError> {
+    let v = serde_json::to_value(answer).map_err(|e| KeyfactorError::unavailable(e.to_string()))?;
     let v = if casing == Casing::Camel { camelize(v) } else { v };
-    HttpResponse::Ok().content_type("application/json; charset=utf-8").body(v.to_string())
+    Ok(HttpResponse::Ok().content_type("application/json; charset=utf-8").body(v.to_string()))
+}
+
+/// A string field that, if sent, is not blank (a blank one counts as absent).
+pub fn nonblank(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty())
 }
 
 /// Verified Basic credentials, cached briefly by a hash of the header so that argon2 does not
@@ -132,6 +142,12 @@ static BASIC_CACHE: Mutex<Option<HashMap<String, CachedSignIn>>> = Mutex::new(No
 /// A cached Basic sign-in: the user's id, its password hash then, and when.
 type CachedSignIn = (i64, String, Instant);
 const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// The cache, also after a panic while it was held: it only holds verified sign-ins, each
+/// re-checked against the user's row on use, so a half-made update cannot grant anything.
+fn basic_cache() -> std::sync::MutexGuard<'static, Option<HashMap<String, CachedSignIn>>> {
+    BASIC_CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// `DOMAIN\user`, `user@domain` or `user`.
 pub fn bare_user(u: &str) -> &str {
@@ -149,9 +165,7 @@ pub async fn authenticate(
     let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_string();
     let principal = if header.len() > 6 && header[..6].eq_ignore_ascii_case("basic ") {
         let key = crate::secrets::sha256_hex(header.as_bytes());
-        let cached = BASIC_CACHE
-            .lock()
-            .unwrap()
+        let cached = basic_cache()
             .get_or_insert_with(HashMap::new)
             .get(&key)
             .filter(|(_, _, t)| t.elapsed() < BASIC_CACHE_TTL)
@@ -197,7 +211,7 @@ pub async fn authenticate(
                 })
                 .await??
                 .ok_or(KeyfactorError::unauthorized())?;
-                let mut g = BASIC_CACHE.lock().unwrap();
+                let mut g = basic_cache();
                 let m = g.get_or_insert_with(HashMap::new);
                 if m.len() > 10_000 {
                     m.retain(|_, (_, _, t)| t.elapsed() < BASIC_CACHE_TTL);
@@ -231,12 +245,16 @@ pub async fn authenticate(
     Ok(principal)
 }
 
-/// Reads a body (lenient JSON) and also returns the raw bytes for casing detection.
-pub async fn body(payload: web::Payload, state: &AppState) -> Result<(LenientBody, web::Bytes), KeyfactorError> {
+/// Reads a body into its request type (lenient JSON, see `Lenient`) and also returns the raw
+/// bytes for casing detection.
+pub async fn body<T: DeserializeOwned>(
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<(T, web::Bytes), KeyfactorError> {
     let bytes = read_payload(payload, state.engine.settings.http.max_body_bytes)
         .await
         .map_err(|e| KeyfactorError::bad_request(e.to_string()))?;
-    let b = LenientBody::parse(&bytes).map_err(|e| KeyfactorError::bad_request(e.to_string()))?;
+    let b = Lenient::<T>::parse(&bytes).map_err(|e| KeyfactorError::bad_request(e.to_string()))?;
     Ok((b, bytes))
 }
 
