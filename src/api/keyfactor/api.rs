@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::classic::ca_name;
 use super::error::{INVALID_REQUEST, KeyfactorAuthErrors, KeyfactorErrorBody, NOT_VISIBLE};
@@ -892,18 +892,8 @@ pub async fn stores_create(
             "Unsupported CertStoreType {code}: use 1 (PEM directory), 2 (PKCS#12) or 3 (JKS)."
         ))
     })?;
-    let props: Value = match b.properties {
-        Some(StoreProperties::Text(s)) => {
-            serde_json::from_str(&s).map_err(|e| KeyfactorError::bad_request(format!("Properties is not JSON: {e}")))?
-        }
-        Some(StoreProperties::Object(m)) => Value::Object(m),
-        None => json!({}),
-    };
-    // Properties that are JSON but not an object carry no values.
-    let props = match props {
-        Value::Object(m) => Lenient::<StorePropertyValues>::from_body(LenientBody::from_map(m)).map_err(bad)?,
-        _ => StorePropertyValues::default(),
-    };
+    let props =
+        b.properties.map(StoreProperties::values).transpose().map_err(KeyfactorError::bad_request)?.unwrap_or_default();
     let alias = nonblank(props.alias);
     let include_keys = props.include_keys.unwrap_or(false);
     let password = b.password;

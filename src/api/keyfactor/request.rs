@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::api::body::{Lenient, lenient};
+use crate::api::body::{Lenient, LenientBody, lenient};
 
 // ---- field readers for the shapes Keyfactor clients send ----
 
@@ -99,6 +99,23 @@ fn properties<'de, D: Deserializer<'de>>(d: D) -> Result<Option<StoreProperties>
 pub enum StoreProperties {
     Text(String),
     Object(serde_json::Map<String, Value>),
+}
+
+impl StoreProperties {
+    /// The `alias` and `includeKeys` the properties carry (none when the JSON is not an object);
+    /// the error is the message of a 400.
+    pub fn values(self) -> Result<StorePropertyValues, String> {
+        let json = match self {
+            StoreProperties::Text(s) => serde_json::from_str(&s).map_err(|e| format!("Properties is not JSON: {e}"))?,
+            StoreProperties::Object(m) => Value::Object(m),
+        };
+        match json {
+            Value::Object(m) => {
+                Lenient::<StorePropertyValues>::from_body(LenientBody::from_map(m)).map_err(|e| e.to_string())
+            }
+            _ => Ok(StorePropertyValues::default()),
+        }
+    }
 }
 
 // ---- classic CMS API (/CMSApi/CertEnroll/3/...) ----
@@ -599,8 +616,11 @@ mod tests {
         assert_eq!(b.password.as_deref(), Some("s3cret"));
         assert!(matches!(b.properties, Some(StoreProperties::Object(_))));
         assert_eq!(b.container_id, Some(4));
-        let p: StorePropertyValues = Lenient::parse(br#"{"ALIAS":"web","includekeys":"true"}"#).unwrap();
+        let p = b.properties.unwrap().values().unwrap();
+        assert_eq!((p.alias.as_deref(), p.include_keys), (Some("web"), None));
+        let p = StoreProperties::Text(r#"{"ALIAS":"web","includekeys":"true"}"#.into()).values().unwrap();
         assert_eq!((p.alias.as_deref(), p.include_keys), (Some("web"), Some(true)));
+        assert!(StoreProperties::Text("{x".into()).values().unwrap_err().starts_with("Properties is not JSON: "));
         let r: KfRevokeRequest = Lenient::parse(br#"{"certificateIds":[1,"x",3],"reason":"4"}"#).unwrap();
         assert_eq!((r.certificate_ids.unwrap(), r.reason), (vec![1, 3], Some(4)));
         let r: KfRevokeRequest = Lenient::parse(br#"{"CertificateIds":5}"#).unwrap();
