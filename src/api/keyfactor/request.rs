@@ -604,6 +604,9 @@ mod tests {
         let l = b.lookup.unwrap().0;
         assert_eq!((l.r#type.as_deref(), l.serial.as_deref()), (Some("serial"), Some("0a1b")));
         assert_eq!(b.cert_stores.unwrap(), ["guid-1"]);
+        // A wrong type inside a nested object is named by the outer field (Lenient's nesting).
+        let err = Lenient::<KfClassicRenewRequest>::parse(br#"{"Lookup":{"CMSID":"abc"}}"#).unwrap_err();
+        assert_eq!(err.to_string(), r#"Invalid value for Lookup: expected an integer, got "abc"."#);
     }
 
     #[test]
