@@ -5,40 +5,9 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::keyfactor;
-
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Renewgate", description = "Certificate-renewal gateway: Venafi TPP, Keyfactor Command and ACME renew APIs over one inventory and one CA."),
-    paths(
-        keyfactor::classic::renew,
-        keyfactor::classic::pkcs10,
-        keyfactor::classic::pkcs12,
-        keyfactor::api::enrollment_renew,
-        keyfactor::api::available_renewal_id,
-        keyfactor::api::available_renewal_thumbprint,
-        keyfactor::api::enrollment_pfx,
-        keyfactor::api::enrollment_csr,
-        keyfactor::api::pfx_deploy,
-        keyfactor::api::pfx_replace,
-        keyfactor::api::certificates_query,
-        keyfactor::api::certificate_get,
-        keyfactor::api::certificates_download,
-        keyfactor::api::certificates_recover,
-        keyfactor::api::certificates_revoke,
-        keyfactor::api::stores_list,
-        keyfactor::api::stores_create,
-        keyfactor::api::stores_get,
-        keyfactor::api::stores_inventory,
-        keyfactor::api::stores_add,
-        keyfactor::api::stores_remove,
-        keyfactor::api::job_history,
-        keyfactor::api::scheduled_jobs,
-        keyfactor::api::acknowledge,
-        keyfactor::api::templates,
-        keyfactor::api::cas,
-        keyfactor::api::status_endpoints,
-    ),
     tags(
         (name = "Keyfactor: classic (CMSApi)", description = "Keyfactor Command classic CMS API, `/CMSApi/CertEnroll/3/...`: renewal by lookup, PKCS#10 and PKCS#12 enrollment. Answers are always PascalCase; request keys are matched case-insensitively. Authentication: Basic (`DOMAIN\\user:password`) or a bearer token from /vedauth/authorize/oauth. Errors are `{ErrorCode, Message}`."),
         (name = "Keyfactor: enrollment", description = "Keyfactor API enrollment: PFX and CSR enrollment, renewal, renewability, deploying to and replacing in certificate stores. Answers are documented in PascalCase, as the server sends them by default; the server answers camelCase instead (the .NET rule: `KeyfactorID` becomes `keyfactorID`, dictionary keys such as Metadata are kept) when the request body's first key starts with a lower-case letter, or when a GET carries `collectionId=0` without an `x-keyfactor-api-version` header. Request keys are matched case-insensitively. Authentication: Basic (`DOMAIN\\user:password`) or a bearer token from /vedauth/authorize/oauth. Errors are `{ErrorCode, Message}`."),
@@ -47,7 +16,6 @@ use crate::api::keyfactor;
         (name = "Keyfactor: orchestrator jobs", description = "Keyfactor API orchestrator jobs: the store jobs, their run history, acknowledging failed runs. Answers are documented in PascalCase, as the server sends them by default; the server answers camelCase instead (the .NET rule: `KeyfactorID` becomes `keyfactorID`, dictionary keys such as Metadata are kept) when the request body's first key starts with a lower-case letter, or when a GET carries `collectionId=0` without an `x-keyfactor-api-version` header. Request keys are matched case-insensitively. Authentication: Basic (`DOMAIN\\user:password`) or a bearer token from /vedauth/authorize/oauth. Errors are `{ErrorCode, Message}`."),
         (name = "Keyfactor: templates and CAs", description = "Keyfactor API templates (bound to policy folders), certificate authorities and the served endpoints. Answers are documented in PascalCase, as the server sends them by default; the server answers camelCase instead (the .NET rule: `KeyfactorID` becomes `keyfactorID`, dictionary keys such as Metadata are kept) when the request body's first key starts with a lower-case letter, or when a GET carries `collectionId=0` without an `x-keyfactor-api-version` header. Request keys are matched case-insensitively. Authentication: Basic (`DOMAIN\\user:password`) or a bearer token from /vedauth/authorize/oauth. Errors are `{ErrorCode, Message}`."),
     ),
-
 )]
 pub struct ApiDoc;
 

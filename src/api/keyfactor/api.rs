@@ -3,16 +3,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::classic::{ca_name, metadata};
-use super::doc;
-use super::error::KeyfactorErrorBody;
-use super::{Casing, KeyfactorError, authenticate, blocking, body, casing, guard, model, respond};
-use crate::api::body::{BodyError, LenientBody};
+use super::classic::ca_name;
+use super::error::{INVALID_REQUEST, KeyfactorAuthErrors, KeyfactorErrorBody, NOT_VISIBLE};
+use super::request::*;
+use super::response::*;
+use super::{Casing, KeyfactorError, authenticate, blocking, body, casing, guard, model, nonblank, respond};
+use crate::api::body::{BodyError, Lenient, LenientBody};
 use crate::app::AppState;
 use crate::ca::{KeySpec, SanSet};
 use crate::db::DbError;
@@ -150,15 +151,9 @@ fn certificate_format(req: &HttpRequest, default: &str) -> String {
 }
 
 /// `SANs` of an enrollment: `{"dns": [...], "ip4": [...], ...}` (keys case-insensitive).
-fn sans_of(b: &LenientBody) -> Result<SanSet, KeyfactorError> {
+fn sans_of(m: Option<BTreeMap<String, Vec<String>>>) -> Result<SanSet, KeyfactorError> {
     let mut s = SanSet::default();
-    let Some(Value::Object(m)) = b.get("SANs") else { return Ok(s) };
-    for (k, v) in m {
-        let vals: Vec<String> = match v {
-            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
-            Value::String(x) => vec![x.clone()],
-            _ => vec![],
-        };
+    for (k, vals) in m.unwrap_or_default() {
         match k.to_ascii_lowercase().as_str() {
             "dns" => s.dns.extend(vals),
             "ip4" | "ip6" | "ip" => s.ip.extend(vals),
@@ -191,31 +186,31 @@ fn subject_of_dn(dn: &str) -> SubjectSpec {
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/Enrollment/Renew", tag = "Keyfactor: enrollment", operation_id = "keyfactor_enrollment_renew",
-    request_body(content = doc::KfEnrollmentRenewRequest, example = json!({"CertificateId": 1})),
+    request_body(content = KfEnrollmentRenewRequest, example = json!({"CertificateId": 1})),
     responses(
-        (status = 200, description = "Renewed, or queued when not issued within 4 s", body = doc::KfEnrollmentRenewResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, description = "Renewed, or queued when not issued within 4 s", body = KfEnrollmentRenewResponse),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/enrollment/renew")]
 pub async fn enrollment_renew(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let (b, raw) = body(payload, &state).await?;
+    let (b, raw) = body::<KfEnrollmentRenewRequest>(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
-    let id = b.int("CertificateId").map_err(bad)?;
-    let tp = b.nonblank("Thumbprint").map_err(bad)?;
+    let id = b.certificate_id;
+    let tp = nonblank(b.thumbprint);
     if id.is_none() && tp.is_none() {
         return Err(KeyfactorError::bad_request("Either CertificateId or Thumbprint is required."));
     }
     let kf = KeyfactorRenew {
         certificate: CertRef::CertificateId(0),
-        template: b.nonblank("Template").map_err(bad)?,
-        ca: ca_name(&state, b.nonblank("CertificateAuthority").map_err(bad)?)?,
+        template: nonblank(b.template),
+        ca: ca_name(&state, nonblank(b.certificate_authority))?,
         metadata: BTreeMap::new(),
         store_guids: vec![],
         access: principal.access.clone(),
@@ -226,23 +221,36 @@ pub async fn enrollment_renew(
     })
     .await?;
     crate::api::observe::note(&req, crate::engine::audit::action::RENEW, accepted.object.dn.clone());
-    Ok(match state.engine.wait_for_job(accepted.job_id, API_WAIT).await? {
+    match state.engine.wait_for_job(accepted.job_id, API_WAIT).await? {
         JobOutcome::Done(Some(cid)) => {
             let v = blocking(&state, move |_, c| model::version(c, cid)).await?;
             respond(
                 cs,
-                json!({"KeyfactorId": v.id, "KeyfactorRequestId": accepted.job_id, "Thumbprint": v.thumbprint,
-                       "SerialNumber": v.serial, "IssuerDN": v.issuer_dn, "RequestDisposition": "ISSUED",
-                       "DispositionMessage": "The certificate was renewed."}),
+                &KfEnrollmentRenewResponse {
+                    keyfactor_id: v.id,
+                    keyfactor_request_id: accepted.job_id,
+                    thumbprint: Some(v.thumbprint),
+                    serial_number: Some(v.serial),
+                    issuer_dn: Some(v.issuer_dn),
+                    request_disposition: "ISSUED".into(),
+                    disposition_message: "The certificate was renewed.".into(),
+                },
             )
         }
-        JobOutcome::Failed(m) => return Err(KeyfactorError::bad_request(format!("The renewal failed: {m}"))),
+        JobOutcome::Failed(m) => Err(KeyfactorError::bad_request(format!("The renewal failed: {m}"))),
         _ => respond(
             cs,
-            json!({"KeyfactorId": 0, "KeyfactorRequestId": accepted.job_id, "RequestDisposition": "PENDING",
-                   "DispositionMessage": format!("The renewal is queued (request {}).", accepted.job_id)}),
+            &KfEnrollmentRenewResponse {
+                keyfactor_id: 0,
+                keyfactor_request_id: accepted.job_id,
+                thumbprint: None,
+                serial_number: None,
+                issuer_dn: None,
+                request_disposition: "PENDING".into(),
+                disposition_message: format!("The renewal is queued (request {}).", accepted.job_id),
+            },
         ),
-    })
+    }
 }
 
 async fn available_renewal(
@@ -268,18 +276,18 @@ async fn available_renewal(
         })
     })
     .await?;
-    Ok(respond(cs, json!({"AvailableRenewalType": kind, "Message": msg})))
+    respond(cs, &KfAvailableRenewal { available_renewal_type: kind, message: msg })
 }
 
 #[utoipa::path(get, path = "/KeyfactorAPI/Enrollment/AvailableRenewal/Id/{id}", tag = "Keyfactor: enrollment", operation_id = "keyfactor_available_renewal_by_id",
     params(("id" = i64, Path, description = "The certificate id", example = 1)),
     responses(
-        (status = 200, body = doc::KfAvailableRenewal),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, body = KfAvailableRenewal),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/enrollment/availablerenewal/id/{id}")]
 pub async fn available_renewal_id(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -292,12 +300,12 @@ pub async fn available_renewal_id(
 #[utoipa::path(get, path = "/KeyfactorAPI/Enrollment/AvailableRenewal/Thumbprint/{thumbprint}", tag = "Keyfactor: enrollment", operation_id = "keyfactor_available_renewal_by_thumbprint",
     params(("thumbprint" = String, Path, description = "SHA-1 thumbprint (hex)")),
     responses(
-        (status = 200, body = doc::KfAvailableRenewal),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, body = KfAvailableRenewal),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/enrollment/availablerenewal/thumbprint/{thumbprint}")]
 pub async fn available_renewal_thumbprint(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -306,12 +314,12 @@ pub async fn available_renewal_thumbprint(
     available_renewal(&req, &state, None, Some(path.into_inner())).await
 }
 
-fn key_spec_v11(b: &LenientBody) -> Result<Option<KeySpec>, KeyfactorError> {
-    match b.nonblank("KeyType").map_err(bad)?.map(|k| k.to_ascii_uppercase()) {
+fn key_spec_v11(b: &KfPfxEnrollmentRequest) -> Result<Option<KeySpec>, KeyfactorError> {
+    match nonblank(b.key_type.clone()).map(|k| k.to_ascii_uppercase()) {
         None => Ok(None),
-        Some(k) if k == "RSA" => Ok(Some(KeySpec::Rsa(b.int("KeyLength").map_err(bad)?.unwrap_or(2048) as u32))),
+        Some(k) if k == "RSA" => Ok(Some(KeySpec::Rsa(b.key_length.unwrap_or(2048) as u32))),
         Some(k) if k == "ECC" || k == "EC" => {
-            let curve = b.nonblank("Curve").map_err(bad)?.unwrap_or_else(|| "P256".into());
+            let curve = nonblank(b.curve.clone()).unwrap_or_else(|| "P256".into());
             crate::ca::EcCurve::parse(&curve)
                 .map(|c| Some(KeySpec::Ec(c)))
                 .ok_or_else(|| KeyfactorError::bad_request(format!("Unsupported curve {curve}.")))
@@ -321,102 +329,112 @@ fn key_spec_v11(b: &LenientBody) -> Result<Option<KeySpec>, KeyfactorError> {
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/Enrollment/PFX", tag = "Keyfactor: enrollment", operation_id = "keyfactor_enrollment_pfx",
-    request_body(content = doc::KfPfxEnrollmentRequest, example = json!({"Subject": "CN=pfx.example.com", "Password": "Str0ng!Passw0rd#2024", "IncludeChain": true, "Template": "WebServer", "SANs": {"dns": ["pfx.example.com"]}, "Metadata": {"Email-Contact": "pki@example.com"}})),
+    request_body(content = KfPfxEnrollmentRequest, example = json!({"Subject": "CN=pfx.example.com", "Password": "Str0ng!Passw0rd#2024", "IncludeChain": true, "Template": "WebServer", "SANs": {"dns": ["pfx.example.com"]}, "Metadata": {"Email-Contact": "pki@example.com"}})),
     responses(
-        (status = 200, description = "Issued (PKCS#12 with the key), or queued when not issued within 4 s", body = doc::KfPfxEnrollmentResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, description = "Issued (PKCS#12 with the key), or queued when not issued within 4 s", body = KfPfxEnrollmentResponse),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/enrollment/pfx")]
 pub async fn enrollment_pfx(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let (b, raw) = body(payload, &state).await?;
+    let (b, raw) = body::<KfPfxEnrollmentRequest>(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
-    let subject =
-        b.nonblank("Subject").map_err(bad)?.ok_or_else(|| KeyfactorError::bad_request("Subject is required."))?;
+    let subject = nonblank(b.subject.clone()).ok_or_else(|| KeyfactorError::bad_request("Subject is required."))?;
     let password = b
-        .str("Password")
-        .map_err(bad)?
+        .password
+        .clone()
         .filter(|p| !p.is_empty())
         .ok_or_else(|| KeyfactorError::bad_request("Password is required."))?;
-    let include_chain = b.bool("IncludeChain").map_err(bad)?.unwrap_or(true);
+    let include_chain = b.include_chain.unwrap_or(true);
     let subject = subject_of_dn(&subject);
     if subject.common_name.is_none() {
         return Err(KeyfactorError::bad_request("Subject must contain a CN."));
     }
+    let key_spec = key_spec_v11(&b)?;
     let e = Enrollment {
         csr: None,
         subject: Some(subject),
-        sans: sans_of(&b)?,
-        template: b.nonblank("Template").map_err(bad)?,
-        ca: ca_name(&state, b.nonblank("CertificateAuthority").map_err(bad)?)?,
-        metadata: metadata(&b),
-        key_spec: key_spec_v11(&b)?,
+        sans: sans_of(b.sans)?,
+        template: nonblank(b.template),
+        ca: ca_name(&state, nonblank(b.certificate_authority))?,
+        metadata: b.metadata.unwrap_or_default(),
+        key_spec,
         access: principal.access.clone(),
         needs_key: true,
     };
     let md = e.metadata.clone();
-    Ok(match enroll(&state, e, API_WAIT).await? {
+    let information = match enroll(&state, e, API_WAIT).await? {
         Enrolled::Issued(v) => {
             let target = format!("certificate {} ({})", v.id, v.thumbprint);
             crate::api::observe::note_certificate(&req, crate::engine::audit::action::KEY_DOWNLOAD, target, Some(v.id));
             let p12 = pfx_of(&state, v.id, &password, include_chain).await?;
-            respond(
-                cs,
-                json!({"CertificateInformation": {
-                        "SerialNumber": v.serial, "IssuerDN": v.issuer_dn, "Thumbprint": v.thumbprint, "KeyfactorId": v.id,
-                        "Pkcs12Blob": B64.encode(p12), "Password": password, "KeyfactorRequestId": v.job_id.unwrap_or(0),
-                        "RequestDisposition": "ISSUED", "DispositionMessage": "The certificate was issued."},
-                       "Metadata": md}),
-            )
+            KfPfxCertificateInformation {
+                serial_number: Some(v.serial.clone()),
+                issuer_dn: Some(v.issuer_dn.clone()),
+                thumbprint: Some(v.thumbprint.clone()),
+                keyfactor_id: v.id,
+                pkcs12_blob: Some(B64.encode(p12)),
+                password: Some(password),
+                keyfactor_request_id: v.job_id.unwrap_or(0),
+                request_disposition: "ISSUED".into(),
+                disposition_message: "The certificate was issued.".into(),
+            }
         }
-        Enrolled::Pending(job) => respond(
-            cs,
-            json!({"CertificateInformation": {"KeyfactorId": 0, "KeyfactorRequestId": job, "RequestDisposition": "PENDING",
-                    "DispositionMessage": format!("The enrollment is queued (request {job}).")}, "Metadata": md}),
-        ),
-    })
+        Enrolled::Pending(job) => KfPfxCertificateInformation {
+            serial_number: None,
+            issuer_dn: None,
+            thumbprint: None,
+            keyfactor_id: 0,
+            pkcs12_blob: None,
+            password: None,
+            keyfactor_request_id: job,
+            request_disposition: "PENDING".into(),
+            disposition_message: format!("The enrollment is queued (request {job})."),
+        },
+    };
+    respond(cs, &KfPfxEnrollmentResponse { certificate_information: information, metadata: md })
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/Enrollment/CSR", tag = "Keyfactor: enrollment", operation_id = "keyfactor_enrollment_csr",
-    params(("x-certificateformat" = Option<String>, Header, description = "`PEM` (default) or `DER`")), request_body(content = doc::KfCsrEnrollmentRequest, example = json!({"CSR": "-----BEGIN CERTIFICATE REQUEST-----\nMIHTMHwCAQAwGjEYMBYGA1UEAwwPY3NyLmV4YW1wbGUuY29tMFkwEwYHKoZIzj0C\nAQYIKoZIzj0DAQcDQgAEPEKVXHcT0PDqX3xbXGeH2XHXA4T0kpq+DBQ3KP/wiZJX\ncy2i3DaNSdVtgFvha+S89n3yqAtiNo6DRqBHhUidcaAAMAoGCCqGSM49BAMCA0cA\nMEQCIFAqK0REGYo+/E4GPcwtgut7XSuR78PgbYwrso2xwZSHAiBs5NuMu1QLrGAq\nEiNOnRQUoE3kfODWei6UELHQ+4iDkg==\n-----END CERTIFICATE REQUEST-----\n", "Template": "WebServer", "IncludeChain": true})),
+    params(("x-certificateformat" = Option<String>, Header, description = "`PEM` (default) or `DER`")), request_body(content = KfCsrEnrollmentRequest, example = json!({"CSR": "-----BEGIN CERTIFICATE REQUEST-----\nMIHTMHwCAQAwGjEYMBYGA1UEAwwPY3NyLmV4YW1wbGUuY29tMFkwEwYHKoZIzj0C\nAQYIKoZIzj0DAQcDQgAEPEKVXHcT0PDqX3xbXGeH2XHXA4T0kpq+DBQ3KP/wiZJX\ncy2i3DaNSdVtgFvha+S89n3yqAtiNo6DRqBHhUidcaAAMAoGCCqGSM49BAMCA0cA\nMEQCIFAqK0REGYo+/E4GPcwtgut7XSuR78PgbYwrso2xwZSHAiBs5NuMu1QLrGAq\nEiNOnRQUoE3kfODWei6UELHQ+4iDkg==\n-----END CERTIFICATE REQUEST-----\n", "Template": "WebServer", "IncludeChain": true})),
     responses(
-        (status = 200, description = "Issued, or queued when not issued within 4 s", body = doc::KfCsrEnrollmentResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, description = "Issued, or queued when not issued within 4 s", body = KfCsrEnrollmentResponse),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/enrollment/csr")]
 pub async fn enrollment_csr(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let (b, raw) = body(payload, &state).await?;
+    let (b, raw) = body::<KfCsrEnrollmentRequest>(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
-    let csr = b.nonblank("CSR").map_err(bad)?.ok_or_else(|| KeyfactorError::bad_request("CSR is required."))?;
+    let csr = nonblank(b.csr).ok_or_else(|| KeyfactorError::bad_request("CSR is required."))?;
     let csr = crate::engine::csr::parse_pkcs10(&csr)?;
-    let include_chain = b.bool("IncludeChain").map_err(bad)?.unwrap_or(false);
+    let include_chain = b.include_chain.unwrap_or(false);
     let fmt = certificate_format(&req, "PEM");
     let e = Enrollment {
         csr: Some(csr),
         subject: None,
         sans: SanSet::default(),
-        template: b.nonblank("Template").map_err(bad)?,
-        ca: ca_name(&state, b.nonblank("CertificateAuthority").map_err(bad)?)?,
-        metadata: metadata(&b),
+        template: nonblank(b.template),
+        ca: ca_name(&state, nonblank(b.certificate_authority))?,
+        metadata: b.metadata.unwrap_or_default(),
         key_spec: None,
         access: principal.access.clone(),
         needs_key: false,
     };
     let md = e.metadata.clone();
-    Ok(match enroll(&state, e, API_WAIT).await? {
+    let information = match enroll(&state, e, API_WAIT).await? {
         Enrolled::Issued(v) => {
             let vid = v.id;
             let certs = blocking(&state, move |engine, c| {
@@ -441,21 +459,29 @@ pub async fn enrollment_csr(
                 out
             })
             .await?;
-            respond(
-                cs,
-                json!({"CertificateInformation": {
-                        "SerialNumber": v.serial, "IssuerDN": v.issuer_dn, "Thumbprint": v.thumbprint, "KeyfactorID": v.id,
-                        "Certificates": certs, "KeyfactorRequestId": v.job_id.unwrap_or(0),
-                        "RequestDisposition": "ISSUED", "DispositionMessage": "The certificate was issued."},
-                       "Metadata": md}),
-            )
+            KfCsrCertificateInformation {
+                serial_number: Some(v.serial.clone()),
+                issuer_dn: Some(v.issuer_dn.clone()),
+                thumbprint: Some(v.thumbprint.clone()),
+                keyfactor_id: v.id,
+                certificates: certs,
+                keyfactor_request_id: v.job_id.unwrap_or(0),
+                request_disposition: "ISSUED".into(),
+                disposition_message: "The certificate was issued.".into(),
+            }
         }
-        Enrolled::Pending(job) => respond(
-            cs,
-            json!({"CertificateInformation": {"KeyfactorID": 0, "Certificates": [], "KeyfactorRequestId": job, "RequestDisposition": "PENDING",
-                    "DispositionMessage": format!("The enrollment is queued (request {job}).")}, "Metadata": md}),
-        ),
-    })
+        Enrolled::Pending(job) => KfCsrCertificateInformation {
+            serial_number: None,
+            issuer_dn: None,
+            thumbprint: None,
+            keyfactor_id: 0,
+            certificates: vec![],
+            keyfactor_request_id: job,
+            request_disposition: "PENDING".into(),
+            disposition_message: format!("The enrollment is queued (request {job})."),
+        },
+    };
+    respond(cs, &KfCsrEnrollmentResponse { certificate_information: information, metadata: md })
 }
 
 /// Schedules Add jobs of `cert_id` to stores; returns (successful, failed) store GUIDs.
@@ -488,24 +514,26 @@ fn deploy(
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/Enrollment/PFX/Deploy", tag = "Keyfactor: enrollment", operation_id = "keyfactor_pfx_deploy",
-    request_body = doc::KfPfxDeployRequest,
+    request_body = KfPfxDeployRequest,
     responses(
-        (status = 200, description = "Add jobs scheduled", body = doc::KfDeployResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, description = "Add jobs scheduled", body = KfDeployResponse),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/enrollment/pfx/deploy")]
 pub async fn pfx_deploy(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let (b, raw) = body(payload, &state).await?;
+    let (b, raw) = body::<KfPfxDeployRequest>(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
-    b.str("Password").map_err(bad)?.ok_or_else(|| KeyfactorError::bad_request("Password is required."))?;
-    let cert_id = match (b.int("CertificateId").map_err(bad)?, b.int("RequestId").map_err(bad)?) {
+    if b.password.is_none() {
+        return Err(KeyfactorError::bad_request("Password is required."));
+    }
+    let cert_id = match (b.certificate_id, b.request_id) {
         (Some(id), _) => id,
         (None, Some(rid)) => {
             blocking(&state, move |_, c| {
@@ -517,53 +545,37 @@ pub async fn pfx_deploy(
         }
         _ => return Err(KeyfactorError::bad_request("CertificateId or RequestId is required.")),
     };
-    let mut targets: Vec<(String, Option<String>, bool)> = vec![];
-    if let Some(Value::Array(a)) = b.get("StoreIds") {
-        targets.extend(a.iter().filter_map(|x| x.as_str()).map(|g| (g.to_string(), None, true)));
-    }
-    if let Some(Value::Array(a)) = b.get("Stores") {
-        for s in a {
-            if let Value::Object(m) = s {
-                let l = LenientBody::from_map(m.clone());
-                if let Some(g) = l.nonblank("StoreId").map_err(bad)? {
-                    targets.push((
-                        g,
-                        l.nonblank("Alias").map_err(bad)?,
-                        l.bool("Overwrite").map_err(bad)?.unwrap_or(true),
-                    ));
-                }
-            }
+    let mut targets: Vec<(String, Option<String>, bool)> =
+        b.store_ids.unwrap_or_default().into_iter().map(|g| (g, None, true)).collect();
+    for Lenient(s) in b.stores.unwrap_or_default() {
+        if let Some(g) = nonblank(s.store_id) {
+            targets.push((g, nonblank(s.alias), s.overwrite.unwrap_or(true)));
         }
     }
     let (ok, failed) = blocking(&state, move |_, c| deploy(c, &principal, cert_id, &targets)).await?;
-    Ok(respond(cs, json!({"SuccessfulStores": ok, "FailedStores": failed})))
+    respond(cs, &KfDeployResponse { successful_stores: ok, failed_stores: failed })
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/Enrollment/PFX/Replace", tag = "Keyfactor: enrollment", operation_id = "keyfactor_pfx_replace",
-    request_body(content = doc::KfPfxReplaceRequest, example = json!({"ExistingCertificateId": 1, "CertificateId": 1})),
+    request_body(content = KfPfxReplaceRequest, example = json!({"ExistingCertificateId": 1, "CertificateId": 1})),
     responses(
-        (status = 200, description = "Add jobs scheduled", body = doc::KfDeployResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, description = "Add jobs scheduled", body = KfDeployResponse),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/enrollment/pfx/replace")]
 pub async fn pfx_replace(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let (b, raw) = body(payload, &state).await?;
+    let (b, raw) = body::<KfPfxReplaceRequest>(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
-    let old = b
-        .int("ExistingCertificateId")
-        .map_err(bad)?
-        .ok_or_else(|| KeyfactorError::bad_request("ExistingCertificateId is required."))?;
-    let new = b
-        .int("CertificateId")
-        .map_err(bad)?
-        .ok_or_else(|| KeyfactorError::bad_request("CertificateId is required."))?;
+    let old =
+        b.existing_certificate_id.ok_or_else(|| KeyfactorError::bad_request("ExistingCertificateId is required."))?;
+    let new = b.certificate_id.ok_or_else(|| KeyfactorError::bad_request("CertificateId is required."))?;
     let (ok, failed) = blocking(&state, move |_, c| {
         // The replaced certificate must be the caller's to see, like the new one.
         let replaced = model::version(c, old)?;
@@ -575,18 +587,18 @@ pub async fn pfx_replace(
         deploy(c, &principal, new, &targets)
     })
     .await?;
-    Ok(respond(cs, json!({"SuccessfulStores": ok, "FailedStores": failed})))
+    respond(cs, &KfDeployResponse { successful_stores: ok, failed_stores: failed })
 }
 
 #[utoipa::path(get, path = "/KeyfactorAPI/Certificates/{id}", tag = "Keyfactor: certificates", operation_id = "keyfactor_certificate_get",
     params(("id" = i64, Path, description = "The certificate id", example = 1)),
     responses(
-        (status = 200, body = doc::KfCertificate),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, body = KfCertificate),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/certificates/{id}")]
 pub async fn certificate_get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -601,15 +613,15 @@ pub async fn certificate_get(
         model::certificate(c, &v)
     })
     .await?;
-    Ok(respond(cs, v))
+    respond(cs, &v)
 }
 
-/// Query parameters with any `prefix.` stripped (`pq.queryString` → `querystring`).
-fn query_params(req: &HttpRequest) -> LenientBody {
+/// The paging query, its parameters' `prefix.` stripped (`pq.queryString` → `queryString`).
+fn paged_query(req: &HttpRequest) -> Result<PagedQuery, KeyfactorError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
     let m: serde_json::Map<String, Value> =
         pairs.into_iter().map(|(k, v)| (k.rsplit('.').next().unwrap_or(&k).to_string(), Value::String(v))).collect();
-    LenientBody::from_map(m)
+    Lenient::<PagedQuery>::from_body(LenientBody::from_map(m)).map_err(bad)
 }
 
 /// `field -eq "value"` terms joined by AND (the subset of Keyfactor's query language scripts use).
@@ -632,18 +644,18 @@ fn query_terms(q: &str) -> Result<Vec<(String, String)>, KeyfactorError> {
            ("pq.returnLimit" = Option<i64>, Query, description = "Page size, 1–1000 (default 50)"),
            ("pq.pageReturned" = Option<i64>, Query, description = "Page number from 1")),
     responses(
-        (status = 200, body = Vec<doc::KfCertificate>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 200, body = Vec<KfCertificate>),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/certificates")]
 pub async fn certificates_query(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", None).await?;
     let cs = casing(&req, None);
-    let q = query_params(&req);
-    let terms = query_terms(&q.str("QueryString").map_err(bad)?.unwrap_or_default())?;
-    let limit = q.int("ReturnLimit").map_err(bad)?.unwrap_or(50).clamp(1, 1000);
-    let page = q.int("PageReturned").map_err(bad)?.unwrap_or(1).max(1);
+    let q = paged_query(&req)?;
+    let terms = query_terms(&q.query_string.unwrap_or_default())?;
+    let limit = q.return_limit.unwrap_or(50).clamp(1, 1000);
+    let page = q.page_returned.unwrap_or(1).max(1);
     let items = blocking(&state, move |_, c| {
         use crate::engine::search::{self, CertFilter};
         let mut filters = vec![];
@@ -661,7 +673,7 @@ pub async fn certificates_query(req: HttpRequest, state: web::Data<AppState>) ->
         rows.iter().map(|v| model::certificate(c, v)).collect::<Result<Vec<_>, _>>()
     })
     .await?;
-    Ok(respond(cs, Value::Array(items)))
+    respond(cs, &items)
 }
 
 /// Looks a certificate up and checks the caller's folder permission on it.
@@ -678,34 +690,37 @@ async fn find_guarded(
     .await
 }
 
-fn lookup_fields(b: &LenientBody) -> Result<model::LookupFields, KeyfactorError> {
-    Ok((
-        b.int("CertID").map_err(bad)?.or(b.int("CertificateId").map_err(bad)?),
-        b.nonblank("Thumbprint").map_err(bad)?,
-        b.nonblank("SerialNumber").map_err(bad)?,
-        b.nonblank("IssuerDN").map_err(bad)?,
-    ))
+/// How Download and Recover name the certificate: `CertID` (or `CertificateId`), thumbprint,
+/// serial number and issuer DN.
+fn lookup_fields(
+    cert_id: Option<i64>,
+    certificate_id: Option<i64>,
+    thumbprint: Option<String>,
+    serial_number: Option<String>,
+    issuer_dn: Option<String>,
+) -> model::LookupFields {
+    (cert_id.or(certificate_id), nonblank(thumbprint), nonblank(serial_number), nonblank(issuer_dn))
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/Certificates/Download", tag = "Keyfactor: certificates", operation_id = "keyfactor_certificates_download",
-    params(("x-certificateformat" = Option<String>, Header, description = "`PEM` (default), `DER` or `P7B`")), request_body(content = doc::KfDownloadRequest, example = json!({"CertID": 1, "IncludeChain": true})),
+    params(("x-certificateformat" = Option<String>, Header, description = "`PEM` (default), `DER` or `P7B`")), request_body(content = KfDownloadRequest, example = json!({"CertID": 1, "IncludeChain": true})),
     responses(
-        (status = 200, body = doc::KfDownloadResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, body = KfDownloadResponse),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/certificates/download")]
 pub async fn certificates_download(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", None).await?;
-    let (b, raw) = body(payload, &state).await?;
+    let (b, raw) = body::<KfDownloadRequest>(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
-    let (id, tp, sn, iss) = lookup_fields(&b)?;
-    let include_chain = b.bool("IncludeChain").map_err(bad)?.unwrap_or(false);
+    let include_chain = b.include_chain.unwrap_or(false);
+    let (id, tp, sn, iss) = lookup_fields(b.cert_id, b.certificate_id, b.thumbprint, b.serial_number, b.issuer_dn);
     let fmt = match certificate_format(&req, "PEM").as_str() {
         "PEM" => OutputFormat::Base64,
         "DER" => OutputFormat::Der,
@@ -718,33 +733,30 @@ pub async fn certificates_download(
     };
     let v = find_guarded(&state, principal, (id, tp, sn, iss), Permission::Read).await?;
     let bytes = render(&state, v.id, fmt, None, include_chain, false).await?;
-    Ok(respond(cs, json!({"Content": B64.encode(bytes)})))
+    respond(cs, &KfDownloadResponse { content: B64.encode(bytes) })
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/Certificates/Recover", tag = "Keyfactor: certificates", operation_id = "keyfactor_certificates_recover",
-    params(("x-certificateformat" = Option<String>, Header, description = "`PFX` (default), `PEM` or `JKS`")), request_body(content = doc::KfRecoverRequest, example = json!({"CertID": 1, "Password": "Str0ng!Passw0rd#2024"})),
+    params(("x-certificateformat" = Option<String>, Header, description = "`PFX` (default), `PEM` or `JKS`")), request_body(content = KfRecoverRequest, example = json!({"CertID": 1, "Password": "Str0ng!Passw0rd#2024"})),
     responses(
-        (status = 200, body = doc::KfRecoverResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, body = KfRecoverResponse),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/certificates/recover")]
 pub async fn certificates_recover(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let (b, raw) = body(payload, &state).await?;
+    let (b, raw) = body::<KfRecoverRequest>(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
-    let password = b
-        .str("Password")
-        .map_err(bad)?
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| KeyfactorError::bad_request("Password is required."))?;
-    let (id, tp, sn, iss) = lookup_fields(&b)?;
-    let include_chain = b.bool("IncludeChain").map_err(bad)?.unwrap_or(false);
+    let password =
+        b.password.filter(|p| !p.is_empty()).ok_or_else(|| KeyfactorError::bad_request("Password is required."))?;
+    let include_chain = b.include_chain.unwrap_or(false);
+    let (id, tp, sn, iss) = lookup_fields(b.cert_id, b.certificate_id, b.thumbprint, b.serial_number, b.issuer_dn);
     let (fmt, ext) = match certificate_format(&req, "PFX").as_str() {
         "PFX" | "P12" | "PKCS12" => (OutputFormat::Pkcs12, "pfx"),
         "PEM" => (OutputFormat::Base64Pkcs8, "pem"),
@@ -761,32 +773,29 @@ pub async fn certificates_recover(
     let bytes = render(&state, v.id, fmt, Some(password), include_chain, true).await?;
     tracing::info!(certificate = v.id, "private key recovered through the Keyfactor API");
     let name = if v.common_name.is_empty() { "certificate".to_string() } else { v.common_name.replace('*', "_") };
-    Ok(respond(cs, json!({"PFX": B64.encode(bytes), "FileName": format!("{name}.{ext}")})))
+    respond(cs, &KfRecoverResponse { pfx: B64.encode(bytes), file_name: format!("{name}.{ext}") })
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/Certificates/Revoke", tag = "Keyfactor: certificates", operation_id = "keyfactor_certificates_revoke",
-    request_body = doc::KfRevokeRequest,
+    request_body = KfRevokeRequest,
     responses(
-        (status = 200, body = doc::KfRevokeResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, body = KfRevokeResponse),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/certificates/revoke")]
 pub async fn certificates_revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", Some("revoke")).await?;
-    let (b, raw) = body(payload, &state).await?;
+    let (b, raw) = body::<KfRevokeRequest>(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
-    let ids: Vec<i64> = match b.get("CertificateIds") {
-        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_i64()).collect(),
-        _ => return Err(KeyfactorError::bad_request("CertificateIds is required.")),
-    };
-    let reason = b.int("Reason").map_err(bad)?.unwrap_or(0) as i32;
-    let comment = b.str("Comment").map_err(bad)?.unwrap_or_default();
+    let ids = b.certificate_ids.ok_or_else(|| KeyfactorError::bad_request("CertificateIds is required."))?;
+    let reason = b.reason.unwrap_or(0) as i32;
+    let comment = b.comment.unwrap_or_default();
     for id in &ids {
         let target = format!("certificate {id}");
         crate::api::observe::note_certificate(&req, crate::engine::audit::action::REVOKE, target, Some(*id));
@@ -802,16 +811,16 @@ pub async fn certificates_revoke(
         Ok(out)
     })
     .await?;
-    Ok(respond(cs, json!({"RevokedIds": revoked, "SuspendedCerts": []})))
+    respond(cs, &KfRevokeResponse { revoked_ids: revoked, suspended_certs: vec![] })
 }
 
 #[utoipa::path(get, path = "/KeyfactorAPI/CertificateStores", tag = "Keyfactor: certificate stores", operation_id = "keyfactor_stores_list",
     responses(
-        (status = 200, body = Vec<doc::KfCertificateStore>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 200, body = Vec<KfCertificateStore>),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/certificatestores")]
 pub async fn stores_list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
@@ -824,18 +833,18 @@ pub async fn stores_list(req: HttpRequest, state: web::Data<AppState>) -> Result
         Ok(out)
     })
     .await?;
-    Ok(respond(cs, Value::Array(v)))
+    respond(cs, &v)
 }
 
 #[utoipa::path(get, path = "/KeyfactorAPI/CertificateStores/{id}", tag = "Keyfactor: certificate stores", operation_id = "keyfactor_stores_get",
     params(("id" = String, Path, description = "The store GUID")),
     responses(
-        (status = 200, body = doc::KfCertificateStore),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, body = KfCertificateStore),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/certificatestores/{id}")]
 pub async fn stores_get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -851,62 +860,44 @@ pub async fn stores_get(
         Ok(model::store(&s, id))
     })
     .await?;
-    Ok(respond(cs, v))
+    respond(cs, &v)
 }
 
 /// Creates a store: `ClientMachine`, `Storepath`, `CertStoreType` (1 PEM directory, 2 PKCS#12
 /// file, 3 JKS file), optional `Password` and `Properties` (JSON string or object with `alias`,
 /// `includeKeys`).
 #[utoipa::path(post, path = "/KeyfactorAPI/CertificateStores", tag = "Keyfactor: certificate stores", operation_id = "keyfactor_stores_create",
-    request_body(content = doc::KfCreateStoreRequest, example = json!({"ClientMachine": "web01", "Storepath": "/opt/app/tls", "CertStoreType": 1, "Properties": "{\"alias\": \"web\", \"includeKeys\": true}"})),
+    request_body(content = KfCreateStoreRequest, example = json!({"ClientMachine": "web01", "Storepath": "/opt/app/tls", "CertStoreType": 1, "Properties": "{\"alias\": \"web\", \"includeKeys\": true}"})),
     responses(
-        (status = 200, body = doc::KfCertificateStore),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 200, body = KfCertificateStore),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/certificatestores")]
 pub async fn stores_create(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "configuration", Some("manage")).await?;
-    let (b, raw) = body(payload, &state).await?;
+    let (b, raw) = body::<KfCreateStoreRequest>(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
-    let container_name = b.nonblank("ContainerName").map_err(bad)?;
-    let container_id = b.int("ContainerId").map_err(bad)?.filter(|id| *id != 0);
-    let machine = b
-        .nonblank("ClientMachine")
-        .map_err(bad)?
-        .ok_or_else(|| KeyfactorError::bad_request("ClientMachine is required."))?;
-    let path =
-        b.nonblank("Storepath").map_err(bad)?.ok_or_else(|| KeyfactorError::bad_request("Storepath is required."))?;
-    let code = b.int("CertStoreType").map_err(bad)?.unwrap_or(1);
+    let container_name = nonblank(b.container_name);
+    let container_id = b.container_id.filter(|id| *id != 0);
+    let machine =
+        nonblank(b.client_machine).ok_or_else(|| KeyfactorError::bad_request("ClientMachine is required."))?;
+    let path = nonblank(b.storepath).ok_or_else(|| KeyfactorError::bad_request("Storepath is required."))?;
+    let code = b.cert_store_type.unwrap_or(1);
     let ty = model::store_type_name(code).ok_or_else(|| {
         KeyfactorError::bad_request(format!(
             "Unsupported CertStoreType {code}: use 1 (PEM directory), 2 (PKCS#12) or 3 (JKS)."
         ))
     })?;
-    let props: Value = match b.get("Properties") {
-        Some(Value::String(s)) if !s.trim().is_empty() => {
-            serde_json::from_str(s).map_err(|e| KeyfactorError::bad_request(format!("Properties is not JSON: {e}")))?
-        }
-        Some(v @ Value::Object(_)) => v.clone(),
-        _ => json!({}),
-    };
-    let pl = match props {
-        Value::Object(m) => LenientBody::from_map(m),
-        _ => LenientBody::default(),
-    };
-    let alias = pl.nonblank("alias").map_err(bad)?;
-    let include_keys = pl.bool("includeKeys").map_err(bad)?.unwrap_or(false);
-    let password = match b.get("Password") {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Object(m)) => {
-            m.get("SecretValue").or(m.get("secretValue")).and_then(|v| v.as_str()).map(str::to_string)
-        }
-        _ => None,
-    };
+    let props =
+        b.properties.map(StoreProperties::values).transpose().map_err(KeyfactorError::bad_request)?.unwrap_or_default();
+    let alias = nonblank(props.alias);
+    let include_keys = props.include_keys.unwrap_or(false);
+    let password = b.password;
     let (s, id) = blocking(&state, move |e, c| {
         // The container: ContainerName (a folder DN) or ContainerId (a folder's id); the root without.
         let folder = match (container_name, container_id) {
@@ -958,18 +949,18 @@ pub async fn stores_create(
         Ok((s, id))
     })
     .await?;
-    Ok(respond(cs, model::store(&s, id)))
+    respond(cs, &model::store(&s, id))
 }
 
 #[utoipa::path(get, path = "/KeyfactorAPI/CertificateStores/{id}/Inventory", tag = "Keyfactor: certificate stores", operation_id = "keyfactor_stores_inventory",
     params(("id" = String, Path, description = "The store GUID")),
     responses(
-        (status = 200, body = Vec<doc::KfStoreInventoryItem>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, body = Vec<KfStoreInventoryItem>),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/certificatestores/{id}/inventory")]
 pub async fn stores_inventory(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -984,60 +975,50 @@ pub async fn stores_inventory(
         let mut out = vec![];
         for (alias, cid) in store_engine::contents(c, &s)? {
             let v = model::version(c, cid)?;
-            let mut cert = model::certificate(c, &v)?;
             // The inventory model of the v1 SDK wants object-valued metadata: leave it out here.
-            if let Some(m) = cert.as_object_mut() {
-                m.remove("Metadata");
-            }
-            out.push(json!({"Name": alias, "Certificates": [cert], "Parameters": {}}));
+            let cert = KfCertificate { metadata: None, ..model::certificate(c, &v)? };
+            out.push(KfStoreInventoryItem { name: alias, certificates: vec![cert], parameters: BTreeMap::new() });
         }
         Ok(out)
     })
     .await?;
-    Ok(respond(cs, Value::Array(v)))
+    respond(cs, &v)
 }
 
-fn store_targets(b: &LenientBody) -> Result<Vec<(String, Option<String>, bool)>, KeyfactorError> {
-    let Some(Value::Array(a)) = b.get("CertificateStores") else {
-        return Err(KeyfactorError::bad_request("CertificateStores is required."));
-    };
-    let mut out = vec![];
-    for item in a {
-        let Value::Object(m) = item else {
-            return Err(KeyfactorError::bad_request("CertificateStores entries must be objects."));
-        };
-        let l = LenientBody::from_map(m.clone());
-        let id = l
-            .nonblank("CertificateStoreId")
-            .map_err(bad)?
-            .ok_or_else(|| KeyfactorError::bad_request("CertificateStoreId is required."))?;
-        out.push((id, l.nonblank("Alias").map_err(bad)?, l.bool("Overwrite").map_err(bad)?.unwrap_or(false)));
-    }
-    Ok(out)
+/// `CertificateStores` as (store GUID, alias, overwrite) triples.
+fn store_targets(
+    stores: Option<Vec<Lenient<KfStoreTarget>>>,
+) -> Result<Vec<(String, Option<String>, bool)>, KeyfactorError> {
+    let stores = stores.ok_or_else(|| KeyfactorError::bad_request("CertificateStores is required."))?;
+    stores
+        .into_iter()
+        .map(|Lenient(t)| {
+            let id = nonblank(t.certificate_store_id)
+                .ok_or_else(|| KeyfactorError::bad_request("CertificateStoreId is required."))?;
+            Ok((id, nonblank(t.alias), t.overwrite.unwrap_or(false)))
+        })
+        .collect()
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/CertificateStores/Certificates/Add", tag = "Keyfactor: certificate stores", operation_id = "keyfactor_stores_add",
-    request_body = doc::KfStoresAddRequest,
+    request_body = KfStoresAddRequest,
     responses(
         (status = 200, description = "GUIDs of the scheduled store jobs", body = Vec<String>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/certificatestores/certificates/add")]
 pub async fn stores_add(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let (b, raw) = body(payload, &state).await?;
+    let (b, raw) = body::<KfStoresAddRequest>(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
-    let cert_id = b
-        .int("CertificateId")
-        .map_err(bad)?
-        .ok_or_else(|| KeyfactorError::bad_request("CertificateId is required."))?;
-    let targets = store_targets(&b)?;
+    let cert_id = b.certificate_id.ok_or_else(|| KeyfactorError::bad_request("CertificateId is required."))?;
+    let targets = store_targets(b.certificate_stores)?;
     let guids = blocking(&state, move |_, c| {
         let v = model::version(c, cert_id)?;
         guard(c, &principal, &v, Permission::Write)?;
@@ -1054,27 +1035,27 @@ pub async fn stores_add(
         Ok(out)
     })
     .await?;
-    Ok(respond(cs, json!(guids)))
+    respond(cs, &guids)
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/CertificateStores/Certificates/Remove", tag = "Keyfactor: certificate stores", operation_id = "keyfactor_stores_remove",
-    request_body = doc::KfStoresRemoveRequest,
+    request_body = KfStoresRemoveRequest,
     responses(
         (status = 200, description = "GUIDs of the scheduled store jobs", body = Vec<String>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/certificatestores/certificates/remove")]
 pub async fn stores_remove(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let (b, raw) = body(payload, &state).await?;
+    let (b, raw) = body::<KfStoresRemoveRequest>(payload, &state).await?;
     let cs = casing(&req, Some(&raw));
-    let targets = store_targets(&b)?;
+    let targets = store_targets(b.certificate_stores)?;
     let guids = blocking(&state, move |_, c| {
         // Removing from a store needs write on the store's folder (another folder's store answers as unknown).
         let guids: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
@@ -1089,7 +1070,7 @@ pub async fn stores_remove(
         Ok(out)
     })
     .await?;
-    Ok(respond(cs, json!(guids)))
+    respond(cs, &guids)
 }
 
 #[utoipa::path(get, path = "/KeyfactorAPI/OrchestratorJobs/JobHistory", tag = "Keyfactor: orchestrator jobs", operation_id = "keyfactor_job_history",
@@ -1097,18 +1078,18 @@ pub async fn stores_remove(
            ("pq.returnLimit" = Option<i64>, Query, description = "Page size, 1–1000 (default 50)"),
            ("pq.pageReturned" = Option<i64>, Query, description = "Page number from 1")),
     responses(
-        (status = 200, body = Vec<doc::KfJobHistory>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 200, body = Vec<KfJobHistory>),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/orchestratorjobs/jobhistory")]
 pub async fn job_history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
-    let q = query_params(&req);
-    let terms = query_terms(&q.str("QueryString").map_err(bad)?.unwrap_or_default())?;
-    let limit = q.int("ReturnLimit").map_err(bad)?.unwrap_or(50).clamp(1, 1000);
-    let page = q.int("PageReturned").map_err(bad)?.unwrap_or(1).max(1);
+    let q = paged_query(&req)?;
+    let terms = query_terms(&q.query_string.unwrap_or_default())?;
+    let limit = q.return_limit.unwrap_or(50).clamp(1, 1000);
+    let page = q.page_returned.unwrap_or(1).max(1);
     let mut filter = store_engine::HistoryFilter::default();
     for (k, v) in &terms {
         match k.as_str() {
@@ -1130,137 +1111,183 @@ pub async fn job_history(req: HttpRequest, state: web::Data<AppState>) -> Result
     let rows =
         blocking(&state, move |_, c| Ok(store_engine::history_for(c, &principal.access, &filter, limit, offset)?))
             .await?;
-    let mut out = vec![];
-    for (run, job, store) in rows {
-        let mut m = json!({
-            "JobHistoryId": run.id, "AgentMachine": store.client_machine, "ClientMachine": store.client_machine,
-            "StorePath": store.store_path, "JobId": job.guid, "Schedule": {"Immediate": true}, "JobType": "Management",
-            "OperationStart": model::ts(run.operation_start), "Message": run.message, "Result": run.result, "Status": run.status,
-        });
-        if let Some(end) = run.operation_end {
-            m["OperationEnd"] = json!(model::ts(end));
-        }
-        out.push(m);
-    }
-    Ok(respond(cs, Value::Array(out)))
+    let out: Vec<KfJobHistory> = rows
+        .into_iter()
+        .map(|(run, job, store)| KfJobHistory {
+            job_history_id: run.id,
+            agent_machine: store.client_machine.clone(),
+            client_machine: store.client_machine,
+            store_path: store.store_path,
+            job_id: job.guid,
+            schedule: KfJobSchedule { immediate: true },
+            job_type: "Management".into(),
+            operation_start: model::ts(run.operation_start),
+            operation_end: run.operation_end.map(model::ts),
+            message: run.message,
+            result: run.result,
+            status: run.status,
+        })
+        .collect();
+    respond(cs, &out)
 }
 
 #[utoipa::path(get, path = "/KeyfactorAPI/OrchestratorJobs/ScheduledJobs", tag = "Keyfactor: orchestrator jobs", operation_id = "keyfactor_scheduled_jobs",
     responses(
-        (status = 200, body = Vec<doc::KfScheduledJob>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 200, body = Vec<KfScheduledJob>),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/orchestratorjobs/scheduledjobs")]
 pub async fn scheduled_jobs(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
     let rows = blocking(&state, move |_, c| Ok(store_engine::scheduled_for(c, &principal.access)?)).await?;
-    let out: Vec<Value> = rows
+    let out: Vec<KfScheduledJob> = rows
         .into_iter()
-        .map(|(j, s)| {
-            json!({"Id": j.guid, "ClientMachine": s.client_machine, "Target": s.store_path, "Schedule": {"Immediate": true},
-                   "Requested": model::ts(j.created_at), "JobType": "Management"})
+        .map(|(j, s)| KfScheduledJob {
+            id: j.guid,
+            client_machine: s.client_machine,
+            target: s.store_path,
+            schedule: KfJobSchedule { immediate: true },
+            requested: model::ts(j.created_at),
+            job_type: "Management".into(),
         })
         .collect();
-    Ok(respond(cs, Value::Array(out)))
+    respond(cs, &out)
 }
 
 #[utoipa::path(post, path = "/KeyfactorAPI/OrchestratorJobs/Acknowledge", tag = "Keyfactor: orchestrator jobs", operation_id = "keyfactor_acknowledge",
-    request_body(content = doc::KfAcknowledgeRequest, example = json!({"JobAuditIds": []})),
+    request_body(content = KfAcknowledgeRequest, example = json!({"JobAuditIds": []})),
     responses(
         (status = 204, description = "Failed runs acknowledged (other ids are ignored)"),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/keyfactorapi/orchestratorjobs/acknowledge")]
 pub async fn acknowledge(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "configuration", Some("manage")).await?;
-    let (b, _) = body(payload, &state).await?;
-    let ids: Vec<i64> = match b.get("JobAuditIds") {
-        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_i64()).collect(),
-        _ => return Err(KeyfactorError::bad_request("JobAuditIds is required.")),
-    };
+    let (b, _) = body::<KfAcknowledgeRequest>(payload, &state).await?;
+    let ids = b.job_audit_ids.ok_or_else(|| KeyfactorError::bad_request("JobAuditIds is required."))?;
     blocking(&state, move |_, c| Ok(store_engine::acknowledge_for(c, &principal.access, &ids)?)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 #[utoipa::path(get, path = "/KeyfactorAPI/Templates", tag = "Keyfactor: templates and CAs", operation_id = "keyfactor_templates",
     responses(
-        (status = 200, body = Vec<doc::KfTemplate>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 200, body = Vec<KfTemplate>),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
-pub async fn templates(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
+#[get("/keyfactorapi/templates")]
+pub async fn templates_list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
     let list = blocking(&state, |_, c| Ok(templates::list(c)?)).await?;
-    let out: Vec<Value> = list
+    let out: Vec<KfTemplate> = list
         .iter()
         .map(|t| {
-            let ekus: Vec<Value> = templates::ekus_of(t)
+            let ekus = templates::ekus_of(t)
                 .iter()
-                .enumerate()
-                .map(|(i, e)| {
+                .zip(1..)
+                .map(|(e, id)| {
                     let oid = match e.to_ascii_lowercase().as_str() {
                         "serverauth" => "1.3.6.1.5.5.7.3.1",
                         "clientauth" => "1.3.6.1.5.5.7.3.2",
                         "codesigning" => "1.3.6.1.5.5.7.3.3",
                         _ => "1.3.6.1.5.5.7.3.4",
                     };
-                    json!({"Id": i + 1, "Oid": oid, "DisplayName": e})
+                    KfExtendedKeyUsage { id, oid: oid.into(), display_name: e.clone() }
                 })
                 .collect();
-            json!({"Id": t.id, "CommonName": t.name, "TemplateName": t.name, "Oid": format!("1.3.6.1.4.1.311.21.8.{}", t.id),
-                   "KeySize": "2048", "KeyType": "RSA", "ForestRoot": "", "FriendlyName": t.name, "KeyRetention": 0,
-                   "KeyRetentionDays": 0, "KeyArchival": false, "EnrollmentFields": [], "AllowedEnrollmentTypes": 1,
-                   "TemplateRegexes": [], "UseAllowedRequesters": false, "AllowedRequesters": [], "DisplayName": t.name,
-                   "RequiresApproval": false, "KeyUsage": 0, "ExtendedKeyUsages": ekus, "ConfigurationTenant": "",
-                   "PolicyDN": t.policy_dn})
+            KfTemplate {
+                id: t.id,
+                common_name: t.name.clone(),
+                template_name: t.name.clone(),
+                oid: format!("1.3.6.1.4.1.311.21.8.{}", t.id),
+                key_size: "2048".into(),
+                key_type: "RSA".into(),
+                forest_root: String::new(),
+                friendly_name: t.name.clone(),
+                key_retention: 0,
+                key_retention_days: 0,
+                key_archival: false,
+                enrollment_fields: vec![],
+                allowed_enrollment_types: 1,
+                template_regexes: vec![],
+                use_allowed_requesters: false,
+                allowed_requesters: vec![],
+                display_name: t.name.clone(),
+                requires_approval: false,
+                key_usage: 0,
+                extended_key_usages: ekus,
+                configuration_tenant: String::new(),
+                policy_dn: t.policy_dn.clone(),
+            }
         })
         .collect();
-    Ok(respond(cs, Value::Array(out)))
+    respond(cs, &out)
 }
 
 #[utoipa::path(get, path = "/KeyfactorAPI/CertificateAuthority", tag = "Keyfactor: templates and CAs", operation_id = "keyfactor_certificate_authorities",
     responses(
-        (status = 200, body = Vec<doc::KfCertificateAuthority>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 200, body = Vec<KfCertificateAuthority>),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/certificateauthority")]
 pub async fn cas(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     authenticate(&req, &state, "configuration", None).await?;
     let cs = casing(&req, None);
     let host = state.engine.settings.ca_host();
     let rows = blocking(&state, |_, c| Ok(crate::ca::BuiltinCa::list_issuing(c).map_err(DbError::from)?)).await?;
-    let out: Vec<Value> = rows
+    let out: Vec<KfCertificateAuthority> = rows
         .iter()
-        .map(|r| {
-            json!({"Id": r.id, "LogicalName": r.name, "HostName": host, "Delegate": false, "DelegateEnrollment": false,
-                   "ForestRoot": "", "ConfigurationTenant": "", "Remote": false, "Agent": "", "Standalone": true,
-                   "MonitorThresholds": false, "IssuanceMax": 0, "IssuanceMin": 0, "DenialMax": 0, "FailureMax": 0,
-                   "RFCEnforcement": false, "Properties": "{}", "AllowedEnrollmentTypes": 0, "KeyRetention": 0,
-                   "KeyRetentionDays": 0, "ExplicitCredentials": false, "SubscriberTerms": false, "ExplicitUser": "",
-                   "UseAllowedRequesters": false, "AllowedRequesters": [], "EnforceUniqueDN": false, "CAType": 0,
-                   "LastScan": "", "Enabled": !r.disabled})
+        .map(|r| KfCertificateAuthority {
+            id: r.id,
+            logical_name: r.name.clone(),
+            host_name: host.clone(),
+            delegate: false,
+            delegate_enrollment: false,
+            forest_root: String::new(),
+            configuration_tenant: String::new(),
+            remote: false,
+            agent: String::new(),
+            standalone: true,
+            monitor_thresholds: false,
+            issuance_max: 0,
+            issuance_min: 0,
+            denial_max: 0,
+            failure_max: 0,
+            rfc_enforcement: false,
+            properties: "{}".into(),
+            allowed_enrollment_types: 0,
+            key_retention: 0,
+            key_retention_days: 0,
+            explicit_credentials: false,
+            subscriber_terms: false,
+            explicit_user: String::new(),
+            use_allowed_requesters: false,
+            allowed_requesters: vec![],
+            enforce_unique_dn: false,
+            ca_type: 0,
+            last_scan: String::new(),
+            enabled: !r.disabled,
         })
         .collect();
-    Ok(respond(cs, Value::Array(out)))
+    respond(cs, &out)
 }
 
 #[utoipa::path(get, path = "/KeyfactorAPI/Status/Endpoints", tag = "Keyfactor: templates and CAs", operation_id = "keyfactor_status_endpoints",
     responses(
         (status = 200, description = "The operations this gateway serves (`METHOD /path`)", body = Vec<String>),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody)),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors),
     security(("bearer" = []), ("basic" = [])))]
+#[get("/keyfactorapi/status/endpoints")]
 pub async fn status_endpoints(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, KeyfactorError> {
     authenticate(&req, &state, "", None).await?;
     let list = [
@@ -1289,5 +1316,5 @@ pub async fn status_endpoints(req: HttpRequest, state: web::Data<AppState>) -> R
         "GET /CertificateAuthority",
         "GET /Status/Endpoints",
     ];
-    Ok(respond(Casing::Pascal, json!(list)))
+    respond(Casing::Pascal, &list)
 }

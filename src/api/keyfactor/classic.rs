@@ -2,15 +2,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, post, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde_json::{Value, json};
 
-use super::doc;
-use super::error::KeyfactorErrorBody;
-use super::{Casing, KeyfactorError, authenticate, blocking, body, model, respond};
-use crate::api::body::LenientBody;
+use super::error::{INVALID_REQUEST, KeyfactorAuthErrors, KeyfactorErrorBody, NOT_VISIBLE};
+use super::request::{
+    KfClassicLookup, KfClassicMetadataItem, KfClassicPkcs10Request, KfClassicPkcs12Request, KfClassicRenewRequest,
+};
+use super::response::{KfClassicPkcs10Response, KfClassicPkcs12Response, KfClassicRenewResponse};
+use super::{Casing, KeyfactorError, authenticate, blocking, body, model, nonblank, respond};
 use crate::app::AppState;
 use crate::engine::inventory::CertRef;
 use crate::engine::queue::JobOutcome;
@@ -23,51 +24,24 @@ fn classic_wait(state: &AppState) -> Duration {
     crate::settings::parse_duration(&state.engine.settings.keyfactor.classic_wait).unwrap_or(Duration::from_secs(30))
 }
 
-/// `Metadata` as a string map (values of other JSON types are kept as their text).
-pub fn metadata(b: &LenientBody) -> BTreeMap<String, String> {
-    match b.get("Metadata") {
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
-            .collect(),
-        _ => BTreeMap::new(),
-    }
-}
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
-        Some(Value::String(s)) => vec![s.clone()],
-        _ => vec![],
-    }
-}
-
 /// The classic Lookup structure: CMSID, Thumbprint, or Serial(Number) + IssuerDN.
-fn lookup(b: &LenientBody) -> Result<model::LookupFields, KeyfactorError> {
-    let Some(Value::Object(m)) = b.get("Lookup") else {
+fn lookup(l: Option<KfClassicLookup>) -> Result<model::LookupFields, KeyfactorError> {
+    let Some(l) = l else {
         return Err(KeyfactorError::bad_request("Lookup is required."));
     };
-    let l = LenientBody::from_map(m.clone());
-    let bad = |e: crate::api::body::BodyError| KeyfactorError::bad_request(e.to_string());
-    let t = l.nonblank("Type").map_err(bad)?.unwrap_or_default().to_ascii_lowercase();
+    let t = nonblank(l.r#type).unwrap_or_default().to_ascii_lowercase();
     match t.as_str() {
-        "cmsid" | "id" | "" if l.get("CMSID").is_some() => {
-            Ok((Some(l.int("CMSID").map_err(bad)?.unwrap_or_default()), None, None, None))
-        }
+        "cmsid" | "id" | "" if l.cmsid.is_some() => Ok((l.cmsid, None, None, None)),
         "thumbprint" => Ok((
             None,
-            Some(
-                l.nonblank("Thumbprint")
-                    .map_err(bad)?
-                    .ok_or_else(|| KeyfactorError::bad_request("Lookup.Thumbprint is required."))?,
-            ),
+            Some(nonblank(l.thumbprint).ok_or_else(|| KeyfactorError::bad_request("Lookup.Thumbprint is required."))?),
             None,
             None,
         )),
         "serial" | "serialnumber" => {
-            let sn = l.nonblank("SerialNumber").map_err(bad)?.or(l.nonblank("Serial").map_err(bad)?);
+            let sn = nonblank(l.serial_number).or(nonblank(l.serial));
             let sn = sn.ok_or_else(|| KeyfactorError::bad_request("Lookup.SerialNumber is required."))?;
-            Ok((None, None, Some(sn), l.nonblank("IssuerDN").map_err(bad)?))
+            Ok((None, None, Some(sn), nonblank(l.issuer_dn)))
         }
         "cmsid" => Err(KeyfactorError::bad_request("Lookup.CMSID is required.")),
         other => {
@@ -92,29 +66,28 @@ pub fn ca_name(state: &AppState, cfg: Option<String>) -> Result<Option<String>, 
 }
 
 #[utoipa::path(post, path = "/CMSApi/CertEnroll/3/Renew", tag = "Keyfactor: classic (CMSApi)", operation_id = "keyfactor_classic_renew",
-    request_body(content = doc::KfClassicRenewRequest, example = json!({"Lookup": {"Type": "CMSID", "CMSID": 1}, "Template": "WebServer"})),
+    request_body(content = KfClassicRenewRequest, example = json!({"Lookup": {"Type": "CMSID", "CMSID": 1}, "Template": "WebServer"})),
     responses(
-        (status = 200, description = "Renewed (`Issued`) or queued (`Pending`); waits up to keyfactor.classic_wait", body = doc::KfClassicRenewResponse),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, description = "Renewed (`Issued`) or queued (`Pending`); waits up to keyfactor.classic_wait", body = KfClassicRenewResponse),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/cmsapi/certenroll/3/renew")]
 pub async fn renew(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let (b, _) = body(payload, &state).await?;
-    let bad = |e: crate::api::body::BodyError| KeyfactorError::bad_request(e.to_string());
-    let (id, tp, sn, issuer) = lookup(&b)?;
+    let (b, _) = body::<KfClassicRenewRequest>(payload, &state).await?;
+    let (id, tp, sn, issuer) = lookup(b.lookup.map(|l| l.0))?;
     let kf = KeyfactorRenew {
         certificate: CertRef::CertificateId(0),
-        template: b.nonblank("Template").map_err(bad)?,
-        ca: ca_name(&state, b.nonblank("CAConfiguration").map_err(bad)?)?,
-        metadata: metadata(&b),
-        store_guids: strings(b.get("CertStores")),
+        template: nonblank(b.template),
+        ca: ca_name(&state, nonblank(b.ca_configuration))?,
+        metadata: b.metadata.unwrap_or_default(),
+        store_guids: b.cert_stores.unwrap_or_default(),
         access: principal.access.clone(),
     };
     let (accepted, stores) = blocking(&state, move |e, c| {
@@ -134,31 +107,36 @@ pub async fn renew(
     match state.engine.wait_for_job(accepted.job_id, classic_wait(&state)).await? {
         JobOutcome::Done(Some(cert_id)) => {
             let v = blocking(&state, move |_, c| model::version(c, cert_id)).await?;
-            Ok(respond(
+            let message = if stores.is_empty() {
+                "The certificate renewal has been completed successfully."
+            } else {
+                RENEWED_MESSAGE
+            };
+            respond(
                 Casing::Pascal,
-                json!({
-                    "RenewedCertStores": labels,
-                    "Thumbprint": v.thumbprint,
-                    "CMSRequestId": 0,
-                    "RequestDisposition": "Issued",
-                    "DispositionMessage": if stores.is_empty() { "The certificate renewal has been completed successfully." } else { RENEWED_MESSAGE },
-                }),
-            ))
+                &KfClassicRenewResponse {
+                    renewed_cert_stores: labels,
+                    thumbprint: v.thumbprint,
+                    cms_request_id: 0,
+                    request_disposition: "Issued".into(),
+                    disposition_message: message.into(),
+                },
+            )
         }
         JobOutcome::Failed(msg) => Err(KeyfactorError::bad_request(format!("The certificate renewal failed: {msg}"))),
-        _ => Ok(respond(
+        _ => respond(
             Casing::Pascal,
-            json!({
-                "RenewedCertStores": labels,
-                "Thumbprint": "",
-                "CMSRequestId": accepted.job_id,
-                "RequestDisposition": "Pending",
-                "DispositionMessage": format!(
+            &KfClassicRenewResponse {
+                renewed_cert_stores: labels,
+                thumbprint: String::new(),
+                cms_request_id: accepted.job_id,
+                request_disposition: "Pending".into(),
+                disposition_message: format!(
                     "The renewal is queued (request {}). Agent jobs for the listed stores are created when the certificate is issued; GET /api/v1/jobs/{} tells when.",
                     accepted.job_id, accepted.job_id
                 ),
-            }),
-        )),
+            },
+        ),
     }
 }
 
@@ -168,62 +146,44 @@ pub fn crlf_base64(der: &[u8]) -> String {
     b.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or("")).collect::<Vec<_>>().join("\r\n")
 }
 
-fn envelope(b: &LenientBody) -> Result<LenientBody, KeyfactorError> {
-    match b.get("Request") {
-        Some(Value::Object(m)) => Ok(LenientBody::from_map(m.clone())),
-        _ => Err(KeyfactorError::bad_request("Request is required.")),
-    }
-}
-
-fn metadata_list(r: &LenientBody) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    if let Some(Value::Array(a)) = r.get("metadataList") {
-        for item in a {
-            if let Value::Object(m) = item {
-                let l = LenientBody::from_map(m.clone());
-                if let (Ok(Some(k)), Ok(Some(v))) = (l.nonblank("MetadataFieldTypeName"), l.str("Value")) {
-                    out.insert(k, v);
-                }
-            }
-        }
-    }
-    out
+/// `metadataList` entries as metadata fields (entries without a name or value are skipped).
+fn metadata_list(items: Option<Vec<KfClassicMetadataItem>>) -> BTreeMap<String, String> {
+    items
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| Some((nonblank(i.metadata_field_type_name)?, i.value?)))
+        .collect()
 }
 
 #[utoipa::path(post, path = "/CMSApi/CertEnroll/3/Pkcs10", tag = "Keyfactor: classic (CMSApi)", operation_id = "keyfactor_classic_pkcs10",
-    request_body(content = doc::KfClassicPkcs10Request, example = json!({"Request": {"Pkcs10Request": "MIHUMHwCAQAwGjEYMBYGA1UEAwwPcDEwLmV4YW1wbGUuY29tMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEz0xvgjPBOiI2kETWglSdG0gqM6+Y4Jh500pU8CmifsieDX5iZ8Bd1rFDxOTI3cqwYI4SxlWgosbQrtW3nJDVZKAAMAoGCCqGSM49BAMCA0gAMEUCIQDV4l9u1aILRtI8H3gG3qIAWI183px1DKLT9RT5DsZv0wIgMXanxP7upap9XGxZB4SyexQC5m6KoT8t6Q8b1MAcBpI=", "TemplateName": "WebServer", "metadataList": [{"MetadataFieldTypeName": "Email-Contact", "Value": "pki@example.com"}]}})),
+    request_body(content = KfClassicPkcs10Request, example = json!({"Request": {"Pkcs10Request": "MIHUMHwCAQAwGjEYMBYGA1UEAwwPcDEwLmV4YW1wbGUuY29tMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEz0xvgjPBOiI2kETWglSdG0gqM6+Y4Jh500pU8CmifsieDX5iZ8Bd1rFDxOTI3cqwYI4SxlWgosbQrtW3nJDVZKAAMAoGCCqGSM49BAMCA0gAMEUCIQDV4l9u1aILRtI8H3gG3qIAWI183px1DKLT9RT5DsZv0wIgMXanxP7upap9XGxZB4SyexQC5m6KoT8t6Q8b1MAcBpI=", "TemplateName": "WebServer", "metadataList": [{"MetadataFieldTypeName": "Email-Contact", "Value": "pki@example.com"}]}})),
     responses(
-        (status = 200, description = "Issued or queued", body = doc::KfClassicPkcs10Response),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, description = "Issued or queued", body = KfClassicPkcs10Response),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/cmsapi/certenroll/3/pkcs10")]
 pub async fn pkcs10(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let (b, _) = body(payload, &state).await?;
-    let r = envelope(&b)?;
-    let bad = |e: crate::api::body::BodyError| KeyfactorError::bad_request(e.to_string());
-    let csr = r
-        .nonblank("Pkcs10Request")
-        .map_err(bad)?
-        .ok_or_else(|| KeyfactorError::bad_request("Request.Pkcs10Request is required."))?;
-    let template = r.nonblank("TemplateName").map_err(bad)?;
+    let (b, _) = body::<KfClassicPkcs10Request>(payload, &state).await?;
+    let r = b.request.ok_or_else(|| KeyfactorError::bad_request("Request is required."))?.0;
+    let csr =
+        nonblank(r.pkcs10_request).ok_or_else(|| KeyfactorError::bad_request("Request.Pkcs10Request is required."))?;
     let csr = crate::engine::csr::parse_pkcs10(&csr)?;
-    let md = metadata_list(&r);
     let issued = super::api::enroll(
         &state,
         super::api::Enrollment {
             csr: Some(csr),
             subject: None,
             sans: Default::default(),
-            template,
+            template: nonblank(r.template_name),
             ca: None,
-            metadata: md,
+            metadata: metadata_list(r.metadata_list),
             key_spec: None,
             access: principal.access.clone(),
             needs_key: false,
@@ -232,91 +192,89 @@ pub async fn pkcs10(
     )
     .await?;
     match issued {
-        super::api::Enrolled::Issued(v) => Ok(respond(
+        super::api::Enrolled::Issued(v) => respond(
             Casing::Pascal,
-            json!({
-                "Certificates": [crlf_base64(&v.der)],
-                "KeyfactorID": v.id,
-                "Thumbprint": v.thumbprint,
-                "SerialNumber": v.serial,
-                "IssuerDN": v.issuer_dn,
-                "CMSRequestId": 0,
-                "RequestDisposition": "Issued",
-                "DispositionMessage": "The certificate was issued.",
-            }),
-        )),
-        super::api::Enrolled::Pending(job) => Ok(respond(
+            &KfClassicPkcs10Response {
+                certificates: vec![crlf_base64(&v.der)],
+                keyfactor_id: v.id,
+                thumbprint: Some(v.thumbprint.clone()),
+                serial_number: Some(v.serial.clone()),
+                issuer_dn: Some(v.issuer_dn.clone()),
+                cms_request_id: 0,
+                request_disposition: "Issued".into(),
+                disposition_message: "The certificate was issued.".into(),
+            },
+        ),
+        super::api::Enrolled::Pending(job) => respond(
             Casing::Pascal,
-            json!({"Certificates": [], "KeyfactorID": 0, "CMSRequestId": job, "RequestDisposition": "Pending",
-                   "DispositionMessage": format!("The request is queued (request {job}).")}),
-        )),
+            &KfClassicPkcs10Response {
+                certificates: vec![],
+                keyfactor_id: 0,
+                thumbprint: None,
+                serial_number: None,
+                issuer_dn: None,
+                cms_request_id: job,
+                request_disposition: "Pending".into(),
+                disposition_message: format!("The request is queued (request {job})."),
+            },
+        ),
     }
 }
 
 #[utoipa::path(post, path = "/CMSApi/CertEnroll/3/Pkcs12", tag = "Keyfactor: classic (CMSApi)", operation_id = "keyfactor_classic_pkcs12",
-    request_body(content = doc::KfClassicPkcs12Request, example = json!({"Request": {"Pkcs12Password": "Str0ng!Passw0rd#2024", "SubjectNameAttributes": {"CN": "p12.example.com", "OU": "Ops"}, "SubjectAltNameElements": [{"key": "dns", "value": "p12.example.com"}], "TemplateName": "WebServer"}})),
+    request_body(content = KfClassicPkcs12Request, example = json!({"Request": {"Pkcs12Password": "Str0ng!Passw0rd#2024", "SubjectNameAttributes": {"CN": "p12.example.com", "OU": "Ops"}, "SubjectAltNameElements": [{"key": "dns", "value": "p12.example.com"}], "TemplateName": "WebServer"}})),
     responses(
-        (status = 200, description = "Issued (with key) or queued", body = doc::KfClassicPkcs12Response),
-        (status = 400, description = "Invalid request (the vendor's documented 400)", body = KeyfactorErrorBody),
-        (status = 401, description = "Not authenticated", body = KeyfactorErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"Keyfactor\""))),
-        (status = 403, description = "Missing permission", body = KeyfactorErrorBody),
-        (status = 404, description = "The certificate, request or store does not exist (or is not visible to the caller)", body = KeyfactorErrorBody)),
+        (status = 200, description = "Issued (with key) or queued", body = KfClassicPkcs12Response),
+        (status = 400, description = INVALID_REQUEST, body = KeyfactorErrorBody),
+        KeyfactorAuthErrors,
+        (status = 404, description = NOT_VISIBLE, body = KeyfactorErrorBody)),
     security(("bearer" = []), ("basic" = [])))]
+#[post("/cmsapi/certenroll/3/pkcs12")]
 pub async fn pkcs12(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, KeyfactorError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let (b, _) = body(payload, &state).await?;
-    let r = envelope(&b)?;
-    let bad = |e: crate::api::body::BodyError| KeyfactorError::bad_request(e.to_string());
-    let password = r
-        .str("Pkcs12Password")
-        .map_err(bad)?
-        .ok_or_else(|| KeyfactorError::bad_request("Request.Pkcs12Password is required."))?;
+    let (b, _) = body::<KfClassicPkcs12Request>(payload, &state).await?;
+    let r = b.request.ok_or_else(|| KeyfactorError::bad_request("Request is required."))?.0;
+    let password =
+        r.pkcs12_password.ok_or_else(|| KeyfactorError::bad_request("Request.Pkcs12Password is required."))?;
     crate::formats::password::check_strength("Pkcs12Password", &password)?;
     let mut subject = crate::engine::renew::SubjectSpec::default();
-    if let Some(Value::Object(m)) = r.get("SubjectNameAttributes") {
-        let s = LenientBody::from_map(m.clone());
-        subject.common_name = s.nonblank("CN").map_err(bad)?;
-        subject.organization = s.nonblank("O").map_err(bad)?;
-        subject.org_units = s.nonblank("OU").map_err(bad)?.into_iter().collect();
-        subject.city = s.nonblank("L").map_err(bad)?;
-        subject.state = s.nonblank("ST").map_err(bad)?;
-        subject.country = s.nonblank("C").map_err(bad)?;
+    if let Some(s) = r.subject_name_attributes.map(|s| s.0) {
+        subject.common_name = nonblank(s.cn);
+        subject.organization = nonblank(s.o);
+        subject.org_units = nonblank(s.ou).into_iter().collect();
+        subject.city = nonblank(s.l);
+        subject.state = nonblank(s.st);
+        subject.country = nonblank(s.c);
     }
     if subject.common_name.is_none() {
         return Err(KeyfactorError::bad_request("Request.SubjectNameAttributes.CN is required."));
     }
     let mut sans = crate::ca::SanSet::default();
-    if let Some(Value::Array(a)) = r.get("SubjectAltNameElements") {
-        for e in a {
-            if let Value::Object(m) = e {
-                let l = LenientBody::from_map(m.clone());
-                let k = l.nonblank("key").map_err(bad)?.unwrap_or_default().to_ascii_lowercase();
-                let v = l.nonblank("value").map_err(bad)?.unwrap_or_default();
-                match k.as_str() {
-                    "dns" | "dnsname" => sans.dns.push(v),
-                    "ip" | "ip4" | "ip6" | "ipaddress" => sans.ip.push(v),
-                    "email" | "rfc822" | "rfc822name" => sans.email.push(v),
-                    "uri" | "url" => sans.uri.push(v),
-                    "upn" => sans.upn.push(v),
-                    _ => return Err(KeyfactorError::bad_request(format!("Unknown SubjectAltNameElements key '{k}'."))),
-                }
-            }
+    for e in r.subject_alt_name_elements.unwrap_or_default().into_iter().map(|e| e.0) {
+        let k = nonblank(e.key).unwrap_or_default().to_ascii_lowercase();
+        let v = nonblank(e.value).unwrap_or_default();
+        match k.as_str() {
+            "dns" | "dnsname" => sans.dns.push(v),
+            "ip" | "ip4" | "ip6" | "ipaddress" => sans.ip.push(v),
+            "email" | "rfc822" | "rfc822name" => sans.email.push(v),
+            "uri" | "url" => sans.uri.push(v),
+            "upn" => sans.upn.push(v),
+            _ => return Err(KeyfactorError::bad_request(format!("Unknown SubjectAltNameElements key '{k}'."))),
         }
     }
-    let template = r.nonblank("TemplateName").map_err(bad)?;
     let issued = super::api::enroll(
         &state,
         super::api::Enrollment {
             csr: None,
             subject: Some(subject),
             sans,
-            template,
+            template: nonblank(r.template_name),
             ca: None,
-            metadata: metadata_list(&r),
+            metadata: metadata_list(r.metadata_list),
             key_spec: None,
             access: principal.access.clone(),
             needs_key: true,
@@ -329,17 +287,32 @@ pub async fn pkcs12(
             let target = format!("certificate {} ({})", v.id, v.thumbprint);
             crate::api::observe::note_certificate(&req, crate::engine::audit::action::KEY_DOWNLOAD, target, Some(v.id));
             let p12 = super::api::pfx_of(&state, v.id, &password, true).await?;
-            Ok(respond(
+            respond(
                 Casing::Pascal,
-                json!({"Pkcs12Blob": B64.encode(p12), "KeyfactorID": v.id, "Thumbprint": v.thumbprint, "SerialNumber": v.serial,
-                       "IssuerDN": v.issuer_dn, "CMSRequestId": 0, "RequestDisposition": "Issued",
-                       "DispositionMessage": "The certificate was issued."}),
-            ))
+                &KfClassicPkcs12Response {
+                    pkcs12_blob: Some(B64.encode(p12)),
+                    keyfactor_id: v.id,
+                    thumbprint: Some(v.thumbprint.clone()),
+                    serial_number: Some(v.serial.clone()),
+                    issuer_dn: Some(v.issuer_dn.clone()),
+                    cms_request_id: 0,
+                    request_disposition: "Issued".into(),
+                    disposition_message: "The certificate was issued.".into(),
+                },
+            )
         }
-        super::api::Enrolled::Pending(job) => Ok(respond(
+        super::api::Enrolled::Pending(job) => respond(
             Casing::Pascal,
-            json!({"KeyfactorID": 0, "CMSRequestId": job, "RequestDisposition": "Pending",
-                   "DispositionMessage": format!("The request is queued (request {job}).")}),
-        )),
+            &KfClassicPkcs12Response {
+                pkcs12_blob: None,
+                keyfactor_id: 0,
+                thumbprint: None,
+                serial_number: None,
+                issuer_dn: None,
+                cms_request_id: job,
+                request_disposition: "Pending".into(),
+                disposition_message: format!("The request is queued (request {job})."),
+            },
+        ),
     }
 }

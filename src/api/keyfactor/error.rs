@@ -13,6 +13,39 @@ pub struct KeyfactorErrorBody {
     pub message: String,
 }
 
+/// What a 400 means in every operation's document.
+pub const INVALID_REQUEST: &str = "Invalid request (the vendor's documented 400)";
+/// What a 404 means in the operations that name a certificate, request or store: a hidden one
+/// answers like a missing one.
+pub const NOT_VISIBLE: &str = "The certificate, request or store does not exist (or is not visible to the caller)";
+
+/// The responses every Keyfactor operation shares: 401 with its Basic challenge, 403 for a
+/// missing permission, both with the `{ErrorCode, Message}` body (the schema is registered by
+/// each operation's 400, which names `KeyfactorErrorBody` as its body).
+pub struct KeyfactorAuthErrors;
+
+impl utoipa::IntoResponses for KeyfactorAuthErrors {
+    fn responses() -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>> {
+        use utoipa::openapi::{ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, ResponseBuilder, Type};
+        let answer = |description: &str| {
+            ResponseBuilder::new().description(description).content(
+                "application/json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("KeyfactorErrorBody"))).build(),
+            )
+        };
+        let challenge = HeaderBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .description(Some("Basic realm=\"Keyfactor\""))
+            .build();
+        [
+            ("401".to_string(), answer("Not authenticated").header("WWW-Authenticate", challenge).build().into()),
+            ("403".to_string(), answer("Missing permission").build().into()),
+        ]
+        .into_iter()
+        .collect()
+    }
+}
+
 #[derive(Debug)]
 pub struct KeyfactorError {
     pub status: StatusCode,

@@ -4,9 +4,10 @@
 //! case-insensitively. Errors are `{"ErrorCode": "0x…", "Message": "…"}`.
 pub mod api;
 pub mod classic;
-pub mod doc;
 pub mod error;
 pub mod model;
+pub mod request;
+pub mod response;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,47 +16,47 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::body::{LenientBody, read_payload};
+use crate::api::body::{Lenient, LenientBody, read_payload};
 use crate::app::AppState;
 use crate::auth::{self, Principal};
 use crate::vocab::Permission;
 pub use error::KeyfactorError;
 
+/// The dialect's routes, in an order where no `{id}` template comes before a fixed path it would
+/// also match; each handler carries its actix route (lower-case: vendor paths arrive lower-cased)
+/// under its `#[utoipa::path]`, so this registration is also the document's list of paths.
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.map(|cfg| {
-        cfg.route("/cmsapi/certenroll/3/renew", web::post().to(classic::renew))
-            .route("/cmsapi/certenroll/3/pkcs10", web::post().to(classic::pkcs10))
-            .route("/cmsapi/certenroll/3/pkcs12", web::post().to(classic::pkcs12))
-            .route("/keyfactorapi/enrollment/renew", web::post().to(api::enrollment_renew))
-            .route("/keyfactorapi/enrollment/availablerenewal/id/{id}", web::get().to(api::available_renewal_id))
-            .route(
-                "/keyfactorapi/enrollment/availablerenewal/thumbprint/{tp}",
-                web::get().to(api::available_renewal_thumbprint),
-            )
-            .route("/keyfactorapi/enrollment/pfx", web::post().to(api::enrollment_pfx))
-            .route("/keyfactorapi/enrollment/csr", web::post().to(api::enrollment_csr))
-            .route("/keyfactorapi/enrollment/pfx/deploy", web::post().to(api::pfx_deploy))
-            .route("/keyfactorapi/enrollment/pfx/replace", web::post().to(api::pfx_replace))
-            .route("/keyfactorapi/certificates", web::get().to(api::certificates_query))
-            .route("/keyfactorapi/certificates/download", web::post().to(api::certificates_download))
-            .route("/keyfactorapi/certificates/recover", web::post().to(api::certificates_recover))
-            .route("/keyfactorapi/certificates/revoke", web::post().to(api::certificates_revoke))
-            .route("/keyfactorapi/certificates/{id}", web::get().to(api::certificate_get))
-            .route("/keyfactorapi/certificatestores", web::get().to(api::stores_list))
-            .route("/keyfactorapi/certificatestores", web::post().to(api::stores_create))
-            .route("/keyfactorapi/certificatestores/certificates/add", web::post().to(api::stores_add))
-            .route("/keyfactorapi/certificatestores/certificates/remove", web::post().to(api::stores_remove))
-            .route("/keyfactorapi/certificatestores/{id}", web::get().to(api::stores_get))
-            .route("/keyfactorapi/certificatestores/{id}/inventory", web::get().to(api::stores_inventory))
-            .route("/keyfactorapi/orchestratorjobs/jobhistory", web::get().to(api::job_history))
-            .route("/keyfactorapi/orchestratorjobs/scheduledjobs", web::get().to(api::scheduled_jobs))
-            .route("/keyfactorapi/orchestratorjobs/acknowledge", web::post().to(api::acknowledge))
-            .route("/keyfactorapi/templates", web::get().to(api::templates))
-            .route("/keyfactorapi/certificateauthority", web::get().to(api::cas))
-            .route("/keyfactorapi/status/endpoints", web::get().to(api::status_endpoints))
-    });
+    cfg.service(classic::renew)
+        .service(classic::pkcs10)
+        .service(classic::pkcs12)
+        .service(api::enrollment_renew)
+        .service(api::available_renewal_id)
+        .service(api::available_renewal_thumbprint)
+        .service(api::enrollment_pfx)
+        .service(api::enrollment_csr)
+        .service(api::pfx_deploy)
+        .service(api::pfx_replace)
+        .service(api::certificates_query)
+        .service(api::certificates_download)
+        .service(api::certificates_recover)
+        .service(api::certificates_revoke)
+        .service(api::certificate_get)
+        .service(api::stores_list)
+        .service(api::stores_create)
+        .service(api::stores_add)
+        .service(api::stores_remove)
+        .service(api::stores_get)
+        .service(api::stores_inventory)
+        .service(api::job_history)
+        .service(api::scheduled_jobs)
+        .service(api::acknowledge)
+        .service(api::templates_list)
+        .service(api::cas)
+        .service(api::status_endpoints);
 }
 
 /// PascalCase (v1, docs, classic) or camelCase (v11) answers.
@@ -120,10 +121,17 @@ fn camelize(v: Value) -> Value {
     }
 }
 
-/// A 200 JSON answer in the caller's casing.
-pub fn respond(casing: Casing, v: Value) -> HttpResponse {
+/// A 200 JSON answer in the caller's casing: the typed answer serialized as it is spelled
+/// (PascalCase), re-cased for camelCase callers.
+pub fn respond(casing: Casing, answer: &impl Serialize) -> Result<HttpResponse, KeyfactorError> {
+    let v = serde_json::to_value(answer).map_err(|e| KeyfactorError::unavailable(e.to_string()))?;
     let v = if casing == Casing::Camel { camelize(v) } else { v };
-    HttpResponse::Ok().content_type("application/json; charset=utf-8").body(v.to_string())
+    Ok(HttpResponse::Ok().content_type("application/json; charset=utf-8").body(v.to_string()))
+}
+
+/// A string field that, if sent, is not blank (a blank one counts as absent).
+pub fn nonblank(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty())
 }
 
 /// Verified Basic credentials, cached briefly by a hash of the header so that argon2 does not
@@ -135,6 +143,12 @@ static BASIC_CACHE: Mutex<Option<HashMap<String, CachedSignIn>>> = Mutex::new(No
 /// A cached Basic sign-in: the user's id, its password hash then, and when.
 type CachedSignIn = (i64, String, Instant);
 const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// The cache, also after a panic while it was held: it only holds verified sign-ins, each
+/// re-checked against the user's row on use, so a half-made update cannot grant anything.
+fn basic_cache() -> std::sync::MutexGuard<'static, Option<HashMap<String, CachedSignIn>>> {
+    BASIC_CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// `DOMAIN\user`, `user@domain` or `user`.
 pub fn bare_user(u: &str) -> &str {
@@ -152,9 +166,7 @@ pub async fn authenticate(
     let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_string();
     let principal = if header.len() > 6 && header[..6].eq_ignore_ascii_case("basic ") {
         let key = crate::secrets::sha256_hex(header.as_bytes());
-        let cached = BASIC_CACHE
-            .lock()
-            .unwrap()
+        let cached = basic_cache()
             .get_or_insert_with(HashMap::new)
             .get(&key)
             .filter(|(_, _, t)| t.elapsed() < BASIC_CACHE_TTL)
@@ -200,7 +212,7 @@ pub async fn authenticate(
                 })
                 .await??
                 .ok_or(KeyfactorError::unauthorized())?;
-                let mut g = BASIC_CACHE.lock().unwrap();
+                let mut g = basic_cache();
                 let m = g.get_or_insert_with(HashMap::new);
                 if m.len() > 10_000 {
                     m.retain(|_, (_, _, t)| t.elapsed() < BASIC_CACHE_TTL);
@@ -234,12 +246,16 @@ pub async fn authenticate(
     Ok(principal)
 }
 
-/// Reads a body (lenient JSON) and also returns the raw bytes for casing detection.
-pub async fn body(payload: web::Payload, state: &AppState) -> Result<(LenientBody, web::Bytes), KeyfactorError> {
+/// Reads a body into its request type (lenient JSON, see `Lenient`) and also returns the raw
+/// bytes for casing detection.
+pub async fn body<T: DeserializeOwned>(
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<(T, web::Bytes), KeyfactorError> {
     let bytes = read_payload(payload, state.engine.settings.http.max_body_bytes)
         .await
         .map_err(|e| KeyfactorError::bad_request(e.to_string()))?;
-    let b = LenientBody::parse(&bytes).map_err(|e| KeyfactorError::bad_request(e.to_string()))?;
+    let b = Lenient::<T>::parse(&bytes).map_err(|e| KeyfactorError::bad_request(e.to_string()))?;
     Ok((b, bytes))
 }
 

@@ -1,9 +1,15 @@
-//! Keyfactor response models, built PascalCase (camelCase is derived per request). Fields the
-//! SDK models cannot take as `null` (datetimes, enums, maps) are always present or omitted.
+//! Certificate lookups of the Keyfactor dialect and the answers built from stored rows
+//! (certificates, stores; the types are in `response`).
+use std::collections::BTreeMap;
+
 use openssl::x509::X509;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::KeyfactorError;
+use super::response::{
+    KfCertificate, KfCertificateLocation, KfCertificateStore, KfDetailedKeyUsage, KfExtendedKeyUsage, KfLocationCount,
+    KfSubjectAltNameElement,
+};
 use crate::ca::SanSet;
 use crate::db::DbConn;
 use crate::db::models::{CertObject, CertVersion, Store};
@@ -113,7 +119,7 @@ pub fn lookup(
 }
 
 /// CertificateRetrievalResponse.
-pub fn certificate(c: &mut DbConn, v: &CertVersion) -> Result<Value, KeyfactorError> {
+pub fn certificate(c: &mut DbConn, v: &CertVersion) -> Result<KfCertificate, KeyfactorError> {
     let obj: CertObject = lookup::object(c, v.object_id)?;
     let info: Option<(Option<String>, Option<String>, String)> = lookup::certificate_info(c, v.id)?;
     let revoked: Option<(i32, String, chrono::NaiveDateTime)> = lookup::revocation(c, v.id)?;
@@ -132,17 +138,26 @@ pub fn certificate(c: &mut DbConn, v: &CertVersion) -> Result<Value, KeyfactorEr
     };
     let sans = SanSet::of_cert(&x);
     let mut san_elems = vec![];
-    let mut n = 0;
     for (t, vals) in [(2, &sans.dns), (7, &sans.ip), (1, &sans.email), (6, &sans.uri), (100, &sans.upn)] {
         for val in vals {
-            n += 1;
-            san_elems.push(
-                json!({"Id": n, "Value": val, "Type": t, "ValueHash": crate::secrets::sha256_hex(val.as_bytes())}),
-            );
+            san_elems.push(KfSubjectAltNameElement {
+                id: san_elems.len() as i64 + 1,
+                value: val.clone(),
+                r#type: t,
+                value_hash: crate::secrets::sha256_hex(val.as_bytes()),
+            });
         }
     }
     let (template, ca_name, metadata) = info.unwrap_or((None, None, "{}".into()));
-    let metadata: Value = serde_json::from_str(&metadata).unwrap_or(json!({}));
+    // Metadata is stored as a JSON object; values other than strings are answered as their text.
+    let mut metadata: BTreeMap<String, String> =
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&metadata)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .collect();
+    // The object's DN (the Venafi name of the same certificate) rides along as metadata.
+    metadata.entry("CertificateDN".into()).or_insert(obj.dn);
     let locations = locations(c, v.id)?;
     let subject = crate::ca::name_to_string(x.subject_name());
     let ou = x
@@ -152,85 +167,83 @@ pub fn certificate(c: &mut DbConn, v: &CertVersion) -> Result<Value, KeyfactorEr
         .and_then(|e| e.data().to_string().ok())
         .unwrap_or_default();
     let sig = x.signature_algorithm().object().nid().long_name().unwrap_or("").to_string();
-    let mut m = json!({
-        "Id": v.id,
-        "Thumbprint": v.thumbprint,
-        "SerialNumber": v.serial,
-        "IssuedDN": subject,
-        "IssuedCN": v.common_name,
-        "ImportDate": ts(v.created_at),
-        "NotBefore": ts(v.not_before),
-        "NotAfter": ts(v.not_after),
-        "IssuerDN": v.issuer_dn,
-        "PrincipalId": 0,
-        "TemplateId": 0,
-        "CertState": if revoked.is_some() { 2 } else { 1 },
-        "KeySizeInBits": pk.bits(),
-        "KeyType": key_type,
-        "RequesterId": 0,
-        "IssuedOU": ou,
-        "IssuedEmail": sans.email.first().cloned().unwrap_or_default(),
-        "KeyUsage": if key_type == 1 { 160 } else { 128 },
-        "SigningAlgorithm": sig,
-        "CertStateString": if revoked.is_some() { "Revoked" } else { "Active" },
-        "KeyTypeString": key_type_str,
-        "Curve": curve,
-        "CertificateAuthorityId": 0,
-        "CertificateAuthorityName": ca_name.unwrap_or_default(),
-        "CARecordId": "",
-        "CertRequestId": v.job_id.unwrap_or(0),
-        "CertificateKeyId": 0,
-        "CARowIndex": 0,
-        "TemplateName": template.unwrap_or_default(),
-        "PrincipalName": "",
-        "RequesterName": "",
-        "ArchivedKey": false,
-        "HasPrivateKey": v.key_enc.is_some(),
-        "KeyRecoverable": v.key_enc.is_some(),
-        "RevocationComment": revoked.as_ref().map(|r| r.1.clone()).unwrap_or_default(),
-        "ContentBytes": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &v.der),
-        "ExtendedKeyUsages": extended_key_usages(&x),
-        "SubjectAltNameElements": san_elems,
-        "CRLDistributionPoints": [],
-        "LocationsCount": [{"Type": "Management", "Count": locations.len()}],
-        "SSLLocations": [],
-        "Locations": locations,
-        "Metadata": metadata,
-        "DetailedKeyUsage": {
-            "CrlSign": false, "DataEncipherment": false, "DecipherOnly": false, "DigitalSignature": true,
-            "EncipherOnly": false, "KeyAgreement": false, "KeyCertSign": false, "KeyEncipherment": key_type == 1,
-            "NonRepudiation": false, "HexCode": if key_type == 1 { "a0" } else { "80" },
+    Ok(KfCertificate {
+        id: v.id,
+        thumbprint: v.thumbprint.clone(),
+        serial_number: v.serial.clone(),
+        issued_dn: subject,
+        issued_cn: v.common_name.clone(),
+        import_date: ts(v.created_at),
+        not_before: ts(v.not_before),
+        not_after: ts(v.not_after),
+        issuer_dn: v.issuer_dn.clone(),
+        principal_id: 0,
+        template_id: 0,
+        cert_state: if revoked.is_some() { 2 } else { 1 },
+        key_size_in_bits: i64::from(pk.bits()),
+        key_type,
+        requester_id: 0,
+        issued_ou: ou,
+        issued_email: sans.email.first().cloned().unwrap_or_default(),
+        key_usage: if key_type == 1 { 160 } else { 128 },
+        signing_algorithm: sig,
+        cert_state_string: if revoked.is_some() { "Revoked" } else { "Active" }.into(),
+        key_type_string: key_type_str.into(),
+        curve,
+        certificate_authority_id: 0,
+        certificate_authority_name: ca_name.unwrap_or_default(),
+        ca_record_id: String::new(),
+        cert_request_id: v.job_id.unwrap_or(0),
+        certificate_key_id: 0,
+        ca_row_index: 0,
+        template_name: template.unwrap_or_default(),
+        principal_name: String::new(),
+        requester_name: String::new(),
+        archived_key: false,
+        has_private_key: v.key_enc.is_some(),
+        key_recoverable: v.key_enc.is_some(),
+        revocation_comment: revoked.as_ref().map(|r| r.1.clone()).unwrap_or_default(),
+        revocation_eff_date: revoked.as_ref().map(|r| ts(r.2)),
+        revocation_reason: revoked.as_ref().map(|r| r.0),
+        content_bytes: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &v.der),
+        extended_key_usages: extended_key_usages(&x),
+        subject_alt_name_elements: san_elems,
+        crl_distribution_points: vec![],
+        locations_count: vec![KfLocationCount { r#type: "Management".into(), count: locations.len() as i64 }],
+        ssl_locations: vec![],
+        locations,
+        metadata: Some(metadata),
+        detailed_key_usage: KfDetailedKeyUsage {
+            crl_sign: false,
+            data_encipherment: false,
+            decipher_only: false,
+            digital_signature: true,
+            encipher_only: false,
+            key_agreement: false,
+            key_cert_sign: false,
+            key_encipherment: key_type == 1,
+            non_repudiation: false,
+            hex_code: if key_type == 1 { "a0" } else { "80" }.into(),
         },
-    });
-    if let Some((reason, _, at)) = revoked {
-        m["RevocationEffDate"] = json!(ts(at));
-        m["RevocationReason"] = json!(reason);
-    }
-    // The object's DN (the Venafi name of the same certificate) rides along as metadata.
-    if let Some(mm) = m["Metadata"].as_object_mut() {
-        mm.entry("CertificateDN").or_insert(json!(obj.dn));
-    }
-    Ok(m)
+    })
 }
 
-fn locations(c: &mut DbConn, cert_id: i64) -> Result<Vec<Value>, KeyfactorError> {
+fn locations(c: &mut DbConn, cert_id: i64) -> Result<Vec<KfCertificateLocation>, KeyfactorError> {
     Ok(store_engine::locations_of(c, cert_id)?
         .into_iter()
-        .map(|(s, alias)| {
-            json!({
-                "StoreMachine": s.client_machine,
-                "StorePath": s.store_path,
-                "StoreType": store_type_code(&s.store_type),
-                "Alias": alias,
-                "ChainLevel": 0,
-                "CertStoreId": s.guid,
-            })
+        .map(|(s, alias)| KfCertificateLocation {
+            store_machine: s.client_machine,
+            store_path: s.store_path,
+            store_type: store_type_code(&s.store_type),
+            alias,
+            chain_level: 0,
+            cert_store_id: s.guid,
         })
         .collect())
 }
 
 /// The certificate's EKUs as Keyfactor lists them.
-fn extended_key_usages(x: &X509) -> Vec<Value> {
+fn extended_key_usages(x: &X509) -> Vec<KfExtendedKeyUsage> {
     use foreign_types::ForeignType;
     // SAFETY: read-only query of a valid X509; the flags are computed from its extensions.
     let flags = unsafe { openssl_sys::X509_get_extended_key_usage(x.as_ptr()) };
@@ -246,26 +259,26 @@ fn extended_key_usages(x: &X509) -> Vec<Value> {
     known
         .iter()
         .filter(|(f, _, _)| flags & f != 0)
-        .enumerate()
-        .map(|(i, (_, oid, name))| json!({"Id": i + 1, "Oid": oid, "DisplayName": name}))
+        .zip(1..)
+        .map(|((_, oid, name), id)| KfExtendedKeyUsage { id, oid: (*oid).into(), display_name: (*name).into() })
         .collect()
 }
 
 /// CertificateStore.
-pub fn store(s: &Store, container_id: i64) -> Value {
+pub fn store(s: &Store, container_id: i64) -> KfCertificateStore {
     let props = json!({"type": s.store_type, "alias": s.alias, "includeKeys": s.include_keys});
-    json!({
-        "Id": s.guid,
-        "ContainerId": container_id,
-        "DisplayName": format!("{} ({})", s.store_path, s.store_type),
-        "ClientMachine": s.client_machine,
-        "Storepath": s.store_path,
-        "CertStoreType": store_type_code(&s.store_type),
-        "Approved": true,
-        "CreateIfMissing": true,
-        "Properties": props.to_string(),
-        "AgentAssigned": true,
-        "ContainerName": s.folder(),
-        "SetNewPasswordAllowed": false,
-    })
+    KfCertificateStore {
+        id: s.guid.clone(),
+        container_id,
+        display_name: format!("{} ({})", s.store_path, s.store_type),
+        client_machine: s.client_machine.clone(),
+        storepath: s.store_path.clone(),
+        cert_store_type: store_type_code(&s.store_type),
+        approved: true,
+        create_if_missing: true,
+        properties: props.to_string(),
+        agent_assigned: true,
+        container_name: s.folder().to_string(),
+        set_new_password_allowed: false,
+    }
 }

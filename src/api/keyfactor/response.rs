@@ -1,54 +1,18 @@
-//! The Keyfactor dialect in the OpenAPI document. The handlers build their answers with
-//! `serde_json::json!` (so that one body can be re-cased per request): these types describe those
-//! bodies and the requests the handlers read, and are documentation, never constructed.
+//! The Keyfactor dialect's answers: each handler builds one of these and `respond` serializes it.
 //!
-//! Every answer is documented in PascalCase, as the server sends it by default (and the classic
+//! The types spell their keys in PascalCase, as the server sends them by default (and the classic
 //! API always). The Keyfactor API answers camelCase instead (the .NET `JsonNamingPolicy.CamelCase`
 //! rule: `KeyfactorID` → `keyfactorID`, dictionary keys untouched) when the request body's first
 //! key starts with a lower-case letter, or when a GET carries `collectionId=0` without an
-//! `x-keyfactor-api-version` header (the tag descriptions in src/openapi.rs say so). Request keys
-//! are matched case-insensitively; booleans and integers may also be sent as strings.
-#![allow(dead_code)]
+//! `x-keyfactor-api-version` header: `respond` re-cases the serialized value (the tag
+//! descriptions in src/openapi.rs say so). Fields the vendor SDK models cannot take as `null`
+//! (datetimes, enums, maps) are left out when absent rather than sent as `null`.
+use std::collections::BTreeMap;
 
-use std::collections::HashMap;
-
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 // ---- classic CMS API (/CMSApi/CertEnroll/3/...) ----
-
-/// How the classic API names one issued certificate: `Type` `CMSID` (with `CMSID`), `Thumbprint`
-/// (with `Thumbprint`) or `Serial` (with `SerialNumber` and optionally `IssuerDN`).
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfClassicLookup {
-    /// `CMSID`, `Thumbprint` or `Serial`.
-    pub r#type: Option<String>,
-    #[serde(rename = "CMSID")]
-    pub cmsid: Option<i64>,
-    pub thumbprint: Option<String>,
-    pub serial_number: Option<String>,
-    #[serde(rename = "IssuerDN")]
-    pub issuer_dn: Option<String>,
-}
-
-/// `POST /CMSApi/CertEnroll/3/Renew`.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfClassicRenewRequest {
-    pub lookup: KfClassicLookup,
-    /// A template name (default: the certificate's own).
-    pub template: Option<String>,
-    /// `<ca host>\<CA name>` or a bare CA name.
-    #[serde(rename = "CAConfiguration")]
-    pub ca_configuration: Option<String>,
-    /// Metadata fields of the renewed certificate.
-    pub metadata: Option<HashMap<String, String>>,
-    /// GUIDs of certificate stores that get the renewed certificate.
-    pub cert_stores: Option<Vec<String>>,
-    /// Sent by the vendor SDKs and scripts; ignored.
-    pub timestamp: Option<String>,
-}
 
 /// The classic renewal's answer: `Issued` with the new thumbprint, or `Pending` with the request id.
 #[derive(Serialize, ToSchema)]
@@ -65,41 +29,6 @@ pub struct KfClassicRenewResponse {
     pub disposition_message: String,
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KfClassicMetadataItem {
-    #[serde(rename = "MetadataFieldTypeName")]
-    pub metadata_field_type_name: String,
-    #[serde(rename = "Value")]
-    pub value: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KfClassicPkcs10Envelope {
-    /// Sent by classic scripts; ignored.
-    #[serde(rename = "Flags")]
-    pub flags: Option<i64>,
-    /// The PKCS#10 request, PEM or base64 DER.
-    #[serde(rename = "Pkcs10Request")]
-    pub pkcs10_request: String,
-    #[serde(rename = "TemplateName")]
-    pub template_name: Option<String>,
-    #[serde(rename = "metadataList")]
-    pub metadata_list: Option<Vec<KfClassicMetadataItem>>,
-}
-
-/// `POST /CMSApi/CertEnroll/3/Pkcs10`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KfClassicPkcs10Request {
-    #[serde(rename = "Request")]
-    pub request: KfClassicPkcs10Envelope,
-    /// Sent by classic scripts; ignored.
-    #[serde(rename = "Timestamp")]
-    pub timestamp: Option<String>,
-}
-
 /// The classic CSR enrollment's answer (`Certificates` empty and `KeyfactorID` 0 while pending).
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
@@ -108,9 +37,11 @@ pub struct KfClassicPkcs10Response {
     pub certificates: Vec<String>,
     #[serde(rename = "KeyfactorID")]
     pub keyfactor_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub thumbprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
-    #[serde(rename = "IssuerDN")]
+    #[serde(rename = "IssuerDN", skip_serializing_if = "Option::is_none")]
     pub issuer_dn: Option<String>,
     #[serde(rename = "CMSRequestId")]
     pub cms_request_id: i64,
@@ -119,72 +50,20 @@ pub struct KfClassicPkcs10Response {
     pub disposition_message: String,
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KfClassicSubjectName {
-    #[serde(rename = "CN")]
-    pub cn: String,
-    #[serde(rename = "O")]
-    pub o: Option<String>,
-    #[serde(rename = "OU")]
-    pub ou: Option<String>,
-    #[serde(rename = "L")]
-    pub l: Option<String>,
-    #[serde(rename = "ST")]
-    pub st: Option<String>,
-    #[serde(rename = "C")]
-    pub c: Option<String>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KfClassicSanElement {
-    /// `dns`, `ip`, `email`, `uri` or `upn`.
-    pub key: String,
-    pub value: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KfClassicPkcs12Envelope {
-    /// Sent by classic scripts; ignored.
-    #[serde(rename = "Flags")]
-    pub flags: Option<i64>,
-    /// The PKCS#12 password (strength rules apply).
-    #[serde(rename = "Pkcs12Password")]
-    pub pkcs12_password: String,
-    #[serde(rename = "SubjectNameAttributes")]
-    pub subject_name_attributes: KfClassicSubjectName,
-    #[serde(rename = "SubjectAltNameElements")]
-    pub subject_alt_name_elements: Option<Vec<KfClassicSanElement>>,
-    #[serde(rename = "TemplateName")]
-    pub template_name: Option<String>,
-    #[serde(rename = "metadataList")]
-    pub metadata_list: Option<Vec<KfClassicMetadataItem>>,
-}
-
-/// `POST /CMSApi/CertEnroll/3/Pkcs12`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KfClassicPkcs12Request {
-    #[serde(rename = "Request")]
-    pub request: KfClassicPkcs12Envelope,
-    /// Sent by classic scripts; ignored.
-    #[serde(rename = "Timestamp")]
-    pub timestamp: Option<String>,
-}
-
 /// The classic key-generating enrollment's answer (no `Pkcs12Blob` while pending).
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct KfClassicPkcs12Response {
     /// Base64 PKCS#12 with the key and chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pkcs12_blob: Option<String>,
     #[serde(rename = "KeyfactorID")]
     pub keyfactor_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub thumbprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
-    #[serde(rename = "IssuerDN")]
+    #[serde(rename = "IssuerDN", skip_serializing_if = "Option::is_none")]
     pub issuer_dn: Option<String>,
     #[serde(rename = "CMSRequestId")]
     pub cms_request_id: i64,
@@ -195,26 +74,17 @@ pub struct KfClassicPkcs12Response {
 
 // ---- Keyfactor API (/KeyfactorAPI/...): enrollment ----
 
-/// `POST /KeyfactorAPI/Enrollment/Renew`: `CertificateId` or `Thumbprint`.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfEnrollmentRenewRequest {
-    pub certificate_id: Option<i64>,
-    pub thumbprint: Option<String>,
-    pub template: Option<String>,
-    /// `<ca host>\<CA name>` or a bare CA name.
-    pub certificate_authority: Option<String>,
-}
-
 /// A renewal's answer: `ISSUED`, or `PENDING` with `KeyfactorId` 0.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct KfEnrollmentRenewResponse {
     pub keyfactor_id: i64,
     pub keyfactor_request_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub thumbprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
-    #[serde(rename = "IssuerDN")]
+    #[serde(rename = "IssuerDN", skip_serializing_if = "Option::is_none")]
     pub issuer_dn: Option<String>,
     /// `ISSUED` or `PENDING`.
     pub request_disposition: String,
@@ -230,42 +100,21 @@ pub struct KfAvailableRenewal {
     pub message: String,
 }
 
-/// `POST /KeyfactorAPI/Enrollment/PFX`.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfPfxEnrollmentRequest {
-    /// A subject DN with a CN: `CN=a.example.com,O=Acme,OU=Ops`.
-    pub subject: String,
-    /// The PFX password.
-    pub password: String,
-    /// Default true.
-    pub include_chain: Option<bool>,
-    /// SANs by type: `{"dns": ["a.example.com"], "ip4": [...], "email": [...], "uri": [...], "upn": [...]}`.
-    #[serde(rename = "SANs")]
-    pub sans: Option<HashMap<String, Vec<String>>>,
-    pub template: Option<String>,
-    pub certificate_authority: Option<String>,
-    pub metadata: Option<HashMap<String, String>>,
-    /// `RSA` or `ECC`.
-    pub key_type: Option<String>,
-    pub key_length: Option<i64>,
-    /// `P256`, `P384`, `P521`.
-    pub curve: Option<String>,
-    /// Sent by the vendor SDKs and scripts; ignored.
-    pub timestamp: Option<String>,
-}
-
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct KfPfxCertificateInformation {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
-    #[serde(rename = "IssuerDN")]
+    #[serde(rename = "IssuerDN", skip_serializing_if = "Option::is_none")]
     pub issuer_dn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub thumbprint: Option<String>,
     /// 0 while pending.
     pub keyfactor_id: i64,
     /// Base64 PKCS#12 with the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pkcs12_blob: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     pub keyfactor_request_id: i64,
     /// `ISSUED` or `PENDING`.
@@ -278,31 +127,17 @@ pub struct KfPfxCertificateInformation {
 #[serde(rename_all = "PascalCase")]
 pub struct KfPfxEnrollmentResponse {
     pub certificate_information: KfPfxCertificateInformation,
-    pub metadata: HashMap<String, String>,
-}
-
-/// `POST /KeyfactorAPI/Enrollment/CSR` (header `x-certificateformat`: `PEM` (default) or `DER`).
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfCsrEnrollmentRequest {
-    /// The PKCS#10 request, PEM or base64 DER.
-    #[serde(rename = "CSR")]
-    pub csr: String,
-    /// Default false.
-    pub include_chain: Option<bool>,
-    pub template: Option<String>,
-    pub certificate_authority: Option<String>,
-    pub metadata: Option<HashMap<String, String>>,
-    /// Sent by the vendor SDKs and scripts; ignored.
-    pub timestamp: Option<String>,
+    pub metadata: BTreeMap<String, String>,
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct KfCsrCertificateInformation {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
-    #[serde(rename = "IssuerDN")]
+    #[serde(rename = "IssuerDN", skip_serializing_if = "Option::is_none")]
     pub issuer_dn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub thumbprint: Option<String>,
     /// 0 while pending.
     #[serde(rename = "KeyfactorID")]
@@ -320,39 +155,7 @@ pub struct KfCsrCertificateInformation {
 #[serde(rename_all = "PascalCase")]
 pub struct KfCsrEnrollmentResponse {
     pub certificate_information: KfCsrCertificateInformation,
-    pub metadata: HashMap<String, String>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfDeployStore {
-    pub store_id: String,
-    pub alias: Option<String>,
-    /// Default true.
-    pub overwrite: Option<bool>,
-}
-
-/// `POST /KeyfactorAPI/Enrollment/PFX/Deploy`: `CertificateId` or `RequestId`, and the stores.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfPfxDeployRequest {
-    /// Required by the vendor API (the stores get the certificate with the key the store keeps).
-    pub password: String,
-    pub certificate_id: Option<i64>,
-    /// A request id from an enrollment answer.
-    pub request_id: Option<i64>,
-    /// Store GUIDs.
-    pub store_ids: Option<Vec<String>>,
-    pub stores: Option<Vec<KfDeployStore>>,
-}
-
-/// `POST /KeyfactorAPI/Enrollment/PFX/Replace`: every store entry holding the existing
-/// certificate gets the new one under the same alias.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfPfxReplaceRequest {
-    pub existing_certificate_id: i64,
-    pub certificate_id: i64,
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// Stores that got an Add job, and store ids that do not exist.
@@ -471,8 +274,10 @@ pub struct KfCertificate {
     pub revocation_comment: String,
     /// Present on revoked certificates.
     #[schema(format = DateTime)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation_eff_date: Option<String>,
     /// Present on revoked certificates (RFC 5280 reason code).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation_reason: Option<i32>,
     /// Base64 DER.
     pub content_bytes: String,
@@ -486,23 +291,9 @@ pub struct KfCertificate {
     pub locations: Vec<KfCertificateLocation>,
     /// Metadata fields, with the Venafi DN of the same certificate as `CertificateDN`. Left out in
     /// store inventories.
-    pub metadata: Option<HashMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
     pub detailed_key_usage: KfDetailedKeyUsage,
-}
-
-/// `POST /KeyfactorAPI/Certificates/Download` (header `x-certificateformat`: `PEM` (default),
-/// `DER` or `P7B`): `CertID` (or `CertificateId`), `Thumbprint`, or `SerialNumber` (+ `IssuerDN`).
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfDownloadRequest {
-    #[serde(rename = "CertID")]
-    pub cert_id: Option<i64>,
-    pub thumbprint: Option<String>,
-    pub serial_number: Option<String>,
-    #[serde(rename = "IssuerDN")]
-    pub issuer_dn: Option<String>,
-    /// Default false.
-    pub include_chain: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -512,22 +303,6 @@ pub struct KfDownloadResponse {
     pub content: String,
 }
 
-/// `POST /KeyfactorAPI/Certificates/Recover` (header `x-certificateformat`: `PFX` (default), `PEM`
-/// or `JKS`): the certificate with its private key.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfRecoverRequest {
-    pub password: String,
-    #[serde(rename = "CertID")]
-    pub cert_id: Option<i64>,
-    pub thumbprint: Option<String>,
-    pub serial_number: Option<String>,
-    #[serde(rename = "IssuerDN")]
-    pub issuer_dn: Option<String>,
-    /// Default false.
-    pub include_chain: Option<bool>,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct KfRecoverResponse {
     /// Base64 of the file (PKCS#12, PEM with an encrypted PKCS#8 key, or JKS).
@@ -535,16 +310,6 @@ pub struct KfRecoverResponse {
     pub pfx: String,
     #[serde(rename = "FileName")]
     pub file_name: String,
-}
-
-/// `POST /KeyfactorAPI/Certificates/Revoke`.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfRevokeRequest {
-    pub certificate_ids: Vec<i64>,
-    /// RFC 5280 reason code (default 0).
-    pub reason: Option<i32>,
-    pub comment: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -577,20 +342,6 @@ pub struct KfCertificateStore {
     pub set_new_password_allowed: bool,
 }
 
-/// `POST /KeyfactorAPI/CertificateStores`.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfCreateStoreRequest {
-    pub client_machine: String,
-    pub storepath: String,
-    /// 1 PEM directory (default), 2 PKCS#12 file, 3 JKS file.
-    pub cert_store_type: Option<i64>,
-    /// The store password (the vendor's `{"SecretValue": …}` object is accepted too).
-    pub password: Option<String>,
-    /// JSON text (or an object) with `alias` and `includeKeys`.
-    pub properties: Option<String>,
-}
-
 /// One entry of a store's inventory.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
@@ -598,33 +349,7 @@ pub struct KfStoreInventoryItem {
     /// The entry's alias.
     pub name: String,
     pub certificates: Vec<KfCertificate>,
-    pub parameters: HashMap<String, String>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfStoreTarget {
-    /// The store's GUID.
-    pub certificate_store_id: String,
-    pub alias: Option<String>,
-    /// Default false.
-    pub overwrite: Option<bool>,
-}
-
-/// `POST /KeyfactorAPI/CertificateStores/Certificates/Add`.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfStoresAddRequest {
-    pub certificate_id: i64,
-    pub certificate_stores: Vec<KfStoreTarget>,
-}
-
-/// `POST /KeyfactorAPI/CertificateStores/Certificates/Remove` (the entry under `Alias`, or the
-/// store's own alias).
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfStoresRemoveRequest {
-    pub certificate_stores: Vec<KfStoreTarget>,
+    pub parameters: BTreeMap<String, String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -650,6 +375,7 @@ pub struct KfJobHistory {
     pub operation_start: String,
     /// Absent while the run is in progress.
     #[schema(format = DateTime)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub operation_end: Option<String>,
     pub message: String,
     /// 0 unknown, 2 success, 3 warning, 4 failure.
@@ -672,13 +398,6 @@ pub struct KfScheduledJob {
     pub requested: String,
     /// `Management`.
     pub job_type: String,
-}
-
-/// `POST /KeyfactorAPI/OrchestratorJobs/Acknowledge`: job history ids of failed runs.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct KfAcknowledgeRequest {
-    pub job_audit_ids: Vec<i64>,
 }
 
 // ---- templates, CAs, status ----
@@ -750,4 +469,33 @@ pub struct KfCertificateAuthority {
     /// Always empty here (no CA scans).
     pub last_scan: String,
     pub enabled: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_keep_the_vendor_spelling_and_leave_absent_fields_out() {
+        let pending = KfCsrEnrollmentResponse {
+            certificate_information: KfCsrCertificateInformation {
+                serial_number: None,
+                issuer_dn: None,
+                thumbprint: None,
+                keyfactor_id: 0,
+                certificates: vec![],
+                keyfactor_request_id: 9,
+                request_disposition: "PENDING".into(),
+                disposition_message: "queued".into(),
+            },
+            metadata: BTreeMap::from([("Email-Contact".to_string(), "x".to_string())]),
+        };
+        assert_eq!(
+            serde_json::to_value(&pending).unwrap(),
+            serde_json::json!({"CertificateInformation": {"KeyfactorID": 0, "Certificates": [], "KeyfactorRequestId": 9,
+                "RequestDisposition": "PENDING", "DispositionMessage": "queued"}, "Metadata": {"Email-Contact": "x"}})
+        );
+        let recovered = KfRecoverResponse { pfx: "AA==".into(), file_name: "a.pfx".into() };
+        assert_eq!(serde_json::to_value(&recovered).unwrap(), serde_json::json!({"PFX": "AA==", "FileName": "a.pfx"}));
+    }
 }
