@@ -6,10 +6,11 @@ pub mod ari;
 pub mod jws;
 pub mod orders;
 pub mod problem;
+pub mod requests;
 pub mod wire;
 
 use actix_web::{HttpRequest, HttpResponse, get, head, post, web};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::acme::{Account, Binding};
 use crate::api::body::read_payload;
@@ -298,13 +299,6 @@ fn check_eab(engine: &Engine, c: &mut DbConn, eab: &Value, outer_url: &str, thum
     Ok(binding)
 }
 
-pub(crate) fn json_payload(jws: &Jws) -> Result<Value, Problem> {
-    if jws.payload.is_empty() {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(&jws.payload).map_err(|e| Problem::malformed(format!("the payload is not JSON: {e}")))
-}
-
 #[utoipa::path(post, path = "/acme/new-account", tag = "ACME", operation_id = "acme_new_account", request_body(content = FlattenedJws, content_type = "application/jose+json"),
     description = "Creates (201) or finds (200, `onlyReturnExisting`) the account of the JWS key; EAB required by default.",
     responses((status = 201, description = "Account created", body = AcmeAccount),
@@ -320,13 +314,12 @@ pub async fn new_account(
     let r = async {
         let v = verify_request(&req, &state, payload, true).await?;
         let base = base_url(&req, &state);
-        let body = json_payload(&v.jws)?;
         let jwk = v.jws.jwk().cloned().ok_or_else(|| Problem::malformed("newAccount needs a 'jwk'"))?;
         let thumb = jws::thumbprint(&jwk)?;
         let canonical = jws::canonical_jwk(&jwk)?;
-        let contacts = crate::acme::accounts::check_contacts(body.get("contact"))?;
-        let only_existing = body.get("onlyReturnExisting").and_then(|x| x.as_bool()).unwrap_or(false);
-        let eab = body.get("externalAccountBinding").cloned();
+        let requests::NewAccount { contacts, only_return_existing: only_existing, external_account_binding: eab } =
+            requests::NewAccount::parse(&v.jws)?;
+        let echo = eab.clone();
         let outer_url = v.jws.url().unwrap_or("").to_string();
         let source = Some(crate::api::client_ip(&req, &state.engine.settings).to_string());
         let (acct, created) = blocking(&state, move |e, c| {
@@ -347,7 +340,7 @@ pub async fn new_account(
         .await?;
         let mut out = AcmeAccount::new(&acct, &base);
         if created && acct.eab_kid.is_some() {
-            out.external_account_binding = Some(body.get("externalAccountBinding").cloned().unwrap_or(Value::Null));
+            out.external_account_binding = Some(echo.unwrap_or(Value::Null));
         }
         let mut r = if created { HttpResponse::Created() } else { HttpResponse::Ok() };
         Ok(r.insert_header(("Location", format!("{base}/acct/{}", acct.id)))
@@ -378,7 +371,8 @@ pub async fn account_resource(
         let acct = if jws.payload.is_empty() {
             acct
         } else {
-            let body = json_payload(&jws)?;
+            // The domain reads contact and status (RFC 8555 §7.3.2, §7.3.6).
+            let body = requests::json(&jws)?;
             blocking(&state, move |_, c| Ok(crate::acme::accounts::update(c, &acct, &body)?)).await?
         };
         Ok(HttpResponse::Ok()
@@ -414,13 +408,12 @@ pub async fn key_change(
         let new_jwk = inner.jwk().cloned().ok_or_else(|| Problem::malformed("the inner JWS has no jwk"))?;
         let new_key = jws::key_from_jwk(&new_jwk)?;
         inner.verify(&new_key)?;
-        let body = json_payload(&inner)?;
-        if body.get("account").and_then(|a| a.as_str()) != jws.kid() {
+        let change = requests::KeyChange::parse(&inner)?;
+        if change.account.as_deref() != jws.kid() {
             return Err(Problem::malformed("the inner payload names another account"));
         }
-        let old =
-            body.get("oldKey").and_then(|k| k.as_object()).ok_or_else(|| Problem::malformed("oldKey is required"))?;
-        if jws::thumbprint(old)? != account.thumbprint {
+        let old = change.old_key.ok_or_else(|| Problem::malformed("oldKey is required"))?;
+        if jws::thumbprint(&old)? != account.thumbprint {
             return Err(Problem::malformed("oldKey is not the account's current key"));
         }
         let new_thumb = jws::thumbprint(&new_jwk)?;

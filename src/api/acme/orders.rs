@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use openssl::x509::X509Req;
-use serde_json::Value;
 
 use super::problem::JwsProblems;
+use super::requests;
 use super::wire::{
     AcmeAuthorization, AcmeChallenge, AcmeOrder, AcmeProblem, FlattenedJws, OrderList, PemCertificateChain,
 };
-use super::{Action, Problem, acme_response, base_url, blocking, json_payload, jws, verify_account, verify_request};
+use super::{Action, Problem, acme_response, base_url, blocking, jws, verify_account, verify_request};
 use crate::acme::OrderStatus;
 use crate::acme::orders::{self as domain, NewOrderRequest, OrderView, RevocationProof};
 use crate::app::AppState;
@@ -71,15 +71,9 @@ pub async fn revoke(
 ) -> Result<HttpResponse, Problem> {
     let r = async {
         let v = verify_request(&req, &state, payload, true).await?;
-        let body = json_payload(&v.jws)?;
-        let der = jws::b64u_decode(
-            body.get("certificate")
-                .and_then(|c| c.as_str())
-                .ok_or_else(|| Problem::malformed("certificate is required"))?,
-        )?;
+        let requests::Revoke { certificate_der: der, reason } = requests::Revoke::parse(&v.jws)?;
         let cert = openssl::x509::X509::from_der(&der)
             .map_err(|_| Problem::malformed("certificate is not a DER certificate"))?;
-        let reason = body.get("reason").and_then(|r| r.as_i64()).unwrap_or(0);
         if let Some(jwk) = v.jws.jwk() {
             let k = jws::key_from_jwk(jwk)?;
             let pk = cert.public_key().map_err(|e| Problem::server(e.to_string()))?;
@@ -128,23 +122,7 @@ pub(super) async fn create_order(
     let r = async {
         let (jws, account) = verify_account(&req, &state, payload).await?;
         let base = base_url(&req, &state);
-        let body = json_payload(&jws)?;
-        let sent = body
-            .get("identifiers")
-            .and_then(|v| v.as_array())
-            .ok_or_else(|| Problem::malformed("identifiers is required"))?;
-        let identifiers = sent
-            .iter()
-            .map(|i| {
-                let field = |k: &str| i.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-                (field("type"), field("value"))
-            })
-            .collect();
-        let replaces = match body.get("replaces") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err(Problem::malformed("replaces must be a certID string")),
-        };
+        let requests::NewOrder { identifiers, replaces } = requests::NewOrder::parse(&jws)?;
         let new = NewOrderRequest {
             identifiers,
             action: Action::from_url_part(
@@ -200,17 +178,12 @@ pub async fn authz(
         let (jws, account) = verify_account(&req, &state, payload).await?;
         let id = path_id(&path.into_inner())?;
         let base = base_url(&req, &state);
-        let deactivate = !jws.payload.is_empty();
-        if deactivate && json_payload(&jws)?.get("status").and_then(|s| s.as_str()) != Some("deactivated") {
-            return Err(Problem::malformed("an authorization can only be deactivated"));
-        }
+        let deactivate = requests::deactivates_authz(&jws)?;
         let a = blocking(&state, move |_, c| {
             Ok(if deactivate { domain::deactivate_authz(c, &account, id)? } else { domain::authz(c, &account, id)? })
         })
         .await?;
-        Ok(HttpResponse::Ok()
-            .insert_header(link(&base))
-            .json(AcmeAuthorization::new(&a, &base)))
+        Ok(HttpResponse::Ok().insert_header(link(&base)).json(AcmeAuthorization::new(&a, &base)))
     }
     .await;
     acme_response(&state, r).await
@@ -257,10 +230,7 @@ pub async fn finalize(
         let (jws, account) = verify_account(&req, &state, payload).await?;
         let id = path_id(&path.into_inner())?;
         let base = base_url(&req, &state);
-        let body = json_payload(&jws)?;
-        let der = jws::b64u_decode(
-            body.get("csr").and_then(|c| c.as_str()).ok_or_else(|| Problem::malformed("csr is required"))?,
-        )?;
+        let der = requests::Finalize::parse(&jws)?.csr_der;
         let csr =
             X509Req::from_der(&der).map_err(|_| Problem::new(400, "badCSR", "the CSR is not a DER PKCS#10 request"))?;
         let acct_key = super::account_key(&account)?;
