@@ -132,3 +132,72 @@ pub fn deactivates_authz(jws: &Jws) -> Result<bool, Problem> {
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::acme::wire::FlattenedJws;
+
+    fn signed(payload: &str) -> Jws {
+        Jws {
+            flattened: FlattenedJws { protected: String::new(), payload: String::new(), signature: String::new() },
+            signature: vec![],
+            header: Map::new(),
+            payload: payload.as_bytes().to_vec(),
+        }
+    }
+
+    fn detail<T>(r: Result<T, Problem>) -> String {
+        match r {
+            Ok(_) => panic!("expected a problem"),
+            Err(p) => format!("{}: {}", p.kind, p.detail),
+        }
+    }
+
+    #[test]
+    fn new_account_ignores_a_non_boolean_only_return_existing_and_keeps_the_binding_as_sent() {
+        let eab = r#"{"protected":"p","payload":"q","signature":"s"}"#;
+        let a = NewAccount::parse(&signed(&format!(
+            r#"{{"contact":["mailto:a@example.com"],"onlyReturnExisting":"yes","externalAccountBinding":{eab}}}"#
+        )))
+        .unwrap();
+        assert_eq!(a.contacts, vec!["mailto:a@example.com".to_string()]);
+        assert!(!a.only_return_existing);
+        assert_eq!(a.external_account_binding, Some(serde_json::from_str::<Value>(eab).unwrap()));
+        assert!(NewAccount::parse(&signed("")).unwrap().contacts.is_empty());
+        assert_eq!(detail(NewAccount::parse(&signed("{"))).split(':').next(), Some("malformed"));
+    }
+
+    #[test]
+    fn new_order_texts() {
+        let o = NewOrder::parse(&signed(r#"{"identifiers":[{"type":"dns","value":"a.example"},{"type":1}]}"#)).unwrap();
+        assert_eq!(o.identifiers, vec![("dns".into(), "a.example".into()), (String::new(), String::new())]);
+        assert_eq!(o.replaces, None);
+        assert_eq!(detail(NewOrder::parse(&signed("{}"))), "malformed: identifiers is required");
+        assert_eq!(
+            detail(NewOrder::parse(&signed(r#"{"identifiers":[],"replaces":5}"#))),
+            "malformed: replaces must be a certID string"
+        );
+    }
+
+    #[test]
+    fn finalize_revoke_and_key_change() {
+        assert_eq!(detail(Finalize::parse(&signed(r#"{"csr":5}"#))), "malformed: csr is required");
+        assert_eq!(Finalize::parse(&signed(r#"{"csr":"AAEC"}"#)).unwrap().csr_der, vec![0, 1, 2]);
+        let r = Revoke::parse(&signed(r#"{"certificate":"AAEC","reason":"4"}"#)).unwrap();
+        assert_eq!((r.certificate_der, r.reason), (vec![0, 1, 2], 0));
+        assert_eq!(detail(Revoke::parse(&signed("{}"))), "malformed: certificate is required");
+        let k = KeyChange::parse(&signed(r#"{"account":"https://gw/acme/acct/1"}"#)).unwrap();
+        assert_eq!((k.account.as_deref(), k.old_key), (Some("https://gw/acme/acct/1"), None));
+    }
+
+    #[test]
+    fn an_authorization_is_read_or_deactivated() {
+        assert!(!deactivates_authz(&signed("")).unwrap());
+        assert!(deactivates_authz(&signed(r#"{"status":"deactivated"}"#)).unwrap());
+        assert_eq!(
+            detail(deactivates_authz(&signed(r#"{"status":"valid"}"#))),
+            "malformed: an authorization can only be deactivated"
+        );
+    }
+}

@@ -249,3 +249,136 @@ pub struct SuggestedWindow {
 pub struct RenewalInfo {
     pub suggested_window: SuggestedWindow,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acme::orders::{AuthzView, ChallengeView, OrderView};
+    use crate::acme::validate::{ChallengeKind, Failure, FailureKind};
+    use crate::acme::{AuthzStatus, ChallengeStatus, OrderAction};
+    use serde_json::{Value, json};
+
+    const BASE: &str = "https://gw/acme";
+
+    fn at(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+    }
+
+    fn ident(kind: &str, value: &str) -> crate::acme::Identifier {
+        crate::acme::Identifier { kind: kind.into(), value: value.into() }
+    }
+
+    fn order(status: OrderStatus, dry_run: bool) -> OrderView {
+        OrderView {
+            id: 7,
+            status,
+            expires: at("2026-12-03 10:00:00"),
+            identifiers: vec![ident("dns", "a.example"), ident("ip", "192.0.2.1")],
+            authz_ids: vec![11, 12],
+            action: OrderAction::Renew,
+            object_id: None,
+            dry_run,
+            replaces: None,
+            certificate_id: None,
+            error: None,
+        }
+    }
+
+    fn to_json(v: impl Serialize) -> Value {
+        serde_json::to_value(v).unwrap()
+    }
+
+    #[test]
+    fn an_order_leaves_out_what_it_has_not_and_keeps_a_null_order_id() {
+        let fresh = to_json(AcmeOrder::new(&order(OrderStatus::Pending, false), BASE));
+        assert_eq!(
+            fresh,
+            json!({
+                "status": "pending",
+                "expires": "2026-12-03T10:00:00Z",
+                "identifiers": [{"type": "dns", "value": "a.example"}, {"type": "ip", "value": "192.0.2.1"}],
+                "authorizations": ["https://gw/acme/authz/11", "https://gw/acme/authz/12"],
+                "finalize": "https://gw/acme/order/7/finalize",
+                "x-renewgate": {"action": "renew", "orderId": null},
+            })
+        );
+
+        let mut done = order(OrderStatus::Valid, false);
+        done.object_id = Some(42);
+        done.certificate_id = Some(9);
+        done.replaces = Some("aki.serial".into());
+        done.error = Some("the CA refused".into());
+        let v = to_json(AcmeOrder::new(&done, BASE));
+        assert_eq!(v["certificate"], "https://gw/acme/cert/9");
+        assert_eq!(v["replaces"], "aki.serial");
+        assert_eq!(
+            v["error"],
+            json!({"type": "urn:ietf:params:acme:error:serverInternal", "detail": "the CA refused", "status": 500})
+        );
+        assert_eq!(v["x-renewgate"], json!({"action": "renew", "orderId": 42}));
+    }
+
+    #[test]
+    fn a_valid_dry_run_order_points_at_its_dry_run_chain() {
+        let mut o = order(OrderStatus::Valid, true);
+        o.certificate_id = Some(9);
+        let v = to_json(AcmeOrder::new(&o, BASE));
+        assert_eq!(v["certificate"], "https://gw/acme/dry-run/cert/7");
+        assert_eq!(v["x-renewgate"], json!({"action": "renew", "orderId": null, "dryRun": true}));
+        let pending = to_json(AcmeOrder::new(&order(OrderStatus::Pending, true), BASE));
+        assert!(pending.get("certificate").is_none());
+    }
+
+    #[test]
+    fn authorizations_and_challenges() {
+        let pending = ChallengeView {
+            id: 3,
+            authz_id: 11,
+            kind: ChallengeKind::Http01,
+            token: "tok".into(),
+            status: ChallengeStatus::Pending,
+            validated: None,
+            error: None,
+        };
+        let failed = ChallengeView {
+            id: 4,
+            kind: ChallengeKind::Dns01,
+            status: ChallengeStatus::Invalid,
+            validated: Some(at("2026-12-03 09:00:01")),
+            error: Some(Failure { kind: FailureKind::Dns, detail: "no TXT record".into() }),
+            ..pending.clone()
+        };
+        let mut a = AuthzView {
+            id: 11,
+            identifier: ident("dns", "*.a.example"),
+            wildcard: false,
+            status: AuthzStatus::Pending,
+            expires: at("2026-12-04 00:00:00"),
+            challenges: vec![pending, failed],
+        };
+        let v = to_json(AcmeAuthorization::new(&a, BASE));
+        assert!(v.get("wildcard").is_none());
+        assert_eq!(v["identifier"], json!({"type": "dns", "value": "*.a.example"}));
+        assert_eq!(
+            v["challenges"][0],
+            json!({"type": "http-01", "url": "https://gw/acme/chall/3", "status": "pending", "token": "tok"})
+        );
+        assert_eq!(
+            v["challenges"][1],
+            json!({"type": "dns-01", "url": "https://gw/acme/chall/4", "status": "invalid", "token": "tok",
+                "validated": "2026-12-03T09:00:01Z",
+                "error": {"type": "urn:ietf:params:acme:error:dns", "detail": "no TXT record", "status": 400}})
+        );
+        a.wildcard = true;
+        assert_eq!(to_json(AcmeAuthorization::new(&a, BASE))["wildcard"], true);
+    }
+
+    #[test]
+    fn a_problem_names_its_algorithms_only_when_asked() {
+        let p = AcmeProblem::new("badNonce", "stale", 400);
+        assert_eq!(
+            to_json(&p),
+            json!({"type": "urn:ietf:params:acme:error:badNonce", "detail": "stale", "status": 400})
+        );
+    }
+}
