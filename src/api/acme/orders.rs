@@ -283,7 +283,7 @@ pub async fn certificate(
         let (_, account) = verify_account(&req, &state, payload).await?;
         let id = path_id(&path.into_inner())?;
         let pem = blocking(&state, move |e, c| Ok(domain::certificate_chain(e, c, &account, id)?)).await?;
-        Ok(PemCertificateChain(pem.into()).into_response())
+        Ok(PemCertificateChain(pem).into_response())
     }
     .await;
     acme_response(&state, r).await
