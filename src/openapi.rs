@@ -132,7 +132,6 @@ pub fn document() -> utoipa::openapi::OpenApi {
         utoipa_actix_web::UtoipaApp::from(actix_web::App::new()).configure(crate::api::routes).split_for_parts();
     let mut doc = ApiDoc::openapi();
     doc.merge(registered);
-    doc.merge(crate::api::acme::doc::AcmeDoc::openapi());
     // Modifiers run over the whole document, so after the merge.
     for m in [&SecuritySchemes as &dyn Modify, &LoginThrottleResponses, &ResponseDescriptions] {
         m.modify(&mut doc);

@@ -18,8 +18,8 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     venafi::configure(cfg);
     keyfactor::configure(cfg);
     admin::configure(cfg);
+    acme::configure(cfg);
     cfg.map(|c| {
-        acme::configure(c);
         pki::configure(c);
         console::configure(c);
         c

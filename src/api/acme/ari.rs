@@ -1,30 +1,24 @@
-//! ACME Renewal Information (RFC 9773): `GET renewal-info/{certID}`; the window is the domain's
-//! (`crate::acme::renewal_info`).
-#[allow(unused_imports)]
-use super::doc::*;
-use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
+//! ACME Renewal Information (RFC 9773): `GET renewal-info/{certID}` (and HEAD); the window is
+//! the domain's (`crate::acme::renewal_info`).
+use actix_web::{HttpResponse, get, web};
 
+use super::wire::{AcmeProblem, RenewalInfo, SuggestedWindow};
 use super::{Problem, blocking};
 pub use crate::acme::renewal_info::{cert_id, parse_cert_id};
 use crate::app::AppState;
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/acme/renewal-info/{cert_id}", web::get().to(renewal_info))
-        .route("/acme/renewal-info/{cert_id}", web::head().to(renewal_info));
-}
 
 #[utoipa::path(get, path = "/acme/renewal-info/{cert_id}", tag = "ACME", operation_id = "acme_renewal_info",
     params(("cert_id" = String, Path, description = "base64url(AKI).base64url(serial)")),
     responses((status = 200, description = "The suggested renewal window", body = RenewalInfo),
         (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
         (status = 404, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
-pub async fn renewal_info(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, Problem> {
-    let _ = req;
+#[get("/acme/renewal-info/{cert_id}")]
+pub async fn renewal_info(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, Problem> {
+    window(state, path).await
+}
+
+/// The window for GET and HEAD (a client may probe with HEAD; actix answers it without the body).
+pub(super) async fn window(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, Problem> {
     let id = path.into_inner();
     let (start, end) = blocking(&state, move |_, c| Ok(crate::acme::renewal_info::window(c, &id)?)).await?;
     let fmt = |t: i64| {
@@ -32,6 +26,5 @@ pub async fn renewal_info(
     };
     Ok(HttpResponse::Ok()
         .insert_header(("Retry-After", "21600"))
-        .content_type("application/json")
-        .body(json!({"suggestedWindow": {"start": fmt(start), "end": fmt(end)}}).to_string()))
+        .json(RenewalInfo { suggested_window: SuggestedWindow { start: fmt(start), end: fmt(end) } }))
 }

@@ -13,6 +13,8 @@ use openssl::rsa::Rsa;
 use openssl::sign::{Signer, Verifier};
 use serde_json::{Map, Value};
 
+use super::wire::FlattenedJws;
+
 pub const ALGORITHMS: &[&str] = &["RS256", "ES256", "ES384", "EdDSA"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +28,8 @@ pub enum JwsError {
 /// A parsed flattened JWS.
 #[derive(Debug, Clone)]
 pub struct Jws {
-    pub protected_b64: String,
-    pub payload_b64: String,
+    /// The members as received (the signing input is made of their exact strings).
+    pub flattened: FlattenedJws,
     pub signature: Vec<u8>,
     pub header: Map<String, Value>,
     /// Empty for POST-as-GET.
@@ -57,16 +59,16 @@ impl Jws {
                 .map(str::to_string)
                 .ok_or_else(|| JwsError::Malformed(format!("the JWS has no '{k}'")))
         };
-        let protected_b64 = get("protected")?;
-        let payload_b64 = get("payload")?;
-        let signature = b64u_decode(&get("signature")?)?;
-        let header: Value = serde_json::from_slice(&b64u_decode(&protected_b64)?)
+        let flattened =
+            FlattenedJws { protected: get("protected")?, payload: get("payload")?, signature: get("signature")? };
+        let signature = b64u_decode(&flattened.signature)?;
+        let header: Value = serde_json::from_slice(&b64u_decode(&flattened.protected)?)
             .map_err(|e| JwsError::Malformed(format!("the protected header is not JSON: {e}")))?;
         let Value::Object(header) = header else {
             return Err(JwsError::Malformed("the protected header must be an object".into()));
         };
-        let payload = b64u_decode(&payload_b64)?;
-        Ok(Jws { protected_b64, payload_b64, signature, header, payload })
+        let payload = b64u_decode(&flattened.payload)?;
+        Ok(Jws { flattened, signature, header, payload })
     }
 
     pub fn alg(&self) -> Option<&str> {
@@ -87,7 +89,7 @@ impl Jws {
 
     /// The signed input: the received `protected.payload` strings.
     pub fn signing_input(&self) -> Vec<u8> {
-        format!("{}.{}", self.protected_b64, self.payload_b64).into_bytes()
+        format!("{}.{}", self.flattened.protected, self.flattened.payload).into_bytes()
     }
 
     /// Verifies the signature with `key`; the algorithm must fit the key.
@@ -310,7 +312,7 @@ mod tests {
                 let pk = key_from_jwk(j.jwk().unwrap()).unwrap();
                 assert_eq!(j.verify(&pk), Ok(()), "{alg}");
                 let mut bad = j.clone();
-                bad.payload_b64 = B64U.encode("{\"a\":2}");
+                bad.flattened.payload = B64U.encode("{\"a\":2}");
                 assert!(matches!(bad.verify(&pk), Err(JwsError::Malformed(_))), "{alg} tampered");
             }
         }

@@ -3,15 +3,14 @@
 //! account binding's MAC), problem documents and handlers that translate to and from the ACME
 //! domain in the core crate (`crate::acme`), where every rule lives.
 pub mod ari;
-pub mod doc;
 pub mod jws;
 pub mod orders;
 pub mod problem;
+pub mod requests;
+pub mod wire;
 
-use actix_web::{HttpRequest, HttpResponse, web};
-#[allow(unused_imports)]
-use doc::*;
-use serde_json::{Value, json};
+use actix_web::{HttpRequest, HttpResponse, get, head, post, web};
+use serde_json::Value;
 
 use crate::acme::{Account, Binding};
 use crate::api::body::read_payload;
@@ -19,18 +18,40 @@ use crate::app::AppState;
 use crate::db::DbConn;
 use crate::engine::Engine;
 use jws::Jws;
+use problem::JwsProblems;
 pub use problem::Problem;
+use wire::{AcmeAccount, AcmeProblem, Directory, DirectoryMeta, FlattenedJws};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/acme/directory", web::get().to(directory))
-        .route("/acme/dry-run/directory", web::get().to(directory))
-        .route("/acme/new-nonce", web::head().to(new_nonce_head))
-        .route("/acme/new-nonce", web::get().to(new_nonce_get))
-        .route("/acme/new-account", web::post().to(new_account))
-        .route("/acme/acct/{id}", web::post().to(account))
-        .route("/acme/key-change", web::post().to(key_change));
-    orders::configure(cfg);
-    ari::configure(cfg);
+/// Every ACME route, registered once: the documented handlers carry their route under their
+/// `#[utoipa::path]`; the aliases the directory may list (dry-run, DigiCert-style newOrder URLs)
+/// and GET new-nonce are plain routes to the same code, undocumented. No template here can
+/// shadow a fixed path (they differ in segment count), so the order is the resources' own.
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(directory)
+        .service(new_nonce_head)
+        .service(new_account)
+        .service(account_resource)
+        .service(key_change)
+        .service(orders::new_order)
+        .service(orders::order)
+        .service(orders::finalize)
+        .service(orders::authz)
+        .service(orders::challenge)
+        .service(orders::certificate)
+        .service(orders::orders_list)
+        .service(orders::revoke)
+        .service(ari::renewal_info);
+    cfg.map(|c| {
+        c.route("/acme/dry-run/directory", web::get().to(render_directory))
+            .route("/acme/new-nonce", web::get().to(new_nonce_get))
+            .route("/acme/o/enroll/new-order", web::post().to(orders::create_order))
+            .route("/acme/o/{action}/{n}/new-order", web::post().to(orders::create_order))
+            .route("/acme/dry-run/new-order", web::post().to(orders::create_order))
+            .route("/acme/dry-run/o/enroll/new-order", web::post().to(orders::create_order))
+            .route("/acme/dry-run/o/{action}/{n}/new-order", web::post().to(orders::create_order))
+            .route("/acme/dry-run/cert/{id}", web::post().to(orders::dry_run_certificate))
+            .route("/acme/renewal-info/{cert_id}", web::head().to(ari::window))
+    });
 }
 
 /// The base URL clients see: `acme.public_base_url`, else the request's scheme and Host.
@@ -89,38 +110,50 @@ pub(crate) async fn acme_response(state: &AppState, r: Result<HttpResponse, Prob
            ("dryRun" = Option<String>, Query, description = "1: dry-run newOrder URLs")),
     responses((status = 200, description = "The directory", body = Directory),
         (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
+#[get("/acme/directory")]
 pub async fn directory(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
+    render_directory(req, state).await
+}
+
+/// The directory at `/acme/directory` and `/acme/dry-run/directory` (whose newOrder URL is a
+/// dry-run one).
+async fn render_directory(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
     let base = base_url(&req, &state);
     let (action, mut dry) = parse_action(req.query_string())?;
     if req.path().starts_with("/acme/dry-run/") {
         dry = true;
     }
-    let body = json!({
-        "newNonce": format!("{base}/new-nonce"),
-        "newAccount": format!("{base}/new-account"),
-        "newOrder": new_order_url(&base, &action, dry),
-        "revokeCert": format!("{base}/revoke-cert"),
-        "keyChange": format!("{base}/key-change"),
-        "renewalInfo": format!("{base}/renewal-info"),
-        "meta": {"externalAccountRequired": state.engine.settings.acme.eab_required},
-    });
-    Ok(HttpResponse::Ok().content_type("application/json").body(body.to_string()))
+    Ok(HttpResponse::Ok().json(Directory {
+        new_nonce: format!("{base}/new-nonce"),
+        new_account: format!("{base}/new-account"),
+        new_order: new_order_url(&base, &action, dry),
+        revoke_cert: format!("{base}/revoke-cert"),
+        key_change: format!("{base}/key-change"),
+        renewal_info: format!("{base}/renewal-info"),
+        meta: DirectoryMeta { external_account_required: state.engine.settings.acme.eab_required },
+    }))
 }
 
 #[utoipa::path(head, path = "/acme/new-nonce", tag = "ACME", operation_id = "acme_new_nonce_head",
     responses((status = 200, description = "A fresh nonce in Replay-Nonce",
         headers(("Replay-Nonce" = String, description = "A nonce for the next JWS")))))]
+#[head("/acme/new-nonce")]
 pub async fn new_nonce_head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
-    let n = fresh_nonce(&state)?;
+    nonce_response(&req, &state)
+}
+
+fn nonce_response(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, Problem> {
+    let n = fresh_nonce(state)?;
     Ok(HttpResponse::Ok()
         .insert_header(("Replay-Nonce", n))
         .insert_header(("Cache-Control", "no-store"))
-        .insert_header(("Link", format!("<{}/directory>;rel=\"index\"", base_url(&req, &state))))
+        .insert_header(("Link", format!("<{}/directory>;rel=\"index\"", base_url(req, state))))
         .finish())
 }
 
-pub async fn new_nonce_get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
-    let mut r = new_nonce_head(req, state).await?;
+/// GET new-nonce (RFC 8555 §7.2): the same nonce, answered 204.
+async fn new_nonce_get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
+    let mut r = nonce_response(&req, &state)?;
     *r.status_mut() = actix_web::http::StatusCode::NO_CONTENT;
     Ok(r)
 }
@@ -221,11 +254,6 @@ pub async fn verify_account(
     Ok((v.jws, account))
 }
 
-fn account_json(a: &Account, base: &str) -> Value {
-    let contact: Value = serde_json::from_str(&a.contact).unwrap_or(json!([]));
-    json!({"status": a.status, "contact": contact, "orders": format!("{base}/acct/{}/orders", a.id)})
-}
-
 /// Runs `f` with the engine and a database connection on the blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(
     state: &AppState,
@@ -271,21 +299,13 @@ fn check_eab(engine: &Engine, c: &mut DbConn, eab: &Value, outer_url: &str, thum
     Ok(binding)
 }
 
-pub(crate) fn json_payload(jws: &Jws) -> Result<Value, Problem> {
-    if jws.payload.is_empty() {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(&jws.payload).map_err(|e| Problem::malformed(format!("the payload is not JSON: {e}")))
-}
-
 #[utoipa::path(post, path = "/acme/new-account", tag = "ACME", operation_id = "acme_new_account", request_body(content = FlattenedJws, content_type = "application/jose+json"),
     description = "Creates (201) or finds (200, `onlyReturnExisting`) the account of the JWS key; EAB required by default.",
     responses((status = 201, description = "Account created", body = AcmeAccount),
         (status = 200, description = "The key's existing account", body = AcmeAccount),
-        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        JwsProblems,
         (status = 429, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
+#[post("/acme/new-account")]
 pub async fn new_account(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -294,13 +314,12 @@ pub async fn new_account(
     let r = async {
         let v = verify_request(&req, &state, payload, true).await?;
         let base = base_url(&req, &state);
-        let body = json_payload(&v.jws)?;
         let jwk = v.jws.jwk().cloned().ok_or_else(|| Problem::malformed("newAccount needs a 'jwk'"))?;
         let thumb = jws::thumbprint(&jwk)?;
         let canonical = jws::canonical_jwk(&jwk)?;
-        let contacts = crate::acme::accounts::check_contacts(body.get("contact"))?;
-        let only_existing = body.get("onlyReturnExisting").and_then(|x| x.as_bool()).unwrap_or(false);
-        let eab = body.get("externalAccountBinding").cloned();
+        let requests::NewAccount { contacts, only_return_existing: only_existing, external_account_binding: eab } =
+            requests::NewAccount::parse(&v.jws)?;
+        let echo = eab.clone();
         let outer_url = v.jws.url().unwrap_or("").to_string();
         let source = Some(crate::api::client_ip(&req, &state.engine.settings).to_string());
         let (acct, created) = blocking(&state, move |e, c| {
@@ -319,15 +338,14 @@ pub async fn new_account(
             Ok(crate::acme::accounts::find_or_create(e, c, new)?)
         })
         .await?;
-        let mut out = account_json(&acct, &base);
+        let mut out = AcmeAccount::new(&acct, &base);
         if created && acct.eab_kid.is_some() {
-            out["externalAccountBinding"] = body.get("externalAccountBinding").cloned().unwrap_or(Value::Null);
+            out.external_account_binding = Some(echo.unwrap_or(Value::Null));
         }
         let mut r = if created { HttpResponse::Created() } else { HttpResponse::Ok() };
         Ok(r.insert_header(("Location", format!("{base}/acct/{}", acct.id)))
             .insert_header(("Link", format!("<{base}/directory>;rel=\"index\"")))
-            .content_type("application/json")
-            .body(out.to_string()))
+            .json(out))
     }
     .await;
     acme_response(&state, r).await
@@ -336,10 +354,9 @@ pub async fn new_account(
 #[utoipa::path(post, path = "/acme/acct/{id}", tag = "ACME", operation_id = "acme_account", request_body(content = FlattenedJws, content_type = "application/jose+json"),
     params(("id" = String, Path, description = "Account id")),
     responses((status = 200, description = "The account (updated contacts or deactivated)", body = AcmeAccount),
-        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
-pub async fn account(
+        JwsProblems))]
+#[post("/acme/acct/{id}")]
+pub async fn account_resource(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -354,13 +371,13 @@ pub async fn account(
         let acct = if jws.payload.is_empty() {
             acct
         } else {
-            let body = json_payload(&jws)?;
+            // The domain reads contact and status (RFC 8555 §7.3.2, §7.3.6).
+            let body = requests::json(&jws)?;
             blocking(&state, move |_, c| Ok(crate::acme::accounts::update(c, &acct, &body)?)).await?
         };
         Ok(HttpResponse::Ok()
             .insert_header(("Link", format!("<{base}/directory>;rel=\"index\"")))
-            .content_type("application/json")
-            .body(account_json(&acct, &base).to_string()))
+            .json(AcmeAccount::new(&acct, &base)))
     }
     .await;
     acme_response(&state, r).await
@@ -370,9 +387,9 @@ pub async fn account(
 /// the new key and names the account and its old key.
 #[utoipa::path(post, path = "/acme/key-change", tag = "ACME", operation_id = "acme_key_change", request_body(content = FlattenedJws, content_type = "application/jose+json"),
     responses((status = 200, description = "The account, now bound to the new key", body = AcmeAccount),
-        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        JwsProblems,
         (status = 409, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
+#[post("/acme/key-change")]
 pub async fn key_change(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -391,13 +408,12 @@ pub async fn key_change(
         let new_jwk = inner.jwk().cloned().ok_or_else(|| Problem::malformed("the inner JWS has no jwk"))?;
         let new_key = jws::key_from_jwk(&new_jwk)?;
         inner.verify(&new_key)?;
-        let body = json_payload(&inner)?;
-        if body.get("account").and_then(|a| a.as_str()) != jws.kid() {
+        let change = requests::KeyChange::parse(&inner)?;
+        if change.account.as_deref() != jws.kid() {
             return Err(Problem::malformed("the inner payload names another account"));
         }
-        let old =
-            body.get("oldKey").and_then(|k| k.as_object()).ok_or_else(|| Problem::malformed("oldKey is required"))?;
-        if jws::thumbprint(old)? != account.thumbprint {
+        let old = change.old_key.ok_or_else(|| Problem::malformed("oldKey is required"))?;
+        if jws::thumbprint(&old)? != account.thumbprint {
             return Err(Problem::malformed("oldKey is not the account's current key"));
         }
         let new_thumb = jws::thumbprint(&new_jwk)?;
@@ -406,7 +422,7 @@ pub async fn key_change(
         let acct =
             blocking(&state, move |_, c| Ok(crate::acme::accounts::change_key(c, &account, &new_thumb, &canonical)?))
                 .await?;
-        Ok(HttpResponse::Ok().content_type("application/json").body(account_json(&acct, &base).to_string()))
+        Ok(HttpResponse::Ok().json(AcmeAccount::new(&acct, &base)))
     }
     .await;
     acme_response(&state, r).await

@@ -3,38 +3,18 @@
 //! its answer as RFC 8555 JSON.
 use std::time::Duration;
 
-#[allow(unused_imports)]
-use super::doc::*;
-use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::NaiveDateTime;
+use actix_web::{HttpRequest, HttpResponse, post, web};
 use openssl::x509::X509Req;
-use serde_json::{Value, json};
 
-use super::{Action, Problem, acme_response, base_url, blocking, json_payload, jws, verify_account, verify_request};
+use super::problem::JwsProblems;
+use super::requests;
+use super::wire::{
+    AcmeAuthorization, AcmeChallenge, AcmeOrder, AcmeProblem, FlattenedJws, OrderList, PemCertificateChain,
+};
+use super::{Action, Problem, acme_response, base_url, blocking, jws, verify_account, verify_request};
 use crate::acme::OrderStatus;
-use crate::acme::orders::{self as domain, AuthzView, ChallengeView, NewOrderRequest, OrderView, RevocationProof};
+use crate::acme::orders::{self as domain, NewOrderRequest, OrderView, RevocationProof};
 use crate::app::AppState;
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/acme/new-order", web::post().to(new_order))
-        .route("/acme/o/enroll/new-order", web::post().to(new_order))
-        .route("/acme/o/{action}/{n}/new-order", web::post().to(new_order))
-        .route("/acme/order/{id}", web::post().to(order))
-        .route("/acme/order/{id}/finalize", web::post().to(finalize))
-        .route("/acme/authz/{id}", web::post().to(authz))
-        .route("/acme/chall/{id}", web::post().to(challenge))
-        .route("/acme/cert/{id}", web::post().to(certificate))
-        .route("/acme/dry-run/new-order", web::post().to(new_order))
-        .route("/acme/dry-run/o/enroll/new-order", web::post().to(new_order))
-        .route("/acme/dry-run/o/{action}/{n}/new-order", web::post().to(new_order))
-        .route("/acme/dry-run/cert/{id}", web::post().to(dry_run_certificate))
-        .route("/acme/acct/{id}/orders", web::post().to(orders_list))
-        .route("/acme/revoke-cert", web::post().to(revoke));
-}
-
-fn rfc3339(t: NaiveDateTime) -> String {
-    t.and_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
 
 fn path_id(s: &str) -> Result<i64, Problem> {
     s.parse().map_err(|_| Problem::new(404, "malformed", "no such resource"))
@@ -44,72 +24,20 @@ fn link(base: &str) -> (&'static str, String) {
     ("Link", format!("<{base}/directory>;rel=\"index\""))
 }
 
-fn order_json(o: &OrderView, base: &str) -> Value {
-    let mut v = json!({
-        "status": o.status.as_str(),
-        "expires": rfc3339(o.expires),
-        "identifiers": o.identifiers,
-        "authorizations": o.authz_ids.iter().map(|a| format!("{base}/authz/{a}")).collect::<Vec<_>>(),
-        "finalize": format!("{base}/order/{}/finalize", o.id),
-        "x-renewgate": {"action": o.action.as_str(), "orderId": o.object_id},
-    });
-    if o.dry_run {
-        v["x-renewgate"]["dryRun"] = json!(true);
-    }
-    if let Some(r) = &o.replaces {
-        v["replaces"] = json!(r);
-    }
-    if o.dry_run && o.status == OrderStatus::Valid {
-        v["certificate"] = json!(format!("{base}/dry-run/cert/{}", o.id));
-    } else if let Some(cid) = o.certificate_id {
-        v["certificate"] = json!(format!("{base}/cert/{cid}"));
-    }
-    if let Some(e) = &o.error {
-        v["error"] = json!({"type": "urn:ietf:params:acme:error:serverInternal", "detail": e, "status": 500});
-    }
-    v
-}
-
 fn order_response(o: &OrderView, base: &str, mut r: actix_web::HttpResponseBuilder) -> HttpResponse {
     if o.status == OrderStatus::Processing {
         r.insert_header(("Retry-After", "2"));
     }
     r.insert_header(("Location", format!("{base}/order/{}", o.id)))
         .insert_header(link(base))
-        .content_type("application/json")
-        .body(order_json(o, base).to_string())
-}
-
-fn challenge_json(ch: &ChallengeView, base: &str) -> Value {
-    let mut v = json!({"type": ch.kind.as_str(), "url": format!("{base}/chall/{}", ch.id), "status": ch.status.as_str(), "token": ch.token});
-    if let Some(t) = ch.validated {
-        v["validated"] = json!(rfc3339(t));
-    }
-    if let Some(e) = &ch.error {
-        v["error"] = json!({"type": format!("urn:ietf:params:acme:error:{}", e.kind.as_str()), "detail": e.detail, "status": 400});
-    }
-    v
-}
-
-fn authz_json(a: &AuthzView, base: &str) -> Value {
-    let mut v = json!({
-        "identifier": a.identifier,
-        "status": a.status.as_str(),
-        "expires": rfc3339(a.expires),
-        "challenges": a.challenges.iter().map(|ch| challenge_json(ch, base)).collect::<Vec<_>>(),
-    });
-    if a.wildcard {
-        v["wildcard"] = json!(true);
-    }
-    v
+        .json(AcmeOrder::new(o, base))
 }
 
 #[utoipa::path(post, path = "/acme/acct/{id}/orders", tag = "ACME", operation_id = "acme_orders_list", request_body(content = FlattenedJws, content_type = "application/jose+json"),
     params(("id" = String, Path, description = "Account id")),
     responses((status = 200, description = "The account's orders", body = OrderList),
-        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
+        JwsProblems))]
+#[post("/acme/acct/{id}/orders")]
 pub async fn orders_list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -124,7 +52,7 @@ pub async fn orders_list(
         let base = base_url(&req, &state);
         let ids = blocking(&state, move |_, c| Ok(crate::acme::accounts::order_ids(c, &account)?)).await?;
         let urls: Vec<String> = ids.iter().map(|i| format!("{base}/order/{i}")).collect();
-        Ok(HttpResponse::Ok().content_type("application/json").body(json!({"orders": urls}).to_string()))
+        Ok(HttpResponse::Ok().json(OrderList { orders: urls }))
     }
     .await;
     acme_response(&state, r).await
@@ -134,9 +62,8 @@ pub async fn orders_list(
 /// the certificate's own key (`jwk`).
 #[utoipa::path(post, path = "/acme/revoke-cert", tag = "ACME", operation_id = "acme_revoke", request_body(content = FlattenedJws, content_type = "application/jose+json"),
     responses((status = 200, description = "Revoked"),
-        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
+        JwsProblems))]
+#[post("/acme/revoke-cert")]
 pub async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -144,15 +71,9 @@ pub async fn revoke(
 ) -> Result<HttpResponse, Problem> {
     let r = async {
         let v = verify_request(&req, &state, payload, true).await?;
-        let body = json_payload(&v.jws)?;
-        let der = jws::b64u_decode(
-            body.get("certificate")
-                .and_then(|c| c.as_str())
-                .ok_or_else(|| Problem::malformed("certificate is required"))?,
-        )?;
+        let requests::Revoke { certificate_der: der, reason } = requests::Revoke::parse(&v.jws)?;
         let cert = openssl::x509::X509::from_der(&der)
             .map_err(|_| Problem::malformed("certificate is not a DER certificate"))?;
-        let reason = body.get("reason").and_then(|r| r.as_i64()).unwrap_or(0);
         if let Some(jwk) = v.jws.jwk() {
             let k = jws::key_from_jwk(jwk)?;
             let pk = cert.public_key().map_err(|e| Problem::server(e.to_string()))?;
@@ -179,12 +100,21 @@ pub async fn revoke(
     description = "Creates an order. The same operation answers at `/acme/o/{action}/{orderId}/new-order`, \
         `/acme/o/enroll/new-order` and under `/acme/dry-run/`, as the directory lists them.",
     responses((status = 201, description = "Order created", body = AcmeOrder),
-        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        JwsProblems,
         (status = 409, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
         (status = 429, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
+#[post("/acme/new-order")]
 pub async fn new_order(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    create_order(req, state, payload).await
+}
+
+/// newOrder at every URL a directory may list: the action comes from the path
+/// (`o/{action}/{orderId}/`, `o/enroll/`), and `/acme/dry-run/` makes it a dry run.
+pub(super) async fn create_order(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
@@ -192,23 +122,7 @@ pub async fn new_order(
     let r = async {
         let (jws, account) = verify_account(&req, &state, payload).await?;
         let base = base_url(&req, &state);
-        let body = json_payload(&jws)?;
-        let sent = body
-            .get("identifiers")
-            .and_then(|v| v.as_array())
-            .ok_or_else(|| Problem::malformed("identifiers is required"))?;
-        let identifiers = sent
-            .iter()
-            .map(|i| {
-                let field = |k: &str| i.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-                (field("type"), field("value"))
-            })
-            .collect();
-        let replaces = match body.get("replaces") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err(Problem::malformed("replaces must be a certID string")),
-        };
+        let requests::NewOrder { identifiers, replaces } = requests::NewOrder::parse(&jws)?;
         let new = NewOrderRequest {
             identifiers,
             action: Action::from_url_part(
@@ -227,9 +141,8 @@ pub async fn new_order(
 #[utoipa::path(post, path = "/acme/order/{id}", tag = "ACME", operation_id = "acme_order", request_body(content = FlattenedJws, content_type = "application/jose+json"),
     params(("id" = String, Path, description = "Order id")),
     responses((status = 200, description = "The order (POST-as-GET)", body = AcmeOrder),
-        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
+        JwsProblems))]
+#[post("/acme/order/{id}")]
 pub async fn order(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -253,9 +166,8 @@ pub async fn order(
 #[utoipa::path(post, path = "/acme/authz/{id}", tag = "ACME", operation_id = "acme_authz", request_body(content = FlattenedJws, content_type = "application/jose+json"),
     params(("id" = String, Path, description = "Authorization id")),
     responses((status = 200, description = "The authorization (POST-as-GET, or deactivation)", body = AcmeAuthorization),
-        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
+        JwsProblems))]
+#[post("/acme/authz/{id}")]
 pub async fn authz(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -266,18 +178,12 @@ pub async fn authz(
         let (jws, account) = verify_account(&req, &state, payload).await?;
         let id = path_id(&path.into_inner())?;
         let base = base_url(&req, &state);
-        let deactivate = !jws.payload.is_empty();
-        if deactivate && json_payload(&jws)?.get("status").and_then(|s| s.as_str()) != Some("deactivated") {
-            return Err(Problem::malformed("an authorization can only be deactivated"));
-        }
+        let deactivate = requests::deactivates_authz(&jws)?;
         let a = blocking(&state, move |_, c| {
             Ok(if deactivate { domain::deactivate_authz(c, &account, id)? } else { domain::authz(c, &account, id)? })
         })
         .await?;
-        Ok(HttpResponse::Ok()
-            .insert_header(link(&base))
-            .content_type("application/json")
-            .body(authz_json(&a, &base).to_string()))
+        Ok(HttpResponse::Ok().insert_header(link(&base)).json(AcmeAuthorization::new(&a, &base)))
     }
     .await;
     acme_response(&state, r).await
@@ -286,9 +192,8 @@ pub async fn authz(
 #[utoipa::path(post, path = "/acme/chall/{id}", tag = "ACME", operation_id = "acme_challenge", request_body(content = FlattenedJws, content_type = "application/jose+json"),
     params(("id" = String, Path, description = "Challenge id")),
     responses((status = 200, description = "The challenge; `{}` starts its validation", body = AcmeChallenge),
-        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
+        JwsProblems))]
+#[post("/acme/chall/{id}")]
 pub async fn challenge(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -303,8 +208,7 @@ pub async fn challenge(
         let ch = blocking(&state, move |e, c| Ok(domain::challenge(e, c, &account, id, respond)?)).await?;
         Ok(HttpResponse::Ok()
             .insert_header(("Link", format!("<{base}/authz/{}>;rel=\"up\"", ch.authz_id)))
-            .content_type("application/json")
-            .body(challenge_json(&ch, &base).to_string()))
+            .json(AcmeChallenge::new(&ch, &base)))
     }
     .await;
     acme_response(&state, r).await
@@ -313,10 +217,9 @@ pub async fn challenge(
 #[utoipa::path(post, path = "/acme/order/{id}/finalize", tag = "ACME", operation_id = "acme_finalize", request_body(content = FlattenedJws, content_type = "application/jose+json"),
     params(("id" = String, Path, description = "Order id")),
     responses((status = 200, description = "The order, valid or processing (Retry-After)", body = AcmeOrder),
-        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
+        JwsProblems,
         (status = 429, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
+#[post("/acme/order/{id}/finalize")]
 pub async fn finalize(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -327,10 +230,7 @@ pub async fn finalize(
         let (jws, account) = verify_account(&req, &state, payload).await?;
         let id = path_id(&path.into_inner())?;
         let base = base_url(&req, &state);
-        let body = json_payload(&jws)?;
-        let der = jws::b64u_decode(
-            body.get("csr").and_then(|c| c.as_str()).ok_or_else(|| Problem::malformed("csr is required"))?,
-        )?;
+        let der = requests::Finalize::parse(&jws)?.csr_der;
         let csr =
             X509Req::from_der(&der).map_err(|_| Problem::new(400, "badCSR", "the CSR is not a DER PKCS#10 request"))?;
         let acct_key = super::account_key(&account)?;
@@ -352,7 +252,7 @@ pub async fn finalize(
 }
 
 /// The chain of a dry-run order (leaf and the untrusted test issuer).
-pub async fn dry_run_certificate(
+pub(super) async fn dry_run_certificate(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -362,7 +262,7 @@ pub async fn dry_run_certificate(
         let (_, account) = verify_account(&req, &state, payload).await?;
         let id = path_id(&path.into_inner())?;
         let pem = blocking(&state, move |_, c| Ok(crate::acme::dry_run::certificate(c, &account, id)?)).await?;
-        Ok(HttpResponse::Ok().content_type("application/pem-certificate-chain").body(pem))
+        Ok(PemCertificateChain(pem.into()).into_response())
     }
     .await;
     acme_response(&state, r).await
@@ -371,9 +271,8 @@ pub async fn dry_run_certificate(
 #[utoipa::path(post, path = "/acme/cert/{id}", tag = "ACME", operation_id = "acme_certificate", request_body(content = FlattenedJws, content_type = "application/jose+json"),
     params(("id" = String, Path, description = "Certificate id")),
     responses((status = 200, description = "Leaf and chain", body = PemCertificateChain, content_type = "application/pem-certificate-chain"),
-        (status = 400, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 401, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json"),
-        (status = 403, description = "A problem document", body = AcmeProblem, content_type = "application/problem+json")))]
+        JwsProblems))]
+#[post("/acme/cert/{id}")]
 pub async fn certificate(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -384,7 +283,7 @@ pub async fn certificate(
         let (_, account) = verify_account(&req, &state, payload).await?;
         let id = path_id(&path.into_inner())?;
         let pem = blocking(&state, move |e, c| Ok(domain::certificate_chain(e, c, &account, id)?)).await?;
-        Ok(HttpResponse::Ok().content_type("application/pem-certificate-chain").body(pem))
+        Ok(PemCertificateChain(pem).into_response())
     }
     .await;
     acme_response(&state, r).await

@@ -1,7 +1,8 @@
 //! RFC 7807 problem documents with ACME error types (`urn:ietf:params:acme:error:*`).
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+
+use super::wire::AcmeProblem;
 
 #[derive(Debug, Clone)]
 pub struct Problem {
@@ -13,6 +14,28 @@ pub struct Problem {
     pub algorithms: bool,
     /// Seconds a rate-limited client should wait (`Retry-After`).
     pub retry_after: Option<u64>,
+}
+
+/// The problems every JWS-signed request may meet, declared once for the document: 400 (malformed,
+/// badNonce, badSignatureAlgorithm, badPublicKey …), 401 (a JWS url that is not the request's) and
+/// 403 (unauthorized, a deactivated account). `responses((status = 200, ...), JwsProblems)`.
+pub struct JwsProblems;
+
+impl utoipa::IntoResponses for JwsProblems {
+    fn responses() -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>> {
+        ["400", "401", "403"].into_iter().map(|status| (status.to_string(), problem_document().into())).collect()
+    }
+}
+
+fn problem_document() -> utoipa::openapi::response::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description("A problem document")
+        .content(
+            "application/problem+json",
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("AcmeProblem"))).build(),
+        )
+        .build()
 }
 
 impl Problem {
@@ -48,13 +71,9 @@ impl ResponseError for Problem {
         self.status
     }
     fn error_response(&self) -> HttpResponse {
-        let mut body = json!({
-            "type": format!("urn:ietf:params:acme:error:{}", self.kind),
-            "detail": self.detail,
-            "status": self.status.as_u16(),
-        });
+        let mut body = AcmeProblem::new(self.kind, self.detail.as_str(), self.status.as_u16());
         if self.algorithms {
-            body["algorithms"] = json!(super::jws::ALGORITHMS);
+            body.algorithms = Some(super::jws::ALGORITHMS.iter().map(|a| a.to_string()).collect());
         }
         let mut r = HttpResponse::build(self.status);
         r.insert_header(("Cache-Control", "no-store"));
@@ -67,7 +86,7 @@ impl ResponseError for Problem {
         if self.status.is_server_error() {
             tracing::error!(detail = %self.detail, "ACME request failed");
         }
-        r.content_type("application/problem+json").body(body.to_string())
+        r.content_type("application/problem+json").json(body)
     }
 }
 
