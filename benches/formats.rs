@@ -1,6 +1,11 @@
 //! Encode time per certificate for every output format (a plain bench binary; run with
 //! `cargo bench --bench formats`). Prints one line per (format, key type) with the mean time and
 //! the same-run baseline: the raw PEM encoding of the leaf alone.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark harness: a failed setup step is the run failing"
+)]
 use std::time::{Duration, Instant};
 
 use openssl::pkey::PKey;

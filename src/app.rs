@@ -189,10 +189,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let identity = crate::tls::server_identity(&settings, &issuing)?;
     let acceptor = crate::tls::acceptor(&identity)?;
-    engine.start_workers();
+    engine.start_workers()?;
     crate::acme::jobs::start(engine.clone());
     crate::api::http01::supervise(engine.clone());
-    engine.start_scheduler();
+    engine.start_scheduler()?;
     let state = web::Data::new(AppState { engine: engine.clone() });
     let doc = crate::openapi::document();
     let mut server = HttpServer::new(move || {

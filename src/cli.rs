@@ -856,7 +856,7 @@ fn admin_command(mut settings: Settings, cmd: Command) -> anyhow::Result<i32> {
                 &mut conn,
                 &engine.master,
                 &auth::FolderAccess::default(),
-                crate::engine::stores::NewStore {
+                &crate::engine::stores::NewStore {
                     client_machine: &client_machine,
                     store_path: &store_path,
                     store_type: &store_type,

@@ -156,15 +156,17 @@ pub fn backup_name(name: &OsStr) -> OsString {
     b
 }
 
-/// How directories are resolved; tests force one of the two ways.
+/// How directories are resolved. The agent always uses `Auto`; tests force one of the two ways
+/// so that both are exercised on any kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(test), allow(dead_code))]
 enum Resolver {
     /// `openat2`, falling back to the walk where the kernel does not offer it.
     Auto,
     /// `openat2` only.
+    #[cfg(test)]
     Openat2,
     /// The component-by-component walk only.
+    #[cfg(test)]
     Walk,
 }
 
@@ -438,7 +440,9 @@ impl StoreRoot {
         }
         let use_openat2 = match self.resolver {
             Resolver::Auto => !OPENAT2_UNSUPPORTED.load(Ordering::Relaxed),
+            #[cfg(test)]
             Resolver::Openat2 => true,
+            #[cfg(test)]
             Resolver::Walk => false,
         };
         if !use_openat2 {

@@ -1,5 +1,10 @@
 //! The engine on its own, without HTTP: an in-memory SQLite (one pooled connection, so the one
 //! database lives as long as the pool), the built-in CA, and the queue run by hand.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an integration test: its helpers fail the test by panicking (clippy.toml allows this in #[test] functions only)"
+)]
 use std::collections::BTreeMap;
 
 use renewgate_core::auth::{FolderAccess, FolderGrant};
@@ -67,7 +72,7 @@ fn enroll_then_renew_through_the_queue() {
     let e = engine();
     let accepted = {
         let mut c = e.pool.get().unwrap();
-        e.enroll(&mut c, enroll_request(policy::ROOT_DN, "web.example.com", &["web.example.com"])).unwrap()
+        e.enroll(&mut c, &enroll_request(policy::ROOT_DN, "web.example.com", &["web.example.com"])).unwrap()
     };
     drain(&e);
     let dn = accepted.object.dn.clone();
@@ -75,10 +80,10 @@ fn enroll_then_renew_through_the_queue() {
     let obj = inventory::find_object(&mut c, &CertRef::Dn(dn.clone())).unwrap().unwrap();
     assert_eq!(obj.state, ObjectState::Active);
     assert_eq!(inventory::versions(&mut c, obj.id).unwrap().len(), 1);
-    e.renew(&mut c, renew_request(CertRef::Dn(dn.clone()))).unwrap();
+    e.renew(&mut c, &renew_request(CertRef::Dn(dn.clone()))).unwrap();
     // One renewal in flight per certificate.
     assert_eq!(
-        e.renew(&mut c, renew_request(CertRef::Dn(dn.clone()))).unwrap_err(),
+        e.renew(&mut c, &renew_request(CertRef::Dn(dn.clone()))).unwrap_err(),
         RenewError::AlreadyProcessing(dn.clone())
     );
     drop(c);
@@ -92,10 +97,10 @@ fn policy_and_names_are_checked_before_anything_is_queued() {
     let e = engine();
     let mut c = e.pool.get().unwrap();
     folder(&mut c, "\\VED\\Policy\\Web", &[("domains", serde_json::json!(["example.com"]))]);
-    let err = e.enroll(&mut c, enroll_request("\\VED\\Policy\\Web", "x.example.org", &["x.example.org"])).unwrap_err();
+    let err = e.enroll(&mut c, &enroll_request("\\VED\\Policy\\Web", "x.example.org", &["x.example.org"])).unwrap_err();
     assert!(matches!(err, RenewError::Policy(PolicyViolation::CommonNameWhitelist(_))), "{err:?}");
     for bad in ["attacker.com\0.example.com", "sp ace.example.com", "*.com", "a..example.com"] {
-        let err = e.enroll(&mut c, enroll_request("\\VED\\Policy\\Web", "ok.example.com", &[bad])).unwrap_err();
+        let err = e.enroll(&mut c, &enroll_request("\\VED\\Policy\\Web", "ok.example.com", &[bad])).unwrap_err();
         assert!(matches!(err, RenewError::Policy(PolicyViolation::BadName(_))), "{bad:?}: {err:?}");
     }
     let queued: i64 = {
@@ -131,11 +136,11 @@ fn stores_belong_to_folders_and_keys_need_key_permission() {
         folder_dn: Some(folder),
     };
     let all = FolderAccess::default();
-    let in_a = stores::create_store(&mut c, &e.master, &all, new("/a", "\\VED\\Policy\\A", false)).unwrap();
-    let keyed = stores::create_store(&mut c, &e.master, &all, new("/k", "\\VED\\Policy\\A", true)).unwrap();
-    let in_b = stores::create_store(&mut c, &e.master, &all, new("/b", "\\VED\\Policy\\B", false)).unwrap();
+    let in_a = stores::create_store(&mut c, &e.master, &all, &new("/a", "\\VED\\Policy\\A", false)).unwrap();
+    let keyed = stores::create_store(&mut c, &e.master, &all, &new("/k", "\\VED\\Policy\\A", true)).unwrap();
+    let in_b = stores::create_store(&mut c, &e.master, &all, &new("/b", "\\VED\\Policy\\B", false)).unwrap();
     // (ClientMachine, StorePath) is unique.
-    assert!(stores::create_store(&mut c, &e.master, &all, new("/a", "\\VED\\Policy\\A", false)).is_err());
+    assert!(stores::create_store(&mut c, &e.master, &all, &new("/a", "\\VED\\Policy\\A", false)).is_err());
     let rw = FolderAccess(Some(vec![FolderGrant {
         dn: "\\VED\\Policy\\A".into(),
         perms: vec![Permission::Read, Permission::Write],
@@ -150,7 +155,7 @@ fn stores_belong_to_folders_and_keys_need_key_permission() {
     assert!(listed.contains(&in_a.guid) && !listed.contains(&in_b.guid));
     // A restricted caller cannot create a store outside its folders.
     assert!(matches!(
-        stores::create_store(&mut c, &e.master, &rw, new("/x", "\\VED\\Policy\\B", false)),
+        stores::create_store(&mut c, &e.master, &rw, &new("/x", "\\VED\\Policy\\B", false)),
         Err(RenewError::PolicyDoesNotExist(_))
     ));
 }

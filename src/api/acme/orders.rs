@@ -87,7 +87,7 @@ pub async fn revoke(
                 Some(a) => RevocationProof::Account(a),
                 None => RevocationProof::CertificateKey,
             };
-            Ok(domain::revoke(e, c, &der, reason, proof)?)
+            Ok(domain::revoke(e, c, &der, reason, &proof)?)
         })
         .await?;
         Ok(HttpResponse::Ok().finish())

@@ -184,7 +184,7 @@ pub async fn renew(
             access: principal.access.clone(),
             issue_as: None,
         };
-        Ok(e.renew(c, req).map(|a| (a, o.dn)))
+        Ok(e.renew(c, &req).map(|a| (a, o.dn)))
     })
     .await;
     let (accepted, dn) = match r {

@@ -27,7 +27,7 @@ use crate::vocab::Permission;
 
 pub const API_WAIT: Duration = Duration::from_secs(4);
 
-fn bad(e: BodyError) -> KeyfactorError {
+fn bad(e: &BodyError) -> KeyfactorError {
     KeyfactorError::bad_request(e.to_string())
 }
 
@@ -85,7 +85,7 @@ pub async fn enroll(state: &AppState, e: Enrollment, wait: Duration) -> Result<E
             }),
             issue_as: None,
         };
-        Ok(engine.enroll(c, req)?)
+        Ok(engine.enroll(c, &req)?)
     })
     .await?;
     match state.engine.wait_for_job(accepted.job_id, wait).await? {
@@ -217,7 +217,7 @@ pub async fn enrollment_renew(
     };
     let (accepted, _) = blocking(&state, move |e, c| {
         let v = model::lookup_for(c, &principal, Permission::Write, id, tp.as_deref(), None, None)?;
-        Ok(e.renew_keyfactor(c, KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
+        Ok(e.renew_keyfactor(c, &KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
     })
     .await?;
     crate::api::observe::note(&req, crate::engine::audit::action::RENEW, accepted.object.dn.clone());
@@ -621,7 +621,7 @@ fn paged_query(req: &HttpRequest) -> Result<PagedQuery, KeyfactorError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
     let m: serde_json::Map<String, Value> =
         pairs.into_iter().map(|(k, v)| (k.rsplit('.').next().unwrap_or(&k).to_string(), Value::String(v))).collect();
-    Lenient::<PagedQuery>::from_body(LenientBody::from_map(m)).map_err(bad)
+    Lenient::<PagedQuery>::from_body(LenientBody::from_map(m)).map_err(|e| bad(&e))
 }
 
 /// `field -eq "value"` terms joined by AND (the subset of Keyfactor's query language scripts use).
@@ -916,7 +916,7 @@ pub async fn stores_create(
             c,
             &e.master,
             &principal.access,
-            store_engine::NewStore {
+            &store_engine::NewStore {
                 client_machine: &machine,
                 store_path: &path,
                 store_type: ty,

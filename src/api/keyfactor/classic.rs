@@ -93,7 +93,7 @@ pub async fn renew(
     let (accepted, stores) = blocking(&state, move |e, c| {
         let v =
             model::lookup_for(c, &principal, Permission::Write, id, tp.as_deref(), sn.as_deref(), issuer.as_deref())?;
-        Ok(e.renew_keyfactor(c, KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
+        Ok(e.renew_keyfactor(c, &KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
     })
     .await?;
     crate::api::observe::note(&req, crate::engine::audit::action::RENEW, accepted.object.dn.clone());

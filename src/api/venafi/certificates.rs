@@ -559,7 +559,7 @@ pub async fn request(
         overrides: None,
         issue_as: None,
     };
-    let accepted = run_blocking(&state.engine, move |e, c| Ok(e.enroll(c, enroll)?)).await?;
+    let accepted = run_blocking(&state.engine, move |e, c| Ok(e.enroll(c, &enroll)?)).await?;
     let mut resp = CertificateRequestResponse {
         certificate_dn: accepted.object.dn.clone(),
         guid: format!("{{{}}}", accepted.object.guid),
@@ -822,7 +822,7 @@ pub async fn renew(
                 return Err(VenafiError::BadRequest(KEY_NOT_IN_VAULT.into()));
             }
         }
-        Ok((e.renew(c, renew_req)?, may_read_key))
+        Ok((e.renew(c, &renew_req)?, may_read_key))
     })
     .await?;
     let dn = accepted.object.dn.clone();

@@ -159,7 +159,7 @@ pub fn finalize(
             let accepted = engine
                 .renew(
                     c,
-                    RenewRequest {
+                    &RenewRequest {
                         certificate: CertRef::ObjectId(n),
                         csr: Some(csr),
                         subject: None,
@@ -198,7 +198,7 @@ pub fn finalize(
             let accepted = engine
                 .enroll(
                     c,
-                    EnrollRequest {
+                    &EnrollRequest {
                         policy_dn: folder,
                         object_name: Some(name),
                         csr: Some(csr),

@@ -412,7 +412,7 @@ pub enum RevocationProof<'a> {
 }
 
 /// Revokes a certificate issued here (reason 0–10 except 7).
-pub fn revoke(engine: &Engine, c: &mut DbConn, der: &[u8], reason: i64, proof: RevocationProof) -> AcmeResult<()> {
+pub fn revoke(engine: &Engine, c: &mut DbConn, der: &[u8], reason: i64, proof: &RevocationProof) -> AcmeResult<()> {
     if !(0..=10).contains(&reason) || reason == 7 {
         return Err(AcmeError::new(
             400,

@@ -69,8 +69,6 @@ pub struct Crl {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = crls)]
 struct CrlRow {
-    #[allow(dead_code)]
-    ca_id: i64,
     crl_number: i64,
     der: Vec<u8>,
     this_update: NaiveDateTime,

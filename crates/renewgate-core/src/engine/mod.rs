@@ -71,19 +71,20 @@ impl Engine {
 
     pub fn new(pool: Pool, backend: Backend, master: MasterKey, settings: Settings) -> anyhow::Result<Engine> {
         let default_validity = crate::settings::parse_duration(&settings.issuance.validity)?;
+        let dns01_propagation_timeout = crate::settings::parse_duration(&settings.ca.dns01.propagation_timeout)
+            .map_err(|e| anyhow::anyhow!("ca.dns01.propagation_timeout: {e}"))?;
         Ok(Engine {
             pool,
             backend,
             ca: BuiltinCa::new(master.clone()),
-            master: master.clone(),
-            settings: settings.clone(),
-            default_validity,
             signals: Arc::new(queue::Signals::default()),
             login: Arc::new(crate::auth::login::LoginGate::new(&settings.auth)),
             acme_nonces: crate::acme::nonce::NonceSource::new(&master)?,
             upstreams: Default::default(),
-            dns01_propagation_timeout: crate::settings::parse_duration(&settings.ca.dns01.propagation_timeout)
-                .map_err(|e| anyhow::anyhow!("ca.dns01.propagation_timeout: {e}"))?,
+            master,
+            settings,
+            default_validity,
+            dns01_propagation_timeout,
         })
     }
 }

@@ -66,17 +66,18 @@ impl Signals {
     }
 
     pub fn job_enqueued(&self) {
-        *self.enqueued.lock().unwrap() += 1;
+        // A poisoned counter is still a counter: a panicked waiter must not stop the others.
+        *self.enqueued.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         self.enqueued_cv.notify_all();
     }
 
     fn wait_for_work(&self, seen: &mut u64, timeout: Duration) {
-        let g = self.enqueued.lock().unwrap();
+        let g = self.enqueued.lock().unwrap_or_else(|e| e.into_inner());
         if *g != *seen {
             *seen = *g;
             return;
         }
-        let (g, _) = self.enqueued_cv.wait_timeout(g, timeout).unwrap();
+        let (g, _) = self.enqueued_cv.wait_timeout(g, timeout).unwrap_or_else(|e| e.into_inner());
         *seen = *g;
     }
 }
@@ -176,16 +177,17 @@ impl JobProgress for JobIssuerState<'_> {
 
 impl Engine {
     /// Starts `queue.workers` worker threads. Diesel is synchronous, so workers are threads.
-    pub fn start_workers(self: &Arc<Self>) {
+    /// Fails only when the OS refuses a thread: the gateway must not start without its workers.
+    pub fn start_workers(self: &Arc<Self>) -> std::io::Result<()> {
         let instance = format!("{}-{}", std::process::id(), &new_guid()[..8]);
         for n in 0..self.settings.queue.workers {
             let engine = self.clone();
             let owner = format!("{instance}-w{n}");
             std::thread::Builder::new()
                 .name(format!("renewgate-worker-{n}"))
-                .spawn(move || engine.worker_loop(&owner))
-                .expect("spawn worker thread");
+                .spawn(move || engine.worker_loop(&owner))?;
         }
+        Ok(())
     }
 
     fn worker_loop(&self, owner: &str) {
@@ -249,7 +251,7 @@ impl Engine {
         });
         match result {
             Ok(issued) => {
-                let committed = self.complete(&mut conn, &job, owner, issued)?;
+                let committed = self.complete(&mut conn, &job, owner, &issued)?;
                 if committed {
                     let latency = (now() - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
                     crate::metrics::METRICS.issuance.observe(crate::metrics::seconds(latency));
@@ -512,7 +514,7 @@ impl Engine {
         conn: &mut DbConn,
         job: &Job,
         owner: &str,
-        c: IssuedCert,
+        c: &IssuedCert,
     ) -> Result<bool, diesel::result::Error> {
         write_tx(conn, None, |tx| -> Result<bool, diesel::result::Error> {
             let ts = now();

@@ -205,8 +205,8 @@ impl Engine {
         c: &mut DbConn,
         p: &policy::EffectivePolicy,
         csr: Option<&X509Req>,
-        subject: SubjectSpec,
-        sans: SanSet,
+        subject: &SubjectSpec,
+        sans: &SanSet,
         requested_key: Option<KeySpec>,
         object_id: Option<i64>,
         reason: &str,
@@ -250,9 +250,9 @@ impl Engine {
             }
             None => p.default_key_spec(requested_key),
         };
-        let final_subject = validate::check(p, &subject, &sans, Some(key_spec)).map_err(RenewError::Policy)?;
+        let final_subject = validate::check(p, subject, sans, Some(key_spec)).map_err(RenewError::Policy)?;
         // What is issued is the checked form: A-labels, no trailing dot, canonical IPs.
-        let sans = crate::names::normalize_sans(&sans).map_err(|e| RenewError::Policy(PolicyViolation::BadName(e)))?;
+        let sans = crate::names::normalize_sans(sans).map_err(|e| RenewError::Policy(PolicyViolation::BadName(e)))?;
         let payload = IssuePayload {
             csr_der: csr.map(|r| to_b64(r.to_der())).transpose()?,
             subject_der: Some(to_b64(final_subject.to_name()?.to_der())?),
@@ -277,7 +277,7 @@ impl Engine {
 
     /// Starts an enrollment: creates the object (or reuses one with the same DN that is idle)
     /// and enqueues its issuance.
-    pub fn enroll(&self, conn: &mut DbConn, req: EnrollRequest) -> Result<Accepted, RenewError> {
+    pub fn enroll(&self, conn: &mut DbConn, req: &EnrollRequest) -> Result<Accepted, RenewError> {
         let policy_dn = policy::normalize_dn(&req.policy_dn);
         let csr_subject = req.csr.as_ref().map(|c| validate::subject_of(c.subject_name()));
         let name = req
@@ -317,8 +317,8 @@ impl Engine {
                 c,
                 &p,
                 req.csr.as_ref(),
-                subject.clone(),
-                sans.clone(),
+                &subject,
+                &sans,
                 req.key_spec,
                 existing.as_ref().map(|o| o.id),
                 "enroll",
@@ -433,14 +433,14 @@ impl Engine {
     }
 
     /// Starts a renewal of an existing object. The new version becomes current only when issued.
-    pub fn renew(&self, conn: &mut DbConn, req: RenewRequest) -> Result<Accepted, RenewError> {
+    pub fn renew(&self, conn: &mut DbConn, req: &RenewRequest) -> Result<Accepted, RenewError> {
         let accepted = write_tx(conn, None, |c| self.renew_tx(c, req))?;
         self.signals.job_enqueued();
         Ok(accepted)
     }
 
     /// `renew` inside the caller's write transaction (the scheduler's); the caller signals the workers.
-    pub fn renew_tx(&self, c: &mut DbConn, req: RenewRequest) -> Result<Accepted, RenewError> {
+    pub fn renew_tx(&self, c: &mut DbConn, req: &RenewRequest) -> Result<Accepted, RenewError> {
         {
             let obj = inventory::find_object(c, &req.certificate)?.ok_or_else(|| match &req.certificate {
                 CertRef::Dn(dn) => RenewError::DoesNotExist(dn.clone()),
@@ -491,7 +491,7 @@ impl Engine {
                 .ok()
                 .or_else(|| cur_cert.as_ref().and_then(|cc| cc.public_key().ok().and_then(|k| KeySpec::of_key(&k))));
             let (mut payload, _, _) =
-                self.plan_issue(c, &p, req.csr.as_ref(), subject, sans, stored_spec, Some(obj.id), "renew")?;
+                self.plan_issue(c, &p, req.csr.as_ref(), &subject, &sans, stored_spec, Some(obj.id), "renew")?;
             payload.not_after_max = req.not_after_max;
             if let Some(i) = &req.issue_as {
                 payload.ekus = Some(i.ekus.clone());
@@ -524,7 +524,7 @@ impl Engine {
     pub fn renew_keyfactor(
         &self,
         conn: &mut DbConn,
-        req: KeyfactorRenew,
+        req: &KeyfactorRenew,
     ) -> Result<(Accepted, Vec<crate::db::models::Store>), RenewError> {
         let out = write_tx(conn, None, |c| -> Result<(Accepted, Vec<crate::db::models::Store>), RenewError> {
             let obj = inventory::find_object(c, &req.certificate)?
@@ -764,17 +764,15 @@ impl Engine {
             for leaf in &leaves {
                 let der = leaf.to_der()?;
                 let pubkey = leaf.public_key()?;
-                let key_matches = key.as_ref().is_some_and(|k| k.public_eq(&pubkey));
-                let key_enc = if key_matches {
-                    let k = key.as_ref().unwrap();
-                    Some(
+                let key_enc = match key.as_ref().filter(|k| k.public_eq(&pubkey)) {
+                    Some(k) => Some(
                         self.master
                             .seal(inventory::KEY_PURPOSE, &k.private_key_to_pkcs8()?)
                             .map_err(|e| RenewError::Internal(e.to_string()))?,
-                    )
-                } else {
-                    None
+                    ),
+                    None => None,
                 };
+                let key_matches = key_enc.is_some();
                 let cn = crate::ca::common_name(leaf.subject_name());
                 let base = if cn.is_empty() { crate::ca::thumbprint(&der) } else { cn };
                 let mut name = base.clone();

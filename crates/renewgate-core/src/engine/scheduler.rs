@@ -146,30 +146,29 @@ pub fn stores_holding(c: &mut DbConn, object_id: i64) -> Result<Vec<i64>, RenewE
 
 impl Engine {
     /// Starts the scheduler thread (`scheduler.enabled`, every `scheduler.interval`).
-    pub fn start_scheduler(self: &Arc<Self>) {
+    /// Fails only when the OS refuses a thread.
+    pub fn start_scheduler(self: &Arc<Self>) -> std::io::Result<()> {
         if !self.settings.scheduler.enabled {
             tracing::info!("automatic renewal is off (scheduler.enabled = false)");
-            return;
+            return Ok(());
         }
         let every =
             crate::settings::parse_duration(&self.settings.scheduler.interval).unwrap_or(Duration::from_secs(60));
         let engine = self.clone();
-        std::thread::Builder::new()
-            .name("renewgate-scheduler".into())
-            .spawn(move || {
-                let mut reported = HashSet::new();
-                loop {
-                    std::thread::sleep(every);
-                    match engine.auto_renew_pass(&mut reported) {
-                        Ok(_) => METRICS.scheduler_run("success"),
-                        Err(e) => {
-                            METRICS.scheduler_run("failure");
-                            tracing::warn!(error = %e, "scheduler: pass failed; trying again next time");
-                        }
+        std::thread::Builder::new().name("renewgate-scheduler".into()).spawn(move || {
+            let mut reported = HashSet::new();
+            loop {
+                std::thread::sleep(every);
+                match engine.auto_renew_pass(&mut reported) {
+                    Ok(_) => METRICS.scheduler_run("success"),
+                    Err(e) => {
+                        METRICS.scheduler_run("failure");
+                        tracing::warn!(error = %e, "scheduler: pass failed; trying again next time");
                     }
                 }
-            })
-            .expect("spawn scheduler thread");
+            }
+        })?;
+        Ok(())
     }
 
     /// One pass: renews every due object. Returns how many renewals this pass started.
@@ -227,7 +226,7 @@ impl Engine {
             // for every other renewal (the folder's push_on_renew).
             let accepted = self.renew_tx(
                 c,
-                RenewRequest {
+                &RenewRequest {
                     certificate: CertRef::ObjectId(d.object_id),
                     csr: None,
                     subject: None,

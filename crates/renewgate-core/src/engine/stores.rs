@@ -49,7 +49,7 @@ pub fn create_store(
     conn: &mut DbConn,
     master: &MasterKey,
     access: &FolderAccess,
-    s: NewStore<'_>,
+    s: &NewStore<'_>,
 ) -> Result<Store, RenewError> {
     if !STORE_TYPES.contains(&s.store_type) {
         return Err(RenewError::BadParameter(
