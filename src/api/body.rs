@@ -184,7 +184,7 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
 }
 
 impl<T: utoipa::PartialSchema> utoipa::PartialSchema for Lenient<T> {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
         T::schema()
     }
 }
@@ -193,7 +193,7 @@ impl<T: utoipa::ToSchema> utoipa::ToSchema for Lenient<T> {
     fn name() -> std::borrow::Cow<'static, str> {
         T::name()
     }
-    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
         T::schemas(schemas)
     }
 }

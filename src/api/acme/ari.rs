@@ -2,9 +2,9 @@
 //! the domain's (`crate::acme::renewal_info`).
 use actix_web::{HttpResponse, get, web};
 
-use super::wire::{AcmeProblem, RenewalInfo, SuggestedWindow};
 use super::{Problem, blocking};
 pub use crate::acme::renewal_info::{cert_id, parse_cert_id};
+use crate::acme::wire::{AcmeProblem, RenewalInfo, SuggestedWindow};
 use crate::app::AppState;
 
 #[utoipa::path(get, path = "/acme/renewal-info/{cert_id}", tag = "ACME", operation_id = "acme_renewal_info",

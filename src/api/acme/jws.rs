@@ -13,7 +13,7 @@ use openssl::rsa::Rsa;
 use openssl::sign::{Signer, Verifier};
 use serde_json::{Map, Value};
 
-use super::wire::FlattenedJws;
+use crate::acme::wire::FlattenedJws;
 
 pub const ALGORITHMS: &[&str] = &["RS256", "ES256", "ES384", "EdDSA"];
 

@@ -7,11 +7,11 @@ pub mod jws;
 pub mod orders;
 pub mod problem;
 pub mod requests;
-pub mod wire;
 
 use actix_web::{HttpRequest, HttpResponse, get, head, post, web};
 use serde_json::Value;
 
+use crate::acme::wire::{AcmeAccount, AcmeProblem, Directory, DirectoryMeta, FlattenedJws};
 use crate::acme::{Account, Binding};
 use crate::api::body::read_payload;
 use crate::app::AppState;
@@ -20,7 +20,6 @@ use crate::engine::Engine;
 use jws::Jws;
 use problem::JwsProblems;
 pub use problem::Problem;
-use wire::{AcmeAccount, AcmeProblem, Directory, DirectoryMeta, FlattenedJws};
 
 /// Every ACME route, registered once: the documented handlers carry their route under their
 /// `#[utoipa::path]`; the aliases the directory may list (dry-run, DigiCert-style newOrder URLs)

@@ -8,12 +8,12 @@ use openssl::x509::X509Req;
 
 use super::problem::JwsProblems;
 use super::requests;
-use super::wire::{
-    AcmeAuthorization, AcmeChallenge, AcmeOrder, AcmeProblem, FlattenedJws, OrderList, PemCertificateChain,
-};
 use super::{Action, Problem, acme_response, base_url, blocking, jws, verify_account, verify_request};
 use crate::acme::OrderStatus;
 use crate::acme::orders::{self as domain, NewOrderRequest, OrderView, RevocationProof};
+use crate::acme::wire::{
+    AcmeAuthorization, AcmeChallenge, AcmeOrder, AcmeProblem, FlattenedJws, OrderList, PemCertificateChain,
+};
 use crate::app::AppState;
 
 fn path_id(s: &str) -> Result<i64, Problem> {
@@ -262,7 +262,7 @@ pub(super) async fn dry_run_certificate(
         let (_, account) = verify_account(&req, &state, payload).await?;
         let id = path_id(&path.into_inner())?;
         let pem = blocking(&state, move |_, c| Ok(crate::acme::dry_run::certificate(c, &account, id)?)).await?;
-        Ok(PemCertificateChain(pem.into()).into_response())
+        Ok(pem_chain(PemCertificateChain(pem.into())))
     }
     .await;
     acme_response(&state, r).await
@@ -283,8 +283,13 @@ pub async fn certificate(
         let (_, account) = verify_account(&req, &state, payload).await?;
         let id = path_id(&path.into_inner())?;
         let pem = blocking(&state, move |e, c| Ok(domain::certificate_chain(e, c, &account, id)?)).await?;
-        Ok(PemCertificateChain(pem).into_response())
+        Ok(pem_chain(PemCertificateChain(pem)))
     }
     .await;
     acme_response(&state, r).await
+}
+
+/// The certificate chain answer (`application/pem-certificate-chain`, RFC 8555 §7.4.2).
+fn pem_chain(chain: PemCertificateChain) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/pem-certificate-chain").body(chain.0)
 }

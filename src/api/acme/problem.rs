@@ -2,7 +2,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
-use super::wire::AcmeProblem;
+use crate::acme::wire::AcmeProblem;
 
 #[derive(Debug, Clone)]
 pub struct Problem {

@@ -136,7 +136,7 @@ pub fn deactivates_authz(jws: &Jws) -> Result<bool, Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::acme::wire::FlattenedJws;
+    use crate::acme::wire::FlattenedJws;
 
     fn signed(payload: &str) -> Jws {
         Jws {

@@ -18,6 +18,8 @@ pub mod orders;
 pub mod ownership;
 pub mod renewal_info;
 pub mod validate;
+/// The JSON resources of RFC 8555 as the server writes them (and as the OpenAPI document shows them).
+pub mod wire;
 
 pub use db::accounts::{Account, Binding};
 pub use error::{AcmeError, ErrorType};

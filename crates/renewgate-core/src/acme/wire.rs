@@ -2,7 +2,6 @@
 //! the answer and is its schema in the OpenAPI document. ACME clients (certbot, lego, acme.sh …)
 //! parse these keys, so their spelling, and which optional keys are left out rather than sent as
 //! `null`, are part of the contract.
-use actix_web::HttpResponse;
 use chrono::NaiveDateTime;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -231,12 +230,6 @@ impl AcmeAuthorization {
 #[derive(Debug, ToSchema)]
 #[schema(value_type = String, format = Binary)]
 pub struct PemCertificateChain(pub Vec<u8>);
-
-impl PemCertificateChain {
-    pub fn into_response(self) -> HttpResponse {
-        HttpResponse::Ok().content_type("application/pem-certificate-chain").body(self.0)
-    }
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SuggestedWindow {
