@@ -176,7 +176,16 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
         match Value::deserialize(d)? {
             Value::Object(m) => {
                 let map = canonical_keys::<T>(LenientBody::from_map(m).0);
-                serde_json::from_value(Value::Object(map)).map(Lenient).map_err(serde::de::Error::custom)
+                serde_path_to_error::deserialize(Value::Object(map)).map(Lenient).map_err(|e| {
+                    // The message names the innermost field (`CMSID`, not the `Lookup` holding it).
+                    let inner = e.path().to_string();
+                    let message = e.into_inner().to_string();
+                    if message.starts_with(FIELD) {
+                        serde::de::Error::custom(message)
+                    } else {
+                        serde::de::Error::custom(format!("{FIELD}{inner}{FIELD}{message}"))
+                    }
+                })
             }
             other => Err(serde::de::Error::custom(format!("{WRONG_TYPE}an object{WRONG_TYPE}{}", short(&other)))),
         }
@@ -251,8 +260,14 @@ fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
 
 /// Marks a wrong-type message from [`lenient`] so that it comes back as [`BodyError::WrongType`].
 const WRONG_TYPE: char = '\u{1f}';
+/// Marks the name of the nested field a message is about (`\u{1e}CMSID\u{1e}<message>`).
+const FIELD: char = '\u{1e}';
 
 fn body_error(field: String, message: &str) -> BodyError {
+    let (field, message) = match message.strip_prefix(FIELD).and_then(|m| m.split_once(FIELD)) {
+        Some((inner, rest)) => (inner.to_string(), rest),
+        None => (field, message),
+    };
     let mut parts = message.splitn(3, WRONG_TYPE);
     match (parts.next(), parts.next(), parts.next()) {
         (Some(_), Some(expected), Some(got)) => BodyError::WrongType(field, expected_of(expected), got.to_string()),
@@ -262,6 +277,38 @@ fn body_error(field: String, message: &str) -> BodyError {
 
 fn expected_of(s: &str) -> &'static str {
     ["a string", "a boolean", "an integer", "an array", "an object"].into_iter().find(|e| *e == s).unwrap_or("a value")
+}
+
+/// One element of a list of objects, read with `T`'s lenient rules. A bad element does not fail
+/// the whole body: the handler answers it (or skips it) with the vendor's text for that list.
+#[derive(Debug)]
+pub enum Entry<T> {
+    Object(T),
+    NotAnObject,
+    Invalid(BodyError),
+}
+
+impl<T> Entry<T> {
+    /// For lists that skip what is not an object: the element, none, or its field's error.
+    pub fn object(self) -> Result<Option<T>, BodyError> {
+        match self {
+            Entry::Object(t) => Ok(Some(t)),
+            Entry::NotAnObject => Ok(None),
+            Entry::Invalid(e) => Err(e),
+        }
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Entry<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Object(m) => match Lenient::<T>::from_body(LenientBody::from_map(m)) {
+                Ok(t) => Entry::Object(t),
+                Err(e) => Entry::Invalid(e),
+            },
+            _ => Entry::NotAnObject,
+        })
+    }
 }
 
 /// Field deserializers for typed bodies: `#[serde(default, deserialize_with = "lenient::bool")]`
@@ -303,6 +350,32 @@ pub mod lenient {
     /// An integer: also a string of digits (a blank string is absent) or a whole float.
     pub fn int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         as_field_error(one(Value::deserialize(d)?).int("v"))
+    }
+
+    /// A nested object read with `T`'s rules; a value that is not an object counts as absent, so
+    /// the handler's own "X is required." answers it.
+    pub fn object<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
+        d: D,
+    ) -> Result<Option<super::Lenient<T>>, D::Error> {
+        match Value::deserialize(d)? {
+            v @ Value::Object(_) => serde_json::from_value(v).map(Some).map_err(serde::de::Error::custom),
+            _ => Ok(None),
+        }
+    }
+
+    /// A list of objects whose elements the handler judges one by one ([`super::Entry`]); a value
+    /// that is not a list counts as absent.
+    pub fn entries<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
+        d: D,
+    ) -> Result<Option<Vec<super::Entry<T>>>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| serde_json::from_value(v).map_err(serde::de::Error::custom))
+                .collect::<Result<Vec<_>, D::Error>>()
+                .map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// A list whose elements are read with `T`'s own rules (nested objects through `Lenient`).
@@ -397,6 +470,9 @@ mod tests {
         assert_eq!(err.to_string(), r#"Invalid value for IncludeChain: expected a boolean, got "maybe"."#);
         let err = Lenient::<Example>::parse(br#"{"WorkToDoTimeout":[1]}"#).unwrap_err();
         assert_eq!(err, BodyError::WrongType("WorkToDoTimeout".into(), "an integer", "[1]".into()));
+        // Inside a nested object the message names the nested field, as the untyped reader did.
+        let err = Lenient::<Example>::parse(br#"{"SubjectAltNames":[{"TypeName":"two"}]}"#).unwrap_err();
+        assert_eq!(err, BodyError::WrongType("TypeName".into(), "an integer", "\"two\"".into()));
         let err = Lenient::<Example>::parse(br#"{"SubjectAltNames":"x"}"#).unwrap_err();
         assert_eq!(err, BodyError::WrongType("SubjectAltNames".into(), "an array", "\"x\"".into()));
         assert_eq!(Lenient::<Example>::parse(b"[1]").unwrap_err(), BodyError::NotAnObject);

@@ -13,7 +13,7 @@ use super::error::{INVALID_REQUEST, KeyfactorAuthErrors, KeyfactorErrorBody, NOT
 use super::request::*;
 use super::response::*;
 use super::{Casing, KeyfactorError, authenticate, blocking, body, casing, guard, model, nonblank, respond};
-use crate::api::body::{BodyError, Lenient, LenientBody};
+use crate::api::body::{BodyError, Entry, Lenient, LenientBody};
 use crate::app::AppState;
 use crate::ca::{KeySpec, SanSet};
 use crate::db::DbError;
@@ -547,7 +547,8 @@ pub async fn pfx_deploy(
     };
     let mut targets: Vec<(String, Option<String>, bool)> =
         b.store_ids.unwrap_or_default().into_iter().map(|g| (g, None, true)).collect();
-    for Lenient(s) in b.stores.unwrap_or_default() {
+    for entry in b.stores.unwrap_or_default() {
+        let Some(s) = entry.object().map_err(|e| bad(&e))? else { continue };
         if let Some(g) = nonblank(s.store_id) {
             targets.push((g, nonblank(s.alias), s.overwrite.unwrap_or(true)));
         }
@@ -987,12 +988,19 @@ pub async fn stores_inventory(
 
 /// `CertificateStores` as (store GUID, alias, overwrite) triples.
 fn store_targets(
-    stores: Option<Vec<Lenient<KfStoreTarget>>>,
+    stores: Option<Vec<Entry<KfStoreTarget>>>,
 ) -> Result<Vec<(String, Option<String>, bool)>, KeyfactorError> {
     let stores = stores.ok_or_else(|| KeyfactorError::bad_request("CertificateStores is required."))?;
     stores
         .into_iter()
-        .map(|Lenient(t)| {
+        .map(|entry| {
+            let t = match entry {
+                Entry::Object(t) => t,
+                Entry::NotAnObject => {
+                    return Err(KeyfactorError::bad_request("CertificateStores entries must be objects."));
+                }
+                Entry::Invalid(e) => return Err(bad(&e)),
+            };
             let id = nonblank(t.certificate_store_id)
                 .ok_or_else(|| KeyfactorError::bad_request("CertificateStoreId is required."))?;
             Ok((id, nonblank(t.alias), t.overwrite.unwrap_or(false)))

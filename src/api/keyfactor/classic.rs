@@ -254,7 +254,8 @@ pub async fn pkcs12(
         return Err(KeyfactorError::bad_request("Request.SubjectNameAttributes.CN is required."));
     }
     let mut sans = crate::ca::SanSet::default();
-    for e in r.subject_alt_name_elements.unwrap_or_default().into_iter().map(|e| e.0) {
+    for entry in r.subject_alt_name_elements.unwrap_or_default() {
+        let Some(e) = entry.object().map_err(|e| KeyfactorError::bad_request(e.to_string()))? else { continue };
         let k = nonblank(e.key).unwrap_or_default().to_ascii_lowercase();
         let v = nonblank(e.value).unwrap_or_default();
         match k.as_str() {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::api::body::{Lenient, LenientBody, lenient};
+use crate::api::body::{Entry, Lenient, LenientBody, lenient};
 
 // ---- field readers for the shapes Keyfactor clients send ----
 
@@ -146,7 +146,7 @@ pub struct KfClassicLookup {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct KfClassicRenewRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::object")]
     #[schema(value_type = KfClassicLookup, required = true)]
     pub lookup: Option<Lenient<KfClassicLookup>>,
     /// A template name (default: the certificate's own).
@@ -198,7 +198,7 @@ pub struct KfClassicPkcs10Envelope {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KfClassicPkcs10Request {
-    #[serde(rename = "Request", default)]
+    #[serde(rename = "Request", default, deserialize_with = "lenient::object")]
     #[schema(value_type = KfClassicPkcs10Envelope, required = true)]
     pub request: Option<Lenient<KfClassicPkcs10Envelope>>,
     /// Sent by classic scripts; ignored.
@@ -248,12 +248,13 @@ pub struct KfClassicPkcs12Envelope {
     #[serde(rename = "Pkcs12Password", default, deserialize_with = "lenient::string")]
     #[schema(value_type = String, required = true)]
     pub pkcs12_password: Option<String>,
-    #[serde(rename = "SubjectNameAttributes", default)]
+    #[serde(rename = "SubjectNameAttributes", default, deserialize_with = "lenient::object")]
     #[schema(value_type = KfClassicSubjectName, required = true)]
     pub subject_name_attributes: Option<Lenient<KfClassicSubjectName>>,
-    #[serde(rename = "SubjectAltNameElements", default, deserialize_with = "lenient::list")]
+    /// Elements that are not objects are skipped, as Keyfactor does.
+    #[serde(rename = "SubjectAltNameElements", default, deserialize_with = "lenient::entries")]
     #[schema(value_type = Option<Vec<KfClassicSanElement>>)]
-    pub subject_alt_name_elements: Option<Vec<Lenient<KfClassicSanElement>>>,
+    pub subject_alt_name_elements: Option<Vec<Entry<KfClassicSanElement>>>,
     #[serde(rename = "TemplateName", default, deserialize_with = "lenient::string")]
     pub template_name: Option<String>,
     #[serde(rename = "metadataList", default, deserialize_with = "forgiving_list")]
@@ -264,7 +265,7 @@ pub struct KfClassicPkcs12Envelope {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KfClassicPkcs12Request {
-    #[serde(rename = "Request", default)]
+    #[serde(rename = "Request", default, deserialize_with = "lenient::object")]
     #[schema(value_type = KfClassicPkcs12Envelope, required = true)]
     pub request: Option<Lenient<KfClassicPkcs12Envelope>>,
     /// Sent by classic scripts; ignored.
@@ -378,9 +379,10 @@ pub struct KfPfxDeployRequest {
     /// Store GUIDs.
     #[serde(default, deserialize_with = "string_list")]
     pub store_ids: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "lenient::list")]
+    /// Elements that are not objects are skipped, as Keyfactor does.
+    #[serde(default, deserialize_with = "lenient::entries")]
     #[schema(value_type = Option<Vec<KfDeployStore>>)]
-    pub stores: Option<Vec<Lenient<KfDeployStore>>>,
+    pub stores: Option<Vec<Entry<KfDeployStore>>>,
 }
 
 /// `POST /KeyfactorAPI/Enrollment/PFX/Replace`: every store entry holding the existing
@@ -523,9 +525,9 @@ pub struct KfStoresAddRequest {
     #[serde(default, deserialize_with = "lenient::int")]
     #[schema(value_type = i64, required = true)]
     pub certificate_id: Option<i64>,
-    #[serde(default, deserialize_with = "lenient::list")]
+    #[serde(default, deserialize_with = "lenient::entries")]
     #[schema(value_type = Vec<KfStoreTarget>, required = true)]
-    pub certificate_stores: Option<Vec<Lenient<KfStoreTarget>>>,
+    pub certificate_stores: Option<Vec<Entry<KfStoreTarget>>>,
 }
 
 /// `POST /KeyfactorAPI/CertificateStores/Certificates/Remove` (the entry under `Alias`, or the
@@ -533,9 +535,9 @@ pub struct KfStoresAddRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct KfStoresRemoveRequest {
-    #[serde(default, deserialize_with = "lenient::list")]
+    #[serde(default, deserialize_with = "lenient::entries")]
     #[schema(value_type = Vec<KfStoreTarget>, required = true)]
-    pub certificate_stores: Option<Vec<Lenient<KfStoreTarget>>>,
+    pub certificate_stores: Option<Vec<Entry<KfStoreTarget>>>,
 }
 
 /// `POST /KeyfactorAPI/OrchestratorJobs/Acknowledge`: job history ids of failed runs.
@@ -604,9 +606,21 @@ mod tests {
         let l = b.lookup.unwrap().0;
         assert_eq!((l.r#type.as_deref(), l.serial.as_deref()), (Some("serial"), Some("0a1b")));
         assert_eq!(b.cert_stores.unwrap(), ["guid-1"]);
-        // A wrong type inside a nested object is named by the outer field (Lenient's nesting).
+        // A wrong type inside a nested object is named by its own field, as before typed bodies.
         let err = Lenient::<KfClassicRenewRequest>::parse(br#"{"Lookup":{"CMSID":"abc"}}"#).unwrap_err();
-        assert_eq!(err.to_string(), r#"Invalid value for Lookup: expected an integer, got "abc"."#);
+        assert_eq!(err.to_string(), r#"Invalid value for CMSID: expected an integer, got "abc"."#);
+        // A Lookup or Request that is not an object is absent: the handler's "… is required." answers.
+        let b: KfClassicRenewRequest = Lenient::parse(br#"{"Lookup":"x"}"#).unwrap();
+        assert!(b.lookup.is_none());
+        let b: KfClassicPkcs12Request = Lenient::parse(
+            br#"{"Request":{"SubjectNameAttributes":"cn","SubjectAltNameElements":[5,{"key":"dns","value":"a.example"}]}}"#,
+        )
+        .unwrap();
+        let r = b.request.unwrap().0;
+        assert!(r.subject_name_attributes.is_none());
+        let elements = r.subject_alt_name_elements.unwrap();
+        assert!(matches!(elements[0], Entry::NotAnObject));
+        assert!(matches!(elements[1], Entry::Object(_)));
     }
 
     #[test]
@@ -628,8 +642,9 @@ mod tests {
         assert_eq!((r.certificate_ids.unwrap(), r.reason), (vec![1, 3], Some(4)));
         let r: KfRevokeRequest = Lenient::parse(br#"{"CertificateIds":5}"#).unwrap();
         assert_eq!(r.certificate_ids, None);
-        let err = Lenient::<KfStoresAddRequest>::parse(br#"{"CertificateStores":"x"}"#).unwrap_err();
-        assert_eq!(err, BodyError::WrongType("CertificateStores".into(), "an array", "\"x\"".into()));
+        // Not a list: absent, so the handler answers "CertificateStores is required." as before.
+        let b: KfStoresAddRequest = Lenient::parse(br#"{"CertificateStores":"x"}"#).unwrap();
+        assert!(b.certificate_stores.is_none());
     }
 
     #[test]

@@ -27,8 +27,8 @@ pub struct OAuthRequest {
     /// TPP scope string, e.g. `certificate:manage,revoke`.
     #[serde(default, deserialize_with = "lenient::string")]
     scope: Option<String>,
-    /// Accepted; the gateway only logs it (at debug level).
-    #[serde(default, deserialize_with = "lenient::string")]
+    /// Accepted; the gateway only logs it (at debug level), so any JSON value is taken.
+    #[serde(default, deserialize_with = "super::fields::any_text")]
     state: Option<String>,
 }
 

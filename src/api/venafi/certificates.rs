@@ -11,8 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{QUEUED_FOR_RENEWAL, WORK_TO_DO_TIMEOUT};
 use super::fields::{self, Entry, nonblank};
-use super::{ErrorBody, VenafiError, VenafiErrors, authenticate, json_body, json_ok, json_with};
-use crate::api::body::{Lenient, lenient};
+use super::{ErrorBody, VenafiError, VenafiErrors, authenticate, json_body, json_object, json_ok, json_with};
+use crate::api::body::{Lenient, LenientBody, lenient};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::ca::{EcCurve, KeySpec, SanSet};
@@ -696,9 +696,12 @@ pub async fn retrieve_post(
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let body: RetrieveRequestBody = json_body(payload, &state).await?;
-    let key_dn = key_download(&body);
-    let answer = retrieve_common(&state, &principal, body).await;
+    let raw = json_object(payload, &state).await?;
+    let key_dn = key_download(&raw);
+    let answer = match Lenient::<RetrieveRequestBody>::from_body(raw) {
+        Ok(body) => retrieve_common(&state, &principal, body).await,
+        Err(e) => Err(e.into()),
+    };
     if let (Some(dn), Err(_) | Ok(RetrieveAnswer::Ready(_))) = (key_dn, &answer) {
         crate::api::observe::note(&req, crate::engine::audit::action::KEY_DOWNLOAD, dn);
     }
@@ -713,9 +716,10 @@ pub async fn retrieve_post(
     })
 }
 
-/// The object a Retrieve asks the private key of (audited whether or not it is handed out).
-fn key_download(body: &RetrieveRequestBody) -> Option<String> {
-    nonblank(body.certificate_dn.clone()).filter(|_| body.include_private_key == Some(true))
+/// The object a Retrieve asks the private key of (audited whether or not it is handed out), read
+/// from the raw body so that a request failing on another field is audited too.
+fn key_download(raw: &LenientBody) -> Option<String> {
+    raw.nonblank("CertificateDN").ok().flatten().filter(|_| raw.bool("IncludePrivateKey").ok().flatten() == Some(true))
 }
 
 /// A certificate file: PEM (`Base64`, `Base64 (PKCS #8)`), DER, PKCS #7, PKCS #12 or JKS bytes.
@@ -753,9 +757,12 @@ impl actix_web::Responder for CertificateFile {
 #[get("/vedsdk/certificates/retrieve")]
 pub async fn retrieve_get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, VenafiError> {
     let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let body = Lenient::<RetrieveRequestBody>::from_query(req.query_string())?;
-    let key_dn = key_download(&body);
-    let answer = retrieve_common(&state, &principal, body).await;
+    let raw = LenientBody::from_query(req.query_string());
+    let key_dn = key_download(&raw);
+    let answer = match Lenient::<RetrieveRequestBody>::from_body(raw) {
+        Ok(body) => retrieve_common(&state, &principal, body).await,
+        Err(e) => Err(e.into()),
+    };
     if let (Some(dn), Err(_) | Ok(RetrieveAnswer::Ready(_))) = (key_dn, &answer) {
         crate::api::observe::note(&req, crate::engine::audit::action::KEY_DOWNLOAD, dn);
     }

@@ -5,23 +5,16 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::VenafiError;
-use crate::api::body::{BodyError, Lenient, LenientBody, lenient};
+pub use crate::api::body::Entry;
+use crate::api::body::lenient;
 
 /// A string that, if present, is not blank.
 pub fn nonblank(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
 }
 
-/// One element of a list of objects (SubjectAltNames, AttributeData), read with `T`'s lenient
-/// rules. A bad element does not fail the whole body: the handler refuses it with the vendor's
-/// text for that list when it reaches it.
-#[derive(Debug)]
-pub enum Entry<T> {
-    Object(T),
-    NotAnObject,
-    Invalid(BodyError),
-}
-
+/// The vendor's answer for a bad element of a list of objects (SubjectAltNames, AttributeData),
+/// in list order.
 impl<T> Entry<T> {
     /// The element, or the answer for a bad one (`not_an_object` is the list's own text).
     pub fn get(self, not_an_object: &str) -> Result<T, VenafiError> {
@@ -30,18 +23,6 @@ impl<T> Entry<T> {
             Entry::NotAnObject => Err(VenafiError::BadRequest(not_an_object.into())),
             Entry::Invalid(e) => Err(e.into()),
         }
-    }
-}
-
-impl<'de, T: DeserializeOwned> Deserialize<'de> for Entry<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(match Value::deserialize(d)? {
-            Value::Object(m) => match Lenient::<T>::from_body(LenientBody::from_map(m)) {
-                Ok(t) => Entry::Object(t),
-                Err(e) => Entry::Invalid(e),
-            },
-            _ => Entry::NotAnObject,
-        })
     }
 }
 
@@ -56,6 +37,15 @@ pub fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Stri
             lenient::string(other).map(|s| Some(nonblank(s).into_iter().collect())).map_err(serde::de::Error::custom)
         }
     }
+}
+
+/// A value the gateway only logs: any JSON value, as its text (never refused).
+pub fn any_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    })
 }
 
 /// An attribute value as TPP sends it: a list (`["1"]`) or one value, each element as its text
