@@ -565,7 +565,6 @@ pub struct PagedQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::body::BodyError;
 
     #[test]
     fn enrollment_bodies_read_any_casing_and_loose_types() {

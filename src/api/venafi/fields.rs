@@ -1,6 +1,5 @@
 //! Field readers the dialect's typed bodies share: TPP treats a blank string as absent, and refuses
 //! a list entry that is not an object (or has a bad field) with its own text, in list order.
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -67,6 +66,7 @@ pub fn texts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::body::Lenient;
 
     #[derive(Debug, Deserialize)]
     #[serde(rename_all = "PascalCase")]
