@@ -57,10 +57,6 @@ pub fn chains_to(store: &X509Store, leaf: &X509, chain: &[X509]) -> bool {
     ctx.init(store, leaf, &untrusted, |c| c.verify_cert()).unwrap_or(false)
 }
 
-pub fn serial_hex(c: &X509) -> String {
-    c.serial_number().to_bn().ok().and_then(|b| b.to_hex_str().ok()).map(|s| s.to_string()).unwrap_or_default()
-}
-
 pub fn sha1_thumbprint(der: &[u8]) -> String {
     hex::encode_upper(openssl::sha::sha1(der))
 }
@@ -75,9 +71,59 @@ pub fn post_json(agent: &ureq::Agent, url: &str, auth: &str, body: &Value) -> an
 
 /// The certificates of a Venafi Base64 answer's `CertificateData` (PEM inside base64).
 pub fn certs_of(body: &Value) -> Option<Vec<X509>> {
-    let data = body.get("CertificateData")?.as_str()?;
-    let pem = B64.decode(data.trim()).ok()?;
+    let pem = pem_of(body)?;
     X509::stack_from_pem(&pem).ok().filter(|v| !v.is_empty())
+}
+
+/// The PEM text of a Venafi Base64 answer.
+pub fn pem_of(body: &Value) -> Option<Vec<u8>> {
+    let data = body.get("CertificateData")?.as_str()?;
+    B64.decode(data.trim()).ok()
+}
+
+/// The DER of the first certificate of a PEM text, without decoding it as a certificate: the
+/// load generator checks every answer's serial, and a full X.509 decode (OpenSSL 3) cost it
+/// more CPU than the gateway spent on the renewal. The sampled chain check decodes in full.
+pub fn first_der(pem: &[u8]) -> Option<Vec<u8>> {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let start = pem.windows(BEGIN.len()).position(|w| w == BEGIN)? + BEGIN.len();
+    let len = pem[start..].windows(END.len()).position(|w| w == END)?;
+    let b64: Vec<u8> = pem[start..start + len].iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    B64.decode(b64).ok()
+}
+
+/// One DER header: (tag, content start, content length) at `at`.
+fn der_header(d: &[u8], at: usize) -> Option<(u8, usize, usize)> {
+    let tag = *d.get(at)?;
+    let first = *d.get(at + 1)? as usize;
+    if first < 0x80 {
+        return Some((tag, at + 2, first));
+    }
+    let n = first & 0x7f;
+    if n == 0 || n > 4 {
+        return None;
+    }
+    let mut len = 0usize;
+    for i in 0..n {
+        len = (len << 8) | *d.get(at + 2 + i)? as usize;
+    }
+    Some((tag, at + 2 + n, len))
+}
+
+/// A certificate's serial number (hex of its INTEGER's content octets), read from its DER:
+/// Certificate SEQUENCE > TBSCertificate SEQUENCE > [0] version (optional) > serial INTEGER.
+pub fn serial_of_der(der: &[u8]) -> Option<String> {
+    let (t, cert, _) = der_header(der, 0)?;
+    let (t2, tbs, _) = der_header(der, cert)?;
+    let (mut tag, mut at, mut len) = der_header(der, tbs)?;
+    if tag == 0xa0 {
+        (tag, at, len) = der_header(der, at + len)?;
+    }
+    if t != 0x30 || t2 != 0x30 || tag != 0x02 {
+        return None;
+    }
+    Some(hex::encode_upper(der.get(at..at + len)?))
 }
 
 /// Venafi Request with a CSR (the object then belongs to its user CSR): DN and first serial.

@@ -230,16 +230,20 @@ fn check_venafi(
     if status != 200 {
         return Err(format!("HTTP {status}: {}", short(body)));
     }
-    let certs = client::certs_of(body).ok_or_else(|| format!("200 without a certificate: {}", short(body)))?;
-    let leaf = &certs[0];
-    let serial = client::serial_hex(leaf);
+    let pem = client::pem_of(body).ok_or_else(|| format!("200 without a certificate: {}", short(body)))?;
+    let der = client::first_der(&pem).ok_or_else(|| format!("200 without a certificate: {}", short(body)))?;
+    let serial = client::serial_of_der(&der).ok_or_else(|| format!("{}: unreadable certificate", obj.dn))?;
     if serial == obj.last_serial {
         return Err(format!("{}: the answer carries the old serial {serial}", obj.dn));
     }
     obj.last_serial = serial;
-    obj.thumbprint = leaf.to_der().map(|d| client::sha1_thumbprint(&d)).unwrap_or_default();
+    obj.thumbprint = client::sha1_thumbprint(&der);
     if seq.is_multiple_of(CHAIN_SAMPLE_EVERY) {
-        if !client::chains_to(store, leaf, &certs[1..]) {
+        let certs = client::certs_of(body).ok_or_else(|| format!("{}: unreadable certificates", obj.dn))?;
+        if client::serial_of_der(&certs[0].to_der().unwrap_or_default()).as_deref() != Some(obj.last_serial.as_str()) {
+            return Err(format!("{}: the serial read from the DER is not the certificate's", obj.dn));
+        }
+        if !client::chains_to(store, &certs[0], &certs[1..]) {
             return Err(format!("{}: the new certificate does not chain to the CA bundle", obj.dn));
         }
         return Ok(true);
@@ -508,7 +512,7 @@ fn seed(under: &Under, folder: &str, prefix: &str, n: usize, with_csr: bool) -> 
                 out.push(Obj {
                     dn,
                     csr_pem,
-                    last_serial: client::serial_hex(&leaf),
+                    last_serial: client::serial_of_der(&leaf.to_der()?).unwrap_or_default(),
                     thumbprint: client::sha1_thumbprint(&leaf.to_der()?),
                 });
                 i += threads;

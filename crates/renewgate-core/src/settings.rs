@@ -255,6 +255,11 @@ pub struct QueueSettings {
     pub poll_ms: u64,
     /// Attempts before a failing job puts its certificate in the error state.
     pub max_attempts: i32,
+    /// A request that waits for its certificate (WorkToDoTimeout, ACME finalize) runs its own
+    /// job at once, enqueued already leased to it, while fewer than this many run so here
+    /// (built-in CAs only; an instance without workers never does). 0: every job goes through
+    /// the workers.
+    pub inline: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -347,7 +352,7 @@ impl Default for VenafiSettings {
 }
 impl Default for QueueSettings {
     fn default() -> Self {
-        QueueSettings { workers: 2, lease_secs: 60, poll_ms: 500, max_attempts: 3 }
+        QueueSettings { workers: 2, lease_secs: 60, poll_ms: 500, max_attempts: 3, inline: 64 }
     }
 }
 impl Default for IssuanceSettings {

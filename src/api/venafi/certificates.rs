@@ -19,7 +19,7 @@ use crate::ca::{EcCurve, KeySpec, SanSet};
 use crate::db::DbError;
 use crate::db::models::{CertObject, CertVersion};
 use crate::engine::inventory::{self, CertBundle, CertRef};
-use crate::engine::queue::JobOutcome;
+use crate::engine::queue::{JobOutcome, Settled};
 use crate::engine::renew::{EnrollRequest, RenewRequest, SubjectSpec};
 use crate::engine::{Engine, RenewError, csr, policy};
 use crate::formats::{self, OutputFormat, OutputOptions, Pkcs12Profile};
@@ -816,8 +816,9 @@ pub async fn renew(
     };
     let p2 = principal.clone();
     let dn2 = dn.clone();
-    let (accepted, may_read_key) = run_blocking(&state.engine, move |e, c| {
-        // Write permission on the object's folder (one answer for absent and forbidden).
+    // Write permission on the object's folder (one answer for absent and forbidden), then the
+    // renewal: run here at once when the request waits and there is capacity.
+    let accept = move |e: &Engine, c: &mut crate::db::DbConn| {
         let o = object_for(c, &p2, &renew_req.certificate, &dn2, Permission::Write)?;
         let may_read_key = crate::engine::access::may_read_keys(&p2.access, &o.policy_dn);
         if explicit_key {
@@ -829,12 +830,21 @@ pub async fn renew(
                 return Err(VenafiError::BadRequest(KEY_NOT_IN_VAULT.into()));
             }
         }
-        Ok((e.renew(c, &renew_req)?, may_read_key))
-    })
-    .await?;
-    let dn = accepted.object.dn.clone();
-    tracing::info!(object = accepted.object.id, job = accepted.job_id, "renewal accepted");
+        let accepted = if timeout == 0 { e.renew(c, &renew_req)? } else { e.renew_here(c, &renew_req)? };
+        tracing::info!(object = accepted.object.id, job = accepted.job_id, "renewal accepted");
+        Ok(((accepted.object.dn.clone(), may_read_key), accepted))
+    };
+    let finish = move |e: &Engine, c: &mut crate::db::DbConn, answer: &(String, bool), cert_id: i64| {
+        let v = certificate_by_id(c, cert_id)?;
+        let mut opts = opts;
+        if v.key_enc.is_none() || !answer.1 {
+            // Renew's default: the answer simply carries no key when there is none.
+            opts.include_private_key = false;
+        }
+        Ok::<_, VenafiError>((render_version(e, &v, &opts)?, opts.include_private_key.then_some(v.id)))
+    };
     if timeout == 0 {
+        let ((dn, _), _) = run_blocking(&state.engine, accept).await?;
         return Ok(json_ok(&RenewResponse {
             success: true,
             certificate_dn: dn,
@@ -843,19 +853,9 @@ pub async fn renew(
             format: None,
         }));
     }
-    match state.engine.wait_for_job(accepted.job_id, Duration::from_secs(timeout)).await? {
-        JobOutcome::Done(Some(cert_id)) => {
-            let r = run_blocking(&state.engine, move |e, c| {
-                let v = certificate_by_id(c, cert_id)?;
-                let mut opts = opts;
-                if v.key_enc.is_none() || !may_read_key {
-                    // Renew's default: the answer simply carries no key when there is none.
-                    opts.include_private_key = false;
-                }
-                Ok((render_version(e, &v, &opts)?, opts.include_private_key.then_some(v.id)))
-            })
-            .await?;
-            let (r, key_of) = r;
+    let ((dn, _), settled) = state.engine.accept_then_wait(Duration::from_secs(timeout), accept, finish).await?;
+    match settled {
+        Settled::Issued((r, key_of)) => {
             if let Some(cid) = key_of {
                 crate::api::observe::note_certificate(
                     &req,
@@ -872,10 +872,10 @@ pub async fn renew(
                 format: Some(r.format.vendor_name().into()),
             }))
         }
-        JobOutcome::Failed(msg) => Err(VenafiError::BadRequest(format!(
+        Settled::Failed(msg) => Err(VenafiError::BadRequest(format!(
             "Certificate {dn} has encountered an error while processing, Status: Post CSR failed with error: {msg}, Stage: 500."
         ))),
-        _ => Ok(json_with(StatusCode::ACCEPTED, &ErrorBody::new(WORK_TO_DO_TIMEOUT))),
+        Settled::Pending => Ok(json_with(StatusCode::ACCEPTED, &ErrorBody::new(WORK_TO_DO_TIMEOUT))),
     }
 }
 

@@ -155,6 +155,10 @@ where
 {
     match conn {
         DbConn::Sqlite(_) => {
+            // Writers of this process queue on a mutex before BEGIN IMMEDIATE: SQLite's busy
+            // handler would make them sleep and retry (1, 2, 5 … 100 ms), which under load turns
+            // a 100 µs transaction into a wait of hundreds of milliseconds.
+            let _writer = SqliteWriter::acquire();
             // Borrow juggling: immediate_transaction needs the concrete connection, `f` wants DbConn.
             conn.batch_execute("BEGIN IMMEDIATE").map_err(E::from)?;
             match f(conn) {
@@ -177,6 +181,37 @@ where
             }
             f(c)
         }),
+    }
+}
+
+/// The process's turn at SQLite's single writer lock. Re-entrant per thread: a thread already
+/// holding it (a transaction that opens another connection's transaction) does not wait for
+/// itself; that inner transaction falls back on SQLite's busy handler, as before.
+struct SqliteWriter(Option<std::sync::MutexGuard<'static, ()>>);
+
+static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+thread_local! {
+    static HOLDS_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl SqliteWriter {
+    fn acquire() -> SqliteWriter {
+        if HOLDS_WRITER.with(|h| h.get()) {
+            return SqliteWriter(None);
+        }
+        // The guard protects no data: a panic inside another transaction leaves nothing to repair.
+        let g = SQLITE_WRITER.lock().unwrap_or_else(|e| e.into_inner());
+        HOLDS_WRITER.with(|h| h.set(true));
+        SqliteWriter(Some(g))
+    }
+}
+
+impl Drop for SqliteWriter {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            HOLDS_WRITER.with(|h| h.set(false));
+        }
     }
 }
 

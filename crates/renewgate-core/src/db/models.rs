@@ -228,6 +228,8 @@ pub struct NewJob<'a> {
     pub run_after: NaiveDateTime,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub lease_owner: Option<&'a str>,
+    pub lease_until: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -120,6 +120,75 @@ impl From<AuditRow> for AuditRecord {
     }
 }
 
+/// Writes the records of many requests in one transaction (group commit): one thread takes
+/// what requests hand it and commits them together, so that a busy gateway pays one commit per
+/// batch instead of one per request. Each request still waits until its records are committed.
+#[derive(Default)]
+pub struct GroupWriter {
+    queue: std::sync::OnceLock<std::sync::mpsc::Sender<Batch>>,
+}
+
+type Batch = (Vec<Entry>, tokio::sync::oneshot::Sender<Result<(), String>>);
+
+/// Records taken into one transaction at most.
+const GROUP_MAX: usize = 512;
+
+impl GroupWriter {
+    /// Records `entries`; resolves once they are committed.
+    pub async fn record(&self, pool: &crate::db::Pool, entries: Vec<Entry>) -> Result<(), String> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<Batch>();
+            let pool = pool.clone();
+            // Without its thread the writer answers every request with an error (below).
+            let _ = std::thread::Builder::new().name("renewgate-audit".into()).spawn(move || write_loop(&pool, &rx));
+            tx
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        queue.send((entries, reply)).map_err(|_| "the audit writer is not running".to_string())?;
+        answer.await.map_err(|_| "the audit writer stopped".to_string())?
+    }
+}
+
+fn write_loop(pool: &crate::db::Pool, rx: &std::sync::mpsc::Receiver<Batch>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        let mut n = batch[0].0.len();
+        while n < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(b) => {
+                    n += b.0.len();
+                    batch.push(b);
+                }
+                Err(_) => break,
+            }
+        }
+        let write = |groups: &[&[Entry]]| -> Result<(), String> {
+            let mut c = pool.get().map_err(|e| e.to_string())?;
+            crate::db::write_tx(&mut c, None, |tx| -> QueryResult<()> {
+                for e in groups.iter().flat_map(|g| g.iter()) {
+                    record(tx, e)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())
+        };
+        let all: Vec<&[Entry]> = batch.iter().map(|(e, _)| e.as_slice()).collect();
+        if write(&all).is_ok() {
+            for (_, reply) in batch {
+                let _ = reply.send(Ok(()));
+            }
+            continue;
+        }
+        // One request's records must not fail the others': each on its own.
+        for (entries, reply) in batch {
+            let _ = reply.send(write(&[entries.as_slice()]));
+        }
+    }
+}
+
 pub fn record(conn: &mut DbConn, e: &Entry) -> QueryResult<()> {
     diesel::insert_into(audit_log::table)
         .values((

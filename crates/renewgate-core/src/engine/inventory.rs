@@ -110,8 +110,11 @@ pub struct CertBundle {
 
 impl CertBundle {
     pub fn load(v: &CertVersion, master: &MasterKey, with_key: bool) -> Result<CertBundle, RenewError> {
-        let leaf = X509::from_der(&v.der)?;
-        let chain = if v.chain_pem.trim().is_empty() { vec![] } else { X509::stack_from_pem(v.chain_pem.as_bytes())? };
+        let leaf = match just_issued(v.id, &v.der) {
+            Some(leaf) => leaf,
+            None => X509::from_der(&v.der)?,
+        };
+        let chain = if v.chain_pem.trim().is_empty() { vec![] } else { parsed_chain(&v.chain_pem)? };
         let key = match (&v.key_enc, with_key) {
             (Some(sealed), true) => {
                 let der =
@@ -124,12 +127,59 @@ impl CertBundle {
     }
 }
 
+/// Certificates this process issued last, parsed: the request that waited for one renders it
+/// at once, and decoding it again from the row it was just stored in is the slowest step of
+/// that answer under OpenSSL 3.
+static ISSUED: std::sync::Mutex<std::collections::VecDeque<(i64, X509)>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+const ISSUED_KEPT: usize = 256;
+
+/// Keeps a certificate just stored as version `id`.
+pub fn remember_issued(id: i64, leaf: &X509) {
+    let mut q = ISSUED.lock().unwrap_or_else(|e| e.into_inner());
+    if q.len() >= ISSUED_KEPT {
+        q.pop_front();
+    }
+    q.push_back((id, leaf.clone()));
+}
+
+/// The parsed form of version `id`, when it was issued here lately and is `der` byte for byte.
+fn just_issued(id: i64, der: &[u8]) -> Option<X509> {
+    let leaf = ISSUED.lock().unwrap_or_else(|e| e.into_inner()).iter().rev().find(|(i, _)| *i == id)?.1.clone();
+    (leaf.to_der().ok()?.as_slice() == der).then_some(leaf)
+}
+
+/// A stored chain, parsed: every version a CA issued carries the same few chains, and OpenSSL 3
+/// decodes a certificate slowly, so the parsed forms are kept (certificates are immutable and
+/// shared by reference count).
+fn parsed_chain(pem: &str) -> Result<Vec<X509>, openssl::error::ErrorStack> {
+    use std::sync::{LazyLock, RwLock};
+    static CHAINS: LazyLock<RwLock<std::collections::HashMap<String, Vec<X509>>>> = LazyLock::new(Default::default);
+    // Bounded: imported certificates bring chains of their own.
+    const KEPT: usize = 256;
+    if let Some(c) = CHAINS.read().unwrap_or_else(|e| e.into_inner()).get(pem) {
+        return Ok(c.clone());
+    }
+    let chain = X509::stack_from_pem(pem.as_bytes())?;
+    let mut w = CHAINS.write().unwrap_or_else(|e| e.into_inner());
+    if w.len() >= KEPT {
+        w.clear();
+    }
+    w.insert(pem.to_string(), chain.clone());
+    Ok(chain)
+}
+
 /// The names a certificate carries, lower-case and deduplicated: its CN, then its DNS, IP,
 /// e-mail and URI SANs (the console searches them by prefix).
 pub fn names_of(der: &[u8]) -> Vec<String> {
-    let Ok(x) = X509::from_der(der) else {
-        return vec![];
-    };
+    match X509::from_der(der) {
+        Ok(x) => names_of_cert(&x),
+        Err(_) => vec![],
+    }
+}
+
+/// `names_of` a certificate already parsed.
+pub fn names_of_cert(x: &X509) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for e in x.subject_name().entries_by_nid(openssl::nid::Nid::COMMONNAME) {
         if let Ok(s) = e.data().to_string() {
@@ -183,9 +233,19 @@ pub fn sans_of(x: &X509) -> Vec<String> {
 
 /// Records the names of a stored certificate (in the transaction that stores it).
 pub fn record_names(conn: &mut DbConn, certificate_id: i64, object_id: i64, der: &[u8]) -> QueryResult<()> {
+    record_names_list(conn, certificate_id, object_id, names_of(der))
+}
+
+/// `record_names` for the names already read (`names_of_cert`).
+pub fn record_names_list(
+    conn: &mut DbConn,
+    certificate_id: i64,
+    object_id: i64,
+    names: Vec<String>,
+) -> QueryResult<()> {
     use crate::db::schema::certificate_names;
     // One row at a time: a multi-row insert is not portable across the two backends here.
-    for n in names_of(der) {
+    for n in names {
         diesel::insert_into(certificate_names::table)
             .values((
                 certificate_names::certificate_id.eq(certificate_id),

@@ -45,6 +45,14 @@ pub struct Engine {
     pub upstreams: crate::ca::upstream::Upstreams,
     /// `ca.dns01.propagation_timeout`.
     pub dns01_propagation_timeout: Duration,
+    /// Jobs run by the requests that enqueued them (`queue.inline`), and the leases this
+    /// instance keeps alive.
+    pub inline: Arc<queue::InlineSlots>,
+    pub leases: Arc<queue::LeaseBook>,
+    /// Names lease owners of this process (`<pid>-<random>`).
+    pub instance: String,
+    /// The HTTP layer's audit records, committed in groups.
+    pub audit_writer: audit::GroupWriter,
 }
 
 impl Engine {
@@ -85,6 +93,10 @@ impl Engine {
             settings,
             default_validity,
             dns01_propagation_timeout,
+            inline: Default::default(),
+            leases: Default::default(),
+            instance: format!("{}-{}", std::process::id(), &crate::db::new_guid()[..8]),
+            audit_writer: Default::default(),
         })
     }
 }

@@ -99,11 +99,59 @@ pub struct UpstreamRevoke {
     pub reason: i32,
 }
 
-/// Set when a job's processing ends; wakes its heartbeat.
+/// The jobs this process is working on, whose leases one heartbeat thread keeps alive (an
+/// RSA-4096 key or an upstream order can outlast a short lease; a thread per job cost more than
+/// the job on the fast path).
 #[derive(Default)]
-struct Finished {
-    flag: Mutex<bool>,
-    cv: Condvar,
+pub struct LeaseBook {
+    held: Mutex<std::collections::HashMap<i64, String>>,
+}
+
+impl LeaseBook {
+    fn hold(&self, job: i64, owner: &str) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).insert(job, owner.to_string());
+    }
+    fn release(&self, job: i64) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&job);
+    }
+    fn snapshot(&self) -> Vec<(i64, String)> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(j, o)| (*j, o.clone())).collect()
+    }
+}
+
+/// Releases a job's lease entry however its processing ends, a panic included.
+struct Held<'a>(&'a LeaseBook, i64);
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.release(self.1);
+    }
+}
+
+/// How many jobs requests of this process run themselves (`queue.inline`).
+#[derive(Debug, Default)]
+pub struct InlineSlots {
+    busy: std::sync::atomic::AtomicUsize,
+}
+
+/// One of those: given back when dropped.
+#[derive(Debug)]
+pub struct InlineSlot(Arc<InlineSlots>);
+impl Drop for InlineSlot {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// A job enqueued already claimed by the request that enqueued it: the request runs it now
+/// (`Engine::run_leased`). Crash-safe like any claim: a kill -9 leaves a running job whose lease
+/// expires, and a worker takes it then.
+#[derive(Debug, Clone)]
+pub struct InlineLease {
+    pub owner: String,
+    pub lease_secs: i64,
+    /// The public key of the CSR the request parsed and verified: the job issues for it
+    /// without decoding the CSR from its payload again.
+    pub csr_key: Option<PKey<Public>>,
 }
 
 /// How a job ended.
@@ -179,7 +227,9 @@ impl Engine {
     /// Starts `queue.workers` worker threads. Diesel is synchronous, so workers are threads.
     /// Fails only when the OS refuses a thread: the gateway must not start without its workers.
     pub fn start_workers(self: &Arc<Self>) -> std::io::Result<()> {
-        let instance = format!("{}-{}", std::process::id(), &new_guid()[..8]);
+        let instance = self.instance.clone();
+        let engine = self.clone();
+        std::thread::Builder::new().name("renewgate-heartbeat".into()).spawn(move || engine.heartbeat_loop())?;
         for n in 0..self.settings.queue.workers {
             let engine = self.clone();
             let owner = format!("{instance}-w{n}");
@@ -226,33 +276,35 @@ impl Engine {
                 None => return Ok(false),
             },
         };
+        self.process(&mut conn, &job, owner, None)?;
+        Ok(true)
+    }
+
+    /// Processes a claimed issuance job: issues, then records the outcome only while the lease
+    /// is still `owner`'s. Wakes this process's waiters.
+    fn process(
+        &self,
+        conn: &mut DbConn,
+        job: &Job,
+        owner: &str,
+        csr_key: Option<&PKey<Public>>,
+    ) -> Result<JobOutcome, diesel::result::Error> {
         let started = Instant::now();
-        // Keep the lease alive while the crypto runs (an RSA-4096 key can take longer than a
-        // short lease), so another worker does not take the job over and redo it.
-        let finished = Finished::default();
-        let result = std::thread::scope(|s| {
-            s.spawn(|| self.heartbeat(&job, owner, &finished));
-            // Stops the heartbeat however `issue` ends, a panic included. It wakes the heartbeat
-            // at once: the scope waits for it, and a sleeping heartbeat held every job up to 50 ms.
-            struct Done<'a>(&'a Finished);
-            impl Drop for Done<'_> {
-                fn drop(&mut self) {
-                    *self.0.flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
-                    self.0.cv.notify_all();
-                }
-            }
-            let _done = Done(&finished);
-            if job.attempts > self.settings.queue.max_attempts {
-                // Claimed again after its worker died each time: give up instead of looping.
-                self.abandon(&mut conn, &job, owner);
-                return Err(JobFailure::permanent(format!("gave up after {} attempts", job.attempts - 1)));
-            }
-            self.issue(&mut conn, &job, owner)
-        });
-        match result {
-            Ok(issued) => {
-                let committed = self.complete(&mut conn, &job, owner, &issued)?;
-                if committed {
+        // The heartbeat keeps the lease alive while the crypto runs, so that another worker does
+        // not take the job over and redo it.
+        self.leases.hold(job.id, owner);
+        let held = Held(&self.leases, job.id);
+        let result = if job.attempts > self.settings.queue.max_attempts {
+            // Claimed again after its worker died each time: give up instead of looping.
+            self.abandon(conn, job, owner);
+            Err(JobFailure::permanent(format!("gave up after {} attempts", job.attempts - 1)))
+        } else {
+            self.issue(conn, job, owner, csr_key)
+        };
+        let outcome = match result {
+            Ok(issued) => match self.complete(conn, job, owner, &issued)? {
+                Some(cert_id) => {
+                    super::inventory::remember_issued(cert_id, &issued.leaf);
                     let latency = (now() - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
                     crate::metrics::METRICS.issuance.observe(crate::metrics::seconds(latency));
                     crate::metrics::METRICS.issuance_job("issued");
@@ -262,46 +314,96 @@ impl Engine {
                         ms = started.elapsed().as_millis() as u64,
                         "certificate issued"
                     );
-                } else {
+                    JobOutcome::Done(Some(cert_id))
+                }
+                None => {
                     tracing::warn!(
                         job = job.id,
                         "lease lost before completion; result discarded (another worker owns the job)"
                     );
+                    JobOutcome::Pending
                 }
-            }
+            },
             Err(f) => {
-                self.fail(&mut conn, &job, owner, &f)?;
+                let given_up = self.fail(conn, job, owner, &f)?;
+                if given_up { JobOutcome::Failed(f.message) } else { JobOutcome::Pending }
             }
-        }
+        };
+        drop(held);
         self.signals.job_finished(job.id);
-        Ok(true)
+        Ok(outcome)
     }
 
-    /// Extends a running job's lease every third of the lease until `finished` is set.
-    fn heartbeat(&self, job: &Job, owner: &str, finished: &Finished) {
+    /// Runs the job a request enqueued leased to itself (`InlineLease`), on the request's own
+    /// thread and connection. `Pending` when it did not finish here (a transient failure
+    /// retried later by the workers, or a lost lease).
+    pub fn run_leased(
+        &self,
+        conn: &mut DbConn,
+        job_id: i64,
+        lease: &InlineLease,
+    ) -> Result<JobOutcome, diesel::result::Error> {
+        let job: Job = jobs::table.find(job_id).select(Job::as_select()).first(conn)?;
+        if job.state != JobState::Running || job.lease_owner.as_deref() != Some(lease.owner.as_str()) {
+            return Ok(JobOutcome::Pending);
+        }
+        self.process(conn, &job, &lease.owner, lease.csr_key.as_ref())
+    }
+
+    /// A lease for a job the calling request will run itself, when this instance has workers
+    /// and fewer than `queue.inline` such jobs running. The slot is held until dropped.
+    pub fn inline_slot(&self) -> Option<InlineSlot> {
+        use std::sync::atomic::Ordering;
+        let max = self.settings.queue.inline;
+        if max == 0 || self.settings.queue.workers == 0 {
+            return None;
+        }
+        let mut n = self.inline.busy.load(Ordering::Acquire);
+        loop {
+            if n >= max {
+                return None;
+            }
+            match self.inline.busy.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(InlineSlot(self.inline.clone())),
+                Err(seen) => n = seen,
+            }
+        }
+    }
+
+    /// A new owner name for a job run inline.
+    pub fn inline_lease(&self) -> InlineLease {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InlineLease {
+            owner: format!("{}-i{n}", self.instance),
+            lease_secs: self.settings.queue.lease_secs as i64,
+            csr_key: None,
+        }
+    }
+
+    /// One thread for the whole process: every third of the lease, extends the leases of the
+    /// jobs this process is working on.
+    fn heartbeat_loop(&self) {
         let lease = self.settings.queue.lease_secs.max(1) as i64;
         let every = Duration::from_millis((lease as u64 * 1000 / 3).max(200));
-        let mut last = Instant::now();
-        let mut done = finished.flag.lock().unwrap_or_else(|e| e.into_inner());
-        while !*done {
-            let wait = every.saturating_sub(last.elapsed());
-            done = finished.cv.wait_timeout(done, wait).unwrap_or_else(|e| e.into_inner()).0;
-            if *done || last.elapsed() < every {
+        loop {
+            std::thread::sleep(every);
+            let held = self.leases.snapshot();
+            if held.is_empty() {
                 continue;
             }
-            drop(done);
-            last = Instant::now();
-            if let Ok(mut c) = self.pool.get() {
+            let Ok(mut c) = self.pool.get() else { continue };
+            let until = now() + chrono::Duration::seconds(lease);
+            for (job, owner) in held {
                 let _ = diesel::update(
                     jobs::table
-                        .find(job.id)
-                        .filter(jobs::lease_owner.eq(owner))
+                        .find(job)
+                        .filter(jobs::lease_owner.eq(&owner))
                         .filter(jobs::state.eq(JobState::Running)),
                 )
-                .set(jobs::lease_until.eq(now() + chrono::Duration::seconds(lease)))
+                .set(jobs::lease_until.eq(until))
                 .execute(&mut c);
             }
-            done = finished.flag.lock().unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -363,7 +465,13 @@ impl Engine {
 
     /// The crypto: the issuer named by the job signs the new certificate (no transaction held
     /// meanwhile).
-    fn issue(&self, conn: &mut DbConn, job: &Job, owner: &str) -> Result<IssuedCert, JobFailure> {
+    fn issue(
+        &self,
+        conn: &mut DbConn,
+        job: &Job,
+        owner: &str,
+        csr_key: Option<&PKey<Public>>,
+    ) -> Result<IssuedCert, JobFailure> {
         let p: IssuePayload = serde_json::from_str(&job.payload)
             .map_err(|e| JobFailure::permanent(format!("unreadable job payload: {e}")))?;
         let issuer = self.issuer(conn, &p.ca).map_err(|e| match e {
@@ -381,29 +489,39 @@ impl Engine {
             .as_deref()
             .map(|d| b64(d).and_then(|der| X509Name::from_der(&der).map_err(crypto)))
             .transpose()?;
-        let (subject, sans, public_key): (X509Name, SanSet, PKey<Public>) = if let Some(csr_der) = &p.csr_der {
-            let req = X509Req::from_der(&b64(csr_der)?).map_err(crypto)?;
-            let pk = req.public_key().map_err(crypto)?;
-            let subject = match payload_subject {
-                Some(s) => s,
-                None => X509Name::from_der(&req.subject_name().to_der().map_err(crypto)?).map_err(crypto)?,
+        let builtin = issuer.describe().kind == IssuerKind::Builtin;
+        let (subject, sans, public_key): (X509Name, SanSet, PKey<Public>) =
+            if let (Some(_), Some(key), Some(subject), Some(sans), true) =
+                (&p.csr_der, csr_key, payload_subject.as_ref(), &p.sans, builtin)
+            {
+                // Run by the request that parsed and verified the CSR: its key is at hand, and a
+                // built-in CA needs nothing else from the CSR.
+                let subject = X509Name::from_der(&subject.to_der().map_err(crypto)?).map_err(crypto)?;
+                (subject, sans.clone(), key.clone())
+            } else if let Some(csr_der) = &p.csr_der {
+                let req = X509Req::from_der(&b64(csr_der)?).map_err(crypto)?;
+                let pk = req.public_key().map_err(crypto)?;
+                let subject = match payload_subject {
+                    Some(s) => s,
+                    None => X509Name::from_der(&req.subject_name().to_der().map_err(crypto)?).map_err(crypto)?,
+                };
+                let sans = p.sans.clone().unwrap_or_else(|| SanSet::of_csr(&req));
+                csr = Some(req);
+                (subject, sans, pk)
+            } else if let Some(pkd) = &p.public_key_der {
+                // Re-sign an existing public key (no private key involved).
+                let pk = PKey::public_key_from_der(&b64(pkd)?).map_err(crypto)?;
+                let subject = payload_subject.ok_or_else(|| JobFailure::permanent("job has no subject"))?;
+                (subject, p.sans.clone().unwrap_or_default(), pk)
+            } else {
+                let spec =
+                    p.generate_key.ok_or_else(|| JobFailure::permanent("job has neither a CSR nor a key type"))?;
+                let key = self.job_key(conn, job, owner, spec, issuer.describe().kind)?;
+                let pk = PKey::public_key_from_der(&key.public_key_to_der().map_err(crypto)?).map_err(crypto)?;
+                private_key = Some(key);
+                let subject = payload_subject.ok_or_else(|| JobFailure::permanent("job has no subject"))?;
+                (subject, p.sans.clone().unwrap_or_default(), pk)
             };
-            let sans = p.sans.clone().unwrap_or_else(|| SanSet::of_csr(&req));
-            csr = Some(req);
-            (subject, sans, pk)
-        } else if let Some(pkd) = &p.public_key_der {
-            // Re-sign an existing public key (no private key involved).
-            let pk = PKey::public_key_from_der(&b64(pkd)?).map_err(crypto)?;
-            let subject = payload_subject.ok_or_else(|| JobFailure::permanent("job has no subject"))?;
-            (subject, p.sans.clone().unwrap_or_default(), pk)
-        } else {
-            let spec = p.generate_key.ok_or_else(|| JobFailure::permanent("job has neither a CSR nor a key type"))?;
-            let key = self.job_key(conn, job, owner, spec, issuer.describe().kind)?;
-            let pk = PKey::public_key_from_der(&key.public_key_to_der().map_err(crypto)?).map_err(crypto)?;
-            private_key = Some(key);
-            let subject = payload_subject.ok_or_else(|| JobFailure::permanent("job has no subject"))?;
-            (subject, p.sans.clone().unwrap_or_default(), pk)
-        };
         let input = IssueInput {
             subject: &subject,
             sans: &sans,
@@ -447,19 +565,25 @@ impl Engine {
         }
         Ok(IssuedCert {
             der: leaf.to_der().map_err(crypto)?,
+            names: super::inventory::names_of_cert(&leaf),
             chain_pem,
             serial: crate::ca::serial_hex(&leaf),
             common_name: crate::ca::common_name(leaf.subject_name()),
             issuer_dn: crate::ca::name_to_string(leaf.issuer_name()),
             not_before: crate::ca::asn1_to_naive(leaf.not_before()),
             not_after: crate::ca::asn1_to_naive(leaf.not_after()),
-            public_key_sha256: crate::ca::public_key_fingerprint(&public_key),
+            // Computed at acceptance for a CSR's key (the leaf's key was just checked to be it).
+            public_key_sha256: p
+                .public_key_sha256
+                .clone()
+                .unwrap_or_else(|| crate::ca::public_key_fingerprint(&public_key)),
             key_enc,
             ca_id: issued.ca_id,
             ca_name: name,
             template: p.template.clone(),
             metadata: p.metadata.clone(),
             store_ids: p.store_ids.clone(),
+            leaf,
         })
     }
 
@@ -515,8 +639,8 @@ impl Engine {
         job: &Job,
         owner: &str,
         c: &IssuedCert,
-    ) -> Result<bool, diesel::result::Error> {
-        write_tx(conn, None, |tx| -> Result<bool, diesel::result::Error> {
+    ) -> Result<Option<i64>, diesel::result::Error> {
+        write_tx(conn, None, |tx| -> Result<Option<i64>, diesel::result::Error> {
             let ts = now();
             let n = diesel::update(
                 jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(JobState::Running)),
@@ -530,7 +654,7 @@ impl Engine {
             ))
             .execute(tx)?;
             if n != 1 {
-                return Ok(false);
+                return Ok(None);
             }
             let guid = new_guid();
             diesel::insert_into(certificates::table)
@@ -555,7 +679,7 @@ impl Engine {
             let cert_id: i64 =
                 certificates::table.filter(certificates::guid.eq(&guid)).select(certificates::id).first(tx)?;
             diesel::update(jobs::table.find(job.id)).set(jobs::result_cert_id.eq(cert_id)).execute(tx)?;
-            super::inventory::record_names(tx, cert_id, job.object_id, &c.der)?;
+            super::inventory::record_names_list(tx, cert_id, job.object_id, c.names.clone())?;
             diesel::update(cert_objects::table.find(job.object_id).filter(cert_objects::pending_job_id.eq(job.id)))
                 .set((
                     cert_objects::current_cert_id.eq(cert_id),
@@ -581,15 +705,16 @@ impl Engine {
                     .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
                 crate::engine::stores::schedule(tx, &[*sid], cert_id, "add", alias.as_deref(), true)?;
             }
-            Ok(true)
+            Ok(Some(cert_id))
         })
     }
 
-    fn fail(&self, conn: &mut DbConn, job: &Job, owner: &str, f: &JobFailure) -> Result<(), diesel::result::Error> {
+    /// Records a failure: true when the job was given up (the object is in error).
+    fn fail(&self, conn: &mut DbConn, job: &Job, owner: &str, f: &JobFailure) -> Result<bool, diesel::result::Error> {
         let give_up = f.permanent || job.attempts >= self.settings.queue.max_attempts;
         crate::metrics::METRICS.issuance_job(if give_up { "failed" } else { "retry" });
         tracing::warn!(job = job.id, object = job.object_id, error = %f.message, give_up, "issuance failed");
-        write_tx(conn, None, |tx| -> Result<(), diesel::result::Error> {
+        write_tx(conn, None, |tx| -> Result<bool, diesel::result::Error> {
             let ts = now();
             let owned =
                 jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(JobState::Running));
@@ -614,6 +739,7 @@ impl Engine {
                     .execute(tx)?;
                     audit_failed_renewal(tx, job, &f.message)?;
                 }
+                Ok(n == 1)
             } else {
                 let backoff = f
                     .retry_after
@@ -629,8 +755,8 @@ impl Engine {
                         jobs::updated_at.eq(ts),
                     ))
                     .execute(tx)?;
+                Ok(false)
             }
-            Ok(())
         })
     }
 
@@ -664,7 +790,9 @@ impl Engine {
                 write_tx(conn, None, |tx| Self::close_job(tx, job.id, owner))?;
                 tracing::info!(job = job.id, "certificate revoked at the upstream CA");
             }
-            Err(f) => self.fail(conn, job, owner, &f)?,
+            Err(f) => {
+                self.fail(conn, job, owner, &f)?;
+            }
         }
         self.signals.job_finished(job.id);
         Ok(())
@@ -764,8 +892,121 @@ impl Engine {
     }
 }
 
+/// How a request that waited for its job ended (`Engine::accept_then_wait`).
+#[derive(Debug)]
+pub enum Settled<R> {
+    /// Issued: what `finish` made of the new certificate.
+    Issued(R),
+    /// Given up, with the job's error.
+    Failed(String),
+    /// Still queued or running when the wait ended.
+    Pending,
+}
+
+impl Engine {
+    /// A request that waits up to `timeout` for the job it enqueues. `accept` runs on a
+    /// blocking thread and returns what the caller answers with plus the accepted job; a job
+    /// enqueued leased to the request (`Accepted::inline`) then runs on that same thread and
+    /// connection, and `finish` renders its certificate there: one blocking hop. Any other job is
+    /// waited for as `wait_for_job` does, and `finish` runs once it is issued. The wait is bounded
+    /// whichever way the job runs: a job still running at the deadline completes on its own.
+    pub async fn accept_then_wait<T, R, E, A, F>(
+        self: &Arc<Self>,
+        timeout: Duration,
+        accept: A,
+        finish: F,
+    ) -> Result<(T, Settled<R>), E>
+    where
+        T: Clone + Send + 'static,
+        R: Send + 'static,
+        E: From<super::RenewError> + Send + 'static,
+        A: FnOnce(&Engine, &mut DbConn) -> Result<(T, super::renew::Accepted), E> + Send + 'static,
+        F: FnOnce(&Engine, &mut DbConn, &T, i64) -> Result<R, E> + Clone + Send + 'static,
+    {
+        let (accepted_tx, accepted_rx) = tokio::sync::oneshot::channel::<(T, i64)>();
+        let engine = self.clone();
+        let span = tracing::Span::current();
+        let finish_here = finish.clone();
+        let mut work = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| -> Result<Option<Settled<R>>, E> {
+                let mut c = engine.pool.get().map_err(|e| E::from(super::RenewError::from(e)))?;
+                let (answer, accepted) = accept(&engine, &mut c)?;
+                let job_id = accepted.job_id;
+                let inline = accepted.inline;
+                let kept = answer.clone();
+                if accepted_tx.send((answer, job_id)).is_err() {
+                    // The caller is gone; a leased job still runs: it was accepted.
+                    tracing::debug!(job = job_id, "the waiting request went away");
+                }
+                let Some(run) = inline else { return Ok(None) };
+                match engine.run_leased(&mut c, job_id, &run.lease) {
+                    Ok(JobOutcome::Done(Some(cert_id))) => {
+                        Ok(Some(Settled::Issued(finish_here(&engine, &mut c, &kept, cert_id)?)))
+                    }
+                    Ok(JobOutcome::Failed(m)) => Ok(Some(Settled::Failed(m))),
+                    Ok(_) => Ok(None),
+                    Err(e) => {
+                        // The job stays leased; a worker takes it when the lease expires.
+                        tracing::warn!(job = job_id, error = %e, "running the job here failed; the workers will");
+                        Ok(None)
+                    }
+                }
+            })
+        });
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (answer, job_id) = match accepted_rx.await {
+            Ok(v) => v,
+            Err(_) => {
+                // Not accepted: the refusal (or a panic) is in the thread's result.
+                return match (&mut work).await {
+                    Ok(Err(e)) => Err(e),
+                    Ok(Ok(_)) => {
+                        Err(E::from(super::RenewError::Internal("the request ended without an answer".into())))
+                    }
+                    Err(e) => Err(E::from(super::RenewError::Internal(e.to_string()))),
+                };
+            }
+        };
+        match tokio::time::timeout_at(deadline, &mut work).await {
+            Err(_) => return Ok((answer, Settled::Pending)),
+            Ok(Ok(Ok(Some(settled)))) => return Ok((answer, settled)),
+            Ok(Ok(Err(e))) => return Err(e),
+            Ok(Ok(Ok(None))) => {}
+            Ok(Err(e)) => tracing::warn!(job = job_id, error = %e, "the thread running the job failed"),
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match self.wait_for_job(job_id, left).await.map_err(E::from)? {
+            JobOutcome::Done(Some(cert_id)) => {
+                let engine = self.clone();
+                let kept = answer.clone();
+                let r = tokio::task::spawn_blocking(move || -> Result<R, E> {
+                    let mut c = engine.pool.get().map_err(|e| E::from(super::RenewError::from(e)))?;
+                    finish(&engine, &mut c, &kept, cert_id)
+                })
+                .await
+                .map_err(|e| E::from(super::RenewError::Internal(e.to_string())))??;
+                Ok((answer, Settled::Issued(r)))
+            }
+            JobOutcome::Failed(m) => Ok((answer, Settled::Failed(m))),
+            JobOutcome::Done(None) | JobOutcome::Pending => Ok((answer, Settled::Pending)),
+        }
+    }
+}
+
 /// Inserts a queued job of `kind`, due now (inside the caller's transaction); returns its id.
 pub fn insert_job(c: &mut DbConn, kind: &str, object_id: i64, payload: &str) -> Result<i64, diesel::result::Error> {
+    insert_job_leased(c, kind, object_id, payload, None)
+}
+
+/// `insert_job`, or with a lease: the job is inserted already claimed (running, first attempt)
+/// by the request that will run it.
+pub fn insert_job_leased(
+    c: &mut DbConn,
+    kind: &str,
+    object_id: i64,
+    payload: &str,
+    lease: Option<&InlineLease>,
+) -> Result<i64, diesel::result::Error> {
     let guid = new_guid();
     let ts = now();
     diesel::insert_into(jobs::table)
@@ -774,11 +1015,13 @@ pub fn insert_job(c: &mut DbConn, kind: &str, object_id: i64, payload: &str) -> 
             kind,
             object_id,
             payload,
-            state: JobState::Queued,
-            attempts: 0,
+            state: if lease.is_some() { JobState::Running } else { JobState::Queued },
+            attempts: if lease.is_some() { 1 } else { 0 },
             run_after: ts,
             created_at: ts,
             updated_at: ts,
+            lease_owner: lease.map(|l| l.owner.as_str()),
+            lease_until: lease.map(|l| ts + chrono::Duration::seconds(l.lease_secs)),
         })
         .execute(c)?;
     jobs::table.filter(jobs::guid.eq(&guid)).select(jobs::id).first(c)
@@ -808,7 +1051,10 @@ fn audit_failed_renewal(tx: &mut DbConn, job: &Job, message: &str) -> Result<(),
 }
 
 pub struct IssuedCert {
+    leaf: openssl::x509::X509,
     der: Vec<u8>,
+    /// The names recorded for search (`inventory::names_of_cert`).
+    names: Vec<String>,
     chain_pem: String,
     serial: String,
     common_name: String,

@@ -83,6 +83,9 @@ pub struct IssuePayload {
     /// Latest notAfter (unix seconds): an ACME reissue stays inside its order's coverage.
     #[serde(default)]
     pub not_after_max: Option<i64>,
+    /// SHA-256 of the CSR's public key (SPKI DER, hex), computed when the request was checked.
+    #[serde(default)]
+    pub public_key_sha256: Option<String>,
 }
 
 /// Exactly what a certificate is issued with, whatever its CSR says: ACME issues an order's
@@ -152,10 +155,34 @@ pub struct KeyfactorRenew {
 }
 
 /// An accepted request: the object and the job that will issue its new version.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Accepted {
     pub object: CertObject,
     pub job_id: i64,
+    /// Set when the job was enqueued leased to this request, which is to run it now
+    /// (`Engine::run_leased`); otherwise the workers run it.
+    pub inline: Option<InlineRun>,
+}
+
+/// A job the accepting request runs itself, and its place among `queue.inline`.
+#[derive(Debug)]
+pub struct InlineRun {
+    pub lease: super::queue::InlineLease,
+    _slot: super::queue::InlineSlot,
+}
+
+/// Gives a job run here the key of the CSR its request parsed (`InlineLease::csr_key`).
+fn with_csr_key(here: &mut Option<InlineRun>, csr: Option<&X509Req>) {
+    if let (Some(run), Some(csr)) = (here.as_mut(), csr) {
+        run.lease.csr_key = csr.public_key().ok();
+    }
+}
+
+/// Whether a request runs its job itself when it can (`Engine::*_here`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunBy {
+    Workers,
+    ThisRequest,
 }
 
 fn to_b64<T>(v: Result<Vec<u8>, T>) -> Result<String, RenewError>
@@ -211,6 +238,7 @@ impl Engine {
         object_id: Option<i64>,
         reason: &str,
     ) -> Result<(IssuePayload, CsrOrigin, Option<KeySpec>), RenewError> {
+        let mut csr_key_sha256 = None;
         let origin_folder = p.get("csr_origin").map(|s| s.folder.clone()).unwrap_or_else(|| p.dn.clone());
         match (csr.is_some(), p.csr_origin()) {
             (false, Some(CsrOrigin::User)) => {
@@ -246,6 +274,7 @@ impl Engine {
                         return Err(RenewError::Policy(PolicyViolation::KeyReuse));
                     }
                 }
+                csr_key_sha256 = Some(fp);
                 spec
             }
             None => p.default_key_spec(requested_key),
@@ -267,6 +296,7 @@ impl Engine {
             metadata: None,
             store_ids: vec![],
             not_after_max: None,
+            public_key_sha256: csr_key_sha256,
         };
         Ok((
             payload,
@@ -278,6 +308,18 @@ impl Engine {
     /// Starts an enrollment: creates the object (or reuses one with the same DN that is idle)
     /// and enqueues its issuance.
     pub fn enroll(&self, conn: &mut DbConn, req: &EnrollRequest) -> Result<Accepted, RenewError> {
+        self.enroll_by(conn, req, RunBy::Workers)
+    }
+
+    /// `enroll` for a request that waits for its certificate: the job is enqueued leased to it
+    /// when it may run it here (`Accepted::inline`).
+    pub fn enroll_here(&self, conn: &mut DbConn, req: &EnrollRequest) -> Result<Accepted, RenewError> {
+        self.enroll_by(conn, req, RunBy::ThisRequest)
+    }
+
+    fn enroll_by(&self, conn: &mut DbConn, req: &EnrollRequest, by: RunBy) -> Result<Accepted, RenewError> {
+        let mut here = self.inline_candidate(by);
+        let mut leased = false;
         let policy_dn = policy::normalize_dn(&req.policy_dn);
         let csr_subject = req.csr.as_ref().map(|c| validate::subject_of(c.subject_name()));
         let name = req
@@ -394,7 +436,9 @@ impl Engine {
                     cert_objects::table.filter(cert_objects::guid.eq(&guid)).select(cert_objects::id).first(c)?
                 }
             };
-            let job_id = enqueue(c, obj_id, &payload_json).map_err(|e| match e {
+            let lease = self.lease_if_builtin(c, &here, &payload.ca)?;
+            leased = lease.is_some();
+            let job_id = enqueue(c, obj_id, &payload_json, lease).map_err(|e| match e {
                 RenewError::StoreFailed(_, m) => RenewError::StoreFailed(dn.clone(), m),
                 other => other,
             })?;
@@ -403,10 +447,43 @@ impl Engine {
             }
             let object = inventory::find_object(c, &CertRef::ObjectId(obj_id))?
                 .ok_or_else(|| RenewError::Internal("object vanished".into()))?;
-            Ok(Accepted { object, job_id })
+            Ok(Accepted { object, job_id, inline: None })
         })?;
-        self.signals.job_enqueued();
-        Ok(accepted)
+        with_csr_key(&mut here, req.csr.as_ref());
+        Ok(self.accepted(accepted, leased, &mut here))
+    }
+
+    /// A slot and a lease, when a request that waits for its certificate may run its job here.
+    fn inline_candidate(&self, by: RunBy) -> Option<InlineRun> {
+        if by == RunBy::Workers {
+            return None;
+        }
+        let slot = self.inline_slot()?;
+        Some(InlineRun { lease: self.inline_lease(), _slot: slot })
+    }
+
+    /// The candidate's lease, when the job's issuer is a built-in CA (an upstream order can take
+    /// minutes and runs in the workers).
+    fn lease_if_builtin<'a>(
+        &self,
+        c: &mut DbConn,
+        here: &'a Option<InlineRun>,
+        ca: &str,
+    ) -> Result<Option<&'a super::queue::InlineLease>, RenewError> {
+        use crate::ca::builtin::{ISSUING_CA, ISSUING_RSA_CA};
+        let Some(run) = here else { return Ok(None) };
+        let builtin = ca == ISSUING_CA || ca == ISSUING_RSA_CA || crate::ca::BuiltinCa::find_row(c, ca)?.is_some();
+        Ok(builtin.then_some(&run.lease))
+    }
+
+    /// After the commit: a job leased to the request goes with its answer; any other wakes the workers.
+    fn accepted(&self, mut a: Accepted, leased: bool, here: &mut Option<InlineRun>) -> Accepted {
+        if leased {
+            a.inline = here.take();
+        } else {
+            self.signals.job_enqueued();
+        }
+        a
     }
 
     /// Checks the state rules of a renewal (without changing anything).
@@ -434,13 +511,39 @@ impl Engine {
 
     /// Starts a renewal of an existing object. The new version becomes current only when issued.
     pub fn renew(&self, conn: &mut DbConn, req: &RenewRequest) -> Result<Accepted, RenewError> {
-        let accepted = write_tx(conn, None, |c| self.renew_tx(c, req))?;
-        self.signals.job_enqueued();
-        Ok(accepted)
+        self.renew_by(conn, req, RunBy::Workers)
+    }
+
+    /// `renew` for a request that waits for its certificate: the job is enqueued leased to it
+    /// when it may run it here (`Accepted::inline`).
+    pub fn renew_here(&self, conn: &mut DbConn, req: &RenewRequest) -> Result<Accepted, RenewError> {
+        self.renew_by(conn, req, RunBy::ThisRequest)
+    }
+
+    fn renew_by(&self, conn: &mut DbConn, req: &RenewRequest, by: RunBy) -> Result<Accepted, RenewError> {
+        let mut here = self.inline_candidate(by);
+        let mut leased = false;
+        let accepted = write_tx(conn, None, |c| {
+            let a = self.renew_in(c, req, &here)?;
+            leased = a.1;
+            Ok::<_, RenewError>(a.0)
+        })?;
+        with_csr_key(&mut here, req.csr.as_ref());
+        Ok(self.accepted(accepted, leased, &mut here))
     }
 
     /// `renew` inside the caller's write transaction (the scheduler's); the caller signals the workers.
     pub fn renew_tx(&self, c: &mut DbConn, req: &RenewRequest) -> Result<Accepted, RenewError> {
+        self.renew_in(c, req, &None).map(|(a, _)| a)
+    }
+
+    /// The renewal's checks and its job; true when the job was leased to `here`.
+    fn renew_in(
+        &self,
+        c: &mut DbConn,
+        req: &RenewRequest,
+        here: &Option<InlineRun>,
+    ) -> Result<(Accepted, bool), RenewError> {
         {
             let obj = inventory::find_object(c, &req.certificate)?.ok_or_else(|| match &req.certificate {
                 CertRef::Dn(dn) => RenewError::DoesNotExist(dn.clone()),
@@ -466,7 +569,10 @@ impl Engine {
                 return Err(RenewError::UserCsrRequired(obj.dn.clone()));
             }
             let p = policy::effective(c, &obj.policy_dn)?;
-            let cur_cert = current.as_ref().map(|v| X509::from_der(&v.der)).transpose()?;
+            // Decoded only when its subject, names or key type are needed (OpenSSL 3 decodes slowly).
+            let stored_spec_json: Option<KeySpec> = serde_json::from_str(&obj.key_spec).ok();
+            let needs_cert = (req.issue_as.is_none() && req.csr.is_none()) || stored_spec_json.is_none();
+            let cur_cert = current.as_ref().filter(|_| needs_cert).map(|v| X509::from_der(&v.der)).transpose()?;
             let (subject, sans) = match (&req.issue_as, &req.csr) {
                 (Some(i), _) => (i.subject.clone(), i.sans.clone()),
                 (None, Some(csr)) => (validate::subject_of(csr.subject_name()), SanSet::of_csr(csr)),
@@ -487,8 +593,7 @@ impl Engine {
                 }
             };
             // A service-generated object keeps its key type (the folder's policy may override it).
-            let stored_spec: Option<KeySpec> = serde_json::from_str(&obj.key_spec)
-                .ok()
+            let stored_spec: Option<KeySpec> = stored_spec_json
                 .or_else(|| cur_cert.as_ref().and_then(|cc| cc.public_key().ok().and_then(|k| KeySpec::of_key(&k))));
             let (mut payload, _, _) =
                 self.plan_issue(c, &p, req.csr.as_ref(), &subject, &sans, stored_spec, Some(obj.id), "renew")?;
@@ -505,7 +610,8 @@ impl Engine {
                     .execute(c)
                     .map_err(|e| RenewError::ReenableFailed(e.to_string()))?;
             }
-            let job_id = enqueue(c, obj.id, &payload_json).map_err(|e| match e {
+            let lease = self.lease_if_builtin(c, here, &payload.ca)?;
+            let job_id = enqueue(c, obj.id, &payload_json, lease).map_err(|e| match e {
                 RenewError::StoreFailed(_, m) => RenewError::StoreFailed(obj.dn.clone(), m),
                 other => other,
             })?;
@@ -514,7 +620,7 @@ impl Engine {
             }
             let object = inventory::find_object(c, &CertRef::ObjectId(obj.id))?
                 .ok_or_else(|| RenewError::Internal("object vanished".into()))?;
-            Ok(Accepted { object, job_id })
+            Ok((Accepted { object, job_id, inline: None }, lease.is_some()))
         }
     }
 
@@ -526,6 +632,26 @@ impl Engine {
         conn: &mut DbConn,
         req: &KeyfactorRenew,
     ) -> Result<(Accepted, Vec<crate::db::models::Store>), RenewError> {
+        self.renew_keyfactor_by(conn, req, RunBy::Workers)
+    }
+
+    /// `renew_keyfactor` for a request that waits for its certificate (`Accepted::inline`).
+    pub fn renew_keyfactor_here(
+        &self,
+        conn: &mut DbConn,
+        req: &KeyfactorRenew,
+    ) -> Result<(Accepted, Vec<crate::db::models::Store>), RenewError> {
+        self.renew_keyfactor_by(conn, req, RunBy::ThisRequest)
+    }
+
+    fn renew_keyfactor_by(
+        &self,
+        conn: &mut DbConn,
+        req: &KeyfactorRenew,
+        by: RunBy,
+    ) -> Result<(Accepted, Vec<crate::db::models::Store>), RenewError> {
+        let mut here = self.inline_candidate(by);
+        let mut leased = false;
         let out = write_tx(conn, None, |c| -> Result<(Accepted, Vec<crate::db::models::Store>), RenewError> {
             let obj = inventory::find_object(c, &req.certificate)?
                 .ok_or_else(|| RenewError::DoesNotExist(format!("{:?}", req.certificate)))?;
@@ -599,19 +725,22 @@ impl Engine {
                     generate_key.is_some(),
                 )?,
                 not_after_max: None,
+                public_key_sha256: None,
             };
             check_upstream(c, &p, &payload)?;
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
-            let job_id = enqueue(c, obj.id, &payload_json).map_err(|e| match e {
+            let lease = self.lease_if_builtin(c, &here, &payload.ca)?;
+            leased = lease.is_some();
+            let job_id = enqueue(c, obj.id, &payload_json, lease).map_err(|e| match e {
                 RenewError::StoreFailed(_, m) => RenewError::StoreFailed(obj.dn.clone(), m),
                 other => other,
             })?;
             let object = inventory::find_object(c, &CertRef::ObjectId(obj.id))?
                 .ok_or_else(|| RenewError::Internal("object vanished".into()))?;
-            Ok((Accepted { object, job_id }, stores))
+            Ok((Accepted { object, job_id, inline: None }, stores))
         })?;
-        self.signals.job_enqueued();
-        Ok(out)
+        let (accepted, stores) = out;
+        Ok((self.accepted(accepted, leased, &mut here), stores))
     }
 
     /// Disables (or enables) a certificate object by DN; returns its DN.
@@ -645,7 +774,7 @@ impl Engine {
                 ))
                 .execute(c)?;
             if restart && let Some(payload) = failed_payload {
-                enqueue(c, obj.id, &payload).map_err(|e| match e {
+                enqueue(c, obj.id, &payload, None).map_err(|e| match e {
                     RenewError::StoreFailed(_, m) => RenewError::StoreFailed(obj.dn.clone(), m),
                     other => other,
                 })?;
@@ -927,9 +1056,14 @@ pub fn compromised_key(c: &mut DbConn, public_key_sha256: &str) -> Result<bool, 
     Ok(n > 0)
 }
 
-fn enqueue(c: &mut DbConn, object_id: i64, payload: &str) -> Result<i64, RenewError> {
+fn enqueue(
+    c: &mut DbConn,
+    object_id: i64,
+    payload: &str,
+    lease: Option<&super::queue::InlineLease>,
+) -> Result<i64, RenewError> {
     let ts = now();
-    let job_id = super::queue::insert_job(c, super::queue::KIND_ISSUE, object_id, payload)
+    let job_id = super::queue::insert_job_leased(c, super::queue::KIND_ISSUE, object_id, payload, lease)
         .map_err(|e| RenewError::StoreFailed(String::new(), db_message(&e)))?;
     // The state guard makes "one renewal in flight" hold even between two instances.
     let n = diesel::update(cert_objects::table.find(object_id).filter(cert_objects::state.ne(ObjectState::Processing)))
