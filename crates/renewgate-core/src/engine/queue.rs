@@ -302,9 +302,12 @@ impl Engine {
             self.issue(conn, job, owner, csr_key)
         };
         let outcome = match result {
-            Ok(issued) => match self.complete(conn, job, owner, &issued)? {
-                Some(cert_id) => {
-                    super::inventory::remember_issued(cert_id, &issued.leaf);
+            Ok(issued) => match {
+                let leaf = issued.leaf.clone();
+                self.complete(job, owner, issued).map(|r| r.map(|id| (id, leaf)))?
+            } {
+                Some((cert_id, leaf)) => {
+                    super::inventory::remember_issued(cert_id, &leaf);
                     let latency = (now() - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
                     crate::metrics::METRICS.issuance.observe(crate::metrics::seconds(latency));
                     crate::metrics::METRICS.issuance_job("issued");
@@ -632,15 +635,102 @@ impl Engine {
         }
     }
 
-    /// Commits the new version, makes it current and closes the job — all only if we still hold the lease.
-    fn complete(
-        &self,
-        conn: &mut DbConn,
-        job: &Job,
-        owner: &str,
-        c: &IssuedCert,
-    ) -> Result<Option<i64>, diesel::result::Error> {
-        write_tx(conn, None, |tx| -> Result<Option<i64>, diesel::result::Error> {
+    /// Commits the new version, makes it current and closes the job — all only if we still hold
+    /// the lease. Done by the group completer: the completions of the jobs finishing at the same
+    /// time share one transaction (each in a savepoint of its own), and each caller returns only
+    /// once its completion is committed.
+    fn complete(&self, job: &Job, owner: &str, c: IssuedCert) -> Result<Option<i64>, diesel::result::Error> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let queue = self.completer.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<Completion>();
+            let pool = self.pool.clone();
+            let _ =
+                std::thread::Builder::new().name("renewgate-complete".into()).spawn(move || complete_loop(&pool, &rx));
+            tx
+        });
+        let lost = |m: &str| diesel::result::Error::QueryBuilderError(m.to_string().into());
+        queue
+            .send(Completion { job: job.clone(), owner: owner.to_string(), issued: c, reply })
+            .map_err(|_| lost("the completer is not running"))?;
+        answer.recv().map_err(|_| lost("the completer stopped"))?.map_err(|m| lost(&m))
+    }
+}
+
+/// One job's completion handed to the group completer.
+pub struct Completion {
+    job: Job,
+    owner: String,
+    issued: IssuedCert,
+    reply: std::sync::mpsc::SyncSender<Result<Option<i64>, String>>,
+}
+
+/// Completions committed in one transaction at most.
+const COMPLETE_GROUP_MAX: usize = 128;
+
+/// The group completer's thread: takes every completion waiting, runs each in a savepoint of
+/// one write transaction, commits, then answers. A completion that fails rolls back its own
+/// savepoint only; a failed commit fails them all (their jobs stay leased and are run again).
+fn complete_loop(pool: &crate::db::Pool, rx: &std::sync::mpsc::Receiver<Completion>) {
+    use diesel::connection::SimpleConnection;
+    let mut conn: Option<crate::db::PooledConn> = None;
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < COMPLETE_GROUP_MAX {
+            match rx.try_recv() {
+                Ok(c) => group.push(c),
+                Err(_) => break,
+            }
+        }
+        if conn.is_none() {
+            conn = pool.get().ok();
+        }
+        let Some(c) = conn.as_mut() else {
+            for g in group {
+                let _ = g.reply.send(Err("no database connection".into()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        let mut results: Vec<Result<Option<i64>, String>> = Vec::with_capacity(group.len());
+        let committed = write_tx(c, None, |tx| -> Result<(), diesel::result::Error> {
+            results.clear();
+            for g in &group {
+                tx.batch_execute("SAVEPOINT completion")?;
+                match complete_in(tx, &g.job, &g.owner, &g.issued) {
+                    Ok(r) => {
+                        tx.batch_execute("RELEASE completion")?;
+                        results.push(Ok(r));
+                    }
+                    Err(e) => {
+                        tx.batch_execute("ROLLBACK TO completion; RELEASE completion")?;
+                        results.push(Err(e.to_string()));
+                    }
+                }
+            }
+            Ok(())
+        });
+        match committed {
+            Ok(()) => {
+                for (g, r) in group.into_iter().zip(results) {
+                    let _ = g.reply.send(r);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, jobs = group.len(), "completing a group of jobs failed");
+                // The connection may be broken (a database restart): take another next time.
+                conn = None;
+                for g in group {
+                    let _ = g.reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// `Engine::complete`'s work, inside the caller's transaction.
+fn complete_in(tx: &mut DbConn, job: &Job, owner: &str, c: &IssuedCert) -> Result<Option<i64>, diesel::result::Error> {
+    {
+        {
             let ts = now();
             let n = diesel::update(
                 jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(JobState::Running)),
@@ -706,9 +796,11 @@ impl Engine {
                 crate::engine::stores::schedule(tx, &[*sid], cert_id, "add", alias.as_deref(), true)?;
             }
             Ok(Some(cert_id))
-        })
+        }
     }
+}
 
+impl Engine {
     /// Records a failure: true when the job was given up (the object is in error).
     fn fail(&self, conn: &mut DbConn, job: &Job, owner: &str, f: &JobFailure) -> Result<bool, diesel::result::Error> {
         let give_up = f.permanent || job.attempts >= self.settings.queue.max_attempts;
