@@ -18,8 +18,9 @@ use crate::app::AppState;
 use crate::ca::{KeySpec, SanSet};
 use crate::db::DbError;
 use crate::db::models::CertVersion;
+use crate::engine::Engine;
 use crate::engine::inventory::{CertBundle, CertRef};
-use crate::engine::queue::JobOutcome;
+use crate::engine::queue::{JobOutcome, Settled};
 use crate::engine::renew::{EnrollRequest, IssueOverrides, KeyfactorRenew, SubjectSpec};
 use crate::engine::{stores as store_engine, templates};
 use crate::formats::{OutputFormat, OutputOptions, Pkcs12Profile};
@@ -215,39 +216,40 @@ pub async fn enrollment_renew(
         store_guids: vec![],
         access: principal.access.clone(),
     };
-    let (accepted, _) = blocking(&state, move |e, c| {
+    // Runs the job at once on this request's thread when there is capacity (Engine::accept_then_wait).
+    let accept = move |e: &Engine, c: &mut crate::db::DbConn| {
         let v = model::lookup_for(c, &principal, Permission::Write, id, tp.as_deref(), None, None)?;
-        Ok(e.renew_keyfactor(c, &KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
-    })
-    .await?;
-    crate::api::observe::note(&req, crate::engine::audit::action::RENEW, accepted.object.dn.clone());
-    match state.engine.wait_for_job(accepted.job_id, API_WAIT).await? {
-        JobOutcome::Done(Some(cid)) => {
-            let v = blocking(&state, move |_, c| model::version(c, cid)).await?;
-            respond(
-                cs,
-                &KfEnrollmentRenewResponse {
-                    keyfactor_id: v.id,
-                    keyfactor_request_id: accepted.job_id,
-                    thumbprint: Some(v.thumbprint),
-                    serial_number: Some(v.serial),
-                    issuer_dn: Some(v.issuer_dn),
-                    request_disposition: "ISSUED".into(),
-                    disposition_message: "The certificate was renewed.".into(),
-                },
-            )
-        }
-        JobOutcome::Failed(m) => Err(KeyfactorError::bad_request(format!("The renewal failed: {m}"))),
-        _ => respond(
+        let (accepted, _) =
+            e.renew_keyfactor_here(c, &KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?;
+        Ok::<_, KeyfactorError>(((accepted.object.dn.clone(), accepted.job_id), accepted))
+    };
+    let finish = |_: &Engine, c: &mut crate::db::DbConn, _: &(String, i64), cid: i64| model::version(c, cid);
+    let ((dn, job_id), settled) = state.engine.accept_then_wait(API_WAIT, accept, finish).await?;
+    crate::api::observe::note(&req, crate::engine::audit::action::RENEW, dn);
+    match settled {
+        Settled::Issued(v) => respond(
+            cs,
+            &KfEnrollmentRenewResponse {
+                keyfactor_id: v.id,
+                keyfactor_request_id: job_id,
+                thumbprint: Some(v.thumbprint),
+                serial_number: Some(v.serial),
+                issuer_dn: Some(v.issuer_dn),
+                request_disposition: "ISSUED".into(),
+                disposition_message: "The certificate was renewed.".into(),
+            },
+        ),
+        Settled::Failed(m) => Err(KeyfactorError::bad_request(format!("The renewal failed: {m}"))),
+        Settled::Pending => respond(
             cs,
             &KfEnrollmentRenewResponse {
                 keyfactor_id: 0,
-                keyfactor_request_id: accepted.job_id,
+                keyfactor_request_id: job_id,
                 thumbprint: None,
                 serial_number: None,
                 issuer_dn: None,
                 request_disposition: "PENDING".into(),
-                disposition_message: format!("The renewal is queued (request {}).", accepted.job_id),
+                disposition_message: format!("The renewal is queued (request {job_id})."),
             },
         ),
     }

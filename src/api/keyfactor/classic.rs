@@ -11,10 +11,11 @@ use super::request::{
     KfClassicLookup, KfClassicMetadataItem, KfClassicPkcs10Request, KfClassicPkcs12Request, KfClassicRenewRequest,
 };
 use super::response::{KfClassicPkcs10Response, KfClassicPkcs12Response, KfClassicRenewResponse};
-use super::{Casing, KeyfactorError, authenticate, blocking, body, model, nonblank, respond};
+use super::{Casing, KeyfactorError, authenticate, body, model, nonblank, respond};
 use crate::app::AppState;
+use crate::engine::Engine;
 use crate::engine::inventory::CertRef;
-use crate::engine::queue::JobOutcome;
+use crate::engine::queue::Settled;
 use crate::engine::renew::KeyfactorRenew;
 use crate::vocab::Permission;
 
@@ -90,24 +91,29 @@ pub async fn renew(
         store_guids: b.cert_stores.unwrap_or_default(),
         access: principal.access.clone(),
     };
-    let (accepted, stores) = blocking(&state, move |e, c| {
+    // Runs the job at once on this request's thread when there is capacity (Engine::accept_then_wait).
+    let accept = move |e: &Engine, c: &mut crate::db::DbConn| {
         let v =
             model::lookup_for(c, &principal, Permission::Write, id, tp.as_deref(), sn.as_deref(), issuer.as_deref())?;
-        Ok(e.renew_keyfactor(c, &KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?)
-    })
-    .await?;
-    crate::api::observe::note(&req, crate::engine::audit::action::RENEW, accepted.object.dn.clone());
-    let labels: Vec<String> = stores.iter().map(crate::engine::stores::store_label).collect();
-    tracing::info!(
-        object = accepted.object.id,
-        job = accepted.job_id,
-        stores = labels.len(),
-        "Keyfactor classic renewal accepted"
-    );
-    match state.engine.wait_for_job(accepted.job_id, classic_wait(&state)).await? {
-        JobOutcome::Done(Some(cert_id)) => {
-            let v = blocking(&state, move |_, c| model::version(c, cert_id)).await?;
-            let message = if stores.is_empty() {
+        let (accepted, stores) =
+            e.renew_keyfactor_here(c, &KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?;
+        let labels: Vec<String> = stores.iter().map(crate::engine::stores::store_label).collect();
+        tracing::info!(
+            object = accepted.object.id,
+            job = accepted.job_id,
+            stores = labels.len(),
+            "Keyfactor classic renewal accepted"
+        );
+        Ok::<_, KeyfactorError>(((accepted.object.dn.clone(), accepted.job_id, labels), accepted))
+    };
+    let finish = |_: &Engine, c: &mut crate::db::DbConn, _: &(String, i64, Vec<String>), cert_id: i64| {
+        model::version(c, cert_id)
+    };
+    let ((dn, job_id, labels), settled) = state.engine.accept_then_wait(classic_wait(&state), accept, finish).await?;
+    crate::api::observe::note(&req, crate::engine::audit::action::RENEW, dn);
+    match settled {
+        Settled::Issued(v) => {
+            let message = if labels.is_empty() {
                 "The certificate renewal has been completed successfully."
             } else {
                 RENEWED_MESSAGE
@@ -123,17 +129,16 @@ pub async fn renew(
                 },
             )
         }
-        JobOutcome::Failed(msg) => Err(KeyfactorError::bad_request(format!("The certificate renewal failed: {msg}"))),
-        _ => respond(
+        Settled::Failed(msg) => Err(KeyfactorError::bad_request(format!("The certificate renewal failed: {msg}"))),
+        Settled::Pending => respond(
             Casing::Pascal,
             &KfClassicRenewResponse {
                 renewed_cert_stores: labels,
                 thumbprint: String::new(),
-                cms_request_id: accepted.job_id,
+                cms_request_id: job_id,
                 request_disposition: "Pending".into(),
                 disposition_message: format!(
-                    "The renewal is queued (request {}). Agent jobs for the listed stores are created when the certificate is issued; GET /api/v1/jobs/{} tells when.",
-                    accepted.job_id, accepted.job_id
+                    "The renewal is queued (request {job_id}). Agent jobs for the listed stores are created when the certificate is issued; GET /api/v1/jobs/{job_id} tells when."
                 ),
             },
         ),

@@ -98,6 +98,8 @@ pub fn issue_as(order: &[Identifier], p: &policy::EffectivePolicy) -> IssueAs {
 
 /// Finalizes the account's order `id` with `csr`: the issuance is queued (the order is
 /// `processing`; returns its job), or for a dry-run order signed at once by the test issuer.
+/// The finalize request waits for its certificate, so a job it may run itself is run here at
+/// once, before this returns (`Engine::run_leased`); otherwise the workers run it.
 pub fn finalize(
     engine: &Engine,
     c: &mut DbConn,
@@ -106,6 +108,24 @@ pub fn finalize(
     csr: X509Req,
     account_key: &openssl::pkey::PKeyRef<openssl::pkey::Public>,
 ) -> AcmeResult<Option<i64>> {
+    let Some(accepted) = accept(engine, c, account, id, csr, account_key)? else { return Ok(None) };
+    if let Some(run) = &accepted.inline
+        && let Err(e) = engine.run_leased(c, accepted.job_id, &run.lease)
+    {
+        // The job stays leased; a worker takes it when the lease expires.
+        tracing::warn!(job = accepted.job_id, error = %e, "running the job here failed; the workers will");
+    }
+    Ok(Some(accepted.job_id))
+}
+
+fn accept(
+    engine: &Engine,
+    c: &mut DbConn,
+    account: &Account,
+    id: i64,
+    csr: X509Req,
+    account_key: &openssl::pkey::PKeyRef<openssl::pkey::Public>,
+) -> AcmeResult<Option<crate::engine::renew::Accepted>> {
     let o = super::orders::get_row(c, account, id)?;
     let status = OrderStatus::stored(&o.status)?;
     if status != OrderStatus::Ready {
@@ -157,7 +177,7 @@ pub fn finalize(
                 None
             };
             let accepted = engine
-                .renew(
+                .renew_here(
                     c,
                     &RenewRequest {
                         certificate: CertRef::ObjectId(n),
@@ -196,7 +216,7 @@ pub fn finalize(
                 name = format!("{base_name} ({k})");
             }
             let accepted = engine
-                .enroll(
+                .enroll_here(
                     c,
                     &EnrollRequest {
                         policy_dn: folder,
@@ -226,5 +246,5 @@ pub fn finalize(
         rows::set_match_name(c, n, &first)?;
     }
     rows::set_order_processing(c, o.id, accepted.job_id, accepted.object.id)?;
-    Ok(Some(accepted.job_id))
+    Ok(Some(accepted))
 }
