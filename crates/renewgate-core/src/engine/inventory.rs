@@ -189,7 +189,7 @@ pub fn names_of_cert(x: &X509) -> Vec<String> {
             }
         }
     }
-    for s in sans_of(&x) {
+    for s in sans_of(x) {
         let s = s.to_lowercase();
         if s.len() <= 1024 && !out.contains(&s) {
             out.push(s);

@@ -302,31 +302,31 @@ impl Engine {
             self.issue(conn, job, owner, csr_key)
         };
         let outcome = match result {
-            Ok(issued) => match {
+            Ok(issued) => {
                 let leaf = issued.leaf.clone();
-                self.complete(job, owner, issued).map(|r| r.map(|id| (id, leaf)))?
-            } {
-                Some((cert_id, leaf)) => {
-                    super::inventory::remember_issued(cert_id, &leaf);
-                    let latency = (now() - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-                    crate::metrics::METRICS.issuance.observe(crate::metrics::seconds(latency));
-                    crate::metrics::METRICS.issuance_job("issued");
-                    tracing::info!(
-                        job = job.id,
-                        object = job.object_id,
-                        ms = started.elapsed().as_millis() as u64,
-                        "certificate issued"
-                    );
-                    JobOutcome::Done(Some(cert_id))
+                match self.complete(job, owner, issued)? {
+                    Some(cert_id) => {
+                        super::inventory::remember_issued(cert_id, &leaf);
+                        let latency = (now() - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                        crate::metrics::METRICS.issuance.observe(crate::metrics::seconds(latency));
+                        crate::metrics::METRICS.issuance_job("issued");
+                        tracing::info!(
+                            job = job.id,
+                            object = job.object_id,
+                            ms = started.elapsed().as_millis() as u64,
+                            "certificate issued"
+                        );
+                        JobOutcome::Done(Some(cert_id))
+                    }
+                    None => {
+                        tracing::warn!(
+                            job = job.id,
+                            "lease lost before completion; result discarded (another worker owns the job)"
+                        );
+                        JobOutcome::Pending
+                    }
                 }
-                None => {
-                    tracing::warn!(
-                        job = job.id,
-                        "lease lost before completion; result discarded (another worker owns the job)"
-                    );
-                    JobOutcome::Pending
-                }
-            },
+            }
             Err(f) => {
                 let given_up = self.fail(conn, job, owner, &f)?;
                 if given_up { JobOutcome::Failed(f.message) } else { JobOutcome::Pending }
