@@ -53,8 +53,8 @@ pub struct Engine {
     pub instance: String,
     /// The HTTP layer's audit records, committed in groups.
     pub audit_writer: audit::GroupWriter,
-    /// The group completer's queue (`Engine::complete`), started on first use.
-    pub completer: std::sync::OnceLock<std::sync::mpsc::Sender<queue::Completion>>,
+    /// Completions waiting for the group commit (`Engine::complete`).
+    pub completions: queue::CompletionGroup,
 }
 
 impl Engine {
@@ -99,7 +99,7 @@ impl Engine {
             leases: Default::default(),
             instance: format!("{}-{}", std::process::id(), &crate::db::new_guid()[..8]),
             audit_writer: Default::default(),
-            completer: Default::default(),
+            completions: Default::default(),
         })
     }
 }

@@ -304,7 +304,7 @@ impl Engine {
         let outcome = match result {
             Ok(issued) => {
                 let leaf = issued.leaf.clone();
-                match self.complete(job, owner, issued)? {
+                match self.complete(conn, job, owner, issued)? {
                     Some(cert_id) => {
                         super::inventory::remember_issued(cert_id, &leaf);
                         let latency = (now() - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
@@ -636,93 +636,97 @@ impl Engine {
     }
 
     /// Commits the new version, makes it current and closes the job — all only if we still hold
-    /// the lease. Done by the group completer: the completions of the jobs finishing at the same
-    /// time share one transaction (each in a savepoint of its own), and each caller returns only
-    /// once its completion is committed.
-    fn complete(&self, job: &Job, owner: &str, c: IssuedCert) -> Result<Option<i64>, diesel::result::Error> {
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        let queue = self.completer.get_or_init(|| {
-            let (tx, rx) = std::sync::mpsc::channel::<Completion>();
-            let pool = self.pool.clone();
-            let _ =
-                std::thread::Builder::new().name("renewgate-complete".into()).spawn(move || complete_loop(&pool, &rx));
-            tx
-        });
+    /// the lease. Group commit: the completions of the jobs finishing at the same time share one
+    /// transaction (each in a savepoint of its own). The first caller to find no commit under
+    /// way leads: it commits every completion waiting, on its own connection (so no connection
+    /// beyond the callers' own is needed); the others wait for its commit and return only once
+    /// their completion is committed.
+    fn complete(
+        &self,
+        conn: &mut DbConn,
+        job: &Job,
+        owner: &str,
+        c: IssuedCert,
+    ) -> Result<Option<i64>, diesel::result::Error> {
         let lost = |m: &str| diesel::result::Error::QueryBuilderError(m.to_string().into());
-        queue
-            .send(Completion { job: job.clone(), owner: owner.to_string(), issued: c, reply })
-            .map_err(|_| lost("the completer is not running"))?;
-        answer.recv().map_err(|_| lost("the completer stopped"))?.map_err(|m| lost(&m))
+        let group = &self.completions;
+        let mut st = group.state.lock().unwrap_or_else(|e| e.into_inner());
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        st.waiting.push(Completion { ticket, job: job.clone(), owner: owner.to_string(), issued: c });
+        loop {
+            if let Some(r) = st.done.remove(&ticket) {
+                return r.map_err(|m| lost(&m));
+            }
+            if !st.committing {
+                st.committing = true;
+                let batch = std::mem::take(&mut st.waiting);
+                drop(st);
+                let results = commit_group(conn, &batch);
+                st = group.state.lock().unwrap_or_else(|e| e.into_inner());
+                st.committing = false;
+                for (item, r) in batch.iter().zip(results) {
+                    st.done.insert(item.ticket, r);
+                }
+                group.cv.notify_all();
+                continue;
+            }
+            st = group.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
     }
 }
 
-/// One job's completion handed to the group completer.
-pub struct Completion {
+/// The completions waiting for a commit, and the outcomes not yet collected.
+#[derive(Default)]
+pub struct CompletionGroup {
+    state: Mutex<GroupState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct GroupState {
+    next_ticket: u64,
+    committing: bool,
+    waiting: Vec<Completion>,
+    done: std::collections::HashMap<u64, Result<Option<i64>, String>>,
+}
+
+/// One job's completion waiting for the group commit.
+struct Completion {
+    ticket: u64,
     job: Job,
     owner: String,
     issued: IssuedCert,
-    reply: std::sync::mpsc::SyncSender<Result<Option<i64>, String>>,
 }
 
-/// Completions committed in one transaction at most.
-const COMPLETE_GROUP_MAX: usize = 128;
-
-/// The group completer's thread: takes every completion waiting, runs each in a savepoint of
-/// one write transaction, commits, then answers. A completion that fails rolls back its own
-/// savepoint only; a failed commit fails them all (their jobs stay leased and are run again).
-fn complete_loop(pool: &crate::db::Pool, rx: &std::sync::mpsc::Receiver<Completion>) {
+/// Commits a group of completions in one write transaction, each in a savepoint: one that fails
+/// rolls back its own savepoint only; a failed commit fails them all (their jobs stay leased and
+/// run again after the lease).
+fn commit_group(conn: &mut DbConn, group: &[Completion]) -> Vec<Result<Option<i64>, String>> {
     use diesel::connection::SimpleConnection;
-    let mut conn: Option<crate::db::PooledConn> = None;
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < COMPLETE_GROUP_MAX {
-            match rx.try_recv() {
-                Ok(c) => group.push(c),
-                Err(_) => break,
+    let mut results: Vec<Result<Option<i64>, String>> = Vec::with_capacity(group.len());
+    let committed = write_tx(conn, None, |tx| -> Result<(), diesel::result::Error> {
+        results.clear();
+        for g in group {
+            tx.batch_execute("SAVEPOINT completion")?;
+            match complete_in(tx, &g.job, &g.owner, &g.issued) {
+                Ok(r) => {
+                    tx.batch_execute("RELEASE completion")?;
+                    results.push(Ok(r));
+                }
+                Err(e) => {
+                    tx.batch_execute("ROLLBACK TO completion; RELEASE completion")?;
+                    results.push(Err(e.to_string()));
+                }
             }
         }
-        if conn.is_none() {
-            conn = pool.get().ok();
-        }
-        let Some(c) = conn.as_mut() else {
-            for g in group {
-                let _ = g.reply.send(Err("no database connection".into()));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            continue;
-        };
-        let mut results: Vec<Result<Option<i64>, String>> = Vec::with_capacity(group.len());
-        let committed = write_tx(c, None, |tx| -> Result<(), diesel::result::Error> {
-            results.clear();
-            for g in &group {
-                tx.batch_execute("SAVEPOINT completion")?;
-                match complete_in(tx, &g.job, &g.owner, &g.issued) {
-                    Ok(r) => {
-                        tx.batch_execute("RELEASE completion")?;
-                        results.push(Ok(r));
-                    }
-                    Err(e) => {
-                        tx.batch_execute("ROLLBACK TO completion; RELEASE completion")?;
-                        results.push(Err(e.to_string()));
-                    }
-                }
-            }
-            Ok(())
-        });
-        match committed {
-            Ok(()) => {
-                for (g, r) in group.into_iter().zip(results) {
-                    let _ = g.reply.send(r);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, jobs = group.len(), "completing a group of jobs failed");
-                // The connection may be broken (a database restart): take another next time.
-                conn = None;
-                for g in group {
-                    let _ = g.reply.send(Err(e.to_string()));
-                }
-            }
+        Ok(())
+    });
+    match committed {
+        Ok(()) => results,
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = group.len(), "completing a group of jobs failed");
+            group.iter().map(|_| Err(e.to_string())).collect()
         }
     }
 }
