@@ -235,8 +235,11 @@ pub async fn finalize(
             X509Req::from_der(&der).map_err(|_| Problem::new(400, "badCSR", "the CSR is not a DER PKCS#10 request"))?;
         let acct_key = super::account_key(&account)?;
         let a = account.clone();
-        let job =
-            blocking(&state, move |e, c| Ok(crate::acme::finalize::finalize(e, c, &a, id, csr, &acct_key)?)).await?;
+        let job = blocking(&state, move |e, c| {
+            let req = crate::acme::finalize::FinalizeRequest { account: &a, id, csr, account_key: &acct_key };
+            Ok(crate::acme::finalize::finalize(e, c, req)?)
+        })
+        .await?;
         if let Some(job) = job {
             state
                 .engine

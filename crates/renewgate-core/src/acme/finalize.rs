@@ -100,15 +100,8 @@ pub fn issue_as(order: &[Identifier], p: &policy::EffectivePolicy) -> IssueAs {
 /// `processing`; returns its job), or for a dry-run order signed at once by the test issuer.
 /// The finalize request waits for its certificate, so a job it may run itself is run here at
 /// once, before this returns (`Engine::run_leased`); otherwise the workers run it.
-pub fn finalize(
-    engine: &Engine,
-    c: &mut DbConn,
-    account: &Account,
-    id: i64,
-    csr: X509Req,
-    account_key: &openssl::pkey::PKeyRef<openssl::pkey::Public>,
-) -> AcmeResult<Option<i64>> {
-    let Some(accepted) = accept(engine, c, account, id, csr, account_key)? else { return Ok(None) };
+pub fn finalize(engine: &Engine, c: &mut DbConn, req: FinalizeRequest<'_>) -> AcmeResult<Option<i64>> {
+    let Some(accepted) = accept(engine, c, req)? else { return Ok(None) };
     if let Some(run) = &accepted.inline
         && let Err(e) = engine.run_leased(c, accepted.job_id, &run.lease)
     {
@@ -118,14 +111,21 @@ pub fn finalize(
     Ok(Some(accepted.job_id))
 }
 
+/// A finalize: the account's order `id`, the CSR it sent, and the account's key (which the
+/// certificate must not reuse).
+pub struct FinalizeRequest<'a> {
+    pub account: &'a Account,
+    pub id: i64,
+    pub csr: X509Req,
+    pub account_key: &'a openssl::pkey::PKeyRef<openssl::pkey::Public>,
+}
+
 fn accept(
     engine: &Engine,
     c: &mut DbConn,
-    account: &Account,
-    id: i64,
-    csr: X509Req,
-    account_key: &openssl::pkey::PKeyRef<openssl::pkey::Public>,
+    req: FinalizeRequest<'_>,
 ) -> AcmeResult<Option<crate::engine::renew::Accepted>> {
+    let FinalizeRequest { account, id, csr, account_key } = req;
     let o = super::orders::get_row(c, account, id)?;
     let status = OrderStatus::stored(&o.status)?;
     if status != OrderStatus::Ready {
