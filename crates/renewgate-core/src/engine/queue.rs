@@ -487,44 +487,50 @@ impl Engine {
         let mut csr = None;
         // The subject and SANs to issue were settled at acceptance (policy applied); the CSR
         // contributes its public key.
-        let payload_subject = p
+        let mut payload_subject = p
             .subject_der
             .as_deref()
             .map(|d| b64(d).and_then(|der| X509Name::from_der(&der).map_err(crypto)))
             .transpose()?;
-        let builtin = issuer.describe().kind == IssuerKind::Builtin;
-        let (subject, sans, public_key): (X509Name, SanSet, PKey<Public>) =
-            if let (Some(_), Some(key), Some(subject), Some(sans), true) =
-                (&p.csr_der, csr_key, payload_subject.as_ref(), &p.sans, builtin)
+        // Run by the request that parsed and verified the CSR: its key is at hand, and a
+        // built-in CA needs nothing else from the CSR.
+        let known = match (csr_key, &p.sans) {
+            (Some(key), Some(sans))
+                if issuer.describe().kind == IssuerKind::Builtin
+                    && p.csr_der.is_some()
+                    && payload_subject.is_some() =>
             {
-                // Run by the request that parsed and verified the CSR: its key is at hand, and a
-                // built-in CA needs nothing else from the CSR.
-                let subject = X509Name::from_der(&subject.to_der().map_err(crypto)?).map_err(crypto)?;
-                (subject, sans.clone(), key.clone())
-            } else if let Some(csr_der) = &p.csr_der {
-                let req = X509Req::from_der(&b64(csr_der)?).map_err(crypto)?;
-                let pk = req.public_key().map_err(crypto)?;
-                let subject = match payload_subject {
-                    Some(s) => s,
-                    None => X509Name::from_der(&req.subject_name().to_der().map_err(crypto)?).map_err(crypto)?,
-                };
-                let sans = p.sans.clone().unwrap_or_else(|| SanSet::of_csr(&req));
-                csr = Some(req);
-                (subject, sans, pk)
-            } else if let Some(pkd) = &p.public_key_der {
-                // Re-sign an existing public key (no private key involved).
-                let pk = PKey::public_key_from_der(&b64(pkd)?).map_err(crypto)?;
-                let subject = payload_subject.ok_or_else(|| JobFailure::permanent("job has no subject"))?;
-                (subject, p.sans.clone().unwrap_or_default(), pk)
-            } else {
-                let spec =
-                    p.generate_key.ok_or_else(|| JobFailure::permanent("job has neither a CSR nor a key type"))?;
-                let key = self.job_key(conn, job, owner, spec, issuer.describe().kind)?;
-                let pk = PKey::public_key_from_der(&key.public_key_to_der().map_err(crypto)?).map_err(crypto)?;
-                private_key = Some(key);
-                let subject = payload_subject.ok_or_else(|| JobFailure::permanent("job has no subject"))?;
-                (subject, p.sans.clone().unwrap_or_default(), pk)
+                Some((key, sans))
+            }
+            _ => None,
+        };
+        let (subject, sans, public_key): (X509Name, SanSet, PKey<Public>) = if let Some((key, sans)) = known
+            && let Some(subject) = payload_subject.take()
+        {
+            (subject, sans.clone(), key.clone())
+        } else if let Some(csr_der) = &p.csr_der {
+            let req = X509Req::from_der(&b64(csr_der)?).map_err(crypto)?;
+            let pk = req.public_key().map_err(crypto)?;
+            let subject = match payload_subject {
+                Some(s) => s,
+                None => X509Name::from_der(&req.subject_name().to_der().map_err(crypto)?).map_err(crypto)?,
             };
+            let sans = p.sans.clone().unwrap_or_else(|| SanSet::of_csr(&req));
+            csr = Some(req);
+            (subject, sans, pk)
+        } else if let Some(pkd) = &p.public_key_der {
+            // Re-sign an existing public key (no private key involved).
+            let pk = PKey::public_key_from_der(&b64(pkd)?).map_err(crypto)?;
+            let subject = payload_subject.ok_or_else(|| JobFailure::permanent("job has no subject"))?;
+            (subject, p.sans.clone().unwrap_or_default(), pk)
+        } else {
+            let spec = p.generate_key.ok_or_else(|| JobFailure::permanent("job has neither a CSR nor a key type"))?;
+            let key = self.job_key(conn, job, owner, spec, issuer.describe().kind)?;
+            let pk = PKey::public_key_from_der(&key.public_key_to_der().map_err(crypto)?).map_err(crypto)?;
+            private_key = Some(key);
+            let subject = payload_subject.ok_or_else(|| JobFailure::permanent("job has no subject"))?;
+            (subject, p.sans.clone().unwrap_or_default(), pk)
+        };
         let input = IssueInput {
             subject: &subject,
             sans: &sans,
