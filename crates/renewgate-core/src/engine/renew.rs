@@ -164,6 +164,15 @@ pub struct Accepted {
     pub inline: Option<InlineRun>,
 }
 
+/// A renewal checked and planned outside the write transaction that stores it.
+struct PlannedRenewal {
+    /// The object as the plan read it.
+    obj: CertObject,
+    payload_json: String,
+    /// The job goes to the request's lease (a built-in CA issues it).
+    leased: bool,
+}
+
 /// A job the accepting request runs itself, and its place among `queue.inline`.
 #[derive(Debug)]
 pub struct InlineRun {
@@ -438,10 +447,7 @@ impl Engine {
             };
             let lease = self.lease_if_builtin(c, &here, &payload.ca)?;
             leased = lease.is_some();
-            let job_id = enqueue(c, obj_id, &payload_json, lease).map_err(|e| match e {
-                RenewError::StoreFailed(_, m) => RenewError::StoreFailed(dn.clone(), m),
-                other => other,
-            })?;
+            let (job_id, _) = enqueue(c, (obj_id, &dn), &payload_json, lease, None)?;
             if let Some(csr) = &req.csr {
                 store_csr(c, obj_id, job_id, csr)?;
             }
@@ -522,106 +528,133 @@ impl Engine {
 
     fn renew_by(&self, conn: &mut DbConn, req: &RenewRequest, by: RunBy) -> Result<Accepted, RenewError> {
         let mut here = self.inline_candidate(by);
-        let mut leased = false;
-        let accepted = write_tx(conn, None, |c| {
-            let a = self.renew_in(c, req, &here)?;
-            leased = a.1;
-            Ok::<_, RenewError>(a.0)
-        })?;
+        // Checked and planned without the writer lock (on SQLite the one lock every write waits
+        // for), then stored in a short transaction that first makes sure the object has not
+        // changed since it was read. If it has, or it is being renewed, the whole renewal runs
+        // again inside one transaction, which gives the same answer a serial run would.
+        let plan = self.plan_renewal(conn, req, &here)?;
+        let seen = plan.obj.updated_at;
+        let optimistic = write_tx(conn, None, |c| self.store_renewal(c, plan, req, &here, Some(seen)));
+        let (accepted, leased) = match optimistic {
+            Err(RenewError::AlreadyProcessing(_)) => write_tx(conn, None, |c| {
+                let plan = self.plan_renewal(c, req, &here)?;
+                self.store_renewal(c, plan, req, &here, None)
+            })?,
+            other => other?,
+        };
         with_csr_key(&mut here, req.csr.as_ref());
         Ok(self.accepted(accepted, leased, &mut here))
     }
 
     /// `renew` inside the caller's write transaction (the scheduler's); the caller signals the workers.
     pub fn renew_tx(&self, c: &mut DbConn, req: &RenewRequest) -> Result<Accepted, RenewError> {
-        self.renew_in(c, req, &None).map(|(a, _)| a)
+        let plan = self.plan_renewal(c, req, &None)?;
+        self.store_renewal(c, plan, req, &None, None).map(|(a, _)| a)
     }
 
-    /// The renewal's checks and its job; true when the job was leased to `here`.
-    fn renew_in(
+    /// The renewal's checks and its job's payload: reads only.
+    fn plan_renewal(
         &self,
         c: &mut DbConn,
         req: &RenewRequest,
         here: &Option<InlineRun>,
-    ) -> Result<(Accepted, bool), RenewError> {
-        {
-            let obj = inventory::find_object(c, &req.certificate)?.ok_or_else(|| match &req.certificate {
-                CertRef::Dn(dn) => RenewError::DoesNotExist(dn.clone()),
-                other => RenewError::DoesNotExist(format!("{other:?}")),
-            })?;
-            Self::check_renewable(&obj, req.reenable)?;
-            let current = inventory::current_version(c, &obj)?;
-            if let Some(data) = &req.certificate_data {
-                let given = X509::from_der(data)
-                    .or_else(|_| X509::from_pem(data))
-                    .map_err(|_| RenewError::CertificateMismatch(obj.dn.clone()))?;
-                let tp = crate::ca::thumbprint(&given.to_der()?);
-                let belongs: i64 = certificates::table
-                    .filter(certificates::object_id.eq(obj.id))
-                    .filter(certificates::thumbprint.eq(&tp))
-                    .count()
-                    .get_result(c)?;
-                if belongs == 0 {
-                    return Err(RenewError::CertificateMismatch(obj.dn));
-                }
+    ) -> Result<PlannedRenewal, RenewError> {
+        let obj = inventory::find_object(c, &req.certificate)?.ok_or_else(|| match &req.certificate {
+            CertRef::Dn(dn) => RenewError::DoesNotExist(dn.clone()),
+            other => RenewError::DoesNotExist(format!("{other:?}")),
+        })?;
+        Self::check_renewable(&obj, req.reenable)?;
+        if let Some(data) = &req.certificate_data {
+            let given = X509::from_der(data)
+                .or_else(|_| X509::from_pem(data))
+                .map_err(|_| RenewError::CertificateMismatch(obj.dn.clone()))?;
+            let tp = crate::ca::thumbprint(&given.to_der()?);
+            let belongs: i64 = certificates::table
+                .filter(certificates::object_id.eq(obj.id))
+                .filter(certificates::thumbprint.eq(&tp))
+                .count()
+                .get_result(c)?;
+            if belongs == 0 {
+                return Err(RenewError::CertificateMismatch(obj.dn));
             }
-            if req.csr.is_none() && obj.csr_origin == CsrOrigin::User {
-                return Err(RenewError::UserCsrRequired(obj.dn.clone()));
-            }
-            let p = policy::effective(c, &obj.policy_dn)?;
-            // Decoded only when its subject, names or key type are needed (OpenSSL 3 decodes slowly).
-            let stored_spec_json: Option<KeySpec> = serde_json::from_str(&obj.key_spec).ok();
-            let needs_cert = (req.issue_as.is_none() && req.csr.is_none()) || stored_spec_json.is_none();
-            let cur_cert = current.as_ref().filter(|_| needs_cert).map(|v| X509::from_der(&v.der)).transpose()?;
-            let (subject, sans) = match (&req.issue_as, &req.csr) {
-                (Some(i), _) => (i.subject.clone(), i.sans.clone()),
-                (None, Some(csr)) => (validate::subject_of(csr.subject_name()), SanSet::of_csr(csr)),
-                (None, None) => {
-                    let mut s = cur_cert
-                        .as_ref()
-                        .map(|c| validate::subject_of(c.subject_name()))
-                        .unwrap_or_else(|| SubjectSpec { common_name: Some(obj.name.clone()), ..Default::default() });
-                    if let Some(cn) = req.subject.as_ref().and_then(|r| r.common_name.clone()) {
-                        s.common_name = Some(cn);
-                    }
-                    let sans = match (&req.sans, &cur_cert) {
-                        (Some(x), _) if !x.is_empty() => x.clone(),
-                        (_, Some(cc)) => SanSet::of_cert(cc),
-                        _ => SanSet::default(),
-                    };
-                    (s, sans)
-                }
-            };
-            // A service-generated object keeps its key type (the folder's policy may override it).
-            let stored_spec: Option<KeySpec> = stored_spec_json
-                .or_else(|| cur_cert.as_ref().and_then(|cc| cc.public_key().ok().and_then(|k| KeySpec::of_key(&k))));
-            let (mut payload, _, _) =
-                self.plan_issue(c, &p, req.csr.as_ref(), &subject, &sans, stored_spec, Some(obj.id), "renew")?;
-            payload.not_after_max = req.not_after_max;
-            if let Some(i) = &req.issue_as {
-                payload.ekus = Some(i.ekus.clone());
-            }
-            payload.store_ids = push_targets(c, &p, &obj, &[], &req.access, payload.generate_key.is_some())?;
-            check_upstream(c, &p, &payload)?;
-            let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
-            if req.reenable && obj.disabled {
-                diesel::update(cert_objects::table.find(obj.id))
-                    .set(cert_objects::disabled.eq(false))
-                    .execute(c)
-                    .map_err(|e| RenewError::ReenableFailed(e.to_string()))?;
-            }
-            let lease = self.lease_if_builtin(c, here, &payload.ca)?;
-            let job_id = enqueue(c, obj.id, &payload_json, lease).map_err(|e| match e {
-                RenewError::StoreFailed(_, m) => RenewError::StoreFailed(obj.dn.clone(), m),
-                other => other,
-            })?;
-            if let Some(csr) = &req.csr {
-                store_csr(c, obj.id, job_id, csr)?;
-            }
-            let object = inventory::find_object(c, &CertRef::ObjectId(obj.id))?
-                .ok_or_else(|| RenewError::Internal("object vanished".into()))?;
-            Ok((Accepted { object, job_id, inline: None }, lease.is_some()))
         }
+        if req.csr.is_none() && obj.csr_origin == CsrOrigin::User {
+            return Err(RenewError::UserCsrRequired(obj.dn.clone()));
+        }
+        let p = policy::effective(c, &obj.policy_dn)?;
+        // The current certificate is decoded only when its subject, names or key type are needed
+        // (OpenSSL 3 decodes slowly): never for a renewal with a CSR, whose key and names are the CSR's.
+        let stored_spec_json: Option<KeySpec> = serde_json::from_str(&obj.key_spec).ok();
+        let needs_cert = req.csr.is_none() && (req.issue_as.is_none() || stored_spec_json.is_none());
+        let cur_cert = match needs_cert {
+            true => inventory::current_version(c, &obj)?.map(|v| X509::from_der(&v.der)).transpose()?,
+            false => None,
+        };
+        let (subject, sans) = match (&req.issue_as, &req.csr) {
+            (Some(i), _) => (i.subject.clone(), i.sans.clone()),
+            (None, Some(csr)) => (validate::subject_of(csr.subject_name()), SanSet::of_csr(csr)),
+            (None, None) => {
+                let mut s = cur_cert
+                    .as_ref()
+                    .map(|c| validate::subject_of(c.subject_name()))
+                    .unwrap_or_else(|| SubjectSpec { common_name: Some(obj.name.clone()), ..Default::default() });
+                if let Some(cn) = req.subject.as_ref().and_then(|r| r.common_name.clone()) {
+                    s.common_name = Some(cn);
+                }
+                let sans = match (&req.sans, &cur_cert) {
+                    (Some(x), _) if !x.is_empty() => x.clone(),
+                    (_, Some(cc)) => SanSet::of_cert(cc),
+                    _ => SanSet::default(),
+                };
+                (s, sans)
+            }
+        };
+        // A service-generated object keeps its key type (the folder's policy may override it).
+        let stored_spec: Option<KeySpec> = stored_spec_json
+            .or_else(|| cur_cert.as_ref().and_then(|cc| cc.public_key().ok().and_then(|k| KeySpec::of_key(&k))));
+        let (mut payload, _, _) =
+            self.plan_issue(c, &p, req.csr.as_ref(), &subject, &sans, stored_spec, Some(obj.id), "renew")?;
+        payload.not_after_max = req.not_after_max;
+        if let Some(i) = &req.issue_as {
+            payload.ekus = Some(i.ekus.clone());
+        }
+        payload.store_ids = push_targets(c, &p, &obj, &[], &req.access, payload.generate_key.is_some())?;
+        check_upstream(c, &p, &payload)?;
+        let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
+        let leased = self.lease_if_builtin(c, here, &payload.ca)?.is_some();
+        Ok(PlannedRenewal { obj, payload_json, leased })
+    }
+
+    /// Stores a planned renewal (inside the caller's write transaction): its job, its CSR and the
+    /// object's new state. With `unchanged_since`, the object must still be as the plan read it
+    /// (else `AlreadyProcessing`, and nothing is kept). True when the job was leased to `here`.
+    fn store_renewal(
+        &self,
+        c: &mut DbConn,
+        plan: PlannedRenewal,
+        req: &RenewRequest,
+        here: &Option<InlineRun>,
+        unchanged_since: Option<chrono::NaiveDateTime>,
+    ) -> Result<(Accepted, bool), RenewError> {
+        let PlannedRenewal { mut obj, payload_json, leased } = plan;
+        let lease = here.as_ref().filter(|_| leased).map(|run| &run.lease);
+        let (job_id, ts) = enqueue(c, (obj.id, &obj.dn), &payload_json, lease, unchanged_since)?;
+        if req.reenable && obj.disabled {
+            diesel::update(cert_objects::table.find(obj.id))
+                .set(cert_objects::disabled.eq(false))
+                .execute(c)
+                .map_err(|e| RenewError::ReenableFailed(e.to_string()))?;
+            obj.disabled = false;
+        }
+        if let Some(csr) = &req.csr {
+            store_csr(c, obj.id, job_id, csr)?;
+        }
+        // The object as the transaction leaves it (enqueue's update), without reading it again.
+        obj.state = ObjectState::Processing;
+        obj.pending_job_id = Some(job_id);
+        obj.last_error = None;
+        obj.updated_at = ts;
+        Ok((Accepted { object: obj, job_id, inline: None }, lease.is_some()))
     }
 
     /// Keyfactor's renewal: no CSR. An object whose key the gateway holds gets a new key of the
@@ -731,10 +764,7 @@ impl Engine {
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
             let lease = self.lease_if_builtin(c, &here, &payload.ca)?;
             leased = lease.is_some();
-            let job_id = enqueue(c, obj.id, &payload_json, lease).map_err(|e| match e {
-                RenewError::StoreFailed(_, m) => RenewError::StoreFailed(obj.dn.clone(), m),
-                other => other,
-            })?;
+            let (job_id, _) = enqueue(c, (obj.id, &obj.dn), &payload_json, lease, None)?;
             let object = inventory::find_object(c, &CertRef::ObjectId(obj.id))?
                 .ok_or_else(|| RenewError::Internal("object vanished".into()))?;
             Ok((Accepted { object, job_id, inline: None }, stores))
@@ -774,10 +804,7 @@ impl Engine {
                 ))
                 .execute(c)?;
             if restart && let Some(payload) = failed_payload {
-                enqueue(c, obj.id, &payload, None).map_err(|e| match e {
-                    RenewError::StoreFailed(_, m) => RenewError::StoreFailed(obj.dn.clone(), m),
-                    other => other,
-                })?;
+                enqueue(c, (obj.id, &obj.dn), &payload, None, None)?;
             }
             Ok(true)
         })?;
@@ -1056,28 +1083,33 @@ pub fn compromised_key(c: &mut DbConn, public_key_sha256: &str) -> Result<bool, 
     Ok(n > 0)
 }
 
+/// Enqueues an object's job and marks the object processing; `AlreadyProcessing` when it already
+/// is, or (with `unchanged_since`) when it changed after that instant.
 fn enqueue(
     c: &mut DbConn,
-    object_id: i64,
+    (object_id, dn): (i64, &str),
     payload: &str,
     lease: Option<&super::queue::InlineLease>,
-) -> Result<i64, RenewError> {
+    unchanged_since: Option<chrono::NaiveDateTime>,
+) -> Result<(i64, chrono::NaiveDateTime), RenewError> {
     let ts = now();
     let job_id = super::queue::insert_job_leased(c, super::queue::KIND_ISSUE, object_id, payload, lease)
-        .map_err(|e| RenewError::StoreFailed(String::new(), db_message(&e)))?;
+        .map_err(|e| RenewError::StoreFailed(dn.to_string(), db_message(&e)))?;
     // The state guard makes "one renewal in flight" hold even between two instances.
-    let n = diesel::update(cert_objects::table.find(object_id).filter(cert_objects::state.ne(ObjectState::Processing)))
-        .set((
-            cert_objects::state.eq(ObjectState::Processing),
-            cert_objects::pending_job_id.eq(job_id),
-            cert_objects::last_error.eq(None::<String>),
-            cert_objects::updated_at.eq(ts),
-        ))
-        .execute(c)
-        .map_err(|e| RenewError::StoreFailed(String::new(), db_message(&e)))?;
-    if n != 1 {
-        let dn: String = cert_objects::table.find(object_id).select(cert_objects::dn).first(c)?;
-        return Err(RenewError::AlreadyProcessing(dn));
+    let target = cert_objects::table.find(object_id).filter(cert_objects::state.ne(ObjectState::Processing));
+    let changes = (
+        cert_objects::state.eq(ObjectState::Processing),
+        cert_objects::pending_job_id.eq(job_id),
+        cert_objects::last_error.eq(None::<String>),
+        cert_objects::updated_at.eq(ts),
+    );
+    let n = match unchanged_since {
+        Some(seen) => diesel::update(target.filter(cert_objects::updated_at.eq(seen))).set(changes).execute(c),
+        None => diesel::update(target).set(changes).execute(c),
     }
-    Ok(job_id)
+    .map_err(|e| RenewError::StoreFailed(dn.to_string(), db_message(&e)))?;
+    if n != 1 {
+        return Err(RenewError::AlreadyProcessing(dn.to_string()));
+    }
+    Ok((job_id, ts))
 }
