@@ -230,6 +230,7 @@ impl Engine {
         let instance = self.instance.clone();
         let engine = self.clone();
         std::thread::Builder::new().name("renewgate-heartbeat".into()).spawn(move || engine.heartbeat_loop())?;
+        crate::db::start_checkpointer(&self.pool)?;
         for n in 0..self.settings.queue.workers {
             let engine = self.clone();
             let owner = format!("{instance}-w{n}");
