@@ -97,7 +97,9 @@ pub fn build_leaf(
     b.set_serial_number(&serial)?;
     b.set_subject_name(subject)?;
     b.set_issuer_name(ca.subject_name())?;
-    b.set_pubkey(pubkey)?;
+    // As the gateway does (`ca::legacy_form`): OpenSSL 3 encodes a legacy-form key directly.
+    let legacy = renewgate_core::ca::legacy_form(pubkey);
+    b.set_pubkey(legacy.as_deref().unwrap_or(pubkey))?;
     let nb = Asn1Time::days_from_now(0)?;
     let na = Asn1Time::days_from_now(90)?;
     b.set_not_before(&nb)?;
