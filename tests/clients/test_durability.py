@@ -1,9 +1,10 @@
 """Durability of the job queue: renewals accepted before a kill -9 complete after the restart,
 and none is processed into two certificates."""
+import threading
 import time
 import uuid
 
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from rg_helpers import (cert_pem, db_rows, db_scalar, key_pem, make_ca, make_leaf, public_key_der, renew,
                         request_service, retrieve, retrieved_certs, wait_retrieve)
@@ -127,3 +128,71 @@ def test_jobs_running_at_kill_9_are_recovered_after_their_lease(gateway_factory,
     for job_id in interrupted:
         attempts = int(db_scalar(resumed, f"SELECT attempts FROM jobs WHERE id = {job_id}"))
         assert attempts >= 2, f"job {job_id} was running at the kill; attempts = {attempts}"
+
+
+def test_kill_9_under_load_at_1000_accepted_renewals(gateway_factory, tmp_path):
+    """A crash under load: sixteen clients have 1,000 renewals accepted (queued: no WorkToDoTimeout)
+    while one worker issues them; kill -9 the moment the 1,000th is accepted. After the restart
+    every accepted renewal completes exactly once: no job lost, none with two certificates."""
+    n, clients = 1000, 16
+    env = {"RENEWGATE_QUEUE__LEASE_SECS": "2", "RENEWGATE_QUEUE__POLL_MS": "100"}
+    # One worker: issuance is slower than acceptance, so the kill finds the queue full.
+    gw = gateway_factory(env={**env, "RENEWGATE_QUEUE__WORKERS": "1"})
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca_key, ca_cert = make_ca("Crash Import CA")
+    tag = uuid.uuid4().hex[:6]
+    leaves = [make_leaf(ca_key, ca_cert, f"crash{i}-{tag}.example.com", key=key)[1] for i in range(n)]
+    (tmp_path / "certs.pem").write_text("".join(cert_pem(c) for c in leaves) + cert_pem(ca_cert))
+    (tmp_path / "key.pem").write_text(key_pem(key))
+    out = gw.cli("cert", "import", "--policy", "\\VED\\Policy\\Crash", str(tmp_path / "certs.pem"),
+                 "--key", str(tmp_path / "key.pem")).stdout
+    dns = [line.split("\t")[2] for line in out.splitlines()]
+    assert len(dns) == n, out[-500:]
+
+    accepted, refused = [], []
+    lock = threading.Lock()
+    token = gw.token("certificate:manage")
+
+    def client(part):
+        s = gw.session(token)
+        for d in part:
+            r = renew(s, d)
+            with lock:
+                (accepted if r.status_code == 200 and r.json().get("Success") is True else refused).append((d, r.text))
+
+    threads = [threading.Thread(target=client, args=(dns[i::clients],)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    gw.stop(kill=True)
+    assert refused == [] and len(accepted) == n, refused[:3]
+    open_at_kill = int(db_scalar(gw, "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"))
+    assert open_at_kill > 0, "every job was done before the kill: the crash was not under load"
+
+    resumed = gateway_factory(env=env, database=gw.database, data_dir=gw.data_dir)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if db_scalar(resumed, "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')") == "0":
+            break
+        time.sleep(0.5)
+    in_list = ",".join("'" + d.replace("'", "''").lower() + "'" for d in dns)
+    objects = db_rows(resumed, f"SELECT id, state, COALESCE(pending_job_id, 0) FROM cert_objects "
+                               f"WHERE dn_lower IN ({in_list})")
+    assert len(objects) == n
+    assert all(state == "active" and pending == "0" for _, state, pending in objects), \
+        [o for o in objects if o[1] != "active" or o[2] != "0"][:5]
+    ids = ",".join(o[0] for o in objects)
+    jobs = db_rows(resumed, f"SELECT id, state FROM jobs WHERE object_id IN ({ids})")
+    assert len(jobs) == n, f"{len(jobs)} jobs for {n} accepted renewals"
+    assert all(j[1] == "done" for j in jobs), [j for j in jobs if j[1] != "done"][:5]
+    # The imported version and the renewal's: two per object, one per job, linked both ways.
+    versions = db_rows(resumed, f"SELECT COUNT(*) FROM certificates WHERE object_id IN ({ids}) GROUP BY object_id")
+    assert len(versions) == n and all(v[0] == "2" for v in versions), \
+        f"objects without exactly two versions: {[v for v in versions if v[0] != '2'][:5]}"
+    twice = db_rows(resumed, f"SELECT job_id FROM certificates WHERE object_id IN ({ids}) AND job_id IS NOT NULL "
+                             "GROUP BY job_id HAVING COUNT(*) > 1")
+    assert twice == [], f"jobs with more than one certificate: {twice[:5]}"
+    linked = db_scalar(resumed, f"SELECT COUNT(*) FROM jobs j JOIN certificates c ON c.id = j.result_cert_id "
+                                f"AND c.job_id = j.id WHERE j.object_id IN ({ids})")
+    assert linked == str(n), f"{linked} of {n} jobs point at the certificate they produced"
