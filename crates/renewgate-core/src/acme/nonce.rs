@@ -72,13 +72,16 @@ impl NonceSource {
         let now = chrono::Utc::now().timestamp();
         let Some(expires) = self.check(nonce, now) else { return Ok(false) };
         let expires = chrono::DateTime::from_timestamp(expires, 0).map(|t| t.naive_utc()).unwrap_or_default();
-        let fresh = rows::record_used_nonce(c, nonce, expires)?;
         // Now and then (one request in 256: the first MAC byte is uniform), drop consumed
         // nonces that could no longer verify.
-        if B64U.decode(nonce).ok().and_then(|raw| raw.get(8).copied()) == Some(0) {
-            rows::purge_nonces(c)?;
-        }
-        Ok(fresh)
+        let purge = B64U.decode(nonce).ok().and_then(|raw| raw.get(8).copied()) == Some(0);
+        crate::db::autocommit_write(c, |c| {
+            let fresh = rows::record_used_nonce(c, nonce, expires)?;
+            if purge {
+                rows::purge_nonces(c)?;
+            }
+            Ok(fresh)
+        })
     }
 }
 

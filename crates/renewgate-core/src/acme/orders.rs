@@ -135,7 +135,8 @@ fn refresh(c: &mut DbConn, mut o: rows::Order) -> AcmeResult<rows::Order> {
         _ => None,
     };
     if let Some((status, cert, err)) = next {
-        rows::set_order_status(c, o.id, status.as_str(), cert.or(o.certificate_id), &err)?;
+        let certificate_id = cert.or(o.certificate_id);
+        crate::db::autocommit_write(c, |c| rows::set_order_status(c, o.id, status.as_str(), certificate_id, &err))?;
         o.status = status.as_str().to_string();
         o.certificate_id = cert.or(o.certificate_id);
         o.error = err;

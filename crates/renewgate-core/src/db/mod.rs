@@ -190,6 +190,17 @@ where
     }
 }
 
+/// Runs single-statement writes outside a transaction (each commits on its own) in this process's
+/// writer turn on SQLite, like `write_tx`: outside it, a write that meets a running transaction
+/// goes to SQLite's busy handler and sleeps. On PostgreSQL, `f` simply runs.
+pub fn autocommit_write<T>(conn: &mut DbConn, f: impl FnOnce(&mut DbConn) -> T) -> T {
+    let _writer = match conn {
+        DbConn::Sqlite(_) => Some(SqliteWriter::acquire()),
+        DbConn::Postgresql(_) => None,
+    };
+    f(conn)
+}
+
 /// The process's turn at SQLite's single writer lock. Re-entrant per thread: a thread already
 /// holding it (a transaction that opens another connection's transaction) does not wait for
 /// itself; that inner transaction falls back on SQLite's busy handler, as before.
