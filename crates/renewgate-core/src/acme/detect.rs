@@ -72,18 +72,14 @@ pub fn policy_secs(p: &policy::EffectivePolicy, key: &str) -> Option<i64> {
 pub fn find_match(c: &mut DbConn, owner: &Owner, requested: &[String]) -> AcmeResult<Option<i64>> {
     let assigned = owner.assigned(c)?;
     let owners = if owner.folder_orders { None } else { Some((owner.key.as_str(), assigned.as_slice())) };
-    let candidates = rows::match_candidates(c, &owner.folder, match_keys(requested), owners)?;
-    let mut best: Option<(i64, NaiveDateTime)> = None;
-    for id in candidates {
+    // Newest current version first: the first object whose names match is the one to act on.
+    for id in rows::match_candidates(c, &owner.folder, match_keys(requested), owners)? {
         let (names, not_after) = object_names(c, id)?;
-        if let Some(na) = not_after
-            && names_match(&names, requested)
-            && best.is_none_or(|(_, b)| na > b)
-        {
-            best = Some((id, na));
+        if not_after.is_some() && names_match(&names, requested) {
+            return Ok(Some(id));
         }
     }
-    Ok(best.map(|(id, _)| id))
+    Ok(None)
 }
 
 /// The default action on a matched object (seed 001): a standard plan renews inside the

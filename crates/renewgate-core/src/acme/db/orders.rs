@@ -301,9 +301,11 @@ pub fn set_coverage_end(c: &mut DbConn, object_id: i64, end: NaiveDateTime) -> R
     Ok(())
 }
 
-/// The objects auto-detection considers (seed 001): first issued through ACME, enabled, in
-/// `policy_dn`, with a `match_name` among `keys` (or none recorded), and — unless `owners` is
-/// None (a key that may act on its whole folder) — owned by one of `owners` or in `assigned`.
+/// The objects auto-detection considers (seed 001): first issued through ACME, enabled, issued
+/// (a current version), in `policy_dn`, with a `match_name` among `keys` (or none recorded), and
+/// — unless `owners` is None (a key that may act on its whole folder) — owned by one of `owners`
+/// or in `assigned`. Newest current version first (then oldest object): an order for a name
+/// enrolled many times decodes the newest object's certificate, not every one of them.
 pub fn match_candidates(
     c: &mut DbConn,
     policy_dn: &str,
@@ -312,9 +314,11 @@ pub fn match_candidates(
 ) -> Result<Vec<i64>, DbError> {
     let q = acme_objects::table
         .inner_join(cert_objects::table.on(cert_objects::id.eq(acme_objects::object_id)))
+        .inner_join(certificates::table.on(cert_objects::current_cert_id.eq(certificates::id.nullable())))
         .filter(cert_objects::policy_dn.eq(policy_dn))
         .filter(cert_objects::disabled.eq(false))
         .filter(acme_objects::match_name.eq_any(keys).or(acme_objects::match_name.is_null()))
+        .order((certificates::not_after.desc(), acme_objects::object_id.asc()))
         .select(acme_objects::object_id);
     Ok(match owners {
         None => q.load(c)?,
