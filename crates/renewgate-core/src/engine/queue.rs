@@ -149,8 +149,9 @@ impl Drop for InlineSlot {
 pub struct InlineLease {
     pub owner: String,
     pub lease_secs: i64,
-    /// The public key of the CSR the request parsed and verified: the job issues for it
-    /// without decoding the CSR from its payload again.
+    /// The public key of the CSR the request parsed and verified (or, for a Keyfactor renewal
+    /// that re-signs, of the current certificate): the job issues for it without decoding the
+    /// CSR or key from its payload again.
     pub csr_key: Option<PKey<Public>>,
 }
 
@@ -493,12 +494,12 @@ impl Engine {
             .as_deref()
             .map(|d| b64(d).and_then(|der| X509Name::from_der(&der).map_err(crypto)))
             .transpose()?;
-        // Run by the request that parsed and verified the CSR: its key is at hand, and a
-        // built-in CA needs nothing else from the CSR.
+        // Run by the request that parsed and verified the CSR (or read the key a Keyfactor
+        // renewal re-signs): its key is at hand, and a built-in CA needs nothing else from the CSR.
         let known = match (csr_key, &p.sans) {
             (Some(key), Some(sans))
                 if issuer.describe().kind == IssuerKind::Builtin
-                    && p.csr_der.is_some()
+                    && (p.csr_der.is_some() || p.public_key_der.is_some())
                     && payload_subject.is_some() =>
             {
                 Some((key, sans))

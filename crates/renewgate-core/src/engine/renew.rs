@@ -685,6 +685,7 @@ impl Engine {
     ) -> Result<(Accepted, Vec<crate::db::models::Store>), RenewError> {
         let mut here = self.inline_candidate(by);
         let mut leased = false;
+        let mut resigned_key = None;
         let out = write_tx(conn, None, |c| -> Result<(Accepted, Vec<crate::db::models::Store>), RenewError> {
             let obj = inventory::find_object(c, &req.certificate)?
                 .ok_or_else(|| RenewError::DoesNotExist(format!("{:?}", req.certificate)))?;
@@ -720,7 +721,9 @@ impl Engine {
             let (generate_key, public_key_der) = if current.key_enc.is_some() {
                 (Some(p.default_key_spec(cur_spec)), None)
             } else {
-                (None, Some(B64.encode(pk.public_key_to_der()?)))
+                // The key a job run here re-signs without decoding it from the payload again.
+                resigned_key = Some(crate::ca::legacy_form(&pk).unwrap_or_else(|| pk.clone()));
+                (None, Some(B64.encode(resigned_key.as_ref().unwrap_or(&pk).public_key_to_der()?)))
             };
             let final_subject =
                 validate::check(&p, &subject, &sans, generate_key.or(cur_spec)).map_err(RenewError::Policy)?;
@@ -770,6 +773,9 @@ impl Engine {
             Ok((Accepted { object, job_id, inline: None }, stores))
         })?;
         let (accepted, stores) = out;
+        if let Some(run) = here.as_mut() {
+            run.lease.csr_key = resigned_key;
+        }
         Ok((self.accepted(accepted, leased, &mut here), stores))
     }
 
