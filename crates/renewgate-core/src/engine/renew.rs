@@ -408,6 +408,7 @@ impl Engine {
                             cert_objects::key_spec.eq(&key_spec_json),
                             cert_objects::disabled.eq(false),
                             cert_objects::state.eq(ObjectState::Active),
+                            cert_objects::updated_at.eq(now()),
                         ))
                         .execute(c)?;
                     o.id
@@ -852,7 +853,9 @@ impl Engine {
             let already: i64 =
                 revocations::table.filter(revocations::certificate_id.eq(cert_id)).count().get_result(c)?;
             if disable {
-                diesel::update(cert_objects::table.find(obj.id)).set(cert_objects::disabled.eq(true)).execute(c)?;
+                diesel::update(cert_objects::table.find(obj.id))
+                    .set((cert_objects::disabled.eq(true), cert_objects::updated_at.eq(now())))
+                    .execute(c)?;
             }
             if already > 0 {
                 return Ok(false);
@@ -997,7 +1000,7 @@ impl Engine {
                     certificates::table.filter(certificates::guid.eq(&vguid)).select(certificates::id).first(c)?;
                 inventory::record_names(c, cert_id, obj_id, &der)?;
                 diesel::update(cert_objects::table.find(obj_id))
-                    .set(cert_objects::current_cert_id.eq(cert_id))
+                    .set((cert_objects::current_cert_id.eq(cert_id), cert_objects::updated_at.eq(now())))
                     .execute(c)?;
                 out.push((obj_id, cert_id, dn));
             }
