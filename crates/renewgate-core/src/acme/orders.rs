@@ -138,7 +138,7 @@ fn refresh(c: &mut DbConn, mut o: rows::Order) -> AcmeResult<rows::Order> {
         let certificate_id = cert.or(o.certificate_id);
         crate::db::autocommit_write(c, |c| rows::set_order_status(c, o.id, status.as_str(), certificate_id, &err))?;
         o.status = status.as_str().to_string();
-        o.certificate_id = cert.or(o.certificate_id);
+        o.certificate_id = certificate_id;
         o.error = err;
     }
     Ok(o)
