@@ -437,7 +437,11 @@ impl Engine {
             .optional()?
             .map(|r| r.id),
             DbConn::Sqlite(_) => write_tx(conn, None, |c| -> Result<Option<i64>, diesel::result::Error> {
+                // The literal state condition lets SQLite use the partial index `jobs_open` (open
+                // jobs in id order); with only bound values it walked every job in id order,
+                // a million done ones at inventory scale, while holding the writer turn.
                 let candidate: Option<i64> = jobs::table
+                    .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("jobs.state IN ('queued', 'running')"))
                     .filter(jobs::kind.eq(kind))
                     .filter(
                         jobs::state
