@@ -298,9 +298,57 @@ struct Under {
     pids: Vec<u32>,
     backend: String,
     eab: Option<(String, String)>,
+    /// CPU seconds of the gateway(s), of this process, stolen from the machine, and the wall
+    /// clock, when the current run started (`reset_rss`).
+    cpu_mark: std::cell::Cell<Option<CpuMark>>,
+}
+
+#[derive(Clone, Copy)]
+struct CpuMark {
+    gateway_s: f64,
+    bench_s: f64,
+    steal_s: f64,
+    at: Instant,
+}
+
+/// CPU use over one run: per renewal for the gateway(s) and for the load generator (this
+/// process), and the cores the hypervisor took from the machine meanwhile.
+#[derive(Clone, Copy)]
+struct CpuUse {
+    gateway_ms_per_renewal: f64,
+    bench_ms_per_renewal: f64,
+    steal_cores: f64,
+}
+
+fn own_cpu_seconds() -> f64 {
+    gateway::cpu_seconds(std::process::id()).unwrap_or(0.0)
 }
 
 impl Under {
+    fn cpu_now(&self) -> CpuMark {
+        CpuMark {
+            gateway_s: self.pids.iter().filter_map(|p| gateway::cpu_seconds(*p)).sum(),
+            bench_s: own_cpu_seconds(),
+            steal_s: gateway::steal_seconds().unwrap_or(0.0),
+            at: Instant::now(),
+        }
+    }
+
+    /// CPU used since the run started, over `renewals`; None without the gateway's pid.
+    fn cpu_use(&self, renewals: u64) -> Option<CpuUse> {
+        let start = self.cpu_mark.get()?;
+        if self.pids.is_empty() || renewals == 0 {
+            return None;
+        }
+        let end = self.cpu_now();
+        let n = renewals as f64;
+        Some(CpuUse {
+            gateway_ms_per_renewal: (end.gateway_s - start.gateway_s) * 1000.0 / n,
+            bench_ms_per_renewal: (end.bench_s - start.bench_s) * 1000.0 / n,
+            steal_cores: (end.steal_s - start.steal_s) / end.at.duration_since(start.at).as_secs_f64().max(1e-9),
+        })
+    }
+
     fn peak_rss(&self) -> Option<f64> {
         self.pids.iter().filter_map(|p| gateway::peak_rss_mb(*p)).reduce(f64::max)
     }
@@ -309,6 +357,7 @@ impl Under {
         for p in &self.pids {
             gateway::reset_peak_rss(*p);
         }
+        self.cpu_mark.set(Some(self.cpu_now()));
     }
 }
 
@@ -431,6 +480,7 @@ fn setup(ctx: &Ctx, backend: &str, tmp: &std::path::Path, workloads: &[String]) 
             pids: ctx.args.target_pid.into_iter().collect(),
             backend: "target".into(),
             eab: None,
+            cpu_mark: Default::default(),
         });
     }
     let store = match backend {
@@ -470,6 +520,7 @@ fn setup(ctx: &Ctx, backend: &str, tmp: &std::path::Path, workloads: &[String]) 
             backend: backend.to_string(),
             eab,
             deployment: None,
+            cpu_mark: Default::default(),
         })
     })();
     match r {
@@ -611,8 +662,9 @@ fn record(ctx: &mut Ctx, under: &Under, w: &str, clients: usize, r: &RunResult, 
     let rate = r.renewals as f64 / r.elapsed.max(1e-9);
     let (raw_total, parts) = raw_parts(w, &ctx.raw);
     let ratio = if raw_total > 0.0 { rate / raw_total } else { 0.0 };
+    let cpu = under.cpu_use(r.renewals);
     println!(
-        "{w} {} clients={clients}{}: {} renewals, {} errors in {:.1} s = {rate:.1}/s; p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms; raw {raw_total:.0}/s, ratio {ratio:.3}; peak RSS {}; {} chains checked",
+        "{w} {} clients={clients}{}: {} renewals, {} errors in {:.1} s = {rate:.1}/s; p50 {:.2} ms p90 {:.2} ms p99 {:.2} ms; raw {raw_total:.0}/s, ratio {ratio:.3}; peak RSS {}; {} chains checked{}",
         under.backend,
         if under.urls.len() > 1 { format!(" instances={}", under.urls.len()) } else { String::new() },
         r.renewals,
@@ -623,6 +675,11 @@ fn record(ctx: &mut Ctx, under: &Under, w: &str, clients: usize, r: &RunResult, 
         r.p99,
         rss.map(|m| format!("{m:.1} MB")).unwrap_or_else(|| "n/a".into()),
         r.chain_checks,
+        cpu.map(|c| format!(
+            "; CPU per renewal: gateway {:.2} ms, load generator {:.2} ms; steal {:.2} cores",
+            c.gateway_ms_per_renewal, c.bench_ms_per_renewal, c.steal_cores
+        ))
+        .unwrap_or_default(),
     );
     for s in &r.error_samples {
         println!("  error sample: {s}");
@@ -651,6 +708,11 @@ fn record(ctx: &mut Ctx, under: &Under, w: &str, clients: usize, r: &RunResult, 
     });
     for (k, v) in parts {
         l[k] = json!(round(v, 0));
+    }
+    if let Some(c) = cpu {
+        l["gateway_cpu_ms_per_renewal"] = json!(round(c.gateway_ms_per_renewal, 3));
+        l["bench_cpu_ms_per_renewal"] = json!(round(c.bench_ms_per_renewal, 3));
+        l["steal_cores"] = json!(round(c.steal_cores, 2));
     }
     if rss.is_none() {
         l["peak_rss_note"] = json!("no process id of the gateway (give --target-pid with --target)");

@@ -21,7 +21,7 @@ use renewgate::api::keyfactor::classic::crlf_base64;
 use renewgate_core::acme::finalize::check_csr;
 use renewgate_core::acme::model::Identifier;
 use renewgate_core::ca::{EcCurve, KeySpec, SanSet};
-use renewgate_core::engine::csr::parse_pkcs10;
+use renewgate_core::engine::csr::{Csr, parse_pkcs10};
 
 use crate::support::{bytes, config, mutate, mutations, parser_text, text, within_deadline};
 
@@ -238,8 +238,10 @@ proptest! {
         within_deadline(move || {
             if let Ok(req) = parse_pkcs10(&input) {
                 // What it returns has a verified signature.
-                let key = req.public_key().map_err(|e| TestCaseError::fail(e.to_string()))?;
-                prop_assert!(req.verify(&key).unwrap_or(false));
+                // Checked again by OpenSSL's own decoder, on the bytes as received.
+                let ossl = X509Req::from_der(req.der()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let key = ossl.public_key().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert!(ossl.verify(&key).unwrap_or(false));
             }
             Ok(())
         })?;
@@ -249,7 +251,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(input in bytes()) {
         within_deadline(move || {
-            if let Ok(req) = X509Req::from_der(&input) {
+            if let Ok(req) = Csr::from_der(&input) {
                 let _ = SanSet::of_csr(&req);
                 let _ = check_csr(&req, &[]);
             }
@@ -324,11 +326,43 @@ proptest! {
         within_deadline(move || {
             let der = build_csr(&spec).to_der().map_err(|e| TestCaseError::fail(e.to_string()))?;
             let mutated = mutate(&der, &edits);
-            if let Ok(req) = X509Req::from_der(&mutated) {
+            if let Ok(req) = Csr::from_der(&mutated) {
                 let _ = SanSet::of_csr(&req);
                 let _ = SanSet::general_names_in_csr(&req);
                 let order = Identifier::parse("dns", &spec.common_name).map(|i| vec![i]).unwrap_or_default();
                 let _ = check_csr(&req, &order);
+            }
+            Ok(())
+        })?;
+    }
+
+    /// `Csr::from_der` (its EC fast path splits the DER itself) against OpenSSL's own decoder,
+    /// on valid requests and on mutated ones: the same verdict on the signature, and for a
+    /// request that verifies the same DER, subject, key and subjectAltNames.
+    #[test]
+    fn csr_decoding_agrees_with_openssl(spec in csr_spec(), edits in mutations(), mutate_it in any::<bool>()) {
+        within_deadline(move || {
+            let der = build_csr(&spec).to_der().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let der = if mutate_it { mutate(&der, &edits) } else { der };
+            let ours = Csr::from_der(&der);
+            let theirs = X509Req::from_der(&der);
+            prop_assert_eq!(ours.is_ok(), theirs.is_ok());
+            if let (Ok(ours), Ok(theirs)) = (ours, theirs) {
+                let theirs_ok = theirs.public_key().map(|k| theirs.verify(&k).unwrap_or(false)).unwrap_or(false);
+                let _ = openssl::error::ErrorStack::get();
+                prop_assert_eq!(ours.signature_verifies(), theirs_ok);
+                if !mutate_it {
+                    prop_assert!(ours.signature_verifies());
+                }
+                if theirs_ok {
+                    prop_assert_eq!(ours.der(), &der[..]);
+                    prop_assert_eq!(ours.subject_name().to_der().ok(), theirs.subject_name().to_der().ok());
+                    let (a, b) = (ours.public_key(), theirs.public_key());
+                    prop_assert!(matches!((a, b), (Ok(a), Ok(b)) if a.public_eq(&b)));
+                    let (a, b) = (SanSet::of_csr(&ours), SanSet::of_csr(&theirs));
+                    prop_assert_eq!(a, b);
+                    prop_assert_eq!(SanSet::general_names_in_csr(&ours), SanSet::general_names_in_csr(&theirs));
+                }
             }
             Ok(())
         })?;

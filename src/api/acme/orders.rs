@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
-use openssl::x509::X509Req;
 
 use super::problem::JwsProblems;
 use super::requests;
@@ -231,8 +230,8 @@ pub async fn finalize(
         let id = path_id(&path.into_inner())?;
         let base = base_url(&req, &state);
         let der = requests::Finalize::parse(&jws)?.csr_der;
-        let csr =
-            X509Req::from_der(&der).map_err(|_| Problem::new(400, "badCSR", "the CSR is not a DER PKCS#10 request"))?;
+        let csr = renewgate_core::engine::csr::Csr::from_der(&der)
+            .map_err(|_| Problem::new(400, "badCSR", "the CSR is not a DER PKCS#10 request"))?;
         let acct_key = super::account_key(&account)?;
         let a = account.clone();
         let job = blocking(&state, move |e, c| {

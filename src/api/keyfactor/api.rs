@@ -38,7 +38,7 @@ fn path_id(s: &str) -> Result<i64, KeyfactorError> {
 
 /// A Keyfactor enrollment (PFX, CSR, classic Pkcs10/Pkcs12).
 pub struct Enrollment {
-    pub csr: Option<openssl::x509::X509Req>,
+    pub csr: Option<renewgate_core::engine::csr::Csr>,
     pub subject: Option<SubjectSpec>,
     pub sans: SanSet,
     pub template: Option<String>,

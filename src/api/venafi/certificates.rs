@@ -511,7 +511,7 @@ fn key_spec(body: &CertificateRequestBody) -> Result<Option<KeySpec>, VenafiErro
     }
 }
 
-fn parse_csr(pkcs10: Option<String>) -> Result<Option<openssl::x509::X509Req>, VenafiError> {
+fn parse_csr(pkcs10: Option<String>) -> Result<Option<csr::Csr>, VenafiError> {
     match nonblank(pkcs10) {
         Some(text) => Ok(Some(csr::parse_pkcs10(&text)?)),
         None => Ok(None),

@@ -12,7 +12,7 @@ use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
-use openssl::x509::{X509, X509Builder, X509NameBuilder, X509Req};
+use openssl::x509::{X509, X509Builder, X509NameBuilder, X509ReqRef};
 
 use super::{Account, AcmeError, AcmeResult};
 use crate::ca::LeafTemplate;
@@ -60,7 +60,7 @@ fn issuer() -> Result<&'static TestIssuer, openssl::error::ErrorStack> {
 pub fn issue(
     c: &mut DbConn,
     order_id: i64,
-    csr: &X509Req,
+    csr: &X509ReqRef,
     subject: &SubjectSpec,
     issue: &IssueAs,
     validity_secs: u64,

@@ -4,7 +4,7 @@
 //! it. What is issued does not come from the CSR beyond its key: the subject is the CN (the
 //! first identifier, when it fits in 64 characters) plus the folder's subject values, the SANs
 //! are the order's names, the EKU is serverAuth unless the folder's `acme_ekus` lists more.
-use openssl::x509::X509Req;
+use crate::engine::csr::Csr;
 
 use super::db::orders as rows;
 use super::ownership::Owner;
@@ -35,11 +35,10 @@ fn refusal(e: RenewError) -> AcmeError {
 }
 
 /// Checks a CSR against the order: signature, and exactly the order's names.
-pub fn check_csr(csr: &X509Req, order: &[Identifier]) -> AcmeResult<()> {
-    let pk = csr.public_key().map_err(|_| AcmeError::bad_csr("the CSR has no usable public key"))?;
-    let sig_ok = csr.verify(&pk).unwrap_or(false);
+pub fn check_csr(csr: &Csr, order: &[Identifier]) -> AcmeResult<()> {
+    csr.public_key().map_err(|_| AcmeError::bad_csr("the CSR has no usable public key"))?;
     let _ = openssl::error::ErrorStack::get();
-    if !sig_ok {
+    if !csr.signature_verifies() {
         return Err(AcmeError::bad_csr("the CSR signature does not verify"));
     }
     let sans = SanSet::of_csr(csr);
@@ -116,7 +115,7 @@ pub fn finalize(engine: &Engine, c: &mut DbConn, req: FinalizeRequest<'_>) -> Ac
 pub struct FinalizeRequest<'a> {
     pub account: &'a Account,
     pub id: i64,
-    pub csr: X509Req,
+    pub csr: Csr,
     pub account_key: &'a openssl::pkey::PKeyRef<openssl::pkey::Public>,
 }
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openssl::pkey::{PKeyRef, Private, Public};
-use openssl::x509::{X509, X509NameRef, X509Ref, X509ReqRef};
+use openssl::x509::{X509, X509NameRef, X509Ref};
 
+use super::csr::Csr;
 use super::{IssuerUrls, LeafTemplate, SanSet, build_leaf};
 
 /// What to certify.
@@ -19,7 +20,7 @@ pub struct IssueInput<'a> {
     /// CA is sent a CSR signed with it.
     pub private_key: Option<&'a PKeyRef<Private>>,
     /// The requester's CSR as received, when there is one.
-    pub csr: Option<&'a X509ReqRef>,
+    pub csr: Option<&'a Csr>,
     pub validity_secs: u64,
     /// Extended key usages by name; empty: serverAuth and clientAuth.
     pub ekus: &'a [String],

@@ -2,6 +2,7 @@
 //! CAs and their CRLs, upstream ACME CAs.
 pub mod builtin;
 pub mod crl;
+pub mod csr;
 pub mod issuer;
 pub mod upstream;
 

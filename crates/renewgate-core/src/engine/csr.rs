@@ -2,11 +2,12 @@
 //! `\n` / `\r\n` escapes, or bare base64 DER.
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use openssl::x509::X509Req;
+
+pub use crate::ca::csr::Csr;
 
 use super::error::RenewError;
 
-pub fn parse_pkcs10(text: &str) -> Result<X509Req, RenewError> {
+pub fn parse_pkcs10(text: &str) -> Result<Csr, RenewError> {
     let unescaped = text.replace("\\r\\n", "\n").replace("\\n", "\n").replace("\\r", "\n");
     let mut body = String::with_capacity(unescaped.len());
     let mut in_block = !unescaped.contains("-----BEGIN");
@@ -35,24 +36,16 @@ pub fn parse_pkcs10(text: &str) -> Result<X509Req, RenewError> {
     let der = B64
         .decode(body.as_bytes())
         .map_err(|e| RenewError::CsrNotBase64(format!("The input is not a valid Base-64 string. {e}")))?;
-    let req = X509Req::from_der(&der)
+    let csr = Csr::from_der(&der)
         .map_err(|_| RenewError::CsrNotBase64("The data is not a valid PKCS#10 certificate signing request.".into()))?;
-    let key = req.public_key().map_err(|_| RenewError::CsrInvalidSignature)?;
-    let verified = req.verify(&key);
-    // A failed verification leaves errors on this thread's OpenSSL error queue; left there, they
-    // would be picked up by the next TLS read on the same worker thread and kill its connection.
-    let _ = openssl::error::ErrorStack::get();
-    match verified {
-        Ok(true) => Ok(req),
-        _ => Err(RenewError::CsrInvalidSignature),
-    }
+    if csr.signature_verifies() { Ok(csr) } else { Err(RenewError::CsrInvalidSignature) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use openssl::hash::MessageDigest;
-    use openssl::x509::{X509NameBuilder, X509ReqBuilder};
+    use openssl::x509::{X509NameBuilder, X509Req, X509ReqBuilder};
 
     fn sample_csr_pem() -> String {
         let key = crate::ca::KeySpec::Ec(crate::ca::EcCurve::P256).generate().unwrap();

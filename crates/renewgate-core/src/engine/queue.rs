@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use diesel::prelude::*;
 use openssl::pkey::{PKey, Private, Public};
-use openssl::x509::{X509Name, X509Req};
+use openssl::x509::X509Name;
 
 use super::Engine;
 use super::inventory::{self, KEY_PURPOSE};
@@ -515,7 +515,7 @@ impl Engine {
         {
             (subject, sans.clone(), key.clone())
         } else if let Some(csr_der) = &p.csr_der {
-            let req = X509Req::from_der(&b64(csr_der)?).map_err(crypto)?;
+            let req = super::csr::Csr::from_der(&b64(csr_der)?).map_err(crypto)?;
             let pk = req.public_key().map_err(crypto)?;
             let subject = match payload_subject {
                 Some(s) => s,
@@ -542,7 +542,7 @@ impl Engine {
             sans: &sans,
             public_key: &public_key,
             private_key: private_key.as_deref(),
-            csr: csr.as_deref(),
+            csr: csr.as_ref(),
             validity_secs: p.validity_secs,
             ekus: p.ekus.as_deref().unwrap_or(&[]),
             not_after_max: p.not_after_max,

@@ -4,7 +4,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use diesel::prelude::*;
-use openssl::x509::{X509, X509Name, X509NameBuilder, X509Req};
+use openssl::x509::{X509, X509Name, X509NameBuilder};
+
+use super::csr::Csr;
 use serde::{Deserialize, Serialize};
 
 use super::Engine;
@@ -102,7 +104,7 @@ pub struct IssueAs {
 pub struct EnrollRequest {
     pub policy_dn: String,
     pub object_name: Option<String>,
-    pub csr: Option<X509Req>,
+    pub csr: Option<Csr>,
     pub subject: SubjectSpec,
     pub sans: SanSet,
     pub key_spec: Option<KeySpec>,
@@ -126,7 +128,7 @@ pub struct IssueOverrides {
 /// A renewal of an existing object.
 pub struct RenewRequest {
     pub certificate: CertRef,
-    pub csr: Option<X509Req>,
+    pub csr: Option<Csr>,
     /// New subject/SANs for a service-generated renewal (vcert's service-side CSR renew).
     pub subject: Option<SubjectSpec>,
     pub sans: Option<SanSet>,
@@ -181,7 +183,7 @@ pub struct InlineRun {
 }
 
 /// Gives a job run here the key of the CSR its request parsed (`InlineLease::csr_key`).
-fn with_csr_key(here: &mut Option<InlineRun>, csr: Option<&X509Req>) {
+fn with_csr_key(here: &mut Option<InlineRun>, csr: Option<&Csr>) {
     if let (Some(run), Some(csr)) = (here.as_mut(), csr) {
         run.lease.csr_key = csr.public_key().ok();
     }
@@ -240,7 +242,7 @@ impl Engine {
         &self,
         c: &mut DbConn,
         p: &policy::EffectivePolicy,
-        csr: Option<&X509Req>,
+        csr: Option<&Csr>,
         subject: &SubjectSpec,
         sans: &SanSet,
         requested_key: Option<KeySpec>,
@@ -1059,12 +1061,12 @@ fn locked_ca(p: &policy::EffectivePolicy, wanted: &str) -> Result<String, RenewE
 }
 
 /// Stores a user-provided CSR beside its job (the "manual CSR" of the Venafi messages).
-fn store_csr(c: &mut DbConn, object_id: i64, job_id: i64, csr: &X509Req) -> Result<(), RenewError> {
+fn store_csr(c: &mut DbConn, object_id: i64, job_id: i64, csr: &Csr) -> Result<(), RenewError> {
     diesel::insert_into(csrs::table)
         .values((
             csrs::object_id.eq(object_id),
             csrs::job_id.eq(job_id),
-            csrs::der.eq(csr.to_der()?),
+            csrs::der.eq(csr.der()),
             csrs::created_at.eq(now()),
         ))
         .execute(c)

@@ -285,7 +285,7 @@ impl UpstreamIssuer {
     async fn issue_async(&self, input: &IssueInput<'_>, progress: &dyn JobProgress) -> Result<Issued, IssueError> {
         let ids = identifiers(input, self.config.public)?;
         let csr_der = match (input.csr, input.private_key) {
-            (Some(csr), _) => csr.to_der()?,
+            (Some(csr), _) => csr.der().to_vec(),
             (None, Some(key)) => build_csr(input, key)?,
             (None, None) => {
                 return Err(IssueError::permanent(
