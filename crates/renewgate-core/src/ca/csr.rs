@@ -76,7 +76,7 @@ impl std::fmt::Debug for Csr {
     }
 }
 
-mod fast {
+pub(super) mod fast {
     use super::*;
     use ::der::{Decode, Reader, Tagged};
 
@@ -108,11 +108,11 @@ mod fast {
         signature: &'a [u8],
     }
 
-    fn any<'a>(r: &mut ::der::SliceReader<'a>) -> Option<::der::AnyRef<'a>> {
+    pub(in crate::ca) fn any<'a>(r: &mut ::der::SliceReader<'a>) -> Option<::der::AnyRef<'a>> {
         r.decode::<::der::AnyRef<'a>>().ok()
     }
 
-    fn reader(bytes: &[u8]) -> Option<::der::SliceReader<'_>> {
+    pub(in crate::ca) fn reader(bytes: &[u8]) -> Option<::der::SliceReader<'_>> {
         ::der::SliceReader::new(bytes).ok()
     }
 

@@ -1,6 +1,7 @@
 //! Certificate authorities: key specs, leaf building, the issuer interface, the built-in OpenSSL
 //! CAs and their CRLs, upstream ACME CAs.
 pub mod builtin;
+pub mod cert_parts;
 pub mod crl;
 pub mod csr;
 pub mod issuer;

@@ -716,10 +716,10 @@ impl Engine {
                 None => None,
             };
             let p = policy::effective(c, &obj.policy_dn)?;
-            let cert = X509::from_der(&current.der)?;
-            let subject = validate::subject_of(cert.subject_name());
-            let sans = SanSet::of_cert(&cert);
-            let pk = cert.public_key()?;
+            let parts = crate::ca::cert_parts::cert_parts(&current.der)?;
+            let subject = validate::subject_of(&parts.subject);
+            let sans = parts.sans;
+            let pk = parts.public_key;
             let cur_spec = KeySpec::of_key(&pk);
             let (generate_key, public_key_der) = if current.key_enc.is_some() {
                 (Some(p.default_key_spec(cur_spec)), None)
