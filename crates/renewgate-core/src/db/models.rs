@@ -177,6 +177,9 @@ pub struct CertVersion {
 
 #[derive(Debug, Insertable)]
 #[diesel(table_name = certificates)]
+// None binds NULL (the columns' default) instead of writing DEFAULT: the statement's text is then
+// the same for every row, so diesel keeps it prepared (it is on every renewal's path).
+#[diesel(treat_none_as_default_value = false)]
 pub struct NewCertVersion<'a> {
     pub guid: &'a str,
     pub object_id: i64,
@@ -218,6 +221,9 @@ pub struct Job {
 
 #[derive(Debug, Insertable)]
 #[diesel(table_name = jobs)]
+// None binds NULL (the columns' default) instead of writing DEFAULT: the statement's text is then
+// the same for every row, so diesel keeps it prepared (it is on every renewal's path).
+#[diesel(treat_none_as_default_value = false)]
 pub struct NewJob<'a> {
     pub guid: &'a str,
     pub kind: &'a str,

@@ -125,10 +125,11 @@ pub fn due(c: &mut DbConn, at: NaiveDateTime, object: Option<i64>) -> QueryResul
 
 /// Stores holding a version of the object now (a renewal's push replaces that entry).
 pub fn stores_holding(c: &mut DbConn, object_id: i64) -> Result<Vec<i64>, RenewError> {
-    let versions: Vec<i64> =
-        certificates::table.filter(certificates::object_id.eq(object_id)).select(certificates::id).load(c)?;
+    // One statement whatever the number of versions (diesel keeps it prepared; a list of the
+    // object's versions grew with every renewal and was prepared afresh each time).
     let mut ids: Vec<i64> = store_jobs::table
-        .filter(store_jobs::certificate_id.eq_any(&versions))
+        .inner_join(certificates::table.on(certificates::id.nullable().eq(store_jobs::certificate_id)))
+        .filter(certificates::object_id.eq(object_id))
         .filter(store_jobs::state.eq(StoreJobState::Done))
         .filter(store_jobs::operation.eq("add"))
         .select(store_jobs::store_id)
