@@ -5,11 +5,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use diesel::prelude::*;
 use openssl::x509::{X509, X509Name, X509NameBuilder};
-
-use super::csr::Csr;
 use serde::{Deserialize, Serialize};
 
 use super::Engine;
+use super::csr::Csr;
 use super::error::RenewError;
 use super::inventory::{self, CertRef};
 use super::policy;
