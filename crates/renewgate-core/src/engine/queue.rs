@@ -711,10 +711,32 @@ struct Completion {
     issued: IssuedCert,
 }
 
-/// Commits a group of completions in one write transaction, each in a savepoint: one that fails
-/// rolls back its own savepoint only; a failed commit fails them all (their jobs stay leased and
-/// run again after the lease).
+/// Commits a group of completions in one write transaction. The group is first tried whole,
+/// without savepoints: a completion that finds its lease lost writes nothing and fails nothing,
+/// so in the normal case nothing needs undoing, and SQLite keeps no statement sub-journal (a
+/// savepoint copies every page it changes). Should any completion fail, that transaction is
+/// rolled back and the group committed again with each completion in a savepoint of its own:
+/// one that fails then rolls back its own savepoint only. A failed commit fails them all (their
+/// jobs stay leased and run again after the lease).
 fn commit_group(conn: &mut DbConn, group: &[Completion]) -> Vec<Result<Option<i64>, String>> {
+    let whole = write_tx(conn, None, |tx| -> Result<Vec<Result<Option<i64>, String>>, diesel::result::Error> {
+        group.iter().map(|g| complete_in(tx, &g.job, &g.owner, &g.issued).map(Ok)).collect()
+    });
+    match whole {
+        Ok(results) => results,
+        Err(e) if group.len() > 1 => {
+            tracing::debug!(error = %e, jobs = group.len(), "a completion failed; committing the group one by one");
+            commit_group_isolated(conn, group)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = 1, "completing a job failed");
+            vec![Err(e.to_string())]
+        }
+    }
+}
+
+/// `commit_group`'s second try: each completion in a savepoint of its own.
+fn commit_group_isolated(conn: &mut DbConn, group: &[Completion]) -> Vec<Result<Option<i64>, String>> {
     use diesel::connection::SimpleConnection;
     let mut results: Vec<Result<Option<i64>, String>> = Vec::with_capacity(group.len());
     let committed = write_tx(conn, None, |tx| -> Result<(), diesel::result::Error> {
@@ -1176,4 +1198,90 @@ pub struct IssuedCert {
     template: Option<String>,
     metadata: Option<std::collections::BTreeMap<String, String>>,
     store_ids: Vec<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::{EcCurve, KeySpec, SanSet};
+    use crate::engine::policy;
+    use crate::engine::renew::{EnrollRequest, SubjectSpec};
+
+    fn engine() -> Engine {
+        let pool = crate::db::build_pool(":memory:", 1).expect("in-memory SQLite");
+        let master = crate::secrets::MasterKey::generate().expect("master key");
+        let engine = Engine::new(pool, crate::db::Backend::Sqlite, master, crate::settings::Settings::default())
+            .expect("engine");
+        let mut c = engine.pool.get().expect("connection");
+        crate::db::run_migrations(&mut c).expect("migrations");
+        engine.ca.initialise(&mut c, KeySpec::Ec(EcCurve::P256), "Queue Tests").expect("CA");
+        policy::ensure_folder(&mut c, policy::ROOT_DN).expect("root folder");
+        drop(c);
+        engine
+    }
+
+    /// A claimed, issued job waiting for its completion.
+    fn issued(e: &Engine, c: &mut DbConn, cn: &str, ticket: u64) -> Completion {
+        let req = EnrollRequest {
+            policy_dn: policy::ROOT_DN.into(),
+            object_name: Some(cn.into()),
+            csr: None,
+            subject: SubjectSpec { common_name: Some(cn.into()), ..Default::default() },
+            sans: SanSet { dns: vec![cn.into()], ..Default::default() },
+            key_spec: Some(KeySpec::Ec(EcCurve::P256)),
+            management_type: None,
+            overrides: None,
+            issue_as: None,
+        };
+        e.enroll(c, &req).expect("enroll");
+        let job = e.claim(c, "queue-test", KIND_ISSUE, 60).expect("claim").expect("a job");
+        let cert = e.issue(c, &job, "queue-test", None).expect("issued");
+        Completion { ticket, job, owner: "queue-test".into(), issued: cert }
+    }
+
+    fn job_state(c: &mut DbConn, id: i64) -> (JobState, Option<i64>) {
+        jobs::table.find(id).select((jobs::state, jobs::result_cert_id)).first(c).expect("job")
+    }
+
+    #[test]
+    fn a_failed_completion_leaves_the_rest_of_its_group_committed() {
+        let e = engine();
+        let mut c = e.pool.get().expect("connection");
+        let a = issued(&e, &mut c, "a.example.com", 1);
+        let mut b = issued(&e, &mut c, "b.example.com", 2);
+        let d = issued(&e, &mut c, "d.example.com", 3);
+        // b's certificate cannot be stored (no such object: the foreign key refuses it), after its
+        // job row was already updated: the group's first try fails as a whole.
+        let b_id = b.job.id;
+        b.job.object_id = i64::MAX;
+        let results = commit_group(&mut c, &[a, b, d]);
+        assert_eq!(results.len(), 3);
+        assert!(matches!(results[0], Ok(Some(_))), "{:?}", results[0]);
+        assert!(results[1].is_err(), "{:?}", results[1]);
+        assert!(matches!(results[2], Ok(Some(_))), "{:?}", results[2]);
+        // b's job is untouched (still running under its lease, to be run again); the others are done.
+        assert_eq!(job_state(&mut c, b_id), (JobState::Running, None));
+        let done: i64 = jobs::table.filter(jobs::state.eq(JobState::Done)).count().get_result(&mut c).expect("count");
+        assert_eq!(done, 2);
+        let certs: i64 = certificates::table.count().get_result(&mut c).expect("count");
+        assert_eq!(certs, 2);
+    }
+
+    #[test]
+    fn a_group_without_failures_commits_every_completion() {
+        let e = engine();
+        let mut c = e.pool.get().expect("connection");
+        let group: Vec<Completion> = (0..3).map(|i| issued(&e, &mut c, &format!("w{i}.example.com"), i)).collect();
+        let ids: Vec<i64> = group.iter().map(|g| g.job.id).collect();
+        let results = commit_group(&mut c, &group);
+        for (id, r) in ids.iter().zip(&results) {
+            let cert = r.clone().expect("completed").expect("a certificate");
+            assert_eq!(job_state(&mut c, *id), (JobState::Done, Some(cert)));
+        }
+        // A completion whose lease is gone (already completed) writes nothing and fails nothing.
+        let again = commit_group(&mut c, &group[..1]);
+        assert_eq!(again, vec![Ok(None)]);
+        let certs: i64 = certificates::table.count().get_result(&mut c).expect("count");
+        assert_eq!(certs, 3);
+    }
 }
