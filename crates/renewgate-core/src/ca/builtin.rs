@@ -263,11 +263,22 @@ impl BuiltinCa {
     }
 
     pub fn load_by_name(&self, conn: &mut DbConn, name: &str) -> Result<Arc<LoadedCa>, CaError> {
-        let row: Option<CaRow> = cas::table
-            .filter(cas::name_lower.eq(name.to_ascii_lowercase()))
-            .select(CaRow::as_select())
+        // Every job asks for its CA: a cached one needs only its id and whether it is still
+        // enabled, not its certificate and sealed key read again.
+        let name_lower = name.to_ascii_lowercase();
+        let head: Option<(i64, bool)> = cas::table
+            .filter(cas::name_lower.eq(&name_lower))
+            .select((cas::id, cas::disabled))
             .first(conn)
             .optional()?;
+        let (id, disabled) = head.ok_or_else(|| CaError::NotFound(name.to_string()))?;
+        if let Some(ca) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&id)
+            && ca.disabled == disabled
+        {
+            return Ok(ca.clone());
+        }
+        let row: Option<CaRow> =
+            cas::table.filter(cas::name_lower.eq(&name_lower)).select(CaRow::as_select()).first(conn).optional()?;
         let row = row.ok_or_else(|| CaError::NotFound(name.to_string()))?;
         self.load_row(conn, row)
     }
