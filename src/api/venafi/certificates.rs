@@ -786,39 +786,39 @@ pub async fn renew(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, VenafiError> {
-    let principal = authenticate(&req, &state, "certificate", Some("manage")).await?;
-    let body: RenewRequestBody = json_body(payload, &state).await?;
-    let dn = nonblank(body.certificate_dn.clone()).ok_or(VenafiError::Renew(RenewError::MissingDn))?;
-    crate::api::observe::note(&req, crate::engine::audit::action::RENEW, dn.clone());
-    let timeout = work_to_do_timeout(body.work_to_do_timeout, &state)?;
-    // Output parameters are validated before anything is queued.
-    let opts = output_options(&output_fields!(body), Some(OutputFormat::Base64), true, &state.engine.settings)?;
-    let explicit_key = body.include_private_key.unwrap_or(false);
-    let csr = parse_csr(body.pkcs10)?;
-    let subject_cn = nonblank(body.subject);
-    let sans = subject_alt_names(body.subject_alt_names)?;
-    let certificate_data = match nonblank(body.certificate_data) {
-        Some(d) => Some(
-            B64.decode(d.trim()).map_err(|_| VenafiError::BadRequest("CertificateData is not valid base64.".into()))?,
-        ),
-        None => None,
+    // One blocking hop per renewal: the body is read and checked first, and the token on the
+    // connection that then renews. A body refused here still answers 401 or 403 first to a
+    // caller without a valid token or scope, as every other call does.
+    let token = super::presented_token(&req).ok_or(VenafiError::Unauthorized)?;
+    let call = match read_renew(&req, payload, &state).await {
+        Ok(call) => call,
+        Err(e) => {
+            authenticate(&req, &state, "certificate", Some("manage")).await?;
+            return Err(e);
+        }
     };
-    let renew_req = RenewRequest {
-        certificate: CertRef::Dn(dn.clone()),
-        csr,
-        subject: subject_cn.map(|cn| SubjectSpec { common_name: Some(cn), ..Default::default() }),
-        sans: if sans.is_empty() { None } else { Some(sans) },
-        reenable: body.reenable.unwrap_or(false),
-        certificate_data,
-        not_after_max: None,
-        access: principal.access.clone(),
-        issue_as: None,
-    };
-    let p2 = principal.clone();
+    let RenewCall { dn, timeout, opts, explicit_key, csr, subject, sans, reenable, certificate_data } = call;
+    // Who the token belongs to, for the audit trail, whatever the hop then answers.
+    let actor = Arc::new(std::sync::OnceLock::<String>::new());
+    let actor_in = actor.clone();
     let dn2 = dn.clone();
     // Write permission on the object's folder (one answer for absent and forbidden), then the
     // renewal: run here at once when the request waits and there is capacity.
     let accept = move |e: &Engine, c: &mut crate::db::DbConn| {
+        let p2 = super::token_principal(c, &token)?;
+        let _ = actor_in.set(p2.user_name.clone());
+        super::require_scope(&p2, "certificate", Some("manage"))?;
+        let renew_req = RenewRequest {
+            certificate: CertRef::Dn(dn2.clone()),
+            csr,
+            subject,
+            sans,
+            reenable,
+            certificate_data,
+            not_after_max: None,
+            access: p2.access.clone(),
+            issue_as: None,
+        };
         let o = object_for(c, &p2, &renew_req.certificate, &dn2, Permission::Write)?;
         let may_read_key = crate::engine::access::may_read_keys(&p2.access, &o.policy_dn);
         if explicit_key {
@@ -844,7 +844,11 @@ pub async fn renew(
         Ok::<_, VenafiError>((render_version(e, &v, &opts)?, opts.include_private_key.then_some(v.id)))
     };
     if timeout == 0 {
-        let ((dn, _), _) = run_blocking(&state.engine, accept).await?;
+        let accepted = run_blocking(&state.engine, accept).await;
+        if let Some(name) = actor.get() {
+            crate::api::observe::set_actor(&req, name);
+        }
+        let ((dn, _), _) = accepted?;
         return Ok(json_ok(&RenewResponse {
             success: true,
             certificate_dn: dn,
@@ -853,7 +857,11 @@ pub async fn renew(
             format: None,
         }));
     }
-    let ((dn, _), settled) = state.engine.accept_then_wait(Duration::from_secs(timeout), accept, finish).await?;
+    let settled = state.engine.accept_then_wait(Duration::from_secs(timeout), accept, finish).await;
+    if let Some(name) = actor.get() {
+        crate::api::observe::set_actor(&req, name);
+    }
+    let ((dn, _), settled) = settled?;
     match settled {
         Settled::Issued((r, key_of)) => {
             if let Some(cid) = key_of {
@@ -877,6 +885,49 @@ pub async fn renew(
         ))),
         Settled::Pending => Ok(json_with(StatusCode::ACCEPTED, &ErrorBody::new(WORK_TO_DO_TIMEOUT))),
     }
+}
+
+/// A renew call's body, read and checked: everything but who asks.
+struct RenewCall {
+    dn: String,
+    timeout: u64,
+    opts: OutputOptions,
+    explicit_key: bool,
+    csr: Option<csr::Csr>,
+    subject: Option<SubjectSpec>,
+    sans: Option<SanSet>,
+    reenable: bool,
+    certificate_data: Option<Vec<u8>>,
+}
+
+async fn read_renew(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<RenewCall, VenafiError> {
+    let body: RenewRequestBody = json_body(payload, state).await?;
+    let dn = nonblank(body.certificate_dn.clone()).ok_or(VenafiError::Renew(RenewError::MissingDn))?;
+    crate::api::observe::note(req, crate::engine::audit::action::RENEW, dn.clone());
+    let timeout = work_to_do_timeout(body.work_to_do_timeout, state)?;
+    // Output parameters are validated before anything is queued.
+    let opts = output_options(&output_fields!(body), Some(OutputFormat::Base64), true, &state.engine.settings)?;
+    let explicit_key = body.include_private_key.unwrap_or(false);
+    let csr = parse_csr(body.pkcs10)?;
+    let subject_cn = nonblank(body.subject);
+    let sans = subject_alt_names(body.subject_alt_names)?;
+    let certificate_data = match nonblank(body.certificate_data) {
+        Some(d) => Some(
+            B64.decode(d.trim()).map_err(|_| VenafiError::BadRequest("CertificateData is not valid base64.".into()))?,
+        ),
+        None => None,
+    };
+    Ok(RenewCall {
+        dn,
+        timeout,
+        opts,
+        explicit_key,
+        csr,
+        subject: subject_cn.map(|cn| SubjectSpec { common_name: Some(cn), ..Default::default() }),
+        sans: if sans.is_empty() { None } else { Some(sans) },
+        reenable: body.reenable.unwrap_or(false),
+        certificate_data,
+    })
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

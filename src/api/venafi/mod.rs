@@ -68,11 +68,26 @@ pub async fn authenticate(
     let engine = state.engine.clone();
     let principal = web::block(move || {
         let mut conn = engine.pool.get()?;
-        Ok::<_, VenafiError>(auth::authenticate_token(&mut conn, &token))
+        token_principal(&mut conn, &token)
     })
-    .await??
-    .map_err(|_| VenafiError::Unauthorized)?;
+    .await??;
     crate::api::observe::set_actor(req, &principal.user_name);
+    require_scope(&principal, scope, restriction)?;
+    Ok(principal)
+}
+
+/// Who a bearer token belongs to, on a connection the caller already holds (a call that does
+/// all its work in one blocking hop authenticates there).
+pub fn token_principal(conn: &mut crate::db::DbConn, token: &str) -> Result<Principal, VenafiError> {
+    auth::authenticate_token(conn, token).map_err(|_| VenafiError::Unauthorized)
+}
+
+/// The scope check of `authenticate`, for a principal already authenticated.
+pub fn require_scope(
+    principal: &Principal,
+    scope: &'static str,
+    restriction: Option<&'static str>,
+) -> Result<(), VenafiError> {
     if !scope.is_empty() && !principal.scopes.allows(scope, restriction) {
         let needed = match restriction {
             Some(r) => format!("{scope}:{r}"),
@@ -80,7 +95,7 @@ pub async fn authenticate(
         };
         return Err(VenafiError::InsufficientScope(needed));
     }
-    Ok(principal)
+    Ok(())
 }
 
 /// Reads a request body as a JSON object with lower-cased keys, answering bad ones in the Venafi
