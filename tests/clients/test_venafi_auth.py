@@ -234,6 +234,31 @@ def test_insufficient_scope_is_403(gateway):
     assert s.get("/vedauth/authorize/verify").status_code == 200
 
 
+@pytest.mark.parametrize("body", [
+    b"{not json",
+    b'{"WorkToDoTimeout": 500, "CertificateDN": "\\\\VED\\\\Policy\\\\x"}',
+    b'{"PKCS10": "-----BEGIN CERTIFICATE REQUEST-----\\nAAAA\\n-----END CERTIFICATE REQUEST-----"}',
+    b"{}",
+])
+def test_renew_answers_401_and_403_before_reading_a_bad_body(gateway, body):
+    """Renew reads its body before the token (one blocking hop); authentication still answers first."""
+    headers = {"Content-Type": "application/json"}
+    anonymous = gateway.session(token=False)
+    assert_session_error(anonymous.post("/vedsdk/certificates/renew", data=body, headers=headers))
+    forged = gateway.session(token=False)
+    forged.headers["Authorization"] = "Bearer AAAAAAAAAAAAAAAAAAAAAA=="
+    assert_session_error(forged.post("/vedsdk/certificates/renew", data=body, headers=headers))
+    narrow = bearer(gateway, oauth(gateway, scope="certificate").json()["access_token"])
+    r = narrow.post("/vedsdk/certificates/renew", data=body, headers=headers)
+    assert r.status_code == 403, r.text
+    assert assert_json(r)["error"] == "insufficient_scope", r.text
+    # With the scope, the same body is the 400 it is.
+    full = bearer(gateway, oauth(gateway, scope="certificate:manage").json()["access_token"])
+    r = full.post("/vedsdk/certificates/renew", data=body, headers=headers)
+    assert r.status_code == 400, r.text
+    assert_venafi_error(r)
+
+
 def test_wrong_password_is_invalid_grant(gateway):
     r = oauth(gateway, password="definitely-wrong")
     assert r.status_code == 400, r.text
