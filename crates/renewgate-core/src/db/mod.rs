@@ -5,8 +5,11 @@
 pub mod backup;
 pub mod bench_support;
 pub mod models;
+pub mod prepared;
 pub mod schema;
 pub mod sealed;
+
+pub use prepared::Prepared;
 
 use std::time::Duration;
 

@@ -18,7 +18,7 @@ use crate::ca::SanSet;
 use crate::ca::issuer::{IssueError, IssueInput, IssuerKind, JobProgress};
 use crate::db::models::{Job, NewCertVersion};
 use crate::db::schema::{cert_objects, certificate_info, certificates, jobs};
-use crate::db::{DbConn, new_guid, now, write_tx};
+use crate::db::{DbConn, Prepared, new_guid, now, write_tx};
 use crate::vocab::{JobState, ObjectState};
 
 /// Wake-ups between request handlers and workers of this process. Other instances are reached
@@ -424,15 +424,18 @@ impl Engine {
         let ts = now();
         let lease_until = ts + chrono::Duration::seconds(lease_secs);
         let id: Option<i64> = match conn {
-            DbConn::Postgresql(c) => diesel::sql_query(
-                "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
-                 WHERE id = (SELECT id FROM jobs WHERE kind = $4 AND ((state = 'queued' AND run_after <= $3) \
-                 OR (state = 'running' AND lease_until < $3)) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id",
+            // Kept prepared on the server: every worker runs it on every poll.
+            DbConn::Postgresql(c) => Prepared(
+                diesel::sql_query(
+                    "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
+                     WHERE id = (SELECT id FROM jobs WHERE kind = $4 AND ((state = 'queued' AND run_after <= $3) \
+                     OR (state = 'running' AND lease_until < $3)) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id",
+                )
+                .bind::<diesel::sql_types::Text, _>(owner)
+                .bind::<diesel::sql_types::Timestamp, _>(lease_until)
+                .bind::<diesel::sql_types::Timestamp, _>(ts)
+                .bind::<diesel::sql_types::Text, _>(kind),
             )
-            .bind::<diesel::sql_types::Text, _>(owner)
-            .bind::<diesel::sql_types::Timestamp, _>(lease_until)
-            .bind::<diesel::sql_types::Timestamp, _>(ts)
-            .bind::<diesel::sql_types::Text, _>(kind)
             .get_result::<ClaimedId>(c)
             .optional()?
             .map(|r| r.id),
@@ -454,15 +457,14 @@ impl Engine {
                     .first(c)
                     .optional()?;
                 let Some(id) = candidate else { return Ok(None) };
-                diesel::update(jobs::table.find(id))
-                    .set((
-                        jobs::state.eq(JobState::Running),
-                        jobs::lease_owner.eq(owner),
-                        jobs::lease_until.eq(lease_until),
-                        jobs::attempts.eq(jobs::attempts + 1),
-                        jobs::updated_at.eq(ts),
-                    ))
-                    .execute(c)?;
+                Prepared(diesel::update(jobs::table.find(id)).set((
+                    jobs::state.eq(JobState::Running),
+                    jobs::lease_owner.eq(owner),
+                    jobs::lease_until.eq(lease_until),
+                    jobs::attempts.eq(jobs::attempts + 1),
+                    jobs::updated_at.eq(ts),
+                )))
+                .execute(c)?;
                 Ok(Some(id))
             })?,
         };
@@ -770,22 +772,27 @@ fn complete_in(tx: &mut DbConn, job: &Job, owner: &str, c: &IssuedCert) -> Resul
     {
         {
             let ts = now();
-            let n = diesel::update(
-                jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(JobState::Running)),
+            let n = Prepared(
+                diesel::update(
+                    jobs::table
+                        .find(job.id)
+                        .filter(jobs::lease_owner.eq(owner))
+                        .filter(jobs::state.eq(JobState::Running)),
+                )
+                // The key kept for a resumed upstream order now lives (sealed) with the certificate.
+                .set((
+                    jobs::state.eq(JobState::Done),
+                    jobs::updated_at.eq(ts),
+                    jobs::error.eq(None::<String>),
+                    jobs::key_enc.eq(None::<Vec<u8>>),
+                )),
             )
-            // The key kept for a resumed upstream order now lives (sealed) with the certificate.
-            .set((
-                jobs::state.eq(JobState::Done),
-                jobs::updated_at.eq(ts),
-                jobs::error.eq(None::<String>),
-                jobs::key_enc.eq(None::<Vec<u8>>),
-            ))
             .execute(tx)?;
             if n != 1 {
                 return Ok(None);
             }
             let guid = new_guid();
-            diesel::insert_into(certificates::table)
+            let cert_id: i64 = diesel::insert_into(certificates::table)
                 .values(NewCertVersion {
                     guid: &guid,
                     object_id: job.object_id,
@@ -803,20 +810,21 @@ fn complete_in(tx: &mut DbConn, job: &Job, owner: &str, c: &IssuedCert) -> Resul
                     job_id: Some(job.id),
                     created_at: ts,
                 })
-                .execute(tx)?;
-            let cert_id: i64 =
-                certificates::table.filter(certificates::guid.eq(&guid)).select(certificates::id).first(tx)?;
-            diesel::update(jobs::table.find(job.id)).set(jobs::result_cert_id.eq(cert_id)).execute(tx)?;
+                .returning(certificates::id)
+                .get_result(tx)?;
+            Prepared(diesel::update(jobs::table.find(job.id)).set(jobs::result_cert_id.eq(cert_id))).execute(tx)?;
             super::inventory::record_names_list(tx, cert_id, job.object_id, c.names.clone())?;
-            diesel::update(cert_objects::table.find(job.object_id).filter(cert_objects::pending_job_id.eq(job.id)))
-                .set((
-                    cert_objects::current_cert_id.eq(cert_id),
-                    cert_objects::state.eq(ObjectState::Active),
-                    cert_objects::pending_job_id.eq(None::<i64>),
-                    cert_objects::last_error.eq(None::<String>),
-                    cert_objects::updated_at.eq(ts),
-                ))
-                .execute(tx)?;
+            Prepared(
+                diesel::update(cert_objects::table.find(job.object_id).filter(cert_objects::pending_job_id.eq(job.id)))
+                    .set((
+                        cert_objects::current_cert_id.eq(cert_id),
+                        cert_objects::state.eq(ObjectState::Active),
+                        cert_objects::pending_job_id.eq(None::<i64>),
+                        cert_objects::last_error.eq(None::<String>),
+                        cert_objects::updated_at.eq(ts),
+                    )),
+            )
+            .execute(tx)?;
             diesel::insert_into(certificate_info::table)
                 .values((
                     certificate_info::certificate_id.eq(cert_id),
@@ -1153,8 +1161,8 @@ pub fn insert_job_leased(
             lease_owner: lease.map(|l| l.owner.as_str()),
             lease_until: lease.map(|l| ts + chrono::Duration::seconds(l.lease_secs)),
         })
-        .execute(c)?;
-    jobs::table.filter(jobs::guid.eq(&guid)).select(jobs::id).first(c)
+        .returning(jobs::id)
+        .get_result(c)
 }
 
 /// A renewal accepted earlier whose issuance failed for good: the audit trail says so (its

@@ -16,7 +16,7 @@ use super::validate::{self, PolicyViolation};
 use crate::ca::{KeySpec, SanSet};
 use crate::db::models::{CertObject, NewCertObject, NewCertVersion};
 use crate::db::schema::{cert_objects, certificates, csrs, jobs};
-use crate::db::{DbConn, new_guid, now, write_tx};
+use crate::db::{DbConn, Prepared, new_guid, now, write_tx};
 use crate::vocab::{CsrOrigin, ManagementType, ObjectState};
 
 /// Subject fields given by a caller (service-generated CSRs).
@@ -1114,8 +1114,10 @@ fn enqueue(
         cert_objects::updated_at.eq(ts),
     );
     let n = match unchanged_since {
-        Some(seen) => diesel::update(target.filter(cert_objects::updated_at.eq(seen))).set(changes).execute(c),
-        None => diesel::update(target).set(changes).execute(c),
+        Some(seen) => {
+            Prepared(diesel::update(target.filter(cert_objects::updated_at.eq(seen))).set(changes)).execute(c)
+        }
+        None => Prepared(diesel::update(target).set(changes)).execute(c),
     }
     .map_err(|e| RenewError::StoreFailed(dn.to_string(), db_message(&e)))?;
     if n != 1 {
