@@ -153,6 +153,10 @@ pub struct InlineLease {
     /// that re-signs, of the current certificate): the job issues for it without decoding the
     /// CSR or key from its payload again.
     pub csr_key: Option<PKey<Public>>,
+    /// The job row as inserted under this lease (`insert_job_leased`), so that running it needs
+    /// no read back. The last insert wins: an optimistic attempt rolled back is followed by the
+    /// one that commits, and `run_leased` uses the row only when its id is the job's.
+    pub inserted: Arc<Mutex<Option<Job>>>,
 }
 
 /// How a job ended.
@@ -348,7 +352,11 @@ impl Engine {
         job_id: i64,
         lease: &InlineLease,
     ) -> Result<JobOutcome, diesel::result::Error> {
-        let job: Job = jobs::table.find(job_id).select(Job::as_select()).first(conn)?;
+        let inserted = lease.inserted.lock().unwrap_or_else(|e| e.into_inner()).take().filter(|j| j.id == job_id);
+        let job: Job = match inserted {
+            Some(job) => job,
+            None => jobs::table.find(job_id).select(Job::as_select()).first(conn)?,
+        };
         if job.state != JobState::Running || job.lease_owner.as_deref() != Some(lease.owner.as_str()) {
             return Ok(JobOutcome::Pending);
         }
@@ -383,6 +391,7 @@ impl Engine {
             owner: format!("{}-i{n}", self.instance),
             lease_secs: self.settings.queue.lease_secs as i64,
             csr_key: None,
+            inserted: Default::default(),
         }
     }
 
@@ -1161,8 +1170,15 @@ pub fn insert_job_leased(
             lease_owner: lease.map(|l| l.owner.as_str()),
             lease_until: lease.map(|l| ts + chrono::Duration::seconds(l.lease_secs)),
         })
-        .returning(jobs::id)
-        .get_result(c)
+        .returning(jobs::all_columns)
+        .get_result::<Job>(c)
+        .map(|job| {
+            let id = job.id;
+            if let Some(l) = lease {
+                *l.inserted.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
+            }
+            id
+        })
 }
 
 /// A renewal accepted earlier whose issuance failed for good: the audit trail says so (its
