@@ -238,10 +238,13 @@ def test_insufficient_scope_is_403(gateway):
     b"{not json",
     b'{"WorkToDoTimeout": 500, "CertificateDN": "\\\\VED\\\\Policy\\\\x"}',
     b'{"PKCS10": "-----BEGIN CERTIFICATE REQUEST-----\\nAAAA\\n-----END CERTIFICATE REQUEST-----"}',
+    b'{"CertificateDN": "\\\\VED\\\\Policy\\\\x", "PKCS10": "-----BEGIN CERTIFICATE REQUEST-----\\nAAAA\\n-----END CERTIFICATE REQUEST-----"}',
+    b'{"CertificateDN": "\\\\VED\\\\Policy\\\\x", "CertificateData": "%%% not base64"}',
     b"{}",
 ])
 def test_renew_answers_401_and_403_before_reading_a_bad_body(gateway, body):
-    """Renew reads its body before the token (one blocking hop); authentication still answers first."""
+    """Renew reads its body before the token (one blocking hop); authentication still answers first,
+    and a CSR is only decoded for a caller whose token is good."""
     headers = {"Content-Type": "application/json"}
     anonymous = gateway.session(token=False)
     assert_session_error(anonymous.post("/vedsdk/certificates/renew", data=body, headers=headers))

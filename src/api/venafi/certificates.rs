@@ -797,7 +797,7 @@ pub async fn renew(
             return Err(e);
         }
     };
-    let RenewCall { dn, timeout, opts, explicit_key, csr, subject, sans, reenable, certificate_data } = call;
+    let RenewCall { dn, timeout, opts, explicit_key, reenable, parts } = call;
     // Who the token belongs to, for the audit trail, whatever the hop then answers.
     let actor = Arc::new(std::sync::OnceLock::<String>::new());
     let actor_in = actor.clone();
@@ -808,6 +808,7 @@ pub async fn renew(
         let p2 = super::token_principal(c, &token)?;
         let _ = actor_in.set(p2.user_name.clone());
         super::require_scope(&p2, "certificate", Some("manage"))?;
+        let (csr, subject, sans, certificate_data) = parts.decode()?;
         let renew_req = RenewRequest {
             certificate: CertRef::Dn(dn2.clone()),
             csr,
@@ -893,11 +894,40 @@ struct RenewCall {
     timeout: u64,
     opts: OutputOptions,
     explicit_key: bool,
-    csr: Option<csr::Csr>,
-    subject: Option<SubjectSpec>,
-    sans: Option<SanSet>,
     reenable: bool,
-    certificate_data: Option<Vec<u8>>,
+    parts: RenewParts,
+}
+
+/// The parts of a renew body that cost work to check (a CSR's signature above all): decoded in
+/// the blocking hop once the token is known good, so an anonymous caller cannot make the
+/// gateway verify CSRs. Checked in the order the call always checked them.
+struct RenewParts {
+    pkcs10: Option<String>,
+    subject: Option<String>,
+    subject_alt_names: Option<Vec<Entry<SubjectAltName>>>,
+    certificate_data: Option<String>,
+}
+
+impl RenewParts {
+    #[allow(clippy::type_complexity, reason = "the four parts of a RenewRequest, taken apart once")]
+    fn decode(self) -> Result<(Option<csr::Csr>, Option<SubjectSpec>, Option<SanSet>, Option<Vec<u8>>), VenafiError> {
+        let csr = parse_csr(self.pkcs10)?;
+        let subject_cn = nonblank(self.subject);
+        let sans = subject_alt_names(self.subject_alt_names)?;
+        let certificate_data = match nonblank(self.certificate_data) {
+            Some(d) => Some(
+                B64.decode(d.trim())
+                    .map_err(|_| VenafiError::BadRequest("CertificateData is not valid base64.".into()))?,
+            ),
+            None => None,
+        };
+        Ok((
+            csr,
+            subject_cn.map(|cn| SubjectSpec { common_name: Some(cn), ..Default::default() }),
+            if sans.is_empty() { None } else { Some(sans) },
+            certificate_data,
+        ))
+    }
 }
 
 async fn read_renew(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<RenewCall, VenafiError> {
@@ -907,26 +937,18 @@ async fn read_renew(req: &HttpRequest, payload: web::Payload, state: &AppState) 
     let timeout = work_to_do_timeout(body.work_to_do_timeout, state)?;
     // Output parameters are validated before anything is queued.
     let opts = output_options(&output_fields!(body), Some(OutputFormat::Base64), true, &state.engine.settings)?;
-    let explicit_key = body.include_private_key.unwrap_or(false);
-    let csr = parse_csr(body.pkcs10)?;
-    let subject_cn = nonblank(body.subject);
-    let sans = subject_alt_names(body.subject_alt_names)?;
-    let certificate_data = match nonblank(body.certificate_data) {
-        Some(d) => Some(
-            B64.decode(d.trim()).map_err(|_| VenafiError::BadRequest("CertificateData is not valid base64.".into()))?,
-        ),
-        None => None,
-    };
     Ok(RenewCall {
         dn,
         timeout,
         opts,
-        explicit_key,
-        csr,
-        subject: subject_cn.map(|cn| SubjectSpec { common_name: Some(cn), ..Default::default() }),
-        sans: if sans.is_empty() { None } else { Some(sans) },
+        explicit_key: body.include_private_key.unwrap_or(false),
         reenable: body.reenable.unwrap_or(false),
-        certificate_data,
+        parts: RenewParts {
+            pkcs10: body.pkcs10,
+            subject: body.subject,
+            subject_alt_names: body.subject_alt_names,
+            certificate_data: body.certificate_data,
+        },
     })
 }
 
