@@ -165,6 +165,16 @@ pub struct Accepted {
     pub inline: Option<InlineRun>,
 }
 
+/// What `plan_keyfactor` read and decided, for `store_keyfactor`.
+struct PlannedKeyfactor {
+    obj: CertObject,
+    ca: String,
+    payload_json: String,
+    stores: Vec<crate::db::models::Store>,
+    /// The current certificate's key, which a job run here re-signs.
+    resigned_key: Option<openssl::pkey::PKey<openssl::pkey::Public>>,
+}
+
 /// A renewal checked and planned outside the write transaction that stores it.
 struct PlannedRenewal {
     /// The object as the plan read it.
@@ -686,99 +696,125 @@ impl Engine {
         by: RunBy,
     ) -> Result<(Accepted, Vec<crate::db::models::Store>), RenewError> {
         let mut here = self.inline_candidate(by);
-        let mut leased = false;
-        let mut resigned_key = None;
-        let out = write_tx(conn, None, |c| -> Result<(Accepted, Vec<crate::db::models::Store>), RenewError> {
-            let obj = inventory::find_object(c, &req.certificate)?
-                .ok_or_else(|| RenewError::DoesNotExist(format!("{:?}", req.certificate)))?;
-            Self::check_renewable(&obj, false)?;
-            let current = inventory::current_version(c, &obj)?.ok_or_else(|| {
-                RenewError::BadParameter("Lookup".into(), format!("Certificate {} has not been issued yet.", obj.dn))
-            })?;
-            let stores = super::stores::stores_for_push(c, &req.access, &req.store_guids, &obj.policy_dn)?;
-            let template = match &req.template {
-                Some(t) => Some(super::templates::find(c, t)?.ok_or_else(|| {
-                    RenewError::BadParameter("Template".into(), format!("Template '{t}' does not exist."))
-                })?),
-                None => None,
-            };
-            let ca_name = match &req.ca {
-                Some(name) => {
-                    let row = crate::ca::BuiltinCa::find_row(c, name)?.ok_or_else(|| {
-                        RenewError::BadParameter(
-                            "CAConfiguration".into(),
-                            format!("Certificate authority '{name}' does not exist."),
-                        )
-                    })?;
-                    Some(row)
-                }
-                None => None,
-            };
-            let p = policy::effective(c, &obj.policy_dn)?;
-            let parts = crate::ca::cert_parts::cert_parts(&current.der)?;
-            let subject = validate::subject_of(&parts.subject);
-            let sans = parts.sans;
-            let pk = parts.public_key;
-            let cur_spec = KeySpec::of_key(&pk);
-            let (generate_key, public_key_der) = if current.key_enc.is_some() {
-                (Some(p.default_key_spec(cur_spec)), None)
-            } else {
-                // The key a job run here re-signs without decoding it from the payload again.
-                resigned_key = Some(crate::ca::legacy_form(&pk).unwrap_or_else(|| pk.clone()));
-                (None, Some(B64.encode(resigned_key.as_ref().unwrap_or(&pk).public_key_to_der()?)))
-            };
-            let final_subject =
-                validate::check(&p, &subject, &sans, generate_key.or(cur_spec)).map_err(RenewError::Policy)?;
-            // Issued in the checked form, as on every other path.
-            let sans =
-                crate::names::normalize_sans(&sans).map_err(|e| RenewError::Policy(PolicyViolation::BadName(e)))?;
-            // A folder's locked validity wins over the template's.
-            let validity = template
-                .as_ref()
-                .and_then(|t| t.validity.as_deref())
-                .filter(|_| !p.get("validity").is_some_and(|s| s.locked))
-                .and_then(|v| crate::settings::parse_duration(v).ok())
-                .unwrap_or_else(|| p.validity(self.default_validity));
-            let payload = IssuePayload {
-                csr_der: None,
-                subject_der: Some(to_b64(final_subject.to_name()?.to_der())?),
-                sans: Some(sans),
-                generate_key,
-                ca: match ca_name {
-                    Some(n) => locked_ca(&p, &n)?,
-                    None => p.issuer_for(generate_key.or(cur_spec)),
-                },
-                validity_secs: validity.as_secs(),
-                reason: "renew".into(),
-                public_key_der,
-                ekus: template.as_ref().map(super::templates::ekus_of),
-                template: template.map(|t| t.name),
-                metadata: if req.metadata.is_empty() { None } else { Some(req.metadata.clone()) },
-                store_ids: push_targets(
-                    c,
-                    &p,
-                    &obj,
-                    &stores.iter().map(|s| s.id).collect::<Vec<_>>(),
-                    &req.access,
-                    generate_key.is_some(),
-                )?,
-                not_after_max: None,
-                public_key_sha256: None,
-            };
-            check_upstream(c, &p, &payload)?;
-            let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
-            let lease = self.lease_if_builtin(c, &here, &payload.ca)?;
-            leased = lease.is_some();
-            let (job_id, _) = enqueue(c, (obj.id, &obj.dn), &payload_json, lease, None)?;
-            let object = inventory::find_object(c, &CertRef::ObjectId(obj.id))?
-                .ok_or_else(|| RenewError::Internal("object vanished".into()))?;
-            Ok((Accepted { object, job_id, inline: None }, stores))
-        })?;
-        let (accepted, stores) = out;
+        // As `renew_by`: checked and planned without the writer lock, then stored in a short
+        // transaction that first makes sure the object has not changed since it was read; if it
+        // has (or is being renewed), the whole renewal runs again inside one transaction.
+        let plan = self.plan_keyfactor(conn, req)?;
+        let seen = plan.obj.updated_at;
+        let optimistic = write_tx(conn, None, |c| self.store_keyfactor(c, &plan, &here, Some(seen)));
+        let ((accepted, leased), plan) = match optimistic {
+            Err(RenewError::AlreadyProcessing(_)) => write_tx(conn, None, |c| {
+                let plan = self.plan_keyfactor(c, req)?;
+                let stored = self.store_keyfactor(c, &plan, &here, None)?;
+                Ok::<_, RenewError>((stored, plan))
+            })?,
+            other => (other?, plan),
+        };
         if let Some(run) = here.as_mut() {
-            run.lease.csr_key = resigned_key;
+            run.lease.csr_key = plan.resigned_key;
         }
-        Ok((self.accepted(accepted, leased, &mut here), stores))
+        Ok((self.accepted(accepted, leased, &mut here), plan.stores))
+    }
+
+    /// A Keyfactor renewal's checks and its job's payload: reads only.
+    fn plan_keyfactor(&self, c: &mut DbConn, req: &KeyfactorRenew) -> Result<PlannedKeyfactor, RenewError> {
+        let mut resigned_key = None;
+        let obj = inventory::find_object(c, &req.certificate)?
+            .ok_or_else(|| RenewError::DoesNotExist(format!("{:?}", req.certificate)))?;
+        Self::check_renewable(&obj, false)?;
+        let current = inventory::current_version(c, &obj)?.ok_or_else(|| {
+            RenewError::BadParameter("Lookup".into(), format!("Certificate {} has not been issued yet.", obj.dn))
+        })?;
+        let stores = super::stores::stores_for_push(c, &req.access, &req.store_guids, &obj.policy_dn)?;
+        let template = match &req.template {
+            Some(t) => Some(super::templates::find(c, t)?.ok_or_else(|| {
+                RenewError::BadParameter("Template".into(), format!("Template '{t}' does not exist."))
+            })?),
+            None => None,
+        };
+        let ca_name = match &req.ca {
+            Some(name) => {
+                let row = crate::ca::BuiltinCa::find_row(c, name)?.ok_or_else(|| {
+                    RenewError::BadParameter(
+                        "CAConfiguration".into(),
+                        format!("Certificate authority '{name}' does not exist."),
+                    )
+                })?;
+                Some(row)
+            }
+            None => None,
+        };
+        let p = policy::effective(c, &obj.policy_dn)?;
+        let parts = crate::ca::cert_parts::cert_parts(&current.der)?;
+        let subject = validate::subject_of(&parts.subject);
+        let sans = parts.sans;
+        let pk = parts.public_key;
+        let cur_spec = KeySpec::of_key(&pk);
+        let (generate_key, public_key_der) = if current.key_enc.is_some() {
+            (Some(p.default_key_spec(cur_spec)), None)
+        } else {
+            // The key a job run here re-signs without decoding it from the payload again.
+            let key = crate::ca::legacy_form(&pk).unwrap_or_else(|| pk.clone());
+            let der = key.public_key_to_der()?;
+            resigned_key = Some(key);
+            (None, Some(B64.encode(der)))
+        };
+        let final_subject =
+            validate::check(&p, &subject, &sans, generate_key.or(cur_spec)).map_err(RenewError::Policy)?;
+        // Issued in the checked form, as on every other path.
+        let sans = crate::names::normalize_sans(&sans).map_err(|e| RenewError::Policy(PolicyViolation::BadName(e)))?;
+        // A folder's locked validity wins over the template's.
+        let validity = template
+            .as_ref()
+            .and_then(|t| t.validity.as_deref())
+            .filter(|_| !p.get("validity").is_some_and(|s| s.locked))
+            .and_then(|v| crate::settings::parse_duration(v).ok())
+            .unwrap_or_else(|| p.validity(self.default_validity));
+        let payload = IssuePayload {
+            csr_der: None,
+            subject_der: Some(to_b64(final_subject.to_name()?.to_der())?),
+            sans: Some(sans),
+            generate_key,
+            ca: match ca_name {
+                Some(n) => locked_ca(&p, &n)?,
+                None => p.issuer_for(generate_key.or(cur_spec)),
+            },
+            validity_secs: validity.as_secs(),
+            reason: "renew".into(),
+            public_key_der,
+            ekus: template.as_ref().map(super::templates::ekus_of),
+            template: template.map(|t| t.name),
+            metadata: if req.metadata.is_empty() { None } else { Some(req.metadata.clone()) },
+            store_ids: push_targets(
+                c,
+                &p,
+                &obj,
+                &stores.iter().map(|s| s.id).collect::<Vec<_>>(),
+                &req.access,
+                generate_key.is_some(),
+            )?,
+            not_after_max: None,
+            public_key_sha256: None,
+        };
+        check_upstream(c, &p, &payload)?;
+        let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
+        Ok(PlannedKeyfactor { obj, ca: payload.ca, payload_json, stores, resigned_key })
+    }
+
+    /// Stores a planned Keyfactor renewal (inside the caller's write transaction); with
+    /// `unchanged_since`, only if the object has not changed since the plan read it.
+    fn store_keyfactor(
+        &self,
+        c: &mut DbConn,
+        plan: &PlannedKeyfactor,
+        here: &Option<InlineRun>,
+        unchanged_since: Option<chrono::NaiveDateTime>,
+    ) -> Result<(Accepted, bool), RenewError> {
+        let lease = self.lease_if_builtin(c, here, &plan.ca)?;
+        let (job_id, _) = enqueue(c, (plan.obj.id, &plan.obj.dn), &plan.payload_json, lease, unchanged_since)?;
+        let object = inventory::find_object(c, &CertRef::ObjectId(plan.obj.id))?
+            .ok_or_else(|| RenewError::Internal("object vanished".into()))?;
+        Ok((Accepted { object, job_id, inline: None }, lease.is_some()))
     }
 
     /// Disables (or enables) a certificate object by DN; returns its DN.
