@@ -797,7 +797,7 @@ pub async fn renew(
             return Err(e);
         }
     };
-    let RenewCall { dn, timeout, opts, explicit_key, reenable, parts } = call;
+    let RenewCall { dn, timeout, opts, explicit_key, parts } = call;
     // Who the token belongs to, for the audit trail, whatever the hop then answers.
     let actor = Arc::new(std::sync::OnceLock::<String>::new());
     let actor_in = actor.clone();
@@ -808,18 +808,7 @@ pub async fn renew(
         let p2 = super::token_principal(c, &token)?;
         let _ = actor_in.set(p2.user_name.clone());
         super::require_scope(&p2, "certificate", Some("manage"))?;
-        let (csr, subject, sans, certificate_data) = parts.decode()?;
-        let renew_req = RenewRequest {
-            certificate: CertRef::Dn(dn2.clone()),
-            csr,
-            subject,
-            sans,
-            reenable,
-            certificate_data,
-            not_after_max: None,
-            access: p2.access.clone(),
-            issue_as: None,
-        };
+        let renew_req = parts.into_request(CertRef::Dn(dn2.clone()), p2.access.clone())?;
         let o = object_for(c, &p2, &renew_req.certificate, &dn2, Permission::Write)?;
         let may_read_key = crate::engine::access::may_read_keys(&p2.access, &o.policy_dn);
         if explicit_key {
@@ -894,7 +883,6 @@ struct RenewCall {
     timeout: u64,
     opts: OutputOptions,
     explicit_key: bool,
-    reenable: bool,
     parts: RenewParts,
 }
 
@@ -906,11 +894,16 @@ struct RenewParts {
     subject: Option<String>,
     subject_alt_names: Option<Vec<Entry<SubjectAltName>>>,
     certificate_data: Option<String>,
+    reenable: bool,
 }
 
 impl RenewParts {
-    #[allow(clippy::type_complexity, reason = "the four parts of a RenewRequest, taken apart once")]
-    fn decode(self) -> Result<(Option<csr::Csr>, Option<SubjectSpec>, Option<SanSet>, Option<Vec<u8>>), VenafiError> {
+    /// The renewal of `certificate` for a caller with `access`.
+    fn into_request(
+        self,
+        certificate: CertRef,
+        access: crate::auth::FolderAccess,
+    ) -> Result<RenewRequest, VenafiError> {
         let csr = parse_csr(self.pkcs10)?;
         let subject_cn = nonblank(self.subject);
         let sans = subject_alt_names(self.subject_alt_names)?;
@@ -921,12 +914,17 @@ impl RenewParts {
             ),
             None => None,
         };
-        Ok((
+        Ok(RenewRequest {
+            certificate,
             csr,
-            subject_cn.map(|cn| SubjectSpec { common_name: Some(cn), ..Default::default() }),
-            if sans.is_empty() { None } else { Some(sans) },
+            subject: subject_cn.map(|cn| SubjectSpec { common_name: Some(cn), ..Default::default() }),
+            sans: if sans.is_empty() { None } else { Some(sans) },
+            reenable: self.reenable,
             certificate_data,
-        ))
+            not_after_max: None,
+            access,
+            issue_as: None,
+        })
     }
 }
 
@@ -942,12 +940,12 @@ async fn read_renew(req: &HttpRequest, payload: web::Payload, state: &AppState) 
         timeout,
         opts,
         explicit_key: body.include_private_key.unwrap_or(false),
-        reenable: body.reenable.unwrap_or(false),
         parts: RenewParts {
             pkcs10: body.pkcs10,
             subject: body.subject,
             subject_alt_names: body.subject_alt_names,
             certificate_data: body.certificate_data,
+            reenable: body.reenable.unwrap_or(false),
         },
     })
 }

@@ -277,8 +277,7 @@ impl BuiltinCa {
         {
             return Ok(ca.clone());
         }
-        let row: Option<CaRow> =
-            cas::table.filter(cas::name_lower.eq(&name_lower)).select(CaRow::as_select()).first(conn).optional()?;
+        let row: Option<CaRow> = cas::table.find(id).select(CaRow::as_select()).first(conn).optional()?;
         let row = row.ok_or_else(|| CaError::NotFound(name.to_string()))?;
         self.load_row(conn, row)
     }
