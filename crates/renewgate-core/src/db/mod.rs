@@ -330,6 +330,35 @@ mod tests {
     }
 
     #[test]
+    fn the_compromised_keys_migration_lists_the_keys_revoked_before_it() {
+        let mut c = memory_db();
+        let DbConn::Sqlite(sqlite) = &mut c else { unreachable!("an in-memory SQLite database") };
+        sqlite.revert_last_migration(SQLITE_MIGRATIONS).expect("revert the newest migration");
+        // Three certificates: two of key K (one revoked for key compromise, one superseded),
+        // one of key L (revoked as superseded only).
+        c.batch_execute(
+            "PRAGMA foreign_keys = OFF;
+             INSERT INTO certificates (id, guid, object_id, der, chain_pem, serial, thumbprint, common_name,
+                 issuer_dn, not_before, not_after, public_key_sha256, created_at)
+             VALUES (1, 'g1', 1, x'00', '', '01', 't1', 'a', 'i', '2026-01-01 00:00:00', '2027-01-01 00:00:00', 'K', '2026-01-01 00:00:00'),
+                    (2, 'g2', 1, x'00', '', '02', 't2', 'a', 'i', '2026-01-01 00:00:00', '2027-01-01 00:00:00', 'K', '2026-01-01 00:00:00'),
+                    (3, 'g3', 2, x'00', '', '03', 't3', 'b', 'i', '2026-01-01 00:00:00', '2027-01-01 00:00:00', 'L', '2026-01-01 00:00:00');
+             INSERT INTO revocations (certificate_id, reason, comments, revoked_at)
+             VALUES (2, 1, '', '2026-02-01 00:00:00'), (1, 4, '', '2026-02-02 00:00:00'), (3, 4, '', '2026-02-03 00:00:00');
+             PRAGMA foreign_keys = ON;",
+        )
+        .expect("rows from before the migration");
+        assert_eq!(run_migrations(&mut c).expect("the migration again"), 1);
+        assert!(crate::engine::renew::compromised_key(&mut c, "K").expect("lookup"));
+        assert!(!crate::engine::renew::compromised_key(&mut c, "L").expect("lookup"), "superseded is not compromised");
+        let listed: Vec<(String, i64)> = schema::compromised_keys::table
+            .select((schema::compromised_keys::public_key_sha256, schema::compromised_keys::certificate_id))
+            .load(&mut c)
+            .expect("compromised keys");
+        assert_eq!(listed, vec![("K".to_string(), 2)]);
+    }
+
+    #[test]
     fn write_tx_as_commits_and_rolls_back() {
         let mut c = memory_db();
         let before = policy_count(&mut c);

@@ -188,6 +188,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// The keys (SPKI SHA-256) of certificates revoked for key compromise: never issued again.
+    compromised_keys (public_key_sha256) {
+        public_key_sha256 -> Text,
+        certificate_id -> BigInt,
+        revoked_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     csrs (id) {
         id -> BigInt,
         object_id -> BigInt,

@@ -905,6 +905,9 @@ impl Engine {
                     revocations::revoked_at.eq(now()),
                 ))
                 .execute(c)?;
+            if reason == REASON_KEY_COMPROMISE {
+                record_compromised_key(c, cert_id)?;
+            }
             // A certificate from an upstream CA is revoked there too, by a durable job.
             if let Some((issuer, _)) = crate::ca::upstream::db::issued_by(c, cert_id)?
                 && crate::ca::upstream::db::find_any(c, &issuer)?.is_some()
@@ -1117,16 +1120,31 @@ pub fn db_message(e: &diesel::result::Error) -> String {
     }
 }
 
+/// The CRL reason a key is never used again after (RFC 5280 keyCompromise).
+const REASON_KEY_COMPROMISE: i32 = 1;
+
 /// Was a certificate with this key (SPKI SHA-256) revoked for key compromise (reason 1)?
 pub fn compromised_key(c: &mut DbConn, public_key_sha256: &str) -> Result<bool, diesel::result::Error> {
-    use crate::db::schema::revocations;
-    let n: i64 = certificates::table
-        .inner_join(revocations::table.on(revocations::certificate_id.eq(certificates::id)))
-        .filter(certificates::public_key_sha256.eq(public_key_sha256))
-        .filter(revocations::reason.eq(1))
-        .count()
-        .get_result(c)?;
+    use crate::db::schema::compromised_keys;
+    let n: i64 = compromised_keys::table.find(public_key_sha256).count().get_result(c)?;
     Ok(n > 0)
+}
+
+/// Adds the key of certificate `cert_id` to the compromised keys (once: revocations run under
+/// the CRL lock, so two of them cannot both find the key absent).
+fn record_compromised_key(c: &mut DbConn, cert_id: i64) -> Result<(), diesel::result::Error> {
+    use crate::db::schema::compromised_keys;
+    let key: String = certificates::table.find(cert_id).select(certificates::public_key_sha256).first(c)?;
+    if !compromised_key(c, &key)? {
+        diesel::insert_into(compromised_keys::table)
+            .values((
+                compromised_keys::public_key_sha256.eq(key),
+                compromised_keys::certificate_id.eq(cert_id),
+                compromised_keys::revoked_at.eq(now()),
+            ))
+            .execute(c)?;
+    }
+    Ok(())
 }
 
 /// Enqueues an object's job and marks the object processing; `AlreadyProcessing` when it already

@@ -1,0 +1,2 @@
+DROP TABLE compromised_keys;
+DROP INDEX acme_orders_certificate;
