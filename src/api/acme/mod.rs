@@ -157,10 +157,28 @@ async fn new_nonce_get(req: HttpRequest, state: web::Data<AppState>) -> Result<H
     Ok(r)
 }
 
+/// Account keys already built, by their stored JWK text. Building one checks the point
+/// (`EC_KEY_check_key`: a scalar multiplication, more than the signature check itself), and every
+/// request signed with `kid` needs its account's key. The key is a pure function of the text, so
+/// an entry never goes stale: a key change stores another text. Bounded: emptied when full.
+static ACCOUNT_KEYS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, openssl::pkey::PKey<openssl::pkey::Public>>>,
+> = std::sync::LazyLock::new(Default::default);
+const ACCOUNT_KEYS_MAX: usize = 4096;
+
 /// An account's stored key.
 pub(crate) fn account_key(a: &Account) -> Result<openssl::pkey::PKey<openssl::pkey::Public>, Problem> {
+    if let Some(k) = ACCOUNT_KEYS.lock().unwrap_or_else(|p| p.into_inner()).get(&a.jwk) {
+        return Ok(k.clone());
+    }
     let jwk: Value = serde_json::from_str(&a.jwk).map_err(|e| Problem::server(e.to_string()))?;
-    Ok(jws::key_from_jwk(jwk.as_object().ok_or_else(|| Problem::server("stored JWK"))?)?)
+    let key = jws::key_from_jwk(jwk.as_object().ok_or_else(|| Problem::server("stored JWK"))?)?;
+    let mut keys = ACCOUNT_KEYS.lock().unwrap_or_else(|p| p.into_inner());
+    if keys.len() >= ACCOUNT_KEYS_MAX {
+        keys.clear();
+    }
+    keys.insert(a.jwk.clone(), key.clone());
+    Ok(key)
 }
 
 /// The request URL as the client signed it (scheme, host, path and query).
@@ -179,14 +197,30 @@ pub struct Verified {
     pub account: Option<Account>,
 }
 
-/// The RFC 8555 §6 pipeline: content type, flattened JWS, alg, key (jwk or kid), signature, url,
-/// then the nonce (after the signature, so junk does not burn nonces).
-pub async fn verify_request(
+/// Who signed a request, as its protected header says (not yet checked).
+enum Signer {
+    /// Its own key (`jwk`): new accounts, revocation by the certificate's key.
+    Jwk,
+    /// An account (`kid`), by id.
+    Kid { id: i64, kid: String },
+}
+
+/// A request whose form is checked (content type, flattened JWS, alg, jwk or kid) and whose
+/// signature, url and nonce are still to be (`Signed::verify`, on a blocking thread).
+pub struct Signed {
+    jws: Jws,
+    signer: Signer,
+    /// The request URL as the client must have signed it.
+    url: String,
+}
+
+/// The RFC 8555 §6 checks that need neither a key nor the database.
+async fn read_signed(
     req: &HttpRequest,
     state: &AppState,
     payload: web::Payload,
     jwk_allowed: bool,
-) -> Result<Verified, Problem> {
+) -> Result<Signed, Problem> {
     let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
     if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/jose+json") {
         return Err(Problem::new(415, "malformed", "the Content-Type must be application/jose+json"));
@@ -199,16 +233,16 @@ pub async fn verify_request(
     if !jws::ALGORITHMS.contains(&alg.as_str()) {
         return Err(jws::JwsError::BadAlgorithm(alg).into());
     }
-    let (key, account) = match (jws.jwk(), jws.kid()) {
-        (Some(_), Some(_)) => return Err(Problem::malformed("the protected header has both 'jwk' and 'kid'")),
-        (None, None) => return Err(Problem::malformed("the protected header has neither 'jwk' nor 'kid'")),
-        (Some(jwk), None) => {
+    let signer = match (jws.jwk().is_some(), jws.kid()) {
+        (true, Some(_)) => return Err(Problem::malformed("the protected header has both 'jwk' and 'kid'")),
+        (false, None) => return Err(Problem::malformed("the protected header has neither 'jwk' nor 'kid'")),
+        (true, None) => {
             if !jwk_allowed {
                 return Err(Problem::malformed("this resource needs a 'kid' (an account URL), not a 'jwk'"));
             }
-            (jws::key_from_jwk(jwk)?, None)
+            Signer::Jwk
         }
-        (None, Some(kid)) => {
+        (false, Some(kid)) => {
             if jwk_allowed && req.path() == "/acme/new-account" {
                 return Err(Problem::malformed("newAccount needs a 'jwk'"));
             }
@@ -216,41 +250,90 @@ pub async fn verify_request(
                 .rsplit_once("/acct/")
                 .and_then(|(_, id)| id.parse::<i64>().ok())
                 .ok_or_else(|| Problem::new(400, "accountDoesNotExist", format!("no account {kid}")))?;
-            let kid = kid.to_string();
-            let acct = blocking(state, move |_, c| Ok(crate::acme::accounts::acting(c, id, &kid)?)).await?;
-            (account_key(&acct)?, Some(acct))
+            Signer::Kid { id, kid: kid.to_string() }
         }
     };
-    jws.verify(&key)?;
-    let want = request_url(req, state);
-    if jws.url() != Some(want.as_str()) {
-        return Err(Problem::new(
-            401,
-            "unauthorized",
-            format!("the JWS url {:?} is not the request URL {want}", jws.url().unwrap_or("")),
-        ));
-    }
-    let nonce =
-        jws.nonce().ok_or_else(|| Problem::new(400, "badNonce", "the protected header has no nonce"))?.to_string();
-    let fresh = blocking(state, move |e, c| Ok(e.acme_nonces.consume(c, &nonce)?)).await?;
-    if !fresh {
-        return Err(Problem::new(400, "badNonce", "the nonce is unknown, used or expired"));
-    }
-    // Authenticated from here on: the audit trail may record what this request does.
-    crate::api::observe::set_actor(req, "acme");
-    Ok(Verified { jws, account })
+    Ok(Signed { jws, signer, url: request_url(req, state) })
 }
 
-/// The pipeline for resources that need an account (`kid`): the verified JWS and its account.
+impl Signed {
+    /// The key (the account's, for `kid`), the signature, the url, then the nonce: consumed
+    /// last, so junk does not burn nonces.
+    fn verify(self, e: &Engine, c: &mut DbConn) -> Result<Verified, Problem> {
+        let Signed { jws, signer, url } = self;
+        let (key, account) = match signer {
+            Signer::Jwk => (jws::key_from_jwk(jws.jwk().ok_or_else(|| Problem::malformed("no 'jwk'"))?)?, None),
+            Signer::Kid { id, kid } => {
+                let acct = crate::acme::accounts::acting(c, id, &kid)?;
+                (account_key(&acct)?, Some(acct))
+            }
+        };
+        jws.verify(&key)?;
+        if jws.url() != Some(url.as_str()) {
+            return Err(Problem::new(
+                401,
+                "unauthorized",
+                format!("the JWS url {:?} is not the request URL {url}", jws.url().unwrap_or("")),
+            ));
+        }
+        let nonce = jws.nonce().ok_or_else(|| Problem::new(400, "badNonce", "the protected header has no nonce"))?;
+        if !e.acme_nonces.consume(c, nonce)? {
+            return Err(Problem::new(400, "badNonce", "the nonce is unknown, used or expired"));
+        }
+        Ok(Verified { jws, account })
+    }
+}
+
+/// The RFC 8555 §6 pipeline: content type, flattened JWS, alg, key (jwk or kid), signature, url,
+/// then the nonce (after the signature, so junk does not burn nonces).
+pub async fn verify_request(
+    req: &HttpRequest,
+    state: &AppState,
+    payload: web::Payload,
+    jwk_allowed: bool,
+) -> Result<Verified, Problem> {
+    let signed = read_signed(req, state, payload, jwk_allowed).await?;
+    let v = blocking(state, move |e, c| signed.verify(e, c)).await?;
+    // Authenticated from here on: the audit trail may record what this request does.
+    crate::api::observe::set_actor(req, "acme");
+    Ok(v)
+}
+
+/// The pipeline for resources that need an account (`kid`), then `op` with the verified JWS and
+/// its account, on the thread and connection that verified them: one blocking hop per request.
+pub async fn with_account<T: Send + 'static>(
+    req: &HttpRequest,
+    state: &AppState,
+    payload: web::Payload,
+    op: impl FnOnce(&Engine, &mut DbConn, Jws, Account) -> Result<T, Problem> + Send + 'static,
+) -> Result<T, Problem> {
+    let signed = read_signed(req, state, payload, false).await?;
+    let (verified, r) = blocking(state, move |e, c| {
+        let v = match signed.verify(e, c) {
+            Ok(v) => v,
+            Err(p) => return Ok((false, Err(p))),
+        };
+        // With jwk refused, a verified request always names its account.
+        let Some(account) = v.account else {
+            return Ok((true, Err(Problem::malformed("this resource needs a 'kid' (an account URL)"))));
+        };
+        Ok((true, op(e, c, v.jws, account)))
+    })
+    .await?;
+    if verified {
+        // Authenticated: the audit trail records what it did, whatever `op` answered.
+        crate::api::observe::set_actor(req, "acme");
+    }
+    r
+}
+
+/// `with_account` for handlers that go on outside the blocking pool: the JWS and its account.
 pub async fn verify_account(
     req: &HttpRequest,
     state: &AppState,
     payload: web::Payload,
 ) -> Result<(Jws, Account), Problem> {
-    let v = verify_request(req, state, payload, false).await?;
-    // With jwk refused, a verified request always names its account.
-    let account = v.account.ok_or_else(|| Problem::malformed("this resource needs a 'kid' (an account URL)"))?;
-    Ok((v.jws, account))
+    with_account(req, state, payload, |_, _, jws, account| Ok((jws, account))).await
 }
 
 /// Runs `f` with the engine and a database connection on the blocking pool.

@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 
 use super::problem::JwsProblems;
 use super::requests;
-use super::{Action, Problem, acme_response, base_url, blocking, jws, verify_account, verify_request};
+use super::{Action, Problem, acme_response, base_url, blocking, jws, verify_request, with_account};
 use crate::acme::OrderStatus;
 use crate::acme::orders::{self as domain, NewOrderRequest, OrderView, RevocationProof};
 use crate::acme::wire::{
@@ -44,12 +44,15 @@ pub async fn orders_list(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let r = async {
-        let (_, account) = verify_account(&req, &state, payload).await?;
-        if account.id.to_string() != path.into_inner() {
-            return Err(Problem::unauthorized("this orders list is not the signer's"));
-        }
+        let path = path.into_inner();
         let base = base_url(&req, &state);
-        let ids = blocking(&state, move |_, c| Ok(crate::acme::accounts::order_ids(c, &account)?)).await?;
+        let ids = with_account(&req, &state, payload, move |_, c, _, account| {
+            if account.id.to_string() != path {
+                return Err(Problem::unauthorized("this orders list is not the signer's"));
+            }
+            Ok(crate::acme::accounts::order_ids(c, &account)?)
+        })
+        .await?;
         let urls: Vec<String> = ids.iter().map(|i| format!("{base}/order/{i}")).collect();
         Ok(HttpResponse::Ok().json(OrderList { orders: urls }))
     }
@@ -119,18 +122,17 @@ pub(super) async fn create_order(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let r = async {
-        let (jws, account) = verify_account(&req, &state, payload).await?;
         let base = base_url(&req, &state);
-        let requests::NewOrder { identifiers, replaces } = requests::NewOrder::parse(&jws)?;
-        let new = NewOrderRequest {
-            identifiers,
-            action: Action::from_url_part(
-                req.path().replacen("/acme/dry-run/", "/acme/", 1).trim_start_matches("/acme/"),
-            )?,
-            replaces,
-            dry_run: req.path().starts_with("/acme/dry-run/"),
-        };
-        let o = blocking(&state, move |e, c| Ok(domain::create(e, c, &account, new)?)).await?;
+        // Read from the URL now, refused (in this order) after the JWS and its payload.
+        let action =
+            Action::from_url_part(req.path().replacen("/acme/dry-run/", "/acme/", 1).trim_start_matches("/acme/"));
+        let dry_run = req.path().starts_with("/acme/dry-run/");
+        let o = with_account(&req, &state, payload, move |e, c, jws, account| {
+            let requests::NewOrder { identifiers, replaces } = requests::NewOrder::parse(&jws)?;
+            let new = NewOrderRequest { identifiers, action: action?, replaces, dry_run };
+            Ok(domain::create(e, c, &account, new)?)
+        })
+        .await?;
         Ok(order_response(&o, &base, HttpResponse::Created()))
     }
     .await;
@@ -149,13 +151,15 @@ pub async fn order(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let r = async {
-        let (jws, account) = verify_account(&req, &state, payload).await?;
-        if !jws.payload.is_empty() {
-            return Err(Problem::malformed("an order is read with POST-as-GET (an empty payload)"));
-        }
-        let id = path_id(&path.into_inner())?;
+        let path = path.into_inner();
         let base = base_url(&req, &state);
-        let o = blocking(&state, move |_, c| Ok(domain::get(c, &account, id)?)).await?;
+        let o = with_account(&req, &state, payload, move |_, c, jws, account| {
+            if !jws.payload.is_empty() {
+                return Err(Problem::malformed("an order is read with POST-as-GET (an empty payload)"));
+            }
+            Ok(domain::get(c, &account, path_id(&path)?)?)
+        })
+        .await?;
         Ok(order_response(&o, &base, HttpResponse::Ok()))
     }
     .await;
@@ -174,12 +178,15 @@ pub async fn authz(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let r = async {
-        let (jws, account) = verify_account(&req, &state, payload).await?;
-        let id = path_id(&path.into_inner())?;
+        let path = path.into_inner();
         let base = base_url(&req, &state);
-        let deactivate = requests::deactivates_authz(&jws)?;
-        let a = blocking(&state, move |_, c| {
-            Ok(if deactivate { domain::deactivate_authz(c, &account, id)? } else { domain::authz(c, &account, id)? })
+        let a = with_account(&req, &state, payload, move |_, c, jws, account| {
+            let id = path_id(&path)?;
+            Ok(if requests::deactivates_authz(&jws)? {
+                domain::deactivate_authz(c, &account, id)?
+            } else {
+                domain::authz(c, &account, id)?
+            })
         })
         .await?;
         Ok(HttpResponse::Ok().insert_header(link(&base)).json(AcmeAuthorization::new(&a, &base)))
@@ -200,11 +207,13 @@ pub async fn challenge(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let r = async {
-        let (jws, account) = verify_account(&req, &state, payload).await?;
-        let id = path_id(&path.into_inner())?;
+        let path = path.into_inner();
         let base = base_url(&req, &state);
-        let respond = !jws.payload.is_empty();
-        let ch = blocking(&state, move |e, c| Ok(domain::challenge(e, c, &account, id, respond)?)).await?;
+        let ch = with_account(&req, &state, payload, move |e, c, jws, account| {
+            let id = path_id(&path)?;
+            Ok(domain::challenge(e, c, &account, id, !jws.payload.is_empty())?)
+        })
+        .await?;
         Ok(HttpResponse::Ok()
             .insert_header(("Link", format!("<{base}/authz/{}>;rel=\"up\"", ch.authz_id)))
             .json(AcmeChallenge::new(&ch, &base)))
@@ -226,27 +235,35 @@ pub async fn finalize(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let r = async {
-        let (jws, account) = verify_account(&req, &state, payload).await?;
-        let id = path_id(&path.into_inner())?;
+        let path = path.into_inner();
         let base = base_url(&req, &state);
-        let der = requests::Finalize::parse(&jws)?.csr_der;
-        let csr = renewgate_core::engine::csr::Csr::from_der(&der)
-            .map_err(|_| Problem::new(400, "badCSR", "the CSR is not a DER PKCS#10 request"))?;
-        let acct_key = super::account_key(&account)?;
-        let a = account.clone();
-        let job = blocking(&state, move |e, c| {
-            let req = crate::acme::finalize::FinalizeRequest { account: &a, id, csr, account_key: &acct_key };
-            Ok(crate::acme::finalize::finalize(e, c, req)?)
+        // One hop when the job ran here (a built-in issuer): the order is read back valid on the
+        // same connection. Otherwise the request waits for the workers, then reads it again.
+        let (o, account, waiting) = with_account(&req, &state, payload, move |e, c, jws, account| {
+            let id = path_id(&path)?;
+            let der = requests::Finalize::parse(&jws)?.csr_der;
+            let csr = renewgate_core::engine::csr::Csr::from_der(&der)
+                .map_err(|_| Problem::new(400, "badCSR", "the CSR is not a DER PKCS#10 request"))?;
+            let acct_key = super::account_key(&account)?;
+            let req = crate::acme::finalize::FinalizeRequest { account: &account, id, csr, account_key: &acct_key };
+            let job = crate::acme::finalize::finalize(e, c, req)?;
+            let o = domain::get(c, &account, id)?;
+            let waiting = job.filter(|_| o.status == OrderStatus::Processing);
+            Ok((o, account, waiting))
         })
         .await?;
-        if let Some(job) = job {
-            state
-                .engine
-                .wait_for_job(job, Duration::from_secs(10))
-                .await
-                .map_err(|e| Problem::server(e.to_string()))?;
-        }
-        let o = blocking(&state, move |_, c| Ok(domain::get(c, &account, id)?)).await?;
+        let o = match waiting {
+            None => o,
+            Some(job) => {
+                state
+                    .engine
+                    .wait_for_job(job, Duration::from_secs(10))
+                    .await
+                    .map_err(|e| Problem::server(e.to_string()))?;
+                let id = o.id;
+                blocking(&state, move |_, c| Ok(domain::get(c, &account, id)?)).await?
+            }
+        };
         Ok(order_response(&o, &base, HttpResponse::Ok()))
     }
     .await;
@@ -261,9 +278,11 @@ pub(super) async fn dry_run_certificate(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let r = async {
-        let (_, account) = verify_account(&req, &state, payload).await?;
-        let id = path_id(&path.into_inner())?;
-        let pem = blocking(&state, move |_, c| Ok(crate::acme::dry_run::certificate(c, &account, id)?)).await?;
+        let path = path.into_inner();
+        let pem = with_account(&req, &state, payload, move |_, c, _, account| {
+            Ok(crate::acme::dry_run::certificate(c, &account, path_id(&path)?)?)
+        })
+        .await?;
         Ok(pem_chain(PemCertificateChain(pem.into())))
     }
     .await;
@@ -282,9 +301,11 @@ pub async fn certificate(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let r = async {
-        let (_, account) = verify_account(&req, &state, payload).await?;
-        let id = path_id(&path.into_inner())?;
-        let pem = blocking(&state, move |e, c| Ok(domain::certificate_chain(e, c, &account, id)?)).await?;
+        let path = path.into_inner();
+        let pem = with_account(&req, &state, payload, move |e, c, _, account| {
+            Ok(domain::certificate_chain(e, c, &account, path_id(&path)?)?)
+        })
+        .await?;
         Ok(pem_chain(PemCertificateChain(pem)))
     }
     .await;
