@@ -89,7 +89,15 @@ impl Engine {
             ca: BuiltinCa::new(master.clone()),
             signals: Arc::new(queue::Signals::default()),
             login: Arc::new(crate::auth::login::LoginGate::new(&settings.auth)),
-            acme_nonces: crate::acme::nonce::NonceSource::new(&master)?,
+            // SQLite is served by one process (the data directory's lock): its nonces need no
+            // table. Instances sharing PostgreSQL must refuse each other's used nonces.
+            acme_nonces: crate::acme::nonce::NonceSource::new(
+                &master,
+                match backend {
+                    Backend::Sqlite => crate::acme::nonce::NonceScope::Process,
+                    Backend::Postgres => crate::acme::nonce::NonceScope::Shared,
+                },
+            )?,
             upstreams: Default::default(),
             master,
             settings,
