@@ -40,6 +40,18 @@ pub fn set_actor(req: &HttpRequest, name: &str) {
     req.extensions_mut().insert(Actor(name.to_string()));
 }
 
+/// What an ACME finalize that went through did, noted by its handler (which has just read the
+/// order) so that its audit record and metric need no lookup of their own: for a renew or
+/// reissue order, the object it renewed (its DN), else None (an enrollment).
+#[derive(Debug, Clone)]
+pub struct AcmeFinalized {
+    pub renewed: Option<String>,
+}
+
+pub fn note_acme_finalized(req: &HttpRequest, finalized: AcmeFinalized) {
+    req.extensions_mut().insert(finalized);
+}
+
 /// Notes an audited action on `target` (a DN, thumbprint or id); written with the response's outcome.
 pub fn note(req: &HttpRequest, action: &'static str, target: impl Into<String>) {
     note_certificate(req, action, target, None);
@@ -212,8 +224,20 @@ pub async fn middleware(
     let Some(state) = res.request().app_data::<web::Data<AppState>>().cloned() else {
         return Ok(res);
     };
-    let order_id: Option<i64> = match kind {
-        Some(Kind::AcmeFinalize) => res.request().match_info().get("id").and_then(|s| s.parse().ok()),
+    let finalized = res.request().extensions().get::<AcmeFinalized>().cloned();
+    let order_id: Option<i64> = match (kind, finalized) {
+        // The handler said what the finalize did: counted and noted here, written by the group writer.
+        (Some(Kind::AcmeFinalize), Some(f)) => {
+            match f.renewed {
+                Some(target) => {
+                    METRICS.renewal("acme", outcome);
+                    notes.push(Note { action: action::RENEW, target, certificate_id: None });
+                }
+                None => METRICS.enrollment("acme", outcome),
+            }
+            None
+        }
+        (Some(Kind::AcmeFinalize), None) => res.request().match_info().get("id").and_then(|s| s.parse().ok()),
         _ => None,
     };
     let detail = format!("HTTP {status}");

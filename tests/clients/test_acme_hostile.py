@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from conftest import free_port
-from rg_helpers import assert_venafi_error, db_scalar
+from rg_helpers import assert_venafi_error, db_rows, db_scalar
 from test_acme_accounts import Client, Key, b64u, problem
 from test_acme_challenges import challtestsrv  # noqa: F401  (fixture)
 from test_acme_orders import gateway_factory_module  # noqa: F401  (fixture)
@@ -572,6 +572,31 @@ def test_renewing_with_the_current_key_is_allowed_by_default(pin_gw):
     assert pub(leaf2) == pub(leaf) and leaf2.serial_number != leaf.serial_number
     o3, leaf3, _ = issue(c, ["reuse.example.test"], key=key)  # auto-detected renew
     assert o3["x-renewgate"] == {"action": "renew", "orderId": n} and pub(leaf3) == pub(leaf)
+
+
+def test_finalize_counts_and_audits_what_it_did(pin_gw):
+    """An enrolling finalize counts an ACME enrollment; a renewing one counts a renewal and
+    audits `renew` of its object, as the account ("acme"); a refused one counts a failure."""
+    from test_metrics import scrape, value
+    c = register(pin_gw, eab(pin_gw, "\\VED\\Policy\\HostileCounted", "--prevalidated"))
+    before = scrape(pin_gw)
+    o, leaf, key = issue(c, ["counted.example.test"])
+    n = o["x-renewgate"]["orderId"]
+    _, dn = object_of(pin_gw, leaf)
+    issue(c, ["counted.example.test"], url=action_url(c, "renew", n), key=key)
+    # A renew order finalized with a CSR for other names: refused, counted as a failed renewal.
+    r = new_order(c, ["counted.example.test"], url=action_url(c, "renew", n))
+    assert r.status_code == 201, r.text
+    problem(finalize(c, r.json(), csr_der(["other.example.test"])[1]), 400, "badCSR")
+    after = scrape(pin_gw)
+    for name, outcome, more in [("renewgate_enrollments_total", "success", 1),
+                                ("renewgate_renewals_total", "success", 1),
+                                ("renewgate_renewals_total", "failure", 1)]:
+        assert value(after, name, dialect="acme", outcome=outcome) \
+            == value(before, name, dialect="acme", outcome=outcome) + more, (name, outcome)
+    rows = db_rows(pin_gw, "SELECT actor, outcome, source FROM audit_log WHERE action = 'renew' AND target = '"
+                   + dn.replace("'", "''") + "'")
+    assert [tuple(r) for r in rows] == [("acme", "success", "acme")], rows
 
 
 def test_a_key_revoked_for_key_compromise_is_refused_everywhere(pin_gw):

@@ -8,11 +8,11 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 use super::problem::JwsProblems;
 use super::requests;
 use super::{Action, Problem, acme_response, base_url, blocking, jws, verify_request, with_account};
-use crate::acme::OrderStatus;
 use crate::acme::orders::{self as domain, NewOrderRequest, OrderView, RevocationProof};
 use crate::acme::wire::{
     AcmeAuthorization, AcmeChallenge, AcmeOrder, AcmeProblem, FlattenedJws, OrderList, PemCertificateChain,
 };
+use crate::acme::{OrderAction, OrderStatus};
 use crate::app::AppState;
 
 fn path_id(s: &str) -> Result<i64, Problem> {
@@ -239,7 +239,7 @@ pub async fn finalize(
         let base = base_url(&req, &state);
         // One hop when the job ran here (a built-in issuer): the order is read back valid on the
         // same connection. Otherwise the request waits for the workers, then reads it again.
-        let (o, account, waiting) = with_account(&req, &state, payload, move |e, c, jws, account| {
+        let (o, account, waiting, renewed) = with_account(&req, &state, payload, move |e, c, jws, account| {
             let id = path_id(&path)?;
             let der = requests::Finalize::parse(&jws)?.csr_der;
             let csr = renewgate_core::engine::csr::Csr::from_der(&der)
@@ -249,9 +249,21 @@ pub async fn finalize(
             let job = crate::acme::finalize::finalize(e, c, req)?;
             let o = domain::get(c, &account, id)?;
             let waiting = job.filter(|_| o.status == OrderStatus::Processing);
-            Ok((o, account, waiting))
+            // For the audit trail and the renewal metric: what this finalize did.
+            let renewed = match (o.action, o.object_id) {
+                // The order is finalized whatever this read says: it only names the object.
+                (OrderAction::Renew | OrderAction::Reissue, Some(obj)) => Some(
+                    crate::engine::lookup::find_object_dn(c, obj)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_else(|| format!("object {obj}")),
+                ),
+                _ => None,
+            };
+            Ok((o, account, waiting, renewed))
         })
         .await?;
+        crate::api::observe::note_acme_finalized(&req, crate::api::observe::AcmeFinalized { renewed });
         let o = match waiting {
             None => o,
             Some(job) => {
