@@ -64,6 +64,7 @@ fn renew_request(r: CertRef) -> RenewRequest {
         not_after_max: None,
         access: Default::default(),
         issue_as: None,
+        object: None,
     }
 }
 

@@ -183,6 +183,7 @@ pub async fn renew(
             not_after_max: None,
             access: principal.access.clone(),
             issue_as: None,
+            object: Some(o.clone()),
         };
         Ok(e.renew(c, &req).map(|a| (a, o.dn)))
     })

@@ -808,8 +808,9 @@ pub async fn renew(
         let p2 = super::token_principal(c, &token)?;
         let _ = actor_in.set(p2.user_name.clone());
         super::require_scope(&p2, "certificate", Some("manage"))?;
-        let renew_req = parts.into_request(CertRef::Dn(dn2.clone()), p2.access.clone())?;
+        let mut renew_req = parts.into_request(CertRef::Dn(dn2.clone()), p2.access.clone())?;
         let o = object_for(c, &p2, &renew_req.certificate, &dn2, Permission::Write)?;
+        renew_req.object = Some(o.clone());
         let may_read_key = crate::engine::access::may_read_keys(&p2.access, &o.policy_dn);
         if explicit_key {
             // An explicit request for the key must be answerable before anything is queued.
@@ -924,6 +925,7 @@ impl RenewParts {
             not_after_max: None,
             access,
             issue_as: None,
+            object: None,
         })
     }
 }

@@ -188,6 +188,7 @@ fn accept(
                         not_after_max,
                         access: owner.access(),
                         issue_as: Some(issue),
+                        object: None,
                     },
                 )
                 .map_err(refusal)?;

@@ -141,6 +141,10 @@ pub struct RenewRequest {
     pub access: crate::auth::FolderAccess,
     /// Issue these names and EKUs instead of the CSR's (ACME).
     pub issue_as: Option<IssueAs>,
+    /// The object `certificate` names, as the caller read it a moment ago on the same connection
+    /// (to check its access): the plan starts from it instead of reading it again. The store
+    /// still refuses it if the object changed since (`updated_at`), and the retry reads afresh.
+    pub object: Option<crate::db::models::CertObject>,
 }
 
 /// A Keyfactor renewal (CertEnroll/3/Renew, Enrollment/Renew).
@@ -544,12 +548,12 @@ impl Engine {
         // for), then stored in a short transaction that first makes sure the object has not
         // changed since it was read. If it has, or it is being renewed, the whole renewal runs
         // again inside one transaction, which gives the same answer a serial run would.
-        let plan = self.plan_renewal(conn, req, &here)?;
+        let plan = self.plan_renewal(conn, req, req.object.clone(), &here)?;
         let seen = plan.obj.updated_at;
         let optimistic = write_tx(conn, None, |c| self.store_renewal(c, plan, req, &here, Some(seen)));
         let (accepted, leased) = match optimistic {
             Err(RenewError::AlreadyProcessing(_)) => write_tx(conn, None, |c| {
-                let plan = self.plan_renewal(c, req, &here)?;
+                let plan = self.plan_renewal(c, req, None, &here)?;
                 self.store_renewal(c, plan, req, &here, None)
             })?,
             other => other?,
@@ -560,7 +564,7 @@ impl Engine {
 
     /// `renew` inside the caller's write transaction (the scheduler's); the caller signals the workers.
     pub fn renew_tx(&self, c: &mut DbConn, req: &RenewRequest) -> Result<Accepted, RenewError> {
-        let plan = self.plan_renewal(c, req, &None)?;
+        let plan = self.plan_renewal(c, req, None, &None)?;
         self.store_renewal(c, plan, req, &None, None).map(|(a, _)| a)
     }
 
@@ -569,12 +573,16 @@ impl Engine {
         &self,
         c: &mut DbConn,
         req: &RenewRequest,
+        known: Option<crate::db::models::CertObject>,
         here: &Option<InlineRun>,
     ) -> Result<PlannedRenewal, RenewError> {
-        let obj = inventory::find_object(c, &req.certificate)?.ok_or_else(|| match &req.certificate {
-            CertRef::Dn(dn) => RenewError::DoesNotExist(dn.clone()),
-            other => RenewError::DoesNotExist(format!("{other:?}")),
-        })?;
+        let obj = match known {
+            Some(obj) => obj,
+            None => inventory::find_object(c, &req.certificate)?.ok_or_else(|| match &req.certificate {
+                CertRef::Dn(dn) => RenewError::DoesNotExist(dn.clone()),
+                other => RenewError::DoesNotExist(format!("{other:?}")),
+            })?,
+        };
         Self::check_renewable(&obj, req.reenable)?;
         if let Some(data) = &req.certificate_data {
             let given = X509::from_der(data)

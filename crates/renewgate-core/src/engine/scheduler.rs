@@ -237,6 +237,7 @@ impl Engine {
                     not_after_max: None,
                     access: Default::default(),
                     issue_as: None,
+                    object: None,
                 },
             )?;
             let raw: String = jobs::table.find(accepted.job_id).select(jobs::payload).first(c)?;
