@@ -197,16 +197,18 @@ pub struct Verified {
     pub account: Option<Account>,
 }
 
-/// Who signed a request, as its protected header says (not yet checked).
+/// Who signed a request, as its protected header says.
 enum Signer {
-    /// Its own key (`jwk`): new accounts, revocation by the certificate's key.
+    /// Its own key (`jwk`): new accounts, revocation by the certificate's key. Its signature and
+    /// url are already checked (`read_signed`): junk signed with any key costs no blocking hop.
     Jwk,
-    /// An account (`kid`), by id.
+    /// An account (`kid`), by id: its key is the account's, read on the blocking thread.
     Kid { id: i64, kid: String },
 }
 
 /// A request whose form is checked (content type, flattened JWS, alg, jwk or kid) and whose
-/// signature, url and nonce are still to be (`Signed::verify`, on a blocking thread).
+/// nonce (and, signed with `kid`, signature and url) are still to be (`Signed::verify`, on a
+/// blocking thread).
 pub struct Signed {
     jws: Jws,
     signer: Signer,
@@ -214,7 +216,7 @@ pub struct Signed {
     url: String,
 }
 
-/// The RFC 8555 §6 checks that need neither a key nor the database.
+/// The RFC 8555 §6 checks that need no database: all but the nonce for a `jwk`, the form for a `kid`.
 async fn read_signed(
     req: &HttpRequest,
     state: &AppState,
@@ -253,29 +255,43 @@ async fn read_signed(
             Signer::Kid { id, kid: kid.to_string() }
         }
     };
-    Ok(Signed { jws, signer, url: request_url(req, state) })
+    let url = request_url(req, state);
+    if let (Signer::Jwk, Some(jwk)) = (&signer, jws.jwk()) {
+        check_signature_and_url(&jws, &jws::key_from_jwk(jwk)?, &url)?;
+    }
+    Ok(Signed { jws, signer, url })
+}
+
+/// The signature under `key`, then the url the client signed.
+fn check_signature_and_url(
+    jws: &Jws,
+    key: &openssl::pkey::PKey<openssl::pkey::Public>,
+    url: &str,
+) -> Result<(), Problem> {
+    jws.verify(key)?;
+    if jws.url() != Some(url) {
+        return Err(Problem::new(
+            401,
+            "unauthorized",
+            format!("the JWS url {:?} is not the request URL {url}", jws.url().unwrap_or("")),
+        ));
+    }
+    Ok(())
 }
 
 impl Signed {
-    /// The key (the account's, for `kid`), the signature, the url, then the nonce: consumed
+    /// For `kid`: the account, its key, the signature and the url. Then the nonce, consumed
     /// last, so junk does not burn nonces.
     fn verify(self, e: &Engine, c: &mut DbConn) -> Result<Verified, Problem> {
         let Signed { jws, signer, url } = self;
-        let (key, account) = match signer {
-            Signer::Jwk => (jws::key_from_jwk(jws.jwk().ok_or_else(|| Problem::malformed("no 'jwk'"))?)?, None),
+        let account = match signer {
+            Signer::Jwk => None,
             Signer::Kid { id, kid } => {
                 let acct = crate::acme::accounts::acting(c, id, &kid)?;
-                (account_key(&acct)?, Some(acct))
+                check_signature_and_url(&jws, &account_key(&acct)?, &url)?;
+                Some(acct)
             }
         };
-        jws.verify(&key)?;
-        if jws.url() != Some(url.as_str()) {
-            return Err(Problem::new(
-                401,
-                "unauthorized",
-                format!("the JWS url {:?} is not the request URL {url}", jws.url().unwrap_or("")),
-            ));
-        }
         let nonce = jws.nonce().ok_or_else(|| Problem::new(400, "badNonce", "the protected header has no nonce"))?;
         if !e.acme_nonces.consume(c, nonce)? {
             return Err(Problem::new(400, "badNonce", "the nonce is unknown, used or expired"));

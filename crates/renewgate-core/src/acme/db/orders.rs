@@ -330,16 +330,20 @@ pub fn match_candidates(
         })
         .map(|(id, _)| id)
         .collect();
-    if ids.is_empty() {
-        return Ok(vec![]);
+    // In chunks: objects from before match_name (NULL) all qualify, and SQLite binds at most
+    // 32,766 values in one statement.
+    let mut found: Vec<(i64, NaiveDateTime)> = vec![];
+    for chunk in ids.chunks(1000) {
+        found.extend(
+            cert_objects::table
+                .inner_join(certificates::table.on(cert_objects::current_cert_id.eq(certificates::id.nullable())))
+                .filter(cert_objects::id.eq_any(chunk))
+                .filter(cert_objects::policy_dn.eq(policy_dn))
+                .filter(cert_objects::disabled.eq(false))
+                .select((cert_objects::id, certificates::not_after))
+                .load::<(i64, NaiveDateTime)>(c)?,
+        );
     }
-    let mut found: Vec<(i64, NaiveDateTime)> = cert_objects::table
-        .inner_join(certificates::table.on(cert_objects::current_cert_id.eq(certificates::id.nullable())))
-        .filter(cert_objects::id.eq_any(ids))
-        .filter(cert_objects::policy_dn.eq(policy_dn))
-        .filter(cert_objects::disabled.eq(false))
-        .select((cert_objects::id, certificates::not_after))
-        .load(c)?;
     found.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     Ok(found.into_iter().map(|(id, _)| id).collect())
 }
