@@ -1,9 +1,10 @@
 //! The ACME dialect (RFC 8555) at `/acme`: the directory (DigiCert-style `?action=…&orderId=N`
-//! carried into the newOrder URL), JWS verification (RS256, ES256, ES384, EdDSA; the external
-//! account binding's MAC), problem documents and handlers that translate to and from the ACME
-//! domain in the core crate (`crate::acme`), where every rule lives.
+//! carried into the newOrder URL), the request checks in RFC 8555 §6's order (the JWS itself —
+//! RS256, ES256, ES384, EdDSA, the external account binding's MAC — is `crate::acme::jws`),
+//! problem documents and handlers that translate to and from the ACME domain in the core crate
+//! (`crate::acme`), where every rule lives.
 pub mod ari;
-pub mod jws;
+pub use crate::acme::jws;
 pub mod orders;
 pub mod problem;
 pub mod requests;

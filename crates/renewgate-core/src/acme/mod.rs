@@ -12,6 +12,7 @@ pub mod dry_run;
 pub mod error;
 pub mod finalize;
 pub mod jobs;
+pub mod jws;
 pub mod model;
 pub mod nonce;
 pub mod orders;
