@@ -189,14 +189,19 @@ pub fn key_from_jwk(jwk: &Map<String, Value>) -> Result<PKey<Public>, JwsError> 
     Ok(key)
 }
 
-/// RFC 7638 thumbprint: base64url(SHA-256 of the required members, sorted, no spaces).
-pub fn thumbprint(jwk: &Map<String, Value>) -> Result<String, JwsError> {
-    let members: &[&str] = match jwk_str(jwk, "kty")? {
+/// The members RFC 7638 requires for the JWK's key type, in lexicographic order.
+fn required_members(jwk: &Map<String, Value>) -> Result<&'static [&'static str], JwsError> {
+    Ok(match jwk_str(jwk, "kty")? {
         "RSA" => &["e", "kty", "n"],
         "EC" => &["crv", "kty", "x", "y"],
         "OKP" => &["crv", "kty", "x"],
         other => return Err(JwsError::BadPublicKey(format!("unsupported key type {other}"))),
-    };
+    })
+}
+
+/// RFC 7638 thumbprint: base64url(SHA-256 of the required members, sorted, no spaces).
+pub fn thumbprint(jwk: &Map<String, Value>) -> Result<String, JwsError> {
+    let members = required_members(jwk)?;
     let mut s = String::from("{");
     for (i, m) in members.iter().enumerate() {
         if i > 0 {
@@ -210,12 +215,7 @@ pub fn thumbprint(jwk: &Map<String, Value>) -> Result<String, JwsError> {
 
 /// The JWK members a thumbprint covers (what we store for an account).
 pub fn canonical_jwk(jwk: &Map<String, Value>) -> Result<Value, JwsError> {
-    let members: &[&str] = match jwk_str(jwk, "kty")? {
-        "RSA" => &["e", "kty", "n"],
-        "EC" => &["crv", "kty", "x", "y"],
-        "OKP" => &["crv", "kty", "x"],
-        other => return Err(JwsError::BadPublicKey(format!("unsupported key type {other}"))),
-    };
+    let members = required_members(jwk)?;
     let mut m = Map::new();
     for k in members {
         m.insert(k.to_string(), Value::String(jwk_str(jwk, k)?.to_string()));
