@@ -22,15 +22,18 @@ The http-01 server here answers per token: `ok` (the key authorization), `hang` 
 answers) or `drip` (one byte a second). Names under example.test are pinned to 127.0.0.1 on the
 gateways that need no DNS (pinned addresses are not filtered); the loopback tests resolve through
 pebble-challtestsrv instead."""
+import concurrent.futures
 import email.utils
 import hashlib
 import ipaddress
+import json
 import re
 import socketserver
 import threading
 import time
 
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -597,6 +600,44 @@ def test_finalize_counts_and_audits_what_it_did(pin_gw):
     rows = db_rows(pin_gw, "SELECT actor, outcome, source FROM audit_log WHERE action = 'renew' AND target = '"
                    + dn.replace("'", "''") + "'")
     assert [tuple(r) for r in rows] == [("acme", "success", "acme")], rows
+
+
+def test_finalizes_of_one_order_racing_issue_one_certificate(pin_gw):
+    """Finalizes of one ready order sent at once: one is accepted, the others are refused
+    (orderNotReady, or rateLimited while its object is being created), and the order holds one
+    object and one certificate. The order becomes `processing` in the transaction that enqueues
+    its job, and only if it is still `ready`."""
+    c = register(pin_gw, eab(pin_gw, "\\VED\\Policy\\HostileRace", "--prevalidated"))
+    for round_ in range(3):
+        name = f"race{round_}.example.test"
+        r = new_order(c, [name])
+        assert r.status_code == 201, r.text
+        order_url, o = r.headers["Location"], r.json()
+        assert o["status"] == "ready", o
+        # Signed beforehand (each with its own nonce), sent together.
+        bodies = [c.jws(o["finalize"], {"csr": b64u(csr_der([name])[1])}) for _ in range(6)]
+        with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+            answers = list(pool.map(lambda b: requests_post(c, o["finalize"], b), bodies))
+        codes = sorted(a.status_code for a in answers)
+        assert codes.count(200) == 1, [(a.status_code, a.text[:200]) for a in answers]
+        for a in answers:
+            if a.status_code != 200:
+                kind = a.json()["type"].rsplit(":", 1)[-1]
+                assert (a.status_code, kind) in {(403, "orderNotReady"), (429, "rateLimited")}, a.text
+        assert wait_order(c, order_url)["status"] == "valid"
+        objects = db_scalar(pin_gw, "SELECT COUNT(*) FROM cert_objects WHERE name LIKE '" + name + "%'")
+        certs = db_scalar(pin_gw, "SELECT COUNT(*) FROM certificates c JOIN cert_objects o ON o.id = c.object_id "
+                          "WHERE o.name LIKE '" + name + "%'")
+        assert (int(objects), int(certs)) == (1, 1), (objects, certs)
+
+
+def requests_post(c, url, body):
+    """One POST on a session of its own (a requests.Session is not shared between threads)."""
+    s = requests.Session()
+    s.trust_env = False
+    s.verify = c.gw.ca_bundle
+    return s.post(url, data=json.dumps(body), headers={"Content-Type": "application/jose+json"},
+                  timeout=60)
 
 
 def test_a_key_revoked_for_key_compromise_is_refused_everywhere(pin_gw):

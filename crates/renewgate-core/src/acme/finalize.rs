@@ -12,7 +12,7 @@ use super::{Account, AcmeError, AcmeResult, ErrorType, Identifier, OrderAction, 
 use crate::ca::SanSet;
 use crate::db::{DbConn, now};
 use crate::engine::inventory::{self, CertRef};
-use crate::engine::renew::{EnrollRequest, IssueAs, RenewRequest, SubjectSpec};
+use crate::engine::renew::{Accepted, EnrollRequest, IssueAs, RenewRequest, SubjectSpec};
 use crate::engine::validate::PolicyViolation;
 use crate::engine::{Engine, RenewError, policy, validate};
 
@@ -92,6 +92,7 @@ pub fn issue_as(order: &[Identifier], p: &policy::EffectivePolicy) -> IssueAs {
         subject: SubjectSpec { common_name: cn, ..Default::default() },
         sans: super::orders::san_set(order),
         ekus: p.acme_ekus(),
+        acme_order: None,
     }
 }
 
@@ -119,11 +120,7 @@ pub struct FinalizeRequest<'a> {
     pub account_key: &'a openssl::pkey::PKeyRef<openssl::pkey::Public>,
 }
 
-fn accept(
-    engine: &Engine,
-    c: &mut DbConn,
-    req: FinalizeRequest<'_>,
-) -> AcmeResult<Option<crate::engine::renew::Accepted>> {
+fn accept(engine: &Engine, c: &mut DbConn, req: FinalizeRequest<'_>) -> AcmeResult<Option<Accepted>> {
     let FinalizeRequest { account, id, csr, account_key } = req;
     let o = super::orders::get_row(c, account, id)?;
     let status = OrderStatus::stored(&o.status)?;
@@ -152,7 +149,7 @@ fn accept(
     }
     .unwrap_or_else(|| account.policy_dn.clone());
     let p = policy::effective(c, &target_folder)?;
-    let issue = issue_as(&ids, &p);
+    let issue = IssueAs { acme_order: Some(o.id), ..issue_as(&ids, &p) };
     if o.dry_run {
         // The same policy checks as a real issuance, then the untrusted test issuer.
         let subject = validate::check(&p, &issue.subject, &issue.sans, crate::ca::KeySpec::of_key(&pk))
@@ -163,7 +160,18 @@ fn accept(
     }
     let coverage_secs = super::detect::policy_secs(&p, "acme_coverage");
     let action = OrderAction::stored(&o.action)?;
-    let (accepted, new_object, duplicate_of) = match (action, o.target_object_id) {
+    // The order becomes `processing` in the transaction that enqueues its job, and only if it
+    // is still `ready`: of two finalizes of one order racing, the second enqueues nothing.
+    let raced = std::cell::Cell::new(false);
+    let processing = |c: &mut DbConn, a: &Accepted| -> Result<(), RenewError> {
+        if !rows::set_order_processing(c, o.id, a.job_id, a.object.id)? {
+            raced.set(true);
+            return Err(RenewError::Internal(format!("order {} is no longer ready", o.id)));
+        }
+        Ok(())
+    };
+    let not_ready = || AcmeError::new(403, ErrorType::OrderNotReady, "the order is being finalized already");
+    let accepted = match (action, o.target_object_id) {
         (OrderAction::Renew | OrderAction::Reissue, Some(n)) => {
             // A reissue stays inside the order's coverage: a multi-year plan's end, else the
             // current certificate's notAfter.
@@ -175,8 +183,18 @@ fn accept(
             } else {
                 None
             };
-            let accepted = engine
-                .renew_here(
+            // Renewing a multi-year order starts a new coverage period; a reissue may change the
+            // names, and the first one is what later orders match.
+            let coverage_end = coverage_secs.filter(|_| action == OrderAction::Renew);
+            let with_order = |c: &mut DbConn, a: &Accepted| -> Result<(), RenewError> {
+                if let Some(secs) = coverage_end {
+                    rows::set_coverage_end(c, n, now() + chrono::Duration::seconds(secs))?;
+                }
+                rows::set_match_name(c, n, &first)?;
+                processing(c, a)
+            };
+            engine
+                .renew_here_with(
                     c,
                     &RenewRequest {
                         certificate: CertRef::ObjectId(n),
@@ -190,15 +208,9 @@ fn accept(
                         issue_as: Some(issue),
                         object: None,
                     },
+                    &with_order,
                 )
-                .map_err(refusal)?;
-            // Renewing a multi-year order starts a new coverage period.
-            if action == OrderAction::Renew
-                && let Some(secs) = coverage_secs
-            {
-                rows::set_coverage_end(c, n, now() + chrono::Duration::seconds(secs))?;
-            }
-            (accepted, false, None)
+                .map_err(|e| if raced.get() { not_ready() } else { refusal(e) })?
         }
         (action, target) => {
             // A new object: enroll, or a duplicate of `target` in its folder.
@@ -215,8 +227,18 @@ fn accept(
                 k += 1;
                 name = format!("{base_name} ({k})");
             }
-            let accepted = engine
-                .enroll_here(
+            // A duplicate shares its order's coverage; a new multi-year order starts one.
+            let duplicate_of = target.filter(|_| action == OrderAction::Duplicate);
+            let coverage = match duplicate_of {
+                Some(n) => rows::coverage_end(c, n)?,
+                None => coverage_secs.map(|s| now() + chrono::Duration::seconds(s)),
+            };
+            let with_order = |c: &mut DbConn, a: &Accepted| -> Result<(), RenewError> {
+                rows::insert_object(c, a.object.id, account.id, duplicate_of, coverage, &first, &owner.key)?;
+                processing(c, a)
+            };
+            engine
+                .enroll_here_with(
                     c,
                     &EnrollRequest {
                         policy_dn: folder,
@@ -229,22 +251,10 @@ fn accept(
                         overrides: None,
                         issue_as: Some(issue),
                     },
+                    &with_order,
                 )
-                .map_err(refusal)?;
-            (accepted, true, target.filter(|_| action == OrderAction::Duplicate))
+                .map_err(|e| if raced.get() { not_ready() } else { refusal(e) })?
         }
     };
-    if new_object {
-        // A duplicate shares its order's coverage; a new multi-year order starts one.
-        let coverage = match duplicate_of {
-            Some(n) => rows::coverage_end(c, n)?,
-            None => coverage_secs.map(|s| now() + chrono::Duration::seconds(s)),
-        };
-        rows::insert_object(c, accepted.object.id, account.id, duplicate_of, coverage, &first, &owner.key)?;
-    } else if let Some(n) = o.target_object_id {
-        // A reissue may change the names: the first one is what later orders match.
-        rows::set_match_name(c, n, &first)?;
-    }
-    rows::set_order_processing(c, o.id, accepted.job_id, accepted.object.id)?;
     Ok(Some(accepted))
 }

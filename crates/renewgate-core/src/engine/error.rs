@@ -51,6 +51,12 @@ impl From<diesel::result::Error> for RenewError {
     }
 }
 
+impl From<crate::db::DbError> for RenewError {
+    fn from(e: crate::db::DbError) -> Self {
+        RenewError::Internal(format!("database: {e}"))
+    }
+}
+
 impl From<r2d2::Error> for RenewError {
     fn from(e: r2d2::Error) -> Self {
         RenewError::Internal(format!("database pool: {e}"))

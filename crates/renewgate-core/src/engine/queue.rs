@@ -609,6 +609,7 @@ impl Engine {
             template: p.template.clone(),
             metadata: p.metadata.clone(),
             store_ids: p.store_ids.clone(),
+            acme_order: p.acme_order,
             leaf,
         })
     }
@@ -849,6 +850,9 @@ fn complete_in(tx: &mut DbConn, job: &Job, owner: &str, c: &IssuedCert) -> Resul
                 let alias = crate::engine::stores::alias_of_object_in_store(tx, job.object_id, *sid)
                     .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
                 crate::engine::stores::schedule(tx, &[*sid], cert_id, "add", alias.as_deref(), true)?;
+            }
+            if let Some(order) = c.acme_order {
+                crate::acme::db::orders::set_order_issued(tx, order, job.id, cert_id)?;
             }
             Ok(Some(cert_id))
         }
@@ -1222,6 +1226,8 @@ pub struct IssuedCert {
     template: Option<String>,
     metadata: Option<std::collections::BTreeMap<String, String>>,
     store_ids: Vec<i64>,
+    /// The ACME order the job finalizes, made `valid` with the certificate.
+    acme_order: Option<i64>,
 }
 
 #[cfg(test)]

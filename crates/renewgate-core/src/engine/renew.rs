@@ -87,6 +87,9 @@ pub struct IssuePayload {
     /// SHA-256 of the CSR's public key (SPKI DER, hex), computed when the request was checked.
     #[serde(default)]
     pub public_key_sha256: Option<String>,
+    /// The ACME order the job finalizes (`IssueAs::acme_order`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme_order: Option<i64>,
 }
 
 /// Exactly what a certificate is issued with, whatever its CSR says: ACME issues an order's
@@ -97,6 +100,9 @@ pub struct IssueAs {
     pub subject: SubjectSpec,
     pub sans: SanSet,
     pub ekus: Vec<String>,
+    /// The ACME order this issuance finalizes: the job's completion makes it `valid` in the
+    /// transaction that commits the certificate.
+    pub acme_order: Option<i64>,
 }
 
 /// A request for a new certificate object (Venafi Certificates/Request).
@@ -158,6 +164,10 @@ pub struct KeyfactorRenew {
     /// the certificate's folder when the store receives keys.
     pub access: crate::auth::FolderAccess,
 }
+
+/// Writes of the caller's that belong with its job (an ACME order's `processing`): run in the
+/// transaction that enqueues the job, after it is stored; an error rolls the enqueue back.
+pub type WithEnqueue<'a> = &'a dyn Fn(&mut DbConn, &Accepted) -> Result<(), RenewError>;
 
 /// An accepted request: the object and the job that will issue its new version.
 #[derive(Debug)]
@@ -321,6 +331,7 @@ impl Engine {
             store_ids: vec![],
             not_after_max: None,
             public_key_sha256: csr_key_sha256,
+            acme_order: None,
         };
         Ok((
             payload,
@@ -332,16 +343,32 @@ impl Engine {
     /// Starts an enrollment: creates the object (or reuses one with the same DN that is idle)
     /// and enqueues its issuance.
     pub fn enroll(&self, conn: &mut DbConn, req: &EnrollRequest) -> Result<Accepted, RenewError> {
-        self.enroll_by(conn, req, RunBy::Workers)
+        self.enroll_by(conn, req, RunBy::Workers, None)
     }
 
     /// `enroll` for a request that waits for its certificate: the job is enqueued leased to it
     /// when it may run it here (`Accepted::inline`).
     pub fn enroll_here(&self, conn: &mut DbConn, req: &EnrollRequest) -> Result<Accepted, RenewError> {
-        self.enroll_by(conn, req, RunBy::ThisRequest)
+        self.enroll_by(conn, req, RunBy::ThisRequest, None)
     }
 
-    fn enroll_by(&self, conn: &mut DbConn, req: &EnrollRequest, by: RunBy) -> Result<Accepted, RenewError> {
+    /// `enroll_here`, with the caller's own writes in the transaction that enqueues the job.
+    pub fn enroll_here_with(
+        &self,
+        conn: &mut DbConn,
+        req: &EnrollRequest,
+        with_enqueue: WithEnqueue<'_>,
+    ) -> Result<Accepted, RenewError> {
+        self.enroll_by(conn, req, RunBy::ThisRequest, Some(with_enqueue))
+    }
+
+    fn enroll_by(
+        &self,
+        conn: &mut DbConn,
+        req: &EnrollRequest,
+        by: RunBy,
+        with_enqueue: Option<WithEnqueue<'_>>,
+    ) -> Result<Accepted, RenewError> {
         let mut here = self.inline_candidate(by);
         let mut leased = false;
         let policy_dn = policy::normalize_dn(&req.policy_dn);
@@ -402,6 +429,7 @@ impl Engine {
             }
             if let Some(i) = &req.issue_as {
                 payload.ekus = Some(i.ekus.clone());
+                payload.acme_order = i.acme_order;
             }
             check_upstream(c, &p, &payload)?;
             let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
@@ -469,7 +497,11 @@ impl Engine {
             }
             let object = inventory::find_object(c, &CertRef::ObjectId(obj_id))?
                 .ok_or_else(|| RenewError::Internal("object vanished".into()))?;
-            Ok(Accepted { object, job_id, inline: None })
+            let accepted = Accepted { object, job_id, inline: None };
+            if let Some(f) = with_enqueue {
+                f(c, &accepted)?;
+            }
+            Ok(accepted)
         })?;
         with_csr_key(&mut here, req.csr.as_ref());
         Ok(self.accepted(accepted, leased, &mut here))
@@ -533,16 +565,32 @@ impl Engine {
 
     /// Starts a renewal of an existing object. The new version becomes current only when issued.
     pub fn renew(&self, conn: &mut DbConn, req: &RenewRequest) -> Result<Accepted, RenewError> {
-        self.renew_by(conn, req, RunBy::Workers)
+        self.renew_by(conn, req, RunBy::Workers, None)
     }
 
     /// `renew` for a request that waits for its certificate: the job is enqueued leased to it
     /// when it may run it here (`Accepted::inline`).
     pub fn renew_here(&self, conn: &mut DbConn, req: &RenewRequest) -> Result<Accepted, RenewError> {
-        self.renew_by(conn, req, RunBy::ThisRequest)
+        self.renew_by(conn, req, RunBy::ThisRequest, None)
     }
 
-    fn renew_by(&self, conn: &mut DbConn, req: &RenewRequest, by: RunBy) -> Result<Accepted, RenewError> {
+    /// `renew_here`, with the caller's own writes in the transaction that enqueues the job.
+    pub fn renew_here_with(
+        &self,
+        conn: &mut DbConn,
+        req: &RenewRequest,
+        with_enqueue: WithEnqueue<'_>,
+    ) -> Result<Accepted, RenewError> {
+        self.renew_by(conn, req, RunBy::ThisRequest, Some(with_enqueue))
+    }
+
+    fn renew_by(
+        &self,
+        conn: &mut DbConn,
+        req: &RenewRequest,
+        by: RunBy,
+        with_enqueue: Option<WithEnqueue<'_>>,
+    ) -> Result<Accepted, RenewError> {
         let mut here = self.inline_candidate(by);
         // Checked and planned without the writer lock (on SQLite the one lock every write waits
         // for), then stored in a short transaction that first makes sure the object has not
@@ -550,11 +598,18 @@ impl Engine {
         // again inside one transaction, which gives the same answer a serial run would.
         let plan = self.plan_renewal(conn, req, req.object.clone(), &here)?;
         let seen = plan.obj.updated_at;
-        let optimistic = write_tx(conn, None, |c| self.store_renewal(c, plan, req, &here, Some(seen)));
+        let store = |c: &mut DbConn, plan, unchanged_since| {
+            let stored = self.store_renewal(c, plan, req, &here, unchanged_since)?;
+            if let Some(f) = with_enqueue {
+                f(c, &stored.0)?;
+            }
+            Ok::<_, RenewError>(stored)
+        };
+        let optimistic = write_tx(conn, None, |c| store(c, plan, Some(seen)));
         let (accepted, leased) = match optimistic {
             Err(RenewError::AlreadyProcessing(_)) => write_tx(conn, None, |c| {
                 let plan = self.plan_renewal(c, req, None, &here)?;
-                self.store_renewal(c, plan, req, &here, None)
+                store(c, plan, None)
             })?,
             other => other?,
         };
@@ -637,6 +692,7 @@ impl Engine {
         payload.not_after_max = req.not_after_max;
         if let Some(i) = &req.issue_as {
             payload.ekus = Some(i.ekus.clone());
+            payload.acme_order = i.acme_order;
         }
         payload.store_ids = push_targets(c, &p, &obj, &[], &req.access, payload.generate_key.is_some())?;
         check_upstream(c, &p, &payload)?;
@@ -803,6 +859,7 @@ impl Engine {
             )?,
             not_after_max: None,
             public_key_sha256: None,
+            acme_order: None,
         };
         check_upstream(c, &p, &payload)?;
         let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;

@@ -105,15 +105,34 @@ pub fn set_order_status(
     Ok(())
 }
 
-/// A finalized order is `processing` its issuance job for the object.
-pub fn set_order_processing(c: &mut DbConn, id: i64, job_id: i64, object_id: i64) -> Result<(), DbError> {
-    diesel::update(acme_orders::table.find(id))
+/// A finalized order is `processing` its issuance job for the object. Written in the
+/// transaction that enqueues the job, and only while the order is still `ready`: false when
+/// another finalize of the same order got there first (the caller then rolls its job back).
+pub fn set_order_processing(c: &mut DbConn, id: i64, job_id: i64, object_id: i64) -> Result<bool, DbError> {
+    let n = diesel::update(acme_orders::table.find(id).filter(acme_orders::status.eq(OrderStatus::Ready.as_str())))
         .set((
             acme_orders::status.eq(OrderStatus::Processing.as_str()),
             acme_orders::job_id.eq(job_id),
             acme_orders::object_id.eq(object_id),
         ))
         .execute(c)?;
+    Ok(n == 1)
+}
+
+/// The order's issuance job committed its certificate: the order is `valid`, in the job's
+/// completion transaction (so no later read has to write it). Only the order processing that
+/// very job changes.
+pub fn set_order_issued(c: &mut DbConn, id: i64, job_id: i64, certificate_id: i64) -> QueryResult<()> {
+    crate::db::Prepared(
+        diesel::update(
+            acme_orders::table
+                .find(id)
+                .filter(acme_orders::job_id.eq(job_id))
+                .filter(acme_orders::status.eq(OrderStatus::Processing.as_str())),
+        )
+        .set((acme_orders::status.eq(OrderStatus::Valid.as_str()), acme_orders::certificate_id.eq(certificate_id))),
+    )
+    .execute(c)?;
     Ok(())
 }
 
