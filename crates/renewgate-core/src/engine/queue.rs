@@ -724,12 +724,12 @@ struct Completion {
 }
 
 /// Commits a group of completions in one write transaction. The group is first tried whole,
-/// without savepoints: a completion that finds its lease lost writes nothing and fails nothing,
-/// so in the normal case nothing needs undoing, and SQLite keeps no statement sub-journal (a
-/// savepoint copies every page it changes). Should any completion fail, that transaction is
-/// rolled back and the group committed again with each completion in a savepoint of its own:
-/// one that fails then rolls back its own savepoint only. A failed commit fails them all (their
-/// jobs stay leased and run again after the lease).
+/// without savepoints: in the normal case nothing needs undoing, and SQLite keeps no statement
+/// sub-journal (a savepoint copies every page it changes). Should any completion fail (a lost
+/// lease included, which is rare: it takes a worker stalled past its lease), that transaction
+/// is rolled back and the group committed again with each completion in a savepoint of its
+/// own: one that fails then rolls back its own savepoint only. A failed commit fails them all
+/// (their jobs stay leased and run again after the lease).
 fn commit_group(conn: &mut DbConn, group: &[Completion]) -> Vec<Result<Option<i64>, String>> {
     let whole = write_tx(conn, None, |tx| -> Result<Vec<Result<Option<i64>, String>>, diesel::result::Error> {
         group.iter().map(|g| complete_in(tx, &g.job, &g.owner, &g.issued).map(Ok)).collect()
@@ -740,6 +740,7 @@ fn commit_group(conn: &mut DbConn, group: &[Completion]) -> Vec<Result<Option<i6
             tracing::debug!(error = %e, jobs = group.len(), "a completion failed; committing the group one by one");
             commit_group_isolated(conn, group)
         }
+        Err(e) if is_lease_lost(&e) => vec![Ok(None)],
         Err(e) => {
             tracing::warn!(error = %e, jobs = 1, "completing a job failed");
             vec![Err(e.to_string())]
@@ -762,7 +763,7 @@ fn commit_group_isolated(conn: &mut DbConn, group: &[Completion]) -> Vec<Result<
                 }
                 Err(e) => {
                     tx.batch_execute("ROLLBACK TO completion; RELEASE completion")?;
-                    results.push(Err(e.to_string()));
+                    results.push(if is_lease_lost(&e) { Ok(None) } else { Err(e.to_string()) });
                 }
             }
         }
@@ -777,30 +778,49 @@ fn commit_group_isolated(conn: &mut DbConn, group: &[Completion]) -> Vec<Result<
     }
 }
 
+/// A completion that found its job's lease taken over: another worker owns the job now.
+#[derive(Debug)]
+struct LeaseLost;
+
+impl std::fmt::Display for LeaseLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the job's lease was lost before its completion")
+    }
+}
+
+impl std::error::Error for LeaseLost {}
+
+fn lease_lost() -> diesel::result::Error {
+    diesel::result::Error::QueryBuilderError(Box::new(LeaseLost))
+}
+
+fn is_lease_lost(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::QueryBuilderError(b) if b.is::<LeaseLost>())
+}
+
+/// The job already has its certificate (`certificates_job`, the unique index that keeps a job
+/// from issuing twice): the worker that took the lease over has completed it.
+fn is_jobs_certificate(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+            info.constraint_name() == Some("certificates_job") || info.message().contains("certificates.job_id")
+        }
+        _ => false,
+    }
+}
+
 /// `Engine::complete`'s work, inside the caller's transaction.
+///
+/// The certificate is inserted first and the job closed with its id in one statement, which
+/// matches only while we hold the lease. When it does not (the lease was lost), or the job
+/// already has its certificate (the worker that took it over completed it), the completion
+/// fails with [`LeaseLost`] so that its transaction or savepoint undoes the insert; the group
+/// commit reads that failure as "not ours" (`Ok(None)`).
 fn complete_in(tx: &mut DbConn, job: &Job, owner: &str, c: &IssuedCert) -> Result<Option<i64>, diesel::result::Error> {
     {
         {
             let ts = now();
-            let n = Prepared(
-                diesel::update(
-                    jobs::table
-                        .find(job.id)
-                        .filter(jobs::lease_owner.eq(owner))
-                        .filter(jobs::state.eq(JobState::Running)),
-                )
-                // The key kept for a resumed upstream order now lives (sealed) with the certificate.
-                .set((
-                    jobs::state.eq(JobState::Done),
-                    jobs::updated_at.eq(ts),
-                    jobs::error.eq(None::<String>),
-                    jobs::key_enc.eq(None::<Vec<u8>>),
-                )),
-            )
-            .execute(tx)?;
-            if n != 1 {
-                return Ok(None);
-            }
             let guid = new_guid();
             let cert_id: i64 = diesel::insert_into(certificates::table)
                 .values(NewCertVersion {
@@ -821,8 +841,28 @@ fn complete_in(tx: &mut DbConn, job: &Job, owner: &str, c: &IssuedCert) -> Resul
                     created_at: ts,
                 })
                 .returning(certificates::id)
-                .get_result(tx)?;
-            Prepared(diesel::update(jobs::table.find(job.id)).set(jobs::result_cert_id.eq(cert_id))).execute(tx)?;
+                .get_result(tx)
+                .map_err(|e| if is_jobs_certificate(&e) { lease_lost() } else { e })?;
+            let n = Prepared(
+                diesel::update(
+                    jobs::table
+                        .find(job.id)
+                        .filter(jobs::lease_owner.eq(owner))
+                        .filter(jobs::state.eq(JobState::Running)),
+                )
+                // The key kept for a resumed upstream order now lives (sealed) with the certificate.
+                .set((
+                    jobs::state.eq(JobState::Done),
+                    jobs::updated_at.eq(ts),
+                    jobs::error.eq(None::<String>),
+                    jobs::key_enc.eq(None::<Vec<u8>>),
+                    jobs::result_cert_id.eq(cert_id),
+                )),
+            )
+            .execute(tx)?;
+            if n != 1 {
+                return Err(lease_lost());
+            }
             super::inventory::record_names_list(tx, cert_id, job.object_id, c.names.clone())?;
             Prepared(
                 diesel::update(cert_objects::table.find(job.object_id).filter(cert_objects::pending_job_id.eq(job.id)))
@@ -1311,6 +1351,27 @@ mod tests {
         // A completion whose lease is gone (already completed) writes nothing and fails nothing.
         let again = commit_group(&mut c, &group[..1]);
         assert_eq!(again, vec![Ok(None)]);
+        let certs: i64 = certificates::table.count().get_result(&mut c).expect("count");
+        assert_eq!(certs, 3);
+    }
+
+    #[test]
+    fn a_lost_lease_in_a_group_keeps_no_certificate_and_fails_nothing() {
+        let e = engine();
+        let mut c = e.pool.get().expect("connection");
+        let first = issued(&e, &mut c, "l0.example.com", 0);
+        assert!(matches!(commit_group(&mut c, std::slice::from_ref(&first))[..], [Ok(Some(_))]));
+        // `first` again (its job is done: the lease is gone) between two that still hold theirs.
+        let a = issued(&e, &mut c, "l1.example.com", 1);
+        let b = issued(&e, &mut c, "l2.example.com", 2);
+        let (a_id, b_id) = (a.job.id, b.job.id);
+        let results = commit_group(&mut c, &[a, first, b]);
+        assert!(matches!(results[0], Ok(Some(_))), "{:?}", results[0]);
+        assert_eq!(results[1], Ok(None));
+        assert!(matches!(results[2], Ok(Some(_))), "{:?}", results[2]);
+        assert_eq!(job_state(&mut c, a_id).0, JobState::Done);
+        assert_eq!(job_state(&mut c, b_id).0, JobState::Done);
+        // The lost completion's certificate was inserted before its job was found taken, and undone.
         let certs: i64 = certificates::table.count().get_result(&mut c).expect("count");
         assert_eq!(certs, 3);
     }
