@@ -2,6 +2,7 @@
 checkpolicy, details and dntoguid, with the issued certificates checked by cryptography and
 `openssl verify`."""
 import base64
+import concurrent.futures
 import re
 import uuid
 
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
-from rg_helpers import (GUID_RE, STRONG_PASSWORD, assert_json, assert_venafi_error, load_certs, make_csr,
+from rg_helpers import (GUID_RE, STRONG_PASSWORD, assert_json, assert_venafi_error, db_scalar, load_certs, make_csr,
                         openssl, openssl_verify, pem_block_types, public_key_der, renew, request_csr,
                         request_service, retrieve, retrieved_certs, san_sets, sha1_thumbprint, wait_retrieve)
 
@@ -69,6 +70,32 @@ def service_object(s):
 def test_request_answers_dn_and_guid(s, csr_object):
     assert csr_object["dn"] == f"{FOLDER}\\{csr_object['cn']}"
     assert GUID_RE.match(csr_object["guid"]), csr_object["guid"]
+
+
+def test_requests_for_one_new_dn_at_once_make_one_object(gw, s):
+    """Certificates/Request for one new DN, eight at once: one object. Each accepted request has a
+    job of its own on it (a request that finds the object idle again reuses it, as TPP does); the
+    others are refused as in flight with TPP's text. Never a 500, never a second object."""
+    cn = f"race-{uuid.uuid4().hex[:6]}.example.com"
+    dn = f"{FOLDER}\\{cn}"
+    token = s.headers["Authorization"].split()[1]
+    bodies = [{"PolicyDN": FOLDER, "PKCS10": make_csr(cn, dns=[cn])[1], "ObjectName": cn} for _ in range(8)]
+
+    def send(body):
+        with gw.session(token=token) as t:
+            return t.post("/vedsdk/certificates/request", json=body)
+
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(send, bodies))
+    accepted = [a for a in answers if a.status_code == 200]
+    assert accepted, [(a.status_code, a.text[:200]) for a in answers]
+    assert {(a.json()["CertificateDN"], a.json()["Guid"]) for a in accepted} == {(dn, accepted[0].json()["Guid"])}
+    for a in answers:
+        if a.status_code != 200:
+            assert_venafi_error(a, 400, exact=f"Certificate {dn} is already being processed.")
+    assert int(db_scalar(gw, f"SELECT COUNT(*) FROM cert_objects WHERE dn = '{dn}'")) == 1
+    jobs = db_scalar(gw, f"SELECT COUNT(*) FROM jobs j JOIN cert_objects o ON o.id = j.object_id WHERE o.dn = '{dn}'")
+    assert int(jobs) == len(accepted), (jobs, len(accepted))
 
 
 def test_request_without_object_name_uses_csr_cn(s):

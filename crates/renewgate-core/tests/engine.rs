@@ -45,6 +45,7 @@ fn enroll_request(folder: &str, cn: &str, dns: &[&str]) -> EnrollRequest {
         management_type: None,
         overrides: None,
         issue_as: None,
+        new_object_only: false,
     }
 }
 

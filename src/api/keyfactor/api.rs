@@ -85,6 +85,7 @@ pub async fn enroll(state: &AppState, e: Enrollment, wait: Duration) -> Result<E
                 metadata: if e.metadata.is_empty() { None } else { Some(e.metadata) },
             }),
             issue_as: None,
+            new_object_only: false,
         };
         Ok(engine.enroll(c, &req)?)
     })

@@ -558,6 +558,7 @@ pub async fn request(
         management_type: nonblank(body.management_type),
         overrides: None,
         issue_as: None,
+        new_object_only: false,
     };
     let accepted = run_blocking(&state.engine, move |e, c| Ok(e.enroll(c, &enroll)?)).await?;
     let mut resp = CertificateRequestResponse {

@@ -187,11 +187,12 @@ fn accept(engine: &Engine, c: &mut DbConn, req: FinalizeRequest<'_>) -> AcmeResu
             // names, and the first one is what later orders match.
             let coverage_end = coverage_secs.filter(|_| action == OrderAction::Renew);
             let with_order = |c: &mut DbConn, a: &Accepted| -> Result<(), RenewError> {
+                processing(c, a)?;
                 if let Some(secs) = coverage_end {
                     rows::set_coverage_end(c, n, now() + chrono::Duration::seconds(secs))?;
                 }
                 rows::set_match_name(c, n, &first)?;
-                processing(c, a)
+                Ok(())
             };
             engine
                 .renew_here_with(
@@ -213,7 +214,9 @@ fn accept(engine: &Engine, c: &mut DbConn, req: FinalizeRequest<'_>) -> AcmeResu
                 .map_err(|e| if raced.get() { not_ready() } else { refusal(e) })?
         }
         (action, target) => {
-            // A new object: enroll, or a duplicate of `target` in its folder.
+            // A new object: enroll, or a duplicate of `target` in its folder. Its name is the
+            // first free one; a name taken meanwhile (another finalize) is refused as in flight
+            // (`new_object_only`: never someone else's object), and the client's retry moves on.
             let folder = match (action, target) {
                 (OrderAction::Duplicate, Some(n)) => inventory::find_object(c, &CertRef::ObjectId(n))?
                     .map(|o| o.policy_dn)
@@ -234,8 +237,9 @@ fn accept(engine: &Engine, c: &mut DbConn, req: FinalizeRequest<'_>) -> AcmeResu
                 None => coverage_secs.map(|s| now() + chrono::Duration::seconds(s)),
             };
             let with_order = |c: &mut DbConn, a: &Accepted| -> Result<(), RenewError> {
+                processing(c, a)?;
                 rows::insert_object(c, a.object.id, account.id, duplicate_of, coverage, &first, &owner.key)?;
-                processing(c, a)
+                Ok(())
             };
             engine
                 .enroll_here_with(
@@ -250,6 +254,7 @@ fn accept(engine: &Engine, c: &mut DbConn, req: FinalizeRequest<'_>) -> AcmeResu
                         management_type: None,
                         overrides: None,
                         issue_as: Some(issue),
+                        new_object_only: true,
                     },
                     &with_order,
                 )

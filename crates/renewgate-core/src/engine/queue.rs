@@ -1302,6 +1302,7 @@ mod tests {
             management_type: None,
             overrides: None,
             issue_as: None,
+            new_object_only: false,
         };
         e.enroll(c, &req).expect("enroll");
         let job = e.claim(c, "queue-test", KIND_ISSUE, 60).expect("claim").expect("a job");

@@ -118,6 +118,9 @@ pub struct EnrollRequest {
     pub overrides: Option<IssueOverrides>,
     /// Issue these names and EKUs instead of the CSR's (ACME).
     pub issue_as: Option<IssueAs>,
+    /// Create the object: an idle object with the DN is not reused (ACME: an order's object
+    /// is its own, never one that appeared under its name meanwhile). Refused as in flight.
+    pub new_object_only: bool,
 }
 
 /// What a Keyfactor template and CA choice change in an issuance.
@@ -187,6 +190,46 @@ struct PlannedKeyfactor {
     stores: Vec<crate::db::models::Store>,
     /// The current certificate's key, which a job run here re-signs.
     resigned_key: Option<openssl::pkey::PKey<openssl::pkey::Public>>,
+}
+
+/// An enrollment checked and planned outside the write transaction that stores it.
+struct PlannedEnroll {
+    /// The object with the DN, as the plan read it (reused when idle), or None (one is created).
+    existing: Option<CertObject>,
+    payload_json: String,
+    key_spec_json: String,
+    csr_origin: CsrOrigin,
+    mgmt: ManagementType,
+    /// The job goes to the request's lease (a built-in CA issues it).
+    leased: bool,
+}
+
+/// Why storing a planned enrollment stopped.
+enum EnrollStore {
+    /// The object changed, or appeared, since the plan read it: plan again in the transaction.
+    Changed,
+    Refused(RenewError),
+}
+
+impl From<RenewError> for EnrollStore {
+    fn from(e: RenewError) -> Self {
+        EnrollStore::Refused(e)
+    }
+}
+
+impl From<diesel::result::Error> for EnrollStore {
+    fn from(e: diesel::result::Error) -> Self {
+        EnrollStore::Refused(e.into())
+    }
+}
+
+impl EnrollStore {
+    fn into_renew_error(self) -> RenewError {
+        match self {
+            EnrollStore::Changed => RenewError::Internal("the object changed while it was enrolled".into()),
+            EnrollStore::Refused(e) => e,
+        }
+    }
 }
 
 /// A renewal checked and planned outside the write transaction that stores it.
@@ -370,7 +413,6 @@ impl Engine {
         with_enqueue: Option<WithEnqueue<'_>>,
     ) -> Result<Accepted, RenewError> {
         let mut here = self.inline_candidate(by);
-        let mut leased = false;
         let policy_dn = policy::normalize_dn(&req.policy_dn);
         let csr_subject = req.csr.as_ref().map(|c| validate::subject_of(c.subject_name()));
         let name = req
@@ -400,7 +442,11 @@ impl Engine {
                 (s, req.sans.clone())
             }
         };
-        let accepted = write_tx(conn, None, |c| -> Result<Accepted, RenewError> {
+        // As a renewal: checked and planned without the writer lock, then stored in a short
+        // transaction that first makes sure the object it found (or found absent) is still so.
+        // If not, the whole enrollment runs again inside one transaction, which gives the same
+        // answer a serial run would.
+        let plan = |c: &mut DbConn| -> Result<PlannedEnroll, RenewError> {
             if policy::find_folder(c, &policy_dn)?.is_none() {
                 return Err(RenewError::PolicyDoesNotExist(policy_dn.clone()));
             }
@@ -440,20 +486,40 @@ impl Engine {
                 })?,
                 None => p.management_type(),
             };
-            let obj_id = match existing {
+            if let Some(o) = &existing
+                && (o.state == ObjectState::Processing || req.new_object_only)
+            {
+                return Err(RenewError::AlreadyProcessing(o.dn.clone()));
+            }
+            let leased = self.lease_if_builtin(c, &here, &payload.ca)?.is_some();
+            Ok(PlannedEnroll { existing, payload_json, key_spec_json, csr_origin, mgmt, leased })
+        };
+        // `optimistic`: the plan was made outside this transaction; an object that changed (or
+        // appeared) since then is `Changed`, and the caller plans again inside one.
+        let store = |c: &mut DbConn, plan: PlannedEnroll, optimistic: bool| -> Result<(Accepted, bool), EnrollStore> {
+            let obj_id = match &plan.existing {
                 Some(o) => {
-                    if o.state == ObjectState::Processing {
-                        return Err(RenewError::AlreadyProcessing(o.dn));
+                    let target = cert_objects::table.find(o.id).filter(cert_objects::state.ne(ObjectState::Processing));
+                    let changes = (
+                        cert_objects::csr_origin.eq(plan.csr_origin),
+                        cert_objects::key_spec.eq(&plan.key_spec_json),
+                        cert_objects::disabled.eq(false),
+                        cert_objects::state.eq(ObjectState::Active),
+                        cert_objects::updated_at.eq(now()),
+                    );
+                    let n = if optimistic {
+                        diesel::update(target.filter(cert_objects::updated_at.eq(o.updated_at))).set(changes).execute(c)
+                    } else {
+                        diesel::update(target).set(changes).execute(c)
                     }
-                    diesel::update(cert_objects::table.find(o.id))
-                        .set((
-                            cert_objects::csr_origin.eq(csr_origin),
-                            cert_objects::key_spec.eq(&key_spec_json),
-                            cert_objects::disabled.eq(false),
-                            cert_objects::state.eq(ObjectState::Active),
-                            cert_objects::updated_at.eq(now()),
-                        ))
-                        .execute(c)?;
+                    .map_err(RenewError::from)?;
+                    if n != 1 {
+                        return Err(if optimistic {
+                            EnrollStore::Changed
+                        } else {
+                            RenewError::AlreadyProcessing(o.dn.clone()).into()
+                        });
+                    }
                     o.id
                 }
                 None => {
@@ -468,30 +534,34 @@ impl Engine {
                             name: name.trim(),
                             state: ObjectState::Active,
                             disabled: false,
-                            management_type: mgmt,
-                            csr_origin,
-                            key_spec: &key_spec_json,
+                            management_type: plan.mgmt,
+                            csr_origin: plan.csr_origin,
+                            key_spec: &plan.key_spec_json,
                             current_cert_id: None,
                             pending_job_id: None,
                             last_error: None,
                             created_at: ts,
                             updated_at: ts,
                         })
-                        .execute(c)
+                        .returning(cert_objects::id)
+                        .get_result(c)
                         .map_err(|e| match e {
+                            // The DN was created since the plan read it absent: plan again.
+                            diesel::result::Error::DatabaseError(
+                                diesel::result::DatabaseErrorKind::UniqueViolation,
+                                _,
+                            ) if optimistic => EnrollStore::Changed,
                             // Two requests creating the same DN at once: the loser sees it in flight.
                             diesel::result::Error::DatabaseError(
                                 diesel::result::DatabaseErrorKind::UniqueViolation,
                                 _,
-                            ) => RenewError::AlreadyProcessing(dn.clone()),
-                            other => RenewError::from(other),
-                        })?;
-                    cert_objects::table.filter(cert_objects::guid.eq(&guid)).select(cert_objects::id).first(c)?
+                            ) => RenewError::AlreadyProcessing(dn.clone()).into(),
+                            other => RenewError::from(other).into(),
+                        })?
                 }
             };
-            let lease = self.lease_if_builtin(c, &here, &payload.ca)?;
-            leased = lease.is_some();
-            let (job_id, _) = enqueue(c, (obj_id, &dn), &payload_json, lease, None)?;
+            let lease = here.as_ref().filter(|_| plan.leased).map(|run| &run.lease);
+            let (job_id, _) = enqueue(c, (obj_id, &dn), &plan.payload_json, lease, None)?;
             if let Some(csr) = &req.csr {
                 store_csr(c, obj_id, job_id, csr)?;
             }
@@ -501,8 +571,18 @@ impl Engine {
             if let Some(f) = with_enqueue {
                 f(c, &accepted)?;
             }
-            Ok(accepted)
-        })?;
+            Ok((accepted, plan.leased))
+        };
+        let planned = plan(conn)?;
+        let optimistic = write_tx(conn, None, |c| store(c, planned, true));
+        let (accepted, leased) = match optimistic {
+            Err(EnrollStore::Changed) => write_tx(conn, None, |c| {
+                let planned = plan(c)?;
+                store(c, planned, false)
+            })
+            .map_err(EnrollStore::into_renew_error)?,
+            other => other.map_err(EnrollStore::into_renew_error)?,
+        };
         with_csr_key(&mut here, req.csr.as_ref());
         Ok(self.accepted(accepted, leased, &mut here))
     }
