@@ -161,10 +161,14 @@ pub struct NewAuthz<'a> {
 pub fn create_order(c: &mut DbConn, o: &NewOrder, authz: &[NewAuthz]) -> Result<i64, DbError> {
     {
         let ts = now();
-        diesel::insert_into(acme_orders::table)
+        // An order none of whose names needs a challenge (each pre-validated) is ready at once
+        // (RFC 8555 §7.1.6: all its authorizations are valid).
+        let status =
+            if authz.iter().all(|a| a.challenges.is_none()) { OrderStatus::Ready } else { OrderStatus::Pending };
+        let oid: i64 = diesel::insert_into(acme_orders::table)
             .values((
                 acme_orders::account_id.eq(o.account_id),
-                acme_orders::status.eq(OrderStatus::Pending.as_str()),
+                acme_orders::status.eq(status.as_str()),
                 acme_orders::identifiers.eq(&o.identifiers),
                 acme_orders::action.eq(o.action),
                 acme_orders::target_object_id.eq(o.target_object_id),
@@ -173,14 +177,10 @@ pub fn create_order(c: &mut DbConn, o: &NewOrder, authz: &[NewAuthz]) -> Result<
                 acme_orders::replaces.eq(o.replaces),
                 acme_orders::dry_run.eq(o.dry_run),
             ))
-            .execute(c)?;
-        let oid: i64 = acme_orders::table
-            .filter(acme_orders::account_id.eq(o.account_id))
-            .order(acme_orders::id.desc())
-            .select(acme_orders::id)
-            .first(c)?;
+            .returning(acme_orders::id)
+            .get_result(c)?;
         for a in authz {
-            diesel::insert_into(acme_authz::table)
+            let aid: i64 = diesel::insert_into(acme_authz::table)
                 .values((
                     acme_authz::order_id.eq(oid),
                     acme_authz::identifier.eq(a.identifier),
@@ -192,13 +192,9 @@ pub fn create_order(c: &mut DbConn, o: &NewOrder, authz: &[NewAuthz]) -> Result<
                     }),
                     acme_authz::expires.eq(ts + chrono::Duration::days(7)),
                 ))
-                .execute(c)?;
+                .returning(acme_authz::id)
+                .get_result(c)?;
             if let Some((token, kinds)) = a.challenges {
-                let aid: i64 = acme_authz::table
-                    .filter(acme_authz::order_id.eq(oid))
-                    .order(acme_authz::id.desc())
-                    .select(acme_authz::id)
-                    .first(c)?;
                 for kind in kinds {
                     diesel::insert_into(acme_challenges::table)
                         .values((
