@@ -779,16 +779,9 @@ fn commit_group_isolated(conn: &mut DbConn, group: &[Completion]) -> Vec<Result<
 }
 
 /// A completion that found its job's lease taken over: another worker owns the job now.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the job's lease was lost before its completion")]
 struct LeaseLost;
-
-impl std::fmt::Display for LeaseLost {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the job's lease was lost before its completion")
-    }
-}
-
-impl std::error::Error for LeaseLost {}
 
 fn lease_lost() -> diesel::result::Error {
     diesel::result::Error::QueryBuilderError(Box::new(LeaseLost))
