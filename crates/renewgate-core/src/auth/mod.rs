@@ -380,12 +380,13 @@ pub fn refresh_token(
 /// The per-request check: one indexed lookup by SHA-256, no argon2.
 pub fn authenticate_token(conn: &mut DbConn, token: &str) -> Result<Principal, AuthError> {
     let hash = sha256_hex(token.trim().as_bytes());
-    let row: Option<(Token, User)> = tokens::table
+    // Every request with a bearer token runs this: on the concrete connection (`on_backend`).
+    let row: Option<(Token, User)> = crate::on_backend!(conn, |c| tokens::table
         .inner_join(users::table)
         .filter(tokens::access_hash.eq(&hash))
         .select((Token::as_select(), User::as_select()))
-        .first(conn)
-        .optional()?;
+        .first(c)
+        .optional())?;
     let Some((tok, user)) = row else {
         return Err(AuthError::BadToken);
     };

@@ -266,11 +266,11 @@ impl BuiltinCa {
         // Every job asks for its CA: a cached one needs only its id and whether it is still
         // enabled, not its certificate and sealed key read again.
         let name_lower = name.to_ascii_lowercase();
-        let head: Option<(i64, bool)> = cas::table
+        let head: Option<(i64, bool)> = crate::on_backend!(conn, |c| cas::table
             .filter(cas::name_lower.eq(&name_lower))
             .select((cas::id, cas::disabled))
-            .first(conn)
-            .optional()?;
+            .first(c)
+            .optional())?;
         let (id, disabled) = head.ok_or_else(|| CaError::NotFound(name.to_string()))?;
         if let Some(ca) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&id)
             && ca.disabled == disabled

@@ -28,6 +28,23 @@ pub enum DbConn {
     Sqlite(SqliteConnection),
 }
 
+/// Runs `$body` with `$c` bound to the concrete connection inside a [`DbConn`].
+///
+/// diesel's `MultiConnection` renders a statement's SQL every time it runs, twice (once to ask
+/// whether the statement may be cached, once to run it), even when the statement is already
+/// prepared. On the concrete connection a cached statement is found by its Rust type and
+/// nothing is rendered. The hot-path statements (those every renewal runs, several under the
+/// SQLite writer lock) go this way; it is the same connection, statement cache and transaction.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Sqlite($c) => $body,
+            $crate::db::DbConn::Postgresql($c) => $body,
+        }
+    };
+}
+
 pub type Pool = r2d2::Pool<ConnectionManager>;
 pub type PooledConn = r2d2::PooledConnection<ConnectionManager>;
 

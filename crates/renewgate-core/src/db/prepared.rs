@@ -10,6 +10,12 @@
 //! statements of one Rust type that render different SQL get two entries. That is exactly the
 //! condition diesel's refusal guards against, so it is only safe where the text is stable, as it
 //! is for the hot-path statements wrapped here.
+//!
+//! A wrapped statement must run as a load (`load`, `get_result`, `first`; a write ends in
+//! `RETURNING` and runs with [`Prepared::write`]). diesel's `execute` hands the statement cache a
+//! reference to the statement, and a reference answers "may I be cached?" by walking the
+//! statement inside, which ignores this wrapper: an `execute`d `Prepared` is prepared afresh
+//! every time (the test below holds both facts).
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::{QueryResult, RunQueryDsl};
@@ -43,3 +49,62 @@ impl<Q: Query> Query for Prepared<Q> {
 }
 
 impl<Q, Conn> RunQueryDsl<Conn> for Prepared<Q> {}
+
+impl<Q> Prepared<Q> {
+    /// Runs a write that ends in `RETURNING` one `BigInt` column per row, kept prepared, and
+    /// returns how many rows it wrote (what `execute` returns; see the module comment).
+    pub fn write<'q, C>(self, conn: &mut C) -> QueryResult<usize>
+    where
+        C: diesel::Connection,
+        Self: diesel::query_dsl::LoadQuery<'q, C, i64>,
+    {
+        Ok(RunQueryDsl::load::<i64>(self, conn)?.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Prepared;
+    use crate::db::schema::jobs;
+    use diesel::connection::{Instrumentation, InstrumentationEvent};
+    use diesel::prelude::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Counts the statements a connection prepares to keep.
+    #[derive(Clone, Default)]
+    struct CachedStatements(Arc<Mutex<usize>>);
+    impl Instrumentation for CachedStatements {
+        fn on_connection_event(&mut self, e: InstrumentationEvent<'_>) {
+            if let InstrumentationEvent::CacheQuery { .. } = e {
+                *self.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            }
+        }
+    }
+
+    fn update(
+        id: i64,
+    ) -> impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> + diesel::query_builder::QueryId {
+        diesel::update(jobs::table.find(id)).set(jobs::attempts.eq(3))
+    }
+
+    #[test]
+    fn a_write_is_kept_prepared_when_it_runs_as_a_load_and_not_when_executed() {
+        let mut conn = crate::db::establish(":memory:").expect("in-memory SQLite");
+        crate::db::run_migrations(&mut conn).expect("migrations");
+        let crate::db::DbConn::Sqlite(c) = &mut conn else { unreachable!("an in-memory URL is SQLite") };
+        let cached = CachedStatements::default();
+        c.set_instrumentation(cached.clone());
+        let count = || *cached.0.lock().unwrap_or_else(|e| e.into_inner());
+        for id in 0..4 {
+            Prepared(update(id)).execute(c).expect("update");
+        }
+        assert_eq!(count(), 0, "an executed Prepared is never cached (diesel passes it by reference)");
+        for id in 0..4 {
+            let n = Prepared(diesel::update(jobs::table.find(id)).set(jobs::attempts.eq(3)).returning(jobs::id))
+                .write(c)
+                .expect("update");
+            assert_eq!(n, 0, "no job has this id");
+        }
+        assert_eq!(count(), 1, "one statement prepared once for four runs");
+    }
+}

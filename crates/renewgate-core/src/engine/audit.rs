@@ -190,20 +190,25 @@ fn write_loop(pool: &crate::db::Pool, rx: &std::sync::mpsc::Receiver<Batch>) {
 }
 
 pub fn record(conn: &mut DbConn, e: &Entry) -> QueryResult<()> {
-    diesel::insert_into(audit_log::table)
-        .values((
-            audit_log::guid.eq(new_guid()),
-            audit_log::at.eq(now()),
-            audit_log::actor.eq(&e.actor),
-            audit_log::action.eq(&e.action),
-            audit_log::target.eq(&e.target),
-            audit_log::certificate_id.eq(e.certificate_id),
-            audit_log::outcome.eq(&e.outcome),
-            audit_log::detail.eq(&e.detail),
-            audit_log::source.eq(&e.source),
-            audit_log::request_id.eq(&e.request_id),
-        ))
-        .execute(conn)?;
+    // Kept prepared (see `db::Prepared`) on the concrete connection (`on_backend`): one insert
+    // per renewal, under the writer lock.
+    crate::on_backend!(conn, |c| crate::db::Prepared(
+        diesel::insert_into(audit_log::table)
+            .values((
+                audit_log::guid.eq(new_guid()),
+                audit_log::at.eq(now()),
+                audit_log::actor.eq(&e.actor),
+                audit_log::action.eq(&e.action),
+                audit_log::target.eq(&e.target),
+                audit_log::certificate_id.eq(e.certificate_id),
+                audit_log::outcome.eq(&e.outcome),
+                audit_log::detail.eq(&e.detail),
+                audit_log::source.eq(&e.source),
+                audit_log::request_id.eq(&e.request_id),
+            ))
+            .returning(audit_log::id)
+    )
+    .write(c))?;
     Ok(())
 }
 

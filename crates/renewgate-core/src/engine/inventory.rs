@@ -33,10 +33,29 @@ pub fn normalize_guid(g: &str) -> String {
 
 pub fn find_object(conn: &mut DbConn, r: &CertRef) -> Result<Option<CertObject>, RenewError> {
     let q = cert_objects::table.select(CertObject::as_select());
+    // The lookups by DN, GUID and id start every renewal: on the concrete connection (`on_backend`).
     let obj = match r {
-        CertRef::Dn(dn) => q.filter(cert_objects::dn_lower.eq(dn.trim().to_lowercase())).first(conn).optional()?,
-        CertRef::Guid(g) => q.filter(cert_objects::guid.eq(normalize_guid(g))).first(conn).optional()?,
-        CertRef::ObjectId(id) => q.filter(cert_objects::id.eq(id)).first(conn).optional()?,
+        CertRef::Dn(dn) => {
+            let dn_lower = dn.trim().to_lowercase();
+            crate::on_backend!(conn, |c| cert_objects::table
+                .select(CertObject::as_select())
+                .filter(cert_objects::dn_lower.eq(&dn_lower))
+                .first(c)
+                .optional())?
+        }
+        CertRef::Guid(g) => {
+            let guid = normalize_guid(g);
+            crate::on_backend!(conn, |c| cert_objects::table
+                .select(CertObject::as_select())
+                .filter(cert_objects::guid.eq(&guid))
+                .first(c)
+                .optional())?
+        }
+        CertRef::ObjectId(id) => crate::on_backend!(conn, |c| cert_objects::table
+            .select(CertObject::as_select())
+            .filter(cert_objects::id.eq(id))
+            .first(c)
+            .optional())?,
         CertRef::Thumbprint(t) => {
             let oid: Option<i64> = certificates::table
                 .filter(certificates::thumbprint.eq(normalize_thumbprint(t)))
@@ -246,13 +265,17 @@ pub fn record_names_list(
     use crate::db::schema::certificate_names;
     // One row at a time: a multi-row insert is not portable across the two backends here.
     for n in names {
-        diesel::insert_into(certificate_names::table)
-            .values((
-                certificate_names::certificate_id.eq(certificate_id),
-                certificate_names::object_id.eq(object_id),
-                certificate_names::name.eq(n),
-            ))
-            .execute(conn)?;
+        // On the concrete connection (`on_backend`): a completion runs this under the writer lock.
+        crate::on_backend!(conn, |c| crate::db::Prepared(
+            diesel::insert_into(certificate_names::table)
+                .values((
+                    certificate_names::certificate_id.eq(certificate_id),
+                    certificate_names::object_id.eq(object_id),
+                    certificate_names::name.eq(n),
+                ))
+                .returning(certificate_names::certificate_id)
+        )
+        .write(c))?;
     }
     Ok(())
 }

@@ -15,7 +15,8 @@ pub fn find_version(conn: &mut DbConn, id: i64) -> Result<Option<CertVersion>, D
 
 /// One issued certificate (a version) by id; absent is an error.
 pub fn version(conn: &mut DbConn, id: i64) -> Result<CertVersion, DbError> {
-    Ok(certificates::table.find(id).select(CertVersion::as_select()).first(conn)?)
+    // Read for every rendered certificate: on the concrete connection (`on_backend`).
+    Ok(crate::on_backend!(conn, |c| certificates::table.find(id).select(CertVersion::as_select()).first(c))?)
 }
 
 /// The newest version with this thumbprint (already normalised by the caller).
@@ -40,7 +41,7 @@ pub fn find_thumbprint(conn: &mut DbConn, certificate_id: i64) -> Result<Option<
 
 /// One certificate object by id; absent is an error.
 pub fn object(conn: &mut DbConn, id: i64) -> Result<CertObject, DbError> {
-    Ok(cert_objects::table.find(id).select(CertObject::as_select()).first(conn)?)
+    Ok(crate::on_backend!(conn, |c| cert_objects::table.find(id).select(CertObject::as_select()).first(c))?)
 }
 
 /// The policy folder of an object, if the object exists.

@@ -368,10 +368,11 @@ pub fn effective(conn: &mut DbConn, dn: &str) -> QueryResult<EffectivePolicy> {
     let chain = ancestry(&dn);
     let lowers: Vec<String> = chain.iter().map(|d| d.to_lowercase()).collect();
     // Kept prepared: the IN list's length is the folder's depth, so its text repeats.
-    let folders: Vec<PolicyFolder> = crate::db::Prepared(
+    // On the concrete connection (`on_backend`): every renewal reads its folder's policy.
+    let folders: Vec<PolicyFolder> = crate::on_backend!(conn, |c| crate::db::Prepared(
         policy_folders::table.filter(policy_folders::dn_lower.eq_any(&lowers)).select(PolicyFolder::as_select()),
     )
-    .load(conn)?;
+    .load(c))?;
     let mut values = BTreeMap::new();
     for lower in &lowers {
         let Some(f) = folders.iter().find(|f| &f.dn_lower == lower) else { continue };

@@ -472,8 +472,8 @@ impl Engine {
                     jobs::lease_until.eq(lease_until),
                     jobs::attempts.eq(jobs::attempts + 1),
                     jobs::updated_at.eq(ts),
-                )))
-                .execute(c)?;
+                )).returning(jobs::id))
+                .write(c)?;
                 Ok(Some(id))
             })?,
         };
@@ -815,28 +815,32 @@ fn complete_in(tx: &mut DbConn, job: &Job, owner: &str, c: &IssuedCert) -> Resul
         {
             let ts = now();
             let guid = new_guid();
-            let cert_id: i64 = diesel::insert_into(certificates::table)
-                .values(NewCertVersion {
-                    guid: &guid,
-                    object_id: job.object_id,
-                    issuer_ca_id: c.ca_id,
-                    der: &c.der,
-                    chain_pem: &c.chain_pem,
-                    serial: &c.serial,
-                    thumbprint: &crate::ca::thumbprint(&c.der),
-                    common_name: &c.common_name,
-                    issuer_dn: &c.issuer_dn,
-                    not_before: c.not_before,
-                    not_after: c.not_after,
-                    public_key_sha256: &c.public_key_sha256,
-                    key_enc: c.key_enc.as_deref(),
-                    job_id: Some(job.id),
-                    created_at: ts,
-                })
-                .returning(certificates::id)
-                .get_result(tx)
-                .map_err(|e| if is_jobs_certificate(&e) { lease_lost() } else { e })?;
-            let n = Prepared(
+            // The statements of a completion run on the concrete connection (`on_backend`): a
+            // completion holds the SQLite writer lock.
+            let cert_id: i64 = crate::on_backend!(tx, |tx| Prepared(
+                diesel::insert_into(certificates::table)
+                    .values(NewCertVersion {
+                        guid: &guid,
+                        object_id: job.object_id,
+                        issuer_ca_id: c.ca_id,
+                        der: &c.der,
+                        chain_pem: &c.chain_pem,
+                        serial: &c.serial,
+                        thumbprint: &crate::ca::thumbprint(&c.der),
+                        common_name: &c.common_name,
+                        issuer_dn: &c.issuer_dn,
+                        not_before: c.not_before,
+                        not_after: c.not_after,
+                        public_key_sha256: &c.public_key_sha256,
+                        key_enc: c.key_enc.as_deref(),
+                        job_id: Some(job.id),
+                        created_at: ts,
+                    })
+                    .returning(certificates::id),
+            )
+            .get_result(tx))
+            .map_err(|e| if is_jobs_certificate(&e) { lease_lost() } else { e })?;
+            let n = crate::on_backend!(tx, |tx| Prepared(
                 diesel::update(
                     jobs::table
                         .find(job.id)
@@ -850,14 +854,15 @@ fn complete_in(tx: &mut DbConn, job: &Job, owner: &str, c: &IssuedCert) -> Resul
                     jobs::error.eq(None::<String>),
                     jobs::key_enc.eq(None::<Vec<u8>>),
                     jobs::result_cert_id.eq(cert_id),
-                )),
+                ))
+                .returning(jobs::id),
             )
-            .execute(tx)?;
+            .write(tx))?;
             if n != 1 {
                 return Err(lease_lost());
             }
             super::inventory::record_names_list(tx, cert_id, job.object_id, c.names.clone())?;
-            Prepared(
+            crate::on_backend!(tx, |tx| Prepared(
                 diesel::update(cert_objects::table.find(job.object_id).filter(cert_objects::pending_job_id.eq(job.id)))
                     .set((
                         cert_objects::current_cert_id.eq(cert_id),
@@ -865,18 +870,22 @@ fn complete_in(tx: &mut DbConn, job: &Job, owner: &str, c: &IssuedCert) -> Resul
                         cert_objects::pending_job_id.eq(None::<i64>),
                         cert_objects::last_error.eq(None::<String>),
                         cert_objects::updated_at.eq(ts),
-                    )),
+                    ))
+                    .returning(cert_objects::id),
             )
-            .execute(tx)?;
-            diesel::insert_into(certificate_info::table)
-                .values((
-                    certificate_info::certificate_id.eq(cert_id),
-                    certificate_info::template.eq(&c.template),
-                    certificate_info::ca_name.eq(&c.ca_name),
-                    certificate_info::metadata
-                        .eq(serde_json::to_string(&c.metadata.clone().unwrap_or_default()).unwrap_or_default()),
-                ))
-                .execute(tx)?;
+            .write(tx))?;
+            let metadata = serde_json::to_string(&c.metadata.clone().unwrap_or_default()).unwrap_or_default();
+            crate::on_backend!(tx, |tx| Prepared(
+                diesel::insert_into(certificate_info::table)
+                    .values((
+                        certificate_info::certificate_id.eq(cert_id),
+                        certificate_info::template.eq(&c.template),
+                        certificate_info::ca_name.eq(&c.ca_name),
+                        certificate_info::metadata.eq(&metadata),
+                    ))
+                    .returning(certificate_info::certificate_id)
+            )
+            .write(tx))?;
             // Store pushes are scheduled in the same transaction that makes the certificate current,
             // each into the entry an earlier version of the object occupies in that store.
             for sid in &c.store_ids {
@@ -1193,29 +1202,29 @@ pub fn insert_job_leased(
 ) -> Result<i64, diesel::result::Error> {
     let guid = new_guid();
     let ts = now();
-    diesel::insert_into(jobs::table)
-        .values(crate::db::models::NewJob {
-            guid: &guid,
-            kind,
-            object_id,
-            payload,
-            state: if lease.is_some() { JobState::Running } else { JobState::Queued },
-            attempts: if lease.is_some() { 1 } else { 0 },
-            run_after: ts,
-            created_at: ts,
-            updated_at: ts,
-            lease_owner: lease.map(|l| l.owner.as_str()),
-            lease_until: lease.map(|l| ts + chrono::Duration::seconds(l.lease_secs)),
-        })
-        .returning(jobs::all_columns)
-        .get_result::<Job>(c)
-        .map(|job| {
-            let id = job.id;
-            if let Some(l) = lease {
-                *l.inserted.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
-            }
-            id
-        })
+    let new_job = crate::db::models::NewJob {
+        guid: &guid,
+        kind,
+        object_id,
+        payload,
+        state: if lease.is_some() { JobState::Running } else { JobState::Queued },
+        attempts: if lease.is_some() { 1 } else { 0 },
+        run_after: ts,
+        created_at: ts,
+        updated_at: ts,
+        lease_owner: lease.map(|l| l.owner.as_str()),
+        lease_until: lease.map(|l| ts + chrono::Duration::seconds(l.lease_secs)),
+    };
+    // Every renewal inserts its job under the SQLite writer lock: on the concrete connection.
+    crate::on_backend!(c, |c| Prepared(diesel::insert_into(jobs::table).values(&new_job).returning(jobs::all_columns))
+        .get_result::<Job>(c))
+    .map(|job| {
+        let id = job.id;
+        if let Some(l) = lease {
+            *l.inserted.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
+        }
+        id
+    })
 }
 
 /// A renewal accepted earlier whose issuance failed for good: the audit trail says so (its

@@ -342,11 +342,11 @@ impl Engine {
                 if let Some(oid) = object_id
                     && !p.key_reuse()
                 {
-                    let reused: i64 = certificates::table
+                    let reused: i64 = crate::on_backend!(c, |c| certificates::table
                         .filter(certificates::object_id.eq(oid))
                         .filter(certificates::public_key_sha256.eq(&fp))
                         .count()
-                        .get_result(c)?;
+                        .get_result(c))?;
                     if reused > 0 {
                         return Err(RenewError::Policy(PolicyViolation::KeyReuse));
                     }
@@ -1245,15 +1245,18 @@ fn locked_ca(p: &policy::EffectivePolicy, wanted: &str) -> Result<String, RenewE
 
 /// Stores a user-provided CSR beside its job (the "manual CSR" of the Venafi messages).
 fn store_csr(c: &mut DbConn, object_id: i64, job_id: i64, csr: &Csr) -> Result<(), RenewError> {
-    diesel::insert_into(csrs::table)
-        .values((
-            csrs::object_id.eq(object_id),
-            csrs::job_id.eq(job_id),
-            csrs::der.eq(csr.der()),
-            csrs::created_at.eq(now()),
-        ))
-        .execute(c)
-        .map_err(|e| RenewError::CsrWriteFailed(db_message(&e)))?;
+    crate::on_backend!(c, |c| Prepared(
+        diesel::insert_into(csrs::table)
+            .values((
+                csrs::object_id.eq(object_id),
+                csrs::job_id.eq(job_id),
+                csrs::der.eq(csr.der()),
+                csrs::created_at.eq(now()),
+            ))
+            .returning(csrs::id)
+    )
+    .write(c))
+    .map_err(|e| RenewError::CsrWriteFailed(db_message(&e)))?;
     Ok(())
 }
 
@@ -1271,7 +1274,8 @@ const REASON_KEY_COMPROMISE: i32 = 1;
 /// Was a certificate with this key (SPKI SHA-256) revoked for key compromise (reason 1)?
 pub fn compromised_key(c: &mut DbConn, public_key_sha256: &str) -> Result<bool, diesel::result::Error> {
     use crate::db::schema::compromised_keys;
-    let n: i64 = compromised_keys::table.find(public_key_sha256).count().get_result(c)?;
+    // Every CSR is checked: on the concrete connection (`on_backend`).
+    let n: i64 = crate::on_backend!(c, |c| compromised_keys::table.find(public_key_sha256).count().get_result(c))?;
     Ok(n > 0)
 }
 
@@ -1313,10 +1317,13 @@ fn enqueue(
         cert_objects::updated_at.eq(ts),
     );
     let n = match unchanged_since {
-        Some(seen) => {
-            Prepared(diesel::update(target.filter(cert_objects::updated_at.eq(seen))).set(changes)).execute(c)
-        }
-        None => Prepared(diesel::update(target).set(changes)).execute(c),
+        // On the concrete connection (`on_backend`): this runs under the SQLite writer lock.
+        Some(seen) => crate::on_backend!(c, |c| Prepared(
+            diesel::update(target.filter(cert_objects::updated_at.eq(seen))).set(changes).returning(cert_objects::id)
+        )
+        .write(c)),
+        None => crate::on_backend!(c, |c| Prepared(diesel::update(target).set(changes).returning(cert_objects::id))
+            .write(c)),
     }
     .map_err(|e| RenewError::StoreFailed(dn.to_string(), db_message(&e)))?;
     if n != 1 {

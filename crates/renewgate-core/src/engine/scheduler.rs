@@ -127,14 +127,15 @@ pub fn due(c: &mut DbConn, at: NaiveDateTime, object: Option<i64>) -> QueryResul
 pub fn stores_holding(c: &mut DbConn, object_id: i64) -> Result<Vec<i64>, RenewError> {
     // One statement whatever the number of versions (diesel keeps it prepared; a list of the
     // object's versions grew with every renewal and was prepared afresh each time).
-    let mut ids: Vec<i64> = store_jobs::table
+    // Every renewal runs it: on the concrete connection (`on_backend`).
+    let mut ids: Vec<i64> = crate::on_backend!(c, |c| store_jobs::table
         .inner_join(certificates::table.on(certificates::id.nullable().eq(store_jobs::certificate_id)))
         .filter(certificates::object_id.eq(object_id))
         .filter(store_jobs::state.eq(StoreJobState::Done))
         .filter(store_jobs::operation.eq("add"))
         .select(store_jobs::store_id)
         .distinct()
-        .load(c)?;
+        .load(c))?;
     ids.sort_unstable();
     let mut out = vec![];
     for sid in ids {

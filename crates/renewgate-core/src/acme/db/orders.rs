@@ -109,13 +109,16 @@ pub fn set_order_status(
 /// transaction that enqueues the job, and only while the order is still `ready`: false when
 /// another finalize of the same order got there first (the caller then rolls its job back).
 pub fn set_order_processing(c: &mut DbConn, id: i64, job_id: i64, object_id: i64) -> Result<bool, DbError> {
-    let n = diesel::update(acme_orders::table.find(id).filter(acme_orders::status.eq(OrderStatus::Ready.as_str())))
-        .set((
-            acme_orders::status.eq(OrderStatus::Processing.as_str()),
-            acme_orders::job_id.eq(job_id),
-            acme_orders::object_id.eq(object_id),
-        ))
-        .execute(c)?;
+    let n = crate::db::Prepared(
+        diesel::update(acme_orders::table.find(id).filter(acme_orders::status.eq(OrderStatus::Ready.as_str())))
+            .set((
+                acme_orders::status.eq(OrderStatus::Processing.as_str()),
+                acme_orders::job_id.eq(job_id),
+                acme_orders::object_id.eq(object_id),
+            ))
+            .returning(acme_orders::id),
+    )
+    .write(c)?;
     Ok(n == 1)
 }
 
@@ -130,9 +133,10 @@ pub fn set_order_issued(c: &mut DbConn, id: i64, job_id: i64, certificate_id: i6
                 .filter(acme_orders::job_id.eq(job_id))
                 .filter(acme_orders::status.eq(OrderStatus::Processing.as_str())),
         )
-        .set((acme_orders::status.eq(OrderStatus::Valid.as_str()), acme_orders::certificate_id.eq(certificate_id))),
+        .set((acme_orders::status.eq(OrderStatus::Valid.as_str()), acme_orders::certificate_id.eq(certificate_id)))
+        .returning(acme_orders::id),
     )
-    .execute(c)?;
+    .write(c)?;
     Ok(())
 }
 
