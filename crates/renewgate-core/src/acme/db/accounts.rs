@@ -15,9 +15,13 @@ pub const EAB_PURPOSE: &str = "acme-eab-key";
 /// Records a nonce a verified request consumed: false when it was consumed before (a replay,
 /// on this instance or another sharing the database).
 pub fn record_used_nonce(c: &mut DbConn, n: &str, expires_at: chrono::NaiveDateTime) -> Result<bool, DbError> {
-    match diesel::insert_into(acme_nonces::table)
-        .values((acme_nonces::nonce.eq(n), acme_nonces::expires_at.eq(expires_at)))
-        .execute(c)
+    // Kept prepared (`db::Prepared`): on PostgreSQL every ACME request consumes a nonce.
+    match crate::db::Prepared(
+        diesel::insert_into(acme_nonces::table)
+            .values((acme_nonces::nonce.eq(n), acme_nonces::expires_at.eq(expires_at)))
+            .returning(acme_nonces::expires_at),
+    )
+    .load::<chrono::NaiveDateTime>(c)
     {
         Ok(_) => Ok(true),
         Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
@@ -46,7 +50,8 @@ pub struct Account {
 }
 
 pub fn account(c: &mut DbConn, id: i64) -> Result<Option<Account>, DbError> {
-    Ok(acme_accounts::table.find(id).select(Account::as_select()).first(c).optional()?)
+    // Every request signed with `kid` reads its account: on the concrete connection (`on_backend`).
+    Ok(crate::on_backend!(c, |c| acme_accounts::table.find(id).select(Account::as_select()).first(c).optional())?)
 }
 
 pub fn account_by_thumbprint(c: &mut DbConn, t: &str) -> Result<Option<Account>, DbError> {

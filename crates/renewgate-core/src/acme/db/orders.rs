@@ -62,7 +62,7 @@ pub fn order_ids(c: &mut DbConn, account_id: i64) -> Result<Vec<i64>, DbError> {
 }
 
 pub fn find_order(c: &mut DbConn, id: i64) -> Result<Option<Order>, DbError> {
-    Ok(acme_orders::table.find(id).select(Order::as_select()).first(c).optional()?)
+    Ok(crate::on_backend!(c, |c| acme_orders::table.find(id).select(Order::as_select()).first(c).optional())?)
 }
 
 /// Did one of the account's orders issue this certificate version?
@@ -169,45 +169,54 @@ pub fn create_order(c: &mut DbConn, o: &NewOrder, authz: &[NewAuthz]) -> Result<
         // (RFC 8555 §7.1.6: all its authorizations are valid).
         let status =
             if authz.iter().all(|a| a.challenges.is_none()) { OrderStatus::Ready } else { OrderStatus::Pending };
-        let oid: i64 = diesel::insert_into(acme_orders::table)
-            .values((
-                acme_orders::account_id.eq(o.account_id),
-                acme_orders::status.eq(status.as_str()),
-                acme_orders::identifiers.eq(&o.identifiers),
-                acme_orders::action.eq(o.action),
-                acme_orders::target_object_id.eq(o.target_object_id),
-                acme_orders::expires.eq(ts + chrono::Duration::days(7)),
-                acme_orders::created_at.eq(ts),
-                acme_orders::replaces.eq(o.replaces),
-                acme_orders::dry_run.eq(o.dry_run),
-            ))
-            .returning(acme_orders::id)
-            .get_result(c)?;
-        for a in authz {
-            let aid: i64 = diesel::insert_into(acme_authz::table)
+        // The writes of newOrder are kept prepared (`db::Prepared`), on the concrete connection
+        // (`on_backend`).
+        let oid: i64 = crate::on_backend!(c, |c| crate::db::Prepared(
+            diesel::insert_into(acme_orders::table)
                 .values((
-                    acme_authz::order_id.eq(oid),
-                    acme_authz::identifier.eq(a.identifier),
-                    acme_authz::wildcard.eq(a.wildcard),
-                    acme_authz::status.eq(if a.challenges.is_none() {
-                        AuthzStatus::Valid.as_str()
-                    } else {
-                        AuthzStatus::Pending.as_str()
-                    }),
-                    acme_authz::expires.eq(ts + chrono::Duration::days(7)),
+                    acme_orders::account_id.eq(o.account_id),
+                    acme_orders::status.eq(status.as_str()),
+                    acme_orders::identifiers.eq(&o.identifiers),
+                    acme_orders::action.eq(o.action),
+                    acme_orders::target_object_id.eq(o.target_object_id),
+                    acme_orders::expires.eq(ts + chrono::Duration::days(7)),
+                    acme_orders::created_at.eq(ts),
+                    acme_orders::replaces.eq(o.replaces),
+                    acme_orders::dry_run.eq(o.dry_run),
                 ))
-                .returning(acme_authz::id)
-                .get_result(c)?;
+                .returning(acme_orders::id)
+        )
+        .get_result(c))?;
+        for a in authz {
+            let aid: i64 = crate::on_backend!(c, |c| crate::db::Prepared(
+                diesel::insert_into(acme_authz::table)
+                    .values((
+                        acme_authz::order_id.eq(oid),
+                        acme_authz::identifier.eq(a.identifier),
+                        acme_authz::wildcard.eq(a.wildcard),
+                        acme_authz::status.eq(if a.challenges.is_none() {
+                            AuthzStatus::Valid.as_str()
+                        } else {
+                            AuthzStatus::Pending.as_str()
+                        }),
+                        acme_authz::expires.eq(ts + chrono::Duration::days(7)),
+                    ))
+                    .returning(acme_authz::id)
+            )
+            .get_result(c))?;
             if let Some((token, kinds)) = a.challenges {
                 for kind in kinds {
-                    diesel::insert_into(acme_challenges::table)
-                        .values((
-                            acme_challenges::authz_id.eq(aid),
-                            acme_challenges::kind.eq(*kind),
-                            acme_challenges::token.eq(token),
-                            acme_challenges::status.eq(ChallengeStatus::Pending.as_str()),
-                        ))
-                        .execute(c)?;
+                    crate::on_backend!(c, |c| crate::db::Prepared(
+                        diesel::insert_into(acme_challenges::table)
+                            .values((
+                                acme_challenges::authz_id.eq(aid),
+                                acme_challenges::kind.eq(*kind),
+                                acme_challenges::token.eq(token),
+                                acme_challenges::status.eq(ChallengeStatus::Pending.as_str()),
+                            ))
+                            .returning(acme_challenges::id)
+                    )
+                    .write(c))?;
                 }
             }
         }
@@ -219,25 +228,28 @@ pub fn create_order(c: &mut DbConn, o: &NewOrder, authz: &[NewAuthz]) -> Result<
 
 /// The ids of an order's authorizations, in creation order.
 pub fn authz_ids(c: &mut DbConn, order_id: i64) -> Result<Vec<i64>, DbError> {
-    Ok(acme_authz::table
+    Ok(crate::on_backend!(c, |c| acme_authz::table
         .filter(acme_authz::order_id.eq(order_id))
         .order(acme_authz::id.asc())
         .select(acme_authz::id)
-        .load(c)?)
+        .load(c))?)
 }
 
 /// The statuses of an order's authorizations.
 pub fn authz_statuses(c: &mut DbConn, order_id: i64) -> Result<Vec<String>, DbError> {
-    Ok(acme_authz::table.filter(acme_authz::order_id.eq(order_id)).select(acme_authz::status).load(c)?)
+    Ok(crate::on_backend!(c, |c| acme_authz::table
+        .filter(acme_authz::order_id.eq(order_id))
+        .select(acme_authz::status)
+        .load(c))?)
 }
 
 pub fn find_authz(c: &mut DbConn, id: i64) -> Result<Option<Authz>, DbError> {
-    Ok(acme_authz::table.find(id).select(Authz::as_select()).first(c).optional()?)
+    Ok(crate::on_backend!(c, |c| acme_authz::table.find(id).select(Authz::as_select()).first(c).optional())?)
 }
 
 /// An authorization that must exist.
 pub fn authz(c: &mut DbConn, id: i64) -> Result<Authz, DbError> {
-    Ok(acme_authz::table.find(id).select(Authz::as_select()).first(c)?)
+    Ok(crate::on_backend!(c, |c| acme_authz::table.find(id).select(Authz::as_select()).first(c))?)
 }
 
 /// The account an order belongs to (an error if there is no such order).
@@ -271,15 +283,15 @@ pub fn pending_authz_count(c: &mut DbConn, account_id: i64) -> Result<i64, DbErr
 /// An authorization's challenges.
 pub fn challenges(c: &mut DbConn, authz_id: i64) -> Result<Vec<Challenge>, DbError> {
     // In creation order: PostgreSQL returns an updated row wherever its new version lies.
-    Ok(acme_challenges::table
+    Ok(crate::on_backend!(c, |c| acme_challenges::table
         .filter(acme_challenges::authz_id.eq(authz_id))
         .order(acme_challenges::id.asc())
         .select(Challenge::as_select())
-        .load(c)?)
+        .load(c))?)
 }
 
 pub fn find_challenge(c: &mut DbConn, id: i64) -> Result<Option<Challenge>, DbError> {
-    Ok(acme_challenges::table.find(id).select(Challenge::as_select()).first(c).optional()?)
+    Ok(crate::on_backend!(c, |c| acme_challenges::table.find(id).select(Challenge::as_select()).first(c).optional())?)
 }
 
 /// A challenge that must exist.
@@ -312,7 +324,12 @@ pub fn object_folder(c: &mut DbConn, object_id: i64) -> Result<String, DbError> 
 
 /// The end of an object's multi-year coverage, if it has one.
 pub fn coverage_end(c: &mut DbConn, object_id: i64) -> Result<Option<NaiveDateTime>, DbError> {
-    Ok(acme_objects::table.find(object_id).select(acme_objects::coverage_end).first(c).optional()?.flatten())
+    Ok(crate::on_backend!(c, |c| acme_objects::table
+        .find(object_id)
+        .select(acme_objects::coverage_end)
+        .first(c)
+        .optional())?
+    .flatten())
 }
 
 pub fn set_coverage_end(c: &mut DbConn, object_id: i64, end: NaiveDateTime) -> Result<(), DbError> {
@@ -369,7 +386,8 @@ pub fn match_candidates(
 
 /// The key (`kid:…` or `acct:…`) that owns an object first issued through ACME.
 pub fn object_owner(c: &mut DbConn, object_id: i64) -> Result<Option<String>, DbError> {
-    Ok(acme_objects::table.find(object_id).select(acme_objects::owner).first(c).optional()?.flatten())
+    Ok(crate::on_backend!(c, |c| acme_objects::table.find(object_id).select(acme_objects::owner).first(c).optional())?
+        .flatten())
 }
 
 /// Records an object first issued through ACME.
@@ -382,17 +400,21 @@ pub fn insert_object(
     match_name: &str,
     owner: &str,
 ) -> Result<(), DbError> {
-    diesel::insert_into(acme_objects::table)
-        .values((
-            acme_objects::object_id.eq(object_id),
-            acme_objects::account_id.eq(account_id),
-            acme_objects::duplicate_of.eq(duplicate_of),
-            acme_objects::created_at.eq(now()),
-            acme_objects::coverage_end.eq(coverage_end),
-            acme_objects::match_name.eq(match_name),
-            acme_objects::owner.eq(owner),
-        ))
-        .execute(c)?;
+    let ts = now();
+    crate::on_backend!(c, |c| crate::db::Prepared(
+        diesel::insert_into(acme_objects::table)
+            .values((
+                acme_objects::object_id.eq(object_id),
+                acme_objects::account_id.eq(account_id),
+                acme_objects::duplicate_of.eq(duplicate_of),
+                acme_objects::created_at.eq(ts),
+                acme_objects::coverage_end.eq(coverage_end),
+                acme_objects::match_name.eq(match_name),
+                acme_objects::owner.eq(owner),
+            ))
+            .returning(acme_objects::object_id)
+    )
+    .write(c))?;
     Ok(())
 }
 
@@ -414,5 +436,5 @@ pub fn version_by_thumbprint(c: &mut DbConn, thumbprint: &str) -> Result<Option<
 
 /// A certificate version that must exist.
 pub fn version(c: &mut DbConn, id: i64) -> Result<CertVersion, DbError> {
-    Ok(certificates::table.find(id).select(CertVersion::as_select()).first(c)?)
+    Ok(crate::on_backend!(c, |c| certificates::table.find(id).select(CertVersion::as_select()).first(c))?)
 }
