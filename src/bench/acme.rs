@@ -156,8 +156,9 @@ impl AcmeClient {
     }
 
     /// One issuance for `name`: new order, authorizations (answered by http-01 when pending),
-    /// finalize with `csr_der`, wait for `valid`, download. Returns the chain (leaf first).
-    pub fn issue(&mut self, name: &str, csr_der: &[u8]) -> anyhow::Result<Vec<X509>> {
+    /// finalize with `csr_der`, wait for `valid`, download. Returns the chain as downloaded
+    /// (PEM, leaf first), its leaf checked readable (see [`Issued`]).
+    pub fn issue(&mut self, name: &str, csr_der: &[u8]) -> anyhow::Result<Issued> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let url = self.dir_url("newOrder")?;
         let r = self.post(&url, Some(&json!({"identifiers": [{"type": "dns", "value": name}]})))?;
@@ -202,7 +203,23 @@ impl AcmeClient {
         let cert_url = order["certificate"].as_str().ok_or_else(|| anyhow::anyhow!("no certificate URL"))?.to_string();
         let r = self.post(&cert_url, None)?;
         anyhow::ensure!(r.status == 200, "certificate: {} {}", r.status, excerpt(&r.body));
-        let chain = X509::stack_from_pem(&r.body)?;
+        let leaf = super::client::first_pem_certificate(&r.body).ok_or_else(|| anyhow::anyhow!("no certificate"))?;
+        let serial = super::client::serial_of_der(&leaf).ok_or_else(|| anyhow::anyhow!("an unreadable certificate"))?;
+        Ok(Issued { pem: r.body, serial })
+    }
+}
+
+/// A downloaded chain: every one has a readable leaf with a serial; the load generator decodes
+/// the whole chain with OpenSSL (and verifies it) for a sample only.
+pub struct Issued {
+    pub pem: Vec<u8>,
+    pub serial: String,
+}
+
+impl Issued {
+    /// The chain decoded, leaf first.
+    pub fn chain(&self) -> anyhow::Result<Vec<X509>> {
+        let chain = X509::stack_from_pem(&self.pem)?;
         anyhow::ensure!(!chain.is_empty(), "empty certificate chain");
         Ok(chain)
     }

@@ -895,8 +895,9 @@ fn drive_acme(
         move |(c, csr_key, i), _, seq| {
             let name = format!("o{run_id}-{i}-{seq}.{suffix}");
             let csr = raw::make_csr(csr_key, &name).and_then(|r| Ok(r.to_der()?)).map_err(|e| e.to_string())?;
-            let chain = c.issue(&name, &csr).map_err(|e| format!("{e:#}"))?;
+            let issued = c.issue(&name, &csr).map_err(|e| format!("{e:#}"))?;
             if seq.is_multiple_of(CHAIN_SAMPLE_EVERY) {
+                let chain = issued.chain().map_err(|e| format!("{name}: {e:#}"))?;
                 if !client::chains_to(&store, &chain[0], &chain[1..]) {
                     return Err(format!("{name}: the certificate does not chain to the issuing root"));
                 }
