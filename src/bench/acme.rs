@@ -209,8 +209,9 @@ impl AcmeClient {
     }
 }
 
-/// A downloaded chain: every one has a readable leaf with a serial; the load generator decodes
-/// the whole chain with OpenSSL (and verifies it) for a sample only.
+/// A downloaded chain: every one has a readable leaf whose serial the load generator compares
+/// with the previous order's; it decodes the whole chain with OpenSSL (and verifies it) for a
+/// sample only.
 pub struct Issued {
     pub pem: Vec<u8>,
     pub serial: String,

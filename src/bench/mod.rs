@@ -890,12 +890,17 @@ fn drive_acme(
         |i| {
             let mut c = acme::AcmeClient::new(client::agent_for_pem(tls_pem)?, directory, key.clone())?;
             c.kid = Some(kid.to_string());
-            Ok((c, raw::ec_key()?, i))
+            Ok((c, raw::ec_key()?, i, String::new()))
         },
-        move |(c, csr_key, i), _, seq| {
+        move |(c, csr_key, i, last_serial), _, seq| {
             let name = format!("o{run_id}-{i}-{seq}.{suffix}");
             let csr = raw::make_csr(csr_key, &name).and_then(|r| Ok(r.to_der()?)).map_err(|e| e.to_string())?;
             let issued = c.issue(&name, &csr).map_err(|e| format!("{e:#}"))?;
+            // What counts is a new certificate: a serial this client has not just been given.
+            if issued.serial == *last_serial {
+                return Err(format!("{name}: the previous order's certificate again (serial {})", issued.serial));
+            }
+            *last_serial = issued.serial.clone();
             if seq.is_multiple_of(CHAIN_SAMPLE_EVERY) {
                 let chain = issued.chain().map_err(|e| format!("{name}: {e:#}"))?;
                 if !client::chains_to(&store, &chain[0], &chain[1..]) {

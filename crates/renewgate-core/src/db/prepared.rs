@@ -81,12 +81,6 @@ mod tests {
         }
     }
 
-    fn update(
-        id: i64,
-    ) -> impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> + diesel::query_builder::QueryId {
-        diesel::update(jobs::table.find(id)).set(jobs::attempts.eq(3))
-    }
-
     #[test]
     fn a_write_is_kept_prepared_when_it_runs_as_a_load_and_not_when_executed() {
         let mut conn = crate::db::establish(":memory:").expect("in-memory SQLite");
@@ -96,7 +90,7 @@ mod tests {
         c.set_instrumentation(cached.clone());
         let count = || *cached.0.lock().unwrap_or_else(|e| e.into_inner());
         for id in 0..4 {
-            Prepared(update(id)).execute(c).expect("update");
+            Prepared(diesel::update(jobs::table.find(id)).set(jobs::attempts.eq(3))).execute(c).expect("update");
         }
         assert_eq!(count(), 0, "an executed Prepared is never cached (diesel passes it by reference)");
         for id in 0..4 {
