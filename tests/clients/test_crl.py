@@ -5,7 +5,6 @@ is the independent reader throughout."""
 import base64
 import os
 import re
-import socket
 import subprocess
 import tempfile
 import threading
@@ -19,15 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
+from conftest import free_port
 from rg_helpers import cert_pem, load_certs, openssl, request_csr, retrieved_certs, wait_retrieve
 
 FOLDER = "\\VED\\Policy\\CRL Team"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url, ca_bundle=None):
