@@ -45,7 +45,9 @@ pub fn bootstrap(settings: Settings) -> anyhow::Result<(Arc<Engine>, Option<Stri
             tracing::warn!(key_id = %master.key_id(), %what, "the master key does not open a stored secret; its id is not recorded");
         }
     }
-    let engine = Engine::new(pool.clone(), backend, master, settings)?;
+    let mut engine = Engine::new(pool.clone(), backend, master, settings)?;
+    engine.writer =
+        db::WriterConn::open(&url).map_err(|e| anyhow::anyhow!("cannot open the {} database: {e}", backend.name()))?;
     let settings = &engine.settings;
     let spec = KeySpec::parse_config(&settings.ca.key_type)?;
     let created =

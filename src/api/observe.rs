@@ -258,7 +258,7 @@ pub async fn middleware(
         // with the requests finishing at the same time).
         None => {
             let entries = notes.into_iter().map(|n| entry(n, &actor, &detail, &rid)).collect();
-            Ok(engine.audit_writer.record(&engine.pool, entries).instrument(span.clone()).await)
+            Ok(engine.audit_writer.record(&engine.pool, &engine.writer, entries).instrument(span.clone()).await)
         }
         Some(id) => {
             span.in_scope(|| {

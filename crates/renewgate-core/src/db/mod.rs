@@ -185,21 +185,7 @@ where
             // handler would make them sleep and retry (1, 2, 5 … 100 ms), which under load turns
             // a 100 µs transaction into a wait of hundreds of milliseconds.
             let _writer = SqliteWriter::acquire();
-            // Borrow juggling: immediate_transaction needs the concrete connection, `f` wants DbConn.
-            conn.batch_execute("BEGIN IMMEDIATE").map_err(E::from)?;
-            match f(conn) {
-                Ok(v) => {
-                    if let Err(e) = conn.batch_execute("COMMIT") {
-                        let _ = conn.batch_execute("ROLLBACK");
-                        return Err(E::from(e));
-                    }
-                    Ok(v)
-                }
-                Err(e) => {
-                    let _ = conn.batch_execute("ROLLBACK");
-                    Err(e)
-                }
-            }
+            sqlite_immediate_tx(conn, f)
         }
         DbConn::Postgresql(_) => conn.transaction(|c| {
             if let Some(k) = lock_key {
@@ -207,6 +193,79 @@ where
             }
             f(c)
         }),
+    }
+}
+
+/// `BEGIN IMMEDIATE`, `f`, then `COMMIT` (or `ROLLBACK` when `f` or the commit fails), on a
+/// SQLite connection, by the caller holding this process's writer turn.
+fn sqlite_immediate_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    // Borrow juggling: immediate_transaction needs the concrete connection, `f` wants DbConn.
+    conn.batch_execute("BEGIN IMMEDIATE").map_err(E::from)?;
+    match f(conn) {
+        Ok(v) => {
+            if let Err(e) = conn.batch_execute("COMMIT") {
+                let _ = conn.batch_execute("ROLLBACK");
+                return Err(E::from(e));
+            }
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.batch_execute("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// The connection the serving process's frequent write transactions run on, on a SQLite file
+/// database (on PostgreSQL, or an in-memory SQLite whose every connection is a database of its
+/// own, there is none and they run on the caller's connection).
+///
+/// Why one connection: SQLite empties a connection's page cache whenever another connection
+/// has written since that connection's last transaction. With the writes spread over the pool,
+/// nearly every write transaction began by reading its pages again from the OS, under the
+/// writer lock that every other write waits for. The connection that made the last write keeps
+/// its cache; so when the renewals' writes all run here, their pages (and their prepared
+/// statements) stay at hand. The writer turn is taken first, as by `write_tx`, so this
+/// connection is never wanted by two threads at once.
+#[derive(Clone, Default)]
+pub struct WriterConn(Option<std::sync::Arc<std::sync::Mutex<DbConn>>>);
+
+impl WriterConn {
+    pub fn open(url: &str) -> Result<WriterConn, DbError> {
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        let in_memory = path == ":memory:" || path.contains("mode=memory") || path.is_empty();
+        if Backend::from_url(url) != Backend::Sqlite || in_memory {
+            return Ok(WriterConn(None));
+        }
+        Ok(WriterConn(Some(std::sync::Arc::new(std::sync::Mutex::new(establish(url)?)))))
+    }
+
+    /// `write_tx(conn, None, f)`, run on the writer connection when there is one and `conn` is
+    /// SQLite. A thread already inside a write transaction (which holds the writer turn, and
+    /// may hold this connection) runs `f` on `conn`, as `write_tx` does.
+    pub fn write_tx<T, E, F>(&self, conn: &mut DbConn, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        if let (Some(writer), DbConn::Sqlite(_)) = (&self.0, &*conn) {
+            let turn = SqliteWriter::acquire();
+            if turn.0.is_some() {
+                let mut c = writer.lock().unwrap_or_else(|poisoned| {
+                    // A panic inside an earlier transaction may have left it open.
+                    writer.clear_poison();
+                    let mut c = poisoned.into_inner();
+                    let _ = c.batch_execute("ROLLBACK");
+                    c
+                });
+                return sqlite_immediate_tx(&mut c, f);
+            }
+        }
+        write_tx(conn, None, f)
     }
 }
 
@@ -394,5 +453,47 @@ mod tests {
         });
         assert_eq!(r, Err(CallerError::Refused));
         assert_eq!(policy_count(&mut c), before + 1);
+    }
+
+    #[test]
+    fn the_writer_connection_commits_for_the_pool_rolls_back_and_outlives_a_panic() {
+        let dir = std::env::temp_dir().join(format!("renewgate-writer-{}-{}", std::process::id(), new_guid()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let url = dir.join("gateway.db").to_string_lossy().into_owned();
+        let pool = build_pool(&url, 2).expect("pool");
+        let mut c = pool.get().expect("connection");
+        run_migrations(&mut c).expect("migrations");
+        assert!(WriterConn::open(":memory:").expect("no writer").0.is_none(), "an in-memory database has none");
+        let writer = WriterConn::open(&url).expect("writer");
+        assert!(writer.0.is_some());
+        let insert = |tx: &mut DbConn, dn: &str| -> Result<(), diesel::result::Error> {
+            tx.batch_execute(&format!(
+                "INSERT INTO policy_folders (guid, dn, dn_lower, settings, locked, created_at) \
+                 VALUES ('{dn}', '{dn}', '{dn}', '{{}}', '[]', '2020-01-01 00:00:00')"
+            ))
+        };
+        let before = policy_count(&mut c);
+        // Committed on the writer connection, read on the pool's.
+        writer.write_tx(&mut c, |tx| insert(tx, "\\ved\\policy\\kept")).expect("commit");
+        assert_eq!(policy_count(&mut c), before + 1);
+        let refused = writer.write_tx(&mut c, |tx| {
+            insert(tx, "\\ved\\policy\\refused")?;
+            Err::<(), _>(diesel::result::Error::RollbackTransaction)
+        });
+        assert!(refused.is_err());
+        assert_eq!(policy_count(&mut c), before + 1, "a failed transaction keeps nothing");
+        // A panic inside a transaction leaves it open on the writer connection; the next
+        // transaction rolls it back and runs.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            writer.write_tx(&mut c, |tx| -> Result<(), diesel::result::Error> {
+                insert(tx, "\\ved\\policy\\panicked")?;
+                panic!("inside a write transaction")
+            })
+        }));
+        assert!(panicked.is_err());
+        writer.write_tx(&mut c, |tx| insert(tx, "\\ved\\policy\\after")).expect("the writer after a panic");
+        assert_eq!(policy_count(&mut c), before + 2, "the panicked transaction was rolled back");
+        drop((c, pool, writer));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

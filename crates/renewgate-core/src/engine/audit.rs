@@ -135,15 +135,22 @@ const GROUP_MAX: usize = 512;
 
 impl GroupWriter {
     /// Records `entries`; resolves once they are committed.
-    pub async fn record(&self, pool: &crate::db::Pool, entries: Vec<Entry>) -> Result<(), String> {
+    pub async fn record(
+        &self,
+        pool: &crate::db::Pool,
+        writer: &crate::db::WriterConn,
+        entries: Vec<Entry>,
+    ) -> Result<(), String> {
         if entries.is_empty() {
             return Ok(());
         }
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel::<Batch>();
-            let pool = pool.clone();
+            let (pool, writer) = (pool.clone(), writer.clone());
             // Without its thread the writer answers every request with an error (below).
-            let _ = std::thread::Builder::new().name("renewgate-audit".into()).spawn(move || write_loop(&pool, &rx));
+            let _ = std::thread::Builder::new()
+                .name("renewgate-audit".into())
+                .spawn(move || write_loop(&pool, &writer, &rx));
             tx
         });
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -152,7 +159,7 @@ impl GroupWriter {
     }
 }
 
-fn write_loop(pool: &crate::db::Pool, rx: &std::sync::mpsc::Receiver<Batch>) {
+fn write_loop(pool: &crate::db::Pool, writer: &crate::db::WriterConn, rx: &std::sync::mpsc::Receiver<Batch>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         let mut n = batch[0].0.len();
@@ -167,13 +174,14 @@ fn write_loop(pool: &crate::db::Pool, rx: &std::sync::mpsc::Receiver<Batch>) {
         }
         let write = |groups: &[&[Entry]]| -> Result<(), String> {
             let mut c = pool.get().map_err(|e| e.to_string())?;
-            crate::db::write_tx(&mut c, None, |tx| -> QueryResult<()> {
-                for e in groups.iter().flat_map(|g| g.iter()) {
-                    record(tx, e)?;
-                }
-                Ok(())
-            })
-            .map_err(|e| e.to_string())
+            writer
+                .write_tx(&mut c, |tx| -> QueryResult<()> {
+                    for e in groups.iter().flat_map(|g| g.iter()) {
+                        record(tx, e)?;
+                    }
+                    Ok(())
+                })
+                .map_err(|e| e.to_string())
         };
         let all: Vec<&[Entry]> = batch.iter().map(|(e, _)| e.as_slice()).collect();
         if write(&all).is_ok() {

@@ -55,6 +55,9 @@ pub struct Engine {
     pub audit_writer: audit::GroupWriter,
     /// Completions waiting for the group commit (`Engine::complete`).
     pub completions: queue::CompletionGroup,
+    /// The connection the renewals' write transactions run on (SQLite file databases; see
+    /// `db::WriterConn`). None until the serving process opens it.
+    pub writer: crate::db::WriterConn,
 }
 
 impl Engine {
@@ -108,6 +111,7 @@ impl Engine {
             instance: format!("{}-{}", std::process::id(), &crate::db::new_guid()[..8]),
             audit_writer: Default::default(),
             completions: Default::default(),
+            writer: Default::default(),
         })
     }
 }

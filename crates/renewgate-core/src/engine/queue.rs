@@ -18,7 +18,7 @@ use crate::ca::SanSet;
 use crate::ca::issuer::{IssueError, IssueInput, IssuerKind, JobProgress};
 use crate::db::models::{Job, NewCertVersion};
 use crate::db::schema::{cert_objects, certificate_info, certificates, jobs};
-use crate::db::{DbConn, Prepared, new_guid, now, write_tx};
+use crate::db::{DbConn, Prepared, WriterConn, new_guid, now, write_tx};
 use crate::vocab::{JobState, ObjectState};
 
 /// Wake-ups between request handlers and workers of this process. Other instances are reached
@@ -448,7 +448,7 @@ impl Engine {
             .get_result::<ClaimedId>(c)
             .optional()?
             .map(|r| r.id),
-            DbConn::Sqlite(_) => write_tx(conn, None, |c| -> Result<Option<i64>, diesel::result::Error> {
+            DbConn::Sqlite(_) => self.writer.write_tx(conn, |c| -> Result<Option<i64>, diesel::result::Error> {
                 // The literal state condition lets SQLite use the partial index `jobs_open` (open
                 // jobs in id order); with only bound values it walked every job in id order,
                 // a million done ones at inventory scale, while holding the writer turn.
@@ -686,7 +686,7 @@ impl Engine {
                 st.committing = true;
                 let batch = std::mem::take(&mut st.waiting);
                 drop(st);
-                let results = commit_group(conn, &batch);
+                let results = commit_group(&self.writer, conn, &batch);
                 st = group.state.lock().unwrap_or_else(|e| e.into_inner());
                 st.committing = false;
                 for (item, r) in batch.iter().zip(results) {
@@ -730,15 +730,15 @@ struct Completion {
 /// is rolled back and the group committed again with each completion in a savepoint of its
 /// own: one that fails then rolls back its own savepoint only. A failed commit fails them all
 /// (their jobs stay leased and run again after the lease).
-fn commit_group(conn: &mut DbConn, group: &[Completion]) -> Vec<Result<Option<i64>, String>> {
-    let whole = write_tx(conn, None, |tx| -> Result<Vec<Result<Option<i64>, String>>, diesel::result::Error> {
+fn commit_group(writer: &WriterConn, conn: &mut DbConn, group: &[Completion]) -> Vec<Result<Option<i64>, String>> {
+    let whole = writer.write_tx(conn, |tx| -> Result<Vec<Result<Option<i64>, String>>, diesel::result::Error> {
         group.iter().map(|g| complete_in(tx, &g.job, &g.owner, &g.issued).map(Ok)).collect()
     });
     match whole {
         Ok(results) => results,
         Err(e) if group.len() > 1 => {
             tracing::debug!(error = %e, jobs = group.len(), "a completion failed; committing the group one by one");
-            commit_group_isolated(conn, group)
+            commit_group_isolated(writer, conn, group)
         }
         Err(e) if is_lease_lost(&e) => vec![Ok(None)],
         Err(e) => {
@@ -749,10 +749,14 @@ fn commit_group(conn: &mut DbConn, group: &[Completion]) -> Vec<Result<Option<i6
 }
 
 /// `commit_group`'s second try: each completion in a savepoint of its own.
-fn commit_group_isolated(conn: &mut DbConn, group: &[Completion]) -> Vec<Result<Option<i64>, String>> {
+fn commit_group_isolated(
+    writer: &WriterConn,
+    conn: &mut DbConn,
+    group: &[Completion],
+) -> Vec<Result<Option<i64>, String>> {
     use diesel::connection::SimpleConnection;
     let mut results: Vec<Result<Option<i64>, String>> = Vec::with_capacity(group.len());
-    let committed = write_tx(conn, None, |tx| -> Result<(), diesel::result::Error> {
+    let committed = writer.write_tx(conn, |tx| -> Result<(), diesel::result::Error> {
         results.clear();
         for g in group {
             tx.batch_execute("SAVEPOINT completion")?;
@@ -907,7 +911,7 @@ impl Engine {
         let give_up = f.permanent || job.attempts >= self.settings.queue.max_attempts;
         crate::metrics::METRICS.issuance_job(if give_up { "failed" } else { "retry" });
         tracing::warn!(job = job.id, object = job.object_id, error = %f.message, give_up, "issuance failed");
-        write_tx(conn, None, |tx| -> Result<bool, diesel::result::Error> {
+        self.writer.write_tx(conn, |tx| -> Result<bool, diesel::result::Error> {
             let ts = now();
             let owned =
                 jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(JobState::Running));
@@ -1327,7 +1331,7 @@ mod tests {
         // job row was already updated: the group's first try fails as a whole.
         let b_id = b.job.id;
         b.job.object_id = i64::MAX;
-        let results = commit_group(&mut c, &[a, b, d]);
+        let results = commit_group(&WriterConn::default(), &mut c, &[a, b, d]);
         assert_eq!(results.len(), 3);
         assert!(matches!(results[0], Ok(Some(_))), "{:?}", results[0]);
         assert!(results[1].is_err(), "{:?}", results[1]);
@@ -1346,13 +1350,13 @@ mod tests {
         let mut c = e.pool.get().expect("connection");
         let group: Vec<Completion> = (0..3).map(|i| issued(&e, &mut c, &format!("w{i}.example.com"), i)).collect();
         let ids: Vec<i64> = group.iter().map(|g| g.job.id).collect();
-        let results = commit_group(&mut c, &group);
+        let results = commit_group(&WriterConn::default(), &mut c, &group);
         for (id, r) in ids.iter().zip(&results) {
             let cert = r.clone().expect("completed").expect("a certificate");
             assert_eq!(job_state(&mut c, *id), (JobState::Done, Some(cert)));
         }
         // A completion whose lease is gone (already completed) writes nothing and fails nothing.
-        let again = commit_group(&mut c, &group[..1]);
+        let again = commit_group(&WriterConn::default(), &mut c, &group[..1]);
         assert_eq!(again, vec![Ok(None)]);
         let certs: i64 = certificates::table.count().get_result(&mut c).expect("count");
         assert_eq!(certs, 3);
@@ -1363,12 +1367,15 @@ mod tests {
         let e = engine();
         let mut c = e.pool.get().expect("connection");
         let first = issued(&e, &mut c, "l0.example.com", 0);
-        assert!(matches!(commit_group(&mut c, std::slice::from_ref(&first))[..], [Ok(Some(_))]));
+        assert!(matches!(
+            commit_group(&WriterConn::default(), &mut c, std::slice::from_ref(&first))[..],
+            [Ok(Some(_))]
+        ));
         // `first` again (its job is done: the lease is gone) between two that still hold theirs.
         let a = issued(&e, &mut c, "l1.example.com", 1);
         let b = issued(&e, &mut c, "l2.example.com", 2);
         let (a_id, b_id) = (a.job.id, b.job.id);
-        let results = commit_group(&mut c, &[a, first, b]);
+        let results = commit_group(&WriterConn::default(), &mut c, &[a, first, b]);
         assert!(matches!(results[0], Ok(Some(_))), "{:?}", results[0]);
         assert_eq!(results[1], Ok(None));
         assert!(matches!(results[2], Ok(Some(_))), "{:?}", results[2]);

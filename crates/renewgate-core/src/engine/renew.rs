@@ -574,13 +574,15 @@ impl Engine {
             Ok((accepted, plan.leased))
         };
         let planned = plan(conn)?;
-        let optimistic = write_tx(conn, None, |c| store(c, planned, true));
+        let optimistic = self.writer.write_tx(conn, |c| store(c, planned, true));
         let (accepted, leased) = match optimistic {
-            Err(EnrollStore::Changed) => write_tx(conn, None, |c| {
-                let planned = plan(c)?;
-                store(c, planned, false)
-            })
-            .map_err(EnrollStore::into_renew_error)?,
+            Err(EnrollStore::Changed) => self
+                .writer
+                .write_tx(conn, |c| {
+                    let planned = plan(c)?;
+                    store(c, planned, false)
+                })
+                .map_err(EnrollStore::into_renew_error)?,
             other => other.map_err(EnrollStore::into_renew_error)?,
         };
         with_csr_key(&mut here, req.csr.as_ref());
@@ -685,9 +687,9 @@ impl Engine {
             }
             Ok::<_, RenewError>(stored)
         };
-        let optimistic = write_tx(conn, None, |c| store(c, plan, Some(seen)));
+        let optimistic = self.writer.write_tx(conn, |c| store(c, plan, Some(seen)));
         let (accepted, leased) = match optimistic {
-            Err(RenewError::AlreadyProcessing(_)) => write_tx(conn, None, |c| {
+            Err(RenewError::AlreadyProcessing(_)) => self.writer.write_tx(conn, |c| {
                 let plan = self.plan_renewal(c, req, None, &here)?;
                 store(c, plan, None)
             })?,
@@ -845,9 +847,9 @@ impl Engine {
         // has (or is being renewed), the whole renewal runs again inside one transaction.
         let plan = self.plan_keyfactor(conn, req)?;
         let seen = plan.obj.updated_at;
-        let optimistic = write_tx(conn, None, |c| self.store_keyfactor(c, &plan, &here, Some(seen)));
+        let optimistic = self.writer.write_tx(conn, |c| self.store_keyfactor(c, &plan, &here, Some(seen)));
         let ((accepted, leased), plan) = match optimistic {
-            Err(RenewError::AlreadyProcessing(_)) => write_tx(conn, None, |c| {
+            Err(RenewError::AlreadyProcessing(_)) => self.writer.write_tx(conn, |c| {
                 let plan = self.plan_keyfactor(c, req)?;
                 let stored = self.store_keyfactor(c, &plan, &here, None)?;
                 Ok::<_, RenewError>((stored, plan))
