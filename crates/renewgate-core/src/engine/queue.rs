@@ -815,94 +815,87 @@ fn is_jobs_certificate(e: &diesel::result::Error) -> bool {
 /// fails with [`LeaseLost`] so that its transaction or savepoint undoes the insert; the group
 /// commit reads that failure as "not ours" (`Ok(None)`).
 fn complete_in(tx: &mut DbConn, job: &Job, owner: &str, c: &IssuedCert) -> Result<Option<i64>, diesel::result::Error> {
-    {
-        {
-            let ts = now();
-            let guid = new_guid();
-            // The statements of a completion run on the concrete connection (`on_backend`): a
-            // completion holds the SQLite writer lock.
-            let cert_id: i64 = crate::on_backend!(tx, |tx| Prepared(
-                diesel::insert_into(certificates::table)
-                    .values(NewCertVersion {
-                        guid: &guid,
-                        object_id: job.object_id,
-                        issuer_ca_id: c.ca_id,
-                        der: &c.der,
-                        chain_pem: &c.chain_pem,
-                        serial: &c.serial,
-                        thumbprint: &crate::ca::thumbprint(&c.der),
-                        common_name: &c.common_name,
-                        issuer_dn: &c.issuer_dn,
-                        not_before: c.not_before,
-                        not_after: c.not_after,
-                        public_key_sha256: &c.public_key_sha256,
-                        key_enc: c.key_enc.as_deref(),
-                        job_id: Some(job.id),
-                        created_at: ts,
-                    })
-                    .returning(certificates::id),
-            )
-            .get_result(tx))
-            .map_err(|e| if is_jobs_certificate(&e) { lease_lost() } else { e })?;
-            let n = crate::on_backend!(tx, |tx| Prepared(
-                diesel::update(
-                    jobs::table
-                        .find(job.id)
-                        .filter(jobs::lease_owner.eq(owner))
-                        .filter(jobs::state.eq(JobState::Running)),
-                )
-                // The key kept for a resumed upstream order now lives (sealed) with the certificate.
-                .set((
-                    jobs::state.eq(JobState::Done),
-                    jobs::updated_at.eq(ts),
-                    jobs::error.eq(None::<String>),
-                    jobs::key_enc.eq(None::<Vec<u8>>),
-                    jobs::result_cert_id.eq(cert_id),
-                ))
-                .returning(jobs::id),
-            )
-            .write(tx))?;
-            if n != 1 {
-                return Err(lease_lost());
-            }
-            super::inventory::record_names_list(tx, cert_id, job.object_id, c.names.clone())?;
-            crate::on_backend!(tx, |tx| Prepared(
-                diesel::update(cert_objects::table.find(job.object_id).filter(cert_objects::pending_job_id.eq(job.id)))
-                    .set((
-                        cert_objects::current_cert_id.eq(cert_id),
-                        cert_objects::state.eq(ObjectState::Active),
-                        cert_objects::pending_job_id.eq(None::<i64>),
-                        cert_objects::last_error.eq(None::<String>),
-                        cert_objects::updated_at.eq(ts),
-                    ))
-                    .returning(cert_objects::id),
-            )
-            .write(tx))?;
-            let metadata = serde_json::to_string(&c.metadata.clone().unwrap_or_default()).unwrap_or_default();
-            crate::on_backend!(tx, |tx| Prepared(
-                diesel::insert_into(certificate_info::table)
-                    .values((
-                        certificate_info::certificate_id.eq(cert_id),
-                        certificate_info::template.eq(&c.template),
-                        certificate_info::ca_name.eq(&c.ca_name),
-                        certificate_info::metadata.eq(&metadata),
-                    ))
-                    .returning(certificate_info::certificate_id)
-            )
-            .write(tx))?;
-            // Store pushes are scheduled in the same transaction that makes the certificate current,
-            // each into the entry an earlier version of the object occupies in that store.
-            for sid in &c.store_ids {
-                let alias = crate::engine::stores::alias_of_object_in_store(tx, job.object_id, *sid)
-                    .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
-                crate::engine::stores::schedule(tx, &[*sid], cert_id, "add", alias.as_deref(), true)?;
-            }
-            if let Some(order) = c.acme_order {
-                crate::acme::db::orders::set_order_issued(tx, order, job.id, cert_id)?;
-            }
-            Ok(Some(cert_id))
-        }
+    let ts = now();
+    let guid = new_guid();
+    // The statements of a completion run on the concrete connection (`on_backend`): a
+    // completion holds the SQLite writer lock.
+    let cert_id: i64 = crate::on_backend!(tx, |tx| Prepared(
+        diesel::insert_into(certificates::table)
+            .values(NewCertVersion {
+                guid: &guid,
+                object_id: job.object_id,
+                issuer_ca_id: c.ca_id,
+                der: &c.der,
+                chain_pem: &c.chain_pem,
+                serial: &c.serial,
+                thumbprint: &crate::ca::thumbprint(&c.der),
+                common_name: &c.common_name,
+                issuer_dn: &c.issuer_dn,
+                not_before: c.not_before,
+                not_after: c.not_after,
+                public_key_sha256: &c.public_key_sha256,
+                key_enc: c.key_enc.as_deref(),
+                job_id: Some(job.id),
+                created_at: ts,
+            })
+            .returning(certificates::id),
+    )
+    .get_result(tx))
+    .map_err(|e| if is_jobs_certificate(&e) { lease_lost() } else { e })?;
+    let n = crate::on_backend!(tx, |tx| Prepared(
+        diesel::update(
+            jobs::table.find(job.id).filter(jobs::lease_owner.eq(owner)).filter(jobs::state.eq(JobState::Running)),
+        )
+        // The key kept for a resumed upstream order now lives (sealed) with the certificate.
+        .set((
+            jobs::state.eq(JobState::Done),
+            jobs::updated_at.eq(ts),
+            jobs::error.eq(None::<String>),
+            jobs::key_enc.eq(None::<Vec<u8>>),
+            jobs::result_cert_id.eq(cert_id),
+        ))
+        .returning(jobs::id),
+    )
+    .write(tx))?;
+    if n != 1 {
+        return Err(lease_lost());
     }
+    super::inventory::record_names_list(tx, cert_id, job.object_id, c.names.clone())?;
+    crate::on_backend!(tx, |tx| Prepared(
+        diesel::update(cert_objects::table.find(job.object_id).filter(cert_objects::pending_job_id.eq(job.id)))
+            .set((
+                cert_objects::current_cert_id.eq(cert_id),
+                cert_objects::state.eq(ObjectState::Active),
+                cert_objects::pending_job_id.eq(None::<i64>),
+                cert_objects::last_error.eq(None::<String>),
+                cert_objects::updated_at.eq(ts),
+            ))
+            .returning(cert_objects::id),
+    )
+    .write(tx))?;
+    let metadata = serde_json::to_string(&c.metadata.clone().unwrap_or_default()).unwrap_or_default();
+    crate::on_backend!(tx, |tx| Prepared(
+        diesel::insert_into(certificate_info::table)
+            .values((
+                certificate_info::certificate_id.eq(cert_id),
+                certificate_info::template.eq(&c.template),
+                certificate_info::ca_name.eq(&c.ca_name),
+                certificate_info::metadata.eq(&metadata),
+            ))
+            .returning(certificate_info::certificate_id)
+    )
+    .write(tx))?;
+    // Store pushes are scheduled in the same transaction that makes the certificate current,
+    // each into the entry an earlier version of the object occupies in that store.
+    for sid in &c.store_ids {
+        let alias = crate::engine::stores::alias_of_object_in_store(tx, job.object_id, *sid)
+            .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+        crate::engine::stores::schedule(tx, &[*sid], cert_id, "add", alias.as_deref(), true)?;
+    }
+    if let Some(order) = c.acme_order {
+        crate::acme::db::orders::set_order_issued(tx, order, job.id, cert_id)?;
+    }
+    Ok(Some(cert_id))
 }
 
 impl Engine {

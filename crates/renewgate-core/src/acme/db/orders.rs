@@ -163,65 +163,62 @@ pub struct NewAuthz<'a> {
 /// Writes an order with its authorizations and challenges, inside the caller's transaction;
 /// all expire in 7 days. Returns the order's id.
 pub fn create_order(c: &mut DbConn, o: &NewOrder, authz: &[NewAuthz]) -> Result<i64, DbError> {
-    {
-        let ts = now();
-        // An order none of whose names needs a challenge (each pre-validated) is ready at once
-        // (RFC 8555 §7.1.6: all its authorizations are valid).
-        let status =
-            if authz.iter().all(|a| a.challenges.is_none()) { OrderStatus::Ready } else { OrderStatus::Pending };
-        // The writes of newOrder are kept prepared (`db::Prepared`), on the concrete connection
-        // (`on_backend`).
-        let oid: i64 = crate::on_backend!(c, |c| crate::db::Prepared(
-            diesel::insert_into(acme_orders::table)
+    let ts = now();
+    // An order none of whose names needs a challenge (each pre-validated) is ready at once
+    // (RFC 8555 §7.1.6: all its authorizations are valid).
+    let status = if authz.iter().all(|a| a.challenges.is_none()) { OrderStatus::Ready } else { OrderStatus::Pending };
+    // The writes of newOrder are kept prepared (`db::Prepared`), on the concrete connection
+    // (`on_backend`).
+    let oid: i64 = crate::on_backend!(c, |c| crate::db::Prepared(
+        diesel::insert_into(acme_orders::table)
+            .values((
+                acme_orders::account_id.eq(o.account_id),
+                acme_orders::status.eq(status.as_str()),
+                acme_orders::identifiers.eq(&o.identifiers),
+                acme_orders::action.eq(o.action),
+                acme_orders::target_object_id.eq(o.target_object_id),
+                acme_orders::expires.eq(ts + chrono::Duration::days(7)),
+                acme_orders::created_at.eq(ts),
+                acme_orders::replaces.eq(o.replaces),
+                acme_orders::dry_run.eq(o.dry_run),
+            ))
+            .returning(acme_orders::id)
+    )
+    .get_result(c))?;
+    for a in authz {
+        let aid: i64 = crate::on_backend!(c, |c| crate::db::Prepared(
+            diesel::insert_into(acme_authz::table)
                 .values((
-                    acme_orders::account_id.eq(o.account_id),
-                    acme_orders::status.eq(status.as_str()),
-                    acme_orders::identifiers.eq(&o.identifiers),
-                    acme_orders::action.eq(o.action),
-                    acme_orders::target_object_id.eq(o.target_object_id),
-                    acme_orders::expires.eq(ts + chrono::Duration::days(7)),
-                    acme_orders::created_at.eq(ts),
-                    acme_orders::replaces.eq(o.replaces),
-                    acme_orders::dry_run.eq(o.dry_run),
+                    acme_authz::order_id.eq(oid),
+                    acme_authz::identifier.eq(a.identifier),
+                    acme_authz::wildcard.eq(a.wildcard),
+                    acme_authz::status.eq(if a.challenges.is_none() {
+                        AuthzStatus::Valid.as_str()
+                    } else {
+                        AuthzStatus::Pending.as_str()
+                    }),
+                    acme_authz::expires.eq(ts + chrono::Duration::days(7)),
                 ))
-                .returning(acme_orders::id)
+                .returning(acme_authz::id)
         )
         .get_result(c))?;
-        for a in authz {
-            let aid: i64 = crate::on_backend!(c, |c| crate::db::Prepared(
-                diesel::insert_into(acme_authz::table)
-                    .values((
-                        acme_authz::order_id.eq(oid),
-                        acme_authz::identifier.eq(a.identifier),
-                        acme_authz::wildcard.eq(a.wildcard),
-                        acme_authz::status.eq(if a.challenges.is_none() {
-                            AuthzStatus::Valid.as_str()
-                        } else {
-                            AuthzStatus::Pending.as_str()
-                        }),
-                        acme_authz::expires.eq(ts + chrono::Duration::days(7)),
-                    ))
-                    .returning(acme_authz::id)
-            )
-            .get_result(c))?;
-            if let Some((token, kinds)) = a.challenges {
-                for kind in kinds {
-                    crate::on_backend!(c, |c| crate::db::Prepared(
-                        diesel::insert_into(acme_challenges::table)
-                            .values((
-                                acme_challenges::authz_id.eq(aid),
-                                acme_challenges::kind.eq(*kind),
-                                acme_challenges::token.eq(token),
-                                acme_challenges::status.eq(ChallengeStatus::Pending.as_str()),
-                            ))
-                            .returning(acme_challenges::id)
-                    )
-                    .write(c))?;
-                }
+        if let Some((token, kinds)) = a.challenges {
+            for kind in kinds {
+                crate::on_backend!(c, |c| crate::db::Prepared(
+                    diesel::insert_into(acme_challenges::table)
+                        .values((
+                            acme_challenges::authz_id.eq(aid),
+                            acme_challenges::kind.eq(*kind),
+                            acme_challenges::token.eq(token),
+                            acme_challenges::status.eq(ChallengeStatus::Pending.as_str()),
+                        ))
+                        .returning(acme_challenges::id)
+                )
+                .write(c))?;
             }
         }
-        Ok(oid)
     }
+    Ok(oid)
 }
 
 // ---- authorizations and challenges ----
