@@ -203,7 +203,7 @@ impl AcmeClient {
         let cert_url = order["certificate"].as_str().ok_or_else(|| anyhow::anyhow!("no certificate URL"))?.to_string();
         let r = self.post(&cert_url, None)?;
         anyhow::ensure!(r.status == 200, "certificate: {} {}", r.status, excerpt(&r.body));
-        let leaf = super::client::first_pem_certificate(&r.body).ok_or_else(|| anyhow::anyhow!("no certificate"))?;
+        let leaf = super::client::first_der(&r.body).ok_or_else(|| anyhow::anyhow!("no certificate"))?;
         let serial = super::client::serial_of_der(&leaf).ok_or_else(|| anyhow::anyhow!("an unreadable certificate"))?;
         Ok(Issued { pem: r.body, serial })
     }

@@ -119,17 +119,6 @@ fn der_header(d: &[u8], at: usize) -> Option<(u8, usize, usize)> {
     Some((tag, at + 2 + n, len))
 }
 
-/// The DER of the first certificate in a PEM bundle (the leaf of a chain), read without
-/// OpenSSL: decoding a whole chain with OpenSSL 3 (its public keys through the provider
-/// decoders) was a third of the load generator's CPU in the acme workload.
-pub fn first_pem_certificate(pem: &[u8]) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    let text = std::str::from_utf8(pem).ok()?;
-    let body = text.split("-----BEGIN CERTIFICATE-----").nth(1)?.split("-----END CERTIFICATE-----").next()?;
-    let b64: String = body.split_whitespace().collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).ok()
-}
-
 /// A certificate's serial number (hex of its INTEGER's content octets), read from its DER:
 /// Certificate SEQUENCE > TBSCertificate SEQUENCE > [0] version (optional) > serial INTEGER.
 pub fn serial_of_der(der: &[u8]) -> Option<String> {
@@ -194,10 +183,10 @@ mod tests {
         let other = super::super::raw::self_signed_ca(&other_key).unwrap();
         let mut pem = ca.to_pem().unwrap();
         pem.extend(other.to_pem().unwrap());
-        let leaf = first_pem_certificate(&pem).expect("a certificate");
+        let leaf = first_der(&pem).expect("a certificate");
         assert_eq!(leaf, ca.to_der().unwrap());
         let serial = hex::encode_upper(ca.serial_number().to_bn().unwrap().to_vec());
         assert_eq!(serial_of_der(&leaf).as_deref().map(|s| s.trim_start_matches("00")), Some(serial.as_str()));
-        assert_eq!(first_pem_certificate(b"no certificate here"), None);
+        assert_eq!(first_der(b"no certificate here"), None);
     }
 }
