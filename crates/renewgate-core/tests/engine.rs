@@ -107,7 +107,7 @@ fn policy_and_names_are_checked_before_anything_is_queued() {
     }
     let queued: i64 = {
         use diesel::prelude::*;
-        renewgate_core::db::schema::jobs::table.count().get_result(&mut c).unwrap()
+        renewgate_core::db::schema::jobs::table.count().get_result(&mut **c).unwrap()
     };
     assert_eq!(queued, 0, "nothing queued for a refused request");
 }

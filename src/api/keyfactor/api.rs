@@ -224,7 +224,7 @@ pub async fn enrollment_renew(
             e.renew_keyfactor_here(c, &KeyfactorRenew { certificate: CertRef::CertificateId(v.id), ..kf })?;
         Ok::<_, KeyfactorError>(((accepted.object.dn.clone(), accepted.job_id), accepted))
     };
-    let finish = |_: &Engine, c: &mut crate::db::DbConn, _: &(String, i64), cid: i64| model::version(c, cid);
+    let finish = |e: &Engine, c: &mut crate::db::DbConn, _: &(String, i64), cid: i64| model::issued_version(e, c, cid);
     let ((dn, job_id), settled) = state.engine.accept_then_wait(API_WAIT, accept, finish).await?;
     crate::api::observe::note(&req, crate::engine::audit::action::RENEW, dn);
     match settled {

@@ -106,8 +106,8 @@ pub async fn renew(
         );
         Ok::<_, KeyfactorError>(((accepted.object.dn.clone(), accepted.job_id, labels), accepted))
     };
-    let finish = |_: &Engine, c: &mut crate::db::DbConn, _: &(String, i64, Vec<String>), cert_id: i64| {
-        model::version(c, cert_id)
+    let finish = |e: &Engine, c: &mut crate::db::DbConn, _: &(String, i64, Vec<String>), cert_id: i64| {
+        model::issued_version(e, c, cert_id)
     };
     let ((dn, job_id, labels), settled) = state.engine.accept_then_wait(classic_wait(&state), accept, finish).await?;
     crate::api::observe::note(&req, crate::engine::audit::action::RENEW, dn);

@@ -75,6 +75,11 @@ pub fn version(c: &mut DbConn, id: i64) -> Result<CertVersion, KeyfactorError> {
     lookup::find_version(c, id)?.ok_or_else(|| missing(Some(id), None, None))
 }
 
+/// `version` of a certificate just issued (by this engine it is not read again).
+pub fn issued_version(e: &crate::engine::Engine, c: &mut DbConn, id: i64) -> Result<CertVersion, KeyfactorError> {
+    e.recent_versions.find_version(c, id)?.ok_or_else(|| missing(Some(id), None, None))
+}
+
 /// Normalised serial: upper-case hex without separators or leading zeros.
 fn norm_serial(s: &str) -> String {
     let h: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>().to_ascii_uppercase();

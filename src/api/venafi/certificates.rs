@@ -574,7 +574,7 @@ pub async fn request(
     {
         let with_key = opts.include_private_key;
         let r = run_blocking(&state.engine, move |e, c| {
-            let v = certificate_by_id(c, cert_id)?;
+            let v = certificate_by_id(e, c, cert_id)?;
             render_version(e, &v, &opts)
         })
         .await?;
@@ -609,8 +609,9 @@ fn object_for(
     Ok(crate::engine::access::object(c, &p.access, r, dn_text, perm)?)
 }
 
-fn certificate_by_id(c: &mut crate::db::DbConn, id: i64) -> Result<CertVersion, VenafiError> {
-    Ok(crate::engine::lookup::version(c, id)?)
+/// A version by id (one just issued by this engine is not read again).
+fn certificate_by_id(e: &Engine, c: &mut crate::db::DbConn, id: i64) -> Result<CertVersion, VenafiError> {
+    Ok(e.recent_versions.version(c, id)?)
 }
 
 /// Retrieve's three answers: the file, "not ready" (202) or "failed" (500, as TPP documents).
@@ -827,7 +828,7 @@ pub async fn renew(
         Ok(((accepted.object.dn.clone(), may_read_key), accepted))
     };
     let finish = move |e: &Engine, c: &mut crate::db::DbConn, answer: &(String, bool), cert_id: i64| {
-        let v = certificate_by_id(c, cert_id)?;
+        let v = certificate_by_id(e, c, cert_id)?;
         let mut opts = opts;
         if v.key_enc.is_none() || !answer.1 {
             // Renew's default: the answer simply carries no key when there is none.

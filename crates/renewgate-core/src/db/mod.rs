@@ -48,6 +48,32 @@ macro_rules! on_backend {
 pub type Pool = r2d2::Pool<ConnectionManager>;
 pub type PooledConn = r2d2::PooledConnection<ConnectionManager>;
 
+/// A pooled connection: the connection, and when it was last handed back to the pool.
+///
+/// Derefs to [`DbConn`], so a checked-out connection is used as one.
+pub struct PoolConn {
+    conn: DbConn,
+    returned: Option<std::time::Instant>,
+}
+
+impl std::ops::Deref for PoolConn {
+    type Target = DbConn;
+    fn deref(&self) -> &DbConn {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for PoolConn {
+    fn deref_mut(&mut self) -> &mut DbConn {
+        &mut self.conn
+    }
+}
+
+/// A PostgreSQL connection handed back less than this long ago is handed out again without a
+/// `SELECT 1` first (HikariCP's `aliveBypassWindowMs`, same value): it has just worked, and a
+/// busy gateway would otherwise pay a round trip per checkout, about one per request.
+const ALIVE_BYPASS: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -120,18 +146,23 @@ pub fn establish(url: &str) -> Result<DbConn, DbError> {
 }
 
 impl r2d2::ManageConnection for ConnectionManager {
-    type Connection = DbConn;
+    type Connection = PoolConn;
     type Error = DbError;
 
-    fn connect(&self) -> Result<DbConn, DbError> {
-        establish(&self.url)
+    fn connect(&self) -> Result<PoolConn, DbError> {
+        Ok(PoolConn { conn: establish(&self.url)?, returned: None })
     }
 
-    fn is_valid(&self, conn: &mut DbConn) -> Result<(), DbError> {
-        conn.batch_execute("SELECT 1").map_err(DbError::Query)
+    fn is_valid(&self, conn: &mut PoolConn) -> Result<(), DbError> {
+        if conn.returned.is_some_and(|at| at.elapsed() < ALIVE_BYPASS) {
+            return Ok(());
+        }
+        conn.conn.batch_execute("SELECT 1").map_err(DbError::Query)
     }
 
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+    /// Called as the connection goes back to the pool: notes when, for `is_valid`.
+    fn has_broken(&self, conn: &mut PoolConn) -> bool {
+        conn.returned = Some(std::time::Instant::now());
         false
     }
 }
@@ -143,6 +174,7 @@ pub fn build_pool(url: &str, size: u32) -> Result<Pool, DbError> {
     // A SQLite connection is a file handle: it cannot have dropped while idle, so checking it out
     // needs no `SELECT 1` first. A PostgreSQL one can (a server restart), so it is tested.
     let pool = r2d2::Pool::builder()
+        // (Within `ALIVE_BYPASS` of its last use, the test is skipped.)
         .test_on_check_out(manager.backend == Backend::Postgres)
         .max_size(size)
         .min_idle(Some(1))
@@ -324,7 +356,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(25);
 pub fn start_checkpointer(pool: &Pool) -> std::io::Result<()> {
     let pool = pool.clone();
     let Ok(conn) = pool.get() else { return Ok(()) };
-    if !matches!(*conn, DbConn::Sqlite(_)) {
+    if !matches!(**conn, DbConn::Sqlite(_)) {
         return Ok(());
     }
     drop(conn);

@@ -19,6 +19,52 @@ pub fn version(conn: &mut DbConn, id: i64) -> Result<CertVersion, DbError> {
     Ok(crate::on_backend!(conn, |c| certificates::table.find(id).select(CertVersion::as_select()).first(c))?)
 }
 
+/// Versions an engine committed lately, newest last: a request that waited for its renewal
+/// renders the certificate it was just issued, and reading the row back would be one more
+/// round trip per renewal.
+///
+/// A copy is as good as the row: nothing updates or deletes `certificates` once a row is
+/// inserted. (A master-key rotation re-seals `key_enc`, for instances started with the new
+/// key; this one holds the key its copy was sealed with.) Kept per engine, not per process: a
+/// test process holds many in-memory databases whose ids overlap.
+#[derive(Default)]
+pub struct RecentVersions(std::sync::Mutex<std::collections::VecDeque<CertVersion>>);
+
+/// How many committed versions are kept (a few hundred KB): more than the requests that can be
+/// waiting for theirs at once.
+const RECENT_KEPT: usize = 256;
+
+impl RecentVersions {
+    /// Keeps a version the caller has just committed (`id` is the database's).
+    pub fn remember(&self, v: CertVersion) {
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= RECENT_KEPT {
+            q.pop_front();
+        }
+        q.push_back(v);
+    }
+
+    /// [`version`], without reading a version kept here.
+    pub fn version(&self, conn: &mut DbConn, id: i64) -> Result<CertVersion, DbError> {
+        match self.kept(id) {
+            Some(v) => Ok(v),
+            None => version(conn, id),
+        }
+    }
+
+    /// [`find_version`], without reading a version kept here.
+    pub fn find_version(&self, conn: &mut DbConn, id: i64) -> Result<Option<CertVersion>, DbError> {
+        match self.kept(id) {
+            Some(v) => Ok(Some(v)),
+            None => find_version(conn, id),
+        }
+    }
+
+    pub(crate) fn kept(&self, id: i64) -> Option<CertVersion> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().rev().find(|v| v.id == id).cloned()
+    }
+}
+
 /// The newest version with this thumbprint (already normalised by the caller).
 pub fn latest_version_by_thumbprint(conn: &mut DbConn, thumbprint: &str) -> Result<Option<CertVersion>, DbError> {
     Ok(certificates::table

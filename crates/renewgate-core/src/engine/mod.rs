@@ -58,6 +58,8 @@ pub struct Engine {
     /// The connection the renewals' write transactions run on (SQLite file databases; see
     /// `db::WriterConn`). None until the serving process opens it.
     pub writer: crate::db::WriterConn,
+    /// The versions this engine committed lately (`lookup::RecentVersions`).
+    pub recent_versions: lookup::RecentVersions,
 }
 
 impl Engine {
@@ -112,6 +114,7 @@ impl Engine {
             audit_writer: Default::default(),
             completions: Default::default(),
             writer: Default::default(),
+            recent_versions: Default::default(),
         })
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use chrono::SubsecRound;
 use diesel::prelude::*;
 use openssl::pkey::{PKey, Private, Public};
 use openssl::x509::X509Name;
@@ -16,7 +17,7 @@ use super::inventory::{self, KEY_PURPOSE};
 use super::renew::IssuePayload;
 use crate::ca::SanSet;
 use crate::ca::issuer::{IssueError, IssueInput, IssuerKind, JobProgress};
-use crate::db::models::{Job, NewCertVersion};
+use crate::db::models::{CertVersion, Job, NewCertVersion};
 use crate::db::schema::{cert_objects, certificate_info, certificates, jobs};
 use crate::db::{DbConn, Prepared, WriterConn, new_guid, now, write_tx};
 use crate::vocab::{JobState, ObjectState};
@@ -219,7 +220,7 @@ impl JobProgress for JobIssuerState<'_> {
                 .filter(jobs::state.eq(JobState::Running)),
         )
         .set(jobs::issuer_state.eq(Some(state)))
-        .execute(&mut c)
+        .execute(&mut **c)
         .map_err(|e| lost(e.to_string()))?;
         if n != 1 {
             return Err(lost("the job's lease was lost".into()));
@@ -311,8 +312,10 @@ impl Engine {
             Ok(issued) => {
                 let leaf = issued.leaf.clone();
                 match self.complete(conn, job, owner, issued)? {
-                    Some(cert_id) => {
+                    Some(version) => {
+                        let cert_id = version.id;
                         super::inventory::remember_issued(cert_id, &leaf);
+                        self.recent_versions.remember(version);
                         let latency = (now() - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
                         crate::metrics::METRICS.issuance.observe(crate::metrics::seconds(latency));
                         crate::metrics::METRICS.issuance_job("issued");
@@ -416,7 +419,7 @@ impl Engine {
                         .filter(jobs::state.eq(JobState::Running)),
                 )
                 .set(jobs::lease_until.eq(until))
-                .execute(&mut c);
+                .execute(&mut **c);
             }
         }
     }
@@ -589,22 +592,33 @@ impl Engine {
         if !leaf_key.public_eq(&public_key) {
             return Err(JobFailure::permanent(format!("CA {name} returned a certificate for another key")));
         }
+        let der = leaf.to_der().map_err(crypto)?;
         Ok(IssuedCert {
-            der: leaf.to_der().map_err(crypto)?,
+            row: CertVersion {
+                // Given by the insert.
+                id: 0,
+                guid: new_guid(),
+                object_id: job.object_id,
+                issuer_ca_id: issued.ca_id,
+                thumbprint: crate::ca::thumbprint(&der),
+                der,
+                chain_pem,
+                serial: crate::ca::serial_hex(&leaf),
+                common_name: crate::ca::common_name(leaf.subject_name()),
+                issuer_dn: crate::ca::name_to_string(leaf.issuer_name()),
+                not_before: crate::ca::asn1_to_naive(leaf.not_before()),
+                not_after: crate::ca::asn1_to_naive(leaf.not_after()),
+                // Computed at acceptance for a CSR's key (the leaf's key was just checked to be it).
+                public_key_sha256: p
+                    .public_key_sha256
+                    .clone()
+                    .unwrap_or_else(|| crate::ca::public_key_fingerprint(&public_key)),
+                key_enc,
+                job_id: Some(job.id),
+                // At the precision both databases keep: the row read back equals this copy.
+                created_at: now().trunc_subsecs(6),
+            },
             names: super::inventory::names_of_cert(&leaf),
-            chain_pem,
-            serial: crate::ca::serial_hex(&leaf),
-            common_name: crate::ca::common_name(leaf.subject_name()),
-            issuer_dn: crate::ca::name_to_string(leaf.issuer_name()),
-            not_before: crate::ca::asn1_to_naive(leaf.not_before()),
-            not_after: crate::ca::asn1_to_naive(leaf.not_after()),
-            // Computed at acceptance for a CSR's key (the leaf's key was just checked to be it).
-            public_key_sha256: p
-                .public_key_sha256
-                .clone()
-                .unwrap_or_else(|| crate::ca::public_key_fingerprint(&public_key)),
-            key_enc,
-            ca_id: issued.ca_id,
             ca_name: name,
             template: p.template.clone(),
             metadata: p.metadata.clone(),
@@ -671,8 +685,9 @@ impl Engine {
         job: &Job,
         owner: &str,
         c: IssuedCert,
-    ) -> Result<Option<i64>, diesel::result::Error> {
+    ) -> Result<Option<CertVersion>, diesel::result::Error> {
         let lost = |m: &str| diesel::result::Error::QueryBuilderError(m.to_string().into());
+        let row = c.row.clone();
         let group = &self.completions;
         let mut st = group.state.lock().unwrap_or_else(|e| e.into_inner());
         let ticket = st.next_ticket;
@@ -680,7 +695,7 @@ impl Engine {
         st.waiting.push(Completion { ticket, job: job.clone(), owner: owner.to_string(), issued: c });
         loop {
             if let Some(r) = st.done.remove(&ticket) {
-                return r.map_err(|m| lost(&m));
+                return r.map(|id| id.map(|id| CertVersion { id, ..row })).map_err(|m| lost(&m));
             }
             if !st.committing {
                 st.committing = true;
@@ -815,26 +830,26 @@ fn is_jobs_certificate(e: &diesel::result::Error) -> bool {
 /// fails with [`LeaseLost`] so that its transaction or savepoint undoes the insert; the group
 /// commit reads that failure as "not ours" (`Ok(None)`).
 fn complete_in(tx: &mut DbConn, job: &Job, owner: &str, c: &IssuedCert) -> Result<Option<i64>, diesel::result::Error> {
-    let ts = now();
-    let guid = new_guid();
+    let ts = c.row.created_at;
+    let row = &c.row;
     // The statements of a completion run on the concrete connection (`on_backend`): a
     // completion holds the SQLite writer lock.
     let cert_id: i64 = crate::on_backend!(tx, |tx| Prepared(
         diesel::insert_into(certificates::table)
             .values(NewCertVersion {
-                guid: &guid,
+                guid: &row.guid,
                 object_id: job.object_id,
-                issuer_ca_id: c.ca_id,
-                der: &c.der,
-                chain_pem: &c.chain_pem,
-                serial: &c.serial,
-                thumbprint: &crate::ca::thumbprint(&c.der),
-                common_name: &c.common_name,
-                issuer_dn: &c.issuer_dn,
-                not_before: c.not_before,
-                not_after: c.not_after,
-                public_key_sha256: &c.public_key_sha256,
-                key_enc: c.key_enc.as_deref(),
+                issuer_ca_id: row.issuer_ca_id,
+                der: &row.der,
+                chain_pem: &row.chain_pem,
+                serial: &row.serial,
+                thumbprint: &row.thumbprint,
+                common_name: &row.common_name,
+                issuer_dn: &row.issuer_dn,
+                not_before: row.not_before,
+                not_after: row.not_after,
+                public_key_sha256: &row.public_key_sha256,
+                key_enc: row.key_enc.as_deref(),
                 job_id: Some(job.id),
                 created_at: ts,
             })
@@ -1249,18 +1264,10 @@ fn audit_failed_renewal(tx: &mut DbConn, job: &Job, message: &str) -> Result<(),
 
 pub struct IssuedCert {
     leaf: openssl::x509::X509,
-    der: Vec<u8>,
+    /// The certificate's row as it is inserted (`id` is the database's).
+    row: CertVersion,
     /// The names recorded for search (`inventory::names_of_cert`).
     names: Vec<String>,
-    chain_pem: String,
-    serial: String,
-    common_name: String,
-    issuer_dn: String,
-    not_before: chrono::NaiveDateTime,
-    not_after: chrono::NaiveDateTime,
-    public_key_sha256: String,
-    key_enc: Option<Vec<u8>>,
-    ca_id: Option<i64>,
     ca_name: String,
     template: Option<String>,
     metadata: Option<std::collections::BTreeMap<String, String>>,
@@ -1314,6 +1321,21 @@ mod tests {
     }
 
     #[test]
+    fn a_completed_version_is_kept_exactly_as_the_database_has_it() {
+        let e = engine();
+        let mut c = e.pool.get().expect("connection");
+        let g = issued(&e, &mut c, "kept.example.com", 1);
+        let (job, issued) = (g.job.clone(), g.issued);
+        let version = e.complete(&mut c, &job, "queue-test", issued).expect("complete").expect("ours");
+        e.recent_versions.remember(version.clone());
+        let stored = super::super::lookup::version(&mut c, version.id).expect("stored");
+        assert_eq!(format!("{stored:?}"), format!("{version:?}"));
+        let kept = e.recent_versions.kept(version.id).expect("kept");
+        assert_eq!(format!("{kept:?}"), format!("{stored:?}"));
+        assert!(e.recent_versions.kept(version.id + 1).is_none());
+    }
+
+    #[test]
     fn a_failed_completion_leaves_the_rest_of_its_group_committed() {
         let e = engine();
         let mut c = e.pool.get().expect("connection");
@@ -1331,9 +1353,9 @@ mod tests {
         assert!(matches!(results[2], Ok(Some(_))), "{:?}", results[2]);
         // b's job is untouched (still running under its lease, to be run again); the others are done.
         assert_eq!(job_state(&mut c, b_id), (JobState::Running, None));
-        let done: i64 = jobs::table.filter(jobs::state.eq(JobState::Done)).count().get_result(&mut c).expect("count");
+        let done: i64 = jobs::table.filter(jobs::state.eq(JobState::Done)).count().get_result(&mut **c).expect("count");
         assert_eq!(done, 2);
-        let certs: i64 = certificates::table.count().get_result(&mut c).expect("count");
+        let certs: i64 = certificates::table.count().get_result(&mut **c).expect("count");
         assert_eq!(certs, 2);
     }
 
@@ -1351,7 +1373,7 @@ mod tests {
         // A completion whose lease is gone (already completed) writes nothing and fails nothing.
         let again = commit_group(&WriterConn::default(), &mut c, &group[..1]);
         assert_eq!(again, vec![Ok(None)]);
-        let certs: i64 = certificates::table.count().get_result(&mut c).expect("count");
+        let certs: i64 = certificates::table.count().get_result(&mut **c).expect("count");
         assert_eq!(certs, 3);
     }
 
@@ -1375,7 +1397,7 @@ mod tests {
         assert_eq!(job_state(&mut c, a_id).0, JobState::Done);
         assert_eq!(job_state(&mut c, b_id).0, JobState::Done);
         // The lost completion's certificate was inserted before its job was found taken, and undone.
-        let certs: i64 = certificates::table.count().get_result(&mut c).expect("count");
+        let certs: i64 = certificates::table.count().get_result(&mut **c).expect("count");
         assert_eq!(certs, 3);
     }
 }
