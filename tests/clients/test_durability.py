@@ -4,10 +4,11 @@ import threading
 import time
 import uuid
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from rg_helpers import (cert_pem, db_rows, db_scalar, key_pem, make_ca, make_leaf, public_key_der, renew,
-                        request_service, retrieve, retrieved_certs, wait_retrieve)
+from rg_helpers import (cert_pem, db_rows, db_scalar, key_pem, make_ca, make_csr, make_leaf, public_key_der, renew,
+                        request_csr, request_service, retrieve, retrieved_certs, wait_retrieve)
 
 ROOT = "\\VED\\Policy"
 
@@ -196,3 +197,28 @@ def test_kill_9_under_load_at_1000_accepted_renewals(gateway_factory, tmp_path):
     linked = db_scalar(resumed, f"SELECT COUNT(*) FROM jobs j JOIN certificates c ON c.id = j.result_cert_id "
                                 f"AND c.job_id = j.id WHERE j.object_id IN ({ids})")
     assert linked == str(n), f"{linked} of {n} jobs point at the certificate they produced"
+
+
+def test_connections_the_postgresql_server_cut_are_replaced(backend, gateway_factory):
+    """A pooled PostgreSQL connection used within the last 500 ms is handed out without a `SELECT 1`
+    first; one idle longer is tested and, when the server has cut it, replaced. Every server-side
+    connection of the gateway is terminated; after a pause, requests and a renewal still succeed."""
+    if backend != "postgres":
+        pytest.skip("PostgreSQL only: a SQLite connection is a file handle no server can cut")
+    gw = gateway_factory()
+    s = gw.session()
+    cn = f"cut-{uuid.uuid4().hex[:6]}.example.com"
+    _, csr, dn = request_csr(s, ROOT, cn, dns=[cn])
+    first = retrieved_certs(wait_retrieve(s, dn))[0]
+    cut = gw.database.query(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            f"WHERE datname = '{gw.database.name}' AND pid <> pg_backend_pid()")
+    assert int(cut) >= 1, cut
+    time.sleep(1.0)
+    for _ in range(20):
+        r = retrieve(s, dn)
+        assert r.status_code == 200, r.text
+    _, csr2 = make_csr(cn, dns=[cn])
+    r = renew(s, dn, PKCS10=csr2, WorkToDoTimeout=30)
+    assert r.status_code == 200, r.text
+    assert retrieved_certs(r)[0].serial_number != first.serial_number
+    assert_queue_consistent(gw, [dn], 2)

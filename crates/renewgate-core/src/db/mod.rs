@@ -48,12 +48,34 @@ macro_rules! on_backend {
 pub type Pool = r2d2::Pool<ConnectionManager>;
 pub type PooledConn = r2d2::PooledConnection<ConnectionManager>;
 
-/// A pooled connection: the connection, and when it was last handed back to the pool.
+/// A pooled connection: the connection, when it was last handed back to the pool, and (on
+/// PostgreSQL) whether a statement found it closed.
 ///
 /// Derefs to [`DbConn`], so a checked-out connection is used as one.
 pub struct PoolConn {
     conn: DbConn,
     returned: Option<std::time::Instant>,
+    lost: Option<LostConnection>,
+}
+
+/// Set when a statement on the PostgreSQL connection it watches fails because the connection is
+/// closed (a server restart, an administrator's `pg_terminate_backend`). The pool then drops the
+/// connection as it comes back, instead of handing it out again within `ALIVE_BYPASS`.
+#[derive(Clone, Default)]
+struct LostConnection(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl diesel::connection::Instrumentation for LostConnection {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        use diesel::result::{DatabaseErrorKind, Error};
+        if let diesel::connection::InstrumentationEvent::FinishQuery {
+            error:
+                Some(Error::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _)),
+            ..
+        } = event
+        {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 impl std::ops::Deref for PoolConn {
@@ -150,7 +172,16 @@ impl r2d2::ManageConnection for ConnectionManager {
     type Error = DbError;
 
     fn connect(&self) -> Result<PoolConn, DbError> {
-        Ok(PoolConn { conn: establish(&self.url)?, returned: None })
+        let mut conn = establish(&self.url)?;
+        let lost = match &mut conn {
+            DbConn::Postgresql(pg) => {
+                let lost = LostConnection::default();
+                pg.set_instrumentation(lost.clone());
+                Some(lost)
+            }
+            DbConn::Sqlite(_) => None,
+        };
+        Ok(PoolConn { conn, returned: None, lost })
     }
 
     fn is_valid(&self, conn: &mut PoolConn) -> Result<(), DbError> {
@@ -160,10 +191,11 @@ impl r2d2::ManageConnection for ConnectionManager {
         conn.conn.batch_execute("SELECT 1").map_err(DbError::Query)
     }
 
-    /// Called as the connection goes back to the pool: notes when, for `is_valid`.
+    /// Called as the connection goes back to the pool: notes when, for `is_valid`; a connection a
+    /// statement found closed is dropped.
     fn has_broken(&self, conn: &mut PoolConn) -> bool {
         conn.returned = Some(std::time::Instant::now());
-        false
+        conn.lost.as_ref().is_some_and(|l| l.0.load(std::sync::atomic::Ordering::Relaxed))
     }
 }
 

@@ -830,6 +830,40 @@ fn is_jobs_certificate(e: &diesel::result::Error) -> bool {
 /// fails with [`LeaseLost`] so that its transaction or savepoint undoes the insert; the group
 /// commit reads that failure as "not ours" (`Ok(None)`).
 fn complete_in(tx: &mut DbConn, job: &Job, owner: &str, c: &IssuedCert) -> Result<Option<i64>, diesel::result::Error> {
+    let metadata = serde_json::to_string(&c.metadata.clone().unwrap_or_default()).unwrap_or_default();
+    let cert_id = match tx {
+        DbConn::Postgresql(pg) => {
+            let statement = CompletionOnPostgres { job, owner, c, metadata: &metadata };
+            let (cert_id, closed): (i64, i64) =
+                statement.get_result(pg).map_err(|e| if is_jobs_certificate(&e) { lease_lost() } else { e })?;
+            if closed != 1 {
+                return Err(lease_lost());
+            }
+            cert_id
+        }
+        DbConn::Sqlite(_) => complete_row_by_row(tx, job, owner, c, &metadata)?,
+    };
+    // Store pushes are scheduled in the same transaction that makes the certificate current,
+    // each into the entry an earlier version of the object occupies in that store.
+    for sid in &c.store_ids {
+        let alias = crate::engine::stores::alias_of_object_in_store(tx, job.object_id, *sid)
+            .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+        crate::engine::stores::schedule(tx, &[*sid], cert_id, "add", alias.as_deref(), true)?;
+    }
+    if let Some(order) = c.acme_order {
+        crate::acme::db::orders::set_order_issued(tx, order, job.id, cert_id)?;
+    }
+    Ok(Some(cert_id))
+}
+
+/// `complete_in`'s rows, one statement each (SQLite: in-process, a statement costs no round trip).
+fn complete_row_by_row(
+    tx: &mut DbConn,
+    job: &Job,
+    owner: &str,
+    c: &IssuedCert,
+    metadata: &str,
+) -> Result<i64, diesel::result::Error> {
     let ts = c.row.created_at;
     let row = &c.row;
     // The statements of a completion run on the concrete connection (`on_backend`): a
@@ -888,29 +922,117 @@ fn complete_in(tx: &mut DbConn, job: &Job, owner: &str, c: &IssuedCert) -> Resul
             .returning(cert_objects::id),
     )
     .write(tx))?;
-    let metadata = serde_json::to_string(&c.metadata.clone().unwrap_or_default()).unwrap_or_default();
     crate::on_backend!(tx, |tx| Prepared(
         diesel::insert_into(certificate_info::table)
             .values((
                 certificate_info::certificate_id.eq(cert_id),
                 certificate_info::template.eq(&c.template),
                 certificate_info::ca_name.eq(&c.ca_name),
-                certificate_info::metadata.eq(&metadata),
+                certificate_info::metadata.eq(metadata),
             ))
             .returning(certificate_info::certificate_id)
     )
     .write(tx))?;
-    // Store pushes are scheduled in the same transaction that makes the certificate current,
-    // each into the entry an earlier version of the object occupies in that store.
-    for sid in &c.store_ids {
-        let alias = crate::engine::stores::alias_of_object_in_store(tx, job.object_id, *sid)
-            .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
-        crate::engine::stores::schedule(tx, &[*sid], cert_id, "add", alias.as_deref(), true)?;
+    Ok(cert_id)
+}
+
+/// On PostgreSQL, `complete_row_by_row`'s five writes as one statement: the certificate, the
+/// job closed with it (only while `owner` holds the lease), its names, the object made current
+/// and the issue details. Each would be a round trip of its own, and a completion group runs
+/// them one after another. Answers the certificate's id and how many jobs it closed (1, or 0
+/// when the lease was lost: the caller then rolls the whole statement back).
+///
+/// A statement of its own type with a fixed text (the names travel as one array), so diesel
+/// keeps it prepared by its type.
+struct CompletionOnPostgres<'a> {
+    job: &'a Job,
+    owner: &'a str,
+    c: &'a IssuedCert,
+    metadata: &'a str,
+}
+
+impl diesel::query_builder::QueryId for CompletionOnPostgres<'_> {
+    type QueryId = CompletionOnPostgres<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for CompletionOnPostgres<'_> {
+    type SqlType = (diesel::sql_types::BigInt, diesel::sql_types::BigInt);
+}
+
+impl RunQueryDsl<diesel::PgConnection> for CompletionOnPostgres<'_> {}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CompletionOnPostgres<'_> {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Binary, Nullable, Text, Timestamp};
+        let (row, job) = (&self.c.row, self.job);
+        out.push_sql(
+            "WITH c AS (INSERT INTO certificates (guid, object_id, issuer_ca_id, der, chain_pem, serial, \
+             thumbprint, common_name, issuer_dn, not_before, not_after, public_key_sha256, key_enc, job_id, \
+             created_at) VALUES (",
+        );
+        out.push_bind_param::<Text, _>(&row.guid)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&job.object_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<BigInt>, _>(&row.issuer_ca_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Binary, _>(&row.der)?;
+        for text in [&row.chain_pem, &row.serial, &row.thumbprint, &row.common_name, &row.issuer_dn] {
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(text)?;
+        }
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&row.not_before)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&row.not_after)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&row.public_key_sha256)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Binary>, _>(&row.key_enc)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&job.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&row.created_at)?;
+        out.push_sql(
+            ") RETURNING id), \
+             j AS (UPDATE jobs SET state = 'done', error = NULL, key_enc = NULL, \
+             result_cert_id = (SELECT id FROM c), updated_at = ",
+        );
+        out.push_bind_param::<Timestamp, _>(&row.created_at)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<BigInt, _>(&job.id)?;
+        out.push_sql(" AND lease_owner = ");
+        out.push_bind_param::<Text, _>(&self.owner)?;
+        out.push_sql(
+            " AND state = 'running' RETURNING id), \
+             n AS (INSERT INTO certificate_names (certificate_id, object_id, name) SELECT c.id, ",
+        );
+        out.push_bind_param::<BigInt, _>(&job.object_id)?;
+        out.push_sql(", name FROM c, UNNEST(");
+        out.push_bind_param::<Array<Text>, _>(&self.c.names)?;
+        out.push_sql(
+            "::text[]) AS name), \
+             o AS (UPDATE cert_objects SET current_cert_id = (SELECT id FROM c), state = 'active', \
+             pending_job_id = NULL, last_error = NULL, updated_at = ",
+        );
+        out.push_bind_param::<Timestamp, _>(&row.created_at)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<BigInt, _>(&job.object_id)?;
+        out.push_sql(" AND pending_job_id = ");
+        out.push_bind_param::<BigInt, _>(&job.id)?;
+        out.push_sql(
+            " RETURNING id), \
+             i AS (INSERT INTO certificate_info (certificate_id, template, ca_name, metadata) SELECT id, ",
+        );
+        out.push_bind_param::<Nullable<Text>, _>(&self.c.template)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.c.ca_name)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.metadata)?;
+        out.push_sql(" FROM c) SELECT (SELECT id FROM c), (SELECT count(*) FROM j)");
+        Ok(())
     }
-    if let Some(order) = c.acme_order {
-        crate::acme::db::orders::set_order_issued(tx, order, job.id, cert_id)?;
-    }
-    Ok(Some(cert_id))
 }
 
 impl Engine {
