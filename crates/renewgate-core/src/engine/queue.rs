@@ -1361,6 +1361,139 @@ pub fn insert_job_leased(
     })
 }
 
+/// On PostgreSQL, a renewal's enqueue as one statement, outside any transaction (a statement is
+/// atomic on its own): the object is marked processing, while still as the renewal read it
+/// (`seen`) and not already processing, and only then its job inserted (leased to the request
+/// when `lease`) and the request's CSR stored beside it. In a transaction these are five round
+/// trips (BEGIN, three statements, COMMIT). `Ok(None)` when the object changed or is being
+/// renewed: nothing was written. Otherwise the job's id and the time written.
+pub fn enqueue_renewal_at_once(
+    pg: &mut diesel::PgConnection,
+    object_id: i64,
+    seen: chrono::NaiveDateTime,
+    payload: &str,
+    lease: Option<&InlineLease>,
+    csr_der: Option<&[u8]>,
+) -> Result<Option<(i64, chrono::NaiveDateTime)>, diesel::result::Error> {
+    let ts = now().trunc_subsecs(6);
+    let guid = new_guid();
+    let statement = RenewalEnqueueOnPostgres {
+        object_id,
+        seen,
+        ts,
+        guid: &guid,
+        payload,
+        state: if lease.is_some() { JobState::Running } else { JobState::Queued },
+        attempts: if lease.is_some() { 1 } else { 0 },
+        lease_owner: lease.map(|l| l.owner.as_str()),
+        lease_until: lease.map(|l| ts + chrono::Duration::seconds(l.lease_secs)),
+        csr_der,
+    };
+    let (state, attempts, lease_until) = (statement.state, statement.attempts, statement.lease_until);
+    let Some(id) = statement.load::<i64>(pg)?.first().copied() else { return Ok(None) };
+    if let Some(l) = lease {
+        // The row as inserted, for `run_leased` (as `insert_job_leased` keeps it).
+        *l.inserted.lock().unwrap_or_else(|e| e.into_inner()) = Some(Job {
+            id,
+            guid,
+            kind: KIND_ISSUE.to_string(),
+            object_id,
+            payload: payload.to_string(),
+            state,
+            attempts,
+            run_after: ts,
+            lease_owner: lease.map(|l| l.owner.clone()),
+            lease_until,
+            result_cert_id: None,
+            error: None,
+            created_at: ts,
+            updated_at: ts,
+            issuer_state: None,
+            key_enc: None,
+        });
+    }
+    Ok(Some((id, ts)))
+}
+
+/// The statement of [`enqueue_renewal_at_once`], of its own type with a fixed text, so that
+/// diesel keeps it prepared by its type. The job's id is drawn from its sequence by the update
+/// that claims the object, so nothing is inserted when the object is not claimed.
+struct RenewalEnqueueOnPostgres<'a> {
+    object_id: i64,
+    seen: chrono::NaiveDateTime,
+    ts: chrono::NaiveDateTime,
+    guid: &'a str,
+    payload: &'a str,
+    state: JobState,
+    attempts: i32,
+    lease_owner: Option<&'a str>,
+    lease_until: Option<chrono::NaiveDateTime>,
+    csr_der: Option<&'a [u8]>,
+}
+
+impl diesel::query_builder::QueryId for RenewalEnqueueOnPostgres<'_> {
+    type QueryId = RenewalEnqueueOnPostgres<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for RenewalEnqueueOnPostgres<'_> {
+    type SqlType = diesel::sql_types::BigInt;
+}
+
+impl RunQueryDsl<diesel::PgConnection> for RenewalEnqueueOnPostgres<'_> {}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RenewalEnqueueOnPostgres<'_> {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text, Timestamp};
+        out.push_sql(
+            "WITH o AS (UPDATE cert_objects SET state = 'processing', \
+             pending_job_id = nextval(pg_get_serial_sequence('jobs', 'id')), last_error = NULL, updated_at = ",
+        );
+        out.push_bind_param::<Timestamp, _>(&self.ts)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<BigInt, _>(&self.object_id)?;
+        out.push_sql(" AND state <> 'processing' AND updated_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.seen)?;
+        out.push_sql(
+            " RETURNING pending_job_id), \
+             j AS (INSERT INTO jobs (id, guid, kind, object_id, payload, state, attempts, run_after, created_at, \
+             updated_at, lease_owner, lease_until) SELECT pending_job_id, ",
+        );
+        out.push_bind_param::<Text, _>(&self.guid)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&KIND_ISSUE)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.object_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.payload)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.state)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Integer, _>(&self.attempts)?;
+        for _ in 0..3 {
+            out.push_sql(", ");
+            out.push_bind_param::<Timestamp, _>(&self.ts)?;
+        }
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.lease_owner)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Timestamp>, _>(&self.lease_until)?;
+        out.push_sql(
+            " FROM o RETURNING id), \
+             c AS (INSERT INTO csrs (object_id, job_id, der, created_at) SELECT ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.object_id)?;
+        out.push_sql(", id, ");
+        out.push_bind_param::<Nullable<Binary>, _>(&self.csr_der)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.ts)?;
+        out.push_sql(" FROM j WHERE ");
+        out.push_bind_param::<Nullable<Binary>, _>(&self.csr_der)?;
+        out.push_sql("::bytea IS NOT NULL) SELECT id FROM j");
+        Ok(())
+    }
+}
+
 /// A renewal accepted earlier whose issuance failed for good: the audit trail says so (its
 /// acceptance was recorded as a success by whoever asked for it).
 fn audit_failed_renewal(tx: &mut DbConn, job: &Job, message: &str) -> Result<(), diesel::result::Error> {

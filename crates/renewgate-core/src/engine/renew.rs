@@ -687,7 +687,17 @@ impl Engine {
             }
             Ok::<_, RenewError>(stored)
         };
-        let optimistic = self.writer.write_tx(conn, |c| store(c, plan, Some(seen)));
+        let at_once = match conn {
+            DbConn::Postgresql(pg) if with_enqueue.is_none() && !(req.reenable && plan.obj.disabled) => {
+                Self::store_renewal_at_once(pg, &plan, req, &here, seen)
+            }
+            _ => Ok(None),
+        };
+        let optimistic = match at_once {
+            Ok(Some(stored)) => Ok(stored),
+            Err(e) => Err(e),
+            Ok(None) => self.writer.write_tx(conn, |c| store(c, plan, Some(seen))),
+        };
         let (accepted, leased) = match optimistic {
             Err(RenewError::AlreadyProcessing(_)) => self.writer.write_tx(conn, |c| {
                 let plan = self.plan_renewal(c, req, None, &here)?;
@@ -813,6 +823,46 @@ impl Engine {
         obj.last_error = None;
         obj.updated_at = ts;
         Ok((Accepted { object: obj, job_id, inline: None }, lease.is_some()))
+    }
+
+    /// `store_renewal` of an unchanged object as one PostgreSQL statement, in no transaction
+    /// (`queue::enqueue_renewal_at_once`): for a renewal with nothing else to write beside its
+    /// job (no caller's writes, no re-enabling). `AlreadyProcessing` when the object changed since
+    /// the plan read it, or is being renewed: nothing was written, and the caller runs the
+    /// renewal again in a transaction. `None` when the statement failed (nothing was written
+    /// either): the caller stores the plan step by step, whose failure names the step in the
+    /// vendor's words (a job, or a manual CSR, that could not be written).
+    fn store_renewal_at_once(
+        pg: &mut diesel::PgConnection,
+        plan: &PlannedRenewal,
+        req: &RenewRequest,
+        here: &Option<InlineRun>,
+        seen: chrono::NaiveDateTime,
+    ) -> Result<Option<(Accepted, bool)>, RenewError> {
+        let lease = here.as_ref().filter(|_| plan.leased).map(|run| &run.lease);
+        let csr = req.csr.as_ref().map(|c| c.der());
+        let (job_id, ts) = match super::queue::enqueue_renewal_at_once(
+            pg,
+            plan.obj.id,
+            seen,
+            &plan.payload_json,
+            lease,
+            csr,
+        ) {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Err(RenewError::AlreadyProcessing(plan.obj.dn.clone())),
+            Err(e) => {
+                tracing::debug!(error = %e, object = plan.obj.id, "one-statement enqueue failed; storing step by step");
+                return Ok(None);
+            }
+        };
+        let mut obj = plan.obj.clone();
+        // The object as the statement leaves it, as `store_renewal` gives it.
+        obj.state = ObjectState::Processing;
+        obj.pending_job_id = Some(job_id);
+        obj.last_error = None;
+        obj.updated_at = ts;
+        Ok(Some((Accepted { object: obj, job_id, inline: None }, lease.is_some())))
     }
 
     /// Keyfactor's renewal: no CSR. An object whose key the gateway holds gets a new key of the
