@@ -936,6 +936,19 @@ fn complete_row_by_row(
     Ok(cert_id)
 }
 
+/// `, $n` with `value` bound to it: the next item of a list in a statement built by hand.
+fn comma_bind<'b, ST, U>(
+    out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    value: &'b U,
+) -> QueryResult<()>
+where
+    diesel::pg::Pg: diesel::sql_types::HasSqlType<ST>,
+    U: diesel::serialize::ToSql<ST, diesel::pg::Pg>,
+{
+    out.push_sql(", ");
+    out.push_bind_param::<ST, U>(value)
+}
+
 /// On PostgreSQL, `complete_row_by_row`'s five writes as one statement: the certificate, the
 /// job closed with it (only while `owner` holds the lease), its names, the object made current
 /// and the issue details. Each would be a round trip of its own, and a completion group runs
@@ -972,28 +985,18 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CompletionOnPostgr
              created_at) VALUES (",
         );
         out.push_bind_param::<Text, _>(&row.guid)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&job.object_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<BigInt>, _>(&row.issuer_ca_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Binary, _>(&row.der)?;
+        comma_bind::<BigInt, _>(&mut out, &job.object_id)?;
+        comma_bind::<Nullable<BigInt>, _>(&mut out, &row.issuer_ca_id)?;
+        comma_bind::<Binary, _>(&mut out, &row.der)?;
         for text in [&row.chain_pem, &row.serial, &row.thumbprint, &row.common_name, &row.issuer_dn] {
-            out.push_sql(", ");
-            out.push_bind_param::<Text, _>(text)?;
+            comma_bind::<Text, _>(&mut out, text)?;
         }
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamp, _>(&row.not_before)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamp, _>(&row.not_after)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&row.public_key_sha256)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Binary>, _>(&row.key_enc)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&job.id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamp, _>(&row.created_at)?;
+        comma_bind::<Timestamp, _>(&mut out, &row.not_before)?;
+        comma_bind::<Timestamp, _>(&mut out, &row.not_after)?;
+        comma_bind::<Text, _>(&mut out, &row.public_key_sha256)?;
+        comma_bind::<Nullable<Binary>, _>(&mut out, &row.key_enc)?;
+        comma_bind::<BigInt, _>(&mut out, &job.id)?;
+        comma_bind::<Timestamp, _>(&mut out, &row.created_at)?;
         out.push_sql(
             ") RETURNING id), \
              j AS (UPDATE jobs SET state = 'done', error = NULL, key_enc = NULL, \
@@ -1026,10 +1029,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CompletionOnPostgr
              i AS (INSERT INTO certificate_info (certificate_id, template, ca_name, metadata) SELECT id, ",
         );
         out.push_bind_param::<Nullable<Text>, _>(&self.c.template)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&self.c.ca_name)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&self.metadata)?;
+        comma_bind::<Text, _>(&mut out, &self.c.ca_name)?;
+        comma_bind::<Text, _>(&mut out, &self.metadata)?;
         out.push_sql(" FROM c) SELECT (SELECT id FROM c), (SELECT count(*) FROM j)");
         Ok(())
     }
@@ -1460,24 +1461,16 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RenewalEnqueueOnPo
              updated_at, lease_owner, lease_until) SELECT pending_job_id, ",
         );
         out.push_bind_param::<Text, _>(&self.guid)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&KIND_ISSUE)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&self.object_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&self.payload)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&self.state)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Integer, _>(&self.attempts)?;
+        comma_bind::<Text, _>(&mut out, &KIND_ISSUE)?;
+        comma_bind::<BigInt, _>(&mut out, &self.object_id)?;
+        comma_bind::<Text, _>(&mut out, &self.payload)?;
+        comma_bind::<Text, _>(&mut out, &self.state)?;
+        comma_bind::<Integer, _>(&mut out, &self.attempts)?;
         for _ in 0..3 {
-            out.push_sql(", ");
-            out.push_bind_param::<Timestamp, _>(&self.ts)?;
+            comma_bind::<Timestamp, _>(&mut out, &self.ts)?;
         }
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.lease_owner)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Timestamp>, _>(&self.lease_until)?;
+        comma_bind::<Nullable<Text>, _>(&mut out, &self.lease_owner)?;
+        comma_bind::<Nullable<Timestamp>, _>(&mut out, &self.lease_until)?;
         out.push_sql(
             " FROM o RETURNING id), \
              c AS (INSERT INTO csrs (object_id, job_id, der, created_at) SELECT ",
@@ -1485,8 +1478,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RenewalEnqueueOnPo
         out.push_bind_param::<BigInt, _>(&self.object_id)?;
         out.push_sql(", id, ");
         out.push_bind_param::<Nullable<Binary>, _>(&self.csr_der)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamp, _>(&self.ts)?;
+        comma_bind::<Timestamp, _>(&mut out, &self.ts)?;
         out.push_sql(" FROM j WHERE ");
         out.push_bind_param::<Nullable<Binary>, _>(&self.csr_der)?;
         out.push_sql("::bytea IS NOT NULL) SELECT id FROM j");
