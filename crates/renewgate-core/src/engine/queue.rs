@@ -1336,20 +1336,7 @@ pub fn insert_job_leased(
     lease: Option<&InlineLease>,
 ) -> Result<i64, diesel::result::Error> {
     let guid = new_guid();
-    let ts = now();
-    let new_job = crate::db::models::NewJob {
-        guid: &guid,
-        kind,
-        object_id,
-        payload,
-        state: if lease.is_some() { JobState::Running } else { JobState::Queued },
-        attempts: if lease.is_some() { 1 } else { 0 },
-        run_after: ts,
-        created_at: ts,
-        updated_at: ts,
-        lease_owner: lease.map(|l| l.owner.as_str()),
-        lease_until: lease.map(|l| ts + chrono::Duration::seconds(l.lease_secs)),
-    };
+    let new_job = new_job(&guid, kind, object_id, payload, lease, now());
     // Every renewal inserts its job under the SQLite writer lock: on the concrete connection.
     crate::on_backend!(c, |c| Prepared(diesel::insert_into(jobs::table).values(&new_job).returning(jobs::all_columns))
         .get_result::<Job>(c))
@@ -1378,37 +1365,27 @@ pub fn enqueue_renewal_at_once(
 ) -> Result<Option<(i64, chrono::NaiveDateTime)>, diesel::result::Error> {
     let ts = now().trunc_subsecs(6);
     let guid = new_guid();
-    let statement = RenewalEnqueueOnPostgres {
-        object_id,
-        seen,
-        ts,
-        guid: &guid,
-        payload,
-        state: if lease.is_some() { JobState::Running } else { JobState::Queued },
-        attempts: if lease.is_some() { 1 } else { 0 },
-        lease_owner: lease.map(|l| l.owner.as_str()),
-        lease_until: lease.map(|l| ts + chrono::Duration::seconds(l.lease_secs)),
-        csr_der,
+    let job = new_job(&guid, KIND_ISSUE, object_id, payload, lease, ts);
+    let Some(id) = RenewalEnqueueOnPostgres { job: &job, seen, csr_der }.load::<i64>(pg)?.first().copied() else {
+        return Ok(None);
     };
-    let (state, attempts, lease_until) = (statement.state, statement.attempts, statement.lease_until);
-    let Some(id) = statement.load::<i64>(pg)?.first().copied() else { return Ok(None) };
     if let Some(l) = lease {
         // The row as inserted, for `run_leased` (as `insert_job_leased` keeps it).
         *l.inserted.lock().unwrap_or_else(|e| e.into_inner()) = Some(Job {
             id,
-            guid,
-            kind: KIND_ISSUE.to_string(),
+            guid: job.guid.to_string(),
+            kind: job.kind.to_string(),
             object_id,
-            payload: payload.to_string(),
-            state,
-            attempts,
-            run_after: ts,
-            lease_owner: lease.map(|l| l.owner.clone()),
-            lease_until,
+            payload: job.payload.to_string(),
+            state: job.state,
+            attempts: job.attempts,
+            run_after: job.run_after,
+            lease_owner: job.lease_owner.map(str::to_string),
+            lease_until: job.lease_until,
             result_cert_id: None,
             error: None,
-            created_at: ts,
-            updated_at: ts,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
             issuer_state: None,
             key_enc: None,
         });
@@ -1416,19 +1393,36 @@ pub fn enqueue_renewal_at_once(
     Ok(Some((id, ts)))
 }
 
+/// A new job of `kind` due at `ts`: queued, or running under `lease` (its first attempt).
+fn new_job<'a>(
+    guid: &'a str,
+    kind: &'a str,
+    object_id: i64,
+    payload: &'a str,
+    lease: Option<&'a InlineLease>,
+    ts: chrono::NaiveDateTime,
+) -> crate::db::models::NewJob<'a> {
+    crate::db::models::NewJob {
+        guid,
+        kind,
+        object_id,
+        payload,
+        state: if lease.is_some() { JobState::Running } else { JobState::Queued },
+        attempts: if lease.is_some() { 1 } else { 0 },
+        run_after: ts,
+        created_at: ts,
+        updated_at: ts,
+        lease_owner: lease.map(|l| l.owner.as_str()),
+        lease_until: lease.map(|l| ts + chrono::Duration::seconds(l.lease_secs)),
+    }
+}
+
 /// The statement of [`enqueue_renewal_at_once`], of its own type with a fixed text, so that
 /// diesel keeps it prepared by its type. The job's id is drawn from its sequence by the update
 /// that claims the object, so nothing is inserted when the object is not claimed.
 struct RenewalEnqueueOnPostgres<'a> {
-    object_id: i64,
+    job: &'a crate::db::models::NewJob<'a>,
     seen: chrono::NaiveDateTime,
-    ts: chrono::NaiveDateTime,
-    guid: &'a str,
-    payload: &'a str,
-    state: JobState,
-    attempts: i32,
-    lease_owner: Option<&'a str>,
-    lease_until: Option<chrono::NaiveDateTime>,
     csr_der: Option<&'a [u8]>,
 }
 
@@ -1446,13 +1440,14 @@ impl RunQueryDsl<diesel::PgConnection> for RenewalEnqueueOnPostgres<'_> {}
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RenewalEnqueueOnPostgres<'_> {
     fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
         use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text, Timestamp};
+        let job = self.job;
         out.push_sql(
             "WITH o AS (UPDATE cert_objects SET state = 'processing', \
              pending_job_id = nextval(pg_get_serial_sequence('jobs', 'id')), last_error = NULL, updated_at = ",
         );
-        out.push_bind_param::<Timestamp, _>(&self.ts)?;
+        out.push_bind_param::<Timestamp, _>(&job.updated_at)?;
         out.push_sql(" WHERE id = ");
-        out.push_bind_param::<BigInt, _>(&self.object_id)?;
+        out.push_bind_param::<BigInt, _>(&job.object_id)?;
         out.push_sql(" AND state <> 'processing' AND updated_at = ");
         out.push_bind_param::<Timestamp, _>(&self.seen)?;
         out.push_sql(
@@ -1460,25 +1455,25 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RenewalEnqueueOnPo
              j AS (INSERT INTO jobs (id, guid, kind, object_id, payload, state, attempts, run_after, created_at, \
              updated_at, lease_owner, lease_until) SELECT pending_job_id, ",
         );
-        out.push_bind_param::<Text, _>(&self.guid)?;
-        comma_bind::<Text, _>(&mut out, &KIND_ISSUE)?;
-        comma_bind::<BigInt, _>(&mut out, &self.object_id)?;
-        comma_bind::<Text, _>(&mut out, &self.payload)?;
-        comma_bind::<Text, _>(&mut out, &self.state)?;
-        comma_bind::<Integer, _>(&mut out, &self.attempts)?;
-        for _ in 0..3 {
-            comma_bind::<Timestamp, _>(&mut out, &self.ts)?;
-        }
-        comma_bind::<Nullable<Text>, _>(&mut out, &self.lease_owner)?;
-        comma_bind::<Nullable<Timestamp>, _>(&mut out, &self.lease_until)?;
+        out.push_bind_param::<Text, _>(&job.guid)?;
+        comma_bind::<Text, _>(&mut out, &job.kind)?;
+        comma_bind::<BigInt, _>(&mut out, &job.object_id)?;
+        comma_bind::<Text, _>(&mut out, &job.payload)?;
+        comma_bind::<Text, _>(&mut out, &job.state)?;
+        comma_bind::<Integer, _>(&mut out, &job.attempts)?;
+        comma_bind::<Timestamp, _>(&mut out, &job.run_after)?;
+        comma_bind::<Timestamp, _>(&mut out, &job.created_at)?;
+        comma_bind::<Timestamp, _>(&mut out, &job.updated_at)?;
+        comma_bind::<Nullable<Text>, _>(&mut out, &job.lease_owner)?;
+        comma_bind::<Nullable<Timestamp>, _>(&mut out, &job.lease_until)?;
         out.push_sql(
             " FROM o RETURNING id), \
              c AS (INSERT INTO csrs (object_id, job_id, der, created_at) SELECT ",
         );
-        out.push_bind_param::<BigInt, _>(&self.object_id)?;
+        out.push_bind_param::<BigInt, _>(&job.object_id)?;
         out.push_sql(", id, ");
         out.push_bind_param::<Nullable<Binary>, _>(&self.csr_der)?;
-        comma_bind::<Timestamp, _>(&mut out, &self.ts)?;
+        comma_bind::<Timestamp, _>(&mut out, &job.created_at)?;
         out.push_sql(" FROM j WHERE ");
         out.push_bind_param::<Nullable<Binary>, _>(&self.csr_der)?;
         out.push_sql("::bytea IS NOT NULL) SELECT id FROM j");
