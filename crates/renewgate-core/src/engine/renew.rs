@@ -817,12 +817,8 @@ impl Engine {
         if let Some(csr) = &req.csr {
             store_csr(c, obj.id, job_id, csr)?;
         }
-        // The object as the transaction leaves it (enqueue's update), without reading it again.
-        obj.state = ObjectState::Processing;
-        obj.pending_job_id = Some(job_id);
-        obj.last_error = None;
-        obj.updated_at = ts;
-        Ok((Accepted { object: obj, job_id, inline: None }, lease.is_some()))
+        let object = processing_since(obj, job_id, ts);
+        Ok((Accepted { object, job_id, inline: None }, lease.is_some()))
     }
 
     /// `store_renewal` of an unchanged object as one PostgreSQL statement, in no transaction
@@ -856,13 +852,8 @@ impl Engine {
                 return Ok(None);
             }
         };
-        let mut obj = plan.obj.clone();
-        // The object as the statement leaves it, as `store_renewal` gives it.
-        obj.state = ObjectState::Processing;
-        obj.pending_job_id = Some(job_id);
-        obj.last_error = None;
-        obj.updated_at = ts;
-        Ok(Some((Accepted { object: obj, job_id, inline: None }, lease.is_some())))
+        let object = processing_since(plan.obj.clone(), job_id, ts);
+        Ok(Some((Accepted { object, job_id, inline: None }, lease.is_some())))
     }
 
     /// Keyfactor's renewal: no CSR. An object whose key the gateway holds gets a new key of the
@@ -1293,6 +1284,20 @@ fn locked_ca(p: &policy::EffectivePolicy, wanted: &str) -> Result<String, RenewE
         }
         _ => Ok(wanted.to_string()),
     }
+}
+
+/// The object as its enqueue leaves it (processing job `job_id` since `ts`), without reading it
+/// again.
+fn processing_since(
+    mut obj: crate::db::models::CertObject,
+    job_id: i64,
+    ts: chrono::NaiveDateTime,
+) -> crate::db::models::CertObject {
+    obj.state = ObjectState::Processing;
+    obj.pending_job_id = Some(job_id);
+    obj.last_error = None;
+    obj.updated_at = ts;
+    obj
 }
 
 /// Stores a user-provided CSR beside its job (the "manual CSR" of the Venafi messages).
