@@ -185,11 +185,12 @@ pub struct Accepted {
 /// What `plan_keyfactor` read and decided, for `store_keyfactor`.
 struct PlannedKeyfactor {
     obj: CertObject,
-    ca: String,
     payload_json: String,
     stores: Vec<crate::db::models::Store>,
     /// The current certificate's key, which a job run here re-signs.
     resigned_key: Option<openssl::pkey::PKey<openssl::pkey::Public>>,
+    /// The job goes to the request's lease (a built-in CA issues it).
+    leased: bool,
 }
 
 /// An enrollment checked and planned outside the write transaction that stores it.
@@ -689,7 +690,8 @@ impl Engine {
         };
         let at_once = match conn {
             DbConn::Postgresql(pg) if with_enqueue.is_none() && !(req.reenable && plan.obj.disabled) => {
-                Self::store_renewal_at_once(pg, &plan, req, &here, seen)
+                let csr = req.csr.as_ref().map(|c| c.der());
+                Self::store_renewal_at_once(pg, (&plan.obj, &plan.payload_json, plan.leased), csr, &here, seen)
             }
             _ => Ok(None),
         };
@@ -828,31 +830,24 @@ impl Engine {
     /// renewal again in a transaction. `None` when the statement failed (nothing was written
     /// either): the caller stores the plan step by step, whose failure names the step in the
     /// vendor's words (a job, or a manual CSR, that could not be written).
+    /// Keyfactor's renewals take it too (no CSR): `(obj, payload_json, leased)` is either plan's.
     fn store_renewal_at_once(
         pg: &mut diesel::PgConnection,
-        plan: &PlannedRenewal,
-        req: &RenewRequest,
+        (obj, payload_json, leased): (&CertObject, &str, bool),
+        csr: Option<&[u8]>,
         here: &Option<InlineRun>,
         seen: chrono::NaiveDateTime,
     ) -> Result<Option<(Accepted, bool)>, RenewError> {
-        let lease = here.as_ref().filter(|_| plan.leased).map(|run| &run.lease);
-        let csr = req.csr.as_ref().map(|c| c.der());
-        let (job_id, ts) = match super::queue::enqueue_renewal_at_once(
-            pg,
-            plan.obj.id,
-            seen,
-            &plan.payload_json,
-            lease,
-            csr,
-        ) {
+        let lease = here.as_ref().filter(|_| leased).map(|run| &run.lease);
+        let (job_id, ts) = match super::queue::enqueue_renewal_at_once(pg, obj.id, seen, payload_json, lease, csr) {
             Ok(Some(stored)) => stored,
-            Ok(None) => return Err(RenewError::AlreadyProcessing(plan.obj.dn.clone())),
+            Ok(None) => return Err(RenewError::AlreadyProcessing(obj.dn.clone())),
             Err(e) => {
-                tracing::debug!(error = %e, object = plan.obj.id, "one-statement enqueue failed; storing step by step");
+                tracing::debug!(error = %e, object = obj.id, "one-statement enqueue failed; storing step by step");
                 return Ok(None);
             }
         };
-        let object = processing_since(plan.obj.clone(), job_id, ts);
+        let object = processing_since(obj.clone(), job_id, ts);
         Ok(Some((Accepted { object, job_id, inline: None }, lease.is_some())))
     }
 
@@ -886,12 +881,23 @@ impl Engine {
         // As `renew_by`: checked and planned without the writer lock, then stored in a short
         // transaction that first makes sure the object has not changed since it was read; if it
         // has (or is being renewed), the whole renewal runs again inside one transaction.
-        let plan = self.plan_keyfactor(conn, req)?;
+        // On PostgreSQL the store is first tried as one statement, as `renew_by` does.
+        let plan = self.plan_keyfactor(conn, req, &here)?;
         let seen = plan.obj.updated_at;
-        let optimistic = self.writer.write_tx(conn, |c| self.store_keyfactor(c, &plan, &here, Some(seen)));
+        let at_once = match conn {
+            DbConn::Postgresql(pg) => {
+                Self::store_renewal_at_once(pg, (&plan.obj, &plan.payload_json, plan.leased), None, &here, seen)
+            }
+            DbConn::Sqlite(_) => Ok(None),
+        };
+        let optimistic = match at_once {
+            Ok(Some(stored)) => Ok(stored),
+            Err(e) => Err(e),
+            Ok(None) => self.writer.write_tx(conn, |c| self.store_keyfactor(c, &plan, &here, Some(seen))),
+        };
         let ((accepted, leased), plan) = match optimistic {
             Err(RenewError::AlreadyProcessing(_)) => self.writer.write_tx(conn, |c| {
-                let plan = self.plan_keyfactor(c, req)?;
+                let plan = self.plan_keyfactor(c, req, &here)?;
                 let stored = self.store_keyfactor(c, &plan, &here, None)?;
                 Ok::<_, RenewError>((stored, plan))
             })?,
@@ -904,7 +910,12 @@ impl Engine {
     }
 
     /// A Keyfactor renewal's checks and its job's payload: reads only.
-    fn plan_keyfactor(&self, c: &mut DbConn, req: &KeyfactorRenew) -> Result<PlannedKeyfactor, RenewError> {
+    fn plan_keyfactor(
+        &self,
+        c: &mut DbConn,
+        req: &KeyfactorRenew,
+        here: &Option<InlineRun>,
+    ) -> Result<PlannedKeyfactor, RenewError> {
         let mut resigned_key = None;
         let obj = inventory::find_object(c, &req.certificate)?
             .ok_or_else(|| RenewError::DoesNotExist(format!("{:?}", req.certificate)))?;
@@ -986,7 +997,8 @@ impl Engine {
         };
         check_upstream(c, &p, &payload)?;
         let payload_json = serde_json::to_string(&payload).map_err(|e| RenewError::Internal(e.to_string()))?;
-        Ok(PlannedKeyfactor { obj, ca: payload.ca, payload_json, stores, resigned_key })
+        let leased = self.lease_if_builtin(c, here, &payload.ca)?.is_some();
+        Ok(PlannedKeyfactor { obj, payload_json, stores, resigned_key, leased })
     }
 
     /// Stores a planned Keyfactor renewal (inside the caller's write transaction); with
@@ -998,10 +1010,9 @@ impl Engine {
         here: &Option<InlineRun>,
         unchanged_since: Option<chrono::NaiveDateTime>,
     ) -> Result<(Accepted, bool), RenewError> {
-        let lease = self.lease_if_builtin(c, here, &plan.ca)?;
-        let (job_id, _) = enqueue(c, (plan.obj.id, &plan.obj.dn), &plan.payload_json, lease, unchanged_since)?;
-        let object = inventory::find_object(c, &CertRef::ObjectId(plan.obj.id))?
-            .ok_or_else(|| RenewError::Internal("object vanished".into()))?;
+        let lease = here.as_ref().filter(|_| plan.leased).map(|run| &run.lease);
+        let (job_id, ts) = enqueue(c, (plan.obj.id, &plan.obj.dn), &plan.payload_json, lease, unchanged_since)?;
+        let object = processing_since(plan.obj.clone(), job_id, ts);
         Ok((Accepted { object, job_id, inline: None }, lease.is_some()))
     }
 
