@@ -695,11 +695,9 @@ impl Engine {
             }
             _ => Ok(None),
         };
-        let optimistic = match at_once {
-            Ok(Some(stored)) => Ok(stored),
-            Err(e) => Err(e),
-            Ok(None) => self.writer.write_tx(conn, |c| store(c, plan, Some(seen))),
-        };
+        // Not tried, or the statement failed: in a transaction.
+        let optimistic =
+            at_once.transpose().unwrap_or_else(|| self.writer.write_tx(conn, |c| store(c, plan, Some(seen))));
         let (accepted, leased) = match optimistic {
             Err(RenewError::AlreadyProcessing(_)) => self.writer.write_tx(conn, |c| {
                 let plan = self.plan_renewal(c, req, None, &here)?;
@@ -890,11 +888,9 @@ impl Engine {
             }
             DbConn::Sqlite(_) => Ok(None),
         };
-        let optimistic = match at_once {
-            Ok(Some(stored)) => Ok(stored),
-            Err(e) => Err(e),
-            Ok(None) => self.writer.write_tx(conn, |c| self.store_keyfactor(c, &plan, &here, Some(seen))),
-        };
+        let optimistic = at_once
+            .transpose()
+            .unwrap_or_else(|| self.writer.write_tx(conn, |c| self.store_keyfactor(c, &plan, &here, Some(seen))));
         let ((accepted, leased), plan) = match optimistic {
             Err(RenewError::AlreadyProcessing(_)) => self.writer.write_tx(conn, |c| {
                 let plan = self.plan_keyfactor(c, req, &here)?;
