@@ -688,12 +688,11 @@ impl Engine {
             }
             Ok::<_, RenewError>(stored)
         };
-        let at_once = match conn {
-            DbConn::Postgresql(pg) if with_enqueue.is_none() && !(req.reenable && plan.obj.disabled) => {
-                let csr = req.csr.as_ref().map(|c| c.der());
-                Self::store_renewal_at_once(pg, (&plan.obj, &plan.payload_json, plan.leased), csr, &here, seen)
-            }
-            _ => Ok(None),
+        let at_once = if with_enqueue.is_none() && !(req.reenable && plan.obj.disabled) {
+            let csr = req.csr.as_ref().map(|c| c.der());
+            Self::store_renewal_at_once(conn, (&plan.obj, &plan.payload_json, plan.leased), csr, &here, seen)
+        } else {
+            Ok(None)
         };
         // Not tried, or the statement failed: in a transaction.
         let optimistic =
@@ -821,21 +820,23 @@ impl Engine {
         Ok((Accepted { object, job_id, inline: None }, lease.is_some()))
     }
 
-    /// `store_renewal` of an unchanged object as one PostgreSQL statement, in no transaction
+    /// On PostgreSQL, `store_renewal` of an unchanged object as one statement, in no transaction
     /// (`queue::enqueue_renewal_at_once`): for a renewal with nothing else to write beside its
     /// job (no caller's writes, no re-enabling). `AlreadyProcessing` when the object changed since
     /// the plan read it, or is being renewed: nothing was written, and the caller runs the
     /// renewal again in a transaction. `None` when the statement failed (nothing was written
     /// either): the caller stores the plan step by step, whose failure names the step in the
-    /// vendor's words (a job, or a manual CSR, that could not be written).
+    /// vendor's words (a job, or a manual CSR, that could not be written); also `None` on SQLite,
+    /// where each statement is an in-process call and the transaction costs no round trips.
     /// Keyfactor's renewals take it too (no CSR): `(obj, payload_json, leased)` is either plan's.
     fn store_renewal_at_once(
-        pg: &mut diesel::PgConnection,
+        conn: &mut DbConn,
         (obj, payload_json, leased): (&CertObject, &str, bool),
         csr: Option<&[u8]>,
         here: &Option<InlineRun>,
         seen: chrono::NaiveDateTime,
     ) -> Result<Option<(Accepted, bool)>, RenewError> {
+        let DbConn::Postgresql(pg) = conn else { return Ok(None) };
         let lease = here.as_ref().filter(|_| leased).map(|run| &run.lease);
         let (job_id, ts) = match super::queue::enqueue_renewal_at_once(pg, obj.id, seen, payload_json, lease, csr) {
             Ok(Some(stored)) => stored,
@@ -882,12 +883,8 @@ impl Engine {
         // On PostgreSQL the store is first tried as one statement, as `renew_by` does.
         let plan = self.plan_keyfactor(conn, req, &here)?;
         let seen = plan.obj.updated_at;
-        let at_once = match conn {
-            DbConn::Postgresql(pg) => {
-                Self::store_renewal_at_once(pg, (&plan.obj, &plan.payload_json, plan.leased), None, &here, seen)
-            }
-            DbConn::Sqlite(_) => Ok(None),
-        };
+        let at_once =
+            Self::store_renewal_at_once(conn, (&plan.obj, &plan.payload_json, plan.leased), None, &here, seen);
         let optimistic = at_once
             .transpose()
             .unwrap_or_else(|| self.writer.write_tx(conn, |c| self.store_keyfactor(c, &plan, &here, Some(seen))));
