@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db::schema::audit_log;
-use crate::db::{DbConn, new_guid, now};
+use crate::db::{DbConn, new_record_guid, now};
 use crate::vocab::Permission;
 
 /// Audited actions.
@@ -212,7 +212,7 @@ fn record_all<'e>(conn: &mut DbConn, entries: impl Iterator<Item = &'e Entry>) -
          $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[]) \
          WITH ORDINALITY AS e(g, t, ac, an, ta, c, o, d, s, r, n) ORDER BY n",
     )
-    .bind::<Array<Text>, _>(entries.iter().map(|_| new_guid()).collect::<Vec<String>>())
+    .bind::<Array<Text>, _>(entries.iter().map(|_| new_record_guid()).collect::<Vec<String>>())
     .bind::<Array<Timestamp>, _>(vec![at; entries.len()])
     .bind::<Array<Text>, _>(column(|e| &e.actor))
     .bind::<Array<Text>, _>(column(|e| &e.action))
@@ -232,7 +232,7 @@ pub fn record(conn: &mut DbConn, e: &Entry) -> QueryResult<()> {
     crate::on_backend!(conn, |c| crate::db::Prepared(
         diesel::insert_into(audit_log::table)
             .values((
-                audit_log::guid.eq(new_guid()),
+                audit_log::guid.eq(new_record_guid()),
                 audit_log::at.eq(now()),
                 audit_log::actor.eq(&e.actor),
                 audit_log::action.eq(&e.action),

@@ -19,7 +19,7 @@ use crate::ca::SanSet;
 use crate::ca::issuer::{IssueError, IssueInput, IssuerKind, JobProgress};
 use crate::db::models::{CertVersion, Job, NewCertVersion};
 use crate::db::schema::{cert_objects, certificate_info, certificates, jobs};
-use crate::db::{DbConn, Prepared, WriterConn, new_guid, now, write_tx};
+use crate::db::{DbConn, Prepared, WriterConn, new_record_guid, now, write_tx};
 use crate::vocab::{JobState, ObjectState};
 
 /// Wake-ups between request handlers and workers of this process. Other instances are reached
@@ -597,7 +597,7 @@ impl Engine {
             row: CertVersion {
                 // Given by the insert.
                 id: 0,
-                guid: new_guid(),
+                guid: new_record_guid(),
                 object_id: job.object_id,
                 issuer_ca_id: issued.ca_id,
                 thumbprint: crate::ca::thumbprint(&der),
@@ -1335,7 +1335,7 @@ pub fn insert_job_leased(
     payload: &str,
     lease: Option<&InlineLease>,
 ) -> Result<i64, diesel::result::Error> {
-    let guid = new_guid();
+    let guid = new_record_guid();
     let new_job = new_job(&guid, kind, object_id, payload, lease, now());
     // Every renewal inserts its job under the SQLite writer lock: on the concrete connection.
     crate::on_backend!(c, |c| Prepared(diesel::insert_into(jobs::table).values(&new_job).returning(jobs::all_columns))
@@ -1364,7 +1364,7 @@ pub fn enqueue_renewal_at_once(
     csr_der: Option<&[u8]>,
 ) -> Result<Option<(i64, chrono::NaiveDateTime)>, diesel::result::Error> {
     let ts = now().trunc_subsecs(6);
-    let guid = new_guid();
+    let guid = new_record_guid();
     let job = new_job(&guid, KIND_ISSUE, object_id, payload, lease, ts);
     let Some(id) = RenewalEnqueueOnPostgres { job: &job, seen, csr_der }.load::<i64>(pg)?.first().copied() else {
         return Ok(None);

@@ -9,7 +9,7 @@ use crate::auth::FolderAccess;
 use super::RenewError;
 use crate::db::models::{Store, StoreJobRun, StorePushJob};
 use crate::db::schema::{store_job_runs, store_jobs, stores};
-use crate::db::{DbConn, new_guid, now, write_tx};
+use crate::db::{DbConn, new_guid, new_record_guid, now, write_tx};
 use crate::secrets::MasterKey;
 use crate::vocab::{Permission, StoreJobState};
 
@@ -158,7 +158,7 @@ pub fn schedule(
     let mut out = vec![];
     let ts = now();
     for sid in store_ids {
-        let guid = new_guid();
+        let guid = new_record_guid();
         diesel::insert_into(store_jobs::table)
             .values((
                 store_jobs::guid.eq(&guid),
@@ -464,7 +464,7 @@ pub fn alias_of_object_in_store(
 /// `alias`, else under the store's own alias. Returns the job GUID.
 pub fn schedule_remove(conn: &mut DbConn, store: &Store, alias: Option<&str>) -> Result<String, diesel::result::Error> {
     let ts = now();
-    let guid = new_guid();
+    let guid = new_record_guid();
     diesel::insert_into(store_jobs::table)
         .values((
             store_jobs::guid.eq(&guid),
