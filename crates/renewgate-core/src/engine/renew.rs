@@ -16,7 +16,7 @@ use super::validate::{self, PolicyViolation};
 use crate::ca::{KeySpec, SanSet};
 use crate::db::models::{CertObject, NewCertObject, NewCertVersion};
 use crate::db::schema::{cert_objects, certificates, csrs, jobs};
-use crate::db::{DbConn, Prepared, new_guid, now, write_tx};
+use crate::db::{DbConn, Prepared, new_guid, new_record_guid, now, write_tx};
 use crate::vocab::{CsrOrigin, ManagementType, ObjectState};
 
 /// Subject fields given by a caller (service-generated CSRs).
@@ -1208,7 +1208,7 @@ impl Engine {
                     .execute(c)?;
                 let obj_id: i64 =
                     cert_objects::table.filter(cert_objects::guid.eq(&guid)).select(cert_objects::id).first(c)?;
-                let vguid = new_guid();
+                let vguid = new_record_guid();
                 diesel::insert_into(certificates::table)
                     .values(NewCertVersion {
                         guid: &vguid,
